@@ -1,0 +1,92 @@
+// swift-tools-version:6.0
+//
+// smartotp — two-factor login for Linux with a smart OTP card.
+// The targets are the architecture (../shared/ARCHITECTURE.md):
+//
+//   PamSmartOTP → SmartOTPAuth → SmartCard, TokenStore → OTPCore
+//
+// Nothing the PAM module links may import Foundation: the module is loaded into
+// sshd and sudo, where a statically linked Foundation costs 17 MB and millions of
+// instructions per login. Only the CLIs, the benchmarks and the tests use it.
+
+import PackageDescription
+
+/// Link flags of the PAM module, the only shared object this package ships.
+/// - `-static-stdlib`: sshd has no Swift runtime to lend us.
+/// - `-z nodelete`: libpam dlcloses modules, and the Swift runtime cannot be unloaded.
+/// - the version script: only the `pam_sm_*` entry points are visible.
+let moduleLinkFlags: [String] = [
+    "-static-stdlib",
+    "-Xlinker", "-z", "-Xlinker", "nodelete",
+    "-Xlinker", "-z", "-Xlinker", "now",
+    "-Xlinker", "--version-script=\(Context.packageDirectory)/Sources/PamSmartOTP/exports.map",
+]
+
+let package = Package(
+    name: "smartotp",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "pam_smartotp", type: .dynamic, targets: ["PamSmartOTP"]),
+        .executable(name: "smartotp", targets: ["smartotp"]),
+        .executable(name: "smartotp-card", targets: ["smartotp-card"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // One system-library target per C library.
+        .systemLibrary(name: "CLibCrypto", path: "Sources/CLibCrypto"),
+        .systemLibrary(name: "CPAM", path: "Sources/CPAM"),
+        .systemLibrary(name: "CPCSC", path: "Sources/CPCSC"),
+        .systemLibrary(name: "CCrypt", path: "Sources/CCrypt"),
+
+        // The layers the module links (no Foundation).
+        .target(name: "OTPCore", dependencies: ["CLibCrypto"]),
+        .target(name: "SmartCard", dependencies: ["OTPCore", "CPCSC"]),
+        .target(name: "TokenStore", dependencies: ["OTPCore", "CCrypt"]),
+        .target(name: "SmartOTPAuth", dependencies: ["OTPCore", "SmartCard", "TokenStore"]),
+        .target(
+            name: "PamSmartOTP",
+            dependencies: ["SmartOTPAuth", "CPAM"],
+            exclude: ["exports.map"],
+            linkerSettings: [.unsafeFlags(moduleLinkFlags)]
+        ),
+
+        // The virtual card's applet: a library so that tests drive it without a socket.
+        .target(name: "VirtualCard", dependencies: ["OTPCore", "SmartCard"]),
+
+        // Tools.
+        .executableTarget(
+            name: "smartotp",
+            dependencies: [
+                "SmartOTPAuth", "TokenStore", "SmartCard", "OTPCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "smartotp-card",
+            dependencies: [
+                "VirtualCard",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "smartotp-bench",
+            dependencies: ["OTPCore", "TokenStore", "SmartCard"],
+            path: "Benchmarks/smartotp-bench"
+        ),
+        // A plain C program that runs a PAM stack from a private directory with
+        // pam_start_confdir(): the harness of the PAM integration tests.
+        .executableTarget(
+            name: "pam-harness",
+            path: "Tests/Harness/pam-harness",
+            linkerSettings: [.linkedLibrary("pam")]
+        ),
+
+        // Unit tests mirror Sources/.
+        .testTarget(name: "OTPCoreTests", dependencies: ["OTPCore"], exclude: ["Vectors"]),
+        .testTarget(name: "TokenStoreTests", dependencies: ["TokenStore", "OTPCore"]),
+        .testTarget(name: "SmartCardTests", dependencies: ["SmartCard", "VirtualCard", "OTPCore"]),
+        .testTarget(name: "SmartOTPAuthTests", dependencies: ["SmartOTPAuth", "SmartCard", "TokenStore", "OTPCore"]),
+    ]
+)

@@ -1,0 +1,94 @@
+/// Base32 (RFC 4648 §6), the alphabet authenticator apps and otpauth URIs use.
+public enum Base32 {
+    static let alphabet: [UInt8] = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567".utf8)
+
+    /// Encodes bytes; `padding` adds the `=` characters of RFC 4648 (URIs leave them out).
+    public static func encode(_ bytes: [UInt8], padding: Bool = false) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity((bytes.count * 8 + 4) / 5 + 8)
+        var buffer: UInt32 = 0
+        var bits = 0
+        for byte in bytes {
+            buffer = (buffer << 8) | UInt32(byte)
+            bits += 8
+            while bits >= 5 {
+                out.append(alphabet[Int((buffer >> UInt32(bits - 5)) & 0x1F)])
+                bits -= 5
+            }
+        }
+        if bits > 0 { out.append(alphabet[Int((buffer << UInt32(5 - bits)) & 0x1F)]) }
+        if padding { while out.count % 8 != 0 { out.append(0x3D) } }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Decodes Base32 the way people type it: case-insensitive, spaces and hyphens
+    /// ignored, padding optional. A character outside the alphabet is refused with its
+    /// position (counting from 1), as is padding in the middle.
+    public static func decode(_ text: String) throws(OTPError) -> [UInt8] {
+        var out: [UInt8] = []
+        var buffer: UInt32 = 0
+        var bits = 0
+        var sawPadding = false
+        var position = 0
+        for scalar in text.unicodeScalars {
+            position += 1
+            let v = scalar.value
+            if v == 0x20 || v == 0x2D || v == 0x09 { continue }
+            if v == 0x3D { sawPadding = true; continue }
+            let value: UInt32
+            switch v {
+            case 0x41...0x5A: value = v - 0x41          // A-Z
+            case 0x61...0x7A: value = v - 0x61          // a-z
+            case 0x32...0x37: value = v - 0x32 + 26     // 2-7
+            default: throw .invalidBase32(position: position, character: printable(scalar))
+            }
+            if sawPadding { throw .invalidBase32(position: position, character: printable(scalar)) }
+            buffer = ((buffer << 5) | value) & 0xFFFF
+            bits += 5
+            if bits >= 8 {
+                out.append(UInt8(truncatingIfNeeded: buffer >> UInt32(bits - 8)))
+                bits -= 8
+            }
+        }
+        return out
+    }
+
+    private static func printable(_ s: Unicode.Scalar) -> String {
+        (0x21...0x7E).contains(s.value) ? "'\(Character(s))'" : "U+\(String(s.value, radix: 16, uppercase: true))"
+    }
+}
+
+/// Lower-case hexadecimal, for device ids and test vectors.
+public enum Hex {
+    public static func encode(_ bytes: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count * 2)
+        for b in bytes {
+            out.append(digits[Int(b >> 4)])
+            out.append(digits[Int(b & 0x0F)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Decodes hex digits (either case; spaces ignored). Odd length or a bad digit throws.
+    public static func decode(_ text: String) throws(OTPError) -> [UInt8] {
+        var out: [UInt8] = []
+        var high: UInt8?
+        var position = 0
+        for byte in text.utf8 {
+            position += 1
+            if byte == 0x20 { continue }
+            let nibble: UInt8
+            switch byte {
+            case 0x30...0x39: nibble = byte - 0x30
+            case 0x41...0x46: nibble = byte - 0x41 + 10
+            case 0x61...0x66: nibble = byte - 0x61 + 10
+            default: throw .invalidHex(position: position)
+            }
+            if let h = high { out.append(h << 4 | nibble); high = nil } else { high = nibble }
+        }
+        if high != nil { throw .invalidHex(position: position) }
+        return out
+    }
+}

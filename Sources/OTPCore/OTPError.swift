@@ -1,0 +1,23 @@
+/// What can go wrong in the OTP engine. Each case says, in one line, what was wrong
+/// with the input; none of them carries a secret or a code.
+public enum OTPError: Error, Equatable, Sendable, CustomStringConvertible {
+    case digitsOutOfRange(Int)
+    case periodOutOfRange(Int)
+    case secretLength(Int)
+    case invalidBase32(position: Int, character: String)
+    case invalidHex(position: Int)
+    case invalidURI(String)
+    case cryptoFailure
+
+    public var description: String {
+        switch self {
+        case .digitsOutOfRange(let d): return "digits must be 6, 7 or 8 (got \(d))"
+        case .periodOutOfRange(let p): return "period must be 1 to 3600 seconds (got \(p))"
+        case .secretLength(let n): return "a secret must be 1 to \(OTPParameters.maxSecretLength) bytes (got \(n))"
+        case .invalidBase32(let pos, let ch): return "invalid Base32 character \(ch) at position \(pos)"
+        case .invalidHex(let pos): return "invalid hexadecimal digit at position \(pos)"
+        case .invalidURI(let why): return "invalid otpauth URI: \(why)"
+        case .cryptoFailure: return "libcrypto failed to compute an HMAC"
+        }
+    }
+}

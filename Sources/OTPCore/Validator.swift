@@ -1,0 +1,114 @@
+/// The outcome of checking a typed one-time code.
+public enum ValidationResult: Sendable, Equatable {
+    /// The code matched this counter or time step, which is newer than any used before:
+    /// store it as the new last-used value.
+    case accepted(counter: UInt64)
+    /// The code matched a counter or step at or below the last one used: a replay.
+    case replayed(counter: UInt64)
+    /// No counter or step in the window matched, or the input was not a code.
+    case rejected
+}
+
+/// Checks TOTP codes (RFC 6238) with a skew of ±`skew` steps and the replay rule.
+public struct TOTPValidator: Sendable {
+    public let period: Int
+    public let algorithm: HashAlgorithm
+    public let digits: Int
+    public let skew: Int
+
+    public init(parameters: OTPParameters, skew: Int) {
+        if case .totp(let p) = parameters.kind { period = p } else { period = 30 }
+        algorithm = parameters.algorithm
+        digits = parameters.digits
+        self.skew = max(0, min(skew, 100))
+    }
+
+    /// Checks `typed` against every step in `now ± skew`. Every candidate is computed
+    /// and compared in constant time, so timing does not tell which step matched.
+    /// `lastUsedStep` is the last step accepted before (nil: none yet).
+    public func validate(_ typed: String, secret: SecretBytes, at unixTime: Int64, lastUsedStep: UInt64?) -> ValidationResult {
+        guard let code = OTP.normalise(typed, digits: digits),
+              let current = OTP.timeStep(at: unixTime, period: period) else { return .rejected }
+        let low = current >= UInt64(skew) ? current - UInt64(skew) : 0
+        let (high, overflow) = current.addingReportingOverflow(UInt64(skew))
+        guard !overflow else { return .rejected }
+        return matchNewest(code, secret: secret, range: low...high, lastUsed: lastUsedStep)
+    }
+
+    private func matchNewest(_ code: [UInt8], secret: SecretBytes, range: ClosedRange<UInt64>, lastUsed: UInt64?) -> ValidationResult {
+        var accepted: UInt64?
+        var replayed: UInt64?
+        for step in range {
+            guard let candidate = OTP.hotp(secret: secret, counter: step, algorithm: algorithm, digits: digits) else { continue }
+            if ConstantTime.equals(Array(candidate.utf8), code) {
+                if let last = lastUsed, step <= last { replayed = step } else { accepted = step }
+            }
+        }
+        if let step = accepted { return .accepted(counter: step) }
+        if let step = replayed { return .replayed(counter: step) }
+        return .rejected
+    }
+}
+
+/// Checks HOTP codes (RFC 4226 §7.4) with a look-ahead window and the replay rule.
+public struct HOTPValidator: Sendable {
+    public let algorithm: HashAlgorithm
+    public let digits: Int
+    public let window: Int
+
+    public init(parameters: OTPParameters, window: Int) {
+        algorithm = parameters.algorithm
+        digits = parameters.digits
+        self.window = max(1, min(window, 100_000))
+    }
+
+    /// Checks `typed` against counters `next ..< next + window`, where `next` is one past
+    /// `lastUsedCounter` (or `initialCounter` when the token was never used). A code equal
+    /// to the last used counter's is reported as a replay.
+    public func validate(_ typed: String, secret: SecretBytes, initialCounter: UInt64, lastUsedCounter: UInt64?) -> ValidationResult {
+        guard let code = OTP.normalise(typed, digits: digits) else { return .rejected }
+        var next = initialCounter
+        if let last = lastUsedCounter {
+            let (n, overflow) = last.addingReportingOverflow(1)
+            guard !overflow else { return .rejected }
+            next = max(next, n)
+        }
+        var accepted: UInt64?
+        var counter = next
+        for _ in 0..<window {
+            if let candidate = OTP.hotp(secret: secret, counter: counter, algorithm: algorithm, digits: digits),
+               ConstantTime.equals(Array(candidate.utf8), code), accepted == nil {
+                accepted = counter
+            }
+            let (c, overflow) = counter.addingReportingOverflow(1)
+            if overflow { break }
+            counter = c
+        }
+        if let found = accepted { return .accepted(counter: found) }
+        if let last = lastUsedCounter,
+           let candidate = OTP.hotp(secret: secret, counter: last, algorithm: algorithm, digits: digits),
+           ConstantTime.equals(Array(candidate.utf8), code) {
+            return .replayed(counter: last)
+        }
+        return .rejected
+    }
+
+    /// Resynchronises a token that drifted past the window (RFC 4226 §7.4): finds the
+    /// first counter `c` in `start ..< start + searchLimit` where `first` is HOTP(c) and
+    /// `second` is HOTP(c + 1). Returns `c + 1`, the new last-used counter.
+    public func resync(first: String, second: String, secret: SecretBytes, start: UInt64, searchLimit: Int) -> UInt64? {
+        guard let a = OTP.normalise(first, digits: digits), let b = OTP.normalise(second, digits: digits) else { return nil }
+        var counter = start
+        var previousMatched = false
+        for _ in 0...max(1, min(searchLimit, 1_000_000)) {
+            guard let candidate = OTP.hotp(secret: secret, counter: counter, algorithm: algorithm, digits: digits) else { return nil }
+            let bytes = Array(candidate.utf8)
+            if previousMatched && ConstantTime.equals(bytes, b) { return counter }
+            previousMatched = ConstantTime.equals(bytes, a)
+            let (c, overflow) = counter.addingReportingOverflow(1)
+            if overflow { return nil }
+            counter = c
+        }
+        return nil
+    }
+}
