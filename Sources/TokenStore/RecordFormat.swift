@@ -1,0 +1,179 @@
+import OTPCore
+
+/// The on-disk text of a `UserRecord`: versioned, one fact a line, readable and diffable.
+///
+/// ```
+/// smartotp-record 1
+/// user alice
+/// created 1764000000
+/// password $y$j9T$…
+/// failures 0 0
+/// token id=card kind=card type=totp period=30 algorithm=sha1 digits=6 secret=JBSW… last=- created=… used=- label=Work%20card name=smartotp%3Aalice device=0a1b… access-key=-
+/// recovery $y$j9T$…
+/// ```
+/// Values inside `token` lines are percent-encoded; `-` means "none".
+public enum RecordFormat {
+    public static let header = "smartotp-record 1"
+    /// Records larger than this are refused unread: a user has a handful of tokens.
+    public static let maxSize = 64 * 1024
+
+    public static func serialise(_ r: UserRecord) -> String {
+        var out = "# smartotp user record: managed by smartotp(1). Secrets below; keep this file 0600 root.\n"
+        out += header + "\n"
+        out += "user \(r.user.value)\n"
+        out += "created \(r.created)\n"
+        if let hash = r.passwordHash { out += "password \(hash)\n" }
+        out += "failures \(r.failures) \(r.lastFailure)\n"
+        for t in r.tokens { out += tokenLine(t) + "\n" }
+        for code in r.recoveryCodes { out += "recovery \(code)\n" }
+        return out
+    }
+
+    static func tokenLine(_ t: Token) -> String {
+        var fields: [(String, String)] = [("id", t.id), ("kind", t.kind.rawValue)]
+        switch t.parameters.kind {
+        case .totp(let period): fields += [("type", "totp"), ("period", String(period))]
+        case .hotp: fields += [("type", "hotp"), ("counter", String(t.initialCounter))]
+        }
+        var secret = t.secret.copyBytes()
+        fields += [("algorithm", t.parameters.algorithm.description), ("digits", String(t.parameters.digits)),
+                   ("secret", Base32.encode(secret)), ("last", t.lastUsed.map(String.init) ?? "-"),
+                   ("created", String(t.created)), ("used", t.lastUsedTime.map(String.init) ?? "-"),
+                   ("label", t.label.isEmpty ? "-" : OTPAuthURI.percentEncode(t.label))]
+        ConstantTime.wipe(&secret)
+        if t.kind == .card {
+            var key = t.accessKey?.copyBytes()
+            fields += [("name", t.credentialName.map(OTPAuthURI.percentEncode) ?? "-"),
+                       ("device", t.deviceID ?? "-"),
+                       ("access-key", key.map(Hex.encode) ?? "-")]
+            ConstantTime.wipe(&key)
+        }
+        return "token " + fields.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
+    }
+
+    /// Parses a record. Every problem is reported with the line number; nothing is guessed.
+    public static func parse(_ text: String, path: String) throws(StoreError) -> UserRecord {
+        var user: UserName?
+        var created: Int64 = 0
+        var password: String?
+        var failures = 0
+        var lastFailure: Int64 = 0
+        var tokens: [Token] = []
+        var recovery: [String] = []
+        var sawHeader = false
+        var lineNumber = 0
+        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            lineNumber += 1
+            let line = rawLine.hasSuffix("\r") ? rawLine.dropLast() : rawLine
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            func fail(_ why: String) -> StoreError { .malformed(path: path, line: lineNumber, reason: why) }
+            if !sawHeader {
+                guard line == header else { throw fail("expected '\(header)' (unknown format or version)") }
+                sawHeader = true
+                continue
+            }
+            let parts = line.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: false)
+            let keyword = parts[0]
+            let value = parts.count > 1 ? String(parts[1]) : ""
+            switch keyword {
+            case "user":
+                do { user = try UserName(value) } catch { throw fail("\(error)") }
+            case "created":
+                guard let v = Int64(value) else { throw fail("created is not a number") }
+                created = v
+            case "password":
+                guard isCryptHash(value) else { throw fail("password is not a crypt(3) hash") }
+                password = value
+            case "failures":
+                let f = value.split(separator: " ")
+                guard f.count == 2, let n = Int(f[0]), n >= 0, let t = Int64(f[1]) else { throw fail("failures needs a count and a time") }
+                failures = n
+                lastFailure = t
+            case "token":
+                do { tokens.append(try parseToken(value)) } catch { throw fail(error.description) }
+                if let last = tokens.last, tokens.dropLast().contains(where: { $0.id == last.id }) {
+                    throw fail("duplicate token id \(last.id)")
+                }
+            case "recovery":
+                guard isCryptHash(value) else { throw fail("recovery code is not a crypt(3) hash") }
+                recovery.append(value)
+            default:
+                throw fail("unknown keyword '\(keyword.prefix(32))'")
+            }
+        }
+        guard sawHeader else { throw .malformed(path: path, line: max(lineNumber, 1), reason: "empty record") }
+        guard let user else { throw .malformed(path: path, line: 1, reason: "no 'user' line") }
+        return UserRecord(user: user, tokens: tokens, passwordHash: password, failures: failures,
+                          lastFailure: lastFailure, recoveryCodes: recovery, created: created)
+    }
+
+    static func isCryptHash(_ s: String) -> Bool {
+        !s.isEmpty && s.utf8.count < 512 && s.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F }
+    }
+
+    struct FieldError: Error { let description: String }
+
+    static func parseToken(_ text: String) throws(FieldError) -> Token {
+        var f: [String: String] = [:]
+        for item in text.split(separator: " ") {
+            let kv = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard kv.count == 2 else { throw FieldError(description: "token field '\(item.prefix(32))' is not key=value") }
+            f[String(kv[0])] = String(kv[1])
+        }
+        func need(_ k: String) throws(FieldError) -> String {
+            guard let v = f[k] else { throw FieldError(description: "token lacks \(k)=") }
+            return v
+        }
+        func optional(_ k: String) -> String? { f[k].flatMap { $0 == "-" ? nil : $0 } }
+        func number<T: FixedWidthInteger>(_ k: String, _: T.Type) throws(FieldError) -> T? {
+            guard let v = optional(k) else { return nil }
+            guard let n = T(v) else { throw FieldError(description: "token \(k)= is not a number") }
+            return n
+        }
+        let id = try need("id")
+        guard Token.isValidID(id) else { throw FieldError(description: "token id must be 1-32 of a-z 0-9 - _") }
+        guard let kind = TokenKind(rawValue: try need("kind")) else { throw FieldError(description: "token kind must be card or code") }
+        guard let algorithm = HashAlgorithm(name: try need("algorithm")) else { throw FieldError(description: "unknown algorithm") }
+        guard let digits = Int(try need("digits")) else { throw FieldError(description: "digits is not a number") }
+        let otpKind: OTPKind
+        var initial: UInt64 = 0
+        switch try need("type") {
+        case "totp":
+            guard let p = try number("period", Int.self) else { throw FieldError(description: "totp token lacks period=") }
+            otpKind = .totp(period: p)
+        case "hotp":
+            otpKind = .hotp
+            initial = try number("counter", UInt64.self) ?? 0
+        default: throw FieldError(description: "type must be totp or hotp")
+        }
+        let parameters: OTPParameters
+        do { parameters = try OTPParameters(kind: otpKind, algorithm: algorithm, digits: digits) } catch {
+            throw FieldError(description: error.description)
+        }
+        let secretText = try need("secret")
+        var secretBytes: [UInt8]
+        do { secretBytes = try Base32.decode(secretText) } catch { throw FieldError(description: "secret: \(error)") }
+        guard (1...OTPParameters.maxSecretLength).contains(secretBytes.count) else {
+            ConstantTime.wipe(&secretBytes)
+            throw FieldError(description: "secret must be 1-\(OTPParameters.maxSecretLength) bytes")
+        }
+        var accessKey: SecretBytes?
+        if let hex = optional("access-key") {
+            guard var k = try? Hex.decode(hex), k.count == 16 else { throw FieldError(description: "access-key must be 16 bytes of hex") }
+            accessKey = SecretBytes(consuming: &k)
+        }
+        var deviceID: String?
+        if let d = optional("device") {
+            guard d.utf8.count <= 64, (try? Hex.decode(d)) != nil else { throw FieldError(description: "device must be hex") }
+            deviceID = d.lowercased()
+        }
+        let label = optional("label").flatMap { OTPAuthURI.percentDecode($0) } ?? ""
+        let name = optional("name").flatMap { OTPAuthURI.percentDecode($0) }
+        if kind == .card && name == nil { throw FieldError(description: "card token lacks name=") }
+        return Token(id: id, kind: kind, parameters: parameters, secret: SecretBytes(consuming: &secretBytes),
+                     initialCounter: initial, lastUsed: try number("last", UInt64.self),
+                     credentialName: name, deviceID: deviceID, accessKey: accessKey, label: label,
+                     created: try number("created", Int64.self) ?? 0,
+                     lastUsedTime: try number("used", Int64.self))
+    }
+}

@@ -1,0 +1,21 @@
+/// What can go wrong with the records on disk. Each case names the path and, where an
+/// administrator can fix it, the fix. None carries a secret.
+public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
+    case invalidUserName(String)
+    case insecure(path: String, reason: String)
+    case malformed(path: String, line: Int, reason: String)
+    case io(path: String, operation: String, errno: Int32)
+    case tooLarge(path: String)
+    case invalidValue(String)
+
+    public var description: String {
+        switch self {
+        case .invalidUserName(let why): return "invalid user name: \(why)"
+        case .insecure(let path, let reason): return "refusing \(path): \(reason)"
+        case .malformed(let path, let line, let reason): return "\(path):\(line): \(reason)"
+        case .io(let path, let op, let e): return "\(op) \(path): \(Posix.describe(errno: e))"
+        case .tooLarge(let path): return "refusing \(path): larger than \(RecordFormat.maxSize) bytes"
+        case .invalidValue(let why): return why
+        }
+    }
+}
