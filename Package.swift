@@ -35,14 +35,20 @@ let package = Package(
     ],
     targets: [
         // One system-library target per C library.
-        .systemLibrary(name: "CLibCrypto", path: "Sources/CLibCrypto"),
-        .systemLibrary(name: "CPAM", path: "Sources/CPAM"),
-        .systemLibrary(name: "CPCSC", path: "Sources/CPCSC"),
-        .systemLibrary(name: "CCrypt", path: "Sources/CCrypt"),
+        .systemLibrary(name: "CLibCrypto", path: "Sources/CLibCrypto", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CPAM", path: "Sources/CPAM", providers: [.apt(["libpam0g-dev"])]),
+        // pcsclite's headers include each other as <pcsclite.h>, so they need
+        // -I/usr/include/PCSC (set on SmartCard, which imports this module internally).
+        .systemLibrary(name: "CPCSC", path: "Sources/CPCSC", providers: [.apt(["libpcsclite-dev"])]),
+        .systemLibrary(name: "CCrypt", path: "Sources/CCrypt", providers: [.apt(["libcrypt-dev"])]),
 
         // The layers the module links (no Foundation).
         .target(name: "OTPCore", dependencies: ["CLibCrypto"]),
-        .target(name: "SmartCard", dependencies: ["OTPCore", "CPCSC"]),
+        .target(
+            name: "SmartCard",
+            dependencies: ["OTPCore", "CPCSC"],
+            swiftSettings: [.unsafeFlags(["-Xcc", "-I/usr/include/PCSC"])]
+        ),
         .target(name: "TokenStore", dependencies: ["OTPCore", "CCrypt"]),
         .target(name: "SmartOTPAuth", dependencies: ["OTPCore", "SmartCard", "TokenStore"]),
         .target(

@@ -117,3 +117,18 @@ public enum SecureRandom {
         return ok == 1 ? out : nil
     }
 }
+
+/// Plain message digests (SHA-1/256/512) through libcrypto's `EVP_Digest`.
+public enum Digest {
+    public static func hash(_ algorithm: HashAlgorithm, _ data: [UInt8]) -> [UInt8]? {
+        var out = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+        var length: UInt32 = 0
+        let ok = data.withUnsafeBytes { d in
+            out.withUnsafeMutableBufferPointer { o in
+                EVP_Digest(d.baseAddress, d.count, o.baseAddress, &length, algorithm.evp, nil)
+            }
+        }
+        guard ok == 1 else { return nil }
+        return Array(out.prefix(Int(length)))
+    }
+}

@@ -1,0 +1,172 @@
+internal import CPCSC
+
+/// The only file that calls libpcsclite. Each method names the SCard* call it wraps.
+///
+/// A context talks to pcscd over its UNIX socket. Waiting for a card uses
+/// `SCardGetStatusChange`, which blocks in pcscd until something happens: no polling,
+/// so a login that waits 30 s for a tap costs no CPU.
+public final class PCSCContext: @unchecked Sendable {
+    // @unchecked: `handle` is written once in init; `cancel()` may run on another
+    // thread, which is what SCardCancel is for.
+    private let handle: SCARDCONTEXT
+
+    /// The special reader name that reports readers being added or removed.
+    static let plugAndPlayReader = "\\\\?PnP?\\Notification"
+
+    /// `SCardEstablishContext(SCARD_SCOPE_SYSTEM)`.
+    public init() throws(CardError) {
+        var h: SCARDCONTEXT = 0
+        let rv = SCardEstablishContext(DWORD(SCARD_SCOPE_SYSTEM), nil, nil, &h)
+        guard rv == SCARD_S_SUCCESS else { throw Self.error(rv, "SCardEstablishContext") }
+        handle = h
+    }
+
+    deinit { SCardReleaseContext(handle) }
+
+    /// Maps an SCARD_* result to a `CardError`.
+    static func error(_ rv: LONG, _ function: String) -> CardError {
+        switch rv {
+        case SCARD_E_NO_SERVICE, SCARD_E_SERVICE_STOPPED: return .noService
+        case SCARD_E_NO_READERS_AVAILABLE, SCARD_E_UNKNOWN_READER, SCARD_E_READER_UNAVAILABLE: return .noReaders
+        case SCARD_E_TIMEOUT: return .timeout
+        case SCARD_E_CANCELLED: return .cancelled
+        case SCARD_W_REMOVED_CARD, SCARD_E_NO_SMARTCARD, SCARD_W_RESET_CARD: return .cardRemoved
+        case SCARD_E_SHARING_VIOLATION: return .sharingViolation
+        case SCARD_W_UNRESPONSIVE_CARD, SCARD_W_UNPOWERED_CARD, SCARD_E_NOT_TRANSACTED, SCARD_E_COMM_DATA_LOST:
+            return .unresponsiveCard
+        default: return .pcsc(function: function, code: Int64(rv))
+        }
+    }
+
+    /// `SCardListReaders`: reader names containing `filter` (all when nil or empty).
+    public func readers(matching filter: String? = nil) throws(CardError) -> [String] {
+        var length: DWORD = 0
+        var rv = SCardListReaders(handle, nil, nil, &length)
+        if rv == SCARD_E_NO_READERS_AVAILABLE { return [] }
+        guard rv == SCARD_S_SUCCESS else { throw Self.error(rv, "SCardListReaders") }
+        guard length > 0, length < 65536 else { return [] }
+        var buffer = [CChar](repeating: 0, count: Int(length))
+        rv = SCardListReaders(handle, nil, &buffer, &length)
+        if rv == SCARD_E_NO_READERS_AVAILABLE { return [] }
+        guard rv == SCARD_S_SUCCESS else { throw Self.error(rv, "SCardListReaders") }
+        // A multi-string: names separated by NUL, ended by an empty name.
+        let names = buffer.split(separator: 0).map { String(decoding: $0.map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+        guard let filter, !filter.isEmpty else { return names }
+        return names.filter { $0.contains(filter) }
+    }
+
+    /// `SCardConnect` in shared mode, T=0 or T=1.
+    public func connect(reader: String) throws(CardError) -> PCSCCard {
+        var card: SCARDHANDLE = 0
+        var protocolInUse: DWORD = 0
+        let rv = SCardConnect(handle, reader, DWORD(SCARD_SHARE_SHARED),
+                              DWORD(SCARD_PROTOCOL_T0) | DWORD(SCARD_PROTOCOL_T1), &card, &protocolInUse)
+        guard rv == SCARD_S_SUCCESS else { throw Self.error(rv, "SCardConnect") }
+        return PCSCCard(handle: card, activeProtocol: protocolInUse)
+    }
+
+    /// `SCardCancel`: ends a `waitForCard` running on another thread.
+    public func cancel() { SCardCancel(handle) }
+
+    /// The state of one reader as `SCardGetStatusChange` reports it.
+    public struct ReaderState: Sendable, Equatable {
+        public var reader: String
+        public var eventState: UInt
+        public var cardPresent: Bool { eventState & UInt(SCARD_STATE_PRESENT) != 0 && eventState & UInt(SCARD_STATE_MUTE) == 0 }
+    }
+
+    /// Waits until a card is present in a reader matching `filter` and not in `skip`
+    /// (readers whose card was already tried and was not the right one). A card already
+    /// in a reader counts at once. Readers that appear while waiting are picked up
+    /// through the PnP notification; readers in `skip` are watched and released from it
+    /// when their card leaves. `timeoutMs` is the whole wait; `SCardGetStatusChange`
+    /// blocks in pcscd, so this costs no CPU while nothing happens.
+    ///
+    /// Returns the reader name that has a card.
+    public func waitForCard(filter: String?, skip: inout Set<String>, timeoutMs: Int, now: () -> Int) throws(CardError) -> String {
+        let deadline = now() + max(0, timeoutMs)
+        var known: [String: UInt] = [:]
+        while true {
+            let names = try readers(matching: filter)
+            skip.formIntersection(names)
+            var states: [(String, UInt)] = names.map { ($0, known[$0] ?? 0) }
+            states.append((Self.plugAndPlayReader, known[Self.plugAndPlayReader] ?? 0))
+            let remaining = deadline - now()
+            // First pass with UNAWARE states returns at once with the current states.
+            let firstPass = names.contains { known[$0] == nil }
+            let wait = firstPass ? 0 : max(0, remaining)
+            if !firstPass && remaining <= 0 { throw .timeout }
+            let result = try getStatusChange(states, timeoutMs: wait)
+            for s in result {
+                known[s.reader] = s.eventState & ~UInt(SCARD_STATE_CHANGED)
+                if s.reader != Self.plugAndPlayReader && !s.cardPresent { skip.remove(s.reader) }
+            }
+            if let ready = result.first(where: { $0.reader != Self.plugAndPlayReader && $0.cardPresent && !skip.contains($0.reader) }) {
+                return ready.reader
+            }
+            if firstPass && names.isEmpty && remaining <= 0 { throw .noReaders }
+        }
+    }
+
+    /// `SCardGetStatusChange` over the given readers and their last-known states.
+    /// A timeout is not an error here: it returns the states unchanged.
+    func getStatusChange(_ readers: [(String, UInt)], timeoutMs: Int) throws(CardError) -> [ReaderState] {
+        // The C strings must outlive the call: keep them in one buffer.
+        let cNames: [[CChar]] = readers.map { Array($0.0.utf8CString) }
+        var pointers: [UnsafeMutablePointer<CChar>] = cNames.map { name in
+            let p = UnsafeMutablePointer<CChar>.allocate(capacity: name.count)
+            p.initialize(from: name, count: name.count)
+            return p
+        }
+        defer { for p in pointers { p.deallocate() } }
+        var states: [SCARD_READERSTATE] = []
+        for (i, (_, current)) in readers.enumerated() {
+            var s = SCARD_READERSTATE()
+            s.szReader = UnsafePointer(pointers[i])
+            s.dwCurrentState = DWORD(current)
+            states.append(s)
+        }
+        let timeout = DWORD(clamping: timeoutMs)
+        let rv = states.withUnsafeMutableBufferPointer { buf in
+            SCardGetStatusChange(handle, timeout, buf.baseAddress, DWORD(buf.count))
+        }
+        if rv == SCARD_E_TIMEOUT {
+            return readers.map { ReaderState(reader: $0.0, eventState: $0.1) }
+        }
+        // No reader at all: pcscd answers the PnP-only wait with "unknown reader" on some versions.
+        if rv == SCARD_E_UNKNOWN_READER && readers.count == 1 { throw .noReaders }
+        guard rv == SCARD_S_SUCCESS else { throw Self.error(rv, "SCardGetStatusChange") }
+        pointers = pointers.map { $0 }
+        return zip(readers, states).map { ReaderState(reader: $0.0.0, eventState: UInt($0.1.dwEventState)) }
+    }
+}
+
+/// A connected card: the PC/SC `CardTransport`.
+public final class PCSCCard: CardTransport {
+    private let handle: SCARDHANDLE
+    private let activeProtocol: DWORD
+    /// Largest answer accepted: an extended APDU's 65536 bytes plus the status word.
+    static let maxResponse = 65538
+
+    init(handle: SCARDHANDLE, activeProtocol: DWORD) {
+        self.handle = handle
+        self.activeProtocol = activeProtocol
+    }
+
+    /// `SCardDisconnect(SCARD_LEAVE_CARD)`.
+    deinit { SCardDisconnect(handle, DWORD(SCARD_LEAVE_CARD)) }
+
+    /// `SCardTransmit`.
+    public func transmit(_ apdu: [UInt8]) throws(CardError) -> [UInt8] {
+        var pci = SCARD_IO_REQUEST(dwProtocol: activeProtocol, cbPciLength: DWORD(MemoryLayout<SCARD_IO_REQUEST>.size))
+        var out = [UInt8](repeating: 0, count: Self.maxResponse)
+        var length = DWORD(out.count)
+        let rv = apdu.withUnsafeBufferPointer { a in
+            out.withUnsafeMutableBufferPointer { o in
+                SCardTransmit(handle, &pci, a.baseAddress, DWORD(a.count), nil, o.baseAddress, &length)
+            }
+        }
+        guard rv == SCARD_S_SUCCESS else { throw PCSCContext.error(rv, "SCardTransmit") }
+        return Array(out.prefix(Int(min(length, DWORD(out.count)))))
+    }
+}
