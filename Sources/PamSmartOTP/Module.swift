@@ -1,15 +1,93 @@
 import CPAM
+#if canImport(Glibc)
+import Glibc
+#endif
 import SmartOTPAuth
+import TokenStore
+
+// The PAM entry points: a few lines each. Build the context, run the flow, map the
+// outcome to a PAM code, log. Nothing here may trap: sshd and sudo run this code.
+
+public typealias PamArgv = UnsafeMutablePointer<UnsafePointer<CChar>?>?
+
+/// The module arguments as Swift strings (each bounded; NULL entries skipped).
+func moduleArguments(_ argc: Int32, _ argv: PamArgv) -> [String] {
+    guard let argv, argc > 0 else { return [] }
+    return (0..<Int(min(argc, 256))).compactMap { i in argv[i].map { PamHandle.boundedString($0, max: 1024) } }
+}
+
+/// Parses arguments; logs unknown ones; nil (after logging) when a value is malformed.
+func loadConfig(_ pam: PamHandle, _ argc: Int32, _ argv: PamArgv) -> ModuleConfig? {
+    do {
+        let parsed = try ModuleConfig.parse(moduleArguments(argc, argv))
+        for name in parsed.unknown { pam.syslog(LOG_ERR, "unknown module argument ignored: \(printable(name))") }
+        return parsed.config
+    } catch {
+        pam.syslog(LOG_ERR, "\(error.description); refusing to authenticate")
+        return nil
+    }
+}
+
+/// A string from outside, safe for a log line: printable ASCII only, at most 64 characters.
+func printable(_ s: String) -> String {
+    String(s.unicodeScalars.prefix(64).map { (0x20...0x7E).contains($0.value) ? Character($0) : "?" })
+}
+
+/// The PAM code for each outcome: one line each, documented in pam_smartotp(8).
+func pamCode(_ outcome: Outcome) -> Int32 {
+    switch outcome {
+    case .success: return PAM_SUCCESS
+    case .failure: return PAM_AUTH_ERR
+    case .locked: return PAM_MAXTRIES
+    case .userUnknown: return PAM_USER_UNKNOWN
+    case .ignore: return PAM_IGNORE
+    case .unavailable: return PAM_AUTHINFO_UNAVAIL
+    case .conversationError: return PAM_CONV_ERR
+    case .serviceError: return PAM_SERVICE_ERR
+    }
+}
 
 @_cdecl("pam_sm_authenticate")
-public func pam_sm_authenticate(_ pamh: OpaquePointer?, _ flags: Int32, _ argc: Int32, _ argv: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> Int32 {
-    return PAM_AUTH_ERR
+public func pam_sm_authenticate(_ handle: OpaquePointer?, _ flags: Int32, _ argc: Int32, _ argv: PamArgv) -> Int32 {
+    guard let handle else { return PAM_SERVICE_ERR }
+    let pam = PamHandle(raw: handle)
+    guard let config = loadConfig(pam, argc, argv) else { return PAM_SERVICE_ERR }
+    guard let user = pam.user() else { return PAM_USER_UNKNOWN }
+    let flow = LoginFlow(
+        config: config,
+        store: FileStore(root: config.store),
+        prompter: PamConversation(pam: pam),
+        reader: PCSCTapReader(),
+        clock: SystemClock(),
+        audit: PamAudit(pam: pam, debugEnabled: config.debug),
+        previousToken: config.tryFirstPass || config.useFirstPass ? pam.item(PAM_AUTHTOK) : nil)
+    return pamCode(flow.authenticate(user: user, service: pam.item(PAM_SERVICE) ?? "?"))
 }
+
+/// An auth module has no credentials to set.
 @_cdecl("pam_sm_setcred")
-public func pam_sm_setcred(_ pamh: OpaquePointer?, _ flags: Int32, _ argc: Int32, _ argv: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> Int32 {
-    return PAM_SUCCESS
+public func pam_sm_setcred(_ handle: OpaquePointer?, _ flags: Int32, _ argc: Int32, _ argv: PamArgv) -> Int32 {
+    PAM_SUCCESS
 }
+
+/// Refuses a locked user (so a lock also stops logins that skipped our auth step, e.g.
+/// SSH keys alone); users without a record are not our business (PAM_IGNORE).
 @_cdecl("pam_sm_acct_mgmt")
-public func pam_sm_acct_mgmt(_ pamh: OpaquePointer?, _ flags: Int32, _ argc: Int32, _ argv: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> Int32 {
+public func pam_sm_acct_mgmt(_ handle: OpaquePointer?, _ flags: Int32, _ argc: Int32, _ argv: PamArgv) -> Int32 {
+    guard let handle else { return PAM_SERVICE_ERR }
+    let pam = PamHandle(raw: handle)
+    guard let config = loadConfig(pam, argc, argv) else { return PAM_SERVICE_ERR }
+    guard let raw = pam.user(), let user = try? UserName(raw) else { return PAM_USER_UNKNOWN }
+    let record: UserRecord?
+    do { record = try FileStore(root: config.store).read(user) } catch {
+        pam.syslog(LOG_ERR, "account: \(error.description)")
+        return PAM_AUTHINFO_UNAVAIL
+    }
+    guard let record else { return PAM_IGNORE }
+    if record.isLocked(deny: config.deny, unlockTime: config.unlockTime, now: SystemClock().now()) {
+        pam.syslog(LOG_NOTICE, "account: user=\(user) locked after \(record.failures) failures")
+        PamConversation(pam: pam).error("Your account is locked after too many failed attempts.")
+        return PAM_PERM_DENIED
+    }
     return PAM_SUCCESS
 }

@@ -45,7 +45,8 @@ public enum RecordFormat {
             var key = t.accessKey?.copyBytes()
             fields += [("name", t.credentialName.map(OTPAuthURI.percentEncode) ?? "-"),
                        ("device", t.deviceID ?? "-"),
-                       ("access-key", key.map(Hex.encode) ?? "-")]
+                       ("access-key", key.map(Hex.encode) ?? "-"),
+                       ("touch", t.touch ? "1" : "0")]
             ConstantTime.wipe(&key)
         }
         return "token " + fields.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
@@ -170,10 +171,12 @@ public enum RecordFormat {
         let label = optional("label").flatMap { OTPAuthURI.percentDecode($0) } ?? ""
         let name = optional("name").flatMap { OTPAuthURI.percentDecode($0) }
         if kind == .card && name == nil { throw FieldError(description: "card token lacks name=") }
-        return Token(id: id, kind: kind, parameters: parameters, secret: SecretBytes(consuming: &secretBytes),
+        var token = Token(id: id, kind: kind, parameters: parameters, secret: SecretBytes(consuming: &secretBytes),
                      initialCounter: initial, lastUsed: try number("last", UInt64.self),
                      credentialName: name, deviceID: deviceID, accessKey: accessKey, label: label,
                      created: try number("created", Int64.self) ?? 0,
                      lastUsedTime: try number("used", Int64.self))
+        token.touch = optional("touch") == "1"
+        return token
     }
 }

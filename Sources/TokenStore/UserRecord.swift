@@ -23,6 +23,8 @@ public struct Token: Sendable {
     public var credentialName: String?
     public var deviceID: String?
     public var accessKey: SecretBytes?
+    /// Card tokens: the credential needs a touch on the key (YKOATH "require touch").
+    public var touch: Bool = false
     public var label: String
     public var created: Int64
     public var lastUsedTime: Int64?

@@ -1,0 +1,111 @@
+import CPAM
+#if canImport(Glibc)
+import Glibc
+#endif
+import SmartOTPAuth
+
+/// The only code that sees libpam's C pointers. Every call names the libpam function it
+/// wraps; nothing here trusts a pointer or a string that came from the application.
+struct PamHandle {
+    let raw: OpaquePointer
+
+    /// Longest conversation answer read: beyond it the answer is refused unread (a 1 MiB
+    /// "password" must not cost the host process anything but a failed login).
+    static let maxAnswerBytes = 4096
+
+    /// `pam_get_user`. nil when libpam cannot tell the user.
+    func user() -> String? {
+        var name: UnsafePointer<CChar>?
+        guard pam_get_user(raw, &name, nil) == PAM_SUCCESS, let name else { return nil }
+        return Self.boundedString(name, max: 1024)
+    }
+
+    /// `pam_get_item` for a string item (PAM_SERVICE, PAM_RHOST, PAM_AUTHTOK).
+    func item(_ type: Int32) -> String? {
+        var value: UnsafeRawPointer?
+        guard pam_get_item(raw, type, &value) == PAM_SUCCESS, let value else { return nil }
+        return Self.boundedString(value.assumingMemoryBound(to: CChar.self), max: Self.maxAnswerBytes)
+    }
+
+    /// Reads at most `max` bytes of a C string; a longer one is returned cut to `max + 1`
+    /// bytes so that length checks fail it. Invalid UTF-8 is replaced, so it can never
+    /// match a code or a password.
+    static func boundedString(_ p: UnsafePointer<CChar>, max: Int) -> String {
+        let length = strnlen(p, max + 1)
+        return p.withMemoryRebound(to: UInt8.self, capacity: length) {
+            String(decoding: UnsafeBufferPointer(start: $0, count: length), as: UTF8.self)
+        }
+    }
+
+    /// `pam_vsyslog` (auth facility): the variadic `pam_syslog` cannot be called from Swift.
+    func syslog(_ priority: Int32, _ text: String) {
+        text.withCString { message in
+            withVaList([message]) { args in pam_vsyslog(raw, priority, "%s", args) }
+        }
+    }
+}
+
+/// The application's conversation function as a `Prompter`.
+struct PamConversation: Prompter {
+    let pam: PamHandle
+
+    func info(_ text: String) { _ = converse(PAM_TEXT_INFO, text) }
+    func error(_ text: String) { _ = converse(PAM_ERROR_MSG, text) }
+    func askSecret(_ prompt: String) -> String? { converse(PAM_PROMPT_ECHO_OFF, prompt) }
+
+    /// Sends one message through PAM_CONV. Returns the answer ("" for messages that get
+    /// none), or nil when there is no conversation or it failed. The answer buffer is
+    /// wiped and freed here, as the application malloc'd it for us.
+    func converse(_ style: Int32, _ text: String) -> String? {
+        var item: UnsafeRawPointer?
+        guard pam_get_item(pam.raw, PAM_CONV, &item) == PAM_SUCCESS, let item else { return nil }
+        let conv = item.assumingMemoryBound(to: pam_conv.self).pointee
+        guard let function = conv.conv else { return nil }
+        return text.withCString { cText -> String? in
+            var message = pam_message(msg_style: style, msg: cText)
+            return withUnsafePointer(to: &message) { messagePointer -> String? in
+                var messages: UnsafePointer<pam_message>? = messagePointer
+                var response: UnsafeMutablePointer<pam_response>?
+                let rc = function(1, &messages, &response, conv.appdata_ptr)
+                defer { Self.release(response) }
+                guard rc == PAM_SUCCESS else { return nil }
+                guard style == PAM_PROMPT_ECHO_OFF || style == PAM_PROMPT_ECHO_ON else { return "" }
+                guard let response, let answer = response.pointee.resp else { return nil }
+                return PamHandle.boundedString(answer, max: PamHandle.maxAnswerBytes)
+            }
+        }
+    }
+
+    /// Wipes and frees a response array of one element.
+    static func release(_ response: UnsafeMutablePointer<pam_response>?) {
+        guard let response else { return }
+        if let answer = response.pointee.resp {
+            explicit_bzero(answer, strnlen(answer, 1 << 20))
+            free(answer)
+        }
+        free(response)
+    }
+}
+
+/// Audit events to syslog through `pam_syslog`, at honest levels; debug lines only with `debug`.
+struct PamAudit: AuditLog {
+    let pam: PamHandle
+    let debugEnabled: Bool
+
+    func record(_ event: AuditEvent) {
+        let priority: Int32
+        switch event.result {
+        case .success: priority = LOG_INFO
+        case .failure, .locked: priority = LOG_NOTICE
+        case .error: priority = LOG_ERR
+        case .skipped:
+            guard debugEnabled else { return }
+            priority = LOG_DEBUG
+        }
+        pam.syslog(priority, event.description)
+    }
+
+    func debug(_ text: String) {
+        if debugEnabled { pam.syslog(LOG_DEBUG, text) }
+    }
+}

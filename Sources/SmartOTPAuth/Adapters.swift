@@ -1,0 +1,90 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import OTPCore
+import SmartCard
+
+/// The system clock.
+public struct SystemClock: Clock {
+    public init() {}
+    public func now() -> Int64 { Int64(time(nil)) }
+
+    /// Milliseconds on the monotonic clock, for deadlines that must not jump with the wall clock.
+    public static func monotonicMilliseconds() -> Int {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Int(ts.tv_sec) * 1000 + Int(ts.tv_nsec) / 1_000_000
+    }
+}
+
+/// The real card reader: pcscd through libpcsclite, YKOATH on the card.
+public struct PCSCTapReader: CardReader {
+    /// How often the user hears how long is left, in seconds.
+    public var reminderInterval = 10
+
+    public init() {}
+
+    public func readerAvailable(filter: String?) -> Bool {
+        guard let context = try? PCSCContext(), let names = try? context.readers(matching: filter) else { return false }
+        return !names.isEmpty
+    }
+
+    public func tap(candidates: [CardCandidate], challenge: [UInt8], filter: String?, timeoutSeconds: Int,
+                    notice: (String) -> Void) -> TapResult {
+        let context: PCSCContext
+        do { context = try PCSCContext() } catch { return .unavailable(error) }
+        let deadline = SystemClock.monotonicMilliseconds() + timeoutSeconds * 1000
+        var skip = Set<String>()
+        var lastError: CardError?
+        while true {
+            let remaining = deadline - SystemClock.monotonicMilliseconds()
+            if remaining <= 0 { return lastError.map { .failed($0) } ?? .timeout }
+            let chunk = min(remaining, reminderInterval * 1000)
+            let reader: String
+            do {
+                reader = try context.waitForCard(filter: filter, skip: &skip, timeoutMs: chunk,
+                                                 now: SystemClock.monotonicMilliseconds)
+            } catch .timeout {
+                let left = (deadline - SystemClock.monotonicMilliseconds() + 500) / 1000
+                if left > 0 { notice("Waiting for your card: \(left) s left...") }
+                continue
+            } catch {
+                if error == .noService { return .unavailable(error) }
+                lastError = error
+                return .failed(error)
+            }
+            switch answer(reader: reader, context: context, candidates: candidates, challenge: challenge, notice: notice) {
+            case .success(let result):
+                return result
+            case .failure(let error):
+                // Not this card, or it left too early: wait for another tap on that reader.
+                lastError = error
+                skip.insert(reader)
+                if error == .wrongCard { notice("This is not your enrolled card.") }
+            }
+        }
+    }
+
+    /// One presented card: SELECT, match the device id, VALIDATE if protected, CALCULATE.
+    func answer(reader: String, context: PCSCContext, candidates: [CardCandidate], challenge: [UInt8],
+                notice: (String) -> Void) -> Result<TapResult, CardError> {
+        do {
+            let card = try context.connect(reader: reader)
+            let session = OATHSession(transport: card)
+            let info = try session.select()
+            guard let candidate = candidates.first(where: { $0.deviceID == nil || $0.deviceID == info.deviceID }) else {
+                return .failure(.wrongCard)
+            }
+            if info.challenge != nil {
+                guard let key = candidate.accessKey else { return .failure(.accessCodeRequired) }
+                try session.validate(key: key)
+            }
+            if candidate.touch { notice("Touch your key...") }
+            let value = try session.calculate(name: candidate.credentialName, challenge: challenge, truncated: false)
+            guard case .full(_, let mac) = value else { return .failure(.malformedResponse("no full response")) }
+            return .success(.response(tokenID: candidate.tokenID, mac: mac))
+        } catch {
+            return .failure(error)
+        }
+    }
+}

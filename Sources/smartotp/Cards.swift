@@ -1,0 +1,28 @@
+import ArgumentParser
+import Foundation
+import SmartCard
+import SmartOTPAuth
+
+struct CardStatus: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "card-status",
+        abstract: "Show each reader and whether a card is in it (no waiting).",
+        discussion: "Prints 'present READER' or 'empty READER' per reader. Exit 1 when pcscd is not running.")
+    @Option(help: "Only readers whose name contains this text.") var reader: String?
+
+    func run() throws {
+        do {
+            let context = try PCSCContext()
+            let names = try context.readers(matching: reader)
+            if names.isEmpty { print("no readers") }
+            for name in names {
+                var skip = Set<String>()
+                let present = (try? context.waitForCard(filter: name, skip: &skip, timeoutMs: 0,
+                                                         now: SystemClock.monotonicMilliseconds)) != nil
+                print("\(present ? "present" : "empty") \(name)")
+            }
+        } catch {
+            throw Failure("\(error)")
+        }
+    }
+}

@@ -1,0 +1,163 @@
+import ArgumentParser
+import Foundation
+import OTPCore
+import SmartCard
+import SmartOTPAuth
+import TokenStore
+
+struct Enroll: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Enroll a smart card, or a code-only token, for a user.",
+        discussion: """
+        With --card: a new random secret (20 bytes from the system CSPRNG) is written to the
+        card presented on the reader as a TOTP credential (YKOATH PUT), and the card's device
+        id is recorded, so that pam_smartotp talks only to this card. The same credential
+        gives a phone app (Yubico Authenticator over NFC) the codes to type over SSH.
+
+        With --secret: a code-only token (phone app, hardware token) from a Base32 secret.
+
+        EXAMPLES
+          smartotp enroll alice --card
+          smartotp enroll alice --card --touch --name "Bank:alice"
+          smartotp enroll bob --secret JBSWY3DPEHPK3PXP --digits 8
+        """
+    )
+
+    @OptionGroup var options: StoreOptions
+    @Argument(help: "The user to enroll.") var user: String
+
+    @Flag(help: "Write a new credential to the card on the reader.") var card = false
+    @Option(help: "Use the first reader whose name contains this text.") var reader: String?
+    @Flag(help: "The credential needs a touch on the key for every code.") var touch = false
+    @Option(help: "The credential's name on the card (default smartotp:USER@HOST).") var name: String?
+    @Flag(help: "Read the card's OATH access code from standard input.") var cardPasswordStdin = false
+    @Option(help: "Seconds to wait for the card.") var wait = 30
+
+    @Option(help: "A code-only token's secret, Base32.") var secret: String?
+    @Flag(help: "Time-based codes (the default).") var totp = false
+    @Flag(help: "Counter-based codes.") var hotp = false
+    @Option(help: "Code length: 6, 7 or 8.") var digits = 6
+    @Option(help: "TOTP period in seconds.") var period = 30
+    @Option(help: "sha1, sha256 or sha512.") var algorithm = "sha1"
+    @Option(help: "HOTP initial counter.") var counter: UInt64 = 0
+
+    @Option(help: "A label to tell tokens apart.") var label = ""
+    @Flag(help: "Print the otpauth:// URI (it contains the secret) for a phone app.") var uri = false
+    @Flag(help: "Print the result as JSON.") var json = false
+
+    func validate() throws {
+        guard card != (secret != nil) else { throw ValidationError("give exactly one of --card and --secret") }
+        guard !(totp && hotp) else { throw ValidationError("--totp and --hotp exclude each other") }
+        guard HashAlgorithm(name: algorithm) != nil else { throw ValidationError("--algorithm must be sha1, sha256 or sha512") }
+        guard (6...8).contains(digits) else { throw ValidationError("--digits must be 6, 7 or 8") }
+        guard (1...600).contains(wait) else { throw ValidationError("--wait must be 1 to 600 seconds") }
+    }
+
+    func run() throws {
+        let user = try userName(self.user)
+        let store = options.open()
+        let created = now()
+        var token: Token
+        var secretBytes: [UInt8]
+        if card {
+            guard let random = SecureRandom.bytes(20) else { throw Failure("the system random generator failed") }
+            secretBytes = random
+            token = try writeToCard(user: user, secret: secretBytes, created: created)
+        } else {
+            do { secretBytes = try Base32.decode(secret ?? "") } catch { throw Failure("--secret: \(error)") }
+            guard (1...OTPParameters.maxSecretLength).contains(secretBytes.count) else {
+                throw Failure("--secret must decode to 1 to \(OTPParameters.maxSecretLength) bytes")
+            }
+            let parameters = try OTPParameters(kind: hotp ? .hotp : .totp(period: period),
+                                               algorithm: HashAlgorithm(name: algorithm) ?? .sha1, digits: digits)
+            token = Token(id: "", kind: .code, parameters: parameters, secret: SecretBytes(secretBytes),
+                          initialCounter: counter, label: label, created: created)
+        }
+        let id = try withStore {
+            try store.update(user) { (record: inout UserRecord?, changed: inout Bool) -> String in
+                var r = record ?? UserRecord(user: user, created: created)
+                token.id = r.nextTokenID(prefix: card ? "card" : "code")
+                r.tokens.append(token)
+                record = r
+                changed = true
+                return token.id
+            }
+        }
+        let parameters = token.parameters
+        let uriText = OTPAuthURI(parameters: parameters, secretBase32: Base32.encode(secretBytes), issuer: "smartotp",
+                                 account: "\(user)@\(hostName())", counter: counter).format()
+        ConstantTime.wipe(&secretBytes)
+        if json {
+            var out: [String: Any] = ["user": user.value, "token": id, "kind": token.kind.rawValue]
+            if let d = token.deviceID { out["device"] = d }
+            if uri { out["uri"] = uriText }
+            try printJSON(out)
+        } else {
+            print("Enrolled \(card ? "card \(token.deviceID ?? "")" : "code token") for \(user) as token \(id).")
+            if uri { print(uriText) }
+        }
+    }
+
+    func writeToCard(user: UserName, secret: [UInt8], created: Int64) throws -> Token {
+        let context: PCSCContext
+        do { context = try PCSCContext() } catch { throw Failure("\(error) (start it: systemctl start pcscd)") }
+        var skip = Set<String>()
+        FileHandle.standardError.write(Data("Present the card on the reader...\n".utf8))
+        let readerName: String
+        do {
+            readerName = try context.waitForCard(filter: reader, skip: &skip, timeoutMs: wait * 1000,
+                                                 now: SystemClock.monotonicMilliseconds)
+        } catch { throw Failure("\(error)") }
+        do {
+            let session = OATHSession(transport: try context.connect(reader: readerName))
+            let info = try session.select()
+            var accessKey: SecretBytes?
+            if info.challenge != nil {
+                let code = try readSecret(prompt: "Card access code: ", fromStdin: cardPasswordStdin, confirm: false)
+                let key = try session.deriveKey(password: code)
+                try session.validate(key: key)
+                accessKey = key
+            }
+            let parameters = try OTPParameters(kind: .totp(period: 30), algorithm: .sha1, digits: digits)
+            let credentialName = name ?? YKOATH.credentialName(issuer: "smartotp", account: "\(user)@\(hostName())", kind: parameters.kind)
+            guard credentialName.utf8.count <= 64 else { throw Failure("--name is longer than 64 bytes") }
+            try session.put(name: credentialName, parameters: parameters, secret: SecretBytes(secret), touch: touch)
+            var token = Token(id: "", kind: .card, parameters: parameters, secret: SecretBytes(secret),
+                              credentialName: credentialName, deviceID: info.deviceID, accessKey: accessKey,
+                              label: label.isEmpty ? readerName : label, created: created)
+            token.touch = touch
+            return token
+        } catch let e as CardError {
+            throw Failure("\(readerName): \(e)")
+        }
+    }
+}
+
+struct Passwd: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Set or change a user's simple password (the fallback PIN).",
+        discussion: "At least \(Passwd.minimumLength) characters. Stored as a yescrypt hash, as /etc/shadow does."
+    )
+    static let minimumLength = 4
+
+    @OptionGroup var options: StoreOptions
+    @Argument(help: "The user.") var user: String
+    @Flag(help: "Read the password from standard input (one line).") var passwordStdin = false
+
+    func run() throws {
+        let user = try userName(self.user)
+        let password = try readSecret(prompt: "New simple password: ", fromStdin: passwordStdin, confirm: true)
+        guard password.count >= Self.minimumLength else { throw Failure("the simple password needs at least \(Self.minimumLength) characters") }
+        guard password.utf8.count <= 512 else { throw Failure("the simple password is longer than 512 bytes") }
+        guard let hash = PasswordHash.make(password) else { throw Failure("libxcrypt could not hash the password") }
+        try withStore {
+            try options.open().update(user) { (r: inout UserRecord?, changed: inout Bool) in
+                var record = r ?? UserRecord(user: user, created: now())
+                record.passwordHash = hash
+                r = record
+                changed = true
+            }
+        }
+        print("Simple password set for \(user).")
+    }
+}

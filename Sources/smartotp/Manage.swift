@@ -1,0 +1,253 @@
+import ArgumentParser
+import Foundation
+import OTPCore
+import SmartOTPAuth
+import TokenStore
+
+struct List: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List enrolled users.")
+    @OptionGroup var options: StoreOptions
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        let store = options.open()
+        let users = try withStore { try store.list() }
+        var rows: [[String: Any]] = []
+        for user in users {
+            guard let r = try withStore({ try store.read(user) }) else { continue }
+            rows.append(["user": user.value, "tokens": r.tokens.count, "password": r.passwordHash != nil, "failures": r.failures])
+        }
+        if json { return try printJSON(rows) }
+        for row in rows {
+            print("\(row["user"] ?? "")\ttokens=\(row["tokens"] ?? 0)\tpassword=\((row["password"] as? Bool) == true ? "yes" : "no")\tfailures=\(row["failures"] ?? 0)")
+        }
+    }
+}
+
+struct Show: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show a user's tokens and state (never a secret).")
+    @OptionGroup var options: StoreOptions
+    @Argument(help: "The user.") var user: String
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        let user = try userName(self.user)
+        guard let r = try withStore({ try options.open().read(user) }) else { throw Failure("\(user) has no smartotp record") }
+        let tokens: [[String: Any]] = r.tokens.map { t in
+            var d: [String: Any] = ["id": t.id, "kind": t.kind.rawValue, "algorithm": t.parameters.algorithm.description,
+                                    "digits": t.parameters.digits, "label": t.label, "created": t.created]
+            switch t.parameters.kind {
+            case .totp(let p): d["type"] = "totp"; d["period"] = p
+            case .hotp: d["type"] = "hotp"; d["counter"] = t.initialCounter
+            }
+            if let u = t.lastUsed { d["last_used"] = u }
+            if let name = t.credentialName { d["credential"] = name }
+            if let dev = t.deviceID { d["device"] = dev }
+            if t.kind == .card { d["access_code"] = t.accessKey != nil; d["touch"] = t.touch }
+            return d
+        }
+        let out: [String: Any] = ["user": user.value, "tokens": tokens, "password": r.passwordHash != nil,
+                                  "failures": r.failures, "last_failure": r.lastFailure, "recovery_codes": r.recoveryCodes.count]
+        if json { return try printJSON(out) }
+        print("user \(user): \(r.tokens.count) token(s), simple password \(r.passwordHash != nil ? "set" : "not set"), \(r.recoveryCodes.count) recovery code(s), \(r.failures) failure(s)")
+        for t in tokens {
+            print("  " + t.keys.sorted().map { "\($0)=\(t[$0] ?? "")" }.joined(separator: " "))
+        }
+    }
+}
+
+struct Remove: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Remove a user's record, or one token of it.")
+    @OptionGroup var options: StoreOptions
+    @Argument(help: "The user.") var user: String
+    @Option(help: "Remove only this token.") var token: String?
+
+    func run() throws {
+        let user = try userName(self.user)
+        let removed = try withStore {
+            try options.open().update(user) { (r: inout UserRecord?, changed: inout Bool) -> Bool in
+                guard var record = r else { return false }
+                if let token {
+                    guard let i = record.tokens.firstIndex(where: { $0.id == token }) else { return false }
+                    record.tokens.remove(at: i)
+                    r = record
+                } else {
+                    r = nil
+                }
+                changed = true
+                return true
+            }
+        }
+        guard removed else { throw Failure(token.map { "\(user) has no token \($0)" } ?? "\(user) has no smartotp record") }
+        print(token.map { "Removed token \($0) of \(user)." } ?? "Removed the record of \(user).")
+    }
+}
+
+struct Unlock: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Clear a user's failure count (and lock).")
+    @OptionGroup var options: StoreOptions
+    @Argument(help: "The user.") var user: String
+
+    func run() throws {
+        let user = try userName(self.user)
+        let found = try withStore {
+            try options.open().update(user) { (r: inout UserRecord?, changed: inout Bool) -> Bool in
+                guard r != nil else { return false }
+                r?.failures = 0
+                r?.lastFailure = 0
+                changed = true
+                return true
+            }
+        }
+        guard found else { throw Failure("\(user) has no smartotp record") }
+        print("Unlocked \(user).")
+    }
+}
+
+struct Resync: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Resynchronise an HOTP token from two consecutive codes.",
+        discussion: "Searches up to 10,000 counters past the last one used (RFC 4226 §7.4).")
+    @OptionGroup var options: StoreOptions
+    @Argument(help: "The user.") var user: String
+    @Argument(help: "A code.") var code1: String
+    @Argument(help: "The code that follows it.") var code2: String
+    @Option(help: "The token (default: the first HOTP token).") var token: String?
+
+    func run() throws {
+        let user = try userName(self.user)
+        let counter = try withStore {
+            try options.open().update(user) { (r: inout UserRecord?, changed: inout Bool) -> UInt64? in
+                guard var record = r, let i = record.tokens.firstIndex(where: {
+                    $0.parameters.kind == .hotp && (token == nil || $0.id == token)
+                }) else { return nil }
+                let t = record.tokens[i]
+                let start = t.lastUsed.map { $0 &+ 1 } ?? t.initialCounter
+                guard let found = HOTPValidator(parameters: t.parameters, window: 1)
+                    .resync(first: code1, second: code2, secret: t.secret, start: start, searchLimit: 10_000) else { return nil }
+                record.tokens[i].lastUsed = found
+                r = record
+                changed = true
+                return found
+            }
+        }
+        guard let counter else { throw Failure("no HOTP token of \(user) produced those two codes in a row") }
+        print("Resynchronised: the next code is counter \(counter + 1).")
+    }
+}
+
+struct Recovery: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Make new one-time recovery codes (replacing the old ones) and show them once.",
+        discussion: "Each code works once, at the one-time code prompt. Store them offline.")
+    @OptionGroup var options: StoreOptions
+    @Argument(help: "The user.") var user: String
+    @Option(help: "How many codes.") var count = 10
+
+    func validate() throws {
+        guard (1...50).contains(count) else { throw ValidationError("--count must be 1 to 50") }
+    }
+
+    func run() throws {
+        let user = try userName(self.user)
+        var codes: [String] = []
+        var hashes: [String] = []
+        for _ in 0..<count {
+            guard let code = RecoveryCode.generate(), let normal = RecoveryCode.normalise(code),
+                  let hash = PasswordHash.make(normal) else { throw Failure("could not make a recovery code") }
+            codes.append(code)
+            hashes.append(hash)
+        }
+        let found = try withStore {
+            try options.open().update(user) { (r: inout UserRecord?, changed: inout Bool) -> Bool in
+                guard r != nil else { return false }
+                r?.recoveryCodes = hashes
+                changed = true
+                return true
+            }
+        }
+        guard found else { throw Failure("\(user) has no smartotp record; enroll first") }
+        print("Recovery codes for \(user) (each works once; they are not shown again):")
+        for c in codes { print("  \(c)") }
+    }
+}
+
+struct Import: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Import tokens from pam_oath's users file or a google-authenticator file.",
+        discussion: """
+          smartotp import --pam-oath /etc/users.oath
+          smartotp import --google-authenticator ~alice/.google_authenticator --user alice
+        pam_oath passwords become simple passwords; google-authenticator scratch codes become recovery codes.
+        """)
+    @OptionGroup var options: StoreOptions
+    @Option(help: "pam_oath users file.") var pamOath: String?
+    @Option(help: "google-authenticator file.") var googleAuthenticator: String?
+    @Option(help: "The user the google-authenticator file belongs to.") var user: String?
+
+    func validate() throws {
+        guard (pamOath == nil) != (googleAuthenticator == nil) else { throw ValidationError("give --pam-oath or --google-authenticator") }
+        if googleAuthenticator != nil && user == nil { throw ValidationError("--google-authenticator needs --user") }
+    }
+
+    func run() throws {
+        let path = pamOath ?? googleAuthenticator ?? ""
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw Failure("cannot read \(path)") }
+        let imported: [Importers.Imported] = try withStore {
+            if pamOath != nil { return try Importers.pamOath(text, path: path, now: now()) }
+            return [try Importers.googleAuthenticator(text, path: path, user: try UserName(user ?? ""), now: now())]
+        }
+        let store = options.open()
+        for item in imported {
+            let passwordHash = item.password.flatMap { PasswordHash.make($0) }
+            let recovery = item.scratchCodes.compactMap { PasswordHash.make($0) }
+            try withStore {
+                try store.update(item.user) { (r: inout UserRecord?, changed: inout Bool) in
+                    var record = r ?? UserRecord(user: item.user, created: now())
+                    var token = item.token
+                    token.id = record.nextTokenID(prefix: token.id)
+                    record.tokens.append(token)
+                    if let passwordHash { record.passwordHash = passwordHash }
+                    record.recoveryCodes += recovery
+                    r = record
+                    changed = true
+                }
+            }
+            print("Imported a token for \(item.user).")
+        }
+    }
+}
+
+struct Verify: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check a one-time code as a login would (it is used up when accepted).",
+        discussion: "Exit status 0 when accepted, 1 when wrong or replayed. The failure count moves as in a login.")
+    @OptionGroup var options: StoreOptions
+    @Argument(help: "The user.") var user: String
+    @Option(help: "The code (read from standard input when absent).") var code: String?
+    @Option(help: "TOTP steps of skew either side.") var skew = 1
+    @Option(help: "HOTP look-ahead window.") var window = 20
+    @Option(help: "Check at this Unix time instead of now (testing).") var at: Int64?
+
+    func run() throws {
+        let user = try userName(self.user)
+        guard let typed = code ?? readLine(strippingNewline: true) else { throw Failure("no code given") }
+        let when = at ?? now()
+        let check = CodeCheck(skew: skew, window: window)
+        let result = try withStore {
+            try options.open().update(user) { (r: inout UserRecord?, changed: inout Bool) -> CodeCheck.Result in
+                guard var record = r else { return .rejected }
+                let result = check.apply(typed, to: &record, now: when)
+                if case .accepted = result { record.failures = 0 } else { record.failures += 1; record.lastFailure = when }
+                r = record
+                changed = true
+                return result
+            }
+        }
+        switch result {
+        case .accepted(let id, let counter): print("accepted: token \(id) at \(counter)")
+        case .replayed(let id): print("replayed: token \(id)"); throw ExitCode(1)
+        case .rejected: print("rejected"); throw ExitCode(1)
+        }
+    }
+}

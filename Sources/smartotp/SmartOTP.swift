@@ -1,0 +1,82 @@
+import ArgumentParser
+import Foundation
+import OTPCore
+import SmartCard
+import SmartOTPAuth
+import TokenStore
+
+@main
+struct SmartOTP: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "smartotp",
+        abstract: "Enroll smart OTP cards and codes, and manage the records pam_smartotp reads.",
+        discussion: """
+        Records live in /var/lib/smartotp/users/<user> (root, 0600); --store DIR works on
+        another store. Secrets are never printed except where a command says it will.
+
+        EXIT STATUS
+          0   success
+          1   the command failed (the message says why and what to do)
+          64  the command line is wrong
+        """,
+        subcommands: [
+            Enroll.self, Passwd.self, List.self, Show.self, Remove.self, Unlock.self, Resync.self,
+            Recovery.self, Import.self, Verify.self, CardStatus.self, Check.self, Demo.self,
+        ]
+    )
+}
+
+/// Options every command shares.
+struct StoreOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("The record store.", valueName: "DIR"))
+    var store: String = FileStore.defaultRoot
+
+    /// The store; in a directory the caller owns (tests, demos) the caller's uid owns it.
+    func open() -> FileStore {
+        FileStore(root: store, owner: store == FileStore.defaultRoot ? 0 : getuid())
+    }
+}
+
+/// A failure the user can act on: printed as "smartotp: MESSAGE", exit status 1.
+struct Failure: Error, CustomStringConvertible {
+    let description: String
+    init(_ text: String) { description = text }
+}
+
+func userName(_ raw: String) throws -> UserName {
+    do { return try UserName(raw) } catch { throw Failure("\(error)") }
+}
+
+func now() -> Int64 { Int64(Date().timeIntervalSince1970) }
+
+func hostName() -> String { ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "host" }
+
+/// Reads a secret: from standard input when asked, else twice from the terminal.
+func readSecret(prompt: String, fromStdin: Bool, confirm: Bool) throws -> String {
+    if fromStdin {
+        guard let line = readLine(strippingNewline: true) else { throw Failure("nothing on standard input") }
+        return line
+    }
+    guard isatty(0) == 1 else { throw Failure("standard input is not a terminal: use --password-stdin") }
+    guard let first = getpass(prompt) else { throw Failure("cannot read from the terminal") }
+    let a = String(cString: first)
+    if confirm {
+        guard let second = getpass("Again: ") else { throw Failure("cannot read from the terminal") }
+        guard a == String(cString: second) else { throw Failure("the two entries differ") }
+    }
+    return a
+}
+
+func printJSON(_ value: Any) throws {
+    let data = try JSONSerialization.data(withJSONObject: value, options: [.prettyPrinted, .sortedKeys])
+    print(String(decoding: data, as: UTF8.self))
+}
+
+extension StoreError {
+    var failure: Failure { Failure(description) }
+}
+
+/// Runs a store operation, turning its typed errors into plain failures.
+func withStore<T>(_ body: () throws -> T) throws -> T {
+    do { return try body() } catch let e as StoreError { throw e.failure }
+}
