@@ -137,7 +137,8 @@ public struct LoginFlow {
         if let token = pending, looksLikeCodeOrRecovery(token, record) {
             typed = token
             pending = nil
-        } else if config.useFirstPass {
+        } else if config.useFirstPass || (pending != nil && offersPassword) {
+            // An earlier module's token that is not a code goes to the password step.
             return .next
         } else {
             guard let answer = prompter.askSecret(offersPassword ? "One-time code (Enter for your simple password): " : "One-time code: ") else {
@@ -199,11 +200,18 @@ public struct LoginFlow {
     func passwordStep(_ record: UserRecord, user: UserName, pending: inout String?,
                       log: (String, AuditEvent.Result, String) -> Void) -> StepResult {
         guard let hash = record.passwordHash else { return .next }
-        let typed: String
         if let token = pending {
-            typed = token
             pending = nil
-        } else if config.useFirstPass {
+            if token.utf8.count <= Self.maxAnswer, PasswordHash.verify(token, hash: hash) {
+                return .done(succeed(user, method: .password, tokenID: nil, log: log))
+            }
+            // try_first_pass: the earlier module's password was not ours; ask (uncounted).
+            if config.useFirstPass {
+                return .done(fail(user, method: "password", reason: "PAM_AUTHTOK is not the simple password (use_first_pass)", log: log))
+            }
+        }
+        let typed: String
+        if config.useFirstPass {
             return .done(fail(user, method: "password", reason: "no PAM_AUTHTOK from an earlier module (use_first_pass)", log: log))
         } else {
             guard let answer = prompter.askSecret("Simple password: ") else {

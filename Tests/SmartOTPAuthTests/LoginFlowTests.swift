@@ -1,0 +1,254 @@
+import Testing
+import OTPCore
+import SmartCard
+import SmartOTPAuth
+import TokenStore
+
+let secretBytes = Array("12345678901234567890".utf8)
+let t0: Int64 = 1_700_000_000
+
+func code(at time: Int64, offset: Int64 = 0) -> String {
+    OTP.hotp(secret: SecretBytes(secretBytes), counter: UInt64(time / 30 + offset), algorithm: .sha1, digits: 6) ?? ""
+}
+
+struct Harness {
+    let store = MemoryStore()
+    let reader = FakeReader()
+    let audit = CollectingAudit()
+    var config = ModuleConfig()
+    var time = t0
+
+    init(card: Bool = true, code: Bool = true, password: String? = "1234") throws {
+        let user = try UserName("alice")
+        var record = UserRecord(user: user, created: 1)
+        if card {
+            var t = Token(id: "card", kind: .card, parameters: try OTPParameters(kind: .totp(period: 30)),
+                          secret: SecretBytes(secretBytes), credentialName: "smartotp:alice", deviceID: "aabb", created: 1)
+            t.touch = false
+            record.tokens.append(t)
+        }
+        if code {
+            // A second device with a secret of its own.
+            record.tokens.append(Token(id: "phone", kind: .code, parameters: try OTPParameters(kind: .totp(period: 30)),
+                                       secret: SecretBytes(Array("a phone's own secret".utf8)), created: 1))
+        }
+        if let password { record.passwordHash = PasswordHash.make(password) }
+        store.records[user] = record
+    }
+
+    func run(_ answers: [String?], user: String = "alice", previous: String? = nil) -> (Outcome, ScriptedPrompter) {
+        let prompter = ScriptedPrompter(answers)
+        let flow = LoginFlow(config: config, store: store, prompter: prompter, reader: reader,
+                             clock: FixedClock(time: time), audit: audit, previousToken: previous)
+        return (flow.authenticate(user: user, service: "test"), prompter)
+    }
+
+    var record: UserRecord? { try? store.read(try UserName("alice")) }
+}
+
+@Suite("LoginFlow: every branch")
+struct LoginFlowTests {
+    @Test func tapSucceedsWithoutPrompting() throws {
+        let h = try Harness()
+        h.reader.result = FakeReader.card(SecretBytes(secretBytes))
+        let (outcome, p) = h.run([])
+        #expect(outcome == .success(.card))
+        #expect(p.prompts.isEmpty)
+        #expect(p.transcript.first?.hasPrefix("info: Tap your card") == true)
+        #expect(h.audit.events.last?.result == .success)
+        #expect(h.record?.tokens.first?.lastUsedTime == t0)
+    }
+
+    @Test func wrongCardAnswerCountsAFailure() throws {
+        let h = try Harness()
+        h.reader.result = FakeReader.card(SecretBytes(Array("another secret......".utf8)))
+        let (outcome, _) = h.run([])
+        #expect(outcome == .failure("wrong response from card card"))
+        #expect(h.record?.failures == 1)
+    }
+
+    @Test func tapTimeoutFallsToCodeThenPassword() throws {
+        let h = try Harness()
+        let (outcome, p) = h.run(["", "1234"])
+        #expect(outcome == .success(.password))
+        #expect(p.prompts == ["prompt: One-time code (Enter for your simple password): ", "prompt: Simple password: "])
+        #expect(h.reader.taps == 1)
+    }
+
+    @Test func noReaderSkipsTheTap() throws {
+        let h = try Harness()
+        h.reader.available = false
+        let (outcome, _) = h.run([code(at: t0)])
+        #expect(outcome == .success(.code))
+        #expect(h.reader.taps == 0)
+    }
+
+    @Test func pcscUnavailableDuringTapFallsThrough() throws {
+        let h = try Harness()
+        h.reader.result = { _, _ in .unavailable(.noService) }
+        #expect(h.run([code(at: t0)]).0 == .success(.code))
+        h.reader.result = { _, _ in .failed(.cardRemoved) }
+        let (o, p) = h.run([code(at: t0, offset: 1)])
+        #expect(o == .success(.code))
+        #expect(p.transcript.contains("error: The card could not be used: the card was removed during the exchange."))
+    }
+
+    @Test func codeIsAcceptedOnceAndStored() throws {
+        let h = try Harness()
+        h.reader.available = false
+        #expect(h.run([code(at: t0)]).0 == .success(.code))
+        #expect(h.record?.tokens.contains { $0.lastUsed == UInt64(t0 / 30) } == true)
+        let (again, p) = h.run([code(at: t0)])
+        #expect(again == .failure("replayed code"))
+        #expect(p.transcript.contains("error: That code was already used. Wait for the next one."))
+        #expect(h.record?.failures == 1)
+    }
+
+    @Test func wrongCodeFailsWithoutOfferingThePassword() throws {
+        let h = try Harness()
+        h.reader.available = false
+        let (outcome, p) = h.run(["000000", "1234"])
+        #expect(outcome == .failure("wrong code"))
+        #expect(p.prompts.count == 1)
+    }
+
+    @Test func lockoutAfterDenyAndReleaseAfterUnlockTime() throws {
+        var h = try Harness()
+        h.reader.available = false
+        h.config.deny = 3
+        h.config.unlockTime = 60
+        for _ in 0..<3 { #expect(h.run(["000000"]).0 == .failure("wrong code")) }
+        let (locked, p) = h.run([code(at: t0)])
+        #expect(locked == .locked)
+        #expect(p.prompts.isEmpty, "a locked user is not even asked")
+        h.time = t0 + 61
+        #expect(h.run([code(at: h.time)]).0 == .success(.code))
+        #expect(h.record?.failures == 0)
+    }
+
+    @Test func wrongPasswordCountsAndRightOneResets() throws {
+        let h = try Harness(card: false, code: false)
+        #expect(h.run(["nope"]).0 == .failure("wrong simple password"))
+        #expect(h.record?.failures == 1)
+        #expect(h.run(["1234"]).0 == .success(.password))
+        #expect(h.record?.failures == 0)
+    }
+
+    @Test func methodsOrderAndSubset() throws {
+        var h = try Harness()
+        h.config.methods = [.code]
+        h.reader.result = FakeReader.card(SecretBytes(secretBytes))
+        let (o, p) = h.run([code(at: t0)])
+        #expect(o == .success(.code))
+        #expect(h.reader.taps == 0)
+        #expect(p.prompts == ["prompt: One-time code: "])
+        h.config.methods = [.password]
+        #expect(h.run(["1234"]).0 == .success(.password))
+        h.config.methods = [.card]
+        h.reader.available = false
+        #expect(h.run([]).0 == .failure("no usable method"))
+    }
+
+    @Test func userWithoutRecordAndNullok() throws {
+        var h = try Harness()
+        #expect(h.run([], user: "bob").0 == .userUnknown("no smartotp record"))
+        h.config.nullok = true
+        #expect(h.run([], user: "bob").0 == .ignore)
+    }
+
+    @Test func hostileUserNames() throws {
+        let h = try Harness()
+        for bad in ["../etc/passwd", String(repeating: "x", count: 10_000), "a\u{0}b", "", "-x"] {
+            guard case .userUnknown = h.run([], user: bad).0 else { Issue.record("accepted \(bad.prefix(20))"); continue }
+        }
+    }
+
+    @Test func unreadableStoreIsAuthinfoUnavailable() throws {
+        let h = try Harness()
+        h.store.failReads = .insecure(path: "/var/lib/smartotp", reason: "mode 755")
+        guard case .unavailable(let why) = h.run([]).0 else { Issue.record("not unavailable"); return }
+        #expect(why.contains("mode 755"))
+    }
+
+    @Test func conversationFailureIsConvError() throws {
+        let h = try Harness()
+        h.reader.available = false
+        #expect(h.run([nil]).0 == .conversationError)
+        #expect(h.record?.failures == 0, "a broken conversation is not the user's failure")
+    }
+
+    @Test func hostileAnswersAreRefusedNotCrashed() throws {
+        let h = try Harness()
+        h.reader.available = false
+        for answer in [String(repeating: "9", count: 1 << 20), "12\u{0}3456", "\u{FFFD}\u{FFFD}", "１２３４５６"] {
+            #expect(h.run([answer]).0 == .failure(answer.utf8.count > 1024 ? "answer too long" : "wrong code"))
+        }
+    }
+
+    @Test func firstPassTokens() throws {
+        var h = try Harness()
+        h.reader.available = false
+        h.config.useFirstPass = true
+        #expect(h.run([], previous: code(at: t0)).0 == .success(.code))
+        #expect(h.run([], previous: "1234").0 == .success(.password))
+        #expect(h.run([], previous: nil).0 == .failure("no PAM_AUTHTOK from an earlier module (use_first_pass)"))
+        h.config.useFirstPass = false
+        h.config.tryFirstPass = true
+        // Not a code: skipped at the code prompt, tried as the password, then the user is asked.
+        let (o, p) = h.run(["1234"], previous: "not-it")
+        #expect(o == .success(.password))
+        #expect(p.prompts == ["prompt: Simple password: "])
+        #expect(h.record?.failures == 0)
+    }
+
+    @Test func recoveryCodeWorksOnce() throws {
+        let h = try Harness()
+        h.reader.available = false
+        let rc = try #require(RecoveryCode.generate())
+        let user = try UserName("alice")
+        let normal = try #require(RecoveryCode.normalise(rc))
+        let hash = try #require(PasswordHash.make(normal))
+        h.store.records[user]?.recoveryCodes = [hash]
+        #expect(h.run([rc.uppercased()]).0 == .success(.code))
+        #expect(h.record?.recoveryCodes.isEmpty == true)
+        #expect(h.run([rc]).0 == .failure("wrong code"))
+    }
+
+    @Test func auditNeverCarriesSecrets() throws {
+        let h = try Harness()
+        h.reader.available = false
+        let c = code(at: t0)
+        _ = h.run([c])
+        _ = h.run(["", "1234"])
+        _ = h.run(["", "wrongpw"])
+        for e in h.audit.events {
+            #expect(!e.description.contains(c) && !e.description.contains("1234") && !e.description.contains("wrongpw"))
+        }
+    }
+}
+
+@Suite("Module arguments")
+struct ConfigTests {
+    @Test func defaultsAndEveryArgument() throws {
+        #expect(try ModuleConfig.parse([]).config == ModuleConfig())
+        let p = try ModuleConfig.parse(["store=/tmp/s", "methods=code,password", "timeout=5", "reader=Virtual", "skew=2",
+                                        "window=50", "deny=3", "unlock_time=0", "nullok", "try_first_pass", "use_first_pass", "debug", "bogus", "x=y"])
+        #expect(p.unknown == ["bogus", "x=y"])
+        let c = p.config
+        #expect(c.store == "/tmp/s" && c.methods == [.code, .password] && c.timeout == 5 && c.reader == "Virtual")
+        #expect(c.skew == 2 && c.window == 50 && c.deny == 3 && c.unlockTime == 0)
+        #expect(c.nullok && c.tryFirstPass && c.useFirstPass && c.debug)
+    }
+
+    @Test func malformedValuesFailSafe() {
+        let bad: [[String]] = [["timeout=abc"], ["timeout=0"], ["timeout=601"], ["store=relative"], ["methods="], ["methods=card,card"],
+                               ["methods=sms"], ["skew=-1"], ["deny"], ["nullok=1"], ["window=1e3"], ["unlock_time=99999999999"], ["reader="]]
+        for args in bad {
+            #expect(throws: ConfigError.self, "\(args)") { try ModuleConfig.parse(args) }
+        }
+        #expect(throws: ConfigError.badValue(name: "timeout", value: "x\u{1}", expected: "a number from 1 to 600")) {
+            try ModuleConfig.parse(["timeout=x\u{1}"])
+        }
+        #expect(ConfigError.badValue(name: "timeout", value: "x\u{1}", expected: "n").description.contains("x\\u{1}"))
+    }
+}
