@@ -1,1 +1,149 @@
-print("bench")
+// smartotp-bench: the speed figures of the OTP engine and the store, and a store
+// "churn" writer the crash tests kill at random moments.
+//
+//   smartotp-bench otp                      validations per second (TOTP skew 1, HOTP window 1000)
+//   smartotp-bench store --users N          one login's store cost with N users enrolled
+//   smartotp-bench churn --store DIR --user U   update U's record forever (killed by tests)
+#if canImport(Glibc)
+import Glibc
+#endif
+import OTPCore
+import TokenStore
+
+func monotonicNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+/// Runs `body` repeatedly for about `seconds` and returns operations per second.
+func measure(seconds: Double = 2, _ body: () -> Void) -> (perSecond: Double, iterations: Int) {
+    let start = monotonicNanoseconds()
+    let budget = UInt64(seconds * 1e9)
+    var n = 0
+    while monotonicNanoseconds() - start < budget {
+        body()
+        n += 1
+    }
+    let elapsed = Double(monotonicNanoseconds() - start) / 1e9
+    return (Double(n) / elapsed, n)
+}
+
+/// `x` with `decimals` digits after the point (no Foundation here).
+func fixed(_ x: Double, _ decimals: Int = 0) -> String {
+    guard x.isFinite else { return "-" }
+    var scale = 1.0
+    for _ in 0..<decimals { scale *= 10 }
+    let n = Int((x * scale).rounded())
+    if decimals == 0 { return String(n) }
+    let whole = n / Int(scale)
+    var frac = String(abs(n) % Int(scale))
+    while frac.count < decimals { frac = "0" + frac }
+    return "\(whole).\(frac)"
+}
+
+func argument(_ name: String) -> String? {
+    let args = CommandLine.arguments
+    guard let i = args.firstIndex(of: name), i + 1 < args.count else { return nil }
+    return args[i + 1]
+}
+
+func fail(_ text: String) -> Never {
+    print("smartotp-bench: \(text)")
+    exit(1)
+}
+
+let secret = SecretBytes(Array("12345678901234567890".utf8))
+
+func benchOTP() {
+    let totp = (try? OTPParameters(kind: .totp(period: 30))) ?? { fail("parameters") }()
+    let hotp = (try? OTPParameters(kind: .hotp)) ?? { fail("parameters") }()
+    let now: Int64 = 1_700_000_000
+    let good = OTP.code(secret: secret, parameters: totp, counter: UInt64(now / 30)) ?? ""
+    let v = TOTPValidator(parameters: totp, skew: 1)
+    var sink = 0
+    let t = measure {
+        if case .accepted = v.validate(good, secret: secret, at: now, lastUsedStep: nil) { sink += 1 }
+    }
+    let h = HOTPValidator(parameters: hotp, window: 1000)
+    let worst = measure {
+        if case .rejected = h.validate("000000", secret: secret, initialCounter: 0, lastUsedCounter: nil) { sink += 1 }
+    }
+    let mac = measure { if HMAC.authenticate(.sha1, key: secret, message: OTP.counterBytes(42)) != nil { sink += 1 } }
+    print("| benchmark | per second | per operation |")
+    print("| --- | ---: | ---: |")
+    print("| HMAC-SHA1 (one counter) | \(fixed(mac.perSecond)) | \(fixed(1e6 / mac.perSecond, 2)) µs |")
+    print("| TOTP validation, skew 1 (3 steps) | \(fixed(t.perSecond)) | \(fixed(1e6 / t.perSecond, 2)) µs |")
+    print("| HOTP validation, window 1000 (wrong code: all 1000) | \(fixed(worst.perSecond)) | \(fixed(1e6 / worst.perSecond, 2)) µs |")
+    if sink == 0 { print("(no results)") }
+}
+
+func makeStore(_ root: String) -> FileStore {
+    let store = FileStore(root: root, owner: geteuid())
+    do { try store.prepare() } catch { fail("\(error)") }
+    return store
+}
+
+func benchStore() {
+    let counts = (argument("--users") ?? "10,10000,100000").split(separator: ",").compactMap { Int($0) }
+    print("| enrolled users | store cost of one login (read, validate, write back) |")
+    print("| ---: | ---: |")
+    for count in counts {
+        var template = Array("/tmp/smartotp-bench-XXXXXX".utf8CString)
+        guard let dir = mkdtemp(&template) else { fail("mkdtemp") }
+        let root = String(cString: dir) + "/store"
+        let store = makeStore(root)
+        let totp = (try? OTPParameters(kind: .totp(period: 30))) ?? { fail("parameters") }()
+        // Enrol `count` users by writing their records directly (fast), then measure one.
+        for i in 0..<count {
+            guard let user = try? UserName("user\(i)") else { continue }
+            let record = UserRecord(user: user, tokens: [Token(id: "code", kind: .code, parameters: totp, secret: secret, created: 1)], created: 1)
+            do { try store.update(user) { r, c in r = record; c = true } } catch { fail("\(error)") }
+        }
+        guard let target = try? UserName("user\(count / 2)") else { fail("name") }
+        var step: Int64 = 1_700_000_000 / 30
+        let r = measure(seconds: 3) {
+            step += 1
+            let code = OTP.code(secret: secret, parameters: totp, counter: UInt64(step)) ?? ""
+            _ = try? store.update(target) { (rec: inout UserRecord?, changed: inout Bool) in
+                guard var current = rec else { return }
+                let v = TOTPValidator(parameters: totp, skew: 1)
+                if case .accepted(let s) = v.validate(code, secret: current.tokens[0].secret, at: step * 30, lastUsedStep: current.tokens[0].lastUsed) {
+                    current.tokens[0].lastUsed = s
+                    rec = current
+                    changed = true
+                }
+            }
+        }
+        print("| \(count) | \(fixed(1e6 / r.perSecond, 1)) µs (\(fixed(r.perSecond)) logins/s) |")
+        _ = system("rm -rf '\(String(cString: dir))'")
+    }
+}
+
+func churn() {
+    guard let root = argument("--store"), let name = argument("--user"), let user = try? UserName(name) else {
+        fail("churn needs --store DIR --user NAME")
+    }
+    let store = FileStore(root: root, owner: geteuid())
+    while true {
+        do {
+            try store.update(user) { (r: inout UserRecord?, changed: inout Bool) in
+                var record = r ?? UserRecord(user: user, created: 1)
+                record.failures += 1
+                // Grow and shrink the record so writes differ in size.
+                record.recoveryCodes = Array(repeating: "$y$j9T$churn$churn", count: record.failures % 7)
+                r = record
+                changed = true
+            }
+        } catch { fail("\(error)") }
+    }
+}
+
+switch CommandLine.arguments.dropFirst().first {
+case "otp": benchOTP()
+case "store": benchStore()
+case "churn": churn()
+default:
+    print("usage: smartotp-bench otp | store [--users 10,10000,100000] | churn --store DIR --user NAME")
+    exit(64)
+}

@@ -7,7 +7,6 @@
  *     --answer TEXT        answer the next prompt with TEXT (repeatable, used in order)
  *     --answer-hex HEX     answer with raw bytes (NUL, non-UTF-8); NUL ends the C string
  *     --answer-big N       answer with N bytes of 'A'
- *     --authtok TEXT       set PAM_AUTHTOK before authenticating (try/use_first_pass)
  *     --conv-fail          the conversation function returns PAM_CONV_ERR
  *     --conv-null          the conversation function returns success and a NULL response
  *     --no-conv            pam_start gets a conversation whose function is NULL
@@ -109,7 +108,7 @@ static int usage(void)
 
 int main(int argc, char **argv)
 {
-    const char *confdir = NULL, *service = NULL, *user = NULL, *authtok = NULL;
+    const char *confdir = NULL, *service = NULL, *user = NULL;
     int acct = 0, acct_only = 0, no_conv = 0;
     struct answers a = {0};
     for (int i = 1; i < argc; i++) {
@@ -118,7 +117,6 @@ int main(int argc, char **argv)
         if (!strcmp(arg, "--confdir") && val) { confdir = val; i++; }
         else if (!strcmp(arg, "--service") && val) { service = val; i++; }
         else if (!strcmp(arg, "--user") && val) { user = val; i++; }
-        else if (!strcmp(arg, "--authtok") && val) { authtok = val; i++; }
         else if (!strcmp(arg, "--answer") && val && a.count < MAX_ANSWERS) {
             a.items[a.count] = strdup(val);
             a.lengths[a.count++] = strlen(val);
@@ -153,8 +151,6 @@ int main(int argc, char **argv)
         printf("pam_start_confdir: %d %s\n", rc, pam_strerror(pamh, rc));
         return rc;
     }
-    if (authtok)
-        pam_set_item(pamh, PAM_AUTHTOK, authtok);
     if (!acct_only) {
         rc = pam_authenticate(pamh, 0);
         printf("authenticate: %d %s\n", rc, pam_strerror(pamh, rc));

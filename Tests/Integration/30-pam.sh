@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Real PAM stacks, run by pam-harness from a private directory (pam_start_confdir), with
+# the exact return code of every call asserted. No card here: pcscd is not started, so
+# the card step falls through as it does on a host without a reader.
+source "$(dirname "$0")/lib/bench.sh"
+
+SO="$BIN/libpam_smartotp.so"
+H="$BIN/pam-harness"
+CLI="$BIN/smartotp"
+STORE="$WORK/store"
+CONF="$WORK/pam.d"
+SECRET=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP
+mkdir -p "$CONF"
+[ -z "$(foreign_pcscd)" ] || die "a pcscd is running: this suite needs none (stop it)"
+
+enroll() { "$CLI" enroll "$1" --store "$STORE" --secret "${2:-$SECRET}" >/dev/null || die "enroll $1"; }
+setpw() { echo "$2" | "$CLI" passwd "$1" --store "$STORE" --password-stdin >/dev/null || die "passwd $1"; }
+totp() { oathtool --totp -b "${1:-$SECRET}" ${2:+--now=@$2}; }
+service() { local name=$1; shift; printf '%s\n' "$@" >"$CONF/$name"; }
+# run SERVICE USER [harness args…]: prints the harness transcript; sets RC.
+run() { local s=$1 u=$2; shift 2; OUT=$("$H" --confdir "$CONF" --service "$s" --user "$u" "$@" 2>&1); RC=$?; }
+
+ARGS="store=$STORE timeout=2 deny=3 unlock_time=3"
+service std "auth required $SO $ARGS"
+service codeonly "auth required $SO $ARGS methods=code"
+service ignorestack "auth [ignore=1 default=done] $SO $ARGS nullok" "auth required pam_deny.so" "auth required pam_permit.so"
+service badarg "auth required $SO $ARGS timeout=abc"
+service unknownarg "auth required $SO $ARGS frobnicate"
+# pam_unix prompts "Password: " and leaves what was typed in PAM_AUTHTOK (applications
+# cannot set it themselves), then our module takes it with use_first_pass.
+service firstpass "auth optional pam_unix.so" "auth required $SO $ARGS use_first_pass"
+# PAM_IGNORE → pam_deny (7); PAM_SUCCESS → skip to pam_permit (0); failures end the stack.
+service acct "account [ignore=ignore success=1 default=die] $SO $ARGS" "account required pam_deny.so" "account required pam_permit.so"
+service loose "auth required $SO store=$WORK/loose"
+
+enroll alice; setpw alice 1234
+setpw bob 5678
+enroll dave
+now=$(date +%s)
+
+run std alice --answer "$(totp)"
+check "a code from oathtool logs in (PAM_SUCCESS)" 0 "$RC"
+case "$OUT" in *"prompt: One-time code (Enter for your simple password): "*) ok "the code prompt is the module's";;
+    *) not_ok "the code prompt is the module's" "$OUT";; esac
+run std alice --answer "$(totp)"
+check "the same code again is a replay (PAM_AUTH_ERR)" 7 "$RC"
+case "$OUT" in *"already used"*) ok "the replay is explained to the user";; *) not_ok "the replay is explained" "$OUT";; esac
+run std alice --answer "" --answer 1234
+check "Enter at the code prompt, then the simple password (PAM_SUCCESS)" 0 "$RC"
+run std alice --answer "" --answer 9999
+check "a wrong simple password (PAM_AUTH_ERR)" 7 "$RC"
+run std bob --answer 5678
+check "a password-only user gets the password prompt at once" 0 "$RC"
+run std alice --answer 000000
+check "a wrong code (PAM_AUTH_ERR)" 7 "$RC"
+"$CLI" unlock alice --store "$STORE" >/dev/null
+
+for i in 1 2 3; do run std dave --answer 000000; done
+check "third wrong code still PAM_AUTH_ERR" 7 "$RC"
+run std dave --answer "$(totp)"
+check "locked after deny=3 failures: even a right code gets PAM_MAXTRIES" 11 "$RC"
+run acct dave --acct-only
+check "acct_mgmt refuses the locked user (PAM_PERM_DENIED)" 6 "$RC"
+sleep 3.2
+run std dave --answer "$(totp)"
+check "released after unlock_time: the right code works" 0 "$RC"
+run acct dave --acct-only
+check "acct_mgmt passes the released user" 0 "$RC"
+run acct carol --acct-only
+check "acct_mgmt ignores a user without a record (PAM_IGNORE: the stack goes on to pam_deny)" 7 "$RC"
+
+run std carol
+check "a user without a record (PAM_USER_UNKNOWN)" 10 "$RC"
+run ignorestack carol
+check "nullok: a user without a record is ignored (stack goes on to pam_permit)" 0 "$RC"
+run ignorestack alice --answer 000000
+check "nullok does not ignore a wrong code of an enrolled user" 7 "$RC"
+
+run badarg alice --answer "$(totp "" $((now + 30)))"
+check "a malformed argument fails safe (PAM_SERVICE_ERR)" 3 "$RC"
+"$CLI" unlock alice --store "$STORE" >/dev/null
+run unknownarg alice --answer "" --answer 1234
+check "an unknown argument is ignored (and logged)" 0 "$RC"
+
+mkdir -p "$WORK/loose/users" && chmod 755 "$WORK/loose"
+run loose alice --answer 1234
+check "a store open to others is refused (PAM_AUTHINFO_UNAVAIL)" 9 "$RC"
+
+cp "$STORE/users/alice" "$WORK/alice.bak"
+printf 'smartotp-record 1\nuser alice\ntoken broken\n' >"$STORE/users/alice"
+run std alice --answer 1234
+check "a malformed record (PAM_AUTHINFO_UNAVAIL)" 9 "$RC"
+if cmp -s "$STORE/users/alice" <(printf 'smartotp-record 1\nuser alice\ntoken broken\n'); then ok "the malformed record is left as it was"; else not_ok "the malformed record is left as it was"; fi
+cp "$WORK/alice.bak" "$STORE/users/alice"
+
+enroll erin; setpw erin 4321
+run firstpass erin --answer "$(totp)"
+check "use_first_pass takes PAM_AUTHTOK (typed at pam_unix's prompt) as the code" 0 "$RC"
+prompts=$(echo "$OUT" | grep -c '^prompt:')
+check "use_first_pass: only pam_unix prompted" 1 "$prompts"
+run firstpass erin --answer 4321
+check "use_first_pass takes PAM_AUTHTOK as the simple password" 0 "$RC"
+run firstpass erin --answer nonsense
+check "use_first_pass with a wrong PAM_AUTHTOK never prompts again (PAM_AUTH_ERR)" 7 "$RC"
+
+# Hostile answers: the host process (the harness) must survive and get a clear code.
+"$CLI" unlock alice --store "$STORE" >/dev/null
+run codeonly alice --answer-big 1048576
+check "a 1 MiB answer is refused (PAM_AUTH_ERR), the host survives" 7 "$RC"
+run codeonly alice --answer-hex 31323300343536
+check "an answer with a NUL byte is refused" 7 "$RC"
+run codeonly alice --answer-hex fffe8081c0af
+check "a non-UTF-8 answer is refused" 7 "$RC"
+"$CLI" unlock alice --store "$STORE" >/dev/null
+run codeonly alice --answer ""
+check "an empty answer when only codes are allowed is refused" 7 "$RC"
+"$CLI" unlock alice --store "$STORE" >/dev/null
+run std alice --conv-fail
+check "a conversation function that fails (PAM_CONV_ERR)" 19 "$RC"
+run std alice --conv-null
+check "a conversation that returns NULL (PAM_CONV_ERR)" 19 "$RC"
+run std alice --no-conv
+check "no conversation function at all (PAM_CONV_ERR)" 19 "$RC"
+failures=$("$CLI" show alice --store "$STORE" --json | sed -n 's/.*"failures" : \([0-9]*\).*/\1/p')
+check "conversation failures are not counted against the user" 0 "$failures"
+
+run std "../etc/passwd"
+check "user name ../etc/passwd (PAM_USER_UNKNOWN, no path built)" 10 "$RC"
+run std "$(head -c 10240 /dev/zero | tr '\0' x)"
+check "a 10 KB user name (PAM_USER_UNKNOWN)" 10 "$RC"
+run std "-rf"
+check "a user name like an option (PAM_USER_UNKNOWN)" 10 "$RC"
+
+# 32 logins at once through real PAM stacks, 32 users.
+for i in $(seq 1 32); do enroll "para$i"; done
+code=$(totp)
+pids=()
+for i in $(seq 1 32); do
+    "$H" --confdir "$CONF" --service codeonly --user "para$i" --answer "$code" >/dev/null 2>&1 &
+    pids+=($!)
+done
+wins=0
+for p in "${pids[@]}"; do if wait "$p"; then wins=$((wins + 1)); fi; done
+check "32 PAM logins at once (32 users): all succeed" 32 "$wins"
+enroll same
+code=$(totp)
+pids=()
+for i in $(seq 1 8); do
+    "$H" --confdir "$CONF" --service codeonly --user same --answer "$code" >/dev/null 2>&1 &
+    pids+=($!)
+done
+wins=0
+for p in "${pids[@]}"; do if wait "$p"; then wins=$((wins + 1)); fi; done
+check "8 PAM logins at once with one user's same code: exactly one succeeds" 1 "$wins"
+finish
