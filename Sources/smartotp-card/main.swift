@@ -39,6 +39,12 @@ struct SmartOTPCard: ParsableCommand {
     @Flag(help: "Exit when vpcd closes the link instead of reconnecting.")
     var once = false
 
+    @Option(help: ArgumentHelp("Leave the reader after answering N APDUs in a session (a card pulled away mid-exchange; for tests).", valueName: "N"))
+    var vanishAfter: Int?
+
+    @Flag(help: "Answer every APDU with random bytes (a broken card; for tests).")
+    var garbage = false
+
     func validate() throws {
         guard touch == "yes" || touch == "no" else { throw ValidationError("--touch must be yes or no") }
     }
@@ -69,6 +75,7 @@ struct SmartOTPCard: ParsableCommand {
             }
             FileHandle.standardError.write("smartotp-card: in reader on \(host):\(port)\n".data(using: .utf8) ?? Data())
             applet.reset()
+            var answered = 0
             serve: while stopRequested == 0 {
                 let message = try link.receive()
                 switch message {
@@ -84,6 +91,12 @@ struct SmartOTPCard: ParsableCommand {
                     case .none: break
                     }
                 case .apdu(let apdu):
+                    if let limit = vanishAfter, answered >= limit { break serve }
+                    answered += 1
+                    if garbage {
+                        try link.send((0..<Int.random(in: 0...300)).map { _ in UInt8.random(in: 0...255) })
+                        continue
+                    }
                     let response = applet.process(apdu)
                     if applet.isDirty {
                         try save(applet)

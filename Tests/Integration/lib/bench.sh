@@ -62,8 +62,14 @@ foreign_pcscd() {
 start_pcscd() {
     [ -z "$(foreign_pcscd)" ] || die "a pcscd this bench did not start is running (pid $(foreign_pcscd | tr '\n' ' ')); stop it first"
     [ -e /etc/reader.conf.d/vpcd ] || die "vsmartcard-vpcd is not installed (apt-get install vsmartcard-vpcd)"
+    if [ -e /run/pcscd/pcscd.comm ]; then
+        if command -v systemctl >/dev/null && systemctl is-active --quiet pcscd.socket 2>/dev/null; then
+            die "systemd's pcscd.socket owns /run/pcscd/pcscd.comm; stop it first (systemctl stop pcscd.socket)"
+        fi
+        rm -f /run/pcscd/pcscd.comm  # stale: no pcscd runs
+    fi
     mkdir -p /run/pcscd
-    unshare --net sh -c 'ip link set lo up && exec pcscd --foreground --auto-exit=0 2>/dev/null || exec pcscd --foreground' \
+    unshare --net sh -c 'ip link set lo up && exec pcscd --foreground' \
         >"$WORK/pcscd.log" 2>&1 &
     PCSCD_PID=$!
     local i

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# The card side against a real pcscd with vsmartcard's vpcd driver and the virtual card:
+# ykman as an independent YKOATH client, enrolment, and PAM logins by tap — with the
+# card removed, a wrong card, a protected applet, touch, no reader, and pcscd stopped.
+source "$(dirname "$0")/lib/bench.sh"
+
+SO="$BIN/libpam_smartotp.so"
+H="$BIN/pam-harness"
+CLI="$BIN/smartotp"
+STORE="$WORK/store"
+CONF="$WORK/pam.d"
+READER="Virtual PCD 00 00"
+mkdir -p "$CONF"
+service() { local name=$1; shift; printf '%s\n' "$@" >"$CONF/$name"; }
+run() { local s=$1 u=$2; shift 2; OUT=$("$H" --confdir "$CONF" --service "$s" --user "$u" "$@" 2>&1); RC=$?; }
+has() { case "$OUT" in *"$1"*) ok "$2";; *) not_ok "$2" "$(echo "$OUT" | tr '\n' '|')";; esac; }
+ykman_() { timeout 30 ykman --reader "$READER" oath "$@"; }
+
+ARGS="store=$STORE reader=Virtual deny=10"
+service tap "auth required $SO $ARGS timeout=5"
+service quick "auth required $SO $ARGS timeout=2"
+service codeonly "auth required $SO $ARGS methods=code"
+service noreader "auth required $SO store=$STORE reader=NoSuchReader timeout=2"
+
+start_pcscd
+status=$("$CLI" card-status --reader "$READER")
+check "pcscd with vpcd: the virtual reader is there, empty" "empty $READER" "$status"
+
+# ykman, a real YKOATH client, against the virtual card.
+start_card "$WORK/card-a.state"
+check "the card is in the reader" "present $READER" "$("$CLI" card-status --reader "$READER")"
+ykman_ accounts add -f yk-test JBSWY3DPEHPK3PXP >/dev/null 2>&1
+check "ykman oath accounts add / list" "yk-test" "$(ykman_ accounts list 2>/dev/null)"
+ours=$(ykman_ accounts code yk-test 2>/dev/null | awk '{print $NF}')
+theirs=$(oathtool --totp -b JBSWY3DPEHPK3PXP)
+check "ykman oath accounts code matches oathtool" "$theirs" "$ours"
+
+# Enrol alice on card A; a tap logs her in.
+"$CLI" enroll alice --card --reader "$READER" --store "$STORE" >/dev/null 2>&1
+check "smartotp enroll --card writes the credential (ykman sees it)" 1 "$(ykman_ accounts list 2>/dev/null | grep -c '^smartotp:alice@')"
+echo 2468 | "$CLI" passwd alice --store "$STORE" --password-stdin >/dev/null
+secret=$(sed -n 's/.*kind=card .*secret=\([A-Z2-7]*\) .*/\1/p' "$STORE/users/alice")
+cardcode=$(ykman_ accounts code "smartotp:alice" 2>/dev/null | awk '{print $NF}')
+check "the card's code for the enrolled credential matches oathtool with the recorded secret" "$(oathtool --totp -b "$secret")" "$cardcode"
+
+run tap alice
+check "a tap logs in with no prompt (PAM_SUCCESS)" 0 "$RC"
+has "info: Tap your card on the reader (5 s)..." "the user is told to tap, with the seconds"
+check "no prompt was shown for a tap" 0 "$(echo "$OUT" | grep -c '^prompt:')"
+run tap alice
+check "a second tap right away works too (fresh challenge, no replay window)" 0 "$RC"
+
+# The phone path: the same credential's code typed at the prompt.
+run codeonly alice --answer "$(oathtool --totp -b "$secret")"
+check "the card's TOTP typed at the prompt (what a phone reads from the card) logs in" 0 "$RC"
+
+# Card removed: the tap times out, then code → simple password.
+stop_card
+run quick alice --answer "" --answer 2468
+check "no tap in time: fallback to the simple password (PAM_SUCCESS)" 0 "$RC"
+has "info: No card was presented." "the user is told no card came"
+
+# A card pulled away mid-exchange: typed error, fallback, host survives.
+start_card "$WORK/card-a.state" --vanish-after 1
+run quick alice --answer "" --answer 2468
+check "card removed mid-exchange: fallback to the password (PAM_SUCCESS)" 0 "$RC"
+has "could not be used" "the removal is explained"
+stop_card
+
+# A card that answers garbage.
+start_card "$WORK/card-a.state" --garbage
+run quick alice --answer "" --answer 2468
+check "a card answering garbage: fallback, no crash (PAM_SUCCESS)" 0 "$RC"
+stop_card
+
+# Another card (a different device id) is refused, whatever credential it holds.
+start_card "$WORK/card-b.state"
+ykman_ accounts add -f "smartotp:alice@$(hostname -s)" "$secret" >/dev/null 2>&1
+run quick alice --answer "" --answer 2468
+check "another card with a copied credential is not accepted as a tap" 0 "$RC"
+has "not your enrolled card" "the wrong card is named"
+stop_card
+
+# An access-code-protected applet: enrolment asks for the code; taps use the stored key.
+start_card "$WORK/card-c.state"
+ykman_ access change -n "open sesame" >/dev/null 2>&1
+echo "open sesame" | "$CLI" enroll bob --card --reader "$READER" --card-password-stdin --store "$STORE" >/dev/null 2>&1
+check "enrolment on a protected applet records the access key" 1 "$(grep -c 'access-key=[0-9a-f]\{32\}' "$STORE/users/bob")"
+run tap bob
+check "a tap on a protected applet (SELECT, VALIDATE, CALCULATE) logs in" 0 "$RC"
+stop_card
+
+# Touch-required credential: no touch → fallback; touch → in.
+start_card "$WORK/card-d.state" --touch yes
+"$CLI" enroll carol --card --touch --reader "$READER" --store "$STORE" >/dev/null 2>&1
+echo 1357 | "$CLI" passwd carol --store "$STORE" --password-stdin >/dev/null
+run tap carol
+check "touch-required credential, touched: PAM_SUCCESS" 0 "$RC"
+has "info: Touch your key..." "the user is asked to touch"
+stop_card
+start_card "$WORK/card-d.state" --touch no
+run quick carol --answer "" --answer 1357
+check "touch-required credential, no touch in time: fallback (PAM_SUCCESS)" 0 "$RC"
+has "not touched in time" "the missing touch is explained"
+
+# No matching reader: straight to the code prompt.
+run noreader alice --answer "" --answer 2468
+check "no matching reader: the tap is skipped (PAM_SUCCESS by password)" 0 "$RC"
+check "no tap message without a reader" 0 "$(echo "$OUT" | grep -c 'Tap your card')"
+stop_card
+
+# pcscd not running: code and password still work.
+stop_pcscd
+run tap alice --answer "" --answer 2468
+check "pcscd down: falls through to the simple password (PAM_SUCCESS)" 0 "$RC"
+"$CLI" card-status >/dev/null 2>&1
+check "smartotp card-status says pcscd is down (exit 1)" 1 "$?"
+finish
