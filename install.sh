@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# install.sh — build and install smartotp on Debian 12, as root.
+#
+#   ./install.sh                 install the Debian packages, build, install, self-test
+#   ./install.sh --demo          the same, then run `smartotp demo` (real PAM logins
+#                                with the virtual card where no reader exists)
+#   ./install.sh --deps-only     only install the Debian packages (what CI does first)
+#   ./install.sh --no-deps       skip apt-get (packages already there)
+#   ./install.sh --enable SVC    also add pam_smartotp to /etc/pam.d/SVC (sudo, sshd, login,
+#                                su): only after a self-test of the new stack passes, with a
+#                                backup that is restored on any failure
+#   ./install.sh --uninstall     remove everything this script added (records are kept)
+#
+# It is idempotent: running it again reinstalls the same files. It never edits an
+# existing /etc/pam.d service unless --enable names it.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PACKAGES=(
+    # build
+    pkg-config libpam0g-dev libpcsclite-dev libssl-dev libcrypt-dev
+    # run
+    pcscd libpcsclite1 libpam0g
+    # the virtual card bench, the tests and the demo
+    vsmartcard-vpcd pamtester oathtool libpam-oath yubikey-manager iproute2 util-linux procps python3
+)
+PREFIX=/usr/local
+STATE=/var/lib/smartotp
+CONFDIR=/etc/smartotp
+MANIFEST=$CONFDIR/installed-files
+
+say() { printf 'install.sh: %s\n' "$*"; }
+die() { printf 'install.sh: error: %s\n' "$*" >&2; exit 1; }
+
+module_dir() {
+    local d
+    for d in /lib/x86_64-linux-gnu/security /lib/aarch64-linux-gnu/security /usr/lib/x86_64-linux-gnu/security /lib/security /usr/lib/security; do
+        [ -e "$d/pam_unix.so" ] && { echo "$d"; return; }
+    done
+    die "cannot find the directory of pam_unix.so (is libpam-modules installed?)"
+}
+
+deps() {
+    say "installing Debian packages: ${PACKAGES[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${PACKAGES[@]}"
+}
+
+build() {
+    command -v swift >/dev/null || die "swift is not on PATH (Swift 6 toolchain needed)"
+    say "building (release)"
+    swift build -c release
+}
+
+# put SRC DEST MODE: install a file and remember it for --uninstall.
+put() {
+    install -D -o root -g root -m "$3" "$1" "$2"
+    grep -qxF "$2" "$MANIFEST" 2>/dev/null || echo "$2" >>"$MANIFEST"
+}
+
+install_files() {
+    [ "$(id -u)" -eq 0 ] || die "run as root"
+    local bin=.build/release moddir
+    moddir=$(module_dir)
+    install -d -o root -g root -m 0755 "$CONFDIR"
+    touch "$MANIFEST"
+    put "$bin/libpam_smartotp.so" "$moddir/pam_smartotp.so" 0644
+    put "$bin/smartotp" "$PREFIX/bin/smartotp" 0755
+    put "$bin/smartotp-card" "$PREFIX/bin/smartotp-card" 0755
+    put "$bin/pam-harness" "$PREFIX/lib/smartotp/pam-harness" 0755
+    put docs/pam_smartotp.8 "$PREFIX/share/man/man8/pam_smartotp.8" 0644
+    put docs/smartotp.1 "$PREFIX/share/man/man1/smartotp.1" 0644
+    for f in pam.d/smartotp-auth pam.d/smartotp-test; do put "$f" "/etc/pam.d/$(basename "$f")" 0644; done
+    for f in pam.d/examples/*; do put "$f" "$PREFIX/share/doc/smartotp/pam.d/$(basename "$f")" 0644; done
+    put pam.d/pam-configs/smartotp /usr/share/pam-configs/smartotp 0644
+    install -d -o root -g root -m 0700 "$STATE" "$STATE/users" "$STATE/locks"
+    say "module: $moddir/pam_smartotp.so; CLIs: $PREFIX/bin/smartotp, smartotp-card; records: $STATE (0700)"
+}
+
+self_test() {
+    # The installed module loads and answers through a real PAM stack: a user without a
+    # record is PAM_USER_UNKNOWN (10) from the test service.
+    local out rc
+    set +e
+    out=$("$PREFIX/lib/smartotp/pam-harness" --confdir /etc/pam.d --service smartotp-test --user smartotp-selftest-nobody 2>&1)
+    rc=$?
+    set -e
+    [ "$rc" -eq 10 ] || die "self-test failed (expected PAM_USER_UNKNOWN, got $rc): $out"
+    say "self-test passed: the installed module loads and answers through PAM"
+}
+
+enable_service() {
+    local svc=$1 file=/etc/pam.d/$1 backup tmpdir out rc
+    case "$svc" in sudo|sshd|login|su|su-l|sudo-i) ;; *) die "--enable takes sudo, sshd, login or su" ;; esac
+    [ -f "$file" ] || die "$file does not exist"
+    if grep -q 'smartotp-auth\|pam_smartotp' "$file"; then say "$file already uses smartotp"; return; fi
+    backup="$file.smartotp-backup"
+    cp -p "$file" "$backup"
+    # The new stack: our snippet right after the password step (two factors).
+    tmpdir=$(mktemp -d)
+    trap 'rm -rf "$tmpdir"' RETURN
+    if grep -q '^@include common-auth' "$file"; then
+        sed '/^@include common-auth/a @include smartotp-auth' "$file" >"$tmpdir/$svc"
+    else
+        { echo "@include smartotp-auth"; cat "$file"; } >"$tmpdir/$svc"
+    fi
+    cp /etc/pam.d/smartotp-auth /etc/pam.d/common-* "$tmpdir/" 2>/dev/null || true
+    # Self-test the candidate stack before it goes live: it must load every module and
+    # reach a verdict for a user with no record (pam_unix fails it: PAM_AUTH_ERR or
+    # PAM_USER_UNKNOWN), not PAM_SERVICE_ERR/PAM_OPEN_ERR/PAM_SYMBOL_ERR.
+    set +e
+    out=$("$PREFIX/lib/smartotp/pam-harness" --confdir "$tmpdir" --service "$svc" --user smartotp-selftest-nobody --conv-fail 2>&1)
+    rc=$?
+    set -e
+    case "$rc" in
+        1|2|3|4) rm -f "$backup"; die "self-test of the new $svc stack failed ($out); $file not changed" ;;
+    esac
+    cp "$tmpdir/$svc" "$file" || { cp -p "$backup" "$file"; die "could not write $file; restored"; }
+    echo "$file.smartotp-backup" >>"$MANIFEST"
+    say "enabled smartotp in $file (backup: $backup)"
+}
+
+uninstall() {
+    [ "$(id -u)" -eq 0 ] || die "run as root"
+    local f
+    for f in /etc/pam.d/*.smartotp-backup; do
+        [ -e "$f" ] || continue
+        cp -p "$f" "${f%.smartotp-backup}" && rm -f "$f"
+        say "restored ${f%.smartotp-backup}"
+    done
+    if [ -f "$MANIFEST" ]; then
+        while read -r f; do [ -n "$f" ] && rm -f "$f"; done <"$MANIFEST"
+        rm -f "$MANIFEST"
+    fi
+    rmdir "$CONFDIR" "$PREFIX/lib/smartotp" "$PREFIX/share/doc/smartotp/pam.d" "$PREFIX/share/doc/smartotp" 2>/dev/null || true
+    say "uninstalled (records in $STATE are kept; remove them with rm -r $STATE)"
+}
+
+main() {
+    local do_deps=1 do_install=1 demo=0 enable=()
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --deps-only) do_install=0 ;;
+            --no-deps) do_deps=0 ;;
+            --demo) demo=1 ;;
+            --enable) [ $# -ge 2 ] || die "--enable needs a service"; enable+=("$2"); shift ;;
+            --uninstall) uninstall; return ;;
+            -h|--help) sed -n '2,17p' "$0"; return ;;
+            *) die "unknown option $1 (see --help)" ;;
+        esac
+        shift
+    done
+    [ "$(id -u)" -eq 0 ] || die "run as root"
+    [ "$do_deps" -eq 1 ] && deps
+    [ "$do_install" -eq 1 ] || return 0
+    build
+    install_files
+    self_test
+    for s in "${enable[@]}"; do enable_service "$s"; done
+    if [ "$demo" -eq 1 ]; then "$PREFIX/bin/smartotp" demo; fi
+}
+
+main "$@"
