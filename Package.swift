@@ -58,6 +58,13 @@ let package = Package(
             linkerSettings: [.unsafeFlags(moduleLinkFlags)]
         ),
 
+        // The setuid-root helper for callers that run as the user (screen lockers).
+        .executableTarget(
+            name: "smartotp-chkotp",
+            dependencies: ["SmartOTPAuth", "TokenStore", "OTPCore"],
+            linkerSettings: [.unsafeFlags(["-static-stdlib"])]
+        ),
+
         // The virtual card's applet: a library so that tests drive it without a socket.
         .target(name: "VirtualCard", dependencies: ["OTPCore", "SmartCard"]),
 

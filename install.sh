@@ -23,6 +23,8 @@ PACKAGES=(
     pcscd libpcsclite1 libpam0g
     # the virtual card bench, the tests and the demo
     vsmartcard-vpcd pamtester oathtool libpam-oath yubikey-manager iproute2 util-linux procps python3
+    # the real-program tests (sudo, su, sshd) and the benchmarks
+    sudo openssh-server openssh-client python3-pexpect valgrind hyperfine
 )
 PREFIX=/usr/local
 STATE=/var/lib/smartotp
@@ -44,7 +46,14 @@ deps() {
     say "installing Debian packages: ${PACKAGES[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
-    apt-get install -y -q --no-install-recommends "${PACKAGES[@]}"
+    # Keep package scripts from starting pcscd or sshd: the tests start their own, on
+    # loopback, and refuse to run beside a pcscd they did not start.
+    local policy=/usr/sbin/policy-rc.d added=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && added=1
+    fi
+    apt-get install -y -q --no-install-recommends "${PACKAGES[@]}" || { [ "$added" -eq 0 ] || rm -f "$policy"; die "apt-get install failed"; }
+    [ "$added" -eq 0 ] || rm -f "$policy"
 }
 
 build() {

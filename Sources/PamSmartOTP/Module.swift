@@ -53,9 +53,14 @@ public func pam_sm_authenticate(_ handle: OpaquePointer?, _ flags: Int32, _ argc
     let pam = PamHandle(raw: handle)
     guard let config = loadConfig(pam, argc, argv) else { return PAM_SERVICE_ERR }
     guard let user = pam.user() else { return PAM_USER_UNKNOWN }
+    // Root reads the records itself; a caller running as the user (a screen locker)
+    // asks the setuid helper, which checks only that user's own record.
+    let records: any RecordService = geteuid() == 0
+        ? LocalRecords(store: FileStore(root: config.store), policy: Policy(config))
+        : HelperRecords(path: config.helper)
     let flow = LoginFlow(
         config: config,
-        store: FileStore(root: config.store),
+        records: records,
         prompter: PamConversation(pam: pam),
         reader: PCSCTapReader(),
         clock: SystemClock(),

@@ -22,6 +22,8 @@ public struct ModuleConfig: Sendable, Equatable {
     public var tryFirstPass = false
     public var useFirstPass = false
     public var debug = false
+    /// The setuid helper used when the module does not run as root.
+    public var helper = "/usr/local/sbin/smartotp-chkotp"
 
     public init() {}
 
@@ -39,6 +41,7 @@ public struct ModuleConfig: Sendable, Equatable {
         ("try_first_pass", false, "try PAM_AUTHTOK from an earlier module first, then prompt"),
         ("use_first_pass", false, "use only PAM_AUTHTOK from an earlier module; never prompt"),
         ("debug", false, "log each step to syslog at debug level"),
+        ("helper", true, "setuid helper for callers that are not root (default /usr/local/sbin/smartotp-chkotp)"),
     ]
 
     /// The result of parsing: the config, and arguments that were not understood.
@@ -96,6 +99,9 @@ public struct ModuleConfig: Sendable, Equatable {
             case "try_first_pass": c.tryFirstPass = true
             case "use_first_pass": c.useFirstPass = true
             case "debug": c.debug = true
+            case "helper":
+                guard v.hasPrefix("/"), v.utf8.count < 1024 else { throw .badValue(name: name, value: v, expected: "an absolute path") }
+                c.helper = v
             default: unknown.append(name)
             }
         }

@@ -233,21 +233,14 @@ struct Verify: ParsableCommand {
         let user = try userName(self.user)
         guard let typed = code ?? readLine(strippingNewline: true) else { throw Failure("no code given") }
         let when = at ?? now()
-        let check = CodeCheck(skew: skew, window: window)
-        let result = try withStore {
-            try options.open().update(user) { (r: inout UserRecord?, changed: inout Bool) -> CodeCheck.Result in
-                guard var record = r else { return .rejected }
-                let result = check.apply(typed, to: &record, now: when)
-                if case .accepted = result { record.failures = 0 } else { record.failures += 1; record.lastFailure = when }
-                r = record
-                changed = true
-                return result
-            }
-        }
+        let records = LocalRecords(store: options.open(), policy: Policy(skew: skew, window: window, deny: 0, unlockTime: 0))
+        let result: RecordVerdict
+        do { result = try records.perform(.code(typed), for: user, now: when, countFailure: true) } catch { throw Failure("\(error)") }
         switch result {
-        case .accepted(let id, let counter): print("accepted: token \(id) at \(counter)")
+        case .accepted(let id): print("accepted: \(id)")
         case .replayed(let id): print("replayed: token \(id)"); throw ExitCode(1)
         case .rejected: print("rejected"); throw ExitCode(1)
+        case .locked: print("locked"); throw ExitCode(1)
         }
     }
 }

@@ -1,0 +1,110 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import OTPCore
+import TokenStore
+
+/// The record service for a module that runs as the user (screen lockers): each request
+/// goes to the setuid-root `smartotp-chkotp`, which checks the caller's own record only,
+/// with root's policy. The secret travels on a pipe, never on a command line, and the
+/// helper starts with an empty environment.
+public struct HelperRecords: RecordService {
+    public static let defaultPath = "/usr/local/sbin/smartotp-chkotp"
+    public let path: String
+
+    public init(path: String = HelperRecords.defaultPath) { self.path = path }
+
+    public struct HelperError: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    public func summary(_ user: UserName) throws -> UserRecord? {
+        let out = try call(user, "summary", input: "")
+        if out == "none\n" { return nil }
+        return try RecordFormat.parse(out, path: "\(path) summary")
+    }
+
+    public func perform(_ operation: RecordOperation, for user: UserName, now: Int64, countFailure: Bool) throws -> RecordVerdict {
+        // The helper always counts failures (a caller could otherwise ask it not to).
+        let out: String
+        switch operation {
+        case .code(let c): out = try call(user, "code", input: c + "\n")
+        case .password(let p): out = try call(user, "password", input: p + "\n")
+        case .tap(let id, let challenge, let response):
+            out = try call(user, "tap", input: "\(id)\n\(Hex.encode(challenge))\n\(Hex.encode(response))\n")
+        }
+        let words = out.split(separator: " ", maxSplits: 1).map { String($0).trimmingNewline() }
+        switch words.first {
+        case "accepted": return .accepted(words.count > 1 ? words[1] : "")
+        case "replayed": return .replayed(tokenID: words.count > 1 ? words[1] : "")
+        case "rejected": return .rejected
+        case "locked": return .locked
+        default: throw HelperError(description: "\(path) answered: \(ConfigError.printable(out))")
+        }
+    }
+
+    /// Runs the helper with `input` on its standard input; returns its standard output.
+    func call(_ user: UserName, _ operation: String, input: String) throws -> String {
+        var toChild: [Int32] = [-1, -1]
+        var fromChild: [Int32] = [-1, -1]
+        guard pipe(&toChild) == 0 else { throw HelperError(description: "pipe: \(errno)") }
+        guard pipe(&fromChild) == 0 else {
+            close(toChild[0]); close(toChild[1])
+            throw HelperError(description: "pipe: \(errno)")
+        }
+        // Close-on-exec everywhere: only the dup2'd copies (0 and 1) reach the helper, and
+        // no other child of the host inherits our pipe ends.
+        for fd in toChild + fromChild { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, toChild[0], 0)
+        posix_spawn_file_actions_adddup2(&actions, fromChild[1], 1)
+        // The host may reap children itself (SIGCHLD handlers): use the default while we wait.
+        var previous = sigaction()
+        var defaultAction = sigaction()
+        defaultAction.__sigaction_handler.sa_handler = nil  // SIG_DFL
+        sigaction(SIGCHLD, &defaultAction, &previous)
+        defer { sigaction(SIGCHLD, &previous, nil) }
+        var pid: pid_t = 0
+        let argv: [UnsafeMutablePointer<CChar>?] = [strdup(path), strdup(user.value), strdup(operation), nil]
+        defer { for p in argv { free(p) } }
+        var envp: [UnsafeMutablePointer<CChar>?] = [nil]
+        let rc = posix_spawn(&pid, path, &actions, nil, argv, &envp)
+        close(toChild[0])
+        close(fromChild[1])
+        guard rc == 0 else {
+            close(toChild[1]); close(fromChild[0])
+            throw HelperError(description: "cannot run \(path): \(String(cString: strerror(rc)))")
+        }
+        var request = Array(input.utf8)
+        var offset = 0
+        while offset < request.count {
+            let n = request.withUnsafeBytes { write(toChild[1], $0.baseAddress.map { $0 + offset }, request.count - offset) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            offset += n
+        }
+        ConstantTime.wipe(&request)
+        close(toChild[1])
+        var output: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while output.count < RecordFormat.maxSize {
+            let n = chunk.withUnsafeMutableBytes { read(fromChild[0], $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            output += chunk[0..<n]
+        }
+        close(fromChild[0])
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let exited = (status & 0x7F) == 0
+        let code = (status >> 8) & 0xFF
+        guard exited, code == 0 else { throw HelperError(description: "\(path) failed (status \(status))") }
+        return String(decoding: output, as: UTF8.self)
+    }
+}
+
+extension String {
+    func trimmingNewline() -> String { hasSuffix("\n") ? String(dropLast()) : self }
+}
