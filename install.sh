@@ -78,6 +78,8 @@ install_files() {
     put "$bin/smartotp" "$PREFIX/bin/smartotp" 0755
     put "$bin/smartotp-card" "$PREFIX/bin/smartotp-card" 0755
     put "$bin/pam-harness" "$PREFIX/lib/smartotp/pam-harness" 0755
+    # setuid root, as unix_chkpwd: checks only the calling user's own record.
+    put "$bin/smartotp-chkotp" "$PREFIX/sbin/smartotp-chkotp" 4755
     put docs/pam_smartotp.8 "$PREFIX/share/man/man8/pam_smartotp.8" 0644
     put docs/smartotp.1 "$PREFIX/share/man/man1/smartotp.1" 0644
     for f in pam.d/smartotp-auth pam.d/smartotp-test; do put "$f" "/etc/pam.d/$(basename "$f")" 0644; done
