@@ -129,7 +129,7 @@ func churn() {
         do {
             try store.update(user) { (r: inout UserRecord?, changed: inout Bool) in
                 var record = r ?? UserRecord(user: user, created: 1)
-                record.failures += 1
+                record.countFailure(at: 1)
                 // Grow and shrink the record so writes differ in size.
                 record.recoveryCodes = Array(repeating: "$y$j9T$churn$churn", count: record.failures % 7)
                 r = record

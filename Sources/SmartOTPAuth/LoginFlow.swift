@@ -152,7 +152,7 @@ struct Run {
 
     /// Tells the user when this failure was the one that locked the account.
     func warnIfNowLocked() {
-        guard let record, config.deny > 0, record.failures + 1 >= config.deny else { return }
+        guard let record, config.deny > 0, record.failures >= config.deny - 1 else { return }
         prompter.error("Too many failed attempts: this account is now locked.")
     }
 

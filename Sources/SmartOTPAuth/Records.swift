@@ -75,8 +75,7 @@ public struct LocalRecords: RecordService {
                 return verdict
             case .replayed, .rejected:
                 guard countFailure else { return verdict }
-                record.failures += 1
-                record.lastFailure = now
+                record.countFailure(at: now)
             }
             r = record
             changed = true

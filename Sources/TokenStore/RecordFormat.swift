@@ -87,7 +87,9 @@ public enum RecordFormat {
                 password = value
             case "failures":
                 let f = value.split(separator: " ")
-                guard f.count == 2, let n = Int(f[0]), n >= 0, let t = Int64(f[1]) else { throw fail("failures needs a count and a time") }
+                guard f.count == 2, let n = Int(f[0]), (0...UserRecord.maxFailures).contains(n), let t = Int64(f[1]) else {
+                    throw fail("failures needs a count (0-\(UserRecord.maxFailures)) and a time")
+                }
                 failures = n
                 lastFailure = t
             case "token":

@@ -66,6 +66,8 @@ public struct UserRecord: Sendable {
     /// Consecutive failed attempts, and when the last one happened (Unix time).
     public var failures: Int
     public var lastFailure: Int64
+    /// Failure counts saturate here, so that no record can make `failures + 1` overflow.
+    public static let maxFailures = 1_000_000
     /// One-time recovery codes, hashed like the password.
     public var recoveryCodes: [String]
     public var created: Int64
@@ -95,7 +97,14 @@ public struct UserRecord: Sendable {
     public func secondsUntilUnlock(unlockTime: Int64, now: Int64) -> Int64 {
         guard unlockTime > 0 else { return 0 }
         let (until, overflow) = lastFailure.addingReportingOverflow(unlockTime)
-        return overflow ? 0 : max(0, until - now)
+        let (left, overflow2) = until.subtractingReportingOverflow(now)
+        return overflow || overflow2 ? 0 : max(0, left)
+    }
+
+    /// Counts one more failure at `now` (saturating at `maxFailures`).
+    public mutating func countFailure(at now: Int64) {
+        failures = min(failures, Self.maxFailures - 1) + 1
+        lastFailure = now
     }
 
     /// The next free token id with `prefix` (`card`, `card2`, …).

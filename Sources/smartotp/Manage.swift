@@ -132,7 +132,7 @@ struct Resync: ParsableCommand {
             }
         }
         guard let counter else { throw Failure("no HOTP token of \(user) produced those two codes in a row") }
-        print("Resynchronised: the next code is counter \(counter + 1).")
+        print("Resynchronised: the next code is counter \(counter &+ 1).")
     }
 }
 

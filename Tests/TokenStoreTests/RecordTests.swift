@@ -40,6 +40,7 @@ struct RecordTests {
             ("smartotp-record 2\nuser a\n", 1, "expected"),
             ("smartotp-record 1\nuser ../etc\n", 2, "invalid user name"),
             ("smartotp-record 1\nuser a\nfailures x 0\n", 3, "failures"),
+            ("smartotp-record 1\nuser a\nfailures 9223372036854775807 0\n", 3, "failures"),
             ("smartotp-record 1\nuser a\ntoken id=x kind=code type=totp period=30 algorithm=sha1 digits=6 secret=!!\n", 3, "secret"),
             ("smartotp-record 1\nuser a\ntoken id=x kind=code type=totp period=30 algorithm=md5 digits=6 secret=JBSWY3DP\n", 3, "algorithm"),
             ("smartotp-record 1\nuser a\ntoken id=x kind=code type=totp algorithm=sha1 digits=6 secret=JBSWY3DP\n", 3, "period"),
@@ -85,6 +86,11 @@ struct RecordTests {
         #expect(r.secondsUntilUnlock(unlockTime: 60, now: 1030) == 30)
         r.lastFailure = Int64.max
         #expect(r.isLocked(deny: 3, unlockTime: 60, now: 0))
+        r.lastFailure = Int64.min
+        #expect(r.secondsUntilUnlock(unlockTime: 60, now: Int64.max) == 0)
+        r.failures = UserRecord.maxFailures
+        r.countFailure(at: 5)
+        #expect(r.failures == UserRecord.maxFailures && r.lastFailure == 5)
     }
 
     @Test func passwordHashIsYescryptAndVerifies() throws {

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Lint: no trapping construct in any target the PAM module or the setuid helper links.
+# sshd and sudo load the module; a trap there kills them. Looks for try!, as!, force
+# unwraps, fatalError, precondition, assert, unowned, and implicitly unwrapped optionals.
+source "$(dirname "$0")/lib/bench.sh"
+
+TARGETS=(OTPCore SmartCard TokenStore SmartOTPAuth PamSmartOTP smartotp-chkotp)
+patterns=(
+    'try!'                          # try! traps on error
+    'as!'                           # as! traps on a failed cast
+    'fatalError\('                  # traps
+    'precondition(Failure)?\('      # traps
+    '(^|[^a-zA-Z_])assert(ionFailure)?\('  # traps in debug builds
+    '[])a-zA-Z0-9_]!([^=]|$)'       # a force unwrap x! / f()! / a[i]! (not !=)
+    ':[[:space:]]*[A-Z][A-Za-z0-9_<>]*!([^=]|$)'   # implicitly unwrapped optional type
+    'unowned'                       # traps when the object is gone
+)
+for t in "${TARGETS[@]}"; do
+    hits=""
+    for p in "${patterns[@]}"; do
+        # Comments and string literals are not code: drop // comments and "…" first.
+        found=$(grep -rnE "$p" "$ROOT/Sources/$t" --include='*.swift' \
+            | sed -E 's#//.*$##' | sed -E 's/"([^"\\]|\\.)*"//g' | grep -E "$p" || true)
+        [ -n "$found" ] && hits+="$found"$'\n'
+    done
+    if [ -z "$hits" ]; then ok "no trapping construct in Sources/$t"; else not_ok "no trapping construct in Sources/$t" "$(echo "$hits" | head -5 | tr '\n' '|')"; fi
+done
+# Foundation stays out of everything the module links.
+for t in OTPCore SmartCard TokenStore SmartOTPAuth PamSmartOTP smartotp-chkotp; do
+    if grep -rqE '^\s*(@_exported |internal |public )?import (Foundation|FoundationEssentials)' "$ROOT/Sources/$t"; then
+        not_ok "no Foundation in Sources/$t"
+    else
+        ok "no Foundation in Sources/$t"
+    fi
+done
+finish
