@@ -69,7 +69,7 @@ func benchOTP() {
     let worst = measure {
         if case .rejected = h.validate("000000", secret: secret, initialCounter: 0, lastUsedCounter: nil) { sink += 1 }
     }
-    let mac = measure { if HMAC.authenticate(.sha1, key: secret, message: OTP.counterBytes(42)) != nil { sink += 1 } }
+    let mac = measure { sink &+= Int(HMAC.authenticate(.sha1, key: secret, message: OTP.counterBytes(42))[0]) }
     print("| benchmark | per second | per operation |")
     print("| --- | ---: | ---: |")
     print("| HMAC-SHA1 (one counter) | \(fixed(mac.perSecond)) | \(fixed(1e6 / mac.perSecond, 2)) µs |")

@@ -66,9 +66,19 @@ public enum OTP {
 
     /// HOTP(K, C) as a string of `digits` digits (RFC 4226 §5.3).
     public static func hotp(secret: SecretBytes, counter: UInt64, algorithm: HashAlgorithm, digits: Int) -> String? {
-        guard let mac = HMAC.authenticate(algorithm, key: secret, message: counterBytes(counter)),
-              let value = dynamicTruncate(mac) else { return nil }
-        return format(value, digits: digits)
+        hotpValue(key: HMACKey(algorithm, key: secret), counter: counter, digits: digits).map { format($0, digits: digits) }
+    }
+
+    /// HOTP(K, C) as a number below 10^digits, with a prepared key (the validators' loop).
+    public static func hotpValue(key: HMACKey, counter: UInt64, digits: Int) -> UInt32? {
+        dynamicTruncate(key.authenticate(counterBytes(counter))).map { $0 % modulus(digits: digits) }
+    }
+
+    /// The number a typed code stands for, when it is exactly `digits` digits (spaces and
+    /// hyphens dropped).
+    public static func typedValue(_ typed: String, digits: Int) -> UInt32? {
+        guard let ascii = normalise(typed, digits: digits) else { return nil }
+        return ascii.reduce(UInt32(0)) { $0 * 10 + UInt32($1 - 0x30) }
     }
 
     /// The TOTP time step for a Unix time (RFC 6238 §4.2): floor((time − T0) / period).

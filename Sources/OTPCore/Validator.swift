@@ -10,6 +10,9 @@ public enum ValidationResult: Sendable, Equatable {
 }
 
 /// Checks TOTP codes (RFC 6238) with a skew of ±`skew` steps and the replay rule.
+///
+/// Codes are compared as numbers below 10^digits: a fixed-width integer comparison takes
+/// the same time whatever the digits, and every candidate in the window is computed.
 public struct TOTPValidator: Sendable {
     public let period: Int
     public let algorithm: HashAlgorithm
@@ -27,7 +30,7 @@ public struct TOTPValidator: Sendable {
     /// and compared in constant time, so timing does not tell which step matched.
     /// `lastUsedStep` is the last step accepted before (nil: none yet).
     public func validate(_ typed: String, secret: SecretBytes, at unixTime: Int64, lastUsedStep: UInt64?) -> ValidationResult {
-        guard let code = OTP.normalise(typed, digits: digits),
+        guard let code = OTP.typedValue(typed, digits: digits),
               let current = OTP.timeStep(at: unixTime, period: period) else { return .rejected }
         let low = current >= UInt64(skew) ? current - UInt64(skew) : 0
         let (high, overflow) = current.addingReportingOverflow(UInt64(skew))
@@ -35,12 +38,13 @@ public struct TOTPValidator: Sendable {
         return matchNewest(code, secret: secret, range: low...high, lastUsed: lastUsedStep)
     }
 
-    private func matchNewest(_ code: [UInt8], secret: SecretBytes, range: ClosedRange<UInt64>, lastUsed: UInt64?) -> ValidationResult {
+    private func matchNewest(_ code: UInt32, secret: SecretBytes, range: ClosedRange<UInt64>, lastUsed: UInt64?) -> ValidationResult {
         var accepted: UInt64?
         var replayed: UInt64?
+        let key = HMACKey(algorithm, key: secret)
         for step in range {
-            guard let candidate = OTP.hotp(secret: secret, counter: step, algorithm: algorithm, digits: digits) else { continue }
-            if ConstantTime.equals(Array(candidate.utf8), code) {
+            guard let candidate = OTP.hotpValue(key: key, counter: step, digits: digits) else { continue }
+            if candidate == code {
                 if let last = lastUsed, step <= last { replayed = step } else { accepted = step }
             }
         }
@@ -66,7 +70,8 @@ public struct HOTPValidator: Sendable {
     /// `lastUsedCounter` (or `initialCounter` when the token was never used). A code equal
     /// to the last used counter's is reported as a replay.
     public func validate(_ typed: String, secret: SecretBytes, initialCounter: UInt64, lastUsedCounter: UInt64?) -> ValidationResult {
-        guard let code = OTP.normalise(typed, digits: digits) else { return .rejected }
+        guard let code = OTP.typedValue(typed, digits: digits) else { return .rejected }
+        let key = HMACKey(algorithm, key: secret)
         var next = initialCounter
         if let last = lastUsedCounter {
             let (n, overflow) = last.addingReportingOverflow(1)
@@ -76,8 +81,7 @@ public struct HOTPValidator: Sendable {
         var accepted: UInt64?
         var counter = next
         for _ in 0..<window {
-            if let candidate = OTP.hotp(secret: secret, counter: counter, algorithm: algorithm, digits: digits),
-               ConstantTime.equals(Array(candidate.utf8), code), accepted == nil {
+            if let candidate = OTP.hotpValue(key: key, counter: counter, digits: digits), candidate == code, accepted == nil {
                 accepted = counter
             }
             let (c, overflow) = counter.addingReportingOverflow(1)
@@ -85,9 +89,7 @@ public struct HOTPValidator: Sendable {
             counter = c
         }
         if let found = accepted { return .accepted(counter: found) }
-        if let last = lastUsedCounter,
-           let candidate = OTP.hotp(secret: secret, counter: last, algorithm: algorithm, digits: digits),
-           ConstantTime.equals(Array(candidate.utf8), code) {
+        if let last = lastUsedCounter, OTP.hotpValue(key: key, counter: last, digits: digits) == code {
             return .replayed(counter: last)
         }
         return .rejected
@@ -97,14 +99,14 @@ public struct HOTPValidator: Sendable {
     /// first counter `c` in `start ..< start + searchLimit` where `first` is HOTP(c) and
     /// `second` is HOTP(c + 1). Returns `c + 1`, the new last-used counter.
     public func resync(first: String, second: String, secret: SecretBytes, start: UInt64, searchLimit: Int) -> UInt64? {
-        guard let a = OTP.normalise(first, digits: digits), let b = OTP.normalise(second, digits: digits) else { return nil }
+        guard let a = OTP.typedValue(first, digits: digits), let b = OTP.typedValue(second, digits: digits) else { return nil }
+        let key = HMACKey(algorithm, key: secret)
         var counter = start
         var previousMatched = false
         for _ in 0...max(1, min(searchLimit, 1_000_000)) {
-            guard let candidate = OTP.hotp(secret: secret, counter: counter, algorithm: algorithm, digits: digits) else { return nil }
-            let bytes = Array(candidate.utf8)
-            if previousMatched && ConstantTime.equals(bytes, b) { return counter }
-            previousMatched = ConstantTime.equals(bytes, a)
+            guard let candidate = OTP.hotpValue(key: key, counter: counter, digits: digits) else { return nil }
+            if previousMatched && candidate == b { return counter }
+            previousMatched = candidate == a
             let (c, overflow) = counter.addingReportingOverflow(1)
             if overflow { return nil }
             counter = c

@@ -1,4 +1,5 @@
 import CPAM
+import PamShim
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -37,11 +38,9 @@ struct PamHandle {
         }
     }
 
-    /// `pam_vsyslog` (auth facility): the variadic `pam_syslog` cannot be called from Swift.
+    /// `pam_syslog(pamh, priority, "%s", text)` (auth facility), through the C shim.
     func syslog(_ priority: Int32, _ text: String) {
-        text.withCString { message in
-            withVaList([message]) { args in pam_vsyslog(raw, priority, "%s", args) }
-        }
+        text.withCString { smartotp_pam_syslog(raw, priority, $0) }
     }
 }
 

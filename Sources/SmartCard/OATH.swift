@@ -60,22 +60,10 @@ public enum YKOATH {
 
     /// The key as PUT sends it: hashed when longer than the hash block (as HMAC would),
     /// zero-padded to 14 bytes (as HMAC would, so the MAC is unchanged).
-    public static func normalisedKey(_ secret: [UInt8], algorithm: HashAlgorithm) -> [UInt8]? {
-        var key = secret
-        if key.count > algorithm.blockSize {
-            guard let digest = HMAC.digest(algorithm, key) else { return nil }
-            key = digest
-        }
+    public static func normalisedKey(_ secret: [UInt8], algorithm: HashAlgorithm) -> [UInt8] {
+        var key = secret.count > algorithm.blockSize ? Digest.hash(algorithm, secret) : secret
         while key.count < minimumKeyLength { key.append(0) }
         return key
-    }
-}
-
-extension HMAC {
-    /// A plain hash, via HMAC's definition of long keys: hash(key) is what HMAC uses for a
-    /// key longer than a block. Computed directly with libcrypto's EVP digest.
-    static func digest(_ algorithm: HashAlgorithm, _ data: [UInt8]) -> [UInt8]? {
-        Digest.hash(algorithm, data)
     }
 }
 
@@ -161,11 +149,9 @@ public final class OATHSession {
     /// answer to ours (mutual authentication). Needs a fresh SELECT's challenge.
     public func validate(key: SecretBytes) throws(CardError) {
         guard let challenge = info?.challenge else { return }  // not protected
-        guard let answer = HMAC.authenticate(.sha1, key: key, message: challenge),
-              let ours = SecureRandom.bytes(8),
-              let expected = HMAC.authenticate(.sha1, key: key, message: ours) else {
-            throw .malformedResponse("cannot compute the VALIDATE answer")
-        }
+        guard let ours = SecureRandom.bytes(8) else { throw .malformedResponse("no random bytes") }
+        let answer = HMAC.authenticate(.sha1, key: key, message: challenge)
+        let expected = HMAC.authenticate(.sha1, key: key, message: ours)
         let data = [TLV(YKOATH.Tag.response, answer), TLV(YKOATH.Tag.challenge, ours)].encoded
         let r = try connection.send(CommandAPDU(ins: YKOATH.Instruction.validate, data: data))
         if r.sw == StatusWord.incorrectData || r.sw == StatusWord.securityStatusNotSatisfied { throw .wrongAccessCode }
@@ -242,9 +228,7 @@ public final class OATHSession {
         case .hotp: type = YKOATH.typeHOTP
         case .totp: type = YKOATH.typeTOTP
         }
-        guard var key = YKOATH.normalisedKey(secret.copyBytes(), algorithm: parameters.algorithm) else {
-            throw .malformedResponse("cannot normalise the key")
-        }
+        var key = YKOATH.normalisedKey(secret.copyBytes(), algorithm: parameters.algorithm)
         defer { ConstantTime.wipe(&key) }
         var data = [TLV(YKOATH.Tag.name, Array(name.utf8)),
                     TLV(YKOATH.Tag.key, [type | parameters.algorithm.rawValue, UInt8(parameters.digits)] + key)].encoded
@@ -270,9 +254,8 @@ public final class OATHSession {
             try check(try connection.send(CommandAPDU(ins: YKOATH.Instruction.setCode, data: TLV(YKOATH.Tag.key).encoded)).sw)
             return
         }
-        guard let challenge = SecureRandom.bytes(8), let response = HMAC.authenticate(.sha1, key: key, message: challenge) else {
-            throw .malformedResponse("cannot compute the SET CODE proof")
-        }
+        guard let challenge = SecureRandom.bytes(8) else { throw .malformedResponse("no random bytes") }
+        let response = HMAC.authenticate(.sha1, key: key, message: challenge)
         var data = [TLV(YKOATH.Tag.key, [YKOATH.typeTOTP | HashAlgorithm.sha1.rawValue] + key.copyBytes()),
                     TLV(YKOATH.Tag.challenge, challenge), TLV(YKOATH.Tag.response, response)].encoded
         defer { ConstantTime.wipe(&data) }

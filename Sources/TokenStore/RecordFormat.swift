@@ -116,18 +116,25 @@ public enum RecordFormat {
 
     struct FieldError: Error { let description: String }
 
+    struct Field {
+        let key: Substring
+        let value: Substring
+    }
+
     static func parseToken(_ text: String) throws(FieldError) -> Token {
-        var f: [String: String] = [:]
+        // A dozen fields: a list of structs beats a Dictionary or tuples, whose generic
+        // metadata the runtime would build (conformance scan, demangling) on every login.
+        var f: [Field] = []
         for item in text.split(separator: " ") {
-            let kv = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            guard kv.count == 2 else { throw FieldError(description: "token field '\(item.prefix(32))' is not key=value") }
-            f[String(kv[0])] = String(kv[1])
+            guard let eq = item.firstIndex(of: "=") else { throw FieldError(description: "token field '\(item.prefix(32))' is not key=value") }
+            f.append(Field(key: item[..<eq], value: item[item.index(after: eq)...]))
         }
+        func value(_ k: String) -> String? { f.last(where: { $0.key == k }).map { String($0.value) } }
         func need(_ k: String) throws(FieldError) -> String {
-            guard let v = f[k] else { throw FieldError(description: "token lacks \(k)=") }
+            guard let v = value(k) else { throw FieldError(description: "token lacks \(k)=") }
             return v
         }
-        func optional(_ k: String) -> String? { f[k].flatMap { $0 == "-" ? nil : $0 } }
+        func optional(_ k: String) -> String? { value(k).flatMap { $0 == "-" ? nil : $0 } }
         func number<T: FixedWidthInteger>(_ k: String, _: T.Type) throws(FieldError) -> T? {
             guard let v = optional(k) else { return nil }
             guard let n = T(v) else { throw FieldError(description: "token \(k)= is not a number") }

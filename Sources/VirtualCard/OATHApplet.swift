@@ -99,17 +99,15 @@ public final class OATHApplet {
     private func validate(_ apdu: CommandAPDU) -> [UInt8] {
         guard let key = accessKey, let challenge = pendingChallenge else { return sw(StatusWord.conditionsNotSatisfied) }
         guard let tlvs = TLV.parseAll(apdu.data), let response = tlvs.first(tag: YKOATH.Tag.response),
-              let hostChallenge = tlvs.first(tag: YKOATH.Tag.challenge),
-              let expected = HMAC.authenticate(.sha1, key: key, message: challenge) else {
+              let hostChallenge = tlvs.first(tag: YKOATH.Tag.challenge) else {
             return sw(StatusWord.incorrectData)
         }
         pendingChallenge = nil  // one try per SELECT
-        guard ConstantTime.equals(expected, response),
-              let ours = HMAC.authenticate(.sha1, key: key, message: hostChallenge) else {
+        guard ConstantTime.equals(HMAC.authenticate(.sha1, key: key, message: challenge), response) else {
             return sw(StatusWord.incorrectData)
         }
         authenticated = true
-        return respond(TLV(YKOATH.Tag.response, ours).encoded)
+        return respond(TLV(YKOATH.Tag.response, HMAC.authenticate(.sha1, key: key, message: hostChallenge)).encoded)
     }
 
     private func resetApplet(_ apdu: CommandAPDU) -> [UInt8] {
@@ -193,7 +191,7 @@ public final class OATHApplet {
         }
         let newKey = Array(key.value.dropFirst())
         // The host proves it knows the key it sets.
-        guard let expected = HMAC.authenticate(.sha1, key: newKey, message: challenge), ConstantTime.equals(expected, response) else {
+        guard ConstantTime.equals(HMAC.authenticate(.sha1, key: newKey, message: challenge), response) else {
             return sw(StatusWord.incorrectData)
         }
         accessKey = newKey
@@ -206,7 +204,8 @@ public final class OATHApplet {
     }
 
     private func compute(_ c: Credential, challenge: [UInt8], truncated: Bool) -> TLV? {
-        guard let algorithm = c.algorithm, let mac = HMAC.authenticate(algorithm, key: c.key, message: challenge) else { return nil }
+        guard let algorithm = c.algorithm else { return nil }
+        let mac = HMAC.authenticate(algorithm, key: c.key, message: challenge)
         if truncated {
             guard let v = OTP.dynamicTruncate(mac) else { return nil }
             return TLV(YKOATH.Tag.truncatedResponse, [c.digits, UInt8(v >> 24), UInt8((v >> 16) & 0xFF), UInt8((v >> 8) & 0xFF), UInt8(v & 0xFF)])

@@ -16,7 +16,7 @@ struct RFCVectorTests {
         #expect(rows.count == 10)
         for row in rows {
             let counter = try #require(UInt64(row[0]))
-            let mac = try #require(HMAC.authenticate(.sha1, key: rfc4226Secret, message: OTP.counterBytes(counter)))
+            let mac = HMAC.authenticate(.sha1, key: rfc4226Secret, message: OTP.counterBytes(counter))
             #expect(OTP.dynamicTruncate(mac) == UInt32(row[1]), "counter \(counter)")
             #expect(OTP.hotp(secret: rfc4226Secret, counter: counter, algorithm: .sha1, digits: 6) == row[2])
         }

@@ -94,7 +94,7 @@ struct ValidatorTests {
 struct ChallengeResponseTests {
     @Test func fullAndTruncatedAgree() throws {
         let challenge = OTP.counterBytes(1)
-        let full = try #require(ChallengeResponse.full(secret: rfc4226Secret, challenge: challenge, algorithm: .sha1))
+        let full = ChallengeResponse.full(secret: rfc4226Secret, challenge: challenge, algorithm: .sha1)
         #expect(full.count == 20)
         #expect(OTP.dynamicTruncate(full) == 1094287082)
         #expect(ChallengeResponse.truncated(secret: rfc4226Secret, challenge: challenge, algorithm: .sha1) == 1094287082)
@@ -107,7 +107,7 @@ struct ChallengeResponseTests {
 
     @Test func hmacKnownAnswer() throws {
         // RFC 2202 §3 test case 2: key "Jefe", data "what do ya want for nothing?".
-        let mac = try #require(HMAC.authenticate(.sha1, key: Array("Jefe".utf8), message: Array("what do ya want for nothing?".utf8)))
+        let mac = HMAC.authenticate(.sha1, key: Array("Jefe".utf8), message: Array("what do ya want for nothing?".utf8))
         #expect(Hex.encode(mac) == "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79")
     }
 

@@ -58,10 +58,8 @@ final class FakeReader: CardReader {
     /// A card holding `secret` for the first candidate.
     static func card(_ secret: SecretBytes) -> ([CardCandidate], [UInt8]) -> TapResult {
         { candidates, challenge in
-            guard let c = candidates.first, let mac = ChallengeResponse.full(secret: secret, challenge: challenge, algorithm: .sha1) else {
-                return .failed(.wrongCard)
-            }
-            return .response(tokenID: c.tokenID, mac: mac)
+            guard let c = candidates.first else { return .failed(.wrongCard) }
+            return .response(tokenID: c.tokenID, mac: ChallengeResponse.full(secret: secret, challenge: challenge, algorithm: .sha1))
         }
     }
 }

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# pam-bench.sh — pamtester logins through pam_smartotp and Debian's pam_oath with the same
+# TOTP secret, side by side, plus a pam_permit stack for what pamtester and libpam cost
+# alone. Prints a Markdown table: instructions (callgrind), wall time (hyperfine), peak
+# RSS, module size, and the growth with 10, 10,000 and 100,000 enrolled users.
+#
+#   Benchmarks/pam-bench.sh [MODULE]     (root; MODULE defaults to the release build)
+#
+# Every login is a success with a fresh record state (the record / users file is restored
+# before each run), so both modules do their whole job, write-back included.
+# It writes three services /etc/pam.d/smartotp-bench-* and removes them on exit.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+MODULE=${1:-$ROOT/.build/release/libpam_smartotp.so}
+COUNTS=${BENCH_USERS:-10 10000 100000}
+RUNS=${BENCH_RUNS:-20}
+for t in pamtester valgrind hyperfine oathtool python3; do command -v "$t" >/dev/null || { echo "pam-bench: $t missing (./install.sh --deps-only)"; exit 1; }; done
+[ -f "$MODULE" ] || { echo "pam-bench: no module at $MODULE (swift build -c release)"; exit 1; }
+OATH=$(ls /lib/*/security/pam_oath.so 2>/dev/null | head -1)
+[ -n "$OATH" ] || { echo "pam-bench: pam_oath.so missing (apt-get install libpam-oath)"; exit 1; }
+
+W=$(mktemp -d /tmp/smartotp-bench.XXXXXX)
+chmod 700 "$W"
+trap 'rm -rf "$W" /etc/pam.d/smartotp-bench-permit /etc/pam.d/smartotp-bench-oath /etc/pam.d/smartotp-bench-smartotp' EXIT
+HEX=3132333435363738393031323334353637383930
+B32=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ
+
+# populate N: a smartotp store and a pam_oath users file with N users, "bench" in the middle.
+populate() {
+    python3 - "$W" "$1" "$B32" "$HEX" <<'PY'
+import os, sys
+w, n, b32, hexs = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+store = os.path.join(w, "store")
+for d in (store, store + "/users", store + "/locks"):
+    os.makedirs(d, mode=0o700, exist_ok=True)
+def record(user):
+    return ("smartotp-record 1\nuser %s\ncreated 1\nfailures 0 0\n"
+            "token id=code kind=code type=totp period=30 algorithm=sha1 digits=6 secret=%s last=- created=1 used=- label=-\n" % (user, b32))
+names = ["user%d" % i for i in range(n - 1)]
+names.insert(len(names) // 2, "bench")
+existing = set(os.listdir(store + "/users"))
+for name in names:
+    if name in existing: continue
+    fd = os.open(os.path.join(store, "users", name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.write(fd, record(name).encode()); os.close(fd)
+with open(os.path.join(w, "users.oath"), "w") as f:
+    for name in names:
+        f.write("HOTP/T30 %s - %s\n" % (name, hexs))
+os.chmod(os.path.join(w, "users.oath"), 0o600)
+PY
+    cp -p "$W/store/users/bench" "$W/bench.record"
+    cp -p "$W/users.oath" "$W/users.oath.clean"
+}
+reset="cp -p $W/bench.record $W/store/users/bench; cp -p $W/users.oath.clean $W/users.oath"
+
+echo "auth required pam_permit.so" >/etc/pam.d/smartotp-bench-permit
+echo "auth required $OATH usersfile=$W/users.oath window=1 digits=6" >/etc/pam.d/smartotp-bench-oath
+echo "auth required $MODULE store=$W/store methods=code skew=1" >/etc/pam.d/smartotp-bench-smartotp
+
+login() { echo "$(oathtool --totp -b "$B32")" | pamtester "smartotp-bench-$1" bench authenticate >/dev/null 2>&1; }
+instructions() {  # instructions SERVICE: total Ir of one pamtester login
+    eval "$reset"
+    local code; code=$(oathtool --totp -b "$B32")
+    echo "$code" | valgrind --tool=callgrind --callgrind-out-file="$W/cg.$1" pamtester "smartotp-bench-$1" bench authenticate >/dev/null 2>"$W/vg.$1" || true
+    grep -m1 -oE 'Collected : [0-9]+' "$W/vg.$1" | awk '{print $3}'
+}
+wall() {  # wall SERVICE: mean ms of a login (hyperfine)
+    hyperfine -N --runs "$RUNS" --warmup 2 --prepare "sh -c '$reset'" --export-json "$W/h.json" \
+        "sh -c 'oathtool --totp -b $B32 | pamtester smartotp-bench-$1 bench authenticate'" >/dev/null 2>&1
+    python3 -c "import json;print('%.2f' % (json.load(open('$W/h.json'))['results'][0]['mean']*1000))"
+}
+rss() {  # peak RSS (KiB) of one pamtester login
+    eval "$reset"
+    python3 - "$1" "$B32" <<'PY'
+import resource, subprocess, sys
+code = subprocess.run(["oathtool", "--totp", "-b", sys.argv[2]], capture_output=True, text=True).stdout
+subprocess.run(["pamtester", "smartotp-bench-" + sys.argv[1], "bench", "authenticate"], input=code, capture_output=True, text=True)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+PY
+}
+
+echo "Machine: $(nproc) CPU ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(free -g | awk '/Mem:/{print $2}') GiB, $(. /etc/os-release; echo "$PRETTY_NAME"), $(date -u +%F)"
+echo "Module: $(stat -c %s "$MODULE") bytes ($MODULE); pam_oath.so: $(stat -c %s "$OATH") bytes + liboath $(stat -c %s "$(ldd "$OATH" | awk '/liboath/{print $3}')") bytes"
+echo
+echo "| stack | users | instructions | minus pam_permit | wall time (ms) | peak RSS (KiB) |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+for n in $COUNTS; do
+    populate "$n"
+    base=$(instructions permit)
+    for svc in permit oath smartotp; do
+        ir=$(instructions "$svc")
+        if [ "$svc" != permit ]; then
+            eval "$reset"; login "$svc" || { echo "pam-bench: a $svc login failed"; exit 1; }
+        fi
+        echo "| $svc | $n | $ir | $((ir - base)) | $(wall "$svc") | $(rss "$svc") |"
+    done
+done
