@@ -92,7 +92,8 @@ let package = Package(
         .executableTarget(
             name: "smartotp-bench",
             dependencies: ["OTPCore", "TokenStore", "SmartCard"],
-            path: "Benchmarks/smartotp-bench"
+            path: "Benchmarks/smartotp-bench",
+            swiftSettings: [.unsafeFlags(["-Xcc", "-I/usr/include/PCSC"])]
         ),
         // A plain C program that runs a PAM stack from a private directory with
         // pam_start_confdir(): the harness of the PAM integration tests.

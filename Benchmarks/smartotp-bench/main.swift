@@ -4,10 +4,13 @@
 //   smartotp-bench otp                      validations per second (TOTP skew 1, HOTP window 1000)
 //   smartotp-bench store --users N          one login's store cost with N users enrolled
 //   smartotp-bench churn --store DIR --user U   update U's record forever (killed by tests)
+//   smartotp-bench tap --reader R --name CRED [--code PW] [--taps N]   APDUs and time per tap
+//   smartotp-bench wait --reader R [--seconds S]   CPU used while waiting for a card that never comes
 #if canImport(Glibc)
 import Glibc
 #endif
 import OTPCore
+import SmartCard
 import TokenStore
 
 func monotonicNanoseconds() -> UInt64 {
@@ -139,11 +142,61 @@ func churn() {
     }
 }
 
+func cpuSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
+        + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+}
+
+func benchTap() {
+    guard let reader = argument("--reader"), let name = argument("--name") else { fail("tap needs --reader R --name CRED") }
+    let taps = Int(argument("--taps") ?? "50") ?? 50
+    let code = argument("--code")
+    do {
+        let context = try PCSCContext()
+        var apdus = 0
+        let start = monotonicNanoseconds()
+        for _ in 0..<taps {
+            let session = OATHSession(transport: try context.connect(reader: reader))
+            try session.select()
+            if let code { try session.validate(key: try session.deriveKey(password: code)) }
+            guard let challenge = SecureRandom.bytes(8) else { fail("random") }
+            _ = try session.calculate(name: name, challenge: challenge, truncated: false)
+            apdus += session.connection.exchanged
+        }
+        let ms = Double(monotonicNanoseconds() - start) / 1e6 / Double(taps)
+        print("| tap (connect, SELECT\(code == nil ? "" : ", VALIDATE"), CALCULATE) | \(apdus / taps) APDUs | \(fixed(ms, 2)) ms |")
+    } catch { fail("\(error)") }
+}
+
+func benchWait() {
+    guard let reader = argument("--reader") else { fail("wait needs --reader R") }
+    let seconds = Int(argument("--seconds") ?? "10") ?? 10
+    do {
+        let context = try PCSCContext()
+        var skip = Set<String>()
+        let cpu0 = cpuSeconds()
+        let start = monotonicNanoseconds()
+        do {
+            _ = try context.waitForCard(filter: reader, skip: &skip, timeoutMs: seconds * 1000) {
+                Int(monotonicNanoseconds() / 1_000_000)
+            }
+            fail("a card is in the reader; take it away for this benchmark")
+        } catch .timeout {}
+        let wall = Double(monotonicNanoseconds() - start) / 1e9
+        let cpu = cpuSeconds() - cpu0
+        print("| wait for a card that never comes | \(fixed(wall, 1)) s wall | \(fixed(cpu * 1000, 1)) ms CPU |")
+    } catch { fail("\(error)") }
+}
+
 switch CommandLine.arguments.dropFirst().first {
+case "tap": benchTap()
+case "wait": benchWait()
 case "otp": benchOTP()
 case "store": benchStore()
 case "churn": churn()
 default:
-    print("usage: smartotp-bench otp | store [--users 10,10000,100000] | churn --store DIR --user NAME")
+    print("usage: smartotp-bench otp | store [--users N,N] | churn --store DIR --user U | tap --reader R --name C [--code PW] | wait --reader R")
     exit(64)
 }

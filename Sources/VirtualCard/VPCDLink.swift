@@ -44,6 +44,16 @@ public final class VPCDLink {
             throw LinkError(description: "connect to vpcd at \(host):\(port): \(String(cString: strerror(e)))")
         }
         fd = s
+        var on: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &on, socklen_t(MemoryLayout<Int32>.size))
+    }
+
+    /// vpcd writes a message's length and its body separately: with Nagle on its side and
+    /// delayed ACKs on ours, every APDU would wait 40 ms for an ACK. Quick ACKs (which
+    /// the kernel turns off again after a while, hence after every read) avoid that.
+    private func quickAck() {
+        var on: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_QUICKACK, &on, socklen_t(MemoryLayout<Int32>.size))
     }
 
     deinit { close(fd) }
@@ -92,6 +102,7 @@ public final class VPCDLink {
             }
             if n < 0 { throw LinkError(description: "recv from vpcd: \(String(cString: strerror(errno)))") }
             if n == 0 { return nil }
+            quickAck()
             got += n
         }
         return out
