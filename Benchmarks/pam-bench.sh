@@ -90,7 +90,7 @@ for n in $COUNTS; do
     for svc in permit oath smartotp; do
         ir=$(instructions "$svc")
         if [ "$svc" != permit ]; then
-            eval "$reset"; login "$svc" || { echo "pam-bench: a $svc login failed"; exit 1; }
+            eval "$reset"; login "$svc" || { echo "pam-bench: a $svc login failed:"; echo "$(oathtool --totp -b "$B32")" | pamtester -v "smartotp-bench-$svc" bench authenticate; exit 1; }
         fi
         echo "| $svc | $n | $ir | $((ir - base)) | $(wall "$svc") | $(rss "$svc") |"
     done

@@ -52,12 +52,6 @@ public struct OTPAuthURI: Sendable, Equatable {
             queryPart = ""
         }
         guard let label = percentDecode(labelPart) else { throw .invalidURI("label is not valid percent-encoded UTF-8") }
-        var labelIssuer: String?
-        var account = label
-        if let colon = label.firstIndex(of: ":") {
-            labelIssuer = String(label[..<colon]).trimmingSpaces()
-            account = String(label[label.index(after: colon)...]).trimmingSpaces()
-        }
         var fields: [String: String] = [:]
         for pair in queryPart.split(separator: "&", omittingEmptySubsequences: true) {
             let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
@@ -99,6 +93,17 @@ public struct OTPAuthURI: Sendable, Equatable {
             throw .invalidURI("type must be totp or hotp")
         }
         let parameters = try OTPParameters(kind: kind, algorithm: algorithm, digits: digits)
+        // The label is ISSUER:ACCOUNT, the colon literal or encoded. An issuer parameter
+        // names the prefix exactly (it may itself hold a colon); else split at the first.
+        var labelIssuer: String?
+        var account = label.trimmingSpaces()
+        if let issuer = fields["issuer"], label.hasPrefix(issuer + ":") {
+            labelIssuer = issuer
+            account = String(label.dropFirst(issuer.count + 1)).trimmingSpaces()
+        } else if let colon = label.firstIndex(of: ":") {
+            labelIssuer = String(label[..<colon]).trimmingSpaces()
+            account = String(label[label.index(after: colon)...]).trimmingSpaces()
+        }
         let issuer = fields["issuer"] ?? labelIssuer
         return OTPAuthURI(parameters: parameters, secretBase32: secret, issuer: issuer, account: account, counter: counter)
     }

@@ -49,6 +49,14 @@ struct EncodingTests {
         #expect(uri.parameters == (try OTPParameters(kind: .totp(period: 30), algorithm: .sha1, digits: 6)))
     }
 
+    @Test("An issuer holding a colon survives a round trip (found by fuzz-uri)")
+    func issuerWithColon() throws {
+        let p = try OTPParameters(kind: .totp(period: 30))
+        let uri = OTPAuthURI(parameters: p, secretBase32: "JBSWY3DP", issuer: "a:b", account: "c:d")
+        #expect(try OTPAuthURI.parse(uri.format()) == uri)
+        #expect(try OTPAuthURI.parse("otpauth://totp/Big%20?secret=JBSWY3DP&issuer=X").account == "Big")
+    }
+
     @Test func badURIsNameTheField() {
         let cases: [(String, OTPError)] = [
             ("http://totp/x?secret=JBSWY3DP", .invalidURI("scheme is not otpauth://")),
