@@ -44,6 +44,7 @@ let package = Package(
         // -I/usr/include/PCSC (set on SmartCard, which imports this module internally).
         .systemLibrary(name: "CPCSC", path: "Sources/CPCSC", providers: [.apt(["libpcsclite-dev"])]),
         .systemLibrary(name: "CCrypt", path: "Sources/CCrypt", providers: [.apt(["libcrypt-dev"])]),
+        .systemLibrary(name: "CQREncode", path: "Sources/CQREncode", providers: [.apt(["libqrencode-dev"])]),
 
         // The layers the module links (no Foundation).
         .target(name: "OTPCore"),
@@ -78,7 +79,7 @@ let package = Package(
         .executableTarget(
             name: "smartotp",
             dependencies: [
-                "SmartOTPAuth", "TokenStore", "SmartCard", "OTPCore",
+                "SmartOTPAuth", "TokenStore", "SmartCard", "OTPCore", "CQREncode",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

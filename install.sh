@@ -18,9 +18,9 @@ cd "$(dirname "$0")"
 
 PACKAGES=(
     # build
-    pkg-config libpam0g-dev libpcsclite-dev libssl-dev libcrypt-dev
+    pkg-config libpam0g-dev libpcsclite-dev libssl-dev libcrypt-dev libqrencode-dev
     # run
-    pcscd libpcsclite1 libpam0g
+    pcscd libpcsclite1 libpam0g libqrencode4
     # the virtual card bench, the tests and the demo
     vsmartcard-vpcd pamtester oathtool libpam-oath yubikey-manager iproute2 util-linux procps python3
     # the real-program tests (sudo, su, sshd) and the benchmarks

@@ -50,17 +50,21 @@ public struct CodeCheck: Sendable {
     }
 }
 
-/// One-time recovery codes: `xxxx-xxxx-xxxx` from the Base32 alphabet, hashed like the
-/// simple password, each removed from the record when used.
+/// One-time recovery codes: `xxxx-xxxx-xxxx` from the Base32 alphabet (ours), or the
+/// 8-digit scratch codes imported from google-authenticator; hashed like the simple
+/// password, each removed from the record when used.
 public enum RecoveryCode {
     /// Normalised form (lower case, no separators) when `text` looks like a recovery code.
     public static func normalise(_ text: String) -> String? {
         var out = ""
         for ch in text.lowercased() where ch != "-" && ch != " " {
-            guard ch.isASCII, ch.isLetter || ("2"..."7").contains(ch) else { return nil }
+            guard ch.isASCII, ch.isLetter || ch.isNumber else { return nil }
             out.append(ch)
+            if out.count > 12 { return nil }
         }
-        return out.count == 12 ? out : nil
+        let base32 = out.count == 12 && out.allSatisfy { $0.isLetter || ("2"..."7").contains($0) }
+        let scratch = out.count == 8 && out.allSatisfy(\.isNumber)
+        return base32 || scratch ? out : nil
     }
 
     /// A fresh code, formatted for display.

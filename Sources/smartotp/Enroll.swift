@@ -43,6 +43,7 @@ struct Enroll: ParsableCommand {
 
     @Option(help: "A label to tell tokens apart.") var label = ""
     @Flag(help: "Print the otpauth:// URI (it contains the secret) for a phone app.") var uri = false
+    @Flag(help: "Show the otpauth:// URI as a QR code in the terminal, for a phone app to scan.") var qr = false
     @Flag(help: "Print the result as JSON.") var json = false
 
     func validate() throws {
@@ -95,6 +96,11 @@ struct Enroll: ParsableCommand {
         } else {
             print("Enrolled \(card ? "card \(token.deviceID ?? "")" : "code token") for \(user) as token \(id).")
             if uri { print(uriText) }
+            if qr {
+                guard let picture = TerminalQR.render(uriText) else { throw Failure("libqrencode could not encode the URI") }
+                print("Scan this with an authenticator app (it holds the secret; clear the screen afterwards):")
+                print(picture, terminator: "")
+            }
         }
     }
 
