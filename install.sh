@@ -24,7 +24,7 @@ PACKAGES=(
     # the virtual card bench, the tests and the demo
     vsmartcard-vpcd pamtester oathtool libpam-oath yubikey-manager iproute2 util-linux procps python3
     # the real-program tests (sudo, su, sshd) and the benchmarks
-    sudo openssh-server openssh-client python3-pexpect valgrind hyperfine
+    sudo openssh-server openssh-client python3-pexpect valgrind hyperfine time
 )
 PREFIX=/usr/local
 STATE=/var/lib/smartotp
@@ -74,7 +74,9 @@ install_files() {
     moddir=$(module_dir)
     install -d -o root -g root -m 0755 "$CONFDIR"
     touch "$MANIFEST"
-    put "$bin/libpam_smartotp.so" "$moddir/pam_smartotp.so" 0644
+    # Stripped: the debug info is two thirds of the file and useless in sudo's memory.
+    strip --strip-unneeded -o "$bin/pam_smartotp.stripped.so" "$bin/libpam_smartotp.so"
+    put "$bin/pam_smartotp.stripped.so" "$moddir/pam_smartotp.so" 0644
     put "$bin/smartotp" "$PREFIX/bin/smartotp" 0755
     put "$bin/smartotp-card" "$PREFIX/bin/smartotp-card" 0755
     put "$bin/pam-harness" "$PREFIX/lib/smartotp/pam-harness" 0755

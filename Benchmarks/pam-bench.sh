@@ -14,7 +14,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 MODULE=${1:-$ROOT/.build/release/libpam_smartotp.so}
 COUNTS=${BENCH_USERS:-10 10000 100000}
 RUNS=${BENCH_RUNS:-20}
-for t in pamtester valgrind hyperfine oathtool python3; do command -v "$t" >/dev/null || { echo "pam-bench: $t missing (./install.sh --deps-only)"; exit 1; }; done
+for t in pamtester valgrind hyperfine oathtool python3 /usr/bin/time; do command -v "$t" >/dev/null || { echo "pam-bench: $t missing (./install.sh --deps-only)"; exit 1; }; done
 [ -f "$MODULE" ] || { echo "pam-bench: no module at $MODULE (swift build -c release)"; exit 1; }
 OATH=$(ls /lib/*/security/pam_oath.so 2>/dev/null | head -1)
 [ -n "$OATH" ] || { echo "pam-bench: pam_oath.so missing (apt-get install libpam-oath)"; exit 1; }
@@ -69,18 +69,16 @@ wall() {  # wall SERVICE: mean ms of a login (hyperfine)
         "sh -c 'oathtool --totp -b $B32 | pamtester smartotp-bench-$1 bench authenticate'" >/dev/null 2>&1
     python3 -c "import json;print('%.2f' % (json.load(open('$W/h.json'))['results'][0]['mean']*1000))"
 }
-rss() {  # peak RSS (KiB) of one pamtester login
+rss() {  # peak RSS (KiB) of one pamtester login, from GNU time (a small parent: its fork adds little)
     eval "$reset"
-    python3 - "$1" "$B32" <<'PY'
-import resource, subprocess, sys
-code = subprocess.run(["oathtool", "--totp", "-b", sys.argv[2]], capture_output=True, text=True).stdout
-subprocess.run(["pamtester", "smartotp-bench-" + sys.argv[1], "bench", "authenticate"], input=code, capture_output=True, text=True)
-print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-PY
+    local code; code=$(oathtool --totp -b "$B32")
+    echo "$code" | /usr/bin/time -f %M -o "$W/rss" pamtester "smartotp-bench-$1" bench authenticate >/dev/null 2>&1 || true
+    cat "$W/rss"
 }
 
-echo "Machine: $(nproc) CPU ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(free -g | awk '/Mem:/{print $2}') GiB, $(. /etc/os-release; echo "$PRETTY_NAME"), $(date -u +%F)"
-echo "Module: $(stat -c %s "$MODULE") bytes ($MODULE); pam_oath.so: $(stat -c %s "$OATH") bytes + liboath $(stat -c %s "$(ldd "$OATH" | awk '/liboath/{print $3}')") bytes"
+stripped=$(mktemp); strip --strip-unneeded -o "$stripped" "$MODULE"
+echo "Module: $(stat -c %s "$MODULE") bytes as built, $(stat -c %s "$stripped") stripped (as install.sh installs it); pam_oath.so: $(stat -c %s "$OATH") bytes + liboath $(stat -L -c %s "$(ldd "$OATH" | awk '/liboath/{print $3}')") bytes"
+rm -f "$stripped"
 echo
 echo "| stack | users | instructions | minus pam_permit | wall time (ms) | peak RSS (KiB) |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: |"
