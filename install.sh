@@ -7,8 +7,9 @@
 #   ./install.sh --deps-only     only install the Debian packages (what CI does first)
 #   ./install.sh --no-deps       skip apt-get (packages already there)
 #   ./install.sh --enable SVC    also add pam_smartotp to /etc/pam.d/SVC (sudo, sshd, login,
-#                                su): only after a self-test of the new stack passes, with a
-#                                backup that is restored on any failure
+#                                su, …): only after a self-test of the new stack passes, with
+#                                a backup (SVC.smartotp-backup) that --uninstall restores
+#   ./install.sh --pam-dir DIR   with --enable: edit services in DIR instead of /etc/pam.d
 #   ./install.sh --uninstall     remove everything this script added (records are kept)
 #
 # It is idempotent: running it again reinstalls the same files. It never edits an
@@ -30,6 +31,7 @@ PREFIX=/usr/local
 STATE=/var/lib/smartotp
 CONFDIR=/etc/smartotp
 MANIFEST=$CONFDIR/installed-files
+PAMDIR=/etc/pam.d
 
 say() { printf 'install.sh: %s\n' "$*"; }
 die() { printf 'install.sh: error: %s\n' "$*" >&2; exit 1; }
@@ -104,46 +106,68 @@ self_test() {
 }
 
 enable_service() {
-    local svc=$1 file=/etc/pam.d/$1 backup tmpdir out rc
-    case "$svc" in sudo|sshd|login|su|su-l|sudo-i) ;; *) die "--enable takes sudo, sshd, login or su" ;; esac
+    local svc=$1 file=$PAMDIR/$1 backup tmpdir out rc
+    [[ "$svc" =~ ^[a-z0-9][a-z0-9_.-]*$ ]] || die "--enable: '$svc' is not a service name"
     [ -f "$file" ] || die "$file does not exist"
     if grep -q 'smartotp-auth\|pam_smartotp' "$file"; then say "$file already uses smartotp"; return; fi
     backup="$file.smartotp-backup"
-    cp -p "$file" "$backup"
-    # The new stack: our snippet right after the password step (two factors).
+    # The new stack: our snippet right after the password step (two factors), or first.
     tmpdir=$(mktemp -d)
-    trap 'rm -rf "$tmpdir"' RETURN
+    cp -p "$PAMDIR"/* "$tmpdir/" 2>/dev/null || true
+    [ -f "$tmpdir/smartotp-auth" ] || cp /etc/pam.d/smartotp-auth "$tmpdir/"
     if grep -q '^@include common-auth' "$file"; then
         sed '/^@include common-auth/a @include smartotp-auth' "$file" >"$tmpdir/$svc"
     else
         { echo "@include smartotp-auth"; cat "$file"; } >"$tmpdir/$svc"
     fi
-    cp /etc/pam.d/smartotp-auth /etc/pam.d/common-* "$tmpdir/" 2>/dev/null || true
-    # Self-test the candidate stack before it goes live: it must load every module and
-    # reach a verdict for a user with no record (pam_unix fails it: PAM_AUTH_ERR or
-    # PAM_USER_UNKNOWN), not PAM_SERVICE_ERR/PAM_OPEN_ERR/PAM_SYMBOL_ERR.
+    # Self-test the candidate stack before it goes live: every module must load and the
+    # stack must reach a verdict for a user with no record (pam_unix refuses it, our
+    # module ignores it). Anything else — a module that does not load, a syntax error —
+    # leaves the service untouched. Locking the administrator out is the worst outcome.
+    local harness="$PREFIX/lib/smartotp/pam-harness"
+    # 1. The snippet alone, then pam_permit: it must load and let a user without a record
+    #    through (PAM_SUCCESS); a module that does not load, or a snippet without nullok
+    #    (which would lock out everyone not yet enrolled, the administrator included), fails.
+    #    Written out, not @included: Linux-PAM resolves @include from /etc/pam.d even for
+    #    a private directory, and the snippet to test is the one in $PAMDIR.
+    local snippet=$PAMDIR/smartotp-auth
+    [ -f "$snippet" ] || snippet=/etc/pam.d/smartotp-auth
+    { grep -v '^@include' "$snippet"; echo "auth required pam_permit.so"; } >"$tmpdir/smartotp-selftest"
     set +e
-    out=$("$PREFIX/lib/smartotp/pam-harness" --confdir "$tmpdir" --service "$svc" --user smartotp-selftest-nobody --conv-fail 2>&1)
+    out=$("$harness" --confdir "$tmpdir" --service smartotp-selftest --user smartotp-selftest-nobody --conv-fail 2>&1)
+    rc=$?
+    set -e
+    if [ "$rc" -ne 0 ]; then
+        rm -rf "$tmpdir"
+        die "self-test of smartotp-auth failed (PAM code $rc: ${out//$'\n'/ }): it must load and keep nullok until every user is enrolled; $file not changed"
+    fi
+    # 2. The whole new stack must reach a verdict for that user (pam_unix refuses it).
+    set +e
+    out=$("$harness" --confdir "$tmpdir" --service "$svc" --user smartotp-selftest-nobody --conv-fail 2>&1)
     rc=$?
     set -e
     case "$rc" in
-        1|2|3|4) rm -f "$backup"; die "self-test of the new $svc stack failed ($out); $file not changed" ;;
+        7|9|10|19|25) ;;   # AUTH_ERR, AUTHINFO_UNAVAIL, USER_UNKNOWN, CONV_ERR, IGNORE
+        *) rm -rf "$tmpdir"; die "self-test of the new $svc stack failed (PAM code $rc: ${out//$'\n'/ }); $file not changed" ;;
     esac
-    cp "$tmpdir/$svc" "$file" || { cp -p "$backup" "$file"; die "could not write $file; restored"; }
-    echo "$file.smartotp-backup" >>"$MANIFEST"
-    say "enabled smartotp in $file (backup: $backup)"
+    cp -p "$file" "$backup"
+    if ! cp "$tmpdir/$svc" "$file"; then cp -p "$backup" "$file"; rm -f "$backup" "$tmpdir"; die "could not write $file; restored"; fi
+    rm -rf "$tmpdir"
+    grep -qxF "backup:$backup" "$MANIFEST" 2>/dev/null || echo "backup:$backup" >>"$MANIFEST"
+    say "enabled smartotp in $file (backup: $backup; ./install.sh --uninstall restores it)"
 }
 
 uninstall() {
     [ "$(id -u)" -eq 0 ] || die "run as root"
     local f
-    for f in /etc/pam.d/*.smartotp-backup; do
-        [ -e "$f" ] || continue
-        cp -p "$f" "${f%.smartotp-backup}" && rm -f "$f"
-        say "restored ${f%.smartotp-backup}"
-    done
     if [ -f "$MANIFEST" ]; then
-        while read -r f; do [ -n "$f" ] && rm -f "$f"; done <"$MANIFEST"
+        while read -r f; do
+            case "$f" in
+                backup:*) f=${f#backup:}
+                    if [ -e "$f" ]; then cp -p "$f" "${f%.smartotp-backup}" && rm -f "$f" && say "restored ${f%.smartotp-backup}"; fi ;;
+                ?*) rm -f "$f" ;;
+            esac
+        done <"$MANIFEST"
         rm -f "$MANIFEST"
     fi
     rmdir "$CONFDIR" "$PREFIX/lib/smartotp" "$PREFIX/share/doc/smartotp/pam.d" "$PREFIX/share/doc/smartotp" 2>/dev/null || true
@@ -158,8 +182,9 @@ main() {
             --no-deps) do_deps=0 ;;
             --demo) demo=1 ;;
             --enable) [ $# -ge 2 ] || die "--enable needs a service"; enable+=("$2"); shift ;;
+            --pam-dir) [ $# -ge 2 ] || die "--pam-dir needs a directory"; PAMDIR=$2; shift ;;
             --uninstall) uninstall; return ;;
-            -h|--help) sed -n '2,17p' "$0"; return ;;
+            -h|--help) sed -n '2,19p' "$0"; return ;;
             *) die "unknown option $1 (see --help)" ;;
         esac
         shift
