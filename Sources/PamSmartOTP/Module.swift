@@ -20,17 +20,12 @@ func moduleArguments(_ argc: Int32, _ argv: PamArgv) -> [String] {
 func loadConfig(_ pam: PamHandle, _ argc: Int32, _ argv: PamArgv) -> ModuleConfig? {
     do {
         let parsed = try ModuleConfig.parse(moduleArguments(argc, argv))
-        for name in parsed.unknown { pam.syslog(LOG_ERR, "unknown module argument ignored: \(printable(name))") }
+        for name in parsed.unknown { pam.syslog(LOG_ERR, "unknown module argument ignored: \(ConfigError.printable(name))") }
         return parsed.config
     } catch {
         pam.syslog(LOG_ERR, "\(error.description); refusing to authenticate")
         return nil
     }
-}
-
-/// A string from outside, safe for a log line: printable ASCII only, at most 64 characters.
-func printable(_ s: String) -> String {
-    String(s.unicodeScalars.prefix(64).map { (0x20...0x7E).contains($0.value) ? Character($0) : "?" })
 }
 
 /// The PAM code for each outcome: one line each, documented in pam_smartotp(8).

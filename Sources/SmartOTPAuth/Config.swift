@@ -124,8 +124,9 @@ public enum ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
         }
     }
 
-    /// Shows a value safely in a log line: control characters escaped, at most 64 bytes.
-    static func printable(_ s: String) -> String {
+    /// Shows a value from outside safely in a log line: anything but printable ASCII
+    /// escaped, at most 64 characters.
+    public static func printable(_ s: String) -> String {
         var out = ""
         for scalar in s.unicodeScalars.prefix(64) {
             out += (0x20...0x7E).contains(scalar.value) ? String(scalar) : "\\u{\(String(scalar.value, radix: 16))}"

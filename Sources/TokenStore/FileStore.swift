@@ -57,7 +57,7 @@ public final class FileStore: Store {
     /// Refuses a directory that is a symlink, not owned by `owner`, or open to group/others.
     func checkDirectory(_ path: String) throws(StoreError) {
         guard let st = try Posix.lstatIfExists(path) else {
-            throw .io(path: path, operation: "lstat", errno: 2)
+            throw .io(path: path, operation: "lstat", errno: ENOENT)
         }
         if Posix.isSymlink(st) { throw .insecure(path: path, reason: "it is a symbolic link; use the real directory") }
         guard Posix.isDirectory(st) else { throw .insecure(path: path, reason: "not a directory") }

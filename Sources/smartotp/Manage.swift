@@ -90,15 +90,11 @@ struct Unlock: ParsableCommand {
 
     func run() throws {
         let user = try userName(self.user)
-        let found = try withStore {
-            try options.open().update(user) { (r: inout UserRecord?, changed: inout Bool) -> Bool in
-                guard r != nil else { return false }
-                r?.failures = 0
-                r?.lastFailure = 0
-                changed = true
-                return true
-            }
-        }
+        let found = try options.modify(user) { (record: inout UserRecord) -> Bool? in
+            record.failures = 0
+            record.lastFailure = 0
+            return true
+        } ?? false
         guard found else { throw Failure("\(user) has no smartotp record") }
         print("Unlocked \(user).")
     }
@@ -116,20 +112,16 @@ struct Resync: ParsableCommand {
 
     func run() throws {
         let user = try userName(self.user)
-        let counter = try withStore {
-            try options.open().update(user) { (r: inout UserRecord?, changed: inout Bool) -> UInt64? in
-                guard var record = r, let i = record.tokens.firstIndex(where: {
-                    $0.parameters.kind == .hotp && (token == nil || $0.id == token)
-                }) else { return nil }
-                let t = record.tokens[i]
-                let start = t.lastUsed.map { $0 &+ 1 } ?? t.initialCounter
-                guard let found = HOTPValidator(parameters: t.parameters, window: 1)
-                    .resync(first: code1, second: code2, secret: t.secret, start: start, searchLimit: 10_000) else { return nil }
-                record.tokens[i].lastUsed = found
-                r = record
-                changed = true
-                return found
+        let counter = try options.modify(user) { (record: inout UserRecord) -> UInt64? in
+            guard let i = record.tokens.firstIndex(where: { $0.parameters.kind == .hotp && (token == nil || $0.id == token) }) else {
+                return nil
             }
+            let t = record.tokens[i]
+            let start = t.lastUsed.map { $0 &+ 1 } ?? t.initialCounter
+            guard let found = HOTPValidator(parameters: t.parameters, window: 1)
+                .resync(first: code1, second: code2, secret: t.secret, start: start, searchLimit: 10_000) else { return nil }
+            record.tokens[i].lastUsed = found
+            return found
         }
         guard let counter else { throw Failure("no HOTP token of \(user) produced those two codes in a row") }
         print("Resynchronised: the next code is counter \(counter &+ 1).")
@@ -158,14 +150,10 @@ struct Recovery: ParsableCommand {
             codes.append(code)
             hashes.append(hash)
         }
-        let found = try withStore {
-            try options.open().update(user) { (r: inout UserRecord?, changed: inout Bool) -> Bool in
-                guard r != nil else { return false }
-                r?.recoveryCodes = hashes
-                changed = true
-                return true
-            }
-        }
+        let found = try options.modify(user) { (record: inout UserRecord) -> Bool? in
+            record.recoveryCodes = hashes
+            return true
+        } ?? false
         guard found else { throw Failure("\(user) has no smartotp record; enroll first") }
         print("Recovery codes for \(user) (each works once; they are not shown again):")
         for c in codes { print("  \(c)") }

@@ -35,6 +35,19 @@ struct StoreOptions: ParsableArguments {
     func open() -> FileStore {
         FileStore(root: store, owner: store == FileStore.defaultRoot ? 0 : getuid())
     }
+
+    /// Changes an existing record under its lock. `body` returns nil to leave it as it
+    /// was; the result is nil when there is no record or nothing changed.
+    func modify<R>(_ user: UserName, _ body: (inout UserRecord) throws -> R?) throws -> R? {
+        try withStore {
+            try open().update(user) { (r: inout UserRecord?, changed: inout Bool) -> R? in
+                guard var record = r, let result = try body(&record) else { return nil }
+                r = record
+                changed = true
+                return result
+            }
+        }
+    }
 }
 
 /// A failure the user can act on: printed as "smartotp: MESSAGE", exit status 1.

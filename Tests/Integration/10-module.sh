@@ -3,7 +3,6 @@
 # loadable by a plain C loader (Python ctypes' dlopen), -z nodelete set.
 source "$(dirname "$0")/lib/bench.sh"
 
-SO="$BIN/libpam_smartotp.so"
 [ -f "$SO" ] || die "build first: swift build -c release"
 
 exported=$(nm -D --defined-only "$SO" | awk '$2 ~ /^[A-Z]$/ {print $3}' | sort | tr '\n' ' ')

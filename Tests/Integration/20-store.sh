@@ -6,7 +6,6 @@
 #    ever moves forward (old or new, never torn).
 source "$(dirname "$0")/lib/bench.sh"
 
-STORE="$WORK/store"
 SECRET=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP
 ROUNDS=${STORE_ROUNDS:-20}
 "$BIN/smartotp" enroll racer --store "$STORE" --secret "$SECRET" >/dev/null || die "enroll failed"

@@ -4,21 +4,12 @@
 # the card step falls through as it does on a host without a reader.
 source "$(dirname "$0")/lib/bench.sh"
 
-SO="$BIN/libpam_smartotp.so"
-H="$BIN/pam-harness"
-CLI="$BIN/smartotp"
-STORE="$WORK/store"
-CONF="$WORK/pam.d"
 SECRET=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP
-mkdir -p "$CONF"
 [ -z "$(foreign_pcscd)" ] || die "a pcscd is running: this suite needs none (stop it)"
 
 enroll() { "$CLI" enroll "$1" --store "$STORE" --secret "${2:-$SECRET}" >/dev/null || die "enroll $1"; }
 setpw() { echo "$2" | "$CLI" passwd "$1" --store "$STORE" --password-stdin >/dev/null || die "passwd $1"; }
 totp() { oathtool --totp -b "${1:-$SECRET}" ${2:+--now=@$2}; }
-service() { local name=$1; shift; printf '%s\n' "$@" >"$CONF/$name"; }
-# run SERVICE USER [harness args…]: prints the harness transcript; sets RC.
-run() { local s=$1 u=$2; shift 2; OUT=$("$H" --confdir "$CONF" --service "$s" --user "$u" "$@" 2>&1); RC=$?; }
 
 ARGS="store=$STORE timeout=2 deny=3 unlock_time=3"
 service std "auth required $SO $ARGS"
@@ -38,11 +29,12 @@ setpw bob 5678
 enroll dave
 now=$(date +%s)
 
-run std alice --answer "$(totp)"
+code=$(totp)   # once: the replay below must send the same code, even across a step boundary
+run std alice --answer "$code"
 check "a code from oathtool logs in (PAM_SUCCESS)" 0 "$RC"
 case "$OUT" in *"prompt: One-time code (Enter for your simple password): "*) ok "the code prompt is the module's";;
     *) not_ok "the code prompt is the module's" "$OUT";; esac
-run std alice --answer "$(totp)"
+run std alice --answer "$code"
 check "the same code again is a replay (PAM_AUTH_ERR)" 7 "$RC"
 case "$OUT" in *"already used"*) ok "the replay is explained to the user";; *) not_ok "the replay is explained" "$OUT";; esac
 run std alice --answer "" --answer 1234

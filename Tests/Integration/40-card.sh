@@ -4,15 +4,7 @@
 # card removed, a wrong card, a protected applet, touch, no reader, and pcscd stopped.
 source "$(dirname "$0")/lib/bench.sh"
 
-SO="$BIN/libpam_smartotp.so"
-H="$BIN/pam-harness"
-CLI="$BIN/smartotp"
-STORE="$WORK/store"
-CONF="$WORK/pam.d"
 READER="Virtual PCD 00 00"
-mkdir -p "$CONF"
-service() { local name=$1; shift; printf '%s\n' "$@" >"$CONF/$name"; }
-run() { local s=$1 u=$2; shift 2; OUT=$("$H" --confdir "$CONF" --service "$s" --user "$u" "$@" 2>&1); RC=$?; }
 has() { case "$OUT" in *"$1"*) ok "$2";; *) not_ok "$2" "$(echo "$OUT" | tr '\n' '|')";; esac; }
 ykman_() { timeout 30 ykman --reader "$READER" oath "$@"; }
 

@@ -2,7 +2,6 @@
 # The smartotp CLI: every command's behaviour, output formats, exit codes and refusals,
 # against a private store.
 source "$(dirname "$0")/lib/bench.sh"
-CLI="$BIN/smartotp"
 S="$WORK/store"
 SECRET=JBSWY3DPEHPK3PXP
 c() { OUT=$("$CLI" "$@" 2>&1); RC=$?; }

@@ -9,8 +9,6 @@
 # copy). sshd listens on 127.0.0.1 only and is stopped by PID.
 source "$(dirname "$0")/lib/bench.sh"
 
-SO="$BIN/libpam_smartotp.so"
-CLI="$BIN/smartotp"
 # One code token per phase, so that no test needs to wait for the next TOTP step.
 S_SUDO=JBSWY3DPEHPK3PXP S_LOCK=ONSWG4TFORPWK6DQ S_HELPER=KRSXG5CTMVRXEZLU   # smartotp-t1
 S_SU=GEZDGNBVGY3TQOJQ S_SSH=MFRGGZDFMZTWQ2LK                          # smartotp-t2
@@ -89,9 +87,10 @@ child.close()
 sys.exit(child.exitstatus if child.exitstatus is not None else 99)
 PY
 }
-su_as_t1 "$(totp $S_SU)" >/dev/null; rc=$?
+code=$(totp $S_SU)   # once: a replay must send the same code, even across a step boundary
+su_as_t1 "$code" >/dev/null; rc=$?
 check "su: the target user's typed code" 0 "$rc"
-su_as_t1 "$(totp $S_SU)" >/dev/null; rc=$?
+su_as_t1 "$code" >/dev/null; rc=$?
 check "su: the same code again is refused (replay)" 1 "$rc"
 
 # ---- sshd: publickey,keyboard-interactive ---------------------------------------------
@@ -136,11 +135,12 @@ ssh_login() {  # ssh_login CODE: exit status of `ssh … true`
         -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ConnectTimeout=10 \
         -o NumberOfPasswordPrompts=1 smartotp-t2@127.0.0.1 true </dev/null >/dev/null 2>&1
 }
-ssh_login "$(totp $S_SSH)"; rc=$?
+code=$(totp $S_SSH)
+ssh_login "$code"; rc=$?
 check "sshd: key plus a valid TOTP gets in" 0 "$rc"
 case "$(cat "$SSHD_DIR/prompts" 2>/dev/null)" in *"One-time code"*) ok "ssh shows the module's prompt";;
     *) not_ok "ssh shows the module's prompt" "$(cat "$SSHD_DIR/prompts" 2>/dev/null)";; esac
-ssh_login "$(totp $S_SSH)"; rc=$?
+ssh_login "$code"; rc=$?
 check "sshd: the same code replayed is refused" 255 "$rc"
 ssh_login 000000; rc=$?
 check "sshd: a wrong code is refused" 255 "$rc"
@@ -155,9 +155,10 @@ mkdir -m 755 "$PUB/pam.d"
 printf '%s\n' "auth required $SO helper=$PUB/smartotp-chkotp methods=code,password" >"$PUB/pam.d/locker"
 cp "$BIN/pam-harness" "$PUB/pam-harness"
 lock() { runuser -u smartotp-t1 -- "$PUB/pam-harness" --confdir "$PUB/pam.d" --service locker --user "$1" "${@:2}" 2>&1; }
-out=$(lock smartotp-t1 --answer "$(totp $S_HELPER)"); rc=$?
+code=$(totp $S_HELPER)
+out=$(lock smartotp-t1 --answer "$code"); rc=$?
 check "as the user (a screen locker): the code, checked by the setuid helper" 0 "$rc"
-out=$(lock smartotp-t1 --answer "$(totp $S_HELPER)"); rc=$?
+out=$(lock smartotp-t1 --answer "$code"); rc=$?
 check "as the user: the same code again is a replay" 7 "$rc"
 out=$(lock smartotp-t1 --answer "" --answer 2468); rc=$?
 check "as the user: the simple password through the helper" 0 "$rc"

@@ -4,16 +4,9 @@
 # end in a clear PAM code, with the host process alive and the record unchanged.
 source "$(dirname "$0")/lib/bench.sh"
 
-SO="$BIN/libpam_smartotp.so"
-H="$BIN/pam-harness"
-CLI="$BIN/smartotp"
 SECRET=JBSWY3DPEHPK3PXP
-CONF="$WORK/pam.d"
-mkdir -p "$CONF"
-run() { OUT=$("$H" --confdir "$CONF" --service "$1" --user "$2" "${@:3}" 2>&1); RC=$?; }
 
 # ---- truncated and corrupt records ------------------------------------------------------
-STORE="$WORK/store"
 printf '%s\n' "auth required $SO store=$STORE methods=code,password" >"$CONF/std"
 "$CLI" enroll alice --store "$STORE" --secret "$SECRET" >/dev/null
 echo 2468 | "$CLI" passwd alice --store "$STORE" --password-stdin >/dev/null

@@ -12,6 +12,12 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
 BIN=${SMARTOTP_BIN:-$ROOT/.build/release}
 WORK=$(mktemp -d /tmp/smartotp-it.XXXXXX)
 chmod 700 "$WORK"
+SO="$BIN/libpam_smartotp.so"   # the module under test
+H="$BIN/pam-harness"           # runs a PAM stack from $CONF with pam_start_confdir()
+CLI="$BIN/smartotp"
+STORE="$WORK/store"
+CONF="$WORK/pam.d"
+mkdir -p "$CONF"
 PCSCD_PID=""
 CARD_PID=""
 CLEANUPS=()
@@ -32,6 +38,11 @@ trap 'exit 130' INT TERM
 
 # Registers a command to run at exit (in reverse order).
 at_exit() { CLEANUPS+=("$1"); }
+
+# service NAME LINE…: writes a private PAM service into $CONF.
+service() { local name=$1; shift; printf '%s\n' "$@" >"$CONF/$name"; }
+# run SERVICE USER [harness args…]: one PAM transaction; sets OUT (the transcript) and RC.
+run() { local s=$1 u=$2; shift 2; OUT=$("$H" --confdir "$CONF" --service "$s" --user "$u" "$@" 2>&1); RC=$?; }
 
 ok() { T_PASS=$((T_PASS + 1)); echo "ok $((T_PASS + T_FAIL)) - $1"; }
 not_ok() { T_FAIL=$((T_FAIL + 1)); echo "not ok $((T_PASS + T_FAIL)) - $1"; [ $# -gt 1 ] && printf '#   %s\n' "$2"; return 0; }
