@@ -51,26 +51,32 @@ PY
     cp -p "$W/store/users/bench" "$W/bench.record"
     cp -p "$W/users.oath" "$W/users.oath.clean"
 }
-reset="cp -p $W/bench.record $W/store/users/bench; cp -p $W/users.oath.clean $W/users.oath"
+# Each stack's own state only: copying pam_oath's 8 MB file before a pam_smartotp run would
+# make its fsync pay for flushing that copy.
+reset_smartotp="cp -p $W/bench.record $W/store/users/bench; sync"
+reset_oath="cp -p $W/users.oath.clean $W/users.oath; sync"
+reset_permit="true"
+reset="$reset_smartotp; $reset_oath"
 
 echo "auth required pam_permit.so" >/etc/pam.d/smartotp-bench-permit
 echo "auth required $OATH usersfile=$W/users.oath window=1 digits=6" >/etc/pam.d/smartotp-bench-oath
 echo "auth required $MODULE store=$W/store methods=code skew=1" >/etc/pam.d/smartotp-bench-smartotp
 
+reset_of() { local v="reset_$1"; printf "%s" "${!v}"; }
 login() { echo "$(oathtool --totp -b "$B32")" | pamtester "smartotp-bench-$1" bench authenticate >/dev/null 2>&1; }
 instructions() {  # instructions SERVICE: total Ir of one pamtester login
-    eval "$reset"
+    eval "$(reset_of "$1")"
     local code; code=$(oathtool --totp -b "$B32")
     echo "$code" | valgrind --tool=callgrind --callgrind-out-file="$W/cg.$1" pamtester "smartotp-bench-$1" bench authenticate >/dev/null 2>"$W/vg.$1" || true
     grep -m1 -oE 'Collected : [0-9]+' "$W/vg.$1" | awk '{print $3}'
 }
 wall() {  # wall SERVICE: mean ms of a login (hyperfine)
-    hyperfine -N --runs "$RUNS" --warmup 2 --prepare "sh -c '$reset'" --export-json "$W/h.json" \
+    hyperfine -N --runs "$RUNS" --warmup 2 --prepare "sh -c '$(reset_of "$1")'" --export-json "$W/h.json" \
         "sh -c 'oathtool --totp -b $B32 | pamtester smartotp-bench-$1 bench authenticate'" >/dev/null 2>&1
     python3 -c "import json;print('%.2f' % (json.load(open('$W/h.json'))['results'][0]['mean']*1000))"
 }
 rss() {  # peak RSS (KiB) of one pamtester login, from GNU time (a small parent: its fork adds little)
-    eval "$reset"
+    eval "$(reset_of "$1")"
     local code; code=$(oathtool --totp -b "$B32")
     echo "$code" | /usr/bin/time -f %M -o "$W/rss" pamtester "smartotp-bench-$1" bench authenticate >/dev/null 2>&1 || true
     cat "$W/rss"

@@ -51,7 +51,6 @@ struct Run {
     let logUser: String
     let service: String
     var pending: String?
-    var user: UserName?
     var record: UserRecord?
 
     init(flow: LoginFlow, logUser: String, service: String) {
@@ -90,7 +89,6 @@ struct Run {
             log("-", .error, "\(error)")
             return .unavailable("\(error)")
         }
-        self.user = user
         self.record = record
         let now = flow.clock.now()
         if record.isLocked(deny: config.deny, unlockTime: config.unlockTime, now: now) {
@@ -119,11 +117,10 @@ struct Run {
     }
 
     /// Runs one operation and turns its verdict into the step's end.
-    func verdict(_ operation: RecordOperation, _ method: Method, _ user: UserName, countFailure: Bool = true,
-                 wrong: String, reason: String) -> Step {
+    func verdict(_ operation: RecordOperation, _ method: Method, _ user: UserName, wrong: String, reason: String) -> Step {
         let result: RecordVerdict
         do {
-            result = try flow.records.perform(operation, for: user, now: flow.clock.now(), countFailure: countFailure)
+            result = try flow.records.perform(operation, for: user, now: flow.clock.now(), countFailure: true)
         } catch {
             log(method.rawValue, .error, "\(error)")
             return .done(.unavailable("\(error)"))
