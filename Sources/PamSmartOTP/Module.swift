@@ -56,7 +56,7 @@ public func pam_sm_authenticate(_ handle: OpaquePointer?, _ flags: Int32, _ argc
     let flow = LoginFlow(
         config: config,
         records: records,
-        prompter: PamConversation(pam: pam),
+        prompter: PamConversation(pam: pam, silent: UInt32(bitPattern: flags) & UInt32(PAM_SILENT) != 0),
         reader: PCSCTapReader(),
         clock: SystemClock(),
         audit: PamAudit(pam: pam, debugEnabled: config.debug),
@@ -86,7 +86,7 @@ public func pam_sm_acct_mgmt(_ handle: OpaquePointer?, _ flags: Int32, _ argc: I
     guard let record else { return PAM_IGNORE }
     if record.isLocked(deny: config.deny, unlockTime: config.unlockTime, now: SystemClock().now()) {
         pam.syslog(LOG_NOTICE, "account: user=\(user) locked after \(record.failures) failures")
-        PamConversation(pam: pam).error("Your account is locked after too many failed attempts.")
+        PamConversation(pam: pam, silent: UInt32(bitPattern: flags) & UInt32(PAM_SILENT) != 0).error("Your account is locked after too many failed attempts.")
         return PAM_PERM_DENIED
     }
     return PAM_SUCCESS

@@ -47,9 +47,12 @@ struct PamHandle {
 /// The application's conversation function as a `Prompter`.
 struct PamConversation: Prompter {
     let pam: PamHandle
+    /// PAM_SILENT: the application asked for no informational or error messages; prompts
+    /// are still asked, as they must be.
+    var silent = false
 
-    func info(_ text: String) { _ = converse(PAM_TEXT_INFO, text) }
-    func error(_ text: String) { _ = converse(PAM_ERROR_MSG, text) }
+    func info(_ text: String) { if !silent { _ = converse(PAM_TEXT_INFO, text) } }
+    func error(_ text: String) { if !silent { _ = converse(PAM_ERROR_MSG, text) } }
     func askSecret(_ prompt: String) -> String? { converse(PAM_PROMPT_ECHO_OFF, prompt) }
 
     /// Sends one message through PAM_CONV. Returns the answer ("" for messages that get

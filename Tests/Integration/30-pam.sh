@@ -37,6 +37,10 @@ case "$OUT" in *"prompt: One-time code (Enter for your simple password): "*) ok 
 run std alice --answer "$code"
 check "the same code again is a replay (PAM_AUTH_ERR)" 7 "$RC"
 case "$OUT" in *"already used"*) ok "the replay is explained to the user";; *) not_ok "the replay is explained" "$OUT";; esac
+run std alice --answer "$code" --silent
+check "PAM_SILENT: the replay is still refused" 7 "$RC"
+check "PAM_SILENT: no message, only the prompt" "prompt: One-time code (Enter for your simple password): " "$(echo "$OUT" | grep -E '^(info|error|prompt):')"
+"$CLI" unlock alice --store "$STORE" >/dev/null
 run std alice --answer "" --answer 1234
 check "Enter at the code prompt, then the simple password (PAM_SUCCESS)" 0 "$RC"
 run std alice --answer "" --answer 9999

@@ -12,6 +12,7 @@
  *     --no-conv            pam_start gets a conversation whose function is NULL
  *     --acct               also run pam_acct_mgmt after a successful authenticate
  *     --acct-only          run only pam_acct_mgmt
+ *     --silent             pass PAM_SILENT to pam_authenticate / pam_acct_mgmt
  *
  * Output: "info: …", "error: …", "prompt: …" per message, then "authenticate: N NAME"
  * (and "acct_mgmt: N NAME"). Exit status: the last PAM return code.
@@ -109,7 +110,7 @@ static int usage(void)
 int main(int argc, char **argv)
 {
     const char *confdir = NULL, *service = NULL, *user = NULL;
-    int acct = 0, acct_only = 0, no_conv = 0;
+    int acct = 0, acct_only = 0, no_conv = 0, flags = 0;
     struct answers a = {0};
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
@@ -139,6 +140,7 @@ int main(int argc, char **argv)
         else if (!strcmp(arg, "--no-conv")) no_conv = 1;
         else if (!strcmp(arg, "--acct")) acct = 1;
         else if (!strcmp(arg, "--acct-only")) acct_only = 1;
+        else if (!strcmp(arg, "--silent")) flags = PAM_SILENT;
         else return usage();
     }
     if (!confdir || !service || !user)
@@ -152,11 +154,11 @@ int main(int argc, char **argv)
         return rc;
     }
     if (!acct_only) {
-        rc = pam_authenticate(pamh, 0);
+        rc = pam_authenticate(pamh, flags);
         printf("authenticate: %d %s\n", rc, pam_strerror(pamh, rc));
     }
     if (acct_only || (acct && rc == PAM_SUCCESS)) {
-        rc = pam_acct_mgmt(pamh, 0);
+        rc = pam_acct_mgmt(pamh, flags);
         printf("acct_mgmt: %d %s\n", rc, pam_strerror(pamh, rc));
     }
     fflush(stdout);
