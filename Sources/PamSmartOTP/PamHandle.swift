@@ -47,11 +47,13 @@ struct PamHandle {
 /// The application's conversation function as a `Prompter`.
 struct PamConversation: Prompter {
     let pam: PamHandle
-    /// PAM_SILENT: the application asked for no informational or error messages; prompts
-    /// are still asked, as they must be.
+    /// PAM_SILENT: the application asked for no informational or error messages (sudo
+    /// does by default, as pam_faillock's lock message is silenced too); prompts and the
+    /// instruction to tap or touch, without which the user could not log in, still go out.
     var silent = false
 
     func info(_ text: String) { if !silent { _ = converse(PAM_TEXT_INFO, text) } }
+    func instruct(_ text: String) { _ = converse(PAM_TEXT_INFO, text) }
     func error(_ text: String) { if !silent { _ = converse(PAM_ERROR_MSG, text) } }
     func askSecret(_ prompt: String) -> String? { converse(PAM_PROMPT_ECHO_OFF, prompt) }
 

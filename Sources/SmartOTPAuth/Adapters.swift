@@ -30,7 +30,7 @@ public struct PCSCTapReader: CardReader {
     }
 
     public func tap(candidates: [CardCandidate], challenge: [UInt8], filter: String?, timeoutSeconds: Int,
-                    notice: (String) -> Void) -> TapResult {
+                    notice: (TapNotice) -> Void) -> TapResult {
         let context: PCSCContext
         do { context = try PCSCContext() } catch { return .unavailable(error) }
         let deadline = SystemClock.monotonicMilliseconds() + timeoutSeconds * 1000
@@ -46,7 +46,7 @@ public struct PCSCTapReader: CardReader {
                                                  now: SystemClock.monotonicMilliseconds)
             } catch .timeout {
                 let left = (deadline - SystemClock.monotonicMilliseconds() + 500) / 1000
-                if left > 0 { notice("Waiting for your card: \(left) s left...") }
+                if left > 0 { notice(.secondsLeft(left)) }
                 continue
             } catch {
                 if error == .noService { return .unavailable(error) }
@@ -60,14 +60,14 @@ public struct PCSCTapReader: CardReader {
                 // Not this card, or it left too early: wait for another tap on that reader.
                 lastError = error
                 skip.insert(reader)
-                if error == .wrongCard { notice("This is not your enrolled card.") }
+                if error == .wrongCard { notice(.wrongCard) }
             }
         }
     }
 
     /// One presented card: SELECT, match the device id, VALIDATE if protected, CALCULATE.
     func answer(reader: String, context: PCSCContext, candidates: [CardCandidate], challenge: [UInt8],
-                notice: (String) -> Void) -> Result<TapResult, CardError> {
+                notice: (TapNotice) -> Void) -> Result<TapResult, CardError> {
         do {
             let card = try context.connect(reader: reader)
             let session = OATHSession(transport: card)
@@ -79,7 +79,7 @@ public struct PCSCTapReader: CardReader {
                 guard let key = candidate.accessKey else { return .failure(.accessCodeRequired) }
                 try session.validate(key: key)
             }
-            if candidate.touch { notice("Touch your key...") }
+            if candidate.touch { notice(.touchRequired) }
             let value = try session.calculate(name: candidate.credentialName, challenge: challenge, truncated: false)
             guard case .full(_, let mac) = value else { return .failure(.malformedResponse("no full response")) }
             return .success(.response(tokenID: candidate.tokenID, mac: mac))

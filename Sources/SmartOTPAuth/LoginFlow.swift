@@ -166,9 +166,15 @@ struct Run {
             return .next
         }
         guard let challenge = SecureRandom.bytes(8) else { return .done(.serviceError("no random bytes")) }
-        prompter.info("Tap your card on the reader (\(config.timeout) s)...")
+        prompter.instruct("Tap your card on the reader (\(config.timeout) s)...")
         let result = flow.reader.tap(candidates: candidates, challenge: challenge, filter: config.reader,
-                                     timeoutSeconds: config.timeout) { notice in prompter.info(notice) }
+                                     timeoutSeconds: config.timeout) { notice in
+            switch notice {
+            case .secondsLeft(let s): prompter.info("Waiting for your card: \(s) s left...")
+            case .touchRequired: prompter.instruct("Touch your key...")
+            case .wrongCard: prompter.error("This is not your enrolled card.")
+            }
+        }
         switch result {
         case .response(let tokenID, let mac):
             return verdict(.tap(tokenID: tokenID, challenge: challenge, response: mac), .card, user,

@@ -3,9 +3,12 @@ import SmartCard
 
 /// The PAM conversation, as the flow sees it.
 public protocol Prompter {
-    /// A message for the user (PAM_TEXT_INFO).
+    /// A message for the user (PAM_TEXT_INFO); dropped under PAM_SILENT.
     func info(_ text: String)
-    /// An error message for the user (PAM_ERROR_MSG).
+    /// An instruction the user must act on ("tap your card"): as needed as a prompt, so it
+    /// is sent even under PAM_SILENT (which sudo sets by default).
+    func instruct(_ text: String)
+    /// An error message for the user (PAM_ERROR_MSG); dropped under PAM_SILENT.
     func error(_ text: String)
     /// Asks with echo off (PAM_PROMPT_ECHO_OFF). nil when the conversation failed.
     func askSecret(_ prompt: String) -> String?
@@ -29,6 +32,13 @@ public struct CardCandidate: Sendable {
     }
 }
 
+/// What happens during a tap that the user should know.
+public enum TapNotice: Sendable, Equatable {
+    case secondsLeft(Int)
+    case touchRequired
+    case wrongCard
+}
+
 /// What came of waiting for a tap.
 public enum TapResult: Sendable, Equatable {
     /// A card of `tokenID` answered the challenge with this full response.
@@ -46,10 +56,10 @@ public protocol CardReader {
     /// Whether pcscd runs and a reader matching `filter` is connected (no waiting).
     func readerAvailable(filter: String?) -> Bool
     /// Waits up to `timeoutSeconds` for one of `candidates`' cards, then sends `challenge`
-    /// (CALCULATE, full response). `notice` shows the user a line (seconds left, "touch
-    /// your key") while waiting.
+    /// (CALCULATE, full response). `notice` tells the flow what the user should hear
+    /// while waiting.
     func tap(candidates: [CardCandidate], challenge: [UInt8], filter: String?, timeoutSeconds: Int,
-             notice: (String) -> Void) -> TapResult
+             notice: (TapNotice) -> Void) -> TapResult
 }
 
 /// Wall-clock time, injected so that tests control it.

@@ -55,6 +55,7 @@ for i in 1 2 3; do run std dave --answer 000000; done
 check "third wrong code still PAM_AUTH_ERR" 7 "$RC"
 run std dave --answer "$(totp)"
 check "locked after deny=3 failures: even a right code gets PAM_MAXTRIES" 11 "$RC"
+case "$OUT" in *"error: Too many failed attempts: locked for"*) ok "the lock is explained, with the time left";; *) not_ok "the lock is explained" "$OUT";; esac
 run acct dave --acct-only
 check "acct_mgmt refuses the locked user (PAM_PERM_DENIED)" 6 "$RC"
 sleep 3.2

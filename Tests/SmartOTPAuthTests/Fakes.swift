@@ -32,6 +32,7 @@ final class ScriptedPrompter: Prompter {
     init(_ answers: [String?]) { self.answers = answers }
 
     func info(_ text: String) { transcript.append("info: \(text)") }
+    func instruct(_ text: String) { transcript.append("instruct: \(text)") }
     func error(_ text: String) { transcript.append("error: \(text)") }
     func askSecret(_ prompt: String) -> String? {
         transcript.append("prompt: \(prompt)")
@@ -50,7 +51,7 @@ final class FakeReader: CardReader {
     func readerAvailable(filter: String?) -> Bool { available }
 
     func tap(candidates: [CardCandidate], challenge: [UInt8], filter: String?, timeoutSeconds: Int,
-             notice: (String) -> Void) -> TapResult {
+             notice: (TapNotice) -> Void) -> TapResult {
         taps += 1
         return result?(candidates, challenge) ?? .timeout
     }

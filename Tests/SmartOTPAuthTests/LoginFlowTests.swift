@@ -54,7 +54,7 @@ struct LoginFlowTests {
         let (outcome, p) = h.run([])
         #expect(outcome == .success(.card))
         #expect(p.prompts.isEmpty)
-        #expect(p.transcript.first?.hasPrefix("info: Tap your card") == true)
+        #expect(p.transcript.first?.hasPrefix("instruct: Tap your card") == true, "the tap cue survives PAM_SILENT")
         #expect(h.audit.events.last?.result == .success)
         #expect(h.record?.tokens.first?.lastUsedTime == t0)
     }
