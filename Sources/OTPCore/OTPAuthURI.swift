@@ -152,10 +152,11 @@ public struct OTPAuthURI: Sendable, Equatable {
 }
 
 extension String {
-    func trimmingSpaces() -> String {
+    /// The string without leading and trailing spaces and tabs (no Foundation here).
+    public func trimmingSpaces() -> String {
         var s = Substring(self)
-        while s.first == " " { s = s.dropFirst() }
-        while s.last == " " { s = s.dropLast() }
+        while s.first == " " || s.first == "\t" { s = s.dropFirst() }
+        while s.last == " " || s.last == "\t" { s = s.dropLast() }
         return String(s)
     }
 

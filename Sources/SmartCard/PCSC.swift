@@ -108,6 +108,12 @@ public final class PCSCContext: @unchecked Sendable {
         }
     }
 
+    /// Whether a responsive card is in `reader` right now (`SCardGetStatusChange` with an
+    /// UNAWARE state and no wait). False for an unknown reader.
+    public func cardPresent(in reader: String) -> Bool {
+        (try? getStatusChange([(reader, 0)], timeoutMs: 0))?.first?.cardPresent ?? false
+    }
+
     /// `SCardGetStatusChange` over the given readers and their last-known states.
     /// A timeout is not an error here: it returns the states unchanged.
     func getStatusChange(_ readers: [(String, UInt)], timeoutMs: Int) throws(CardError) -> [ReaderState] {

@@ -16,10 +16,7 @@ struct CardStatus: ParsableCommand {
             let names = try context.readers(matching: reader)
             if names.isEmpty { print("no readers") }
             for name in names {
-                var skip = Set<String>()
-                let present = (try? context.waitForCard(filter: name, skip: &skip, timeoutMs: 0,
-                                                         now: SystemClock.monotonicMilliseconds)) != nil
-                print("\(present ? "present" : "empty") \(name)")
+                print("\(context.cardPresent(in: name) ? "present" : "empty") \(name)")
             }
         } catch {
             throw Failure("\(error)")

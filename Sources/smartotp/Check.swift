@@ -22,8 +22,7 @@ struct Check: ParsableCommand {
             let readers = try context.readers()
             if readers.isEmpty { line("WARN", "no reader connected: only typed codes and the simple password will work") }
             for r in readers {
-                var skip = Set<String>()
-                if (try? context.waitForCard(filter: r, skip: &skip, timeoutMs: 0, now: SystemClock.monotonicMilliseconds)) != nil {
+                if context.cardPresent(in: r) {
                     if let info = try? OATHSession(transport: context.connect(reader: r)).select() {
                         line("OK", "reader '\(r)': card \(info.deviceID) with the OATH applet \(info.versionString)")
                     } else {
@@ -50,8 +49,7 @@ struct Check: ParsableCommand {
         } catch {
             line("FAIL", "\(error)")
         }
-        let moduleDirs = ["/lib/x86_64-linux-gnu/security", "/lib/aarch64-linux-gnu/security", "/lib/security", "/usr/lib/security"]
-        if let dir = moduleDirs.first(where: { FileManager.default.fileExists(atPath: "\($0)/pam_unix.so") }) {
+        if let dir = pamModuleDirectory() {
             let path = "\(dir)/pam_smartotp.so"
             if FileManager.default.fileExists(atPath: path) {
                 line("OK", "module installed at \(path)")

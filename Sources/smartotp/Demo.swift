@@ -113,11 +113,8 @@ struct Demo: ParsableCommand {
     func say(_ s: String) { print(s); fflush(nil) }
 
     func installedModule() throws -> String {
-        for dir in ["/lib/x86_64-linux-gnu/security", "/lib/aarch64-linux-gnu/security", "/lib/security", "/usr/lib/security"]
-        where FileManager.default.fileExists(atPath: "\(dir)/pam_unix.so") {
-            return "\(dir)/pam_smartotp.so"
-        }
-        throw Failure("cannot find where PAM modules live; give --module PATH")
+        guard let dir = pamModuleDirectory() else { throw Failure("cannot find where PAM modules live; give --module PATH") }
+        return "\(dir)/pam_smartotp.so"
     }
 
     func runningPCSCD() -> Bool {
@@ -130,10 +127,7 @@ struct Demo: ParsableCommand {
     }
 
     func cardPresent() -> Bool {
-        guard let context = try? PCSCContext() else { return false }
-        var skip = Set<String>()
-        return (try? context.waitForCard(filter: "Virtual PCD 00 00", skip: &skip, timeoutMs: 0,
-                                         now: SystemClock.monotonicMilliseconds)) != nil
+        (try? PCSCContext())?.cardPresent(in: "Virtual PCD 00 00") ?? false
     }
 
     func launch(_ path: String, _ args: [String], quiet: Bool) throws -> Process {

@@ -62,6 +62,12 @@ func userName(_ raw: String) throws -> UserName {
 
 func now() -> Int64 { Int64(Date().timeIntervalSince1970) }
 
+/// Where PAM modules live: the directory that holds pam_unix.so (as install.sh decides).
+func pamModuleDirectory() -> String? {
+    ["/lib/x86_64-linux-gnu/security", "/lib/aarch64-linux-gnu/security", "/usr/lib/x86_64-linux-gnu/security",
+     "/lib/security", "/usr/lib/security"].first { FileManager.default.fileExists(atPath: "\($0)/pam_unix.so") }
+}
+
 func hostName() -> String { ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "host" }
 
 /// Reads a secret: from standard input when asked, else twice from the terminal.
