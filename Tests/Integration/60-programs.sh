@@ -153,8 +153,11 @@ backup /etc/smartotp/smartotp.conf
 mkdir -p /etc/smartotp
 printf 'store=%s\ndeny=3\nunlock_time=600\n' "$STORE" >/etc/smartotp/smartotp.conf
 mkdir -m 755 "$PUB/pam.d"
-printf '%s\n' "auth required $SO helper=$PUB/smartotp-chkotp methods=code,password" >"$PUB/pam.d/locker"
+# The unprivileged caller must be able to read what it loads, wherever the checkout is
+# (a 0700 temporary directory, say): the harness and the module are copied next to the helper.
 cp "$BIN/pam-harness" "$PUB/pam-harness"
+install -m 644 "$SO" "$PUB/pam_smartotp.so"
+printf '%s\n' "auth required $PUB/pam_smartotp.so helper=$PUB/smartotp-chkotp methods=code,password" >"$PUB/pam.d/locker"
 lock() { runuser -u smartotp-t1 -- "$PUB/pam-harness" --confdir "$PUB/pam.d" --service locker --user "$1" "${@:2}" 2>&1; }
 code=$(totp $S_HELPER)
 out=$(lock smartotp-t1 --answer "$code"); rc=$?
