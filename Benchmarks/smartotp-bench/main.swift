@@ -132,7 +132,7 @@ func churn() {
         do {
             try store.update(user) { (r: inout UserRecord?, changed: inout Bool) in
                 var record = r ?? UserRecord(user: user, created: 1)
-                record.countFailure(at: 1)
+                record.countFailure(at: 1, policy: LockPolicy(), isRoot: false)
                 // Grow and shrink the record so writes differ in size.
                 record.recoveryCodes = Array(repeating: "$y$j9T$churn$churn", count: record.failures % 7)
                 r = record

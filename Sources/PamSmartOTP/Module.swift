@@ -42,6 +42,12 @@ func pamCode(_ outcome: Outcome) -> Int32 {
     }
 }
 
+/// Root reads the records itself; a caller running as the user (a screen locker) asks
+/// the setuid helper, which checks only that user's own record, with root's policy.
+func recordService(_ config: ModuleConfig) -> any RecordService {
+    geteuid() == 0 ? LocalRecords(store: FileStore(root: config.store), policy: Policy(config)) : HelperRecords(path: config.helper)
+}
+
 @_cdecl("pam_sm_authenticate")
 public func pam_sm_authenticate(_ handle: OpaquePointer?, _ flags: Int32, _ argc: Int32, _ argv: PamArgv) -> Int32 {
     guard let handle else { return PAM_SERVICE_ERR }
@@ -50,17 +56,15 @@ public func pam_sm_authenticate(_ handle: OpaquePointer?, _ flags: Int32, _ argc
     guard let user = pam.user() else { return PAM_USER_UNKNOWN }
     // Root reads the records itself; a caller running as the user (a screen locker)
     // asks the setuid helper, which checks only that user's own record.
-    let records: any RecordService = geteuid() == 0
-        ? LocalRecords(store: FileStore(root: config.store), policy: Policy(config))
-        : HelperRecords(path: config.helper)
-    let flow = LoginFlow(
+    var flow = LoginFlow(
         config: config,
-        records: records,
+        records: recordService(config),
         prompter: PamConversation(pam: pam, silent: UInt32(bitPattern: flags) & UInt32(PAM_SILENT) != 0),
         reader: PCSCTapReader(),
         clock: SystemClock(),
         audit: PamAudit(pam: pam, debugEnabled: config.debug),
         previousToken: config.tryFirstPass || config.useFirstPass ? pam.item(PAM_AUTHTOK) : nil)
+    flow.remoteHost = pam.item(PAM_RHOST) ?? ""
     return pamCode(flow.authenticate(user: user, service: pam.item(PAM_SERVICE) ?? "?"))
 }
 
@@ -78,14 +82,14 @@ public func pam_sm_acct_mgmt(_ handle: OpaquePointer?, _ flags: Int32, _ argc: I
     let pam = PamHandle(raw: handle)
     guard let config = loadConfig(pam, argc, argv) else { return PAM_SERVICE_ERR }
     guard let raw = pam.user(), let user = try? UserName(raw) else { return PAM_USER_UNKNOWN }
-    let record: UserRecord?
-    do { record = try FileStore(root: config.store).read(user) } catch {
-        pam.syslog(LOG_ERR, "account: \(error.description)")
+    let summary: RecordSummary?
+    do { summary = try recordService(config).summary(user, now: SystemClock().now()) } catch {
+        pam.syslog(LOG_ERR, "account: \(error)")
         return PAM_AUTHINFO_UNAVAIL
     }
-    guard let record else { return PAM_IGNORE }
-    if record.isLocked(deny: config.deny, unlockTime: config.unlockTime, now: SystemClock().now()) {
-        pam.syslog(LOG_NOTICE, "account: user=\(user) locked after \(record.failures) failures")
+    guard let summary else { return PAM_IGNORE }
+    if summary.lock.isLocked {
+        pam.syslog(LOG_NOTICE, "account: user=\(user) locked after \(summary.failures) failures")
         PamConversation(pam: pam, silent: UInt32(bitPattern: flags) & UInt32(PAM_SILENT) != 0).error("Your account is locked after too many failed attempts.")
         return PAM_PERM_DENIED
     }

@@ -33,6 +33,8 @@ public enum CardError: Error, Equatable, Sendable, CustomStringConvertible {
     case noSuchCredential
     /// The card is not the one the record names.
     case wrongCard
+    /// The verifier could not issue a challenge for the tap.
+    case verifierUnavailable
 
     public var description: String {
         switch self {
@@ -52,6 +54,7 @@ public enum CardError: Error, Equatable, Sendable, CustomStringConvertible {
         case .applicationNotFound: return "the card has no OATH applet"
         case .noSuchCredential: return "the credential is not on the card"
         case .wrongCard: return "this is not the enrolled card"
+        case .verifierUnavailable: return "no challenge could be issued for the tap"
         }
     }
 }

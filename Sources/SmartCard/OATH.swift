@@ -148,10 +148,18 @@ public final class OATHSession {
     /// VALIDATE: answers the card's challenge with the access key and checks the card's
     /// answer to ours (mutual authentication). Needs a fresh SELECT's challenge.
     public func validate(key: SecretBytes) throws(CardError) {
+        try validate { cardChallenge, ours in
+            (HMAC.authenticate(.sha1, key: key, message: cardChallenge), HMAC.authenticate(.sha1, key: key, message: ours))
+        }
+    }
+
+    /// VALIDATE with the answers computed elsewhere (by whoever holds the key: the setuid
+    /// helper, for a module that runs as the user). `answers` gets the card's challenge and
+    /// ours and returns (our response, the card's expected response); nil: no key.
+    public func validate(answers: ([UInt8], [UInt8]) -> (response: [UInt8], expected: [UInt8])?) throws(CardError) {
         guard let challenge = info?.challenge else { return }  // not protected
         guard let ours = SecureRandom.bytes(8) else { throw .malformedResponse("no random bytes") }
-        let answer = HMAC.authenticate(.sha1, key: key, message: challenge)
-        let expected = HMAC.authenticate(.sha1, key: key, message: ours)
+        guard let (answer, expected) = answers(challenge, ours) else { throw .accessCodeRequired }
         let data = [TLV(YKOATH.Tag.response, answer), TLV(YKOATH.Tag.challenge, ours)].encoded
         let r = try connection.send(CommandAPDU(ins: YKOATH.Instruction.validate, data: data))
         if r.sw == StatusWord.incorrectData || r.sw == StatusWord.securityStatusNotSatisfied { throw .wrongAccessCode }

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import OTPCore
 import SmartCard
+import TokenStore
 
 /// The system clock.
 public struct SystemClock: Clock {
@@ -17,6 +18,21 @@ public struct SystemClock: Clock {
     }
 }
 
+/// The system's user database.
+public enum SystemUsers {
+    /// The uid of `name` through getpwnam_r(3); nil when there is no such user.
+    public static func uid(of name: String) -> UInt32? {
+        var entry = passwd()
+        var result: UnsafeMutablePointer<passwd>?
+        var buffer = [CChar](repeating: 0, count: 16384)
+        guard getpwnam_r(name, &entry, &buffer, buffer.count, &result) == 0, result != nil else { return nil }
+        return entry.pw_uid
+    }
+
+    /// Whether `user` is root (uid 0, whatever the name).
+    public static func isRoot(_ user: UserName) -> Bool { uid(of: user.value) == 0 }
+}
+
 /// The real card reader: pcscd through libpcsclite, YKOATH on the card.
 public struct PCSCTapReader: CardReader {
     /// How often the user hears how long is left, in seconds.
@@ -29,7 +45,7 @@ public struct PCSCTapReader: CardReader {
         return !names.isEmpty
     }
 
-    public func tap(candidates: [CardCandidate], challenge: [UInt8], filter: String?, timeoutSeconds: Int,
+    public func tap(cards: [RecordSummary.Card], filter: String?, timeoutSeconds: Int, authority: TapAuthority,
                     notice: (TapNotice) -> Void) -> TapResult {
         let context: PCSCContext
         do { context = try PCSCContext() } catch { return .unavailable(error) }
@@ -53,7 +69,7 @@ public struct PCSCTapReader: CardReader {
                 lastError = error
                 return .failed(error)
             }
-            switch answer(reader: reader, context: context, candidates: candidates, challenge: challenge, notice: notice) {
+            switch answer(reader: reader, context: context, cards: cards, authority: authority, notice: notice) {
             case .success(let result):
                 return result
             case .failure(let error):
@@ -65,24 +81,27 @@ public struct PCSCTapReader: CardReader {
         }
     }
 
-    /// One presented card: SELECT, match the device id, VALIDATE if protected, CALCULATE.
-    func answer(reader: String, context: PCSCContext, candidates: [CardCandidate], challenge: [UInt8],
+    /// One presented card: SELECT, match the device id, VALIDATE if protected, then the
+    /// verifier's challenge in CALCULATE.
+    func answer(reader: String, context: PCSCContext, cards: [RecordSummary.Card], authority: TapAuthority,
                 notice: (TapNotice) -> Void) -> Result<TapResult, CardError> {
         do {
             let card = try context.connect(reader: reader)
             let session = OATHSession(transport: card)
             let info = try session.select()
-            guard let candidate = candidates.first(where: { $0.deviceID == nil || $0.deviceID == info.deviceID }) else {
+            guard let card = cards.first(where: { $0.deviceID == nil || $0.deviceID == info.deviceID }) else {
                 return .failure(.wrongCard)
             }
             if info.challenge != nil {
-                guard let key = candidate.accessKey else { return .failure(.accessCodeRequired) }
-                try session.validate(key: key)
+                try session.validate { cardChallenge, ours in
+                    authority.access(card.tokenID, cardChallenge, ours).map { ($0.response, $0.expected) }
+                }
             }
-            if candidate.touch { notice(.touchRequired) }
-            let value = try session.calculate(name: candidate.credentialName, challenge: challenge, truncated: false)
+            guard let challenge = authority.challenge(card.tokenID) else { return .failure(.verifierUnavailable) }
+            if card.touch { notice(.touchRequired) }
+            let value = try session.calculate(name: card.credentialName, challenge: challenge, truncated: false)
             guard case .full(_, let mac) = value else { return .failure(.malformedResponse("no full response")) }
-            return .success(.response(tokenID: candidate.tokenID, mac: mac))
+            return .success(.response(tokenID: card.tokenID, challenge: challenge, mac: mac))
         } catch {
             return .failure(error)
         }

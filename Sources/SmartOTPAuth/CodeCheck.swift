@@ -28,10 +28,10 @@ public struct CodeCheck: Sendable {
             let result: ValidationResult
             switch token.parameters.kind {
             case .totp:
-                result = TOTPValidator(parameters: token.parameters, skew: skew)
+                result = TOTPValidator(parameters: token.parameters, skew: min(skew, token.windowLimit.map { ($0 - 1) / 2 } ?? skew))
                     .validate(code, secret: token.secret, at: now, lastUsedStep: token.lastUsed)
             case .hotp:
-                result = HOTPValidator(parameters: token.parameters, window: window)
+                result = HOTPValidator(parameters: token.parameters, window: min(window, token.windowLimit ?? window))
                     .validate(code, secret: token.secret, initialCounter: token.initialCounter, lastUsedCounter: token.lastUsed)
             }
             switch result {
@@ -74,13 +74,20 @@ public enum RecoveryCode {
         return "\(text.prefix(4))-\(text.dropFirst(4).prefix(4))-\(text.dropFirst(8))"
     }
 
-    /// Uses up the matching code in `record`; true if one matched.
+    /// Uses up the matching code in `record` (its hash moves to the used list, so that an
+    /// import cannot bring it back); true if one matched.
     public static func consume(_ typed: String, in record: inout UserRecord) -> Bool {
         guard let code = normalise(typed) else { return false }
         for (i, hash) in record.recoveryCodes.enumerated() where PasswordHash.verify(code, hash: hash) {
-            record.recoveryCodes.remove(at: i)
+            record.markRecoveryUsed(at: i)
             return true
         }
         return false
+    }
+
+    /// Whether `code` (normalised) is among `hashes`.
+    public static func isAmong(_ code: String, _ hashes: [String]) -> Bool {
+        guard let normal = normalise(code) else { return false }
+        return hashes.contains { PasswordHash.verify(normal, hash: $0) }
     }
 }

@@ -18,6 +18,9 @@ public struct ModuleConfig: Sendable, Equatable {
     public var window = 20
     public var deny = 5
     public var unlockTime: Int64 = 600
+    public var failInterval: Int64 = 900
+    public var evenDenyRoot = false
+    public var rootUnlockTime: Int64?
     public var nullok = false
     public var tryFirstPass = false
     public var useFirstPass = false
@@ -35,8 +38,11 @@ public struct ModuleConfig: Sendable, Equatable {
         ("reader", true, "use only readers whose name contains this text"),
         ("skew", true, "TOTP steps accepted either side of now, 0-10 (default 1)"),
         ("window", true, "HOTP look-ahead, 1-1000 (default 20)"),
-        ("deny", true, "lock after this many consecutive failures, 0 = never (default 5)"),
-        ("unlock_time", true, "seconds a lock lasts, 0 = until smartotp unlock (default 600)"),
+        ("deny", true, "lock after this many failures within fail_interval, 0 = never (default 5)"),
+        ("fail_interval", true, "seconds within which failures add up, 1-31536000 (default 900)"),
+        ("unlock_time", true, "seconds a lock lasts after the last failure, 0 = until smartotp unlock (default 600)"),
+        ("even_deny_root", false, "root can be locked too (by default root is never locked)"),
+        ("root_unlock_time", true, "with even_deny_root: seconds root's lock lasts (default unlock_time)"),
         ("nullok", false, "a user without a record is ignored (PAM_IGNORE) rather than unknown"),
         ("try_first_pass", false, "try PAM_AUTHTOK from an earlier module first, then prompt"),
         ("use_first_pass", false, "use only PAM_AUTHTOK from an earlier module; never prompt"),
@@ -95,6 +101,9 @@ public struct ModuleConfig: Sendable, Equatable {
             case "window": c.window = try int(1...1000)
             case "deny": c.deny = try int(0...1000)
             case "unlock_time": c.unlockTime = Int64(try int(0...31_536_000))
+            case "fail_interval": c.failInterval = Int64(try int(1...31_536_000))
+            case "even_deny_root": c.evenDenyRoot = true
+            case "root_unlock_time": c.rootUnlockTime = Int64(try int(0...31_536_000))
             case "nullok": c.nullok = true
             case "try_first_pass": c.tryFirstPass = true
             case "use_first_pass": c.useFirstPass = true

@@ -9,42 +9,48 @@ import TokenStore
 /// with root's policy. The secret travels on a pipe, never on a command line, and the
 /// helper starts with an empty environment.
 public struct HelperRecords: RecordService {
-    public static let defaultPath = "/usr/local/sbin/smartotp-chkotp"
     public let path: String
 
-    public init(path: String = HelperRecords.defaultPath) { self.path = path }
+    public init(path: String) { self.path = path }
 
     public struct HelperError: Error, CustomStringConvertible {
         public let description: String
     }
 
-    public func summary(_ user: UserName) throws -> UserRecord? {
-        let out = try call(user, "summary", input: "")
-        if out == "none\n" { return nil }
-        return try RecordFormat.parse(out, path: "\(path) summary")
+    public func summary(_ user: UserName, now: Int64) throws -> RecordSummary? {
+        let out = try call(user, .summary, input: "")
+        return try decoded { () throws(HelperProtocol.ParseError) in try HelperProtocol.decodeSummary(out) }
     }
 
-    public func perform(_ operation: RecordOperation, for user: UserName, now: Int64, countFailure: Bool) throws -> RecordVerdict {
-        // The helper always counts failures (a caller could otherwise ask it not to).
+    public func issueChallenge(for user: UserName, now: Int64) throws -> [UInt8] {
+        let out = try call(user, .challenge, input: "")
+        return try decoded { () throws(HelperProtocol.ParseError) in try HelperProtocol.decodeChallenge(out) }
+    }
+
+    public func accessAnswers(for user: UserName, tokenID: String, cardChallenge: [UInt8], ourChallenge: [UInt8]) throws -> AccessAnswers? {
+        let input = "\(tokenID)\n\(Hex.encode(cardChallenge))\n\(Hex.encode(ourChallenge))\n"
+        let out = try call(user, .access, input: input)
+        return try decoded { () throws(HelperProtocol.ParseError) in try HelperProtocol.decodeAccess(out) }
+    }
+
+    /// The helper counts every attempt itself: nothing the caller sends can ask it not to.
+    public func perform(_ operation: RecordOperation, for user: UserName, now: Int64) throws -> Attempt {
         let out: String
         switch operation {
-        case .code(let c): out = try call(user, "code", input: c + "\n")
-        case .password(let p): out = try call(user, "password", input: p + "\n")
+        case .code(let c): out = try call(user, .code, input: c + "\n")
+        case .password(let p): out = try call(user, .password, input: p + "\n")
         case .tap(let id, let challenge, let response):
-            out = try call(user, "tap", input: "\(id)\n\(Hex.encode(challenge))\n\(Hex.encode(response))\n")
+            out = try call(user, .tap, input: "\(id)\n\(Hex.encode(challenge))\n\(Hex.encode(response))\n")
         }
-        let words = out.split(separator: " ", maxSplits: 1).map { String($0).trimmingNewline() }
-        switch words.first {
-        case "accepted": return .accepted(words.count > 1 ? words[1] : "")
-        case "replayed": return .replayed(tokenID: words.count > 1 ? words[1] : "")
-        case "rejected": return .rejected
-        case "locked": return .locked
-        default: throw HelperError(description: "\(path) answered: \(ConfigError.printable(out))")
-        }
+        return try decoded { () throws(HelperProtocol.ParseError) in try HelperProtocol.decodeAttempt(out) }
+    }
+
+    func decoded<T>(_ body: () throws(HelperProtocol.ParseError) -> T) throws -> T {
+        do { return try body() } catch { throw HelperError(description: "\(path) answered something unexpected: \(error.description)") }
     }
 
     /// Runs the helper with `input` on its standard input; returns its standard output.
-    func call(_ user: UserName, _ operation: String, input: String) throws -> String {
+    func call(_ user: UserName, _ operation: HelperProtocol.Operation, input: String) throws(HelperError) -> String {
         var toChild: [Int32] = [-1, -1]
         var fromChild: [Int32] = [-1, -1]
         guard pipe(&toChild) == 0 else { throw HelperError(description: "pipe: \(errno)") }
@@ -67,7 +73,7 @@ public struct HelperRecords: RecordService {
         sigaction(SIGCHLD, &defaultAction, &previous)
         defer { sigaction(SIGCHLD, &previous, nil) }
         var pid: pid_t = 0
-        let argv: [UnsafeMutablePointer<CChar>?] = [strdup(path), strdup(user.value), strdup(operation), nil]
+        let argv: [UnsafeMutablePointer<CChar>?] = [strdup(path), strdup(user.value), strdup(operation.rawValue), nil]
         defer { for p in argv { free(p) } }
         var envp: [UnsafeMutablePointer<CChar>?] = [nil]
         let rc = posix_spawn(&pid, path, &actions, nil, argv, &envp)
@@ -105,6 +111,4 @@ public struct HelperRecords: RecordService {
     }
 }
 
-extension String {
-    func trimmingNewline() -> String { hasSuffix("\n") ? String(dropLast()) : self }
-}
+

@@ -14,8 +14,12 @@ public struct LoginFlow {
     public var reader: any CardReader
     public var clock: any Clock
     public var audit: any AuditLog
-    /// PAM_AUTHTOK from an earlier module, for try_first_pass / use_first_pass.
+    /// PAM_AUTHTOK from an earlier module, for try_first_pass / use_first_pass. It is
+    /// only ever tried as a one-time code: never as the simple password, which would
+    /// merge the two factors into one.
     public var previousToken: String?
+    /// PAM_RHOST, for the audit line.
+    public var remoteHost: String = ""
 
     public init(config: ModuleConfig, records: any RecordService, prompter: any Prompter, reader: any CardReader,
                 clock: any Clock, audit: any AuditLog, previousToken: String? = nil) {
@@ -40,18 +44,17 @@ public struct LoginFlow {
 
     /// One login of `user` for `service`.
     public func authenticate(user rawUser: String, service: String) -> Outcome {
-        var run = Run(flow: self, logUser: ConfigError.printable(rawUser), service: ConfigError.printable(service))
+        var run = LoginAttempt(flow: self, logUser: ConfigError.printable(rawUser), service: ConfigError.printable(service))
         return run.authenticate(rawUser)
     }
 }
 
 /// The state of one login.
-struct Run {
+struct LoginAttempt {
     let flow: LoginFlow
     let logUser: String
     let service: String
     var pending: String?
-    var record: UserRecord?
 
     init(flow: LoginFlow, logUser: String, service: String) {
         self.flow = flow
@@ -64,7 +67,8 @@ struct Run {
     var prompter: any Prompter { flow.prompter }
 
     func log(_ method: String, _ result: AuditEvent.Result, _ reason: String) {
-        flow.audit.record(AuditEvent(user: logUser, service: service, method: method, result: result, reason: reason))
+        flow.audit.record(AuditEvent(user: logUser, service: service, method: method, result: result, reason: reason,
+                                     rhost: ConfigError.printable(flow.remoteHost)))
     }
 
     enum Step {
@@ -78,30 +82,28 @@ struct Run {
             log("-", .error, error.description)
             return .userUnknown(error.description)
         }
-        let record: UserRecord
+        let summary: RecordSummary
         do {
-            guard let r = try flow.records.summary(user) else {
+            guard let s = try flow.records.summary(user, now: flow.clock.now()) else {
                 log("-", .skipped, config.nullok ? "no record (nullok)" : "no record")
                 return config.nullok ? .ignore : .userUnknown("no smartotp record")
             }
-            record = r
+            summary = s
         } catch {
             log("-", .error, "\(error)")
             return .unavailable("\(error)")
         }
-        self.record = record
-        let now = flow.clock.now()
-        if record.isLocked(deny: config.deny, unlockTime: config.unlockTime, now: now) {
-            tellLocked(record, now: now)
-            log("-", .locked, "\(record.failures) consecutive failures")
+        if summary.lock.isLocked {
+            tellLocked(summary.lock)
+            log("-", .locked, "\(summary.failures) failures")
             return .locked
         }
         for method in config.methods {
             let step: Step
             switch method {
-            case .card: step = tapStep(user, record)
-            case .code: step = codeStep(user, record)
-            case .password: step = passwordStep(user, record)
+            case .card: step = tapStep(user, summary)
+            case .code: step = codeStep(user, summary)
+            case .password: step = passwordStep(user, summary)
             }
             if case .done(let outcome) = step { return outcome }
         }
@@ -110,22 +112,28 @@ struct Run {
         return .failure("no usable method")
     }
 
-    func tellLocked(_ record: UserRecord, now: Int64) {
-        let left = record.secondsUntilUnlock(unlockTime: config.unlockTime, now: now)
-        prompter.error(left > 0 ? "Too many failed attempts: locked for \(left) more seconds." :
-                        "Too many failed attempts: locked until an administrator unlocks you.")
+    func tellLocked(_ lock: LockState) {
+        switch lock {
+        case .lockedUntil(let until):
+            let left = max(1, until - flow.clock.now())
+            prompter.error("Too many failed attempts: locked for \(left) more seconds.")
+        case .lockedForGood:
+            prompter.error("Too many failed attempts: locked until an administrator unlocks you.")
+        case .open:
+            break
+        }
     }
 
     /// Runs one operation and turns its verdict into the step's end.
     func verdict(_ operation: RecordOperation, _ method: Method, _ user: UserName, wrong: String, reason: String) -> Step {
-        let result: RecordVerdict
+        let attempt: Attempt
         do {
-            result = try flow.records.perform(operation, for: user, now: flow.clock.now(), countFailure: true)
+            attempt = try flow.records.perform(operation, for: user, now: flow.clock.now())
         } catch {
             log(method.rawValue, .error, "\(error)")
             return .done(.unavailable("\(error)"))
         }
-        switch result {
+        switch attempt.verdict {
         case .accepted(let detail):
             log(method.rawValue, .success, detail == "password" ? "simple password" : detail == "recovery" ? "recovery code" : "token \(detail)")
             if detail == "recovery" { prompter.info("Recovery code accepted; it cannot be used again.") }
@@ -133,50 +141,62 @@ struct Run {
         case .replayed(let id):
             prompter.error("That code was already used. Wait for the next one.")
             log(method.rawValue, .failure, "replayed code for token \(id)")
-            warnIfNowLocked()
+            warnIfNowLocked(attempt.lock)
             return .done(.failure("replayed code"))
         case .rejected:
             prompter.error(wrong)
             log(method.rawValue, .failure, reason)
-            warnIfNowLocked()
+            warnIfNowLocked(attempt.lock)
             return .done(.failure(reason))
         case .locked:
-            if let record { tellLocked(record, now: flow.clock.now()) }
+            tellLocked(attempt.lock)
             log(method.rawValue, .locked, "locked during the attempt")
             return .done(.locked)
         }
     }
 
     /// Tells the user when this failure was the one that locked the account.
-    func warnIfNowLocked() {
-        guard let record, config.deny > 0, record.failures >= config.deny - 1 else { return }
+    func warnIfNowLocked(_ lock: LockState) {
+        guard lock.isLocked else { return }
         prompter.error("Too many failed attempts: this account is now locked.")
     }
 
     // MARK: - Card
 
-    func tapStep(_ user: UserName, _ record: UserRecord) -> Step {
-        let candidates = record.tokens.compactMap { t -> CardCandidate? in
-            guard t.kind == .card, let name = t.credentialName else { return nil }
-            return CardCandidate(tokenID: t.id, deviceID: t.deviceID, credentialName: name, accessKey: t.accessKey, touch: t.touch)
-        }
-        guard !candidates.isEmpty else { return .next }
+    func tapStep(_ user: UserName, _ summary: RecordSummary) -> Step {
+        guard !summary.cards.isEmpty else { return .next }
         guard flow.reader.readerAvailable(filter: config.reader) else {
             log("card", .skipped, "no reader or pcscd not running")
             return .next
         }
-        guard let challenge = SecureRandom.bytes(8) else { return .done(.serviceError("no random bytes")) }
         prompter.instruct("Tap your card on the reader (\(config.timeout) s)...")
-        let result = flow.reader.tap(candidates: candidates, challenge: challenge, filter: config.reader,
-                                     timeoutSeconds: config.timeout) { notice in
+        let records = flow.records
+        let clock = flow.clock
+        var verifierError: String?
+        let authority = TapAuthority(
+            challenge: { _ in
+                do { return try records.issueChallenge(for: user, now: clock.now()) } catch {
+                    verifierError = "\(error)"
+                    return nil
+                }
+            },
+            access: { tokenID, cardChallenge, ours in
+                try? records.accessAnswers(for: user, tokenID: tokenID, cardChallenge: cardChallenge, ourChallenge: ours)
+            })
+        let result = flow.reader.tap(cards: summary.cards, filter: config.reader, timeoutSeconds: config.timeout,
+                                     authority: authority) { notice in
             switch notice {
             case .secondsLeft(let s): prompter.info("Waiting for your card: \(s) s left...")
             case .touchRequired: prompter.instruct("Touch your key...")
             case .wrongCard: prompter.error("This is not your enrolled card.")
             }
         }
+        if let verifierError {
+            log("card", .error, verifierError)
+            return .done(.unavailable(verifierError))
+        }
         switch result {
-        case .response(let tokenID, let mac):
+        case .response(let tokenID, let challenge, let mac):
             return verdict(.tap(tokenID: tokenID, challenge: challenge, response: mac), .card, user,
                            wrong: "The card's answer is wrong.", reason: "wrong response from card \(tokenID)")
         case .unavailable(let e):
@@ -196,24 +216,28 @@ struct Run {
     // MARK: - Typed code
 
     /// Whether an empty answer at the code prompt may move on to the simple password.
-    func offersPassword(_ record: UserRecord) -> Bool {
+    func offersPassword(_ summary: RecordSummary) -> Bool {
         let codeIndex = config.methods.firstIndex(of: .code) ?? 0
-        return record.passwordHash != nil && (config.methods.firstIndex(of: .password).map { $0 > codeIndex } ?? false)
+        return summary.hasPassword && !config.useFirstPass
+            && (config.methods.firstIndex(of: .password).map { $0 > codeIndex } ?? false)
     }
 
-    func looksLikeCode(_ s: String, _ record: UserRecord) -> Bool {
-        record.tokens.contains { OTP.normalise(s, digits: $0.parameters.digits) != nil } || RecoveryCode.normalise(s) != nil
+    func looksLikeCode(_ s: String, _ summary: RecordSummary) -> Bool {
+        summary.codeDigits.contains { OTP.normalise(s, digits: $0) != nil } || RecoveryCode.normalise(s) != nil
     }
 
-    mutating func codeStep(_ user: UserName, _ record: UserRecord) -> Step {
-        guard !record.tokens.isEmpty || !record.recoveryCodes.isEmpty else { return .next }
-        let toPassword = offersPassword(record)
+    mutating func codeStep(_ user: UserName, _ summary: RecordSummary) -> Step {
+        guard summary.acceptsCodes else { return .next }
+        let toPassword = offersPassword(summary)
         let typed: String
-        if let token = pending, looksLikeCode(token, record) {
-            typed = token
-            pending = nil
-        } else if config.useFirstPass || (pending != nil && toPassword) {
-            // An earlier module's token that is not a code goes to the password step.
+        let earlier = pending
+        pending = nil
+        if let earlier, looksLikeCode(earlier, summary) {
+            // try_first_pass / use_first_pass: an earlier module's token that has the shape
+            // of a code is tried as one, and counted like any typed code.
+            typed = earlier
+        } else if config.useFirstPass {
+            log("code", .failure, "PAM_AUTHTOK from an earlier module is not a one-time code (use_first_pass)")
             return .next
         } else {
             guard let answer = prompter.askSecret(toPassword ? "One-time code (Enter for your simple password): " : "One-time code: ") else {
@@ -231,25 +255,13 @@ struct Run {
 
     // MARK: - Simple password
 
-    mutating func passwordStep(_ user: UserName, _ record: UserRecord) -> Step {
-        guard record.passwordHash != nil else { return .next }
-        if let token = pending {
-            pending = nil
-            if config.useFirstPass {
-                return verdict(.password(token), .password, user, wrong: "Wrong password.",
-                               reason: "PAM_AUTHTOK is not the simple password (use_first_pass)")
-            }
-            // try_first_pass: an earlier module's password that is not ours is not the
-            // user's failure: try it uncounted, then ask.
-            if let r = try? flow.records.perform(.password(token), for: user, now: flow.clock.now(), countFailure: false),
-               case .accepted = r {
-                log("password", .success, "simple password (PAM_AUTHTOK)")
-                return .done(.success(.password))
-            }
-        }
+    /// The simple password is only ever typed at its own prompt: a password from an
+    /// earlier module is never taken for it (each factor stays one factor).
+    mutating func passwordStep(_ user: UserName, _ summary: RecordSummary) -> Step {
+        guard summary.hasPassword else { return .next }
         if config.useFirstPass {
-            log("password", .failure, "no PAM_AUTHTOK from an earlier module (use_first_pass)")
-            return .done(.failure("no PAM_AUTHTOK from an earlier module (use_first_pass)"))
+            log("password", .skipped, "use_first_pass: the simple password is never taken from an earlier module")
+            return .next
         }
         guard let typed = prompter.askSecret("Simple password: ") else {
             log("password", .error, "conversation failed")

@@ -14,21 +14,19 @@ public protocol Prompter {
     func askSecret(_ prompt: String) -> String?
 }
 
-/// One card credential to look for on a tap.
-public struct CardCandidate: Sendable {
-    public var tokenID: String
-    /// The enrolled card's device id (hex salt); nil accepts any card holding the credential.
-    public var deviceID: String?
-    public var credentialName: String
-    public var accessKey: SecretBytes?
-    public var touch: Bool
+/// The verifier's side of a tap: it issues the challenge (so a captured challenge and
+/// response are worth nothing) and answers a protected card's VALIDATE (so the access key
+/// never leaves the verifier).
+public struct TapAuthority {
+    /// A fresh challenge for token `tokenID`, asked for once that card is on the reader.
+    public var challenge: (_ tokenID: String) -> [UInt8]?
+    /// VALIDATE answers for token `tokenID`'s card; nil when the verifier has no key.
+    public var access: (_ tokenID: String, _ cardChallenge: [UInt8], _ ourChallenge: [UInt8]) -> AccessAnswers?
 
-    public init(tokenID: String, deviceID: String?, credentialName: String, accessKey: SecretBytes?, touch: Bool) {
-        self.tokenID = tokenID
-        self.deviceID = deviceID
-        self.credentialName = credentialName
-        self.accessKey = accessKey
-        self.touch = touch
+    public init(challenge: @escaping (String) -> [UInt8]?,
+                access: @escaping (String, [UInt8], [UInt8]) -> AccessAnswers?) {
+        self.challenge = challenge
+        self.access = access
     }
 }
 
@@ -41,8 +39,8 @@ public enum TapNotice: Sendable, Equatable {
 
 /// What came of waiting for a tap.
 public enum TapResult: Sendable, Equatable {
-    /// A card of `tokenID` answered the challenge with this full response.
-    case response(tokenID: String, mac: [UInt8])
+    /// A card of `tokenID` answered `challenge` with this full response.
+    case response(tokenID: String, challenge: [UInt8], mac: [UInt8])
     /// No reader or no pcscd: the card method cannot be used at all.
     case unavailable(CardError)
     /// Nobody tapped in time.
@@ -55,10 +53,10 @@ public enum TapResult: Sendable, Equatable {
 public protocol CardReader {
     /// Whether pcscd runs and a reader matching `filter` is connected (no waiting).
     func readerAvailable(filter: String?) -> Bool
-    /// Waits up to `timeoutSeconds` for one of `candidates`' cards, then sends `challenge`
-    /// (CALCULATE, full response). `notice` tells the flow what the user should hear
-    /// while waiting.
-    func tap(candidates: [CardCandidate], challenge: [UInt8], filter: String?, timeoutSeconds: Int,
+    /// Waits up to `timeoutSeconds` for one of `cards`, then sends the challenge that
+    /// `authority` issues for it (CALCULATE, full response). `notice` tells the flow what
+    /// the user should hear while waiting.
+    func tap(cards: [RecordSummary.Card], filter: String?, timeoutSeconds: Int, authority: TapAuthority,
              notice: (TapNotice) -> Void) -> TapResult
 }
 
@@ -80,8 +78,10 @@ public struct AuditEvent: Sendable, Equatable, CustomStringConvertible {
     public var method: String
     public var result: Result
     public var reason: String
+    /// The remote host (PAM_RHOST), "" when the application set none.
+    public var rhost: String = ""
 
     public var description: String {
-        "user=\(user) service=\(service) method=\(method) result=\(result.rawValue) reason=\"\(reason)\""
+        "user=\(user) service=\(service) rhost=\(rhost) method=\(method) result=\(result.rawValue) reason=\"\(reason)\""
     }
 }

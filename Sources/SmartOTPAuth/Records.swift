@@ -7,7 +7,8 @@ public enum RecordOperation: Sendable, Equatable {
     case code(String)
     /// The simple password.
     case password(String)
-    /// A card's full response to `challenge` for token `tokenID`.
+    /// A card's full response to `challenge` for token `tokenID`. The challenge must be
+    /// one the record service issued (`issueChallenge`) and not yet used.
     case tap(tokenID: String, challenge: [UInt8], response: [UInt8])
 }
 
@@ -22,64 +23,175 @@ public enum RecordVerdict: Sendable, Equatable {
     case locked
 }
 
+/// One attempt's verdict and the lock state after it was counted.
+public struct Attempt: Sendable, Equatable {
+    public var verdict: RecordVerdict
+    public var lock: LockState
+
+    public init(_ verdict: RecordVerdict, lock: LockState) {
+        self.verdict = verdict
+        self.lock = lock
+    }
+}
+
+/// What the login flow needs to know of a record to choose and prompt: no secret.
+public struct RecordSummary: Sendable, Equatable {
+    /// A card token, as the tap needs it.
+    public struct Card: Sendable, Equatable {
+        public var tokenID: String
+        public var deviceID: String?
+        public var credentialName: String
+        public var touch: Bool
+        /// The card's applet has an access code (VALIDATE before CALCULATE).
+        public var protected: Bool
+
+        public init(tokenID: String, deviceID: String?, credentialName: String, touch: Bool, protected: Bool) {
+            self.tokenID = tokenID
+            self.deviceID = deviceID
+            self.credentialName = credentialName
+            self.touch = touch
+            self.protected = protected
+        }
+    }
+
+    public var cards: [Card]
+    /// The code length of every token (card tokens too: a phone reads the same credential).
+    public var codeDigits: [Int]
+    public var recoveryCodes: Int
+    public var hasPassword: Bool
+    /// Failures that count towards the lock now.
+    public var failures: Int
+    public var lock: LockState
+
+    public init(cards: [Card], codeDigits: [Int], recoveryCodes: Int, hasPassword: Bool, failures: Int, lock: LockState) {
+        self.cards = cards
+        self.codeDigits = codeDigits
+        self.recoveryCodes = recoveryCodes
+        self.hasPassword = hasPassword
+        self.failures = failures
+        self.lock = lock
+    }
+
+    /// A typed code can be checked (a token or a recovery code exists).
+    public var acceptsCodes: Bool { !codeDigits.isEmpty || recoveryCodes > 0 }
+}
+
+/// The answers a protected card's VALIDATE needs, computed by whoever holds the access key.
+public struct AccessAnswers: Sendable, Equatable {
+    /// HMAC(key, the card's challenge): sent to the card.
+    public var response: [UInt8]
+    /// HMAC(key, our challenge): what the card must answer.
+    public var expected: [UInt8]
+
+    public init(response: [UInt8], expected: [UInt8]) {
+        self.response = response
+        self.expected = expected
+    }
+}
+
 /// The record side of a login. Root processes use `LocalRecords` (the store itself);
 /// processes that run as the user (screen lockers) use `HelperRecords`, which asks the
-/// setuid `smartotp-chkotp` to do the same thing for the caller's own record.
+/// setuid `smartotp-chkotp` to do the same thing for the caller's own record. Either way
+/// the lock is decided here, with the verifier's own policy.
 public protocol RecordService {
-    /// The user's record as far as the flow needs it (a helper leaves the secrets out).
-    func summary(_ user: UserName) throws -> UserRecord?
-    /// Performs `operation`; failures count towards the lock when `countFailure`.
-    func perform(_ operation: RecordOperation, for user: UserName, now: Int64, countFailure: Bool) throws -> RecordVerdict
+    /// What the flow needs of the user's record; nil when the user has none.
+    func summary(_ user: UserName, now: Int64) throws -> RecordSummary?
+    /// A fresh tap challenge for `user`, remembered by the verifier: single use, valid for
+    /// `LocalRecords.challengeLifetime` seconds.
+    func issueChallenge(for user: UserName, now: Int64) throws -> [UInt8]
+    /// VALIDATE answers for a protected card of token `tokenID`; nil when it has no key.
+    func accessAnswers(for user: UserName, tokenID: String, cardChallenge: [UInt8], ourChallenge: [UInt8]) throws -> AccessAnswers?
+    /// Performs `operation`. The attempt is counted durably before its verdict is known,
+    /// and the count cleared on success: nobody learns a verdict that was not counted.
+    func perform(_ operation: RecordOperation, for user: UserName, now: Int64) throws -> Attempt
 }
 
 /// Lock policy and validation windows, shared by the module and the helper.
 public struct Policy: Sendable, Equatable {
     public var skew: Int
     public var window: Int
-    public var deny: Int
-    public var unlockTime: Int64
+    public var lock: LockPolicy
 
-    public init(skew: Int, window: Int, deny: Int, unlockTime: Int64) {
+    public init(skew: Int, window: Int, lock: LockPolicy) {
         self.skew = skew
         self.window = window
-        self.deny = deny
-        self.unlockTime = unlockTime
+        self.lock = lock
     }
 
-    public init(_ c: ModuleConfig) { self.init(skew: c.skew, window: c.window, deny: c.deny, unlockTime: c.unlockTime) }
+    public init(_ c: ModuleConfig) {
+        self.init(skew: c.skew, window: c.window,
+                  lock: LockPolicy(deny: c.deny, failInterval: c.failInterval, unlockTime: c.unlockTime,
+                                   evenDenyRoot: c.evenDenyRoot, rootUnlockTime: c.rootUnlockTime))
+    }
 }
 
 /// The record service over a `Store`: every operation runs under the user's lock, checks
-/// the lock state, decides, and writes the outcome (last-used step, failure count) in the
-/// same update, so two logins can never both use one code.
+/// the lock state, counts the attempt, decides, and clears the count on success, so two
+/// logins can never both use one code and no attempt goes uncounted.
 public struct LocalRecords: RecordService {
     public let store: any Store
     public let policy: Policy
+    /// Whether a user name is root's (uid 0): root is locked only with `even_deny_root`.
+    public let isRoot: (UserName) -> Bool
 
-    public init(store: any Store, policy: Policy) {
+    /// How long an issued tap challenge stays valid. It is issued once the card is on the
+    /// reader, so this covers the card's answer and a touch (a YubiKey waits 15 s).
+    public static let challengeLifetime: Int64 = 60
+
+    public init(store: any Store, policy: Policy, isRoot: @escaping (UserName) -> Bool = SystemUsers.isRoot) {
         self.store = store
         self.policy = policy
+        self.isRoot = isRoot
     }
 
-    public func summary(_ user: UserName) throws -> UserRecord? { try store.read(user) }
+    public func summary(_ user: UserName, now: Int64) throws -> RecordSummary? {
+        guard let r = try store.read(user) else { return nil }
+        return RecordSummary(
+            cards: r.tokens.compactMap { t in
+                guard t.kind == .card, let name = t.credentialName else { return nil }
+                return .init(tokenID: t.id, deviceID: t.deviceID, credentialName: name, touch: t.touch, protected: t.accessKey != nil)
+            },
+            codeDigits: r.tokens.map(\.parameters.digits), recoveryCodes: r.recoveryCodes.count,
+            hasPassword: r.passwordHash != nil, failures: r.countedFailures(policy.lock),
+            lock: r.lockState(policy.lock, isRoot: isRoot(user), now: now))
+    }
 
-    public func perform(_ operation: RecordOperation, for user: UserName, now: Int64, countFailure: Bool) throws -> RecordVerdict {
-        try store.update(user) { (r: inout UserRecord?, changed: inout Bool) -> RecordVerdict in
-            guard var record = r else { return .rejected }
-            if record.isLocked(deny: policy.deny, unlockTime: policy.unlockTime, now: now) { return .locked }
-            let verdict = Self.decide(operation, record: &record, policy: policy, now: now)
-            switch verdict {
-            case .accepted:
-                record.failures = 0
-            case .locked:
-                return verdict
-            case .replayed, .rejected:
-                guard countFailure else { return verdict }
-                record.countFailure(at: now)
+    public func issueChallenge(for user: UserName, now: Int64) throws -> [UInt8] {
+        try store.withLock(user) { current, commit in
+            guard var record = current else { throw StoreError.invalidValue("\(user) has no record") }
+            guard let bytes = SecureRandom.bytes(8) else { throw StoreError.invalidValue("no random bytes") }
+            let (expires, overflow) = now.addingReportingOverflow(Self.challengeLifetime)
+            record.addChallenge(bytes, expires: overflow ? Int64.max : expires, now: now)
+            try commit(record)
+            return bytes
+        }
+    }
+
+    public func accessAnswers(for user: UserName, tokenID: String, cardChallenge: [UInt8], ourChallenge: [UInt8]) throws -> AccessAnswers? {
+        guard let record = try store.read(user),
+              let key = record.tokens.first(where: { $0.id == tokenID && $0.kind == .card })?.accessKey else { return nil }
+        return AccessAnswers(response: HMAC.authenticate(.sha1, key: key, message: cardChallenge),
+                             expected: HMAC.authenticate(.sha1, key: key, message: ourChallenge))
+    }
+
+    public func perform(_ operation: RecordOperation, for user: UserName, now: Int64) throws -> Attempt {
+        let root = isRoot(user)
+        return try store.withLock(user) { current, commit in
+            guard var record = current else { return Attempt(.rejected, lock: .open) }
+            let before = record.lockState(policy.lock, isRoot: root, now: now)
+            if before.isLocked { return Attempt(.locked, lock: before) }
+            // Count first: the attempt (and the challenge it uses) is on disk before the
+            // verdict exists. A caller killed, limited or signalled from here on has paid.
+            var challengeValid = true
+            if case .tap(_, let challenge, _) = operation { challengeValid = record.takeChallenge(challenge, now: now) }
+            record.countFailure(at: now, policy: policy.lock, isRoot: root)
+            try commit(record)
+            let verdict = challengeValid ? Self.decide(operation, record: &record, policy: policy, now: now) : .rejected
+            if case .accepted = verdict {
+                record.clearFailures()
+                try commit(record)
             }
-            r = record
-            changed = true
-            return verdict
+            return Attempt(verdict, lock: record.lockState(policy.lock, isRoot: root, now: now))
         }
     }
 

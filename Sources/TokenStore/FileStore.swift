@@ -11,10 +11,27 @@ import OTPCore
 public protocol Store: Sendable {
     /// The user's record, or nil when the user has none.
     func read(_ user: UserName) throws(StoreError) -> UserRecord?
+    /// Holds the user's lock while `body` runs. `body` gets the record as it is (nil: none)
+    /// and `commit`, which writes a new state durably before it returns (nil removes the
+    /// record). `commit` may be called more than once, all under the one lock: a login
+    /// counts its attempt first, then decides, then clears the count on success.
+    func withLock<R>(_ user: UserName,
+                     _ body: (UserRecord?, _ commit: (UserRecord?) throws(StoreError) -> Void) throws -> R) throws -> R
+}
+
+extension Store {
     /// Locked read-modify-write. `body` gets the current record (nil: none) and may
     /// change it; setting it to nil removes it. Nothing is written when `body` throws or
     /// leaves the record unchanged (`changed` false).
-    func update<R>(_ user: UserName, _ body: (inout UserRecord?, inout Bool) throws -> R) throws -> R
+    public func update<R>(_ user: UserName, _ body: (inout UserRecord?, inout Bool) throws -> R) throws -> R {
+        try withLock(user) { current, commit in
+            var record = current
+            var changed = false
+            let result = try body(&record, &changed)
+            if changed { try commit(record) }
+            return result
+        }
+    }
 }
 
 /// The embedded store: one file per user under `root/users`, a lock file per user under
@@ -54,11 +71,10 @@ public final class FileStore: Store {
         }
     }
 
-    /// Refuses a directory that is a symlink, not owned by `owner`, or open to group/others.
+    /// Refuses a directory that is missing, a symlink, not owned by `owner`, or open to
+    /// group/others.
     func checkDirectory(_ path: String) throws(StoreError) {
-        guard let st = try Posix.lstatIfExists(path) else {
-            throw .io(path: path, operation: "lstat", errno: ENOENT)
-        }
+        guard let st = try Posix.lstatIfExists(path) else { throw .missing(path: path) }
         if Posix.isSymlink(st) { throw .insecure(path: path, reason: "it is a symbolic link; use the real directory") }
         guard Posix.isDirectory(st) else { throw .insecure(path: path, reason: "not a directory") }
         try checkOwnership(st, path, fix: "chown \(owner) \(path) && chmod 700 \(path)")
@@ -73,11 +89,10 @@ public final class FileStore: Store {
         }
     }
 
-    /// A store whose root does not exist yet holds no records (nobody is enrolled).
+    /// A missing store is an error, never "nobody is enrolled": a typo in `store=` or an
+    /// unmounted filesystem must not let everyone through `nullok`.
     public func read(_ user: UserName) throws(StoreError) -> UserRecord? {
-        guard try Posix.lstatIfExists(root) != nil else { return nil }
         try checkDirectory(root)
-        guard try Posix.lstatIfExists(usersDirectory) != nil else { return nil }
         try checkDirectory(usersDirectory)
         return try readRecord(user)
     }
@@ -102,36 +117,50 @@ public final class FileStore: Store {
         return record
     }
 
-    public func update<R>(_ user: UserName, _ body: (inout UserRecord?, inout Bool) throws -> R) throws -> R {
-        try prepare()
+    /// The store must exist (the admin tools create it with `prepare`); only the lock
+    /// directory, inside a checked root, is made when missing.
+    public func withLock<R>(_ user: UserName,
+                            _ body: (UserRecord?, _ commit: (UserRecord?) throws(StoreError) -> Void) throws -> R) throws -> R {
+        try checkDirectory(root)
+        try checkDirectory(usersDirectory)
+        if try Posix.lstatIfExists(locksDirectory) == nil { try Posix.makeDirectory(locksDirectory) }
+        try checkDirectory(locksDirectory)
         let lock = lockPath(user)
         let lockFD = try Posix.open(lock, O_RDWR | O_CREAT, mode: 0o600)
         defer { Posix.close(lockFD) }  // closing releases the flock
         try Posix.lockExclusive(lockFD, lock)
-        var record = try readRecord(user)
-        let existed = record != nil
-        var changed = false
-        let result = try body(&record, &changed)
-        guard changed else { return result }
-        if let record {
-            guard record.user == user else { throw StoreError.invalidValue("record user does not match \(user)") }
-            try write(record)
-        } else if existed {
-            Posix.unlink(recordPath(user))
-            try syncDirectory(usersDirectory)
+        let current = try readRecord(user)
+        var exists = current != nil
+        return try body(current) { (next: UserRecord?) throws(StoreError) in
+            if let next {
+                guard next.user == user else { throw StoreError.invalidValue("record user does not match \(user)") }
+                try write(next)
+                exists = true
+            } else if exists {
+                Posix.unlink(recordPath(user))
+                try syncDirectory(usersDirectory)
+                exists = false
+            }
         }
-        return result
     }
+
+    /// The temporary file a write of `user`'s record goes through. One name per user:
+    /// only the holder of the user's lock writes it, so a writer killed half-way leaves
+    /// at most this one file, which the next write replaces.
+    func tempPath(_ user: UserName) -> String { usersDirectory + "/." + user.value + ".tmp" }
 
     /// Temp file → fsync → rename → fsync the directory.
     func write(_ record: UserRecord) throws(StoreError) {
         let path = recordPath(record.user)
-        let suffix = SecureRandom.bytes(6).map(Hex.encode) ?? String(Posix.processID)
-        let temp = usersDirectory + "/." + record.user.value + ".tmp-" + suffix
+        let temp = tempPath(record.user)
         var bytes = Array(RecordFormat.serialise(record).utf8)
         defer { ConstantTime.wipe(&bytes) }
+        Posix.unlink(temp)
         let fd = try Posix.open(temp, O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
         do {
+            // Root's group, whatever group the writing process has (a setuid helper keeps
+            // the caller's), and mode 0600 whatever the umask.
+            try Posix.ownAndProtect(fd, uid: owner, temp)
             try Posix.writeAll(fd, bytes, temp)
             try Posix.fsync(fd, temp)
             Posix.close(fd)

@@ -6,7 +6,10 @@ import OTPCore
 public enum PasswordHash {
     /// Hashes `password` with a fresh random salt (`crypt_gensalt_rn("$y$", 0, NULL, 0)`
     /// makes libxcrypt draw the salt from the kernel). Returns nil on failure.
+    /// A password holding NUL is refused (nil): crypt(3) stops at the first NUL, so
+    /// "\0\0\0\0" would become the empty password.
     public static func make(_ password: String) -> String? {
+        guard acceptable(password) else { return nil }
         var setting = [CChar](repeating: 0, count: Int(CRYPT_GENSALT_OUTPUT_SIZE))
         let made = setting.withUnsafeMutableBufferPointer { buf in
             crypt_gensalt_rn("$y$", 0, nil, 0, buf.baseAddress, Int32(buf.count))
@@ -15,6 +18,9 @@ public enum PasswordHash {
         let settingString = String(decoding: setting.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         return hash(password, setting: settingString)
     }
+
+    /// Whether crypt(3) sees all of `password`: no NUL byte in it.
+    public static func acceptable(_ password: String) -> Bool { !password.utf8.contains(0) }
 
     /// crypt_r(3) with a heap-allocated `crypt_data` (32 KiB: too big for a PAM stack).
     static func hash(_ password: String, setting: String) -> String? {
@@ -35,7 +41,7 @@ public enum PasswordHash {
 
     /// Checks `password` against a stored hash in constant time. A malformed hash fails.
     public static func verify(_ password: String, hash stored: String) -> Bool {
-        guard !stored.isEmpty, !stored.hasPrefix("*"), !stored.hasPrefix("!"),
+        guard acceptable(password), !stored.isEmpty, !stored.hasPrefix("*"), !stored.hasPrefix("!"),
               let computed = hash(password, setting: stored) else { return false }
         return ConstantTime.equals(computed, stored)
     }

@@ -126,6 +126,24 @@ enum Posix {
         return names
     }
 
-    static var effectiveUID: uid_t { geteuid() }
-    static var processID: Int32 { getpid() }
+    /// `mktime(3)`: a local date and time as Unix time; nil when it cannot be represented.
+    static func localTime(_ year: Int, _ month: Int, _ day: Int, _ hour: Int, _ minute: Int, _ second: Int) -> Int64? {
+        var t = tm()
+        t.tm_year = Int32(year - 1900)
+        t.tm_mon = Int32(month - 1)
+        t.tm_mday = Int32(day)
+        t.tm_hour = Int32(hour)
+        t.tm_min = Int32(minute)
+        t.tm_sec = Int32(second)
+        t.tm_isdst = -1
+        let r = mktime(&t)
+        return r == -1 ? nil : Int64(r)
+    }
+
+    /// `fchown(2)` to `uid` and group 0 (only when running as root: anyone else cannot
+    /// give a file away, and owns what it creates), then `fchmod(2)` 0600.
+    static func ownAndProtect(_ fd: Int32, uid: uid_t, _ path: String) throws(StoreError) {
+        if geteuid() == 0 { guard fchown(fd, uid, 0) == 0 else { throw fail(path, "fchown") } }
+        guard fchmod(fd, 0o600) == 0 else { throw fail(path, "fchmod") }
+    }
 }

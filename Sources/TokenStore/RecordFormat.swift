@@ -7,11 +7,15 @@ import OTPCore
 /// user alice
 /// created 1764000000
 /// password $y$j9T$…
-/// failures 0 0
+/// failed-at 1764000100 1764000130
+/// challenge 0011223344556677 1764000160
 /// token id=card kind=card type=totp period=30 algorithm=sha1 digits=6 secret=JBSW… last=- created=… used=- label=Work%20card name=smartotp%3Aalice device=0a1b… access-key=-
 /// recovery $y$j9T$…
+/// recovery-used $y$j9T$…
 /// ```
-/// Values inside `token` lines are percent-encoded; `-` means "none".
+/// Values inside `token` lines are percent-encoded; `-` means "none". `failed-at` is the
+/// failure tally (pam_faillock's); records of earlier versions said `failures N LAST`,
+/// read as N failures at LAST.
 public enum RecordFormat {
     public static let header = "smartotp-record 1"
     /// Records larger than this are refused unread: a user has a handful of tokens.
@@ -23,9 +27,11 @@ public enum RecordFormat {
         out += "user \(r.user.value)\n"
         out += "created \(r.created)\n"
         if let hash = r.passwordHash { out += "password \(hash)\n" }
-        out += "failures \(r.failures) \(r.lastFailure)\n"
+        if !r.failureTimes.isEmpty { out += "failed-at " + r.failureTimes.map(String.init).joined(separator: " ") + "\n" }
+        for c in r.challenges { out += "challenge \(Hex.encode(c.bytes)) \(c.expires)\n" }
         for t in r.tokens { out += tokenLine(t) + "\n" }
         for code in r.recoveryCodes { out += "recovery \(code)\n" }
+        for code in r.usedRecoveryCodes { out += "recovery-used \(code)\n" }
         return out
     }
 
@@ -41,6 +47,7 @@ public enum RecordFormat {
                    ("created", String(t.created)), ("used", t.lastUsedTime.map(String.init) ?? "-"),
                    ("label", t.label.isEmpty ? "-" : OTPAuthURI.percentEncode(t.label))]
         ConstantTime.wipe(&secret)
+        if let limit = t.windowLimit { fields.append(("window", String(limit))) }
         if t.kind == .card {
             var key = t.accessKey?.copyBytes()
             fields += [("name", t.credentialName.map(OTPAuthURI.percentEncode) ?? "-"),
@@ -57,10 +64,11 @@ public enum RecordFormat {
         var user: UserName?
         var created: Int64 = 0
         var password: String?
-        var failures = 0
-        var lastFailure: Int64 = 0
+        var failureTimes: [Int64] = []
         var tokens: [Token] = []
         var recovery: [String] = []
+        var usedRecovery: [String] = []
+        var challenges: [PendingChallenge] = []
         var sawHeader = false
         var lineNumber = 0
         for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
@@ -87,11 +95,26 @@ public enum RecordFormat {
                 password = value
             case "failures":
                 let f = value.split(separator: " ")
-                guard f.count == 2, let n = Int(f[0]), (0...UserRecord.maxFailures).contains(n), let t = Int64(f[1]) else {
-                    throw fail("failures needs a count (0-\(UserRecord.maxFailures)) and a time")
+                guard f.count == 2, let n = Int(f[0]), n >= 0, let t = Int64(f[1]) else {
+                    throw fail("failures needs a count and a time")
                 }
-                failures = n
-                lastFailure = t
+                failureTimes += Array(repeating: t, count: min(n, UserRecord.maxFailureTimes))
+            case "failed-at":
+                for word in value.split(separator: " ") {
+                    guard let t = Int64(word) else { throw fail("failed-at needs Unix times") }
+                    guard failureTimes.count < UserRecord.maxFailureTimes else { throw fail("more than \(UserRecord.maxFailureTimes) failure times") }
+                    failureTimes.append(t)
+                }
+            case "challenge":
+                let f = value.split(separator: " ")
+                guard f.count == 2, let bytes = try? Hex.decode(String(f[0])), (1...64).contains(bytes.count),
+                      let expires = Int64(f[1]) else { throw fail("challenge needs hex bytes and an expiry time") }
+                guard challenges.count < UserRecord.maxChallenges else { throw fail("more than \(UserRecord.maxChallenges) challenges") }
+                challenges.append(PendingChallenge(bytes: bytes, expires: expires))
+            case "recovery-used":
+                guard isCryptHash(value) else { throw fail("recovery-used is not a crypt(3) hash") }
+                guard usedRecovery.count < UserRecord.maxUsedRecovery else { throw fail("more than \(UserRecord.maxUsedRecovery) used recovery codes") }
+                usedRecovery.append(value)
             case "token":
                 do { tokens.append(try parseToken(value)) } catch { throw fail(error.description) }
                 if let last = tokens.last, tokens.dropLast().contains(where: { $0.id == last.id }) {
@@ -106,8 +129,8 @@ public enum RecordFormat {
         }
         guard sawHeader else { throw .malformed(path: path, line: max(lineNumber, 1), reason: "empty record") }
         guard let user else { throw .malformed(path: path, line: 1, reason: "no 'user' line") }
-        return UserRecord(user: user, tokens: tokens, passwordHash: password, failures: failures,
-                          lastFailure: lastFailure, recoveryCodes: recovery, created: created)
+        return UserRecord(user: user, tokens: tokens, passwordHash: password, failureTimes: failureTimes,
+                          recoveryCodes: recovery, usedRecoveryCodes: usedRecovery, challenges: challenges, created: created)
     }
 
     static func isCryptHash(_ s: String) -> Bool {
@@ -186,6 +209,10 @@ public enum RecordFormat {
                      created: try number("created", Int64.self) ?? 0,
                      lastUsedTime: try number("used", Int64.self))
         token.touch = optional("touch") == "1"
+        if let limit = try number("window", Int.self) {
+            guard (1...1000).contains(limit) else { throw FieldError(description: "token window= must be 1-1000") }
+            token.windowLimit = limit
+        }
         return token
     }
 }

@@ -7,6 +7,8 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
     case io(path: String, operation: String, errno: Int32)
     case tooLarge(path: String)
     case invalidValue(String)
+    /// The store (or one of its directories) does not exist.
+    case missing(path: String)
 
     public var description: String {
         switch self {
@@ -16,6 +18,8 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
         case .io(let path, let op, let e): return "\(op) \(path): \(Posix.describe(errno: e))"
         case .tooLarge(let path): return "refusing \(path): larger than \(RecordFormat.maxSize) bytes"
         case .invalidValue(let why): return why
+        case .missing(let path):
+            return "the store \(path) does not exist (a typo in store=, or a filesystem not mounted?); smartotp enroll creates it"
         }
     }
 }

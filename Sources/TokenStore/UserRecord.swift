@@ -25,6 +25,11 @@ public struct Token: Sendable {
     public var accessKey: SecretBytes?
     /// Card tokens: the credential needs a touch on the key (YKOATH "require touch").
     public var touch: Bool = false
+    /// A tighter window than the module's, as google-authenticator's WINDOW_SIZE means it
+    /// (kept on import so that nothing imported accepts more than it did): TOTP, this many
+    /// codes centred on now (skew (N-1)/2); HOTP, this many counters of look-ahead.
+    /// nil: the module's `skew` and `window`.
+    public var windowLimit: Int?
     public var label: String
     public var created: Int64
     public var lastUsedTime: Int64?
@@ -57,54 +62,159 @@ public struct Token: Sendable {
     }
 }
 
+/// A tap challenge issued by the verifier: single use, valid until `expires`.
+public struct PendingChallenge: Sendable, Equatable {
+    public var bytes: [UInt8]
+    public var expires: Int64
+
+    public init(bytes: [UInt8], expires: Int64) {
+        self.bytes = bytes
+        self.expires = expires
+    }
+}
+
+/// When repeated failures lock a user: pam_faillock's options and their meaning.
+public struct LockPolicy: Sendable, Equatable {
+    /// Lock after this many failures within `failInterval`; 0 never locks.
+    public var deny: Int
+    /// Failures further apart than this (seconds) do not add up.
+    public var failInterval: Int64
+    /// How long a lock lasts after the last failure; 0 = until `smartotp unlock`.
+    public var unlockTime: Int64
+    /// Whether root (uid 0) can be locked at all.
+    public var evenDenyRoot: Bool
+    /// `unlockTime` for root when `evenDenyRoot`; nil: the same as `unlockTime`.
+    public var rootUnlockTime: Int64?
+
+    public init(deny: Int = 5, failInterval: Int64 = 900, unlockTime: Int64 = 600, evenDenyRoot: Bool = false,
+                rootUnlockTime: Int64? = nil) {
+        self.deny = deny
+        self.failInterval = failInterval
+        self.unlockTime = unlockTime
+        self.evenDenyRoot = evenDenyRoot
+        self.rootUnlockTime = rootUnlockTime
+    }
+
+    /// No lock at all (`deny=0`).
+    public static let never = LockPolicy(deny: 0)
+}
+
+/// Whether a user is locked, as `UserRecord.lockState` decides it.
+public enum LockState: Sendable, Equatable {
+    case open
+    /// Locked until this Unix time.
+    case lockedUntil(Int64)
+    /// Locked until an administrator runs `smartotp unlock`.
+    case lockedForGood
+
+    public var isLocked: Bool { self != .open }
+}
+
 /// Everything smartotp keeps about one user.
 public struct UserRecord: Sendable {
     public var user: UserName
     public var tokens: [Token]
     /// The simple password, as a crypt(3) hash (yescrypt); nil when none is set.
     public var passwordHash: String?
-    /// Consecutive failed attempts, and when the last one happened (Unix time).
-    public var failures: Int
-    public var lastFailure: Int64
-    /// Failure counts saturate here, so that no record can make `failures + 1` overflow.
-    public static let maxFailures = 1_000_000
+    /// When each counted failure happened (Unix time, oldest first), at most
+    /// `maxFailureTimes`: pam_faillock's tally.
+    public private(set) var failureTimes: [Int64]
+    /// The most failure times kept: `deny` cannot be larger.
+    public static let maxFailureTimes = 1000
     /// One-time recovery codes, hashed like the password.
     public var recoveryCodes: [String]
+    /// Hashes of recovery codes already used, so that importing them again cannot bring
+    /// them back (at most `maxUsedRecovery`, newest last).
+    public var usedRecoveryCodes: [String]
+    public static let maxUsedRecovery = 64
+    /// Tap challenges issued and not yet answered.
+    public var challenges: [PendingChallenge]
+    public static let maxChallenges = 4
     public var created: Int64
 
-    public init(user: UserName, tokens: [Token] = [], passwordHash: String? = nil, failures: Int = 0,
-                lastFailure: Int64 = 0, recoveryCodes: [String] = [], created: Int64) {
+    public init(user: UserName, tokens: [Token] = [], passwordHash: String? = nil, failureTimes: [Int64] = [],
+                recoveryCodes: [String] = [], usedRecoveryCodes: [String] = [], challenges: [PendingChallenge] = [],
+                created: Int64) {
         self.user = user
         self.tokens = tokens
         self.passwordHash = passwordHash
-        self.failures = failures
-        self.lastFailure = lastFailure
+        self.failureTimes = Array(failureTimes.sorted().suffix(Self.maxFailureTimes))
         self.recoveryCodes = recoveryCodes
+        self.usedRecoveryCodes = usedRecoveryCodes
+        self.challenges = challenges
         self.created = created
     }
 
-    /// Whether `deny` consecutive failures lock the user at `now`, with pam_faillock's
-    /// meaning: locked for `unlockTime` seconds after the last failure; 0 means until an
-    /// administrator unlocks (`smartotp unlock`). `deny` 0 disables the lock.
-    public func isLocked(deny: Int, unlockTime: Int64, now: Int64) -> Bool {
-        guard deny > 0, failures >= deny else { return false }
-        if unlockTime == 0 { return true }
-        let (until, overflow) = lastFailure.addingReportingOverflow(unlockTime)
-        return overflow || now < until
+    /// Failures in the tally (what `smartotp show` reports).
+    public var failures: Int { failureTimes.count }
+    /// The last failure's time, 0 when none.
+    public var lastFailure: Int64 { failureTimes.last ?? 0 }
+
+    /// Failures that count towards a lock: those less than `failInterval` before the
+    /// latest one (pam_faillock's check_tally).
+    public func countedFailures(_ policy: LockPolicy) -> Int {
+        guard let latest = failureTimes.last else { return 0 }
+        return failureTimes.reduce(0) { n, t in
+            let (age, overflow) = latest.subtractingReportingOverflow(t)
+            return !overflow && age < policy.failInterval ? n + 1 : n
+        }
     }
 
-    /// Seconds until the lock lifts (0 when not locked or locked for good).
-    public func secondsUntilUnlock(unlockTime: Int64, now: Int64) -> Int64 {
-        guard unlockTime > 0 else { return 0 }
+    /// Whether the user is locked at `now`, with pam_faillock's meaning: `deny` failures
+    /// within `failInterval` lock for `unlockTime` after the last of them (0: until an
+    /// administrator unlocks); root only with `evenDenyRoot`, then for `rootUnlockTime`.
+    public func lockState(_ policy: LockPolicy, isRoot: Bool, now: Int64) -> LockState {
+        guard policy.deny > 0, !isRoot || policy.evenDenyRoot, countedFailures(policy) >= policy.deny else { return .open }
+        let unlockTime = isRoot ? policy.rootUnlockTime ?? policy.unlockTime : policy.unlockTime
+        if unlockTime == 0 { return .lockedForGood }
         let (until, overflow) = lastFailure.addingReportingOverflow(unlockTime)
-        let (left, overflow2) = until.subtractingReportingOverflow(now)
-        return overflow || overflow2 ? 0 : max(0, left)
+        if overflow { return .lockedForGood }
+        return now < until ? .lockedUntil(until) : .open
     }
 
-    /// Counts one more failure at `now` (saturating at `maxFailures`).
-    public mutating func countFailure(at now: Int64) {
-        failures = min(failures, Self.maxFailures - 1) + 1
-        lastFailure = now
+    /// Counts one failure at `now`. As pam_faillock's write_tally: a lock that has
+    /// expired clears the tally first, and failures `failInterval` or more before `now`
+    /// are dropped.
+    public mutating func countFailure(at now: Int64, policy: LockPolicy, isRoot: Bool) {
+        if policy.deny > 0, countedFailures(policy) >= policy.deny, lockState(policy, isRoot: isRoot, now: now) == .open {
+            failureTimes.removeAll()
+        }
+        failureTimes.removeAll { t in
+            let (age, overflow) = now.subtractingReportingOverflow(t)
+            return overflow || age >= policy.failInterval
+        }
+        failureTimes.append(now)
+        failureTimes.sort()
+        if failureTimes.count > Self.maxFailureTimes { failureTimes.removeFirst(failureTimes.count - Self.maxFailureTimes) }
+    }
+
+    /// Forgets every failure (a success, or `smartotp unlock`).
+    public mutating func clearFailures() { failureTimes.removeAll() }
+
+    /// Remembers a new tap challenge valid until `expires`; drops expired ones and, past
+    /// `maxChallenges`, the oldest.
+    public mutating func addChallenge(_ bytes: [UInt8], expires: Int64, now: Int64) {
+        challenges.removeAll { $0.expires <= now }
+        challenges.append(PendingChallenge(bytes: bytes, expires: expires))
+        if challenges.count > Self.maxChallenges { challenges.removeFirst(challenges.count - Self.maxChallenges) }
+    }
+
+    /// Removes `bytes` from the pending challenges; true when it was pending and unexpired.
+    /// Used up whatever the answer: a challenge is good for one try.
+    public mutating func takeChallenge(_ bytes: [UInt8], now: Int64) -> Bool {
+        guard let i = challenges.firstIndex(where: { ConstantTime.equals($0.bytes, bytes) }) else { return false }
+        let valid = challenges[i].expires > now
+        challenges.remove(at: i)
+        return valid
+    }
+
+    /// Moves a used recovery code's hash to the used list.
+    public mutating func markRecoveryUsed(at index: Int) {
+        guard recoveryCodes.indices.contains(index) else { return }
+        usedRecoveryCodes.append(recoveryCodes.remove(at: index))
+        if usedRecoveryCodes.count > Self.maxUsedRecovery {
+            usedRecoveryCodes.removeFirst(usedRecoveryCodes.count - Self.maxUsedRecovery)
+        }
     }
 
     /// The next free token id with `prefix` (`card`, `card2`, …).

@@ -4,15 +4,19 @@
 // unix_chkpwd does for pam_unix, this small program checks the calling user's own
 // record, and nothing else:
 //
-//     smartotp-chkotp USER summary|code|password|tap   (request on standard input)
+//     smartotp-chkotp USER summary|challenge|access|code|password|tap   (arguments on stdin)
 //
 // - USER must be the caller's own name (real uid), unless the caller is root.
 // - The secret comes on standard input, never on the command line.
 // - The store and the lock policy come from root's /etc/smartotp/smartotp.conf (module
 //   argument syntax, one per line), never from the caller, so the lockout holds even
 //   for a user who runs this program by hand; each refusal also costs one second.
-// - It prints one line: "accepted DETAIL", "replayed TOKEN", "rejected", "locked", or for
-//   "summary" the record with every secret left out. Exit 0; 1 on error; 2 on misuse.
+// - Whatever the caller set up is dropped first: resource limits (a file-size limit
+//   must not make the failure count fail to write), signal dispositions and mask, the
+//   caller's group and real uid (so the caller can no longer signal it), the environment.
+// - Every attempt is counted on disk before its verdict exists; when the count cannot be
+//   written, no verdict is printed at all.
+// - It prints one answer in HelperProtocol's format. Exit 0; 1 on error; 2 on misuse.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -29,6 +33,39 @@ func fail(_ text: String, _ code: Int32 = 1) -> Never {
     exit(code)
 }
 
+/// Undoes what a caller can hand a setuid program: limits, signals, group, real uid.
+func dropInheritedState() {
+    // Limits a caller could use to make a write fail half-way (RLIMIT_FSIZE), or to kill
+    // us between the count and the verdict (RLIMIT_CPU): back to none. No core dumps:
+    // the memory holds secrets.
+    var unlimited = rlimit(rlim_cur: rlim_t.max, rlim_max: rlim_t.max)  // RLIM_INFINITY
+    for resource in [RLIMIT_FSIZE, RLIMIT_CPU, RLIMIT_DATA, RLIMIT_AS] {
+        guard setrlimit(__rlimit_resource_t(resource.rawValue), &unlimited) == 0 else { fail("cannot reset resource limits") }
+    }
+    var files = rlimit(rlim_cur: 1024, rlim_max: 1024)
+    var noCore = rlimit(rlim_cur: 0, rlim_max: 0)
+    guard setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &files) == 0,
+          setrlimit(__rlimit_resource_t(RLIMIT_CORE.rawValue), &noCore) == 0 else { fail("cannot reset resource limits") }
+    // Ignored signals stay ignored across exec: reset every disposition, unblock all.
+    var action = sigaction()
+    action.__sigaction_handler.sa_handler = nil  // SIG_DFL
+    sigemptyset(&action.sa_mask)
+    for signal in 1..<Int32(65) where signal != SIGKILL && signal != SIGSTOP {
+        _ = sigaction(signal, &action, nil)
+    }
+    var none = sigset_t()
+    sigemptyset(&none)
+    _ = sigprocmask(SIG_SETMASK, &none, nil)
+    // Root's group for every file we write, and no supplementary groups of the caller.
+    // Then root as the real uid too: the caller can no longer send us signals.
+    // (With an effective uid of 0, setgid and setuid set the real, effective and saved ids.)
+    guard setgroups(0, nil) == 0, setgid(0) == 0, setuid(0) == 0 else {
+        fail("cannot drop the caller's identity")
+    }
+    _ = clearenv()
+    umask(0o077)
+}
+
 /// The login name of `uid`, through getpwuid_r.
 func userName(of uid: uid_t) -> String? {
     var entry = passwd()
@@ -38,24 +75,35 @@ func userName(of uid: uid_t) -> String? {
     return String(cString: name)
 }
 
-/// Root's settings: module arguments, one per line, '#' comments. Refused unless owned by
-/// root and not writable by others.
+/// Root's settings: module arguments, one per line, '#' comments. Opened without
+/// following a link and checked on the open descriptor: a regular file owned by root, not
+/// writable by group or others, under 64 KiB.
 func loadConfig() -> ModuleConfig {
+    let fd = open(configPath, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+    if fd < 0 {
+        if errno == ENOENT { return ModuleConfig() }
+        fail("cannot open \(configPath): \(String(cString: strerror(errno)))")
+    }
+    defer { close(fd) }
     var st = stat()
-    guard lstat(configPath, &st) == 0 else { return ModuleConfig() }
-    guard (st.st_mode & S_IFMT) == S_IFREG, st.st_uid == 0, st.st_mode & 0o022 == 0, st.st_size < 65536 else {
-        fail("refusing \(configPath): it must be a regular file owned by root, not writable by others")
+    guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_uid == 0, st.st_mode & 0o022 == 0,
+          st.st_size < 65536 else {
+        fail("refusing \(configPath): it must be a regular file owned by root, not writable by group or others")
     }
-    guard let file = fopen(configPath, "r") else { fail("cannot read \(configPath)") }
-    defer { fclose(file) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 4096)
+    while bytes.count < 65536 {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 && errno == EINTR { continue }
+        if n < 0 { fail("cannot read \(configPath)") }
+        if n == 0 { break }
+        bytes += chunk[0..<n]
+    }
     var args: [String] = []
-    var line: UnsafeMutablePointer<CChar>?
-    var capacity = 0
-    while getline(&line, &capacity, file) > 0, let l = line {
-        let text = String(cString: l).split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-        args += text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).map(String.init)
+    for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
+        let text = line.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        args += text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }).map(String.init)
     }
-    free(line)
     do { return try ModuleConfig.parse(args).config } catch { fail("\(configPath): \(error)") }
 }
 
@@ -68,67 +116,71 @@ func readInput() -> [String] {
         if n <= 0 { break }
         bytes += chunk[0..<n]
     }
-    guard bytes.count <= maxInput else { fail("request too long", 2) }
+    defer { ConstantTime.wipe(&chunk) }
+    guard bytes.count <= maxInput else { ConstantTime.wipe(&bytes); fail("request too long", 2) }
     defer { ConstantTime.wipe(&bytes) }
     return String(decoding: bytes, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
 }
 
-/// The record without secrets: what the flow needs to choose and prompt.
-func sanitised(_ r: UserRecord) -> UserRecord {
-    var out = r
-    out.passwordHash = r.passwordHash == nil ? nil : "*"
-    out.recoveryCodes = r.recoveryCodes.map { _ in "*" }
-    for i in out.tokens.indices { out.tokens[i].secret = SecretBytes([0]) }
-    return out
+/// Prints the answer and leaves. A refusal costs the caller a second, after the answer.
+func answer(_ text: String, slow: Bool = false) -> Never {
+    let bytes = Array(text.utf8)
+    _ = bytes.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
+    if slow { sleep(1) }
+    exit(0)
 }
 
-let arguments = CommandLine.arguments
-guard arguments.count == 3 else { fail("usage: smartotp-chkotp USER summary|code|password|tap", 2) }
-guard geteuid() == 0 else { fail("not installed setuid root (chmod 4755, owner root)") }
 let caller = getuid()
+dropInheritedState()
+let arguments = CommandLine.arguments
+guard arguments.count == 3 else { fail("usage: smartotp-chkotp USER summary|challenge|access|code|password|tap", 2) }
+guard geteuid() == 0 else { fail("not installed setuid root (chmod 4755, owner root)") }
 guard let callerName = userName(of: caller) else { fail("the calling uid \(caller) has no name") }
 guard caller == 0 || arguments[1] == callerName else { fail("may check only the caller's own record", 2) }
 let user: UserName
 do { user = try UserName(arguments[1]) } catch { fail("\(error)", 2) }
-// Nothing from the caller's environment is used; the locale and the like cannot reach us.
-_ = clearenv()
+guard let operation = HelperProtocol.Operation(rawValue: arguments[2]) else {
+    fail("unknown operation \(ConfigError.printable(String(arguments[2].prefix(16))))", 2)
+}
 
 let config = loadConfig()
 let records = LocalRecords(store: FileStore(root: config.store), policy: Policy(config))
 let now = Int64(time(nil))
 var input = readInput()
-
-let operation: RecordOperation
-switch arguments[2] {
-case "summary":
-    do {
-        guard let r = try records.summary(user) else { print("none"); exit(0) }
-        print(RecordFormat.serialise(sanitised(r)), terminator: "")
-        exit(0)
-    } catch { fail("\(error)") }
-case "code": operation = .code(input.first ?? "")
-case "password": operation = .password(input.first ?? "")
-case "tap":
-    guard input.count >= 3, let challenge = try? Hex.decode(input[1]), let response = try? Hex.decode(input[2]),
-          challenge.count <= 64, response.count <= 64 else { fail("tap needs TOKEN, CHALLENGE-HEX, RESPONSE-HEX lines", 2) }
-    operation = .tap(tokenID: input[0], challenge: challenge, response: response)
-default:
-    fail("unknown operation \(arguments[2].prefix(16))", 2)
+defer { for i in input.indices { input[i] = "" } }
+func hexLine(_ lines: [String], _ i: Int) -> [UInt8]? {
+    guard lines.indices.contains(i), let b = try? Hex.decode(lines[i]), (1...64).contains(b.count) else { return nil }
+    return b
 }
-for i in input.indices { input[i] = "" }
 
 do {
-    let verdict = try records.perform(operation, for: user, now: now, countFailure: true)
-    switch verdict {
-    case .accepted(let detail): print("accepted \(detail)")
-    case .replayed(let id): print("replayed \(id)")
-    case .rejected: print("rejected")
-    case .locked: print("locked")
+    switch operation {
+    case .summary:
+        answer(HelperProtocol.encode(try records.summary(user, now: now)))
+    case .challenge:
+        answer(HelperProtocol.encode(challenge: try records.issueChallenge(for: user, now: now)))
+    case .access:
+        guard input.count >= 3, let card = hexLine(input, 1), let ours = hexLine(input, 2) else {
+            fail("access needs TOKEN, CARD-CHALLENGE-HEX, OUR-CHALLENGE-HEX lines", 2)
+        }
+        answer(HelperProtocol.encode(access: try records.accessAnswers(for: user, tokenID: input[0], cardChallenge: card, ourChallenge: ours)))
+    case .code, .password, .tap:
+        let request: RecordOperation
+        switch operation {
+        case .code: request = .code(input.first ?? "")
+        case .password: request = .password(input.first ?? "")
+        default:
+            guard input.count >= 3, let challenge = hexLine(input, 1), let response = hexLine(input, 2) else {
+                fail("tap needs TOKEN, CHALLENGE-HEX, RESPONSE-HEX lines", 2)
+            }
+            request = .tap(tokenID: input[0], challenge: challenge, response: response)
+        }
+        let attempt = try records.perform(request, for: user, now: now)
+        var accepted = false
+        if case .accepted = attempt.verdict { accepted = true }
+        answer(HelperProtocol.encode(attempt), slow: caller != 0 && !accepted)
     }
-    var accepted = false
-    if case .accepted = verdict { accepted = true }
-    if caller != 0 && !accepted { fflush(nil); sleep(1) }
-    exit(0)
 } catch {
+    // Includes a failure count that could not be written: no verdict is given.
     fail("\(error)")
 }

@@ -86,8 +86,8 @@ struct Demo: ParsableCommand {
         card = try insertCard()
         say("  the virtual card is in the reader \"Virtual PCD 00 00\"")
 
-        try runTool(me, ["enroll", "demo", "--card", "--reader", "Virtual PCD 00 00", "--store", store])
-        try runTool(me, ["passwd", "demo", "--password-stdin", "--store", store], input: "2468\n")
+        try runTool(me, ["enroll", "demo", "--force", "--card", "--reader", "Virtual PCD 00 00", "--store", store])
+        try runTool(me, ["passwd", "demo", "--force", "--password-stdin", "--store", store], input: "2468\n")
         say("  enrolled user \"demo\" on the card, simple password 2468, store \(store)")
         let stack = "auth required \(modulePath) store=\(store) timeout=\(timeout) reader=Virtual\n"
         try stack.write(toFile: servicePath, atomically: true, encoding: .utf8)

@@ -15,11 +15,17 @@ struct Enroll: ParsableCommand {
         gives a phone app (Yubico Authenticator over NFC) the codes to type over SSH.
 
         With --secret: a code-only token (phone app, hardware token) from a Base32 secret.
+        Give the secret as `--secret -` (standard input) or `--secret @FILE`, as oathtool
+        takes it: a secret on the command line is visible to every user in ps(1) and stays
+        in the shell's history.
+
+        The user must exist on this machine (getpwnam); --force enrolls another name (a
+        user who comes from LDAP later, say).
 
         EXAMPLES
           smartotp enroll alice --card
           smartotp enroll alice --card --touch --name "Bank:alice"
-          smartotp enroll bob --secret JBSWY3DPEHPK3PXP --digits 8
+          smartotp enroll bob --secret - --digits 8 < bob.secret
         """
     )
 
@@ -33,13 +39,15 @@ struct Enroll: ParsableCommand {
     @Flag(help: "Read the card's OATH access code from standard input.") var cardPasswordStdin = false
     @Option(help: "Seconds to wait for the card.") var wait = 30
 
-    @Option(help: "A code-only token's secret, Base32.") var secret: String?
+    @Option(help: ArgumentHelp("A code-only token's secret, Base32: - reads standard input, @FILE a file.", valueName: "SECRET|-|@FILE"))
+    var secret: String?
     @Flag(help: "Time-based codes (the default).") var totp = false
     @Flag(help: "Counter-based codes.") var hotp = false
     @Option(help: "Code length: 6, 7 or 8.") var digits = 6
-    @Option(help: "TOTP period in seconds.") var period = 30
-    @Option(help: "sha1, sha256 or sha512.") var algorithm = "sha1"
-    @Option(help: "HOTP initial counter.") var counter: UInt64 = 0
+    @Option(help: "TOTP period in seconds (default 30).") var period: Int?
+    @Option(help: "sha1, sha256 or sha512 (default sha1).") var algorithm: String?
+    @Option(help: "HOTP initial counter (default 0).") var counter: UInt64?
+    @Flag(help: "Enroll a name that is not a user of this machine.") var force = false
 
     @Option(help: "A label to tell tokens apart.") var label = ""
     @Flag(help: "Print the otpauth:// URI (it contains the secret) for a phone app.") var uri = false
@@ -49,14 +57,21 @@ struct Enroll: ParsableCommand {
     func validate() throws {
         guard card != (secret != nil) else { throw ValidationError("give exactly one of --card and --secret") }
         guard !(totp && hotp) else { throw ValidationError("--totp and --hotp exclude each other") }
-        guard HashAlgorithm(name: algorithm) != nil else { throw ValidationError("--algorithm must be sha1, sha256 or sha512") }
+        if card, period != nil || algorithm != nil || hotp || totp || counter != nil {
+            // A card credential is TOTP/SHA-1/30 s: what every phone app reads from a card.
+            throw ValidationError("--period, --algorithm, --totp, --hotp and --counter are for --secret tokens; a card credential is TOTP, SHA-1, 30 s")
+        }
+        guard HashAlgorithm(name: algorithm ?? "sha1") != nil else { throw ValidationError("--algorithm must be sha1, sha256 or sha512") }
         guard (6...8).contains(digits) else { throw ValidationError("--digits must be 6, 7 or 8") }
         guard (1...600).contains(wait) else { throw ValidationError("--wait must be 1 to 600 seconds") }
     }
 
     func run() throws {
         let user = try userName(self.user)
-        let store = options.open()
+        guard force || isSystemUser(user.value) else {
+            throw Failure("\(user) is not a user of this machine (getpwnam); check the name, or give --force")
+        }
+        let store = try options.prepared()
         let created = now()
         var token: Token
         var secretBytes: [UInt8]
@@ -65,14 +80,16 @@ struct Enroll: ParsableCommand {
             secretBytes = random
             token = try writeToCard(user: user, secret: secretBytes, created: created)
         } else {
-            do { secretBytes = try Base32.decode(secret ?? "") } catch { throw Failure("--secret: \(error)") }
+            do { secretBytes = try Base32.decode(try secretArgument(secret ?? "")) } catch let e as Failure { throw e } catch {
+                throw Failure("--secret: \(error)")
+            }
             guard (1...OTPParameters.maxSecretLength).contains(secretBytes.count) else {
                 throw Failure("--secret must decode to 1 to \(OTPParameters.maxSecretLength) bytes")
             }
-            let parameters = try OTPParameters(kind: hotp ? .hotp : .totp(period: period),
-                                               algorithm: HashAlgorithm(name: algorithm) ?? .sha1, digits: digits)
+            let parameters = try OTPParameters(kind: hotp ? .hotp : .totp(period: period ?? 30),
+                                               algorithm: HashAlgorithm(name: algorithm ?? "sha1") ?? .sha1, digits: digits)
             token = Token(id: "", kind: .code, parameters: parameters, secret: SecretBytes(secretBytes),
-                          initialCounter: counter, label: label, created: created)
+                          initialCounter: counter ?? 0, label: label, created: created)
         }
         let id = try withStore {
             try store.update(user) { (record: inout UserRecord?, changed: inout Bool) -> String in
@@ -86,7 +103,7 @@ struct Enroll: ParsableCommand {
         }
         let parameters = token.parameters
         let uriText = OTPAuthURI(parameters: parameters, secretBase32: Base32.encode(secretBytes), issuer: "smartotp",
-                                 account: "\(user)@\(hostName())", counter: counter).format()
+                                 account: "\(user)@\(hostName())", counter: counter ?? 0).format()
         ConstantTime.wipe(&secretBytes)
         if json {
             var out: [String: Any] = ["user": user.value, "token": id, "kind": token.kind.rawValue]
@@ -148,16 +165,21 @@ struct Passwd: ParsableCommand {
 
     @OptionGroup var options: StoreOptions
     @Argument(help: "The user.") var user: String
-    @Flag(help: "Read the password from standard input (one line).") var passwordStdin = false
+    @Flag(help: "Read the password from standard input (one line; a NUL byte is refused).") var passwordStdin = false
+    @Flag(help: "Set it for a name that is not a user of this machine.") var force = false
 
     func run() throws {
         let user = try userName(self.user)
+        guard force || isSystemUser(user.value) else {
+            throw Failure("\(user) is not a user of this machine (getpwnam); check the name, or give --force")
+        }
         let password = try readSecret(prompt: "New simple password: ", fromStdin: passwordStdin, confirm: true)
         guard password.count >= Self.minimumLength else { throw Failure("the simple password needs at least \(Self.minimumLength) characters") }
         guard password.utf8.count <= 512 else { throw Failure("the simple password is longer than 512 bytes") }
         guard let hash = PasswordHash.make(password) else { throw Failure("libxcrypt could not hash the password") }
+        let store = try options.prepared()
         try withStore {
-            try options.open().update(user) { (r: inout UserRecord?, changed: inout Bool) in
+            try store.update(user) { (r: inout UserRecord?, changed: inout Bool) in
                 var record = r ?? UserRecord(user: user, created: now())
                 record.passwordHash = hash
                 r = record

@@ -91,8 +91,7 @@ struct Unlock: ParsableCommand {
     func run() throws {
         let user = try userName(self.user)
         let found = try options.modify(user) { (record: inout UserRecord) -> Bool? in
-            record.failures = 0
-            record.lastFailure = 0
+            record.clearFailures()
             return true
         } ?? false
         guard found else { throw Failure("\(user) has no smartotp record") }
@@ -166,16 +165,26 @@ struct Import: ParsableCommand {
         discussion: """
           smartotp import --pam-oath /etc/users.oath
           smartotp import --google-authenticator ~alice/.google_authenticator --user alice
-        pam_oath passwords become simple passwords; google-authenticator scratch codes become recovery codes.
+
+        Every piece of replay state comes along (pam_oath's last counter, last code and its
+        time; google-authenticator's DISALLOW_REUSE steps, HOTP_COUNTER and WINDOW_SIZE),
+        so a code the old module accepted is refused here too. Importing again is safe: a
+        token with the same secret is updated, not added twice, and a scratch code already
+        used stays used. google-authenticator scratch codes become recovery codes.
+
+        A pam_oath PIN is typed together with the code there; on its own it is not a second
+        factor, so it is dropped unless --pin-as-password makes it the simple password.
         """)
     @OptionGroup var options: StoreOptions
     @Option(help: "pam_oath users file.") var pamOath: String?
     @Option(help: "google-authenticator file.") var googleAuthenticator: String?
     @Option(help: "The user the google-authenticator file belongs to.") var user: String?
+    @Flag(help: "Make a pam_oath PIN the user's simple password (a factor on its own).") var pinAsPassword = false
 
     func validate() throws {
         guard (pamOath == nil) != (googleAuthenticator == nil) else { throw ValidationError("give --pam-oath or --google-authenticator") }
         if googleAuthenticator != nil && user == nil { throw ValidationError("--google-authenticator needs --user") }
+        if pinAsPassword && pamOath == nil { throw ValidationError("--pin-as-password goes with --pam-oath") }
     }
 
     func run() throws {
@@ -185,23 +194,28 @@ struct Import: ParsableCommand {
             if pamOath != nil { return try Importers.pamOath(text, path: path, now: now()) }
             return [try Importers.googleAuthenticator(text, path: path, user: try UserName(user ?? ""), now: now())]
         }
-        let store = options.open()
+        let store = try options.prepared()
         for item in imported {
-            let passwordHash = item.password.flatMap { PasswordHash.make($0) }
-            let recovery = item.scratchCodes.compactMap { PasswordHash.make($0) }
-            try withStore {
-                try store.update(item.user) { (r: inout UserRecord?, changed: inout Bool) in
-                    var record = r ?? UserRecord(user: item.user, created: now())
-                    var token = item.token
-                    token.id = record.nextTokenID(prefix: token.id)
-                    record.tokens.append(token)
-                    if let passwordHash { record.passwordHash = passwordHash }
-                    record.recoveryCodes += recovery
-                    r = record
+            let report = try withStore {
+                try store.update(item.user) { (r: inout UserRecord?, changed: inout Bool) -> RecordImport.Report in
+                    guard let (merged, report) = RecordImport.merge(item, into: r, now: now(), pinAsPassword: pinAsPassword) else {
+                        throw Failure("libxcrypt could not hash a code")
+                    }
+                    r = merged
                     changed = true
+                    return report
                 }
             }
-            print("Imported a token for \(item.user).")
+            var parts = [report.newToken ? "new token \(report.tokenID)" : "token \(report.tokenID) already there (replay state updated)"]
+            if report.recoveryAdded + report.recoverySkipped > 0 {
+                parts.append("\(report.recoveryAdded) recovery code(s) added, \(report.recoverySkipped) already present or used")
+            }
+            if report.pinSet { parts.append("PIN set as the simple password") }
+            print("Imported \(item.user): \(parts.joined(separator: "; ")).")
+            if item.pin != nil && !pinAsPassword {
+                print("  note: the pam_oath PIN of \(item.user) was not imported (see --pin-as-password); set one with smartotp passwd")
+            }
+            for note in item.notes { print("  note: \(note)") }
         }
     }
 }
@@ -221,9 +235,9 @@ struct Verify: ParsableCommand {
         let user = try userName(self.user)
         guard let typed = code ?? readLine(strippingNewline: true) else { throw Failure("no code given") }
         let when = at ?? now()
-        let records = LocalRecords(store: options.open(), policy: Policy(skew: skew, window: window, deny: 0, unlockTime: 0))
+        let records = LocalRecords(store: options.open(), policy: Policy(skew: skew, window: window, lock: .never))
         let result: RecordVerdict
-        do { result = try records.perform(.code(typed), for: user, now: when, countFailure: true) } catch { throw Failure("\(error)") }
+        do { result = try records.perform(.code(typed), for: user, now: when).verdict } catch { throw Failure("\(error)") }
         switch result {
         case .accepted(let id): print("accepted: \(id)")
         case .replayed(let id): print("replayed: token \(id)"); throw ExitCode(1)

@@ -19,6 +19,7 @@ struct SmartOTP: ParsableCommand {
           1   the command failed (the message says why and what to do)
           64  the command line is wrong
         """,
+        version: "smartotp \(SmartOTPVersion.current)",
         subcommands: [
             Enroll.self, Passwd.self, List.self, Show.self, Remove.self, Unlock.self, Resync.self,
             Recovery.self, Import.self, Verify.self, CardStatus.self, Check.self, Demo.self,
@@ -34,6 +35,14 @@ struct StoreOptions: ParsableArguments {
     /// The store; in a directory the caller owns (tests, demos) the caller's uid owns it.
     func open() -> FileStore {
         FileStore(root: store, owner: store == FileStore.defaultRoot ? 0 : getuid())
+    }
+
+    /// The store, created (0700, root's) when it does not exist yet: for the commands that
+    /// enroll. Every other command, and every login, refuses a missing store.
+    func prepared() throws -> FileStore {
+        let store = open()
+        try withStore { try store.prepare() }
+        return store
     }
 
     /// Changes an existing record under its lock. `body` returns nil to leave it as it
@@ -71,9 +80,11 @@ func pamModuleDirectory() -> String? {
 func hostName() -> String { ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "host" }
 
 /// Reads a secret: from standard input when asked, else twice from the terminal.
+/// A NUL byte is refused: crypt(3) would ignore everything from it on.
 func readSecret(prompt: String, fromStdin: Bool, confirm: Bool) throws -> String {
     if fromStdin {
         guard let line = readLine(strippingNewline: true) else { throw Failure("nothing on standard input") }
+        guard PasswordHash.acceptable(line) else { throw Failure("the input holds a NUL byte; refusing it (crypt(3) would ignore everything after it)") }
         return line
     }
     guard isatty(0) == 1 else { throw Failure("standard input is not a terminal: use --password-stdin") }
@@ -85,6 +96,26 @@ func readSecret(prompt: String, fromStdin: Bool, confirm: Bool) throws -> String
     }
     return a
 }
+
+/// A secret given as oathtool takes one: `-` reads standard input, `@FILE` reads FILE,
+/// anything else is the secret itself (visible in `ps` and shell history: avoid).
+func secretArgument(_ value: String) throws -> String {
+    let text: String
+    if value == "-" {
+        guard let line = readLine(strippingNewline: true) else { throw Failure("nothing on standard input for --secret -") }
+        text = line
+    } else if value.hasPrefix("@") {
+        let path = String(value.dropFirst())
+        guard let contents = try? String(contentsOfFile: path, encoding: .utf8) else { throw Failure("cannot read \(path)") }
+        text = String(contents.split(separator: "\n", omittingEmptySubsequences: false).first ?? "")
+    } else {
+        text = value
+    }
+    return text.trimmingCharacters(in: .whitespaces)
+}
+
+/// Whether `name` is a user of this machine (getpwnam_r).
+func isSystemUser(_ name: String) -> Bool { SystemUsers.uid(of: name) != nil }
 
 func printJSON(_ value: Any) throws {
     let data = try JSONSerialization.data(withJSONObject: value, options: [.prettyPrinted, .sortedKeys])

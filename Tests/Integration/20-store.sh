@@ -8,7 +8,7 @@ source "$(dirname "$0")/lib/bench.sh"
 
 SECRET=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP
 ROUNDS=${STORE_ROUNDS:-20}
-"$BIN/smartotp" enroll racer --store "$STORE" --secret "$SECRET" >/dev/null || die "enroll failed"
+"$BIN/smartotp" enroll racer --force --store "$STORE" --secret "$SECRET" >/dev/null || die "enroll failed"
 
 base=$(( $(date +%s) / 30 * 30 ))
 bad_rounds=0
@@ -27,7 +27,7 @@ done
 check "32 concurrent logins with one code: exactly one success in each of $ROUNDS rounds" 0 "$bad_rounds"
 
 for i in $(seq 1 32); do
-    "$BIN/smartotp" enroll "user$i" --store "$STORE" --secret "$SECRET" >/dev/null || die "enroll user$i"
+    "$BIN/smartotp" enroll "user$i" --force --store "$STORE" --secret "$SECRET" >/dev/null || die "enroll user$i"
 done
 at=$((base + 3000))
 code=$(oathtool --totp -b "$SECRET" --now="@$at")
@@ -47,7 +47,7 @@ done
 check "every user's accepted step was stored (nothing lost)" 32 "$stored"
 
 TRIALS=${KILL_TRIALS:-200}
-"$BIN/smartotp" enroll crash --store "$STORE" --secret "$SECRET" >/dev/null || die "enroll crash"
+"$BIN/smartotp" enroll crash --force --store "$STORE" --secret "$SECRET" >/dev/null || die "enroll crash"
 last=0 torn=0 backwards=0
 for t in $(seq 1 "$TRIALS"); do
     "$BIN/smartotp-bench" churn --store "$STORE" --user crash &

@@ -7,8 +7,8 @@ source "$(dirname "$0")/lib/bench.sh"
 SECRET=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP
 [ -z "$(foreign_pcscd)" ] || die "a pcscd is running: this suite needs none (stop it)"
 
-enroll() { "$CLI" enroll "$1" --store "$STORE" --secret "${2:-$SECRET}" >/dev/null || die "enroll $1"; }
-setpw() { echo "$2" | "$CLI" passwd "$1" --store "$STORE" --password-stdin >/dev/null || die "passwd $1"; }
+enroll() { "$CLI" enroll "$1" --force --store "$STORE" --secret "${2:-$SECRET}" >/dev/null || die "enroll $1"; }
+setpw() { echo "$2" | "$CLI" passwd "$1" --force --store "$STORE" --password-stdin >/dev/null || die "passwd $1"; }
 totp() { oathtool --totp -b "${1:-$SECRET}" ${2:+--now=@$2}; }
 
 ARGS="store=$STORE timeout=2 deny=3 unlock_time=3"

@@ -6,8 +6,8 @@
 # and removed on exit; the host's own /dev/log, if any, is never touched.
 source "$(dirname "$0")/lib/bench.sh"
 SECRET=JBSWY3DPEHPK3PXP
-"$CLI" enroll alice --store "$STORE" --secret "$SECRET" >/dev/null
-echo 97531 | "$CLI" passwd alice --store "$STORE" --password-stdin >/dev/null
+"$CLI" enroll alice --force --store "$STORE" --secret "$SECRET" >/dev/null
+echo 97531 | "$CLI" passwd alice --force --store "$STORE" --password-stdin >/dev/null
 service logged "auth required $SO store=$STORE methods=code,password deny=10"
 
 python3 - "$WORK/log.sock" "$WORK/syslog.txt" <<'PY' &

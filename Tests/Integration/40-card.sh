@@ -28,9 +28,9 @@ theirs=$(oathtool --totp -b JBSWY3DPEHPK3PXP)
 check "ykman oath accounts code matches oathtool" "$theirs" "$ours"
 
 # Enrol alice on card A; a tap logs her in.
-"$CLI" enroll alice --card --reader "$READER" --store "$STORE" >/dev/null 2>&1
+"$CLI" enroll alice --force --card --reader "$READER" --store "$STORE" >/dev/null 2>&1
 check "smartotp enroll --card writes the credential (ykman sees it)" 1 "$(ykman_ accounts list 2>/dev/null | grep -c '^smartotp:alice@')"
-echo 2468 | "$CLI" passwd alice --store "$STORE" --password-stdin >/dev/null
+echo 2468 | "$CLI" passwd alice --force --store "$STORE" --password-stdin >/dev/null
 secret=$(sed -n 's/.*kind=card .*secret=\([A-Z2-7]*\) .*/\1/p' "$STORE/users/alice")
 cardcode=$(ykman_ accounts code "smartotp:alice" 2>/dev/null | awk '{print $NF}')
 check "the card's code for the enrolled credential matches oathtool with the recorded secret" "$(oathtool --totp -b "$secret")" "$cardcode"
@@ -76,7 +76,7 @@ stop_card
 # An access-code-protected applet: enrolment asks for the code; taps use the stored key.
 start_card "$WORK/card-c.state"
 ykman_ access change -n "open sesame" >/dev/null 2>&1
-echo "open sesame" | "$CLI" enroll bob --card --reader "$READER" --card-password-stdin --store "$STORE" >/dev/null 2>&1
+echo "open sesame" | "$CLI" enroll bob --force --card --reader "$READER" --card-password-stdin --store "$STORE" >/dev/null 2>&1
 check "enrolment on a protected applet records the access key" 1 "$(grep -c 'access-key=[0-9a-f]\{32\}' "$STORE/users/bob")"
 run tap bob
 check "a tap on a protected applet (SELECT, VALIDATE, CALCULATE) logs in" 0 "$RC"
@@ -84,8 +84,8 @@ stop_card
 
 # Touch-required credential: no touch → fallback; touch → in.
 start_card "$WORK/card-d.state" --touch yes
-"$CLI" enroll carol --card --touch --reader "$READER" --store "$STORE" >/dev/null 2>&1
-echo 1357 | "$CLI" passwd carol --store "$STORE" --password-stdin >/dev/null
+"$CLI" enroll carol --force --card --touch --reader "$READER" --store "$STORE" >/dev/null 2>&1
+echo 1357 | "$CLI" passwd carol --force --store "$STORE" --password-stdin >/dev/null
 run tap carol
 check "touch-required credential, touched: PAM_SUCCESS" 0 "$RC"
 has "info: Touch your key..." "the user is asked to touch"

@@ -14,10 +14,10 @@ for cmd in "" enroll passwd list show remove unlock resync recovery import verif
 done
 c --help; has "EXIT STATUS" "the root help documents exit codes"
 
-c enroll alice --store "$S" --secret "$SECRET" --digits 8 --period 60 --algorithm sha256 --label "phone"
+c enroll alice --force --store "$S" --secret "$SECRET" --digits 8 --period 60 --algorithm sha256 --label "phone"
 check "enroll --secret" 0 "$RC"
 check "the store is created 0700 and the record 0600" "700 600" "$(stat -c %a "$S") $(stat -c %a "$S/users/alice")"
-c enroll alice --store "$S" --secret GEZDGNBVGY3TQOJQ --hotp --counter 5 --json
+c enroll alice --force --store "$S" --secret GEZDGNBVGY3TQOJQ --hotp --counter 5 --json
 check "enroll --hotp --json" 0 "$RC"
 has '"token" : "code2"' "a second token gets the next id"
 c show alice --store "$S" --json
@@ -38,9 +38,9 @@ check "resync from two consecutive codes far past the window" 0 "$RC"
 c verify alice --store "$S" --code "$(oathtool --hotp -b GEZDGNBVGY3TQOJQ --counter=502)"
 check "after resync the next code works" 0 "$RC"
 
-echo 12 | "$CLI" passwd alice --store "$S" --password-stdin >/dev/null 2>&1
+echo 12 | "$CLI" passwd alice --force --store "$S" --password-stdin >/dev/null 2>&1
 check "passwd refuses a simple password shorter than 4" 1 "$?"
-echo 2468 | "$CLI" passwd alice --store "$S" --password-stdin >/dev/null 2>&1
+echo 2468 | "$CLI" passwd alice --force --store "$S" --password-stdin >/dev/null 2>&1
 check "passwd --password-stdin" 0 "$?"
 grep -q '^password \$y\$' "$S/users/alice" && ok "the simple password is stored as yescrypt" || not_ok "yescrypt hash"
 
@@ -67,18 +67,18 @@ c verify carol --store "$S" --code 11223344; check "a google-authenticator scrat
 c verify carol --store "$S" --code 11223344; check "… once" 1 "$RC"
 c verify carol --store "$S" --code "$(oathtool --totp -b "$SECRET")"; check "the imported google-authenticator token works" 0 "$RC"
 
-c enroll zed --store "$S" --secret "$SECRET" --qr
+c enroll zed --force --store "$S" --secret "$SECRET" --qr
 has "█" "enroll --qr draws a QR code"
-c enroll zed --store "$S" --secret "$SECRET" --uri
+c enroll zed --force --store "$S" --secret "$SECRET" --uri
 has "otpauth://totp/smartotp:zed%40" "enroll --uri prints the otpauth URI"
 
 c show "../etc/passwd" --store "$S"; check "a hostile user name is refused (exit 1)" 1 "$RC"
 has "invalid user name" "the refusal says why"
 c show nobody-here --store "$S"; check "an unknown user (exit 1)" 1 "$RC"
-c enroll alice --store "$S"; check "enroll without --card or --secret is a usage error (exit 64)" 64 "$RC"
-c enroll alice --store "$S" --secret "A1B2"; check "a bad Base32 secret is refused (exit 1)" 1 "$RC"
+c enroll alice --force --store "$S"; check "enroll without --card or --secret is a usage error (exit 64)" 64 "$RC"
+c enroll alice --force --store "$S" --secret "A1B2"; check "a bad Base32 secret is refused (exit 1)" 1 "$RC"
 has "position" "the Base32 error names the position"
-c enroll alice --store "$S" --secret "$SECRET" --digits 9; check "--digits 9 is a usage error" 64 "$RC"
+c enroll alice --force --store "$S" --secret "$SECRET" --digits 9; check "--digits 9 is a usage error" 64 "$RC"
 chmod 755 "$S"
 c show alice --store "$S"; check "a loose store is refused" 1 "$RC"
 has "chmod 700" "the refusal names the fix"

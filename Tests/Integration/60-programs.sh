@@ -39,9 +39,9 @@ add_user smartotp-t1
 add_user smartotp-t2
 for pair in "smartotp-t1 $S_SUDO" "smartotp-t1 $S_LOCK" "smartotp-t1 $S_HELPER" "smartotp-t2 $S_SU" "smartotp-t2 $S_SSH"; do
     set -- $pair
-    "$CLI" enroll "$1" --store "$STORE" --secret "$2" >/dev/null || die "enroll $1"
+    "$CLI" enroll "$1" --force --store "$STORE" --secret "$2" >/dev/null || die "enroll $1"
 done
-for u in smartotp-t1 smartotp-t2; do echo 2468 | "$CLI" passwd "$u" --store "$STORE" --password-stdin >/dev/null; done
+for u in smartotp-t1 smartotp-t2; do echo 2468 | "$CLI" passwd "$u" --force --store "$STORE" --password-stdin >/dev/null; done
 
 # ---- sudo ----------------------------------------------------------------------------
 backup /etc/pam.d/sudo
@@ -53,7 +53,7 @@ as_t1() { runuser -u smartotp-t1 -- sh -c "$1" 2>&1; }
 
 start_pcscd
 start_card "$WORK/card.state"
-"$CLI" enroll smartotp-t1 --card --reader "$READER" --store "$STORE" >/dev/null 2>&1 || die "card enrolment failed"
+"$CLI" enroll smartotp-t1 --force --card --reader "$READER" --store "$STORE" >/dev/null 2>&1 || die "card enrolment failed"
 out=$(as_t1 "sudo -S -k true </dev/null"); rc=$?
 check "sudo: a tap on the virtual card (no input at all)" 0 "$rc"
 case "$out" in *"Tap your card"*) ok "sudo shows the module's tap message";; *) not_ok "sudo shows the tap message" "$out";; esac

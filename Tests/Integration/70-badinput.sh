@@ -8,8 +8,8 @@ SECRET=JBSWY3DPEHPK3PXP
 
 # ---- truncated and corrupt records ------------------------------------------------------
 printf '%s\n' "auth required $SO store=$STORE methods=code,password" >"$CONF/std"
-"$CLI" enroll alice --store "$STORE" --secret "$SECRET" >/dev/null
-echo 2468 | "$CLI" passwd alice --store "$STORE" --password-stdin >/dev/null
+"$CLI" enroll alice --force --store "$STORE" --secret "$SECRET" >/dev/null
+echo 2468 | "$CLI" passwd alice --force --store "$STORE" --password-stdin >/dev/null
 cp -p "$STORE/users/alice" "$WORK/alice.good"
 size=$(stat -c %s "$WORK/alice.good")
 crashed=0 changed=0 unexpected=0 trials=0
@@ -48,7 +48,7 @@ mount -t tmpfs -o size=256k,mode=700 tmpfs "$FULL" || die "cannot mount a tmpfs 
 at_exit "umount '$FULL'"
 FSTORE="$FULL/store"
 printf '%s\n' "auth required $SO store=$FSTORE methods=code" >"$CONF/full"
-"$CLI" enroll bob --store "$FSTORE" --secret "$SECRET" >/dev/null
+"$CLI" enroll bob --force --store "$FSTORE" --secret "$SECRET" >/dev/null
 cp -p "$FSTORE/users/bob" "$WORK/bob.before"
 dd if=/dev/zero of="$FULL/filler" bs=4k 2>/dev/null || true
 run full bob --answer "$(oathtool --totp -b "$SECRET")"

@@ -8,20 +8,25 @@ import TokenStore
 final class MemoryStore: Store, @unchecked Sendable {
     var records: [UserName: UserRecord] = [:]
     var failReads: StoreError?
+    /// Every write fails with this (a full disk, a file-size limit).
+    var failWrites: StoreError?
     var writes = 0
+    /// What each commit wrote, in order.
+    var history: [UserRecord?] = []
 
     func read(_ user: UserName) throws(StoreError) -> UserRecord? {
         if let failReads { throw failReads }
         return records[user]
     }
 
-    func update<R>(_ user: UserName, _ body: (inout UserRecord?, inout Bool) throws -> R) throws -> R {
+    func withLock<R>(_ user: UserName, _ body: (UserRecord?, (UserRecord?) throws(StoreError) -> Void) throws -> R) throws -> R {
         if let failReads { throw failReads }
-        var r = records[user]
-        var changed = false
-        let result = try body(&r, &changed)
-        if changed { records[user] = r; writes += 1 }
-        return result
+        return try body(records[user]) { (next: UserRecord?) throws(StoreError) in
+            if let failWrites { throw failWrites }
+            records[user] = next
+            history.append(next)
+            writes += 1
+        }
     }
 }
 
@@ -45,23 +50,34 @@ final class ScriptedPrompter: Prompter {
 /// A reader that answers with a given secret's HMAC, or a scripted result.
 final class FakeReader: CardReader {
     var available = true
-    var result: (([CardCandidate], [UInt8]) -> TapResult)?
+    var result: (([RecordSummary.Card], TapAuthority) -> TapResult)?
     var taps = 0
+    /// The last (challenge, response) a card gave: what an eavesdropper would capture.
+    var lastExchange: (challenge: [UInt8], mac: [UInt8])?
 
     func readerAvailable(filter: String?) -> Bool { available }
 
-    func tap(candidates: [CardCandidate], challenge: [UInt8], filter: String?, timeoutSeconds: Int,
+    func tap(cards: [RecordSummary.Card], filter: String?, timeoutSeconds: Int, authority: TapAuthority,
              notice: (TapNotice) -> Void) -> TapResult {
         taps += 1
-        return result?(candidates, challenge) ?? .timeout
+        let r = result?(cards, authority) ?? .timeout
+        if case .response(_, let c, let m) = r { lastExchange = (c, m) }
+        return r
     }
 
-    /// A card holding `secret` for the first candidate.
-    static func card(_ secret: SecretBytes) -> ([CardCandidate], [UInt8]) -> TapResult {
-        { candidates, challenge in
-            guard let c = candidates.first else { return .failed(.wrongCard) }
-            return .response(tokenID: c.tokenID, mac: ChallengeResponse.full(secret: secret, challenge: challenge, algorithm: .sha1))
+    /// A card holding `secret` for the first card: it answers the authority's challenge.
+    static func card(_ secret: SecretBytes) -> ([RecordSummary.Card], TapAuthority) -> TapResult {
+        { cards, authority in
+            guard let c = cards.first else { return .failed(.wrongCard) }
+            guard let challenge = authority.challenge(c.tokenID) else { return .failed(.verifierUnavailable) }
+            return .response(tokenID: c.tokenID, challenge: challenge,
+                             mac: ChallengeResponse.full(secret: secret, challenge: challenge, algorithm: .sha1))
         }
+    }
+
+    /// A replayed pair: sends an old (challenge, response) without asking for a new one.
+    static func replay(tokenID: String, _ exchange: (challenge: [UInt8], mac: [UInt8])) -> ([RecordSummary.Card], TapAuthority) -> TapResult {
+        { _, _ in .response(tokenID: tokenID, challenge: exchange.challenge, mac: exchange.mac) }
     }
 }
 

@@ -85,9 +85,9 @@ struct LoginFlowTests {
 
     @Test func pcscUnavailableDuringTapFallsThrough() throws {
         let h = try Harness()
-        h.reader.result = { _, _ in .unavailable(.noService) }
+        h.reader.result = { (_, _) -> TapResult in .unavailable(.noService) }
         #expect(h.run([code(at: t0)]).0 == .success(.code))
-        h.reader.result = { _, _ in .failed(.cardRemoved) }
+        h.reader.result = { (_, _) -> TapResult in .failed(.cardRemoved) }
         let (o, p) = h.run([code(at: t0, offset: 1)])
         #expect(o == .success(.code))
         #expect(p.transcript.contains("error: The card could not be used: the card was removed during the exchange."))
@@ -185,20 +185,101 @@ struct LoginFlowTests {
         }
     }
 
-    @Test func firstPassTokens() throws {
+    @Test func firstPassTokensAreTriedAsCodesOnly() throws {
         var h = try Harness()
         h.reader.available = false
         h.config.useFirstPass = true
         #expect(h.run([], previous: code(at: t0)).0 == .success(.code))
-        #expect(h.run([], previous: "1234").0 == .success(.password))
-        #expect(h.run([], previous: nil).0 == .failure("no PAM_AUTHTOK from an earlier module (use_first_pass)"))
+        // The simple password typed for an earlier module is never the simple password here.
+        let (o1, p1) = h.run([], previous: "1234")
+        #expect(o1 == .failure("no usable method") && p1.prompts.isEmpty)
+        #expect(h.run([], previous: nil).0 == .failure("no usable method"))
+        #expect(h.record?.failures == 0)
         h.config.useFirstPass = false
         h.config.tryFirstPass = true
-        // Not a code: skipped at the code prompt, tried as the password, then the user is asked.
-        let (o, p) = h.run(["1234"], previous: "not-it")
-        #expect(o == .success(.password))
-        #expect(p.prompts == ["prompt: Simple password: "])
-        #expect(h.record?.failures == 0)
+        // try_first_pass with the simple password in PAM_AUTHTOK: the user is asked as usual,
+        // and that token opens nothing by itself.
+        let (o2, p2) = h.run(["", "9999"], previous: "1234")
+        #expect(o2 == .failure("wrong simple password"))
+        #expect(p2.prompts == ["prompt: One-time code (Enter for your simple password): ", "prompt: Simple password: "])
+        #expect(h.run(["", "1234"], previous: "1234").0 == .success(.password))
+        // An earlier token shaped like a code is tried as one, and a wrong one is counted.
+        #expect(h.run([], previous: "000000").0 == .failure("wrong code"))
+        #expect(h.record?.failures == 1)
+    }
+
+    /// Count first: the attempt is written before its verdict exists, and cleared after a
+    /// success; when the count cannot be written there is no verdict at all.
+    @Test func everyAttemptIsCountedBeforeItsVerdict() throws {
+        let h = try Harness()
+        h.reader.available = false
+        _ = h.run([code(at: t0)])
+        #expect(h.store.history.count == 2)
+        #expect(h.store.history.first??.failures == 1, "the first write is the count")
+        #expect(h.store.history.last??.failures == 0, "the second clears it, with the code used")
+        h.store.history = []
+        _ = h.run(["000000"])
+        #expect(h.store.history.count == 1 && h.record?.failures == 1)
+        // A right code, but the count cannot be written: no success.
+        h.store.failWrites = .io(path: "/var/lib/smartotp/users/alice", operation: "write", errno: 27)
+        guard case .unavailable = h.run([code(at: t0, offset: 1)]).0 else { Issue.record("a verdict without a count"); return }
+        #expect(h.record?.tokens.contains { $0.lastUsed == UInt64(t0 / 30 + 1) } == false)
+    }
+
+    @Test func aCapturedTapIsWorthNothing() throws {
+        let h = try Harness()
+        h.reader.result = FakeReader.card(SecretBytes(secretBytes))
+        #expect(h.run([]).0 == .success(.card))
+        let captured = try #require(h.reader.lastExchange)
+        #expect(h.record?.challenges.isEmpty == true, "the challenge was used up")
+        h.reader.result = FakeReader.replay(tokenID: "card", captured)
+        #expect(h.run([]).0 == .failure("wrong response from card card"))
+        #expect(h.record?.failures == 1, "the replay is counted")
+        // A challenge the verifier never issued is refused too.
+        h.reader.result = FakeReader.replay(tokenID: "card", ([9, 9, 9, 9, 9, 9, 9, 9],
+            ChallengeResponse.full(secret: SecretBytes(secretBytes), challenge: [9, 9, 9, 9, 9, 9, 9, 9], algorithm: .sha1)))
+        #expect(h.run([]).0 == .failure("wrong response from card card"))
+    }
+
+    @Test func anExpiredLockDoesNotRelockOnTheNextMistake() throws {
+        var h = try Harness()
+        h.reader.available = false
+        h.config.deny = 3
+        h.config.unlockTime = 60
+        for _ in 0..<3 { _ = h.run(["000000"]) }
+        #expect(h.run([code(at: t0)]).0 == .locked)
+        h.time = t0 + 61
+        let (o, p) = h.run(["000000"])
+        #expect(o == .failure("wrong code"))
+        #expect(!p.transcript.contains("error: Too many failed attempts: this account is now locked."))
+        #expect(h.run([code(at: h.time)]).0 == .success(.code))
+    }
+
+    @Test func failuresAgeOutAfterFailInterval() throws {
+        var h = try Harness()
+        h.reader.available = false
+        h.config.deny = 2
+        h.config.failInterval = 100
+        _ = h.run(["000000"])
+        h.time = t0 + 150
+        _ = h.run(["000000"])
+        #expect(h.run([code(at: h.time)]).0 == .success(.code), "two failures 150 s apart do not add up")
+    }
+
+    @Test func rootIsNotLockedUnlessEvenDenyRoot() throws {
+        let store = MemoryStore()
+        let root = try UserName("root")
+        store.records[root] = UserRecord(user: root, failureTimes: [t0 - 2, t0 - 1, t0], created: 1)
+        func lock(_ c: ModuleConfig) throws -> LockState? {
+            try LocalRecords(store: store, policy: Policy(c), isRoot: { $0.value == "root" }).summary(root, now: t0 + 1)?.lock
+        }
+        var c = ModuleConfig()
+        c.deny = 3
+        #expect(try lock(c) == .open)
+        c.evenDenyRoot = true
+        #expect(try lock(c) == .lockedUntil(t0 + 600))
+        c.rootUnlockTime = 30
+        #expect(try lock(c) == .lockedUntil(t0 + 30))
     }
 
     @Test func recoveryCodeWorksOnce() throws {
@@ -211,6 +292,7 @@ struct LoginFlowTests {
         h.store.records[user]?.recoveryCodes = [hash]
         #expect(h.run([rc.uppercased()]).0 == .success(.code))
         #expect(h.record?.recoveryCodes.isEmpty == true)
+        #expect(h.record?.usedRecoveryCodes == [hash], "kept as used, so an import cannot bring it back")
         #expect(h.run([rc]).0 == .failure("wrong code"))
     }
 
@@ -232,17 +314,21 @@ struct ConfigTests {
     @Test func defaultsAndEveryArgument() throws {
         #expect(try ModuleConfig.parse([]).config == ModuleConfig())
         let p = try ModuleConfig.parse(["store=/tmp/s", "methods=code,password", "timeout=5", "reader=Virtual", "skew=2",
-                                        "window=50", "deny=3", "unlock_time=0", "nullok", "try_first_pass", "use_first_pass", "debug", "bogus", "x=y"])
+                                        "window=50", "deny=3", "unlock_time=0", "nullok", "try_first_pass", "use_first_pass", "debug",
+                                        "fail_interval=60", "even_deny_root", "root_unlock_time=15", "bogus", "x=y"])
         #expect(p.unknown == ["bogus", "x=y"])
         let c = p.config
         #expect(c.store == "/tmp/s" && c.methods == [.code, .password] && c.timeout == 5 && c.reader == "Virtual")
         #expect(c.skew == 2 && c.window == 50 && c.deny == 3 && c.unlockTime == 0)
         #expect(c.nullok && c.tryFirstPass && c.useFirstPass && c.debug)
+        #expect(c.failInterval == 60 && c.evenDenyRoot && c.rootUnlockTime == 15)
+        #expect(ModuleConfig().failInterval == 900 && !ModuleConfig().evenDenyRoot && ModuleConfig().rootUnlockTime == nil)
     }
 
     @Test func malformedValuesFailSafe() {
         let bad: [[String]] = [["timeout=abc"], ["timeout=0"], ["timeout=601"], ["store=relative"], ["methods="], ["methods=card,card"],
-                               ["methods=sms"], ["skew=-1"], ["deny"], ["nullok=1"], ["window=1e3"], ["unlock_time=99999999999"], ["reader="]]
+                               ["methods=sms"], ["skew=-1"], ["deny"], ["nullok=1"], ["window=1e3"], ["unlock_time=99999999999"], ["reader="],
+                               ["fail_interval=0"], ["even_deny_root=1"], ["root_unlock_time=-1"], ["root_unlock_time"]]
         for args in bad {
             #expect(throws: ConfigError.self, "\(args)") { try ModuleConfig.parse(args) }
         }

@@ -19,8 +19,12 @@ struct RecordTests {
         var phone = makeTOTPToken(id: "phone")
         phone.parameters = try OTPParameters(kind: .hotp, algorithm: .sha512, digits: 8)
         phone.initialCounter = 42
-        let record = UserRecord(user: user, tokens: [card, phone], passwordHash: "$y$j9T$abc$def", failures: 2,
-                                lastFailure: 1_700_000_020, recoveryCodes: ["$y$j9T$x$y"], created: 1_700_000_000)
+        phone.windowLimit = 3
+        let record = UserRecord(user: user, tokens: [card, phone], passwordHash: "$y$j9T$abc$def",
+                                failureTimes: [1_700_000_020, 1_700_000_010], recoveryCodes: ["$y$j9T$x$y"],
+                                usedRecoveryCodes: ["$y$j9T$u$v"],
+                                challenges: [PendingChallenge(bytes: [1, 2, 3, 4, 5, 6, 7, 8], expires: 1_700_000_060)],
+                                created: 1_700_000_000)
         let text = RecordFormat.serialise(record)
         let back = try RecordFormat.parse(text, path: "mem")
         #expect(RecordFormat.serialise(back) == text)
@@ -30,7 +34,10 @@ struct RecordTests {
         #expect(back.tokens[0].accessKey?.constantTimeEquals(SecretBytes(Array(repeating: 7, count: 16))) == true)
         #expect(back.tokens[1].initialCounter == 42)
         #expect(back.tokens[1].parameters.algorithm == .sha512)
-        #expect(back.failures == 2 && back.lastFailure == 1_700_000_020)
+        #expect(back.failureTimes == [1_700_000_010, 1_700_000_020] && back.lastFailure == 1_700_000_020)
+        #expect(back.tokens[1].windowLimit == 3)
+        #expect(back.usedRecoveryCodes == ["$y$j9T$u$v"])
+        #expect(back.challenges == [PendingChallenge(bytes: [1, 2, 3, 4, 5, 6, 7, 8], expires: 1_700_000_060)])
         #expect(!text.contains("12345678901234567890"), "secrets are Base32, never the raw bytes")
     }
 
@@ -40,7 +47,12 @@ struct RecordTests {
             ("smartotp-record 2\nuser a\n", 1, "expected"),
             ("smartotp-record 1\nuser ../etc\n", 2, "invalid user name"),
             ("smartotp-record 1\nuser a\nfailures x 0\n", 3, "failures"),
-            ("smartotp-record 1\nuser a\nfailures 9223372036854775807 0\n", 3, "failures"),
+            ("smartotp-record 1\nuser a\nfailures -1 0\n", 3, "failures"),
+            ("smartotp-record 1\nuser a\nfailed-at 1 x\n", 3, "failed-at"),
+            ("smartotp-record 1\nuser a\nchallenge zz 5\n", 3, "challenge"),
+            ("smartotp-record 1\nuser a\nchallenge 0102\n", 3, "challenge"),
+            ("smartotp-record 1\nuser a\nrecovery-used  \n", 3, "recovery-used"),
+            ("smartotp-record 1\nuser a\ntoken id=x kind=code type=totp period=30 algorithm=sha1 digits=6 secret=JBSWY3DP window=0\n", 3, "window"),
             ("smartotp-record 1\nuser a\ntoken id=x kind=code type=totp period=30 algorithm=sha1 digits=6 secret=!!\n", 3, "secret"),
             ("smartotp-record 1\nuser a\ntoken id=x kind=code type=totp period=30 algorithm=md5 digits=6 secret=JBSWY3DP\n", 3, "algorithm"),
             ("smartotp-record 1\nuser a\ntoken id=x kind=code type=totp algorithm=sha1 digits=6 secret=JBSWY3DP\n", 3, "period"),
@@ -74,23 +86,84 @@ struct RecordTests {
         }
     }
 
-    @Test func lockoutArithmetic() throws {
-        var r = UserRecord(user: try UserName("a"), created: 0)
-        r.failures = 3
-        r.lastFailure = 1000
-        #expect(r.isLocked(deny: 3, unlockTime: 60, now: 1059))
-        #expect(!r.isLocked(deny: 3, unlockTime: 60, now: 1060))
-        #expect(!r.isLocked(deny: 4, unlockTime: 60, now: 1001))
-        #expect(r.isLocked(deny: 3, unlockTime: 0, now: 99_999_999))
-        #expect(!r.isLocked(deny: 0, unlockTime: 60, now: 1001))
-        #expect(r.secondsUntilUnlock(unlockTime: 60, now: 1030) == 30)
-        r.lastFailure = Int64.max
-        #expect(r.isLocked(deny: 3, unlockTime: 60, now: 0))
-        r.lastFailure = Int64.min
-        #expect(r.secondsUntilUnlock(unlockTime: 60, now: Int64.max) == 0)
-        r.failures = UserRecord.maxFailures
-        r.countFailure(at: 5)
-        #expect(r.failures == UserRecord.maxFailures && r.lastFailure == 5)
+    @Test func earlierRecordsFailureLineIsReadAsATally() throws {
+        let r = try RecordFormat.parse("smartotp-record 1\nuser a\nfailures 2 1000\n", path: "m")
+        #expect(r.failureTimes == [1000, 1000])
+        let huge = try RecordFormat.parse("smartotp-record 1\nuser a\nfailures 9223372036854775807 5\n", path: "m")
+        #expect(huge.failures == UserRecord.maxFailureTimes, "a huge count is bounded, never overflows")
+    }
+
+    func record(failures times: [Int64]) throws -> UserRecord {
+        UserRecord(user: try UserName("a"), failureTimes: times, created: 0)
+    }
+
+    @Test func lockIsPamFaillocks() throws {
+        let p = LockPolicy(deny: 3, failInterval: 900, unlockTime: 60)
+        let r = try record(failures: [1000, 1001, 1002])
+        #expect(r.lockState(p, isRoot: false, now: 1003) == .lockedUntil(1062))
+        #expect(r.lockState(p, isRoot: false, now: 1061).isLocked)
+        #expect(r.lockState(p, isRoot: false, now: 1062) == .open)
+        #expect(r.lockState(LockPolicy(deny: 4, failInterval: 900, unlockTime: 60), isRoot: false, now: 1003) == .open)
+        #expect(r.lockState(LockPolicy(deny: 0), isRoot: false, now: 1003) == .open)
+        #expect(r.lockState(LockPolicy(deny: 3, failInterval: 900, unlockTime: 0), isRoot: false, now: 99_999_999) == .lockedForGood)
+    }
+
+    @Test func failuresFurtherApartThanFailIntervalDoNotAddUp() throws {
+        let p = LockPolicy(deny: 3, failInterval: 900, unlockTime: 600)
+        // Three failures, each 1000 s after the last: never three within 900 s.
+        var r = try record(failures: [])
+        for t: Int64 in [1000, 2000, 3000] { r.countFailure(at: t, policy: p, isRoot: false) }
+        #expect(r.lockState(p, isRoot: false, now: 3001) == .open)
+        #expect(r.failures == 1, "failures fail_interval or more before now are dropped when one is counted")
+        // Within the interval they do.
+        for t: Int64 in [3100, 3200] { r.countFailure(at: t, policy: p, isRoot: false) }
+        #expect(r.lockState(p, isRoot: false, now: 3201) == .lockedUntil(3800))
+    }
+
+    @Test func anExpiredLockStartsTheCountAfresh() throws {
+        let p = LockPolicy(deny: 3, failInterval: 900, unlockTime: 60)
+        var r = try record(failures: [1000, 1001, 1002])
+        // The lock ran out at 1062; one wrong answer at 1070 must not lock again at once.
+        r.countFailure(at: 1070, policy: p, isRoot: false)
+        #expect(r.failureTimes == [1070])
+        #expect(r.lockState(p, isRoot: false, now: 1071) == .open)
+    }
+
+    @Test func rootIsLockedOnlyWithEvenDenyRoot() throws {
+        let r = try record(failures: [1000, 1001, 1002])
+        #expect(r.lockState(LockPolicy(deny: 3, unlockTime: 60), isRoot: true, now: 1003) == .open)
+        #expect(r.lockState(LockPolicy(deny: 3, unlockTime: 60, evenDenyRoot: true), isRoot: true, now: 1003) == .lockedUntil(1062))
+        let short = LockPolicy(deny: 3, unlockTime: 0, evenDenyRoot: true, rootUnlockTime: 10)
+        #expect(short.unlockTime == 0 && r.lockState(short, isRoot: true, now: 1011) == .lockedUntil(1012))
+        #expect(r.lockState(short, isRoot: true, now: 1012) == .open, "root_unlock_time releases root")
+        #expect(r.lockState(short, isRoot: false, now: 1012) == .lockedForGood, "others keep unlock_time")
+    }
+
+    @Test func lockArithmeticNeverOverflows() throws {
+        let p = LockPolicy(deny: 1, failInterval: 900, unlockTime: 60)
+        #expect(try record(failures: [Int64.max]).lockState(p, isRoot: false, now: 0) == .lockedForGood)
+        #expect(try record(failures: [Int64.min, Int64.max]).countedFailures(p) == 1)
+        var r = try record(failures: Array(repeating: 5, count: 2000))
+        #expect(r.failures == UserRecord.maxFailureTimes)
+        r.countFailure(at: Int64.min, policy: p, isRoot: false)
+        r.countFailure(at: Int64.max, policy: p, isRoot: false)
+        #expect(r.failures <= UserRecord.maxFailureTimes)
+    }
+
+    @Test func challengesAreSingleUseAndExpire() throws {
+        var r = try record(failures: [])
+        r.addChallenge([1], expires: 100, now: 0)
+        let first = r.takeChallenge([1], now: 50)
+        let again = r.takeChallenge([1], now: 50)
+        #expect(first && !again, "used once")
+        r.addChallenge([2], expires: 100, now: 0)
+        let late = r.takeChallenge([2], now: 100)
+        #expect(!late && r.challenges.isEmpty, "expired, and used up too")
+        for i in 0..<10 { r.addChallenge([UInt8(i)], expires: 1000, now: 0) }
+        #expect(r.challenges.count == UserRecord.maxChallenges)
+        let oldest = r.takeChallenge([0], now: 1)
+        let newest = r.takeChallenge([9], now: 1)
+        #expect(!oldest && newest, "the oldest were dropped")
     }
 
     @Test func passwordHashIsYescryptAndVerifies() throws {
@@ -102,6 +175,12 @@ struct RecordTests {
         #expect(!PasswordHash.verify("1234", hash: "$y$garbage"))
         #expect(!PasswordHash.verify("", hash: ""))
         #expect(PasswordHash.make("1234") != hash, "fresh salt each time")
+        // crypt(3) stops at NUL: "\0\0\0\0" would hash as the empty password.
+        #expect(PasswordHash.make("\0\0\0\0") == nil)
+        #expect(PasswordHash.make("12\u{0}34") == nil)
+        let empty = try #require(PasswordHash.make(""))
+        #expect(!PasswordHash.verify("\0", hash: empty))
+        #expect(!PasswordHash.verify("1234\u{0}junk", hash: hash))
     }
 }
 
@@ -129,17 +208,59 @@ struct FileStoreTests {
         #expect(FileManager.default.fileExists(atPath: t.root + "/locks/alice"), "lock files are never deleted")
     }
 
+    /// A typo in store= or an unmounted filesystem must not look like "nobody enrolled"
+    /// (which nullok would let through), and a login must not create it.
+    @Test func aMissingStoreIsAnErrorAndIsNotCreated() throws {
+        let t = try TempStore()
+        let user = try UserName("alice")
+        let typo = FileStore(root: t.root + "/typo", owner: geteuid())
+        #expect(throws: StoreError.missing(path: t.root + "/typo")) { try typo.read(user) }
+        #expect(throws: StoreError.missing(path: t.root + "/typo")) { try typo.update(user) { r, c in c = true } }
+        #expect(!FileManager.default.fileExists(atPath: t.root + "/typo"))
+        try FileManager.default.createDirectory(atPath: t.root + "/half", withIntermediateDirectories: false,
+                                                attributes: [.posixPermissions: 0o700])
+        #expect(throws: StoreError.missing(path: t.root + "/half/users")) { try FileStore(root: t.root + "/half", owner: geteuid()).read(user) }
+    }
+
+    @Test func oneLockHoldsSeveralDurableCommits() throws {
+        let t = try TempStore()
+        let user = try UserName("carol")
+        try t.store.update(user) { r, c in r = UserRecord(user: user, created: 1); c = true }
+        try t.store.withLock(user) { current, commit in
+            var r = try #require(current)
+            r.countFailure(at: 10, policy: LockPolicy(), isRoot: false)
+            try commit(r)
+            // Already on disk while the lock is still held.
+            #expect(try t.store.read(user)?.failures == 1)
+            r.clearFailures()
+            try commit(r)
+        }
+        #expect(try t.store.read(user)?.failures == 0)
+    }
+
+    /// A writer killed between creating its temporary file and the rename leaves that
+    /// file; the next write of the same user reuses the name, so nothing accumulates.
+    @Test func aStaleTempFileIsReplacedNotAccumulated() throws {
+        let t = try TempStore()
+        let user = try UserName("dan")
+        let stale = t.root + "/users/.dan.tmp"
+        #expect(FileManager.default.createFile(atPath: stale, contents: Data("half a record".utf8), attributes: [.posixPermissions: 0o600]))
+        try t.store.update(user) { r, c in r = UserRecord(user: user, created: 1); c = true }
+        try t.store.update(user) { r, c in r?.passwordHash = "$y$a$b"; c = true }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: t.root + "/users").sorted() == ["dan"])
+    }
+
     @Test func unchangedRecordIsNotRewritten() throws {
         let t = try TempStore()
         let user = try UserName("bob")
         try t.store.update(user) { r, c in r = UserRecord(user: user, created: 1); c = true }
         var before = stat()
         stat(t.root + "/users/bob", &before)
-        try t.store.update(user) { r, c in r?.failures = 9 }  // changed stays false
+        try t.store.update(user) { r, c in r?.passwordHash = "$y$x" }  // changed stays false
         var after = stat()
         stat(t.root + "/users/bob", &after)
         #expect(before.st_ino == after.st_ino)
-        #expect(try t.store.read(user)?.failures == 0)
+        #expect(try t.store.read(user)?.passwordHash == nil)
     }
 
     @Test func refusesLoosePermissionsSymlinksAndWrongOwner() throws {
@@ -210,15 +331,14 @@ struct ImportTests {
         # comment
         HOTP alice - 3132333435363738393031323334353637383930
         HOTP/E/8 bob 1234 3132333435363738393031323334353637383930 7
-        HOTP/T30 carol - 3132333435363738393031323334353637383930 56666666 2024-01-01T00:00:00L
         HOTP/T60/7 dave - 31323334
         """
         let users = try Importers.pamOath(text, path: "/etc/users.oath", now: 1)
-        #expect(users.map(\.user.value) == ["alice", "bob", "carol", "dave"])
-        #expect(users[0].token.parameters.kind == .hotp && users[0].password == nil)
-        #expect(users[1].token.parameters.digits == 8 && users[1].token.initialCounter == 7 && users[1].password == "1234")
-        #expect(users[2].token.parameters.kind == .totp(period: 30) && users[2].token.lastUsed == 56_666_666)
-        #expect(users[3].token.parameters.kind == .totp(period: 60) && users[3].token.parameters.digits == 7)
+        #expect(users.map(\.user.value) == ["alice", "bob", "dave"])
+        #expect(users[0].token.parameters.kind == .hotp && users[0].pin == nil && users[0].token.lastUsed == nil)
+        #expect(users[1].token.parameters.digits == 8 && users[1].token.initialCounter == 7 && users[1].pin == "1234")
+        #expect(users[1].token.lastUsed == nil, "no last code: counter 7 is the first to accept")
+        #expect(users[2].token.parameters.kind == .totp(period: 60) && users[2].token.parameters.digits == 7)
         #expect(OTP.code(secret: users[0].token.secret, parameters: users[0].token.parameters, counter: 0) == "755224")
         #expect(throws: StoreError.malformed(path: "f", line: 1, reason: "unsupported token type MOTP")) {
             try Importers.pamOath("MOTP x - 3132", path: "f", now: 1)
@@ -226,17 +346,53 @@ struct ImportTests {
         #expect(throws: StoreError.self) { try Importers.pamOath("HOTP ../x - 3132", path: "f", now: 1) }
         #expect(throws: StoreError.self) { try Importers.pamOath("HOTP x - zz", path: "f", now: 1) }
         #expect(throws: StoreError.self) { try Importers.pamOath("HOTP x", path: "f", now: 1) }
+        #expect(throws: StoreError.self) { try Importers.pamOath("HOTP x - 3132 1 123456 yesterday", path: "f", now: 1) }
+    }
+
+    /// After a login liboath writes the accepted counter, the code and the time, and
+    /// refuses that code again: the import must refuse it too.
+    @Test func pamOathReplayStateComesAlong() throws {
+        let secret = "3132333435363738393031323334353637383930"
+        // HOTP: counter 3 was used (code 969429, RFC 4226 appendix D).
+        let hotp = try Importers.pamOath("HOTP alice - \(secret) 3 969429 2024-01-01T00:00:00L", path: "f", now: 1)[0]
+        #expect(hotp.token.lastUsed == 3 && hotp.token.initialCounter == 3)
+        // TOTP: the code of step S was used at a time within that step.
+        let utc: (Int, Int, Int, Int, Int, Int) -> Int64? = { y, mo, d, h, mi, s in
+            // 2024-01-01T00:00:00 is 1704067200; this test only uses that day.
+            (y, mo, d) == (2024, 1, 1) ? 1_704_067_200 + Int64(h * 3600 + mi * 60 + s) : nil
+        }
+        let step = UInt64(1_704_067_200 / 30)
+        let probe = try Importers.pamOath("HOTP/T30 carol - \(secret)", path: "f", now: 1)[0].token
+        let code = try #require(OTP.code(secret: probe.secret, parameters: probe.parameters, counter: step))
+        let totp = try Importers.pamOath("HOTP/T30 carol - \(secret) 0 \(code) 2024-01-01T00:00:10L", path: "f", now: 1, localTime: utc)[0]
+        #expect(totp.token.lastUsed == step)
+        // A last code that matches nothing near its time: steps up to one past it count as used.
+        let odd = try Importers.pamOath("HOTP/T30 carol - \(secret) 0 000000 2024-01-01T00:00:10L", path: "f", now: 1, localTime: utc)[0]
+        #expect(odd.token.lastUsed == step + 1 && !odd.notes.isEmpty)
     }
 
     @Test func googleAuthenticatorFile() throws {
-        let totp = "JBSWY3DPEHPK3PXP\n\" RATE_LIMIT 3 30\n\" WINDOW_SIZE 17\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n12345678\n87654321\n"
+        let totp = "JBSWY3DPEHPK3PXP\n\" RATE_LIMIT 3 30 1700000000\n\" WINDOW_SIZE 17\n\" DISALLOW_REUSE 56666666 56666667\n\" TOTP_AUTH\n12345678\n87654321\n"
         let a = try Importers.googleAuthenticator(totp, path: "g", user: try UserName("alice"), now: 1)
         #expect(a.token.parameters.kind == .totp(period: 30))
         #expect(a.scratchCodes == ["12345678", "87654321"])
+        #expect(a.token.lastUsed == 56_666_667, "DISALLOW_REUSE's steps are used")
+        #expect(a.token.windowLimit == 17)
+        #expect(a.notes.contains { $0.contains("RATE_LIMIT") })
         let hotp = "JBSWY3DPEHPK3PXP\n\" HOTP_COUNTER 5\n"
         let b = try Importers.googleAuthenticator(hotp, path: "g", user: try UserName("bob"), now: 1)
         #expect(b.token.parameters.kind == .hotp && b.token.initialCounter == 5)
         #expect(throws: StoreError.self) { try Importers.googleAuthenticator("", path: "g", user: try UserName("c"), now: 1) }
         #expect(throws: StoreError.self) { try Importers.googleAuthenticator("JBSW\n123\n", path: "g", user: try UserName("c"), now: 1) }
+        #expect(throws: StoreError.self) { try Importers.googleAuthenticator("JBSWY3DP\n\" DISALLOW_REUSE x\n", path: "g", user: try UserName("c"), now: 1) }
+    }
+
+    @Test func reimportNeverMovesATokenBack() throws {
+        var a = try Importers.googleAuthenticator("JBSWY3DPEHPK3PXP\n\" DISALLOW_REUSE 10\n", path: "g", user: try UserName("a"), now: 1).token
+        let b = try Importers.googleAuthenticator("JBSWY3DPEHPK3PXP\n\" DISALLOW_REUSE 5\n\" WINDOW_SIZE 3\n", path: "g", user: try UserName("a"), now: 1).token
+        let other = try Importers.googleAuthenticator("GEZDGNBVGY3TQOJQ\n", path: "g", user: try UserName("a"), now: 1).token
+        #expect(a.sameCredential(as: b) && !a.sameCredential(as: other))
+        a.absorbReplayState(of: b)
+        #expect(a.lastUsed == 10 && a.windowLimit == 3)
     }
 }

@@ -13,6 +13,7 @@ final class TempStore {
         guard let dir = mkdtemp(&template) else { throw StoreError.invalidValue("mkdtemp failed") }
         root = String(cString: dir) + "/store"
         store = FileStore(root: root, owner: geteuid())
+        try store.prepare()
     }
 
     deinit {
