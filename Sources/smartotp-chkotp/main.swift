@@ -11,9 +11,9 @@
 // - The store and the lock policy come from root's /etc/smartotp/smartotp.conf (module
 //   argument syntax, one per line), never from the caller, so the lockout holds even
 //   for a user who runs this program by hand; each refusal also costs one second.
-// - Whatever the caller set up is dropped first: resource limits (a file-size limit
-//   must not make the failure count fail to write), signal dispositions and mask, the
-//   caller's group and real uid (so the caller can no longer signal it), the environment.
+// - Whatever the caller set up is dropped first: resource limits (where root may raise
+//   them), signal dispositions and mask, the caller's group and real uid (so the caller
+//   can no longer signal it), the environment.
 // - Every attempt is counted on disk before its verdict exists; when the count cannot be
 //   written, no verdict is printed at all.
 // - It prints one answer in HelperProtocol's format. Exit 0; 1 on error; 2 on misuse.
@@ -36,16 +36,24 @@ func fail(_ text: String, _ code: Int32 = 1) -> Never {
 /// Undoes what a caller can hand a setuid program: limits, signals, group, real uid.
 func dropInheritedState() {
     // Limits a caller could use to make a write fail half-way (RLIMIT_FSIZE), or to kill
-    // us between the count and the verdict (RLIMIT_CPU): back to none. No core dumps:
-    // the memory holds secrets.
-    var unlimited = rlimit(rlim_cur: rlim_t.max, rlim_max: rlim_t.max)  // RLIM_INFINITY
+    // us between the count and the verdict (RLIMIT_CPU): back to none where root may raise
+    // them (CAP_SYS_RESOURCE; a container may withhold it), else up to the hard limit. A
+    // limit that remains can only make the count fail to write, and then no verdict is
+    // given at all. No core dumps: the memory holds secrets.
     for resource in [RLIMIT_FSIZE, RLIMIT_CPU, RLIMIT_DATA, RLIMIT_AS] {
-        guard setrlimit(__rlimit_resource_t(resource.rawValue), &unlimited) == 0 else { fail("cannot reset resource limits") }
+        let r = __rlimit_resource_t(resource.rawValue)
+        var unlimited = rlimit(rlim_cur: rlim_t.max, rlim_max: rlim_t.max)  // RLIM_INFINITY
+        if setrlimit(r, &unlimited) != 0 {
+            var current = rlimit()
+            guard getrlimit(r, &current) == 0 else { fail("cannot read resource limits") }
+            current.rlim_cur = current.rlim_max
+            guard setrlimit(r, &current) == 0 else { fail("cannot reset resource limits") }
+        }
     }
     var files = rlimit(rlim_cur: 1024, rlim_max: 1024)
     var noCore = rlimit(rlim_cur: 0, rlim_max: 0)
-    guard setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &files) == 0,
-          setrlimit(__rlimit_resource_t(RLIMIT_CORE.rawValue), &noCore) == 0 else { fail("cannot reset resource limits") }
+    _ = setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &files)  // may exceed a lower hard limit: best effort
+    guard setrlimit(__rlimit_resource_t(RLIMIT_CORE.rawValue), &noCore) == 0 else { fail("cannot disable core dumps") }
     // Ignored signals stay ignored across exec: reset every disposition, unblock all.
     var action = sigaction()
     action.__sigaction_handler.sa_handler = nil  // SIG_DFL
@@ -53,6 +61,10 @@ func dropInheritedState() {
     for signal in 1..<Int32(65) where signal != SIGKILL && signal != SIGSTOP {
         _ = sigaction(signal, &action, nil)
     }
+    // Except SIGXFSZ, which we ignore ourselves: a write over a remaining file-size limit
+    // then fails with EFBIG, the temporary file is removed, and no verdict is given,
+    // instead of a kill half-way through the write.
+    _ = signal(SIGXFSZ, SIG_IGN)
     var none = sigset_t()
     sigemptyset(&none)
     _ = sigprocmask(SIG_SETMASK, &none, nil)

@@ -7,8 +7,12 @@ import TokenStore
 struct Check: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Check the installation: pcscd, readers, the store, the module, the PAM services.",
-        discussion: "One line per check: OK, WARN or FAIL, with the fix. Exit 1 when any check fails.")
+        discussion: """
+        One line per check: OK, WARN or FAIL, with the fix. Exit 1 when any check fails.
+        It reads and never changes anything: a missing store is reported, not created.
+        """)
     @OptionGroup var options: StoreOptions
+    @Option(help: ArgumentHelp("The PAM configuration directory to read.", valueName: "DIR")) var pamDirectory = "/etc/pam.d"
 
     func run() throws {
         var failed = false
@@ -38,14 +42,20 @@ struct Check: ParsableCommand {
             line("WARN", "PC/SC: \(error)")
         }
         let store = options.open()
+        // Read only: check never creates the store, so a typo shows up here as it would
+        // at login (PAM_AUTHINFO_UNAVAIL), not as an empty store.
         do {
-            try store.prepare()
             let users = try store.list()
             var bad = 0
             for u in users {
                 do { _ = try store.read(u) } catch { bad += 1; line("FAIL", "\(error)") }
             }
             line(bad == 0 ? "OK" : "FAIL", "store \(store.root): \(users.count) user(s), \(bad) unreadable")
+            let leftovers = ((try? FileManager.default.contentsOfDirectory(atPath: store.root + "/users")) ?? [])
+                .filter { $0.hasPrefix(".") && $0.contains(".tmp") }.sorted()
+            if !leftovers.isEmpty {
+                line("WARN", "\(leftovers.count) temporary file(s) a killed writer left in \(store.root)/users: \(leftovers.prefix(5).joined(separator: " ")) (fix: remove them; records are never partial)")
+            }
         } catch {
             line("FAIL", "\(error)")
         }
@@ -59,12 +69,33 @@ struct Check: ParsableCommand {
         } else {
             line("WARN", "cannot find where PAM modules live (no pam_unix.so)")
         }
-        let services = (try? FileManager.default.contentsOfDirectory(atPath: "/etc/pam.d")) ?? []
-        let using = services.sorted().filter {
-            ((try? String(contentsOfFile: "/etc/pam.d/\($0)", encoding: .utf8)) ?? "").contains("pam_smartotp.so")
+        let stacks = PamStacks(directory: pamDirectory)
+        let using = stacks.servicesUsingSmartOTP().filter { $0.service != "smartotp-auth" }
+        if using.isEmpty {
+            line("WARN", "no \(pamDirectory) service uses pam_smartotp yet (see install.sh --enable)")
+        } else {
+            line("OK", "services using pam_smartotp: \(using.map { $0.service + ($0.viaInclude ? " (through an include)" : "") }.joined(separator: ", "))")
         }
-        line(using.isEmpty ? "WARN" : "OK", using.isEmpty ? "no /etc/pam.d service uses pam_smartotp yet (see install.sh --enable)" :
-                "services using pam_smartotp: \(using.joined(separator: ", "))")
+        for s in using where s.authLines > 1 {
+            line("WARN", "\(pamDirectory)/\(s.service) runs pam_smartotp \(s.authLines) times in its auth stack (two prompts; remove one, e.g. a direct line beside @include smartotp-auth)")
+        }
+        if let driver = vpcdDriverConfigured() {
+            line("WARN", "the system's pcscd loads the virtual reader driver vpcd (\(driver)): anyone who can reach its TCP port can insert a card; on a production machine: apt-get purge vsmartcard-vpcd")
+        }
         if failed { throw ExitCode(1) }
+    }
+
+    /// The reader.conf file that makes the system's pcscd load vpcd, if any.
+    func vpcdDriverConfigured() -> String? {
+        let dir = "/etc/reader.conf.d"
+        for name in ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted() {
+            let text = (try? String(contentsOfFile: "\(dir)/\(name)", encoding: .utf8)) ?? ""
+            let active = text.split(separator: "\n").contains { l in
+                let t = l.trimmingCharacters(in: .whitespaces)
+                return !t.hasPrefix("#") && t.hasPrefix("LIBPATH") && t.contains("vpcd")
+            }
+            if active { return "\(dir)/\(name)" }
+        }
+        return nil
     }
 }

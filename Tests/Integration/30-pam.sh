@@ -23,6 +23,12 @@ service firstpass "auth optional pam_unix.so" "auth required $SO $ARGS use_first
 # PAM_IGNORE → pam_deny (7); PAM_SUCCESS → skip to pam_permit (0); failures end the stack.
 service acct "account [ignore=ignore success=1 default=die] $SO $ARGS" "account required pam_deny.so" "account required pam_permit.so"
 service loose "auth required $SO store=$WORK/loose"
+service tryfirst "auth optional pam_unix.so" "auth required $SO $ARGS try_first_pass"
+service interval "auth required $SO store=$STORE timeout=2 deny=2 fail_interval=2 unlock_time=60"
+service rootlock "auth required $SO store=$STORE timeout=2 deny=2 unlock_time=60"
+service rootdeny "auth required $SO store=$STORE timeout=2 deny=2 unlock_time=60 even_deny_root root_unlock_time=2"
+service typo "auth required $SO store=$WORK/no-such-store nullok"
+service typoacct "account required $SO store=$WORK/no-such-store nullok"
 
 enroll alice; setpw alice 1234
 setpw bob 5678
@@ -59,6 +65,9 @@ case "$OUT" in *"error: Too many failed attempts: locked for"*) ok "the lock is 
 run acct dave --acct-only
 check "acct_mgmt refuses the locked user (PAM_PERM_DENIED)" 6 "$RC"
 sleep 3.2
+run std dave --answer 000000
+check "after the lock expired, one wrong code is a failure, not a new lock (PAM_AUTH_ERR)" 7 "$RC"
+case "$OUT" in *"now locked"*) not_ok "no new lock after one mistake" "$OUT";; *) ok "no new lock after one mistake";; esac
 run std dave --answer "$(totp)"
 check "released after unlock_time: the right code works" 0 "$RC"
 run acct dave --acct-only
@@ -83,6 +92,36 @@ mkdir -p "$WORK/loose/users" && chmod 755 "$WORK/loose"
 run loose alice --answer 1234
 check "a store open to others is refused (PAM_AUTHINFO_UNAVAIL)" 9 "$RC"
 
+# pam_faillock's meaning: failures add up only within fail_interval; root is locked only
+# with even_deny_root, and then for root_unlock_time.
+enroll frank
+run interval frank --answer 000000
+sleep 2.2
+run interval frank --answer 000000
+check "two failures further apart than fail_interval: the second is PAM_AUTH_ERR" 7 "$RC"
+run interval frank --answer "$(totp)"
+check "… and they do not add up to a lock: the right code works" 0 "$RC"
+run interval frank --answer 000000; run interval frank --answer 000000
+run interval frank --answer "$(totp "" $((now + 30)))"
+check "two failures within fail_interval lock (PAM_MAXTRIES)" 11 "$RC"
+enroll root
+run rootlock root --answer 000000; run rootlock root --answer 000000
+run rootlock root --answer "$(totp)"
+check "root is not locked without even_deny_root" 0 "$RC"
+run rootdeny root --answer 000000; run rootdeny root --answer 000000
+run rootdeny root --answer "$(totp "" $((now + 30)))"
+check "even_deny_root locks root (PAM_MAXTRIES)" 11 "$RC"
+sleep 2.2
+run rootdeny root --answer "$(totp "" $((now + 30)))"
+check "root_unlock_time releases root" 0 "$RC"
+
+# nullok means "no record in a store that exists": a missing store fails closed.
+run typo alice --answer 1234
+check "nullok with a missing store (a typo in store=) fails closed: PAM_AUTHINFO_UNAVAIL" 9 "$RC"
+[ -e "$WORK/no-such-store" ] && not_ok "the login did not create the missing store" || ok "the login did not create the missing store"
+run typoacct alice --acct-only
+check "acct_mgmt with a missing store: PAM_AUTHINFO_UNAVAIL" 9 "$RC"
+
 cp "$STORE/users/alice" "$WORK/alice.bak"
 printf 'smartotp-record 1\nuser alice\ntoken broken\n' >"$STORE/users/alice"
 run std alice --answer 1234
@@ -96,7 +135,17 @@ check "use_first_pass takes PAM_AUTHTOK (typed at pam_unix's prompt) as the code
 prompts=$(echo "$OUT" | grep -c '^prompt:')
 check "use_first_pass: only pam_unix prompted" 1 "$prompts"
 run firstpass erin --answer 4321
-check "use_first_pass takes PAM_AUTHTOK as the simple password" 0 "$RC"
+check "use_first_pass: the simple password typed at pam_unix's prompt is not taken as ours (PAM_AUTH_ERR)" 7 "$RC"
+# try_first_pass: the first prompt's answer was tried as the simple password, uncounted: an
+# oracle, and one password passing for both factors. Now it is tried as a code only.
+run tryfirst erin --answer 4321
+check "try_first_pass: the simple password at the first prompt logs nobody in (PAM_CONV_ERR: asked again)" 19 "$RC"
+case "$OUT" in *"prompt: One-time code (Enter for your simple password): "*) ok "… the module asks for its own factor";;
+    *) not_ok "… the module asks for its own factor" "$OUT";; esac
+run tryfirst erin --answer 4321 --answer "" --answer 4321
+check "try_first_pass: the simple password typed at its own prompt works" 0 "$RC"
+run tryfirst erin --answer "$(totp "" $((now + 30)))"
+check "try_first_pass: a code typed at the first prompt is taken as the code" 0 "$RC"
 run firstpass erin --answer nonsense
 check "use_first_pass with a wrong PAM_AUTHTOK never prompts again (PAM_AUTH_ERR)" 7 "$RC"
 

@@ -29,7 +29,7 @@ code=$(oathtool --totp -b "$SECRET")
 unshare -m --propagation private sh -c "
     mount --bind '$WORK/log.sock' /dev/log || exit 1
     '$H' --confdir '$CONF' --service logged --user alice --answer '$code' >/dev/null
-    '$H' --confdir '$CONF' --service logged --user alice --answer 024680 >/dev/null
+    '$H' --confdir '$CONF' --service logged --user alice --answer 024680 --rhost 192.0.2.7 >/dev/null
     '$H' --confdir '$CONF' --service logged --user alice --answer '' --answer 97531 >/dev/null
     '$H' --confdir '$CONF' --service logged --user '../etc/shadow' >/dev/null
     exit 0" || die "cannot bind a socket on /dev/log in a private mount namespace"
@@ -40,7 +40,7 @@ success=$(line "result=success reason=\"token code\"")
 [ -n "$success" ] && ok "a code login is logged: $(echo "$success" | sed 's/^<[0-9]*>//' | cut -c1-100)" || not_ok "a code login is logged" "$LOG"
 case "$success" in "<86>"*) ok "at LOG_AUTHPRIV|LOG_INFO (<86>)";; *) not_ok "auth facility, info level" "$success";; esac
 failure=$(line 'result=failure reason="wrong code"')
-case "$failure" in "<85>"*"user=alice service=logged method=code"*) ok "a wrong code is logged at LOG_NOTICE with user, service, method";;
+case "$failure" in "<85>"*"user=alice service=logged rhost=192.0.2.7 method=code"*) ok "a wrong code is logged at LOG_NOTICE with user, service, rhost, method";;
     *) not_ok "a wrong code is logged" "$LOG";; esac
 [ -n "$(line 'method=password result=success reason="simple password"')" ] && ok "a password login is logged" || not_ok "a password login is logged" "$LOG"
 [ -n "$(line 'invalid user name')" ] && ok "a hostile user name is logged as an error" || not_ok "a hostile user name is logged" "$LOG"

@@ -53,7 +53,7 @@ c verify alice --store "$S" --code "$code"
 check "… and not twice" 1 "$RC"
 
 c unlock alice --store "$S"; check "unlock" 0 "$RC"
-grep -q '^failures 0 0' "$S/users/alice" && ok "unlock clears the failure count" || not_ok "unlock clears the failure count"
+grep -q '^failed-at' "$S/users/alice" && not_ok "unlock clears the failure tally" || ok "unlock clears the failure tally"
 c remove alice --store "$S" --token code2; check "remove --token" 0 "$RC"
 c show alice --store "$S" --json; hasnt '"code2"' "the removed token is gone"
 
@@ -66,6 +66,76 @@ c import --store "$S" --google-authenticator "$WORK/ga" --user carol; check "imp
 c verify carol --store "$S" --code 11223344; check "a google-authenticator scratch code works as a recovery code" 0 "$RC"
 c verify carol --store "$S" --code 11223344; check "… once" 1 "$RC"
 c verify carol --store "$S" --code "$(oathtool --totp -b "$SECRET")"; check "the imported google-authenticator token works" 0 "$RC"
+
+# ---- Step 1 of 5: what an attacker or a careless import could do -------------------
+# crypt(3) stops at the first NUL: "\0\0\0\0" would have become the empty password.
+printf '\0\0\0\0\n' | "$CLI" passwd dora --force --store "$S" --password-stdin >"$WORK/out" 2>&1
+check "passwd refuses a password holding NUL bytes" 1 "$?"
+grep -q "NUL" "$WORK/out" && ok "… and says why" || not_ok "… and says why" "$(cat "$WORK/out")"
+[ -e "$S/users/dora" ] && not_ok "… and writes no record" || ok "… and writes no record"
+
+HEX=3132333435363738393031323334353637383930   # RFC 4226's key; counter 3's code is 969429
+# pam_oath wrote counter 3 and its code after a login, and refuses that code again.
+printf 'HOTP fay 4711 %s 3 969429 2024-01-01T00:00:00L\n' "$HEX" >"$WORK/oath-hotp"
+c import --store "$S" --pam-oath "$WORK/oath-hotp"; check "import of a used pam_oath HOTP line" 0 "$RC"
+has "PIN of fay was not imported" "the PIN is not made a factor on its own (a note says so)"
+c verify fay --store "$S" --code 969429; check "the code pam_oath last accepted is refused after import" 1 "$RC"
+c verify fay --store "$S" --code "$(oathtool --hotp "$HEX" --counter=4)"; check "… the next one works" 0 "$RC"
+c show fay --store "$S" --json; has '"password" : false' "no simple password from the PIN"
+c import --store "$S" --pam-oath "$WORK/oath-hotp" --pin-as-password; has "PIN set as the simple password" "--pin-as-password makes the PIN the simple password"
+has "already there" "importing the same line again updates the token, adds none"
+c show fay --store "$S" --json; check "still one token" 1 "$(echo "$OUT" | grep -c '"id" :')"
+# A TOTP line: the code pam_oath accepted last, and when.
+code=$(oathtool --totp "$HEX")
+printf 'HOTP/T30 gus - %s 0 %s %s\n' "$HEX" "$code" "$(date +%Y-%m-%dT%H:%M:%SL)" >"$WORK/oath-totp"
+c import --store "$S" --pam-oath "$WORK/oath-totp"
+c verify gus --store "$S" --code "$code"; check "the TOTP code pam_oath last accepted is refused after import" 1 "$RC"
+has "replayed" "… as a replay"
+# google-authenticator: DISALLOW_REUSE lists the steps already used.
+G2=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ
+step=$(( $(date +%s) / 30 ))
+printf '%s\n" TOTP_AUTH\n" DISALLOW_REUSE %s\n" RATE_LIMIT 3 30\n" WINDOW_SIZE 3\n55667788\n' "$G2" "$step" >"$WORK/ga-used"
+c import --store "$S" --google-authenticator "$WORK/ga-used" --user hank; check "import of a google-authenticator file with DISALLOW_REUSE" 0 "$RC"
+has "RATE_LIMIT" "RATE_LIMIT is reported as replaced by the lock policy"
+c verify hank --store "$S" --code "$(oathtool --totp -b "$G2" --now=@$((step * 30)))"
+check "the step google-authenticator just accepted is refused after import" 1 "$RC"
+c verify hank --store "$S" --code 55667788; check "a scratch code works once" 0 "$RC"
+c import --store "$S" --google-authenticator "$WORK/ga-used" --user hank
+has "already there" "re-import: the same secret is the same token"
+c verify hank --store "$S" --code 55667788; check "re-import does not bring a used scratch code back" 1 "$RC"
+c show hank --store "$S" --json; check "re-import adds no second token" 1 "$(echo "$OUT" | grep -c '"id" :')"
+
+# ---- what an administrator expects -------------------------------------------------
+c --version; has "smartotp $(sed -n 's/.*current = "\(.*\)".*/\1/p' "$ROOT/Sources/SmartOTPAuth/Version.swift")" "smartotp --version"
+echo "$SECRET" | "$CLI" enroll ivy --force --store "$S" --secret - >/dev/null 2>&1; check "enroll --secret - reads standard input" 0 "$?"
+c verify ivy --store "$S" --code "$(oathtool --totp -b "$SECRET")"; check "… and that token works" 0 "$RC"
+printf '%s\n' "$G2" >"$WORK/secret.txt"
+c enroll jo --force --store "$S" --secret "@$WORK/secret.txt"; check "enroll --secret @FILE" 0 "$RC"
+c verify jo --store "$S" --code "$(oathtool --totp -b "$G2")"; check "… and that token works" 0 "$RC"
+c enroll no-such-user-here --store "$S" --secret "$SECRET"; check "enroll refuses a name that is not a user here" 1 "$RC"
+has "not a user of this machine" "… and says so, naming --force"
+c enroll root --store "$S" --secret "$SECRET"; check "enroll takes a real user without --force" 0 "$RC"
+c enroll alice --force --store "$S" --card --hotp; check "enroll --card refuses code-only options (exit 64)" 64 "$RC"
+c --generate-completion-script bash; has "-F _smartotp smartotp" "bash completion is generated"
+PD="$WORK/pam.d.check"
+mkdir -p "$PD"
+printf 'auth required /lib/security/pam_smartotp.so nullok\n' >"$PD/smartotp-auth"
+printf '@include smartotp-auth\n' >"$PD/included"
+printf 'auth substack included\n' >"$PD/substacked"
+printf '@include smartotp-auth\nauth required pam_smartotp.so\n' >"$PD/double"
+printf 'auth required pam_unix.so\n' >"$PD/plain"
+touch "$S/users/.alice.tmp-0123abcd"
+c check --store "$S" --pam-directory "$PD"
+has "included (through an include)" "check follows @include"
+has "substacked (through an include)" "check follows substack"
+hasnt "plain" "check does not list a service without smartotp"
+has "double runs pam_smartotp 2 times" "check warns about two smartotp lines in one stack"
+has ".alice.tmp-0123abcd" "check reports a temporary file a killed writer left"
+rm -f "$S/users/.alice.tmp-0123abcd"
+if [ -e /etc/reader.conf.d/vpcd ]; then has "loads the virtual reader driver vpcd" "check warns that the system's pcscd would load vpcd"; fi
+c check --store "$WORK/typo-store" --pam-directory "$PD"; check "check with a missing store fails (exit 1)" 1 "$RC"
+has "does not exist" "… saying the store does not exist"
+[ -e "$WORK/typo-store" ] && not_ok "check does not create a missing store" || ok "check does not create a missing store"
 
 c enroll zed --force --store "$S" --secret "$SECRET" --qr
 has "█" "enroll --qr draws a QR code"

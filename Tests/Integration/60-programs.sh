@@ -169,10 +169,70 @@ check "as the user: the simple password through the helper" 0 "$rc"
 out=$(lock smartotp-t2 --answer "" --answer 2468); rc=$?
 check "as the user: another user's record is refused (PAM_AUTHINFO_UNAVAIL)" 9 "$rc"
 out=$(runuser -u smartotp-t1 -- "$PUB/smartotp-chkotp" smartotp-t1 summary </dev/null)
-case "$out" in *"secret=AA "*) ok "the helper's summary carries no secret";; *) not_ok "the helper's summary carries no secret" "$out";; esac
-case "$out" in *"$S_HELPER"*|*"$S_SUDO"*) not_ok "no Base32 secret in the summary";; *) ok "no Base32 secret in the summary";; esac
+case "$out" in "smartotp-helper 1"*"card card "*"lock open"*) ok "the helper answers a summary in its own protocol";;
+    *) not_ok "the helper answers a summary in its own protocol" "$out";; esac
+case "$out" in *secret*|*access-key*|*'$y$'*|*"$S_HELPER"*|*"$S_SUDO"*) not_ok "no secret, access key or hash in the summary" "$out";;
+    *) ok "no secret, access key or hash in the summary";; esac
 for i in 1 2 3; do printf '000000\n' | runuser -u smartotp-t1 -- "$PUB/smartotp-chkotp" smartotp-t1 code >/dev/null; done
 out=$(lock smartotp-t1 --answer "" --answer 2468); rc=$?
 check "calling the helper by hand cannot dodge the lock: locked after 3 (PAM_MAXTRIES)" 11 "$rc"
-check "the record stays root's, 0600" "root 600" "$(stat -c '%U %a' "$STORE/users/smartotp-t1")"
+check "the record stays root's (user and group), 0600" "root root 600" "$(stat -c '%U %G %a' "$STORE/users/smartotp-t1")"
+
+# ---- attacks on the helper, as the user would make them (issue: Step 1 of 5) -----------
+# Failures in the tally: the words after "failed-at".
+fails() { awk '$1 == "failed-at" { n = NF - 1 } END { print n + 0 }' "$STORE/users/smartotp-t1"; }
+helper() { runuser -u smartotp-t1 -- "$PUB/smartotp-chkotp" smartotp-t1 "$@"; }
+"$CLI" unlock smartotp-t1 --store "$STORE" >/dev/null
+size=$(stat -c %s "$STORE/users/smartotp-t1")
+# A file-size limit as small as the record made the failure count fail to write, so
+# nothing was counted and the right guess still came out "accepted". Now the helper
+# raises the limit where root may (CAP_SYS_RESOURCE; containers often withhold it), and
+# where it cannot, the count fails to write and no verdict is given: never a verdict
+# without a count.
+sys_resource=$(awk '/^CapBnd/ { print (strtonum("0x" $2) / 2^24) % 2 >= 1 ? 1 : 0 }' /proc/self/status)
+verdicts=0
+limited() {  # limited SIGXFSZ-DISPOSITION ANSWER: one guess under prlimit --fsize=$size
+    runuser -u smartotp-t1 -- sh -c "$1 printf '%s\n' '$2' | prlimit --fsize=$size '$PUB/smartotp-chkotp' smartotp-t1 password" 2>&1
+}
+for i in 1 2; do
+    out=$(limited "trap '' XFSZ;" 9999)
+    case "$out" in *rejected*|*accepted*|*locked*) verdicts=$((verdicts + 1));; esac
+done
+out=$(limited "" 9999)
+case "$out" in *rejected*|*accepted*|*locked*) verdicts=$((verdicts + 1));; esac
+check "prlimit --fsize (SIGXFSZ ignored, then default): no verdict without a count" "$verdicts" "$(fails)"
+if [ "$sys_resource" = 1 ]; then
+    check "… and with CAP_SYS_RESOURCE every guess is counted" 3 "$(fails)"
+else
+    echo "# skip: no CAP_SYS_RESOURCE here (a container): the limit stays, so those guesses got no verdict instead"
+fi
+check "no temporary file is left in the store" 0 "$(ls -A "$STORE/users" | grep -c tmp)"
+out=$(limited "trap '' XFSZ;" 2468)
+case "$out" in *accepted*) not_ok "under the limit the right password is never accepted uncounted" "$out";;
+    *) ok "under the limit the right password is never accepted uncounted (${out##*$'\n'})";; esac
+if [ "$sys_resource" = 1 ]; then
+    case "$out" in *"verdict locked"*) ok "after deny=3 counted guesses the right password meets the lock";;
+        *) not_ok "after deny=3 counted guesses the right password meets the lock" "$out";; esac
+fi
+"$CLI" unlock smartotp-t1 --store "$STORE" >/dev/null
+# Killing the helper right after a wrong guess, before it can write: the helper is root
+# by then (real uid too), so the caller cannot signal it; and the count comes first.
+out=$(runuser -u smartotp-t1 -- sh -c "printf '9999\n' | '$PUB/smartotp-chkotp' smartotp-t1 password >/dev/null & p=\$!; sleep 0.04; kill -9 \$p 2>&1; wait \$p" 2>&1)
+case "$out" in *"not permitted"*) ok "the caller cannot kill the helper 40 ms into a guess (EPERM)";;
+    *) not_ok "the caller cannot kill the helper 40 ms into a guess" "$out";; esac
+check "… and that guess is counted" 1 "$(fails)"
+# A tap through the helper: only a challenge the helper issued counts, and only once.
+"$CLI" unlock smartotp-t1 --store "$STORE" >/dev/null
+secret=$(awk '$1 == "token" && $2 == "id=card" { for (i = 1; i <= NF; i++) if ($i ~ /^secret=/) print substr($i, 8) }' "$STORE/users/smartotp-t1")
+mac() { python3 -c 'import hmac, hashlib, base64, sys
+k = base64.b32decode(sys.argv[1] + "=" * (-len(sys.argv[1]) % 8))
+print(hmac.new(k, bytes.fromhex(sys.argv[2]), hashlib.sha1).hexdigest())' "$secret" "$1"; }
+tap() { printf 'card\n%s\n%s\n' "$1" "$2" | helper tap 2>&1 | sed -n 's/^verdict //p'; }
+chal=$(helper challenge </dev/null | sed -n 's/^challenge //p')
+resp=$(mac "$chal")
+check "a tap answering the helper's own challenge is accepted" "accepted card" "$(tap "$chal" "$resp")"
+check "the captured (challenge, response) pair replayed: refused" "rejected" "$(tap "$chal" "$resp")"
+check "a challenge the caller chose, correctly answered: refused" "rejected" "$(tap 0011223344556677 "$(mac 0011223344556677)")"
+check "both refusals are counted" 2 "$(fails)"
+"$CLI" unlock smartotp-t1 --store "$STORE" >/dev/null
 finish

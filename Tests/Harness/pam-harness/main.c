@@ -13,6 +13,7 @@
  *     --acct               also run pam_acct_mgmt after a successful authenticate
  *     --acct-only          run only pam_acct_mgmt
  *     --silent             pass PAM_SILENT to pam_authenticate / pam_acct_mgmt
+ *     --rhost HOST         set PAM_RHOST (as sshd does)
  *
  * Output: "info: …", "error: …", "prompt: …" per message, then "authenticate: N NAME"
  * (and "acct_mgmt: N NAME"). Exit status: the last PAM return code.
@@ -109,7 +110,7 @@ static int usage(void)
 
 int main(int argc, char **argv)
 {
-    const char *confdir = NULL, *service = NULL, *user = NULL;
+    const char *confdir = NULL, *service = NULL, *user = NULL, *rhost = NULL;
     int acct = 0, acct_only = 0, no_conv = 0, flags = 0;
     struct answers a = {0};
     for (int i = 1; i < argc; i++) {
@@ -118,6 +119,7 @@ int main(int argc, char **argv)
         if (!strcmp(arg, "--confdir") && val) { confdir = val; i++; }
         else if (!strcmp(arg, "--service") && val) { service = val; i++; }
         else if (!strcmp(arg, "--user") && val) { user = val; i++; }
+        else if (!strcmp(arg, "--rhost") && val) { rhost = val; i++; }
         else if (!strcmp(arg, "--answer") && val && a.count < MAX_ANSWERS) {
             a.items[a.count] = strdup(val);
             a.lengths[a.count++] = strlen(val);
@@ -151,6 +153,11 @@ int main(int argc, char **argv)
     int rc = pam_start_confdir(service, user, &conv, confdir, &pamh);
     if (rc != PAM_SUCCESS) {
         printf("pam_start_confdir: %d %s\n", rc, pam_strerror(pamh, rc));
+        return rc;
+    }
+    if (rhost != NULL && (rc = pam_set_item(pamh, PAM_RHOST, rhost)) != PAM_SUCCESS) {
+        printf("pam_set_item: %d %s\n", rc, pam_strerror(pamh, rc));
+        pam_end(pamh, rc);
         return rc;
     }
     if (!acct_only) {
