@@ -1,40 +1,49 @@
 #!/usr/bin/env bash
 # install.sh — build and install smartotp on Debian 12, as root.
 #
-#   ./install.sh                 install the Debian packages, build, install, self-test
-#   ./install.sh --demo          the same, then run `smartotp demo` (real PAM logins
-#                                with the virtual card where no reader exists)
-#   ./install.sh --deps-only     only install the Debian packages (what CI does first)
+#   ./install.sh                 install the build and runtime packages, build, install,
+#                                self-test (a production machine: nothing for tests)
+#   ./install.sh --demo          the same plus the test and demo packages, then run
+#                                `smartotp demo` (real PAM logins with the virtual card)
+#   ./install.sh --deps-dev      also install the test and demo packages (vsmartcard-vpcd,
+#                                openssh-server, pamtester, …) and the smartotp-test service
+#   ./install.sh --deps-only     only install the Debian packages
 #   ./install.sh --no-deps       skip apt-get (packages already there)
+#   ./install.sh --list-packages print the packages these options would install, and stop
 #   ./install.sh --enable SVC    also add pam_smartotp to /etc/pam.d/SVC (sudo, sshd, login,
 #                                su, …): only after a self-test of the new stack passes, with
 #                                a backup (SVC.smartotp-backup) that --uninstall restores
 #   ./install.sh --pam-dir DIR   with --enable: edit services in DIR instead of /etc/pam.d
-#   ./install.sh --uninstall     remove everything this script added (records are kept)
+#   ./install.sh --uninstall     remove what this script added (records are kept); refuses
+#                                while a PAM service still uses the module
 #
-# It is idempotent: running it again reinstalls the same files. It never edits an
+# Idempotent: running it again reinstalls the same files. /etc/pam.d/smartotp-auth and
+# /etc/smartotp/smartotp.conf are treated as dpkg treats conffiles: an admin's edits are
+# kept and the new version is put beside them (FILE.smartotp-new). It never edits an
 # existing /etc/pam.d service unless --enable names it.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-PACKAGES=(
-    # build
-    pkg-config libpam0g-dev libpcsclite-dev libssl-dev libcrypt-dev libqrencode-dev
-    # run
-    pcscd libpcsclite1 libpam0g libqrencode4
-    # the virtual card bench, the tests and the demo
-    vsmartcard-vpcd pamtester oathtool libpam-oath yubikey-manager iproute2 util-linux procps python3
-    # the real-program tests (sudo, su, sshd) and the benchmarks
+# What a production machine needs: the build (from source) and the runtime.
+PACKAGES_BUILD=(pkg-config libpam0g-dev libpcsclite-dev libcrypt-dev libqrencode-dev)
+PACKAGES_RUN=(pcscd libpcsclite1 libpam0g libpam-runtime libqrencode4)
+# Tests, benchmarks and the demo only. Never on a machine that authenticates real users:
+# vsmartcard-vpcd is a virtual reader that listens on the network when the system's pcscd
+# loads it (anyone who reaches its port can insert a card).
+PACKAGES_DEV=(
+    libssl-dev vsmartcard-vpcd pamtester oathtool libpam-oath yubikey-manager iproute2 util-linux procps python3
     sudo openssh-server openssh-client python3-pexpect valgrind hyperfine time
 )
 PREFIX=/usr/local
 STATE=/var/lib/smartotp
 CONFDIR=/etc/smartotp
 MANIFEST=$CONFDIR/installed-files
+CONFFILES=$CONFDIR/conffiles
 PAMDIR=/etc/pam.d
 
 say() { printf 'install.sh: %s\n' "$*"; }
 die() { printf 'install.sh: error: %s\n' "$*" >&2; exit 1; }
+md5() { md5sum <"$1" | cut -d' ' -f1; }
 
 module_dir() {
     local d
@@ -44,8 +53,15 @@ module_dir() {
     die "cannot find the directory of pam_unix.so (is libpam-modules installed?)"
 }
 
+packages() {
+    printf '%s\n' "${PACKAGES_BUILD[@]}" "${PACKAGES_RUN[@]}"
+    [ "$1" -eq 0 ] || printf '%s\n' "${PACKAGES_DEV[@]}"
+}
+
 deps() {
-    say "installing Debian packages: ${PACKAGES[*]}"
+    local list
+    mapfile -t list < <(packages "$1")
+    say "installing Debian packages: ${list[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
     # Keep package scripts from starting pcscd or sshd: the tests start their own, on
@@ -54,7 +70,7 @@ deps() {
     if [ ! -e "$policy" ]; then
         printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && added=1
     fi
-    apt-get install -y -q --no-install-recommends "${PACKAGES[@]}" || { [ "$added" -eq 0 ] || rm -f "$policy"; die "apt-get install failed"; }
+    apt-get install -y -q --no-install-recommends "${list[@]}" || { [ "$added" -eq 0 ] || rm -f "$policy"; die "apt-get install failed"; }
     [ "$added" -eq 0 ] || rm -f "$policy"
 }
 
@@ -64,15 +80,38 @@ build() {
     swift build -c release
 }
 
+remember() { grep -qxF "$1" "$MANIFEST" 2>/dev/null || echo "$1" >>"$MANIFEST"; }
+
 # put SRC DEST MODE: install a file and remember it for --uninstall.
 put() {
     install -D -o root -g root -m "$3" "$1" "$2"
-    grep -qxF "$2" "$MANIFEST" 2>/dev/null || echo "$2" >>"$MANIFEST"
+    remember "$2"
+}
+
+# put_conffile SRC DEST: as dpkg installs a conffile. Replaced only when the admin has
+# not changed it since we installed it; otherwise theirs stays and ours goes beside it.
+put_conffile() {
+    local src=$1 dest=$2 shipped recorded current
+    shipped=$(md5 "$src")
+    recorded=$(awk -v p="$dest" '$1 == p { print $2 }' "$CONFFILES" 2>/dev/null || true)
+    if [ -e "$dest" ]; then
+        current=$(md5 "$dest")
+        if [ "$current" != "$shipped" ] && [ "$current" != "$recorded" ]; then
+            install -o root -g root -m 0644 "$src" "$dest.smartotp-new"
+            remember "$dest.smartotp-new"
+            say "kept your $dest (changed since it was installed); the new version is $dest.smartotp-new"
+            return
+        fi
+    fi
+    put "$src" "$dest" 0644
+    rm -f "$dest.smartotp-new"
+    { grep -v "^$dest " "$CONFFILES" 2>/dev/null || true; echo "$dest $shipped"; } >"$CONFFILES.new"
+    mv "$CONFFILES.new" "$CONFFILES"
 }
 
 install_files() {
+    local dev=$1 bin=.build/release moddir
     [ "$(id -u)" -eq 0 ] || die "run as root"
-    local bin=.build/release moddir
     moddir=$(module_dir)
     install -d -o root -g root -m 0755 "$CONFDIR"
     touch "$MANIFEST"
@@ -84,23 +123,34 @@ install_files() {
     put "$bin/pam-harness" "$PREFIX/lib/smartotp/pam-harness" 0755
     # setuid root, as unix_chkpwd: checks only the calling user's own record.
     put "$bin/smartotp-chkotp" "$PREFIX/sbin/smartotp-chkotp" 4755
-    put docs/pam_smartotp.8 "$PREFIX/share/man/man8/pam_smartotp.8" 0644
-    put docs/smartotp.1 "$PREFIX/share/man/man1/smartotp.1" 0644
-    for f in pam.d/smartotp-auth pam.d/smartotp-test; do put "$f" "/etc/pam.d/$(basename "$f")" 0644; done
-    for f in pam.d/examples/*; do put "$f" "$PREFIX/share/doc/smartotp/pam.d/$(basename "$f")" 0644; done
+    local page
+    for page in docs/*.[0-9]; do
+        put "$page" "$PREFIX/share/man/man${page##*.}/$(basename "$page")" 0644
+    done
+    "$bin/smartotp" --generate-completion-script bash >"$bin/smartotp.bash-completion"
+    put "$bin/smartotp.bash-completion" /usr/share/bash-completion/completions/smartotp 0644
+    put_conffile pam.d/smartotp-auth /etc/pam.d/smartotp-auth
+    put_conffile docs/smartotp.conf.example "$CONFDIR/smartotp.conf"
+    # A service that runs only pam_smartotp, for pamtester: test and demo machines only.
+    if [ "$dev" -eq 1 ]; then put pam.d/smartotp-test /etc/pam.d/smartotp-test 0644; fi
+    local f
+    for f in pam.d/examples/* docs/operations.md; do put "$f" "$PREFIX/share/doc/smartotp/$(basename "$f")" 0644; done
     put pam.d/pam-configs/smartotp /usr/share/pam-configs/smartotp 0644
     install -d -o root -g root -m 0700 "$STATE" "$STATE/users" "$STATE/locks"
     say "module: $moddir/pam_smartotp.so; CLIs: $PREFIX/bin/smartotp, smartotp-card; records: $STATE (0700)"
 }
 
 self_test() {
-    # The installed module loads and answers through a real PAM stack: a user without a
-    # record is PAM_USER_UNKNOWN (10) from the test service.
-    local out rc
+    # The installed module loads and answers through a real PAM stack, run from a private
+    # directory: a user without a record is PAM_USER_UNKNOWN (10).
+    local out rc dir
+    dir=$(mktemp -d)
+    echo "auth required pam_smartotp.so" >"$dir/smartotp-selftest"
     set +e
-    out=$("$PREFIX/lib/smartotp/pam-harness" --confdir /etc/pam.d --service smartotp-test --user smartotp-selftest-nobody 2>&1)
+    out=$("$PREFIX/lib/smartotp/pam-harness" --confdir "$dir" --service smartotp-selftest --user smartotp-selftest-nobody 2>&1)
     rc=$?
     set -e
+    rm -rf "$dir"
     [ "$rc" -eq 10 ] || die "self-test failed (expected PAM_USER_UNKNOWN, got $rc): $out"
     say "self-test passed: the installed module loads and answers through PAM"
 }
@@ -153,48 +203,113 @@ enable_service() {
     cp -p "$file" "$backup"
     if ! cp "$tmpdir/$svc" "$file"; then cp -p "$backup" "$file"; rm -f "$backup" "$tmpdir"; die "could not write $file; restored"; fi
     rm -rf "$tmpdir"
-    grep -qxF "backup:$backup" "$MANIFEST" 2>/dev/null || echo "backup:$backup" >>"$MANIFEST"
+    # What we wrote, so that --uninstall restores the backup only if nobody changed it since.
+    remember "enabled:$file:$(md5 "$file")"
     say "enabled smartotp in $file (backup: $backup; ./install.sh --uninstall restores it)"
+}
+
+# uses_smartotp DIR FILE: whether FILE's stack runs pam_smartotp, following @include,
+# include and substack as Linux-PAM does (at most 16 deep).
+uses_smartotp() {
+    local dir=$1 f=$2 depth=${3:-0} type control module rest
+    [ "$depth" -lt 16 ] || return 1
+    case "$f" in /*) ;; *) f="$dir/$f" ;; esac
+    [ -f "$f" ] || return 1
+    grep -qE '^[^#]*pam_smartotp\.so' "$f" && return 0
+    while read -r type control module rest; do
+        if [ "$type" = "@include" ]; then uses_smartotp "$dir" "$control" $((depth + 1)) && return 0; continue; fi
+        case "$control" in include|substack) uses_smartotp "$dir" "$module" $((depth + 1)) && return 0 ;; esac
+    done <"$f"
+    return 1
+}
+
+# The PAM files (in /etc/pam.d and every directory --enable worked in) that still use the
+# module, but for our own snippet and test service, which go with it.
+module_users() {
+    local dirs=("/etc/pam.d") d f
+    while read -r d; do dirs+=("${d#pamdir:}"); done < <(grep '^pamdir:' "$MANIFEST" 2>/dev/null || true)
+    for d in "${dirs[@]}"; do
+        for f in "$d"/*; do
+            case "$(basename "$f")" in smartotp-auth|smartotp-test|*.smartotp-backup|*.smartotp-new|*.dpkg-*) continue ;; esac
+            uses_smartotp "$d" "$(basename "$f")" && echo "$f"
+        done
+    done | sort -u
 }
 
 uninstall() {
     [ "$(id -u)" -eq 0 ] || die "run as root"
-    local f
+    local entry f sum users
+    # 1. The profile pam-auth-update may have put in common-auth and its siblings.
+    if [ -e /usr/share/pam-configs/smartotp ] && command -v pam-auth-update >/dev/null; then
+        DEBIAN_FRONTEND=noninteractive pam-auth-update --package --remove smartotp || die "pam-auth-update --remove smartotp failed"
+    fi
+    # 2. Services --enable changed: the backup if the file is as we left it, else only our line.
     if [ -f "$MANIFEST" ]; then
-        while read -r f; do
-            case "$f" in
-                backup:*) f=${f#backup:}
+        while read -r entry; do
+            case "$entry" in
+                enabled:*)
+                    f=${entry#enabled:}; sum=${f##*:}; f=${f%:*}
+                    [ -e "$f" ] || continue
+                    if [ "$(md5 "$f")" = "$sum" ] && [ -e "$f.smartotp-backup" ]; then
+                        cp -p "$f.smartotp-backup" "$f" && rm -f "$f.smartotp-backup" && say "restored $f"
+                    else
+                        sed -i '/^@include smartotp-auth$/d' "$f"
+                        say "$f changed since --enable: removed only its '@include smartotp-auth' line (backup kept: $f.smartotp-backup)"
+                    fi ;;
+                backup:*)   # written by earlier versions
+                    f=${entry#backup:}
                     if [ -e "$f" ]; then cp -p "$f" "${f%.smartotp-backup}" && rm -f "$f" && say "restored ${f%.smartotp-backup}"; fi ;;
-                ?*) rm -f "$f" ;;
             esac
         done <"$MANIFEST"
-        rm -f "$MANIFEST"
+        sed -i '/^enabled:/d; /^backup:/d' "$MANIFEST"
     fi
-    rmdir "$CONFDIR" "$PREFIX/lib/smartotp" "$PREFIX/share/doc/smartotp/pam.d" "$PREFIX/share/doc/smartotp" 2>/dev/null || true
+    # 3. Removing the module under a stack that still loads it locks everyone out of it.
+    users=$(module_users)
+    if [ -n "$users" ]; then
+        die "pam_smartotp is still used by: $(echo $users) — remove it from there first (pam_smartotp.so or @include smartotp-auth lines); nothing else was removed"
+    fi
+    # 4. The files. A conffile the admin changed stays.
+    if [ -f "$MANIFEST" ]; then
+        while read -r f; do
+            case "$f" in pamdir:*|"") continue ;; esac
+            sum=$(awk -v p="$f" '$1 == p { print $2 }' "$CONFFILES" 2>/dev/null || true)
+            if [ -n "$sum" ] && [ -e "$f" ] && [ "$(md5 "$f")" != "$sum" ]; then
+                say "kept $f: changed since it was installed"
+                continue
+            fi
+            rm -f "$f"
+        done <"$MANIFEST"
+        rm -f "$MANIFEST" "$CONFFILES"
+    fi
+    rmdir "$CONFDIR" "$PREFIX/lib/smartotp" "$PREFIX/share/doc/smartotp" 2>/dev/null || true
     say "uninstalled (records in $STATE are kept; remove them with rm -r $STATE)"
 }
 
 main() {
-    local do_deps=1 do_install=1 demo=0 enable=()
+    local do_deps=1 do_install=1 demo=0 dev=0 list=0 enable=()
     while [ $# -gt 0 ]; do
         case "$1" in
             --deps-only) do_install=0 ;;
             --no-deps) do_deps=0 ;;
-            --demo) demo=1 ;;
+            --deps-dev) dev=1 ;;
+            --demo) demo=1; dev=1 ;;
+            --list-packages) list=1 ;;
             --enable) [ $# -ge 2 ] || die "--enable needs a service"; enable+=("$2"); shift ;;
             --pam-dir) [ $# -ge 2 ] || die "--pam-dir needs a directory"; PAMDIR=$2; shift ;;
             --uninstall) uninstall; return ;;
-            -h|--help) sed -n '2,19p' "$0"; return ;;
+            -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; return ;;
             *) die "unknown option $1 (see --help)" ;;
         esac
         shift
     done
+    if [ "$list" -eq 1 ]; then packages "$dev"; return; fi
     [ "$(id -u)" -eq 0 ] || die "run as root"
-    [ "$do_deps" -eq 1 ] && deps
+    [ "$do_deps" -eq 1 ] && deps "$dev"
     [ "$do_install" -eq 1 ] || return 0
     build
-    install_files
+    install_files "$dev"
     self_test
+    if [ "$PAMDIR" != /etc/pam.d ] && [ ${#enable[@]} -gt 0 ]; then remember "pamdir:$PAMDIR"; fi
     for s in "${enable[@]}"; do enable_service "$s"; done
     if [ "$demo" -eq 1 ]; then "$PREFIX/bin/smartotp" demo; fi
 }

@@ -1,16 +1,37 @@
 #!/usr/bin/env bash
-# install.sh for real: a second run is idempotent and passes its self-test; --enable edits
-# a scratch PAM directory only after the new stack's self-test, keeping a backup, and
-# refuses a stack that does not load; --uninstall removes every file and restores the
-# backup. The machine ends as it began: if smartotp was installed before, it is again.
+# install.sh for real: a second run is idempotent and passes its self-test; the package
+# list is split (nothing for tests on a production machine); an admin's edit of a
+# conffile survives a re-run; --enable edits a scratch PAM directory only after the new
+# stack's self-test, keeping a backup, and refuses a stack that does not load; --uninstall
+# takes the module out of common-auth (pam-auth-update), restores a backup only if the
+# service is unchanged since, refuses while a service still uses the module, and removes
+# every file. The machine ends as it began: /etc/pam.d/common-* and /var/lib/pam are
+# restored, and if smartotp was installed before, it is again.
 source "$(dirname "$0")/lib/bench.sh"
 MANIFEST=/etc/smartotp/installed-files
-if [ -f "$MANIFEST" ]; then at_exit "'$ROOT/install.sh' --no-deps >/dev/null 2>&1"; else at_exit "'$ROOT/install.sh' --uninstall >/dev/null 2>&1"; fi
+again="--no-deps"
+[ -e /etc/pam.d/smartotp-test ] && again="--no-deps --deps-dev"
+if [ -f "$MANIFEST" ]; then at_exit "'$ROOT/install.sh' $again >/dev/null 2>&1"; else at_exit "'$ROOT/install.sh' --uninstall >/dev/null 2>&1"; fi
+# pam-auth-update rewrites these; they are put back as they were.
+mkdir -p "$WORK/saved/pam.d"
+cp -p /etc/pam.d/common-* "$WORK/saved/pam.d/"
+cp -a /var/lib/pam "$WORK/saved/var-lib-pam"
+at_exit "cp -p '$WORK/saved/pam.d/'* /etc/pam.d/; rm -rf /var/lib/pam; cp -a '$WORK/saved/var-lib-pam' /var/lib/pam"
+at_exit "rm -f /etc/pam.d/smartotp-it-user"
 moddir=$(dirname "$(ls /lib/*/security/pam_unix.so | head -1)")
+
+default=$("$ROOT/install.sh" --list-packages)
+dev=$("$ROOT/install.sh" --deps-dev --list-packages)
+for p in vsmartcard-vpcd openssh-server yubikey-manager libpam-oath valgrind hyperfine pamtester; do
+    echo "$default" | grep -qx "$p" && not_ok "a production install does not pull in $p" || ok "a production install does not pull in $p"
+done
+echo "$dev" | grep -qx vsmartcard-vpcd && ok "--deps-dev (and --demo) add the test packages" || not_ok "--deps-dev adds the test packages"
+echo "$default" | grep -qx pcscd && ok "pcscd is a runtime package" || not_ok "pcscd is a runtime package"
 
 out=$("$ROOT/install.sh" --no-deps 2>&1); rc=$?
 check "install.sh (build, install, self-test)" 0 "$rc"
 case "$out" in *"self-test passed"*) ok "the self-test ran through PAM";; *) not_ok "the self-test ran" "$out";; esac
+[ -e /etc/pam.d/smartotp-test ] && not_ok "no test service on a production install" || ok "no test service on a production install"
 sum1=$(md5sum "$moddir/pam_smartotp.so" /usr/local/bin/smartotp | md5sum)
 "$ROOT/install.sh" --no-deps >/dev/null 2>&1
 check "a second run succeeds (idempotent)" 0 "$?"
@@ -19,18 +40,35 @@ check "the manifest lists each file once" 0 "$(sort "$MANIFEST" | uniq -d | wc -
 check "the helper is setuid root" "4755 root" "$(stat -c '%a %U' /usr/local/sbin/smartotp-chkotp)"
 check "the record directory is root's, 0700" "700 root" "$(stat -c '%a %U' /var/lib/smartotp)"
 nm -D --defined-only "$moddir/pam_smartotp.so" | grep -q pam_sm_authenticate && ok "the installed module is stripped but exports pam_sm_authenticate" || not_ok "installed module exports"
-man -w pam_smartotp >/dev/null 2>&1 && ok "man pam_smartotp finds the page" || not_ok "man pam_smartotp"
+for page in pam_smartotp smartotp smartotp-card smartotp-chkotp smartotp.conf; do
+    man -w "$page" >/dev/null 2>&1 && ok "man $page finds the page" || not_ok "man $page"
+done
+grep -q -- "-F _smartotp smartotp" /usr/share/bash-completion/completions/smartotp && ok "bash completion is installed" || not_ok "bash completion is installed"
+[ -f /usr/local/share/doc/smartotp/operations.md ] && ok "the operations page (lockout, backup, AppArmor/SELinux) is installed" || not_ok "operations page installed"
+
+# An admin drops nullok from the snippet: a re-run must not quietly put it back.
+sed -i 's/ nullok$//' /etc/pam.d/smartotp-auth
+edited=$(md5sum </etc/pam.d/smartotp-auth)
+out=$("$ROOT/install.sh" --no-deps 2>&1)
+check "a re-run keeps the admin's edited smartotp-auth" "$edited" "$(md5sum </etc/pam.d/smartotp-auth)"
+[ -f /etc/pam.d/smartotp-auth.smartotp-new ] && ok "… and puts the new version beside it" || not_ok "smartotp-auth.smartotp-new"
+case "$out" in *"kept your /etc/pam.d/smartotp-auth"*) ok "… and says so";; *) not_ok "… and says so" "$out";; esac
+cp /etc/pam.d/smartotp-auth.smartotp-new /etc/pam.d/smartotp-auth
+"$ROOT/install.sh" --no-deps >/dev/null 2>&1
+[ -e /etc/pam.d/smartotp-auth.smartotp-new ] && not_ok "back to ours: the .smartotp-new copy is gone" || ok "back to ours: the .smartotp-new copy is gone"
 
 SCRATCH="$WORK/pam.d"
 mkdir -p "$SCRATCH"
 cp /etc/pam.d/common-* "$SCRATCH/"
 printf '#%%PAM-1.0\n@include common-auth\n@include common-account\n' >"$SCRATCH/scratch"
 cp -p "$SCRATCH/scratch" "$WORK/scratch.orig"
-out=$("$ROOT/install.sh" --no-deps --pam-dir "$SCRATCH" --enable scratch 2>&1); rc=$?
-check "--enable on a scratch service" 0 "$rc"
+cp -p "$SCRATCH/scratch" "$SCRATCH/edited"
+out=$("$ROOT/install.sh" --no-deps --pam-dir "$SCRATCH" --enable scratch --enable edited 2>&1); rc=$?
+check "--enable on two scratch services" 0 "$rc"
 check "the service now includes smartotp-auth right after common-auth" "@include common-auth|@include smartotp-auth" \
     "$(grep -A1 '^@include common-auth' "$SCRATCH/scratch" | tr '\n' '|' | sed 's/|$//')"
 cmp -s "$SCRATCH/scratch.smartotp-backup" "$WORK/scratch.orig" && ok "the original is kept as a backup" || not_ok "backup kept"
+echo "# the admin's own line, added after --enable" >>"$SCRATCH/edited"
 
 printf '#%%PAM-1.0\n@include common-auth\n' >"$SCRATCH/broken"
 printf 'auth required /nonexistent/pam_nothing.so\n' >"$SCRATCH/smartotp-auth"
@@ -40,12 +78,28 @@ check "--enable refuses a stack whose self-test fails" 1 "$rc"
 cmp -s "$SCRATCH/broken" "$WORK/broken.orig" && ok "… and leaves the service as it was" || not_ok "broken service untouched"
 [ ! -e "$SCRATCH/broken.smartotp-backup" ] && ok "… with no backup left behind" || not_ok "no stray backup"
 
-"$ROOT/install.sh" --uninstall >/dev/null 2>&1
-check "--uninstall" 0 "$?"
-cmp -s "$SCRATCH/scratch" "$WORK/scratch.orig" && ok "--uninstall restores the edited service" || not_ok "service restored"
+# pam-auth-update puts the module in common-auth; a service includes the snippet by hand.
+DEBIAN_FRONTEND=noninteractive pam-auth-update --package --enable smartotp
+grep -q pam_smartotp /etc/pam.d/common-auth && ok "pam-auth-update --enable smartotp puts the module in common-auth" || not_ok "common-auth has the module"
+printf '#%%PAM-1.0\n@include common-auth\n@include smartotp-auth\n' >/etc/pam.d/smartotp-it-user
+out=$("$ROOT/install.sh" --uninstall 2>&1); rc=$?
+check "--uninstall refuses while a service still uses the module" 1 "$rc"
+case "$out" in *"/etc/pam.d/smartotp-it-user"*) ok "… naming the file";; *) not_ok "… naming the file" "$out";; esac
+[ -e "$moddir/pam_smartotp.so" ] && ok "… and the module stays in place" || not_ok "… and the module stays in place"
+grep -q pam_smartotp /etc/pam.d/common-auth && not_ok "common-auth no longer has the module (pam-auth-update --remove)" || ok "common-auth no longer has the module (pam-auth-update --remove)"
+rm -f /etc/pam.d/smartotp-it-user
+
+out=$("$ROOT/install.sh" --uninstall 2>&1); rc=$?
+check "--uninstall once nothing uses the module" 0 "$rc"
+cmp -s "$SCRATCH/scratch" "$WORK/scratch.orig" && ok "--uninstall restores an unchanged service from its backup" || not_ok "service restored"
+grep -q "smartotp-auth" "$SCRATCH/edited" && not_ok "a service changed since --enable loses only our line" || ok "a service changed since --enable loses only our line"
+grep -q "the admin's own line" "$SCRATCH/edited" && ok "… and keeps the admin's edit" || not_ok "… and keeps the admin's edit"
+"$H" --confdir /etc/pam.d --service common-auth --user smartotp-it-nobody --conv-fail >"$WORK/common.out" 2>&1; rc=$?
+[ "$rc" -ne 28 ] && ! grep -q "Module is unknown" "$WORK/common.out" && ok "logins through common-auth still load every module (rc $rc)" || not_ok "common-auth loads" "$(cat "$WORK/common.out")"
 left=0
 for f in "$moddir/pam_smartotp.so" /usr/local/bin/smartotp /usr/local/bin/smartotp-card /usr/local/sbin/smartotp-chkotp \
-         /etc/pam.d/smartotp-auth /etc/pam.d/smartotp-test /usr/share/pam-configs/smartotp "$MANIFEST"; do
+         /etc/pam.d/smartotp-auth /etc/pam.d/smartotp-test /usr/share/pam-configs/smartotp /etc/smartotp/smartotp.conf \
+         /usr/share/bash-completion/completions/smartotp /usr/local/share/man/man8/smartotp-chkotp.8 "$MANIFEST"; do
     [ -e "$f" ] && { left=$((left + 1)); echo "# left: $f"; }
 done
 check "--uninstall removes every installed file" 0 "$left"
