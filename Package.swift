@@ -3,7 +3,12 @@
 // smartotp — two-factor login for Linux with a smart OTP card.
 // The targets are the architecture (../shared/ARCHITECTURE.md):
 //
-//   PamSmartOTP → SmartOTPAuth → SmartCard, TokenStore → OTPCore
+//   PamSmartOTP ─┬─▶ SmartOTPAuth ──▶ SmartCard, TokenStore ──▶ OTPCore     (decisions, pure)
+//                └─▶ SmartOTPSystem ─▶ PCSC, POSIX                          (the real world)
+//
+// SmartOTPAuth decides and talks to the world only through its ports (Prompter,
+// CardReader, RecordService, Clock, AuditLog); SmartOTPSystem implements them with
+// pcscd (PCSC), the setuid helper and the clock (POSIX). Linux only.
 //
 // Nothing the PAM module links may import Foundation: the module is loaded into
 // sshd and sudo, where a statically linked Foundation costs 17 MB and millions of
@@ -26,7 +31,6 @@ let moduleLinkFlags: [String] = [
 
 let package = Package(
     name: "smartotp",
-    platforms: [.macOS(.v13)],
     products: [
         .library(name: "pam_smartotp", type: .dynamic, targets: ["PamSmartOTP"]),
         .executable(name: "smartotp", targets: ["smartotp"]),
@@ -46,29 +50,45 @@ let package = Package(
         .systemLibrary(name: "CCrypt", path: "Sources/CCrypt", providers: [.apt(["libcrypt-dev"])]),
         .systemLibrary(name: "CQREncode", path: "Sources/CQREncode", providers: [.apt(["libqrencode-dev"])]),
 
+        // The one C target for what Swift cannot call (errno, variadic open/fcntl), and the
+        // POSIX layer over it: typed descriptors, one EINTR loop, processes, users, clocks.
+        .target(name: "CPOSIX"),
+        .target(name: "POSIX", dependencies: ["CPOSIX"]),
+
         // The layers the module links (no Foundation).
-        .target(name: "OTPCore"),
+        // Pure: its only libc calls are explicit_bzero and arc4random_buf.
+        .target(name: "OTPCore", dependencies: ["CPOSIX"]),
+        // Transport → ISO 7816 → YKOATH; knows nothing of PC/SC.
+        .target(name: "SmartCard", dependencies: ["OTPCore"]),
+        // pcsclite's headers include each other as <pcsclite.h>, so they need -I/usr/include/PCSC.
         .target(
-            name: "SmartCard",
-            dependencies: ["OTPCore", "CPCSC"],
+            name: "PCSC",
+            dependencies: ["SmartCard", "CPCSC"],
             swiftSettings: [.unsafeFlags(["-Xcc", "-I/usr/include/PCSC"])]
         ),
-        .target(name: "TokenStore", dependencies: ["OTPCore", "CCrypt"]),
+        .target(name: "TokenStore", dependencies: ["OTPCore", "POSIX", "CCrypt"]),
         .target(name: "SmartOTPAuth", dependencies: ["OTPCore", "SmartCard", "TokenStore"]),
+        .target(
+            name: "SmartOTPSystem",
+            dependencies: ["SmartOTPAuth", "SmartCard", "PCSC", "TokenStore", "OTPCore", "POSIX"],
+            swiftSettings: [.unsafeFlags(["-Xcc", "-I/usr/include/PCSC"])]
+        ),
         // The one C function the module needs: a fixed-arity pam_syslog.
         // DWARF 4: valgrind 3.19 (Debian 12), used by the benchmarks, cannot read clang's DWARF 5.
         .target(name: "PamShim", dependencies: ["CPAM"], cSettings: [.unsafeFlags(["-gdwarf-4"])]),
         .target(
             name: "PamSmartOTP",
-            dependencies: ["SmartOTPAuth", "CPAM", "PamShim"],
+            dependencies: ["SmartOTPSystem", "SmartOTPAuth", "TokenStore", "POSIX", "CPOSIX", "CPAM", "PamShim"],
             exclude: ["exports.map", "link-static-libstdc++.sh"],
+            swiftSettings: [.unsafeFlags(["-Xcc", "-I/usr/include/PCSC"])],
             linkerSettings: [.unsafeFlags(moduleLinkFlags)]
         ),
 
         // The setuid-root helper for callers that run as the user (screen lockers).
         .executableTarget(
             name: "smartotp-chkotp",
-            dependencies: ["SmartOTPAuth", "TokenStore", "OTPCore"],
+            dependencies: ["SmartOTPSystem", "SmartOTPAuth", "TokenStore", "OTPCore", "POSIX", "CPOSIX"],
+            swiftSettings: [.unsafeFlags(["-Xcc", "-I/usr/include/PCSC"])],
             linkerSettings: [.unsafeFlags(["-static-stdlib"])]
         ),
 
@@ -79,9 +99,10 @@ let package = Package(
         .executableTarget(
             name: "smartotp",
             dependencies: [
-                "SmartOTPAuth", "TokenStore", "SmartCard", "OTPCore", "CQREncode",
+                "SmartOTPSystem", "SmartOTPAuth", "TokenStore", "SmartCard", "PCSC", "POSIX", "OTPCore", "CQREncode",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
+            ],
+            swiftSettings: [.unsafeFlags(["-Xcc", "-I/usr/include/PCSC"])]
         ),
         .executableTarget(
             name: "smartotp-card",
@@ -92,7 +113,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "smartotp-bench",
-            dependencies: ["OTPCore", "TokenStore", "SmartCard"],
+            dependencies: ["OTPCore", "TokenStore", "SmartCard", "PCSC"],
             path: "Benchmarks/smartotp-bench",
             swiftSettings: [.unsafeFlags(["-Xcc", "-I/usr/include/PCSC"])]
         ),
@@ -110,5 +131,10 @@ let package = Package(
         .testTarget(name: "TokenStoreTests", dependencies: ["TokenStore", "OTPCore"]),
         .testTarget(name: "SmartCardTests", dependencies: ["SmartCard", "VirtualCard", "OTPCore"]),
         .testTarget(name: "SmartOTPAuthTests", dependencies: ["SmartOTPAuth", "SmartCard", "TokenStore", "OTPCore"]),
+        .testTarget(
+            name: "SmartOTPSystemTests",
+            dependencies: ["SmartOTPSystem", "SmartOTPAuth", "SmartCard", "VirtualCard", "OTPCore"],
+            swiftSettings: [.unsafeFlags(["-Xcc", "-I/usr/include/PCSC"])]
+        ),
     ]
 )

@@ -45,13 +45,8 @@ say() { printf 'install.sh: %s\n' "$*"; }
 die() { printf 'install.sh: error: %s\n' "$*" >&2; exit 1; }
 md5() { md5sum <"$1" | cut -d' ' -f1; }
 
-module_dir() {
-    local d
-    for d in /lib/x86_64-linux-gnu/security /lib/aarch64-linux-gnu/security /usr/lib/x86_64-linux-gnu/security /lib/security /usr/lib/security; do
-        [ -e "$d/pam_unix.so" ] && { echo "$d"; return; }
-    done
-    die "cannot find the directory of pam_unix.so (is libpam-modules installed?)"
-}
+# Where PAM modules live: the CLI's answer, the one list of candidate directories.
+module_dir() { .build/release/smartotp check --module-directory || die "cannot tell where PAM modules are installed"; }
 
 packages() {
     printf '%s\n' "${PACKAGES_BUILD[@]}" "${PACKAGES_RUN[@]}"
@@ -121,6 +116,9 @@ install_files() {
     put "$bin/smartotp" "$PREFIX/bin/smartotp" 0755
     put "$bin/smartotp-card" "$PREFIX/bin/smartotp-card" 0755
     put "$bin/pam-harness" "$PREFIX/lib/smartotp/pam-harness" 0755
+    put scripts/demo.sh "$PREFIX/lib/smartotp/demo.sh" 0755
+    put scripts/cardbench.sh "$PREFIX/lib/smartotp/cardbench.sh" 0644
+    put scripts/answer-prompts.py "$PREFIX/lib/smartotp/answer-prompts.py" 0755
     # setuid root, as unix_chkpwd: checks only the calling user's own record.
     put "$bin/smartotp-chkotp" "$PREFIX/sbin/smartotp-chkotp" 4755
     local page
@@ -277,7 +275,8 @@ uninstall() {
                 say "kept $f: changed since it was installed"
                 continue
             fi
-            rm -f "$f"
+            if [ -d "$f" ]; then say "skipped $f: a directory where a file was installed"; continue; fi
+            rm -f -- "$f" || say "could not remove $f"
         done <"$MANIFEST"
         rm -f "$MANIFEST" "$CONFFILES"
     fi

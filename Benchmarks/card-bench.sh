@@ -3,7 +3,7 @@
 # APDUs and wall time per tap (SELECT + CALCULATE; with an access code, + VALIDATE), and
 # the CPU a process uses while it waits 10 s for a card that never comes (event-driven
 # SCardGetStatusChange: it should be near zero). Root; starts and stops its own pcscd.
-source "$(dirname "$0")/../Tests/Integration/lib/bench.sh"
+source "$(dirname "$0")/../Tests/Integration/lib/testlib.sh"
 READER="Virtual PCD 00 00"
 start_pcscd
 echo "| measurement | count | figure |"

@@ -16,7 +16,7 @@ TARGETS=("$@")
 SRC=../Sources
 B=../.build-fuzz
 mkdir -p "$B" crashes
-FLAGS=(-parse-as-library -sanitize=fuzzer,address -O -g -I "$B" -I "$SRC/CCrypt" -I "$SRC/CPCSC" -Xcc -I/usr/include/PCSC)
+FLAGS=(-parse-as-library -sanitize=fuzzer,address -O -g -I "$B" -I "$SRC/CCrypt" -I "$SRC/CPCSC" -I "$SRC/CPOSIX/include" -Xcc -I/usr/include/PCSC)
 
 module() {  # module NAME: a static library and its .swiftmodule
     local name=$1
@@ -25,8 +25,13 @@ module() {  # module NAME: a static library and its .swiftmodule
     swiftc "${FLAGS[@]}" -module-name "$name" -emit-module -emit-module-path "$B/$name.swiftmodule" \
         -emit-library -static -o "$B/lib$name.a" "$SRC/$name"/*.swift
 }
-for m in OTPCore SmartCard VirtualCard TokenStore SmartOTPAuth; do module "$m"; done
-LIBS=("$B/libSmartOTPAuth.a" "$B/libVirtualCard.a" "$B/libTokenStore.a" "$B/libSmartCard.a" "$B/libOTPCore.a" -lcrypt -lpcsclite)
+# The C half of the POSIX layer.
+if [ ! "$B/libCPOSIX.a" -nt "$SRC/CPOSIX/cposix.c" ]; then
+    clang -c -O1 -g -fsanitize=fuzzer-no-link,address -I "$SRC/CPOSIX/include" "$SRC/CPOSIX/cposix.c" -o "$B/cposix.o"
+    ar rcs "$B/libCPOSIX.a" "$B/cposix.o"
+fi
+for m in POSIX OTPCore SmartCard VirtualCard TokenStore SmartOTPAuth; do module "$m"; done
+LIBS=("$B/libSmartOTPAuth.a" "$B/libVirtualCard.a" "$B/libTokenStore.a" "$B/libSmartCard.a" "$B/libOTPCore.a" "$B/libPOSIX.a" "$B/libCPOSIX.a" -lcrypt)
 
 export SWIFT_BACKTRACE=enable=no  # the backtracer trips ASan; libFuzzer prints the stack
 status=0

@@ -10,11 +10,12 @@ status=0
 for k in "${kinds[@]}"; do
     case "$k" in address) dir=.build-asan ;; thread) dir=.build-tsan ;; undefined) dir=.build-ubsan ;; *) echo "unknown sanitizer $k"; exit 2 ;; esac
     echo "== swift test --sanitize=$k"
+    mkdir -p "$dir"
     # The Swift backtracer and ASan both want the crash; let the sanitizer report it.
-    if LSAN_OPTIONS="suppressions=$PWD/Tests/lsan.supp:print_suppressions=0" SWIFT_BACKTRACE=enable=no swift test --sanitize="$k" --scratch-path "$dir" 2>&1 | tee "$dir.log" | grep -E "^(✔|✘) Test run|SUMMARY|ERROR: (Address|Thread)Sanitizer|WARNING: ThreadSanitizer"; then :; fi
-    if grep -qE "✘ Test run|ERROR: AddressSanitizer|WARNING: ThreadSanitizer|SUMMARY: (Address|Thread|UndefinedBehavior)Sanitizer" "$dir.log" \
-       || ! grep -q "✔ Test run" "$dir.log"; then
-        echo "not ok - unit tests under the $k sanitizer (see $dir.log)"
+    if LSAN_OPTIONS="suppressions=$PWD/Tests/lsan.supp:print_suppressions=0" SWIFT_BACKTRACE=enable=no swift test --sanitize="$k" --scratch-path "$dir" 2>&1 | tee "$dir/sanitize.log" | grep -E "^(✔|✘) Test run|SUMMARY|ERROR: (Address|Thread)Sanitizer|WARNING: ThreadSanitizer"; then :; fi
+    if grep -qE "✘ Test run|ERROR: AddressSanitizer|WARNING: ThreadSanitizer|SUMMARY: (Address|Thread|UndefinedBehavior)Sanitizer" "$dir/sanitize.log" \
+       || ! grep -q "✔ Test run" "$dir/sanitize.log"; then
+        echo "not ok - unit tests under the $k sanitizer (see $dir/sanitize.log)"
         status=1
     else
         echo "ok - unit tests under the $k sanitizer"

@@ -12,6 +12,8 @@ import Glibc
 import OTPCore
 import SmartCard
 import TokenStore
+import PCSC
+import POSIX
 
 func monotonicNanoseconds() -> UInt64 {
     var ts = timespec()
@@ -101,21 +103,21 @@ func benchStore() {
         for i in 0..<count {
             guard let user = try? UserName("user\(i)") else { continue }
             let record = UserRecord(user: user, tokens: [Token(id: "code", kind: .code, parameters: totp, secret: secret, created: 1)], created: 1)
-            do { try store.update(user) { r, c in r = record; c = true } } catch { fail("\(error)") }
+            do { try store.update(user) { _ in .write(record) } } catch { fail("\(error)") }
         }
         guard let target = try? UserName("user\(count / 2)") else { fail("name") }
         var step: Int64 = 1_700_000_000 / 30
         let r = measure(seconds: 3) {
             step += 1
             let code = OTP.code(secret: secret, parameters: totp, counter: UInt64(step)) ?? ""
-            _ = try? store.update(target) { (rec: inout UserRecord?, changed: inout Bool) in
-                guard var current = rec else { return }
+            _ = try? store.update(target) { (rec: UserRecord?) -> RecordChange in
+                guard var current = rec, let token = current.tokens.first else { return .keep }
                 let v = TOTPValidator(parameters: totp, skew: 1)
-                if case .accepted(let s) = v.validate(code, secret: current.tokens[0].secret, at: step * 30, lastUsedStep: current.tokens[0].lastUsed) {
-                    current.tokens[0].lastUsed = s
-                    rec = current
-                    changed = true
+                guard case .accepted(let s) = v.validate(code, secret: token.secret, at: step * 30, lastUsedStep: token.lastUsed) else {
+                    return .keep
                 }
+                current.tokens[0].lastUsed = s
+                return .write(current)
             }
         }
         print("| \(count) | \(fixed(1e6 / r.perSecond, 1)) µs (\(fixed(r.perSecond)) logins/s) |")
@@ -130,13 +132,12 @@ func churn() {
     let store = FileStore(root: root, owner: geteuid())
     while true {
         do {
-            try store.update(user) { (r: inout UserRecord?, changed: inout Bool) in
+            try store.update(user) { (r: UserRecord?) -> RecordChange in
                 var record = r ?? UserRecord(user: user, created: 1)
                 record.countFailure(at: 1, policy: LockPolicy(), isRoot: false)
                 // Grow and shrink the record so writes differ in size.
                 record.recoveryCodes = Array(repeating: "$y$j9T$churn$churn", count: record.failures % 7)
-                r = record
-                changed = true
+                return .write(record)
             }
         } catch { fail("\(error)") }
     }

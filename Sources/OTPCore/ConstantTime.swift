@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+internal import CPOSIX
 
 /// Comparisons whose running time does not depend on where two secrets differ.
 public enum ConstantTime {
@@ -44,44 +42,4 @@ public enum ConstantTime {
             if let base = buffer.baseAddress { explicit_bzero(base, buffer.count) }
         }
     }
-}
-
-/// A secret key that is zeroed when the last reference goes away.
-///
-/// The bytes never leave this object as an `Array` (only through `withUnsafeBytes`),
-/// so its storage stays uniquely referenced and the wipe in `deinit` reaches it.
-/// Create it from an array that you then wipe, or with `init(consuming:)`.
-public final class SecretBytes: @unchecked Sendable {
-    // Immutable after init; @unchecked because a class with a `var` cannot be Sendable,
-    // and the var exists only so deinit can wipe it.
-    private var storage: [UInt8]
-
-    /// Takes a copy of `bytes`; the caller wipes its own copy.
-    public init(_ bytes: [UInt8]) { storage = bytes }
-
-    /// Takes the bytes and wipes the caller's array.
-    public init(consuming bytes: inout [UInt8]) {
-        storage = Array(bytes)
-        ConstantTime.wipe(&bytes)
-        bytes = []
-    }
-
-    deinit { ConstantTime.wipe(&storage) }
-
-    public var count: Int { storage.count }
-
-    /// Reads the secret without copying it out.
-    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        try storage.withUnsafeBytes(body)
-    }
-
-    /// Compares with another secret in constant time.
-    public func constantTimeEquals(_ other: SecretBytes) -> Bool {
-        guard count == other.count else { return false }
-        return withUnsafeBytes { a in other.withUnsafeBytes { b in ConstantTime.equals(a, b) } }
-    }
-
-    /// A copy of the bytes, for the few places (records, APDUs) that must serialise
-    /// the secret. Wipe the copy when done.
-    public func copyBytes() -> [UInt8] { Array(storage) }
 }

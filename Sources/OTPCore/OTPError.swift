@@ -7,7 +7,6 @@ public enum OTPError: Error, Equatable, Sendable, CustomStringConvertible {
     case invalidBase32(position: Int, character: String)
     case invalidHex(position: Int)
     case invalidURI(String)
-    case cryptoFailure
 
     public var description: String {
         switch self {
@@ -17,7 +16,6 @@ public enum OTPError: Error, Equatable, Sendable, CustomStringConvertible {
         case .invalidBase32(let pos, let ch): return "invalid Base32 character \(ch) at position \(pos)"
         case .invalidHex(let pos): return "invalid hexadecimal digit at position \(pos)"
         case .invalidURI(let why): return "invalid otpauth URI: \(why)"
-        case .cryptoFailure: return "libcrypto failed to compute an HMAC"
         }
     }
 }

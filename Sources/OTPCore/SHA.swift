@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+internal import CPOSIX
 
 // SHA-1, SHA-256 and SHA-512 (FIPS 180-4), written here so that the PAM module needs no
 // libcrypto: loading and initialising OpenSSL 3 (relocations, EVP_MAC_fetch, the DRBG)

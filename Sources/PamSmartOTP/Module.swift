@@ -1,8 +1,8 @@
 import CPAM
-#if canImport(Glibc)
-import Glibc
-#endif
+internal import CPOSIX
 import SmartOTPAuth
+import SmartOTPSystem
+import POSIX
 import TokenStore
 
 // The PAM entry points: a few lines each. Build the context, run the flow, map the
@@ -19,7 +19,7 @@ func moduleArguments(_ argc: Int32, _ argv: PamArgv) -> [String] {
 /// Parses arguments; logs unknown ones; nil (after logging) when a value is malformed.
 func loadConfig(_ pam: PamHandle, _ argc: Int32, _ argv: PamArgv) -> ModuleConfig? {
     do {
-        let parsed = try ModuleConfig.parse(moduleArguments(argc, argv))
+        let parsed = try ModuleConfig.load(arguments: moduleArguments(argc, argv), file: nil)
         for name in parsed.unknown { pam.syslog(LOG_ERR, "unknown module argument ignored: \(ConfigError.printable(name))") }
         return parsed.config
     } catch {
@@ -45,7 +45,7 @@ func pamCode(_ outcome: Outcome) -> Int32 {
 /// Root reads the records itself; a caller running as the user (a screen locker) asks
 /// the setuid helper, which checks only that user's own record, with root's policy.
 func recordService(_ config: ModuleConfig) -> any RecordService {
-    geteuid() == 0 ? LocalRecords(store: FileStore(root: config.store), policy: Policy(config)) : HelperRecords(path: config.helper)
+    Users.effectiveUID == 0 ? LocalRecords.system(store: FileStore(root: config.store), policy: Policy(config)) : HelperRecords(path: config.helper)
 }
 
 @_cdecl("pam_sm_authenticate")

@@ -1,8 +1,6 @@
 import CPAM
 import PamShim
-#if canImport(Glibc)
-import Glibc
-#endif
+internal import CPOSIX
 import SmartOTPAuth
 
 /// The only code that sees libpam's C pointers. Every call names the libpam function it
@@ -12,7 +10,8 @@ struct PamHandle {
 
     /// Longest conversation answer read: beyond it the answer is refused unread (a 1 MiB
     /// "password" must not cost the host process anything but a failed login).
-    static let maxAnswerBytes = 4096
+    /// Read one byte past the limit, so that the flow can tell "too long" from "at the limit".
+    static let maxAnswerBytes = AnswerLimit.bytes + 1
 
     /// `pam_get_user`. nil when libpam cannot tell the user.
     func user() -> String? {

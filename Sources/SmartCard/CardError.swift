@@ -8,8 +8,6 @@ public enum CardError: Error, Equatable, Sendable, CustomStringConvertible {
     case noReaders
     /// No card was presented before the deadline.
     case timeout
-    /// The wait was cancelled (another thread called `cancel()`).
-    case cancelled
     /// The card left the field (or was unplugged) during an exchange.
     case cardRemoved
     /// Another process holds the card exclusively.
@@ -41,7 +39,6 @@ public enum CardError: Error, Equatable, Sendable, CustomStringConvertible {
         case .noService: return "the PC/SC service (pcscd) is not running"
         case .noReaders: return "no smart card reader is connected"
         case .timeout: return "no card was presented in time"
-        case .cancelled: return "waiting for a card was cancelled"
         case .cardRemoved: return "the card was removed during the exchange"
         case .sharingViolation: return "another program is using the card"
         case .unresponsiveCard: return "the card does not respond"

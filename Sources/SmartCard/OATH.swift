@@ -85,7 +85,6 @@ public struct OATHCredentialInfo: Sendable, Equatable {
     public var name: String
     public var kind: UInt8
     public var algorithm: UInt8
-    public var isTOTP: Bool { kind == YKOATH.typeTOTP }
 }
 
 /// One entry of CALCULATE ALL: a truncated code, or why there is none (HOTP, touch).

@@ -7,7 +7,7 @@ public enum Method: String, Sendable, CaseIterable {
     case password
 }
 
-/// Module settings, from the arguments in /etc/pam.d/* (one table, `ModuleConfig.table`).
+/// Module settings, from the arguments in /etc/pam.d/* (one table, `ModuleConfig.options`).
 public struct ModuleConfig: Sendable, Equatable {
     public var store = FileStore.defaultRoot
     public var methods: [Method] = [.card, .code, .password]
@@ -30,24 +30,98 @@ public struct ModuleConfig: Sendable, Equatable {
 
     public init() {}
 
-    /// One row per argument: name, whether it takes a value, what it means (for the man page and errors).
-    public static let table: [(name: String, takesValue: Bool, help: String)] = [
-        ("store", true, "directory of the user records (default /var/lib/smartotp)"),
-        ("methods", true, "ways offered, in order: card,code,password (default all three)"),
-        ("timeout", true, "seconds to wait for a tap, 1-600 (default 30)"),
-        ("reader", true, "use only readers whose name contains this text"),
-        ("skew", true, "TOTP steps accepted either side of now, 0-10 (default 1)"),
-        ("window", true, "HOTP look-ahead, 1-1000 (default 20)"),
-        ("deny", true, "lock after this many failures within fail_interval, 0 = never (default 5)"),
-        ("fail_interval", true, "seconds within which failures add up, 1-31536000 (default 900)"),
-        ("unlock_time", true, "seconds a lock lasts after the last failure, 0 = until smartotp unlock (default 600)"),
-        ("even_deny_root", false, "root can be locked too (by default root is never locked)"),
-        ("root_unlock_time", true, "with even_deny_root: seconds root's lock lasts (default unlock_time)"),
-        ("nullok", false, "a user without a record is ignored (PAM_IGNORE) rather than unknown"),
-        ("try_first_pass", false, "try PAM_AUTHTOK from an earlier module first, then prompt"),
-        ("use_first_pass", false, "use only PAM_AUTHTOK from an earlier module; never prompt"),
-        ("debug", false, "log each step to syslog at debug level"),
-        ("helper", true, "setuid helper for callers that are not root (default /usr/local/sbin/smartotp-chkotp)"),
+    /// One module argument: its name, whether it takes a value, what it means (for the
+    /// man page and errors), and how it sets the config. The table below is the only
+    /// place an argument's name is written.
+    public struct Option: Sendable {
+        public let name: String
+        public let takesValue: Bool
+        public let help: String
+        let apply: @Sendable (inout ModuleConfig, Value) throws(ConfigError) -> Void
+    }
+
+    /// An argument's value, with the checks every option uses.
+    struct Value {
+        let name: String
+        let text: String
+
+        func int(_ range: ClosedRange<Int>) throws(ConfigError) -> Int {
+            guard let n = Int(text), range.contains(n) else {
+                throw .badValue(name: name, value: text, expected: "a number from \(range.lowerBound) to \(range.upperBound)")
+            }
+            return n
+        }
+
+        func seconds(_ range: ClosedRange<Int>) throws(ConfigError) -> Int64 { Int64(try int(range)) }
+
+        func absolutePath() throws(ConfigError) -> String {
+            guard text.hasPrefix("/"), !text.utf8.contains(0), text.utf8.count < 1024 else {
+                throw .badValue(name: name, value: text, expected: "an absolute path")
+            }
+            return text
+        }
+    }
+
+    static let year = 31_536_000
+
+    public static let options: [Option] = [
+        Option(name: "store", takesValue: true, help: "directory of the user records (default /var/lib/smartotp)") { c, v throws(ConfigError) in
+            c.store = try v.absolutePath()
+        },
+        Option(name: "methods", takesValue: true, help: "ways offered, in order: card,code,password (default all three)") { c, v throws(ConfigError) in
+            var list: [Method] = []
+            for item in v.text.split(separator: ",", omittingEmptySubsequences: false) {
+                guard let m = Method(rawValue: String(item)), !list.contains(m) else {
+                    throw .badValue(name: v.name, value: v.text, expected: "a list of card, code, password")
+                }
+                list.append(m)
+            }
+            guard !list.isEmpty else { throw .badValue(name: v.name, value: v.text, expected: "a list of card, code, password") }
+            c.methods = list
+        },
+        Option(name: "timeout", takesValue: true, help: "seconds to wait for a tap, 1-600 (default 30)") { c, v throws(ConfigError) in
+            c.timeout = try v.int(1...600)
+        },
+        Option(name: "reader", takesValue: true, help: "use only readers whose name contains this text") { c, v throws(ConfigError) in
+            guard !v.text.isEmpty, v.text.utf8.count <= 128 else { throw .badValue(name: v.name, value: v.text, expected: "part of a reader name") }
+            c.reader = v.text
+        },
+        Option(name: "skew", takesValue: true, help: "TOTP steps accepted either side of now, 0-10 (default 1)") { c, v throws(ConfigError) in
+            c.skew = try v.int(0...10)
+        },
+        Option(name: "window", takesValue: true, help: "HOTP look-ahead, 1-1000 (default 20)") { c, v throws(ConfigError) in
+            c.window = try v.int(1...1000)
+        },
+        Option(name: "deny", takesValue: true, help: "lock after this many failures within fail_interval, 0 = never (default 5)") { c, v throws(ConfigError) in
+            c.deny = try v.int(0...1000)
+        },
+        Option(name: "fail_interval", takesValue: true, help: "seconds within which failures add up, 1-31536000 (default 900)") { c, v throws(ConfigError) in
+            c.failInterval = try v.seconds(1...year)
+        },
+        Option(name: "unlock_time", takesValue: true, help: "seconds a lock lasts after the last failure, 0 = until smartotp unlock (default 600)") { c, v throws(ConfigError) in
+            c.unlockTime = try v.seconds(0...year)
+        },
+        Option(name: "even_deny_root", takesValue: false, help: "root can be locked too (by default root is never locked)") { c, _ throws(ConfigError) in
+            c.evenDenyRoot = true
+        },
+        Option(name: "root_unlock_time", takesValue: true, help: "with even_deny_root: seconds root's lock lasts (default unlock_time)") { c, v throws(ConfigError) in
+            c.rootUnlockTime = try v.seconds(0...year)
+        },
+        Option(name: "nullok", takesValue: false, help: "a user without a record in an existing store is ignored (PAM_IGNORE)") { c, _ throws(ConfigError) in
+            c.nullok = true
+        },
+        Option(name: "try_first_pass", takesValue: false, help: "try PAM_AUTHTOK from an earlier module as a one-time code, then prompt") { c, _ throws(ConfigError) in
+            c.tryFirstPass = true
+        },
+        Option(name: "use_first_pass", takesValue: false, help: "only PAM_AUTHTOK from an earlier module, as a one-time code; never prompt") { c, _ throws(ConfigError) in
+            c.useFirstPass = true
+        },
+        Option(name: "debug", takesValue: false, help: "log each step to syslog at debug level") { c, _ throws(ConfigError) in
+            c.debug = true
+        },
+        Option(name: "helper", takesValue: true, help: "setuid helper for callers that are not root (default /usr/local/sbin/smartotp-chkotp)") { c, v throws(ConfigError) in
+            c.helper = try v.absolutePath()
+        },
     ]
 
     /// The result of parsing: the config, and arguments that were not understood.
@@ -57,64 +131,36 @@ public struct ModuleConfig: Sendable, Equatable {
         public var unknown: [String]
     }
 
-    /// Parses module arguments. A known argument with a malformed value throws (the module
-    /// then fails safe with PAM_SERVICE_ERR); an unknown one is reported in `unknown`.
-    public static func parse(_ arguments: [String]) throws(ConfigError) -> Parsed {
-        var c = ModuleConfig()
+    /// Parses module arguments over `base`. A known argument with a malformed value throws
+    /// (the module then fails safe with PAM_SERVICE_ERR); an unknown one is reported in
+    /// `unknown`.
+    public static func parse(_ arguments: [String], over base: ModuleConfig = ModuleConfig()) throws(ConfigError) -> Parsed {
+        var c = base
         var unknown: [String] = []
         for arg in arguments {
             let parts = arg.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            let name = String(parts[0])
+            let name = String(parts.first ?? "")
             let value = parts.count > 1 ? String(parts[1]) : nil
-            guard let row = table.first(where: { $0.name == name }) else {
+            guard let option = options.first(where: { $0.name == name }) else {
                 unknown.append(String(arg.prefix(64)))
                 continue
             }
-            if row.takesValue && value == nil { throw .missingValue(name) }
-            if !row.takesValue && value != nil { throw .unexpectedValue(name) }
-            let v = value ?? ""
-            func int(_ range: ClosedRange<Int>) throws(ConfigError) -> Int {
-                guard let n = Int(v), range.contains(n) else { throw .badValue(name: name, value: v, expected: "a number from \(range.lowerBound) to \(range.upperBound)") }
-                return n
-            }
-            switch name {
-            case "store":
-                guard v.hasPrefix("/"), !v.contains("\0"), v.utf8.count < 1024 else {
-                    throw .badValue(name: name, value: v, expected: "an absolute path")
-                }
-                c.store = v
-            case "methods":
-                var list: [Method] = []
-                for item in v.split(separator: ",", omittingEmptySubsequences: false) {
-                    guard let m = Method(rawValue: String(item)), !list.contains(m) else {
-                        throw .badValue(name: name, value: v, expected: "a list of card, code, password")
-                    }
-                    list.append(m)
-                }
-                guard !list.isEmpty else { throw .badValue(name: name, value: v, expected: "a list of card, code, password") }
-                c.methods = list
-            case "timeout": c.timeout = try int(1...600)
-            case "reader":
-                guard !v.isEmpty, v.utf8.count <= 128 else { throw .badValue(name: name, value: v, expected: "part of a reader name") }
-                c.reader = v
-            case "skew": c.skew = try int(0...10)
-            case "window": c.window = try int(1...1000)
-            case "deny": c.deny = try int(0...1000)
-            case "unlock_time": c.unlockTime = Int64(try int(0...31_536_000))
-            case "fail_interval": c.failInterval = Int64(try int(1...31_536_000))
-            case "even_deny_root": c.evenDenyRoot = true
-            case "root_unlock_time": c.rootUnlockTime = Int64(try int(0...31_536_000))
-            case "nullok": c.nullok = true
-            case "try_first_pass": c.tryFirstPass = true
-            case "use_first_pass": c.useFirstPass = true
-            case "debug": c.debug = true
-            case "helper":
-                guard v.hasPrefix("/"), v.utf8.count < 1024 else { throw .badValue(name: name, value: v, expected: "an absolute path") }
-                c.helper = v
-            default: unknown.append(name)
-            }
+            if option.takesValue && value == nil { throw .missingValue(name) }
+            if !option.takesValue && value != nil { throw .unexpectedValue(name) }
+            try option.apply(&c, Value(name: name, text: value ?? ""))
         }
         return Parsed(config: c, unknown: unknown)
+    }
+
+    /// The words of a configuration file in module-argument syntax: `#` starts a comment,
+    /// words are separated by spaces, tabs and line ends.
+    public static func words(ofFile text: String) -> [String] {
+        var out: [String] = []
+        for line in text.split(separator: "\n") {
+            let content = line.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+            out += content.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }).map(String.init)
+        }
+        return out
     }
 }
 
@@ -124,12 +170,15 @@ public enum ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
     case missingValue(String)
     case unexpectedValue(String)
     case badValue(name: String, value: String, expected: String)
+    /// A configuration file that cannot be trusted or read.
+    case unreadableFile(path: String, reason: String)
 
     public var description: String {
         switch self {
         case .missingValue(let n): return "module argument \(n)= needs a value"
         case .unexpectedValue(let n): return "module argument \(n) takes no value"
         case .badValue(let n, let v, let e): return "module argument \(n)=\(Self.printable(v)) is invalid: expected \(e)"
+        case .unreadableFile(let path, let reason): return "refusing \(path): \(reason)"
         }
     }
 

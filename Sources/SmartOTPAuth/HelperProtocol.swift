@@ -98,7 +98,9 @@ public enum HelperProtocol {
     public static func encode(_ attempt: Attempt) -> String {
         let verdict: String
         switch attempt.verdict {
-        case .accepted(let d): verdict = "accepted \(d)"
+        case .accepted(.token(let id)): verdict = "accepted token \(id)"
+        case .accepted(.password): verdict = "accepted password"
+        case .accepted(.recoveryCode): verdict = "accepted recovery-code"
         case .replayed(let id): verdict = "replayed \(id)"
         case .rejected: verdict = "rejected"
         case .locked: verdict = "locked"
@@ -112,7 +114,12 @@ public enum HelperProtocol {
         let words = lines[0].value.split(separator: " ", maxSplits: 1).map(String.init)
         let verdict: RecordVerdict
         switch words.first {
-        case "accepted": verdict = .accepted(words.count > 1 ? words[1] : "")
+        case "accepted":
+            let what = words.count > 1 ? words[1] : ""
+            if what == "password" { verdict = .accepted(.password) }
+            else if what == "recovery-code" { verdict = .accepted(.recoveryCode) }
+            else if what.hasPrefix("token "), Token.isValidID(String(what.dropFirst(6))) { verdict = .accepted(.token(String(what.dropFirst(6)))) }
+            else { throw ParseError("bad verdict") }
         case "replayed": verdict = .replayed(tokenID: words.count > 1 ? words[1] : "")
         case "rejected": verdict = .rejected
         case "locked": verdict = .locked

@@ -32,16 +32,6 @@ public struct LoginFlow {
         self.previousToken = previousToken
     }
 
-    /// Convenience for root processes: the store itself, with the config's policy.
-    public init(config: ModuleConfig, store: any Store, prompter: any Prompter, reader: any CardReader,
-                clock: any Clock, audit: any AuditLog, previousToken: String? = nil) {
-        self.init(config: config, records: LocalRecords(store: store, policy: Policy(config)), prompter: prompter,
-                  reader: reader, clock: clock, audit: audit, previousToken: previousToken)
-    }
-
-    /// Longest answer read from the conversation; anything longer is refused unparsed.
-    public static let maxAnswer = 1024
-
     /// One login of `user` for `service`.
     public func authenticate(user rawUser: String, service: String) -> Outcome {
         var run = LoginAttempt(flow: self, logUser: ConfigError.printable(rawUser), service: ConfigError.printable(service))
@@ -134,9 +124,9 @@ struct LoginAttempt {
             return .done(.unavailable("\(error)"))
         }
         switch attempt.verdict {
-        case .accepted(let detail):
-            log(method.rawValue, .success, detail == "password" ? "simple password" : detail == "recovery" ? "recovery code" : "token \(detail)")
-            if detail == "recovery" { prompter.info("Recovery code accepted; it cannot be used again.") }
+        case .accepted(let credential):
+            log(method.rawValue, .success, credential.description)
+            if credential == .recoveryCode { prompter.info("Recovery code accepted; it cannot be used again.") }
             return .done(.success(method))
         case .replayed(let id):
             prompter.error("That code was already used. Wait for the next one.")
@@ -247,7 +237,7 @@ struct LoginAttempt {
             typed = answer
         }
         if typed.isEmpty && toPassword { return .next }
-        if typed.utf8.count > LoginFlow.maxAnswer {
+        if typed.utf8.count > AnswerLimit.bytes {
             return verdict(.code(""), .code, user, wrong: "Wrong code.", reason: "answer too long")
         }
         return verdict(.code(typed), .code, user, wrong: "Wrong code.", reason: "wrong code")
@@ -267,7 +257,7 @@ struct LoginAttempt {
             log("password", .error, "conversation failed")
             return .done(.conversationError)
         }
-        if typed.utf8.count > LoginFlow.maxAnswer {
+        if typed.utf8.count > AnswerLimit.bytes {
             return verdict(.password(""), .password, user, wrong: "Wrong password.", reason: "answer too long")
         }
         return verdict(.password(typed), .password, user, wrong: "Wrong password.", reason: "wrong simple password")

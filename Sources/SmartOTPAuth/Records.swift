@@ -12,10 +12,26 @@ public enum RecordOperation: Sendable, Equatable {
     case tap(tokenID: String, challenge: [UInt8], response: [UInt8])
 }
 
+/// What an accepted answer was.
+public enum Credential: Sendable, Equatable, CustomStringConvertible {
+    /// A token's code or a card's tap, by token id.
+    case token(String)
+    case password
+    case recoveryCode
+
+    public var description: String {
+        switch self {
+        case .token(let id): return "token \(id)"
+        case .password: return "simple password"
+        case .recoveryCode: return "recovery code"
+        }
+    }
+}
+
 /// The verdict on one operation.
 public enum RecordVerdict: Sendable, Equatable {
-    /// Accepted; `detail` names what matched (a token id, "password", "recovery").
-    case accepted(String)
+    /// Accepted, and by what.
+    case accepted(Credential)
     /// A code at or below the last one used.
     case replayed(tokenID: String)
     case rejected
@@ -138,7 +154,7 @@ public struct LocalRecords: RecordService {
     /// reader, so this covers the card's answer and a touch (a YubiKey waits 15 s).
     public static let challengeLifetime: Int64 = 60
 
-    public init(store: any Store, policy: Policy, isRoot: @escaping (UserName) -> Bool = SystemUsers.isRoot) {
+    public init(store: any Store, policy: Policy, isRoot: @escaping (UserName) -> Bool) {
         self.store = store
         self.policy = policy
         self.isRoot = isRoot
@@ -199,23 +215,23 @@ public struct LocalRecords: RecordService {
     static func decide(_ operation: RecordOperation, record: inout UserRecord, policy: Policy, now: Int64) -> RecordVerdict {
         switch operation {
         case .code(let typed):
-            guard typed.utf8.count <= LoginFlow.maxAnswer else { return .rejected }
+            guard typed.utf8.count <= AnswerLimit.bytes else { return .rejected }
             switch CodeCheck(skew: policy.skew, window: policy.window).apply(typed, to: &record, now: now) {
-            case .accepted(let id, _): return .accepted(id)
+            case .accepted(let id, _): return .accepted(.token(id))
             case .replayed(let id): return .replayed(tokenID: id)
             case .rejected:
-                return RecoveryCode.consume(typed, in: &record) ? .accepted("recovery") : .rejected
+                return RecoveryCode.consume(typed, in: &record) ? .accepted(.recoveryCode) : .rejected
             }
         case .password(let typed):
-            guard typed.utf8.count <= LoginFlow.maxAnswer, let hash = record.passwordHash,
+            guard typed.utf8.count <= AnswerLimit.bytes, let hash = record.passwordHash,
                   PasswordHash.verify(typed, hash: hash) else { return .rejected }
-            return .accepted("password")
+            return .accepted(.password)
         case .tap(let id, let challenge, let response):
             guard let i = record.tokens.firstIndex(where: { $0.id == id && $0.kind == .card }),
                   ChallengeResponse.verify(response: response, secret: record.tokens[i].secret, challenge: challenge,
                                            algorithm: record.tokens[i].parameters.algorithm) else { return .rejected }
             record.tokens[i].lastUsedTime = now
-            return .accepted(id)
+            return .accepted(.token(id))
         }
     }
 }

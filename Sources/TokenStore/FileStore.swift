@@ -1,7 +1,14 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import OTPCore
+import POSIX
+
+/// Runs a system call wrapper, turning its error into the store's.
+@inline(__always)
+func io<T>(_ body: () throws(SystemCallError) -> T) throws(StoreError) -> T {
+    do { return try body() } catch {
+        if error.errno == Errno.loop { throw .insecure(path: error.path, reason: "it is a symbolic link") }
+        throw .io(path: error.path, operation: error.call, errno: error.errno)
+    }
+}
 
 /// The per-user records a `LoginFlow` reads and updates.
 ///
@@ -19,18 +26,34 @@ public protocol Store: Sendable {
                      _ body: (UserRecord?, _ commit: (UserRecord?) throws(StoreError) -> Void) throws -> R) throws -> R
 }
 
+/// What a locked update does to the record.
+public enum RecordChange: Sendable {
+    /// Leave it as it is: nothing is written.
+    case keep
+    /// Write this record (atomically, durably).
+    case write(UserRecord)
+    /// Remove the record.
+    case remove
+}
+
 extension Store {
-    /// Locked read-modify-write. `body` gets the current record (nil: none) and may
-    /// change it; setting it to nil removes it. Nothing is written when `body` throws or
-    /// leaves the record unchanged (`changed` false).
-    public func update<R>(_ user: UserName, _ body: (inout UserRecord?, inout Bool) throws -> R) throws -> R {
+    /// Locked read-modify-write. `body` gets the current record (nil: none) and returns its
+    /// result and the change to make. Nothing is written when `body` throws or keeps.
+    public func update<R>(_ user: UserName, _ body: (UserRecord?) throws -> (R, RecordChange)) throws -> R {
         try withLock(user) { current, commit in
-            var record = current
-            var changed = false
-            let result = try body(&record, &changed)
-            if changed { try commit(record) }
+            let (result, change) = try body(current)
+            switch change {
+            case .keep: break
+            case .write(let record): try commit(record)
+            case .remove: try commit(nil)
+            }
             return result
         }
+    }
+
+    /// `update` without a result.
+    public func update(_ user: UserName, _ body: (UserRecord?) throws -> RecordChange) throws {
+        try update(user) { (current: UserRecord?) -> ((), RecordChange) in ((), try body(current)) }
     }
 }
 
@@ -63,29 +86,37 @@ public final class FileStore: Store {
 
     /// Creates `root` (0700) if missing, then `users` and `locks`; checks all three.
     public func prepare() throws(StoreError) {
-        if try Posix.lstatIfExists(root) == nil { try Posix.makeDirectory(root) }
+        if try io({ () throws(SystemCallError) in try FileSystem.linkStatus(root) }) == nil {
+            try io { () throws(SystemCallError) in try FileSystem.makeDirectory(root) }
+        }
         try checkDirectory(root)
         for dir in [usersDirectory, locksDirectory] {
-            if try Posix.lstatIfExists(dir) == nil { try Posix.makeDirectory(dir) }
+            try makeDirectoryIfMissing(dir)
             try checkDirectory(dir)
+        }
+    }
+
+    func makeDirectoryIfMissing(_ path: String) throws(StoreError) {
+        if try io({ () throws(SystemCallError) in try FileSystem.linkStatus(path) }) == nil {
+            try io { () throws(SystemCallError) in try FileSystem.makeDirectory(path) }
         }
     }
 
     /// Refuses a directory that is missing, a symlink, not owned by `owner`, or open to
     /// group/others.
     func checkDirectory(_ path: String) throws(StoreError) {
-        guard let st = try Posix.lstatIfExists(path) else { throw .missing(path: path) }
-        if Posix.isSymlink(st) { throw .insecure(path: path, reason: "it is a symbolic link; use the real directory") }
-        guard Posix.isDirectory(st) else { throw .insecure(path: path, reason: "not a directory") }
+        guard let st = try io({ () throws(SystemCallError) in try FileSystem.linkStatus(path) }) else { throw .missing(path: path) }
+        if st.isSymbolicLink { throw .insecure(path: path, reason: "it is a symbolic link; use the real directory") }
+        guard st.isDirectory else { throw .insecure(path: path, reason: "not a directory") }
         try checkOwnership(st, path, fix: "chown \(owner) \(path) && chmod 700 \(path)")
     }
 
-    func checkOwnership(_ st: stat, _ path: String, fix: String) throws(StoreError) {
-        if st.st_uid != owner {
-            throw .insecure(path: path, reason: "owned by uid \(st.st_uid), not \(owner) (fix: \(fix))")
+    func checkOwnership(_ st: FileStatus, _ path: String, fix: String) throws(StoreError) {
+        if st.owner != owner {
+            throw .insecure(path: path, reason: "owned by uid \(st.owner), not \(owner) (fix: \(fix))")
         }
-        if st.st_mode & 0o077 != 0 {
-            throw .insecure(path: path, reason: "mode \(String(st.st_mode & 0o777, radix: 8)) lets group or others in (fix: \(fix))")
+        if st.permissions & 0o077 != 0 {
+            throw .insecure(path: path, reason: "mode \(String(st.permissions, radix: 8)) lets group or others in (fix: \(fix))")
         }
     }
 
@@ -99,13 +130,15 @@ public final class FileStore: Store {
 
     func readRecord(_ user: UserName) throws(StoreError) -> UserRecord? {
         let path = recordPath(user)
-        guard let fd = try Posix.openIfExists(path, O_RDONLY) else { return nil }
-        defer { Posix.close(fd) }
-        let st = try Posix.fstat(fd, path)
-        guard Posix.isRegular(st) else { throw .insecure(path: path, reason: "not a regular file") }
+        guard let fd = try io({ () throws(SystemCallError) in try FileDescriptor.openIfExists(path, .readOnly) }) else { return nil }
+        defer { fd.close() }
+        let st = try io { () throws(SystemCallError) in try fd.status(path) }
+        guard st.isRegular else { throw .insecure(path: path, reason: "not a regular file") }
         try checkOwnership(st, path, fix: "chown \(owner) \(path) && chmod 600 \(path)")
-        guard Int(st.st_size) <= RecordFormat.maxSize else { throw .tooLarge(path: path) }
-        var bytes = try Posix.readAll(fd, path, limit: RecordFormat.maxSize)
+        guard st.size <= Int64(RecordFormat.maxSize),
+              var bytes = try io({ () throws(SystemCallError) in try fd.readAll(path, limit: RecordFormat.maxSize) }) else {
+            throw .tooLarge(path: path)
+        }
         defer { ConstantTime.wipe(&bytes) }
         guard let text = String(validating: bytes, as: UTF8.self) else {
             throw .malformed(path: path, line: 1, reason: "not UTF-8 text")
@@ -123,12 +156,12 @@ public final class FileStore: Store {
                             _ body: (UserRecord?, _ commit: (UserRecord?) throws(StoreError) -> Void) throws -> R) throws -> R {
         try checkDirectory(root)
         try checkDirectory(usersDirectory)
-        if try Posix.lstatIfExists(locksDirectory) == nil { try Posix.makeDirectory(locksDirectory) }
+        try makeDirectoryIfMissing(locksDirectory)
         try checkDirectory(locksDirectory)
         let lock = lockPath(user)
-        let lockFD = try Posix.open(lock, O_RDWR | O_CREAT, mode: 0o600)
-        defer { Posix.close(lockFD) }  // closing releases the flock
-        try Posix.lockExclusive(lockFD, lock)
+        let lockFD = try io { () throws(SystemCallError) in try FileDescriptor.open(lock, [.readWrite, .create]) }
+        defer { lockFD.close() }  // closing releases the flock
+        try io { () throws(SystemCallError) in try lockFD.lockExclusive(lock) }
         let current = try readRecord(user)
         var exists = current != nil
         return try body(current) { (next: UserRecord?) throws(StoreError) in
@@ -137,8 +170,8 @@ public final class FileStore: Store {
                 try write(next)
                 exists = true
             } else if exists {
-                Posix.unlink(recordPath(user))
-                try syncDirectory(usersDirectory)
+                FileSystem.unlink(recordPath(user))
+                try io { () throws(SystemCallError) in try FileSystem.syncDirectory(usersDirectory) }
                 exists = false
             }
         }
@@ -155,35 +188,30 @@ public final class FileStore: Store {
         let temp = tempPath(record.user)
         var bytes = Array(RecordFormat.serialise(record).utf8)
         defer { ConstantTime.wipe(&bytes) }
-        Posix.unlink(temp)
-        let fd = try Posix.open(temp, O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
+        FileSystem.unlink(temp)
+        let fd = try io { () throws(SystemCallError) in try FileDescriptor.open(temp, [.writeOnly, .create, .exclusive]) }
         do {
             // Root's group, whatever group the writing process has (a setuid helper keeps
             // the caller's), and mode 0600 whatever the umask.
-            try Posix.ownAndProtect(fd, uid: owner, temp)
-            try Posix.writeAll(fd, bytes, temp)
-            try Posix.fsync(fd, temp)
-            Posix.close(fd)
-            try Posix.rename(temp, path)
+            try io { () throws(SystemCallError) in
+                try fd.ownAndProtect(uid: owner, mode: 0o600, temp)
+                try fd.writeAll(bytes, temp)
+                try fd.sync(temp)
+            }
+            fd.close()
+            try io { () throws(SystemCallError) in try FileSystem.rename(temp, to: path) }
         } catch {
-            Posix.close(fd)
-            Posix.unlink(temp)
+            fd.close()
+            FileSystem.unlink(temp)
             throw error
         }
-        try syncDirectory(usersDirectory)
-    }
-
-    func syncDirectory(_ path: String) throws(StoreError) {
-        let fd = try Posix.open(path, O_RDONLY | O_DIRECTORY)
-        defer { Posix.close(fd) }
-        try Posix.fsync(fd, path)
+        try io { () throws(SystemCallError) in try FileSystem.syncDirectory(usersDirectory) }
     }
 
     /// Users with a record, sorted. Temporary files and names that fail validation are skipped.
     public func list() throws(StoreError) -> [UserName] {
         try checkDirectory(root)
-        guard try Posix.lstatIfExists(usersDirectory) != nil else { return [] }
         try checkDirectory(usersDirectory)
-        return try Posix.listDirectory(usersDirectory).compactMap { try? UserName($0) }.sorted()
+        return try io { () throws(SystemCallError) in try FileSystem.list(usersDirectory) }.compactMap { try? UserName($0) }.sorted()
     }
 }

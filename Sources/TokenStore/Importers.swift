@@ -1,4 +1,5 @@
 import OTPCore
+import POSIX
 
 /// Reads the files of the modules smartotp replaces, so that users keep their tokens.
 ///
@@ -27,7 +28,9 @@ public enum Importers {
     /// - HOTP with a LAST-OTP: COUNTER is the last counter used; without: the first to accept.
     /// - TOTP: the step of LAST-OTP (found near TIME) is the last step used.
     public static func pamOath(_ text: String, path: String, now: Int64) throws(StoreError) -> [Imported] {
-        try pamOath(text, path: path, now: now, localTime: Posix.localTime)
+        try pamOath(text, path: path, now: now) { y, mo, d, h, mi, s in
+            Clocks.localTime(year: y, month: mo, day: d, hour: h, minute: mi, second: s)
+        }
     }
 
     /// `localTime` turns TIME's fields (year, month, day, hour, minute, second) into Unix time.

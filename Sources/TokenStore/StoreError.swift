@@ -1,3 +1,5 @@
+import POSIX
+
 /// What can go wrong with the records on disk. Each case names the path and, where an
 /// administrator can fix it, the fix. None carries a secret.
 public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
@@ -15,7 +17,7 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
         case .invalidUserName(let why): return "invalid user name: \(why)"
         case .insecure(let path, let reason): return "refusing \(path): \(reason)"
         case .malformed(let path, let line, let reason): return "\(path):\(line): \(reason)"
-        case .io(let path, let op, let e): return "\(op) \(path): \(Posix.describe(errno: e))"
+        case .io(let path, let op, let e): return "\(op) \(path): \(Errno.describe(e))"
         case .tooLarge(let path): return "refusing \(path): larger than \(RecordFormat.maxSize) bytes"
         case .invalidValue(let why): return why
         case .missing(let path):

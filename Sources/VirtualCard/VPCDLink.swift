@@ -1,6 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// The client side of vsmartcard's vpcd protocol: a TCP stream on which every message
 /// is a 2-byte big-endian length and a body. A 1-byte body is a control code

@@ -17,14 +17,13 @@
 // - Every attempt is counted on disk before its verdict exists; when the count cannot be
 //   written, no verdict is printed at all.
 // - It prints one answer in HelperProtocol's format. Exit 0; 1 on error; 2 on misuse.
-#if canImport(Glibc)
-import Glibc
-#endif
+internal import CPOSIX
 import OTPCore
+import POSIX
 import SmartOTPAuth
+import SmartOTPSystem
 import TokenStore
 
-let configPath = "/etc/smartotp/smartotp.conf"
 let maxInput = 8192
 
 func fail(_ text: String, _ code: Int32 = 1) -> Never {
@@ -55,16 +54,13 @@ func dropInheritedState() {
     _ = setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &files)  // may exceed a lower hard limit: best effort
     guard setrlimit(__rlimit_resource_t(RLIMIT_CORE.rawValue), &noCore) == 0 else { fail("cannot disable core dumps") }
     // Ignored signals stay ignored across exec: reset every disposition, unblock all.
-    var action = sigaction()
-    action.__sigaction_handler.sa_handler = nil  // SIG_DFL
-    sigemptyset(&action.sa_mask)
     for signal in 1..<Int32(65) where signal != SIGKILL && signal != SIGSTOP {
-        _ = sigaction(signal, &action, nil)
+        _ = cposix_set_signal(signal, 0, nil)
     }
     // Except SIGXFSZ, which we ignore ourselves: a write over a remaining file-size limit
     // then fails with EFBIG, the temporary file is removed, and no verdict is given,
     // instead of a kill half-way through the write.
-    _ = signal(SIGXFSZ, SIG_IGN)
+    _ = cposix_set_signal(SIGXFSZ, 1, nil)
     var none = sigset_t()
     sigemptyset(&none)
     _ = sigprocmask(SIG_SETMASK, &none, nil)
@@ -78,58 +74,10 @@ func dropInheritedState() {
     umask(0o077)
 }
 
-/// The login name of `uid`, through getpwuid_r.
-func userName(of uid: uid_t) -> String? {
-    var entry = passwd()
-    var result: UnsafeMutablePointer<passwd>?
-    var buffer = [CChar](repeating: 0, count: 16384)
-    guard getpwuid_r(uid, &entry, &buffer, buffer.count, &result) == 0, result != nil, let name = entry.pw_name else { return nil }
-    return String(cString: name)
-}
-
-/// Root's settings: module arguments, one per line, '#' comments. Opened without
-/// following a link and checked on the open descriptor: a regular file owned by root, not
-/// writable by group or others, under 64 KiB.
-func loadConfig() -> ModuleConfig {
-    let fd = open(configPath, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-    if fd < 0 {
-        if errno == ENOENT { return ModuleConfig() }
-        fail("cannot open \(configPath): \(String(cString: strerror(errno)))")
-    }
-    defer { close(fd) }
-    var st = stat()
-    guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_uid == 0, st.st_mode & 0o022 == 0,
-          st.st_size < 65536 else {
-        fail("refusing \(configPath): it must be a regular file owned by root, not writable by group or others")
-    }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 4096)
-    while bytes.count < 65536 {
-        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n < 0 && errno == EINTR { continue }
-        if n < 0 { fail("cannot read \(configPath)") }
-        if n == 0 { break }
-        bytes += chunk[0..<n]
-    }
-    var args: [String] = []
-    for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
-        let text = line.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-        args += text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }).map(String.init)
-    }
-    do { return try ModuleConfig.parse(args).config } catch { fail("\(configPath): \(error)") }
-}
-
 func readInput() -> [String] {
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 1024)
-    while bytes.count <= maxInput {
-        let n = chunk.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
-        if n < 0 && errno == EINTR { continue }
-        if n <= 0 { break }
-        bytes += chunk[0..<n]
+    guard var bytes = (try? FileDescriptor(rawValue: 0).readAll("standard input", limit: maxInput)) ?? nil else {
+        fail("request too long or unreadable", 2)
     }
-    defer { ConstantTime.wipe(&chunk) }
-    guard bytes.count <= maxInput else { ConstantTime.wipe(&bytes); fail("request too long", 2) }
     defer { ConstantTime.wipe(&bytes) }
     return String(decoding: bytes, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
 }
@@ -142,12 +90,12 @@ func answer(_ text: String, slow: Bool = false) -> Never {
     exit(0)
 }
 
-let caller = getuid()
+let caller = Users.realUID
 dropInheritedState()
 let arguments = CommandLine.arguments
 guard arguments.count == 3 else { fail("usage: smartotp-chkotp USER summary|challenge|access|code|password|tap", 2) }
 guard geteuid() == 0 else { fail("not installed setuid root (chmod 4755, owner root)") }
-guard let callerName = userName(of: caller) else { fail("the calling uid \(caller) has no name") }
+guard let callerName = Users.name(of: caller) else { fail("the calling uid \(caller) has no name") }
 guard caller == 0 || arguments[1] == callerName else { fail("may check only the caller's own record", 2) }
 let user: UserName
 do { user = try UserName(arguments[1]) } catch { fail("\(error)", 2) }
@@ -155,8 +103,10 @@ guard let operation = HelperProtocol.Operation(rawValue: arguments[2]) else {
     fail("unknown operation \(ConfigError.printable(String(arguments[2].prefix(16))))", 2)
 }
 
-let config = loadConfig()
-let records = LocalRecords(store: FileStore(root: config.store), policy: Policy(config))
+// Root's settings only: nothing from the caller.
+let config: ModuleConfig
+do { config = try ModuleConfig.load(arguments: [], file: ModuleConfig.policyFile).config } catch { fail(error.description) }
+let records = LocalRecords.system(store: FileStore(root: config.store), policy: Policy(config))
 let now = Int64(time(nil))
 var input = readInput()
 defer { for i in input.indices { input[i] = "" } }

@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
 import SmartCard
+import PCSC
 import SmartOTPAuth
+import SmartOTPSystem
 
 struct CardStatus: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
 import SmartCard
+import PCSC
 import SmartOTPAuth
+import SmartOTPSystem
 import TokenStore
 
 struct Check: ParsableCommand {
@@ -13,8 +15,15 @@ struct Check: ParsableCommand {
         """)
     @OptionGroup var options: StoreOptions
     @Option(help: ArgumentHelp("The PAM configuration directory to read.", valueName: "DIR")) var pamDirectory = "/etc/pam.d"
+    @Flag(help: "Print the directory PAM modules are installed in (where pam_unix.so is) and stop.")
+    var moduleDirectory = false
 
     func run() throws {
+        if moduleDirectory {
+            guard let dir = pamModuleDirectory() else { throw Failure("cannot find the directory of pam_unix.so (is libpam-modules installed?)") }
+            print(dir)
+            return
+        }
         var failed = false
         func line(_ level: String, _ text: String) {
             print("\(level.padding(toLength: 5, withPad: " ", startingAt: 0)) \(text)")

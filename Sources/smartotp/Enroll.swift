@@ -2,7 +2,10 @@ import ArgumentParser
 import Foundation
 import OTPCore
 import SmartCard
+import PCSC
+import POSIX
 import SmartOTPAuth
+import SmartOTPSystem
 import TokenStore
 
 struct Enroll: ParsableCommand {
@@ -92,13 +95,11 @@ struct Enroll: ParsableCommand {
                           initialCounter: counter ?? 0, label: label, created: created)
         }
         let id = try withStore {
-            try store.update(user) { (record: inout UserRecord?, changed: inout Bool) -> String in
-                var r = record ?? UserRecord(user: user, created: created)
+            try store.update(user) { (current: UserRecord?) -> (String, RecordChange) in
+                var r = current ?? UserRecord(user: user, created: created)
                 token.id = r.nextTokenID(prefix: card ? "card" : "code")
                 r.tokens.append(token)
-                record = r
-                changed = true
-                return token.id
+                return (token.id, .write(r))
             }
         }
         let parameters = token.parameters
@@ -106,10 +107,14 @@ struct Enroll: ParsableCommand {
                                  account: "\(user)@\(hostName())", counter: counter ?? 0).format()
         ConstantTime.wipe(&secretBytes)
         if json {
-            var out: [String: Any] = ["user": user.value, "token": id, "kind": token.kind.rawValue]
-            if let d = token.deviceID { out["device"] = d }
-            if uri { out["uri"] = uriText }
-            try printJSON(out)
+            struct Enrolled: Encodable {
+                var user: String
+                var token: String
+                var kind: String
+                var device: String?
+                var uri: String?
+            }
+            try printJSON(Enrolled(user: user.value, token: id, kind: token.kind.rawValue, device: token.deviceID, uri: uri ? uriText : nil))
         } else {
             print("Enrolled \(card ? "card \(token.deviceID ?? "")" : "code token") for \(user) as token \(id).")
             if uri { print(uriText) }
@@ -129,7 +134,7 @@ struct Enroll: ParsableCommand {
         let readerName: String
         do {
             readerName = try context.waitForCard(filter: reader, skip: &skip, timeoutMs: wait * 1000,
-                                                 now: SystemClock.monotonicMilliseconds)
+                                                 now: Clocks.monotonicMilliseconds)
         } catch { throw Failure("\(error)") }
         do {
             let session = OATHSession(transport: try context.connect(reader: readerName))
@@ -179,11 +184,10 @@ struct Passwd: ParsableCommand {
         guard let hash = PasswordHash.make(password) else { throw Failure("libxcrypt could not hash the password") }
         let store = try options.prepared()
         try withStore {
-            try store.update(user) { (r: inout UserRecord?, changed: inout Bool) in
-                var record = r ?? UserRecord(user: user, created: now())
+            try store.update(user) { (current: UserRecord?) -> RecordChange in
+                var record = current ?? UserRecord(user: user, created: now())
                 record.passwordHash = hash
-                r = record
-                changed = true
+                return .write(record)
             }
         }
         print("Simple password set for \(user).")

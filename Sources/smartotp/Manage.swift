@@ -1,8 +1,74 @@
 import ArgumentParser
 import Foundation
 import OTPCore
+import PCSC
 import SmartOTPAuth
+import SmartOTPSystem
 import TokenStore
+
+/// One user in `list`.
+struct UserRow: Encodable {
+    var user: String
+    var tokens: Int
+    var password: Bool
+    var failures: Int
+}
+
+/// One token in `show`: what it is, never its secret.
+struct TokenRow: Encodable {
+    var id: String
+    var kind: String
+    var type: String
+    var algorithm: String
+    var digits: Int
+    var period: Int?
+    var counter: UInt64?
+    var label: String
+    var created: Int64
+    var last_used: UInt64?
+    var window: Int?
+    var credential: String?
+    var device: String?
+    var access_code: Bool?
+    var touch: Bool?
+
+    init(_ t: Token) {
+        id = t.id
+        kind = t.kind.rawValue
+        algorithm = t.parameters.algorithm.description
+        digits = t.parameters.digits
+        label = t.label
+        created = t.created
+        last_used = t.lastUsed
+        window = t.windowLimit
+        credential = t.credentialName
+        device = t.deviceID
+        switch t.parameters.kind {
+        case .totp(let p): type = "totp"; period = p
+        case .hotp: type = "hotp"; counter = t.initialCounter
+        }
+        if t.kind == .card { access_code = t.accessKey != nil; touch = t.touch }
+    }
+
+    /// `key=value` pairs for the text output, in a fixed order, absent ones left out.
+    var text: String {
+        var f: [(String, String?)] = [("id", id), ("kind", kind), ("type", type), ("algorithm", algorithm), ("digits", String(digits))]
+        f += [("period", period.map(String.init)), ("counter", counter.map(String.init)), ("label", label),
+              ("last_used", last_used.map(String.init)), ("window", window.map(String.init)), ("credential", credential),
+              ("device", device), ("access_code", access_code.map { $0 ? "yes" : "no" }), ("touch", touch.map { $0 ? "yes" : "no" })]
+        return f.compactMap { k, v in v.map { "\(k)=\($0)" } }.joined(separator: " ")
+    }
+}
+
+/// The record in `show`.
+struct RecordRow: Encodable {
+    var user: String
+    var tokens: [TokenRow]
+    var password: Bool
+    var failures: Int
+    var last_failure: Int64
+    var recovery_codes: Int
+}
 
 struct List: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List enrolled users.")
@@ -12,14 +78,14 @@ struct List: ParsableCommand {
     func run() throws {
         let store = options.open()
         let users = try withStore { try store.list() }
-        var rows: [[String: Any]] = []
+        var rows: [UserRow] = []
         for user in users {
             guard let r = try withStore({ try store.read(user) }) else { continue }
-            rows.append(["user": user.value, "tokens": r.tokens.count, "password": r.passwordHash != nil, "failures": r.failures])
+            rows.append(UserRow(user: user.value, tokens: r.tokens.count, password: r.passwordHash != nil, failures: r.failures))
         }
         if json { return try printJSON(rows) }
         for row in rows {
-            print("\(row["user"] ?? "")\ttokens=\(row["tokens"] ?? 0)\tpassword=\((row["password"] as? Bool) == true ? "yes" : "no")\tfailures=\(row["failures"] ?? 0)")
+            print("\(row.user)\ttokens=\(row.tokens)\tpassword=\(row.password ? "yes" : "no")\tfailures=\(row.failures)")
         }
     }
 }
@@ -33,26 +99,11 @@ struct Show: ParsableCommand {
     func run() throws {
         let user = try userName(self.user)
         guard let r = try withStore({ try options.open().read(user) }) else { throw Failure("\(user) has no smartotp record") }
-        let tokens: [[String: Any]] = r.tokens.map { t in
-            var d: [String: Any] = ["id": t.id, "kind": t.kind.rawValue, "algorithm": t.parameters.algorithm.description,
-                                    "digits": t.parameters.digits, "label": t.label, "created": t.created]
-            switch t.parameters.kind {
-            case .totp(let p): d["type"] = "totp"; d["period"] = p
-            case .hotp: d["type"] = "hotp"; d["counter"] = t.initialCounter
-            }
-            if let u = t.lastUsed { d["last_used"] = u }
-            if let name = t.credentialName { d["credential"] = name }
-            if let dev = t.deviceID { d["device"] = dev }
-            if t.kind == .card { d["access_code"] = t.accessKey != nil; d["touch"] = t.touch }
-            return d
-        }
-        let out: [String: Any] = ["user": user.value, "tokens": tokens, "password": r.passwordHash != nil,
-                                  "failures": r.failures, "last_failure": r.lastFailure, "recovery_codes": r.recoveryCodes.count]
-        if json { return try printJSON(out) }
+        let row = RecordRow(user: user.value, tokens: r.tokens.map(TokenRow.init), password: r.passwordHash != nil,
+                            failures: r.failures, last_failure: r.lastFailure, recovery_codes: r.recoveryCodes.count)
+        if json { return try printJSON(row) }
         print("user \(user): \(r.tokens.count) token(s), simple password \(r.passwordHash != nil ? "set" : "not set"), \(r.recoveryCodes.count) recovery code(s), \(r.failures) failure(s)")
-        for t in tokens {
-            print("  " + t.keys.sorted().map { "\($0)=\(t[$0] ?? "")" }.joined(separator: " "))
-        }
+        for t in row.tokens { print("  " + t.text) }
     }
 }
 
@@ -65,17 +116,12 @@ struct Remove: ParsableCommand {
     func run() throws {
         let user = try userName(self.user)
         let removed = try withStore {
-            try options.open().update(user) { (r: inout UserRecord?, changed: inout Bool) -> Bool in
-                guard var record = r else { return false }
-                if let token {
-                    guard let i = record.tokens.firstIndex(where: { $0.id == token }) else { return false }
-                    record.tokens.remove(at: i)
-                    r = record
-                } else {
-                    r = nil
-                }
-                changed = true
-                return true
+            try options.open().update(user) { (current: UserRecord?) -> (Bool, RecordChange) in
+                guard var record = current else { return (false, .keep) }
+                guard let token else { return (true, .remove) }
+                guard let i = record.tokens.firstIndex(where: { $0.id == token }) else { return (false, .keep) }
+                record.tokens.remove(at: i)
+                return (true, .write(record))
             }
         }
         guard removed else { throw Failure(token.map { "\(user) has no token \($0)" } ?? "\(user) has no smartotp record") }
@@ -197,13 +243,11 @@ struct Import: ParsableCommand {
         let store = try options.prepared()
         for item in imported {
             let report = try withStore {
-                try store.update(item.user) { (r: inout UserRecord?, changed: inout Bool) -> RecordImport.Report in
-                    guard let (merged, report) = RecordImport.merge(item, into: r, now: now(), pinAsPassword: pinAsPassword) else {
+                try store.update(item.user) { (current: UserRecord?) -> (RecordImport.Report, RecordChange) in
+                    guard let (merged, report) = RecordImport.merge(item, into: current, now: now(), pinAsPassword: pinAsPassword) else {
                         throw Failure("libxcrypt could not hash a code")
                     }
-                    r = merged
-                    changed = true
-                    return report
+                    return (report, .write(merged))
                 }
             }
             var parts = [report.newToken ? "new token \(report.tokenID)" : "token \(report.tokenID) already there (replay state updated)"]
@@ -235,11 +279,11 @@ struct Verify: ParsableCommand {
         let user = try userName(self.user)
         guard let typed = code ?? readLine(strippingNewline: true) else { throw Failure("no code given") }
         let when = at ?? now()
-        let records = LocalRecords(store: options.open(), policy: Policy(skew: skew, window: window, lock: .never))
+        let records = LocalRecords.system(store: options.open(), policy: Policy(skew: skew, window: window, lock: .never))
         let result: RecordVerdict
         do { result = try records.perform(.code(typed), for: user, now: when).verdict } catch { throw Failure("\(error)") }
         switch result {
-        case .accepted(let id): print("accepted: \(id)")
+        case .accepted(let credential): print("accepted: \(credential)")
         case .replayed(let id): print("replayed: token \(id)"); throw ExitCode(1)
         case .rejected: print("rejected"); throw ExitCode(1)
         case .locked: print("locked"); throw ExitCode(1)

@@ -2,7 +2,10 @@ import ArgumentParser
 import Foundation
 import OTPCore
 import SmartCard
+import PCSC
+import POSIX
 import SmartOTPAuth
+import SmartOTPSystem
 import TokenStore
 
 @main
@@ -49,11 +52,9 @@ struct StoreOptions: ParsableArguments {
     /// was; the result is nil when there is no record or nothing changed.
     func modify<R>(_ user: UserName, _ body: (inout UserRecord) throws -> R?) throws -> R? {
         try withStore {
-            try open().update(user) { (r: inout UserRecord?, changed: inout Bool) -> R? in
-                guard var record = r, let result = try body(&record) else { return nil }
-                r = record
-                changed = true
-                return result
+            try open().update(user) { (current: UserRecord?) -> (R?, RecordChange) in
+                guard var record = current, let result = try body(&record) else { return (nil, .keep) }
+                return (result, .write(record))
             }
         }
     }
@@ -115,11 +116,12 @@ func secretArgument(_ value: String) throws -> String {
 }
 
 /// Whether `name` is a user of this machine (getpwnam_r).
-func isSystemUser(_ name: String) -> Bool { SystemUsers.uid(of: name) != nil }
+func isSystemUser(_ name: String) -> Bool { Users.uid(of: name) != nil }
 
-func printJSON(_ value: Any) throws {
-    let data = try JSONSerialization.data(withJSONObject: value, options: [.prettyPrinted, .sortedKeys])
-    print(String(decoding: data, as: UTF8.self))
+func printJSON(_ value: some Encodable) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
 }
 
 extension StoreError {

@@ -2,9 +2,9 @@
 # Lint: no trapping construct in any target the PAM module or the setuid helper links.
 # sshd and sudo load the module; a trap there kills them. Looks for try!, as!, force
 # unwraps, fatalError, precondition, assert, unowned, and implicitly unwrapped optionals.
-source "$(dirname "$0")/lib/bench.sh"
+source "$(dirname "$0")/lib/testlib.sh"
 
-TARGETS=(OTPCore SmartCard TokenStore SmartOTPAuth PamSmartOTP smartotp-chkotp)
+TARGETS=(POSIX OTPCore SmartCard PCSC TokenStore SmartOTPAuth SmartOTPSystem PamSmartOTP smartotp-chkotp)
 patterns=(
     'try!'                          # try! traps on error
     'as!'                           # as! traps on a failed cast
@@ -26,7 +26,7 @@ for t in "${TARGETS[@]}"; do
     if [ -z "$hits" ]; then ok "no trapping construct in Sources/$t"; else not_ok "no trapping construct in Sources/$t" "$(echo "$hits" | head -5 | tr '\n' '|')"; fi
 done
 # Foundation stays out of everything the module links.
-for t in OTPCore SmartCard TokenStore SmartOTPAuth PamSmartOTP smartotp-chkotp; do
+for t in "${TARGETS[@]}"; do
     if grep -rqE '^\s*(@_exported |internal |public )?import (Foundation|FoundationEssentials)' "$ROOT/Sources/$t"; then
         not_ok "no Foundation in Sources/$t"
     else

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The shared object: only pam_sm_* exported, no Swift/Foundation libraries needed,
 # loadable by a plain C loader (Python ctypes' dlopen), -z nodelete set.
-source "$(dirname "$0")/lib/bench.sh"
+source "$(dirname "$0")/lib/testlib.sh"
 
 [ -f "$SO" ] || die "build first: swift build -c release"
 

@@ -4,7 +4,7 @@
 #  - 32 processes for 32 different users at once: all win, no update is lost;
 #  - a writer killed with SIGKILL at random moments: the record always parses and only
 #    ever moves forward (old or new, never torn).
-source "$(dirname "$0")/lib/bench.sh"
+source "$(dirname "$0")/lib/testlib.sh"
 
 SECRET=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP
 ROUNDS=${STORE_ROUNDS:-20}

@@ -2,7 +2,7 @@
 # Real PAM stacks, run by pam-harness from a private directory (pam_start_confdir), with
 # the exact return code of every call asserted. No card here: pcscd is not started, so
 # the card step falls through as it does on a host without a reader.
-source "$(dirname "$0")/lib/bench.sh"
+source "$(dirname "$0")/lib/testlib.sh"
 
 SECRET=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP
 [ -z "$(foreign_pcscd)" ] || die "a pcscd is running: this suite needs none (stop it)"

@@ -2,7 +2,7 @@
 # The card side against a real pcscd with vsmartcard's vpcd driver and the virtual card:
 # ykman as an independent YKOATH client, enrolment, and PAM logins by tap — with the
 # card removed, a wrong card, a protected applet, touch, no reader, and pcscd stopped.
-source "$(dirname "$0")/lib/bench.sh"
+source "$(dirname "$0")/lib/testlib.sh"
 
 READER="Virtual PCD 00 00"
 has() { case "$OUT" in *"$1"*) ok "$2";; *) not_ok "$2" "$(echo "$OUT" | tr '\n' '|')";; esac; }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The smartotp CLI: every command's behaviour, output formats, exit codes and refusals,
 # against a private store.
-source "$(dirname "$0")/lib/bench.sh"
+source "$(dirname "$0")/lib/testlib.sh"
 S="$WORK/store"
 SECRET=JBSWY3DPEHPK3PXP
 c() { OUT=$("$CLI" "$@" 2>&1); RC=$?; }

@@ -7,7 +7,7 @@
 # service is unchanged since, refuses while a service still uses the module, and removes
 # every file. The machine ends as it began: /etc/pam.d/common-* and /var/lib/pam are
 # restored, and if smartotp was installed before, it is again.
-source "$(dirname "$0")/lib/bench.sh"
+source "$(dirname "$0")/lib/testlib.sh"
 MANIFEST=/etc/smartotp/installed-files
 again="--no-deps"
 [ -e /etc/pam.d/smartotp-test ] && again="--no-deps --deps-dev"

@@ -7,7 +7,7 @@
 # /etc/pam.d/smartotp-sshd-test, /etc/smartotp/smartotp.conf (helper policy), the test
 # users smartotp-t1 and smartotp-t2, and /usr/local/lib/smartotp-test.* (the setuid helper
 # copy). sshd listens on 127.0.0.1 only and is stopped by PID.
-source "$(dirname "$0")/lib/bench.sh"
+source "$(dirname "$0")/lib/testlib.sh"
 
 # One code token per phase, so that no test needs to wait for the next TOTP step.
 S_SUDO=JBSWY3DPEHPK3PXP S_LOCK=ONSWG4TFORPWK6DQ S_HELPER=KRSXG5CTMVRXEZLU   # smartotp-t1
@@ -230,7 +230,7 @@ print(hmac.new(k, bytes.fromhex(sys.argv[2]), hashlib.sha1).hexdigest())' "$secr
 tap() { printf 'card\n%s\n%s\n' "$1" "$2" | helper tap 2>&1 | sed -n 's/^verdict //p'; }
 chal=$(helper challenge </dev/null | sed -n 's/^challenge //p')
 resp=$(mac "$chal")
-check "a tap answering the helper's own challenge is accepted" "accepted card" "$(tap "$chal" "$resp")"
+check "a tap answering the helper's own challenge is accepted" "accepted token card" "$(tap "$chal" "$resp")"
 check "the captured (challenge, response) pair replayed: refused" "rejected" "$(tap "$chal" "$resp")"
 check "a challenge the caller chose, correctly answered: refused" "rejected" "$(tap 0011223344556677 "$(mac 0011223344556677)")"
 check "both refusals are counted" 2 "$(fails)"

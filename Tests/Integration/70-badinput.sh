@@ -2,7 +2,7 @@
 # Bad input through real PAM, beyond what 30-pam and 40-card cover: records cut at every
 # line and at random bytes, random garbage records, and a store on a full disk. Each must
 # end in a clear PAM code, with the host process alive and the record unchanged.
-source "$(dirname "$0")/lib/bench.sh"
+source "$(dirname "$0")/lib/testlib.sh"
 
 SECRET=JBSWY3DPEHPK3PXP
 

@@ -26,7 +26,8 @@ struct HelperProtocolTests {
     }
 
     @Test func verdictsRoundTrip() throws {
-        for attempt in [Attempt(.accepted("card"), lock: .open), Attempt(.replayed(tokenID: "phone"), lock: .open),
+        for attempt in [Attempt(.accepted(.token("card")), lock: .open), Attempt(.accepted(.password), lock: .open),
+                        Attempt(.accepted(.recoveryCode), lock: .open), Attempt(.replayed(tokenID: "phone"), lock: .open),
                         Attempt(.rejected, lock: .lockedUntil(5)), Attempt(.locked, lock: .lockedForGood)] {
             #expect(try HelperProtocol.decodeAttempt(HelperProtocol.encode(attempt)) == attempt)
         }

@@ -38,7 +38,8 @@ struct Harness {
 
     func run(_ answers: [String?], user: String = "alice", previous: String? = nil) -> (Outcome, ScriptedPrompter) {
         let prompter = ScriptedPrompter(answers)
-        let flow = LoginFlow(config: config, store: store, prompter: prompter, reader: reader,
+        let records = LocalRecords(store: store, policy: Policy(config), isRoot: { $0.value == "root" })
+        let flow = LoginFlow(config: config, records: records, prompter: prompter, reader: reader,
                              clock: FixedClock(time: time), audit: audit, previousToken: previous)
         return (flow.authenticate(user: user, service: "test"), prompter)
     }

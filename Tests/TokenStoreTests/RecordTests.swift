@@ -190,10 +190,7 @@ struct FileStoreTests {
         let t = try TempStore()
         let user = try UserName("alice")
         #expect(try t.store.read(user) == nil)
-        try t.store.update(user) { record, changed in
-            record = UserRecord(user: user, tokens: [makeTOTPToken()], created: 5)
-            changed = true
-        }
+        try t.store.update(user) { _ in .write(UserRecord(user: user, tokens: [makeTOTPToken()], created: 5)) }
         let back = try #require(try t.store.read(user))
         #expect(back.tokens.first?.id == "phone")
         var st = stat()
@@ -203,7 +200,7 @@ struct FileStoreTests {
         #expect(try t.store.list() == [user])
         // No temp files left behind.
         #expect(try FileManager.default.contentsOfDirectory(atPath: t.root + "/users") == ["alice"])
-        try t.store.update(user) { record, changed in record = nil; changed = true }
+        try t.store.update(user) { _ in .remove }
         #expect(try t.store.read(user) == nil)
         #expect(FileManager.default.fileExists(atPath: t.root + "/locks/alice"), "lock files are never deleted")
     }
@@ -215,7 +212,7 @@ struct FileStoreTests {
         let user = try UserName("alice")
         let typo = FileStore(root: t.root + "/typo", owner: geteuid())
         #expect(throws: StoreError.missing(path: t.root + "/typo")) { try typo.read(user) }
-        #expect(throws: StoreError.missing(path: t.root + "/typo")) { try typo.update(user) { r, c in c = true } }
+        #expect(throws: StoreError.missing(path: t.root + "/typo")) { try typo.update(user) { _ in .keep } }
         #expect(!FileManager.default.fileExists(atPath: t.root + "/typo"))
         try FileManager.default.createDirectory(atPath: t.root + "/half", withIntermediateDirectories: false,
                                                 attributes: [.posixPermissions: 0o700])
@@ -225,7 +222,7 @@ struct FileStoreTests {
     @Test func oneLockHoldsSeveralDurableCommits() throws {
         let t = try TempStore()
         let user = try UserName("carol")
-        try t.store.update(user) { r, c in r = UserRecord(user: user, created: 1); c = true }
+        try t.store.update(user) { _ in .write(UserRecord(user: user, created: 1)) }
         try t.store.withLock(user) { current, commit in
             var r = try #require(current)
             r.countFailure(at: 10, policy: LockPolicy(), isRoot: false)
@@ -245,18 +242,22 @@ struct FileStoreTests {
         let user = try UserName("dan")
         let stale = t.root + "/users/.dan.tmp"
         #expect(FileManager.default.createFile(atPath: stale, contents: Data("half a record".utf8), attributes: [.posixPermissions: 0o600]))
-        try t.store.update(user) { r, c in r = UserRecord(user: user, created: 1); c = true }
-        try t.store.update(user) { r, c in r?.passwordHash = "$y$a$b"; c = true }
+        try t.store.update(user) { _ in .write(UserRecord(user: user, created: 1)) }
+        try t.store.update(user) { r in
+            guard var r else { return .keep }
+            r.passwordHash = "$y$a$b"
+            return .write(r)
+        }
         #expect(try FileManager.default.contentsOfDirectory(atPath: t.root + "/users").sorted() == ["dan"])
     }
 
     @Test func unchangedRecordIsNotRewritten() throws {
         let t = try TempStore()
         let user = try UserName("bob")
-        try t.store.update(user) { r, c in r = UserRecord(user: user, created: 1); c = true }
+        try t.store.update(user) { _ in .write(UserRecord(user: user, created: 1)) }
         var before = stat()
         stat(t.root + "/users/bob", &before)
-        try t.store.update(user) { r, c in r?.passwordHash = "$y$x" }  // changed stays false
+        try t.store.update(user) { _ in .keep }
         var after = stat()
         stat(t.root + "/users/bob", &after)
         #expect(before.st_ino == after.st_ino)
@@ -266,7 +267,7 @@ struct FileStoreTests {
     @Test func refusesLoosePermissionsSymlinksAndWrongOwner() throws {
         let t = try TempStore()
         let user = try UserName("carol")
-        try t.store.update(user) { r, c in r = UserRecord(user: user, created: 1); c = true }
+        try t.store.update(user) { _ in .write(UserRecord(user: user, created: 1)) }
         let record = t.root + "/users/carol"
 
         chmod(record, 0o644)
@@ -311,7 +312,7 @@ struct FileStoreTests {
         #expect(throws: StoreError.malformed(path: path, line: 3, reason: "token field 'nonsense' is not key=value")) {
             try t.store.read(user)
         }
-        #expect(throws: StoreError.self) { try t.store.update(user) { r, c in c = true } }
+        #expect(throws: StoreError.self) { try t.store.update(user) { r in r.map { .write($0) } ?? .keep } }
         #expect(try String(contentsOfFile: path, encoding: .utf8) == junk)
         // Binary garbage and an oversized file.
         try Data([0xFF, 0xFE, 0x00]).write(to: URL(fileURLWithPath: path))

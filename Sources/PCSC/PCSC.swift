@@ -1,13 +1,12 @@
 internal import CPCSC
+import SmartCard
 
 /// The only file that calls libpcsclite. Each method names the SCard* call it wraps.
 ///
 /// A context talks to pcscd over its UNIX socket. Waiting for a card uses
 /// `SCardGetStatusChange`, which blocks in pcscd until something happens: no polling,
 /// so a login that waits 30 s for a tap costs no CPU.
-public final class PCSCContext: @unchecked Sendable {
-    // @unchecked: `handle` is written once in init; `cancel()` may run on another
-    // thread, which is what SCardCancel is for.
+public final class PCSCContext: CardSlots {
     private let handle: SCARDCONTEXT
 
     /// The special reader name that reports readers being added or removed.
@@ -29,7 +28,6 @@ public final class PCSCContext: @unchecked Sendable {
         case SCARD_E_NO_SERVICE, SCARD_E_SERVICE_STOPPED: return .noService
         case SCARD_E_NO_READERS_AVAILABLE, SCARD_E_UNKNOWN_READER, SCARD_E_READER_UNAVAILABLE: return .noReaders
         case SCARD_E_TIMEOUT: return .timeout
-        case SCARD_E_CANCELLED: return .cancelled
         case SCARD_W_REMOVED_CARD, SCARD_E_NO_SMARTCARD, SCARD_W_RESET_CARD: return .cardRemoved
         case SCARD_E_SHARING_VIOLATION: return .sharingViolation
         case SCARD_W_UNRESPONSIVE_CARD, SCARD_W_UNPOWERED_CARD, SCARD_E_NOT_TRANSACTED, SCARD_E_COMM_DATA_LOST:
@@ -64,9 +62,6 @@ public final class PCSCContext: @unchecked Sendable {
         guard rv == SCARD_S_SUCCESS else { throw Self.error(rv, "SCardConnect") }
         return PCSCCard(handle: card, activeProtocol: protocolInUse)
     }
-
-    /// `SCardCancel`: ends a `waitForCard` running on another thread.
-    public func cancel() { SCardCancel(handle) }
 
     /// The state of one reader as `SCardGetStatusChange` reports it.
     public struct ReaderState: Sendable, Equatable {
@@ -119,7 +114,7 @@ public final class PCSCContext: @unchecked Sendable {
     func getStatusChange(_ readers: [(String, UInt)], timeoutMs: Int) throws(CardError) -> [ReaderState] {
         // The C strings must outlive the call: keep them in one buffer.
         let cNames: [[CChar]] = readers.map { Array($0.0.utf8CString) }
-        var pointers: [UnsafeMutablePointer<CChar>] = cNames.map { name in
+        let pointers: [UnsafeMutablePointer<CChar>] = cNames.map { name in
             let p = UnsafeMutablePointer<CChar>.allocate(capacity: name.count)
             p.initialize(from: name, count: name.count)
             return p
@@ -142,7 +137,6 @@ public final class PCSCContext: @unchecked Sendable {
         // No reader at all: pcscd answers the PnP-only wait with "unknown reader" on some versions.
         if rv == SCARD_E_UNKNOWN_READER && readers.count == 1 { throw .noReaders }
         guard rv == SCARD_S_SUCCESS else { throw Self.error(rv, "SCardGetStatusChange") }
-        pointers = pointers.map { $0 }
         return zip(readers, states).map { ReaderState(reader: $0.0.0, eventState: UInt($0.1.dwEventState)) }
     }
 }

@@ -1,0 +1,42 @@
+// The C side of the POSIX layer: the system headers the Swift wrappers use, and the few
+// calls Swift cannot make directly (errno is a macro; open and fcntl are variadic).
+// Included by nothing but Sources/POSIX, in normal and Embedded Swift alike.
+#ifndef CPOSIX_H
+#define CPOSIX_H
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <syslog.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/// errno of the calling thread.
+int cposix_errno(void);
+/// open(2) with a mode (the variadic argument).
+int cposix_open(const char *path, int flags, mode_t mode);
+/// fcntl(fd, F_SETFD, FD_CLOEXEC).
+int cposix_set_cloexec(int fd);
+/// Whether a wait(2) status is a normal exit, and its code.
+int cposix_exited(int status);
+int cposix_exit_status(int status);
+/// The d_name of a directory entry (a fixed array Swift sees as a tuple).
+const char *cposix_dirent_name(const struct dirent *entry);
+/// Sets a signal's disposition to SIG_DFL (0) or SIG_IGN (1); returns the previous one
+/// in *previous (opaque, for cposix_restore_signal).
+int cposix_set_signal(int signal, int ignore, struct sigaction *previous);
+int cposix_restore_signal(int signal, const struct sigaction *previous);
+
+#endif

@@ -1,0 +1,156 @@
+internal import CPOSIX
+
+/// What `lstat(2)` / `fstat(2)` say of a file, as far as the callers need it.
+public struct FileStatus: Sendable, Equatable {
+    public var mode: UInt32
+    public var owner: UInt32
+    public var group: UInt32
+    public var size: Int64
+    public var inode: UInt64
+
+    init(_ st: stat) {
+        mode = UInt32(st.st_mode)
+        owner = st.st_uid
+        group = st.st_gid
+        size = Int64(st.st_size)
+        inode = UInt64(st.st_ino)
+    }
+
+    public var isDirectory: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFDIR) }
+    public var isRegular: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFREG) }
+    public var isSymbolicLink: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFLNK) }
+    /// The permission bits (0o777).
+    public var permissions: UInt32 { mode & 0o777 }
+}
+
+/// Flags of `open(2)`, by their C names.
+public struct OpenFlags: OptionSet, Sendable {
+    public let rawValue: Int32
+    public init(rawValue: Int32) { self.rawValue = rawValue }
+    public static let readOnly = OpenFlags(rawValue: O_RDONLY)
+    public static let writeOnly = OpenFlags(rawValue: O_WRONLY)
+    public static let readWrite = OpenFlags(rawValue: O_RDWR)
+    public static let create = OpenFlags(rawValue: O_CREAT)
+    public static let exclusive = OpenFlags(rawValue: O_EXCL)
+    public static let directory = OpenFlags(rawValue: O_DIRECTORY)
+}
+
+/// An open file descriptor. Not closed on deinit: the owner closes it (`defer`), so that
+/// a copy never closes a descriptor another copy still uses.
+public struct FileDescriptor: Sendable {
+    public let rawValue: Int32
+
+    public init(rawValue: Int32) { self.rawValue = rawValue }
+
+    /// `open(2)` with O_CLOEXEC and O_NOFOLLOW added: a symbolic link is never followed
+    /// (ELOOP), and no child of the host inherits the descriptor.
+    public static func open(_ path: String, _ flags: OpenFlags, mode: UInt32 = 0o600) throws(SystemCallError) -> FileDescriptor {
+        let fd = retryingOnInterrupt { cposix_open(path, flags.rawValue | O_CLOEXEC | O_NOFOLLOW, mode_t(mode)) }
+        guard fd >= 0 else { throw .last("open", path) }
+        return FileDescriptor(rawValue: fd)
+    }
+
+    /// `open(2)` that returns nil when the file does not exist.
+    public static func openIfExists(_ path: String, _ flags: OpenFlags) throws(SystemCallError) -> FileDescriptor? {
+        do { return try open(path, flags) } catch where error.errno == ENOENT { return nil }
+    }
+
+    /// `close(2)`.
+    public func close() { _ = CPOSIX.close(rawValue) }
+
+    /// `fstat(2)`.
+    public func status(_ path: String) throws(SystemCallError) -> FileStatus {
+        var st = stat()
+        guard fstat(rawValue, &st) == 0 else { throw .last("fstat", path) }
+        return FileStatus(st)
+    }
+
+    /// Reads to the end, at most `limit` bytes; nil when there is more.
+    public func readAll(_ path: String, limit: Int) throws(SystemCallError) -> [UInt8]? {
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 8192)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { b in retryingOnInterrupt { read(rawValue, b.baseAddress, b.count) } }
+            if n < 0 { throw .last("read", path) }
+            if n == 0 { return out }
+            out.append(contentsOf: chunk[0..<n])
+            if out.count > limit { return nil }
+        }
+    }
+
+    /// Writes all of `bytes`, looping over short writes.
+    public func writeAll(_ bytes: [UInt8], _ path: String) throws(SystemCallError) {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { b in
+                retryingOnInterrupt { write(rawValue, b.baseAddress.map { $0 + offset }, b.count - offset) }
+            }
+            if n <= 0 { throw .last("write", path) }
+            offset += n
+        }
+    }
+
+    /// `fsync(2)`.
+    public func sync(_ path: String) throws(SystemCallError) {
+        guard retryingOnInterrupt({ fsync(rawValue) }) == 0 else { throw .last("fsync", path) }
+    }
+
+    /// `flock(2)` exclusive, waiting.
+    public func lockExclusive(_ path: String) throws(SystemCallError) {
+        guard retryingOnInterrupt({ flock(rawValue, LOCK_EX) }) == 0 else { throw .last("flock", path) }
+    }
+
+    /// `fchown(2)` to `uid` and group 0 when running as root (anyone else cannot give a
+    /// file away, and owns what it creates), then `fchmod(2)` to `mode`.
+    public func ownAndProtect(uid: UInt32, mode: UInt32, _ path: String) throws(SystemCallError) {
+        if geteuid() == 0 { guard fchown(rawValue, uid, 0) == 0 else { throw .last("fchown", path) } }
+        guard fchmod(rawValue, mode_t(mode)) == 0 else { throw .last("fchmod", path) }
+    }
+}
+
+/// Calls on paths.
+public enum FileSystem {
+    /// `lstat(2)`; nil when the path does not exist.
+    public static func linkStatus(_ path: String) throws(SystemCallError) -> FileStatus? {
+        var st = stat()
+        if lstat(path, &st) == 0 { return FileStatus(st) }
+        if cposix_errno() == ENOENT { return nil }
+        throw .last("lstat", path)
+    }
+
+    /// `mkdir(2)`; an existing entry is left for the caller to check.
+    public static func makeDirectory(_ path: String, mode: UInt32 = 0o700) throws(SystemCallError) {
+        if mkdir(path, mode_t(mode)) != 0 && cposix_errno() != EEXIST { throw .last("mkdir", path) }
+    }
+
+    /// `rename(2)`: atomic replacement within one directory.
+    public static func rename(_ from: String, to: String) throws(SystemCallError) {
+        guard CPOSIX.rename(from, to) == 0 else { throw .last("rename", to) }
+    }
+
+    /// `unlink(2)`; a missing file is not an error.
+    public static func unlink(_ path: String) { _ = CPOSIX.unlink(path) }
+
+    /// Names in a directory, without `.` and `..`; empty when it does not exist.
+    public static func list(_ path: String) throws(SystemCallError) -> [String] {
+        guard let dir = opendir(path) else {
+            if cposix_errno() == ENOENT { return [] }
+            throw .last("opendir", path)
+        }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            guard let raw = cposix_dirent_name(entry) else { continue }
+            let name = String(cString: raw)
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    /// `fsync(2)` of a directory, so that a rename in it survives a crash.
+    public static func syncDirectory(_ path: String) throws(SystemCallError) {
+        let fd = try FileDescriptor.open(path, [.readOnly, .directory])
+        defer { fd.close() }
+        try fd.sync(path)
+    }
+}

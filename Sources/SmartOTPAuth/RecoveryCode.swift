@@ -1,0 +1,44 @@
+import OTPCore
+import TokenStore
+
+/// One-time recovery codes: `xxxx-xxxx-xxxx` from the Base32 alphabet (ours), or the
+/// 8-digit scratch codes imported from google-authenticator; hashed like the simple
+/// password, each removed from the record when used.
+public enum RecoveryCode {
+    /// Normalised form (lower case, no separators) when `text` looks like a recovery code.
+    public static func normalise(_ text: String) -> String? {
+        var out = ""
+        for ch in text.lowercased() where ch != "-" && ch != " " {
+            guard ch.isASCII, ch.isLetter || ch.isNumber else { return nil }
+            out.append(ch)
+            if out.count > 12 { return nil }
+        }
+        let base32 = out.count == 12 && out.allSatisfy { $0.isLetter || ("2"..."7").contains($0) }
+        let scratch = out.count == 8 && out.allSatisfy(\.isNumber)
+        return base32 || scratch ? out : nil
+    }
+
+    /// A fresh code, formatted for display.
+    public static func generate() -> String? {
+        guard let bytes = SecureRandom.bytes(8) else { return nil }
+        let text = Base32.encode(bytes).lowercased().prefix(12)
+        return "\(text.prefix(4))-\(text.dropFirst(4).prefix(4))-\(text.dropFirst(8))"
+    }
+
+    /// Uses up the matching code in `record` (its hash moves to the used list, so that an
+    /// import cannot bring it back); true if one matched.
+    public static func consume(_ typed: String, in record: inout UserRecord) -> Bool {
+        guard let code = normalise(typed) else { return false }
+        for (i, hash) in record.recoveryCodes.enumerated() where PasswordHash.verify(code, hash: hash) {
+            record.markRecoveryUsed(at: i)
+            return true
+        }
+        return false
+    }
+
+    /// Whether `code` (normalised) is among `hashes`.
+    public static func isAmong(_ code: String, _ hashes: [String]) -> Bool {
+        guard let normal = normalise(code) else { return false }
+        return hashes.contains { PasswordHash.verify(normal, hash: $0) }
+    }
+}
