@@ -229,7 +229,7 @@ module_users() {
     for d in "${dirs[@]}"; do
         for f in "$d"/*; do
             case "$(basename "$f")" in smartotp-auth|smartotp-test|*.smartotp-backup|*.smartotp-new|*.dpkg-*) continue ;; esac
-            uses_smartotp "$d" "$(basename "$f")" && echo "$f"
+            if uses_smartotp "$d" "$(basename "$f")"; then echo "$f"; fi
         done
     done | sort -u
 }
