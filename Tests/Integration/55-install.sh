@@ -103,4 +103,6 @@ for f in "$moddir/pam_smartotp.so" /usr/local/bin/smartotp /usr/local/bin/smarto
     [ -e "$f" ] && { left=$((left + 1)); echo "# left: $f"; }
 done
 check "--uninstall removes every installed file" 0 "$left"
+"$ROOT/install.sh" --uninstall >/dev/null 2>&1
+check "--uninstall again, with nothing installed, succeeds" 0 "$?"
 finish
