@@ -16,125 +16,135 @@
 
 import PackageDescription
 
-/// Link flags of the PAM module, the only shared object this package ships.
-/// - `-static-stdlib`: sshd has no Swift runtime to lend us.
-/// - `-z nodelete`: libpam dlcloses modules, and the Swift runtime cannot be unloaded.
-/// - the version script: only the `pam_sm_*` entry points are visible.
-/// - libstdc++ from its static archive (see the linker wrapper for why and how).
-let moduleLinkFlags: [String] = [
-    "-static-stdlib",
-    "-Xclang-linker", "-fuse-ld=\(Context.packageDirectory)/Sources/PamSmartOTP/link-static-libstdc++.sh",
-    "-Xlinker", "-z", "-Xlinker", "nodelete",
-    "-Xlinker", "-z", "-Xlinker", "now",
+/// Two configurations from one manifest, switched by SMARTOTP_EMBEDDED (a normal test
+/// target cannot import an Embedded module):
+/// - normal: the unit tests, the CLIs, the virtual card, the benchmarks;
+/// - SMARTOTP_EMBEDDED=1 (`scripts/build-embedded.sh`, its own --scratch-path): the PAM
+///   module and the setuid helper in Embedded Swift, with no runtime and no reflection,
+///   nothing read from the host's environment and no signal handlers: what sshd and sudo
+///   load. Only the targets they link are in that package.
+let embedded = Context.environment["SMARTOTP_EMBEDDED"] == "1"
+/// libswiftUnicodeDataTables.a (String comparison, hashing and counting need it).
+let embeddedLibraries = Context.environment["SMARTOTP_EMBEDDED_LIBDIR"] ?? "/opt/swift/usr/lib/swift/embedded/x86_64-unknown-linux-gnu"
+
+/// Every Swift target the module links, in either configuration.
+let moduleSwiftSettings: [SwiftSetting] = embedded
+    ? [.enableExperimentalFeature("Embedded"), .unsafeFlags(["-wmo", "-Osize", "-Xfrontend", "-function-sections", "-Xcc", "-I/usr/include/PCSC"])]
+    : [.unsafeFlags(["-Xcc", "-I/usr/include/PCSC"])]
+
+/// The Embedded link: the C libraries named here (a module map's `link` line is ignored),
+/// `-z defs` so that a missing one fails at link time and not at login, `--as-needed` so
+/// that only what is used becomes NEEDED, and (for the module) the export list: only the
+/// `pam_sm_*` entry points are visible.
+let embeddedLinkFlags: [String] = [
+    "-use-ld=bfd", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs", "-Xlinker", "--as-needed", "-lpam", "-lpcsclite", "-lcrypt", "-lm",
+    "-L\(embeddedLibraries)", "-lswiftUnicodeDataTables",
+    "-Xlinker", "-z", "-Xlinker", "defs", "-Xlinker", "-z", "-Xlinker", "now", "-Xlinker", "--gc-sections",
+]
+let moduleLinkFlags = embeddedLinkFlags + [
     "-Xlinker", "--version-script=\(Context.packageDirectory)/Sources/PamSmartOTP/exports.map",
+]
+
+/// The C libraries and the targets the module and the helper link: in both configurations.
+let moduleTargets: [Target] = [
+    // One system-library target per C library.
+    .systemLibrary(name: "CPAM", path: "Sources/CPAM", providers: [.apt(["libpam0g-dev"])]),
+    // pcsclite's headers include each other as <pcsclite.h>, so its users need -I/usr/include/PCSC.
+    .systemLibrary(name: "CPCSC", path: "Sources/CPCSC", providers: [.apt(["libpcsclite-dev"])]),
+    .systemLibrary(name: "CCrypt", path: "Sources/CCrypt", providers: [.apt(["libcrypt-dev"])]),
+    // The one C target for what Swift cannot call (errno, variadic open/fcntl), and the
+    // POSIX layer over it: typed descriptors, one EINTR loop, processes, users, clocks.
+    .target(name: "CPOSIX"),
+    .target(name: "POSIX", dependencies: ["CPOSIX"], swiftSettings: moduleSwiftSettings),
+    // Pure: its only libc calls are explicit_bzero and arc4random_buf.
+    .target(name: "OTPCore", dependencies: ["CPOSIX"], swiftSettings: moduleSwiftSettings),
+    // Transport → ISO 7816 → YKOATH; knows nothing of PC/SC.
+    .target(name: "SmartCard", dependencies: ["OTPCore"], swiftSettings: moduleSwiftSettings),
+    // The PC/SC leaf.
+    .target(name: "PCSC", dependencies: ["SmartCard", "CPCSC"], swiftSettings: moduleSwiftSettings),
+    .target(name: "TokenStore", dependencies: ["OTPCore", "POSIX", "CCrypt"], swiftSettings: moduleSwiftSettings),
+    .target(name: "SmartOTPAuth", dependencies: ["OTPCore", "SmartCard", "TokenStore"], swiftSettings: moduleSwiftSettings),
+    .target(
+        name: "SmartOTPSystem",
+        dependencies: ["SmartOTPAuth", "SmartCard", "PCSC", "TokenStore", "OTPCore", "POSIX"],
+        swiftSettings: moduleSwiftSettings
+    ),
+]
+
+/// The module and the helper themselves: Embedded only (what is installed and tested).
+let embeddedTargets: [Target] = [
+    // The one C function the module needs: a fixed-arity pam_syslog.
+    // DWARF 4: valgrind 3.19 (Debian 12), used by the benchmarks, cannot read clang's DWARF 5.
+    .target(name: "PamShim", dependencies: ["CPAM"], cSettings: [.unsafeFlags(["-gdwarf-4"])]),
+    .target(
+        name: "PamSmartOTP",
+        dependencies: ["SmartOTPSystem", "SmartOTPAuth", "TokenStore", "POSIX", "CPOSIX", "CPAM", "PamShim"],
+        exclude: ["exports.map"],
+        swiftSettings: moduleSwiftSettings,
+        linkerSettings: [.unsafeFlags(moduleLinkFlags)]
+    ),
+    // The setuid-root helper for callers that run as the user (screen lockers), and its
+    // command line from the C side.
+    .target(name: "CHelperArgs"),
+    .executableTarget(
+        name: "smartotp-chkotp",
+        dependencies: ["SmartOTPSystem", "SmartOTPAuth", "TokenStore", "OTPCore", "POSIX", "CPOSIX", "CHelperArgs"],
+        swiftSettings: moduleSwiftSettings,
+        linkerSettings: [.unsafeFlags(embeddedLinkFlags)]
+    ),
+]
+
+/// Tools, tests and benchmarks: normal Swift (Foundation and swift-argument-parser are fine).
+let normalTargets: [Target] = [
+    // libcrypto is used by the tests only, as an independent reference for the hashes.
+    .systemLibrary(name: "CLibCrypto", path: "Sources/CLibCrypto", providers: [.apt(["libssl-dev"])]),
+    .systemLibrary(name: "CQREncode", path: "Sources/CQREncode", providers: [.apt(["libqrencode-dev"])]),
+    // The virtual card's applet: a library so that tests drive it without a socket.
+    .target(name: "VirtualCard", dependencies: ["OTPCore", "SmartCard"]),
+    .executableTarget(
+        name: "smartotp",
+        dependencies: [
+            "SmartOTPSystem", "SmartOTPAuth", "TokenStore", "SmartCard", "PCSC", "POSIX", "OTPCore", "CQREncode",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ],
+        swiftSettings: moduleSwiftSettings
+    ),
+    .executableTarget(
+        name: "smartotp-card",
+        dependencies: ["VirtualCard", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+    ),
+    .executableTarget(
+        name: "smartotp-bench",
+        dependencies: ["OTPCore", "TokenStore", "SmartCard", "PCSC", "POSIX"],
+        path: "Benchmarks/smartotp-bench",
+        swiftSettings: moduleSwiftSettings
+    ),
+    // A plain C program that runs a PAM stack from a private directory with
+    // pam_start_confdir(): the harness of the PAM integration tests.
+    .executableTarget(name: "pam-harness", path: "Tests/Harness/pam-harness", linkerSettings: [.linkedLibrary("pam")]),
+    // Unit tests mirror Sources/.
+    .testTarget(name: "OTPCoreTests", dependencies: ["OTPCore", "CLibCrypto"], exclude: ["Vectors"]),
+    .testTarget(name: "TokenStoreTests", dependencies: ["TokenStore", "OTPCore"]),
+    .testTarget(name: "SmartCardTests", dependencies: ["SmartCard", "VirtualCard", "OTPCore"]),
+    .testTarget(name: "SmartOTPAuthTests", dependencies: ["SmartOTPAuth", "SmartCard", "TokenStore", "OTPCore"]),
+    .testTarget(
+        name: "SmartOTPSystemTests",
+        dependencies: ["SmartOTPSystem", "SmartOTPAuth", "SmartCard", "VirtualCard", "OTPCore"],
+        swiftSettings: moduleSwiftSettings
+    ),
 ]
 
 let package = Package(
     name: "smartotp",
-    products: [
-        .library(name: "pam_smartotp", type: .dynamic, targets: ["PamSmartOTP"]),
-        .executable(name: "smartotp", targets: ["smartotp"]),
-        .executable(name: "smartotp-card", targets: ["smartotp-card"]),
-    ],
-    dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-    ],
-    targets: [
-        // One system-library target per C library. (libcrypto is used by the tests only,
-        // as a reference: the module computes SHA and HMAC itself, see OTPCore/SHA.swift.)
-        .systemLibrary(name: "CLibCrypto", path: "Sources/CLibCrypto", providers: [.apt(["libssl-dev"])]),
-        .systemLibrary(name: "CPAM", path: "Sources/CPAM", providers: [.apt(["libpam0g-dev"])]),
-        // pcsclite's headers include each other as <pcsclite.h>, so they need
-        // -I/usr/include/PCSC (set on SmartCard, which imports this module internally).
-        .systemLibrary(name: "CPCSC", path: "Sources/CPCSC", providers: [.apt(["libpcsclite-dev"])]),
-        .systemLibrary(name: "CCrypt", path: "Sources/CCrypt", providers: [.apt(["libcrypt-dev"])]),
-        .systemLibrary(name: "CQREncode", path: "Sources/CQREncode", providers: [.apt(["libqrencode-dev"])]),
-
-        // The one C target for what Swift cannot call (errno, variadic open/fcntl), and the
-        // POSIX layer over it: typed descriptors, one EINTR loop, processes, users, clocks.
-        .target(name: "CPOSIX"),
-        .target(name: "POSIX", dependencies: ["CPOSIX"]),
-
-        // The layers the module links (no Foundation).
-        // Pure: its only libc calls are explicit_bzero and arc4random_buf.
-        .target(name: "OTPCore", dependencies: ["CPOSIX"]),
-        // Transport → ISO 7816 → YKOATH; knows nothing of PC/SC.
-        .target(name: "SmartCard", dependencies: ["OTPCore"]),
-        // pcsclite's headers include each other as <pcsclite.h>, so they need -I/usr/include/PCSC.
-        .target(
-            name: "PCSC",
-            dependencies: ["SmartCard", "CPCSC"],
-            swiftSettings: [.unsafeFlags(["-Xcc", "-I/usr/include/PCSC"])]
-        ),
-        .target(name: "TokenStore", dependencies: ["OTPCore", "POSIX", "CCrypt"]),
-        .target(name: "SmartOTPAuth", dependencies: ["OTPCore", "SmartCard", "TokenStore"]),
-        .target(
-            name: "SmartOTPSystem",
-            dependencies: ["SmartOTPAuth", "SmartCard", "PCSC", "TokenStore", "OTPCore", "POSIX"],
-            swiftSettings: [.unsafeFlags(["-Xcc", "-I/usr/include/PCSC"])]
-        ),
-        // The one C function the module needs: a fixed-arity pam_syslog.
-        // DWARF 4: valgrind 3.19 (Debian 12), used by the benchmarks, cannot read clang's DWARF 5.
-        .target(name: "PamShim", dependencies: ["CPAM"], cSettings: [.unsafeFlags(["-gdwarf-4"])]),
-        .target(
-            name: "PamSmartOTP",
-            dependencies: ["SmartOTPSystem", "SmartOTPAuth", "TokenStore", "POSIX", "CPOSIX", "CPAM", "PamShim"],
-            exclude: ["exports.map", "link-static-libstdc++.sh"],
-            swiftSettings: [.unsafeFlags(["-Xcc", "-I/usr/include/PCSC"])],
-            linkerSettings: [.unsafeFlags(moduleLinkFlags)]
-        ),
-
-        // The setuid-root helper for callers that run as the user (screen lockers).
-        .executableTarget(
-            name: "smartotp-chkotp",
-            dependencies: ["SmartOTPSystem", "SmartOTPAuth", "TokenStore", "OTPCore", "POSIX", "CPOSIX"],
-            swiftSettings: [.unsafeFlags(["-Xcc", "-I/usr/include/PCSC"])],
-            linkerSettings: [.unsafeFlags(["-static-stdlib"])]
-        ),
-
-        // The virtual card's applet: a library so that tests drive it without a socket.
-        .target(name: "VirtualCard", dependencies: ["OTPCore", "SmartCard"]),
-
-        // Tools.
-        .executableTarget(
-            name: "smartotp",
-            dependencies: [
-                "SmartOTPSystem", "SmartOTPAuth", "TokenStore", "SmartCard", "PCSC", "POSIX", "OTPCore", "CQREncode",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ],
-            swiftSettings: [.unsafeFlags(["-Xcc", "-I/usr/include/PCSC"])]
-        ),
-        .executableTarget(
-            name: "smartotp-card",
-            dependencies: [
-                "VirtualCard",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
-        ),
-        .executableTarget(
-            name: "smartotp-bench",
-            dependencies: ["OTPCore", "TokenStore", "SmartCard", "PCSC"],
-            path: "Benchmarks/smartotp-bench",
-            swiftSettings: [.unsafeFlags(["-Xcc", "-I/usr/include/PCSC"])]
-        ),
-        // A plain C program that runs a PAM stack from a private directory with
-        // pam_start_confdir(): the harness of the PAM integration tests.
-        .executableTarget(
-            name: "pam-harness",
-            path: "Tests/Harness/pam-harness",
-            linkerSettings: [.linkedLibrary("pam")]
-        ),
-
-        // Unit tests mirror Sources/.
-        // libcrypto only as an independent reference for the hash tests.
-        .testTarget(name: "OTPCoreTests", dependencies: ["OTPCore", "CLibCrypto"], exclude: ["Vectors"]),
-        .testTarget(name: "TokenStoreTests", dependencies: ["TokenStore", "OTPCore"]),
-        .testTarget(name: "SmartCardTests", dependencies: ["SmartCard", "VirtualCard", "OTPCore"]),
-        .testTarget(name: "SmartOTPAuthTests", dependencies: ["SmartOTPAuth", "SmartCard", "TokenStore", "OTPCore"]),
-        .testTarget(
-            name: "SmartOTPSystemTests",
-            dependencies: ["SmartOTPSystem", "SmartOTPAuth", "SmartCard", "VirtualCard", "OTPCore"],
-            swiftSettings: [.unsafeFlags(["-Xcc", "-I/usr/include/PCSC"])]
-        ),
-    ]
+    products: embedded
+        ? [
+            .library(name: "pam_smartotp", type: .dynamic, targets: ["PamSmartOTP"]),
+            .executable(name: "smartotp-chkotp", targets: ["smartotp-chkotp"]),
+        ]
+        : [
+            .executable(name: "smartotp", targets: ["smartotp"]),
+            .executable(name: "smartotp-card", targets: ["smartotp-card"]),
+        ],
+    dependencies: embedded ? [] : [.package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")],
+    targets: moduleTargets + (embedded ? embeddedTargets : normalTargets)
 )

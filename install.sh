@@ -71,8 +71,9 @@ deps() {
 
 build() {
     command -v swift >/dev/null || die "swift is not on PATH (Swift 6 toolchain needed)"
-    say "building (release)"
+    say "building (release): the CLIs, then the module and the helper in Embedded Swift"
     swift build -c release
+    scripts/build-embedded.sh
 }
 
 remember() { grep -qxF "$1" "$MANIFEST" 2>/dev/null || echo "$1" >>"$MANIFEST"; }
@@ -105,14 +106,15 @@ put_conffile() {
 }
 
 install_files() {
-    local dev=$1 bin=.build/release moddir
+    local dev=$1 bin=.build/release ebin=.build-embedded/release moddir
     [ "$(id -u)" -eq 0 ] || die "run as root"
     moddir=$(module_dir)
     install -d -o root -g root -m 0755 "$CONFDIR"
     touch "$MANIFEST"
     # Stripped: the debug info is two thirds of the file and useless in sudo's memory.
-    strip --strip-unneeded -o "$bin/pam_smartotp.stripped.so" "$bin/libpam_smartotp.so"
-    put "$bin/pam_smartotp.stripped.so" "$moddir/pam_smartotp.so" 0644
+    strip --strip-unneeded -o "$ebin/pam_smartotp.stripped.so" "$ebin/libpam_smartotp.so"
+    strip -o "$ebin/smartotp-chkotp.stripped" "$ebin/smartotp-chkotp"
+    put "$ebin/pam_smartotp.stripped.so" "$moddir/pam_smartotp.so" 0644
     put "$bin/smartotp" "$PREFIX/bin/smartotp" 0755
     put "$bin/smartotp-card" "$PREFIX/bin/smartotp-card" 0755
     put "$bin/pam-harness" "$PREFIX/lib/smartotp/pam-harness" 0755
@@ -120,7 +122,7 @@ install_files() {
     put scripts/cardbench.sh "$PREFIX/lib/smartotp/cardbench.sh" 0644
     put scripts/answer-prompts.py "$PREFIX/lib/smartotp/answer-prompts.py" 0755
     # setuid root, as unix_chkpwd: checks only the calling user's own record.
-    put "$bin/smartotp-chkotp" "$PREFIX/sbin/smartotp-chkotp" 4755
+    put "$ebin/smartotp-chkotp.stripped" "$PREFIX/sbin/smartotp-chkotp" 4755
     local page
     for page in docs/*.[0-9]; do
         put "$page" "$PREFIX/share/man/man${page##*.}/$(basename "$page")" 0644

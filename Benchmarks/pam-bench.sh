@@ -4,18 +4,18 @@
 # alone. Prints a Markdown table: instructions (callgrind), wall time (hyperfine), peak
 # RSS, module size, and the growth with 10, 10,000 and 100,000 enrolled users.
 #
-#   Benchmarks/pam-bench.sh [MODULE]     (root; MODULE defaults to the release build)
+#   Benchmarks/pam-bench.sh [MODULE]     (root; MODULE defaults to the Embedded build)
 #
 # Every login is a success with a fresh record state (the record / users file is restored
 # before each run), so both modules do their whole job, write-back included.
 # It writes three services /etc/pam.d/smartotp-bench-* and removes them on exit.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-MODULE=${1:-$ROOT/.build/release/libpam_smartotp.so}
+MODULE=${1:-$ROOT/.build-embedded/release/libpam_smartotp.so}
 COUNTS=${BENCH_USERS:-10 10000 100000}
 RUNS=${BENCH_RUNS:-20}
 for t in pamtester valgrind hyperfine oathtool python3 /usr/bin/time; do command -v "$t" >/dev/null || { echo "pam-bench: $t missing (./install.sh --deps-only)"; exit 1; }; done
-[ -f "$MODULE" ] || { echo "pam-bench: no module at $MODULE (swift build -c release)"; exit 1; }
+[ -f "$MODULE" ] || { echo "pam-bench: no module at $MODULE (scripts/build-embedded.sh)"; exit 1; }
 OATH=$(ls /lib/*/security/pam_oath.so 2>/dev/null | head -1)
 [ -n "$OATH" ] || { echo "pam-bench: pam_oath.so missing (apt-get install libpam-oath)"; exit 1; }
 

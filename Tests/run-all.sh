@@ -9,8 +9,10 @@ passed=0 failed=0
 log=$(mktemp -d)
 trap 'rm -rf "$log"' EXIT
 
-echo "== swift build (release: the module the integration tests load)"
+echo "== swift build (release: the CLIs, the harness, the virtual card)"
 swift build -c release
+echo "== scripts/build-embedded.sh (the module and the helper the integration tests load)"
+scripts/build-embedded.sh
 
 echo "== swift test (unit tests)"
 if swift test 2>&1 | tee "$log/unit.txt"; then unit=ok; else unit=fail; fi

@@ -29,7 +29,7 @@ public enum HashAlgorithm: UInt8, Sendable, CaseIterable, CustomStringConvertibl
     /// Parses `sha1`, `SHA1`, `sha-256`, … as written in records, otpauth URIs and options.
     public init?(name: String) {
         var folded = ""
-        for ch in name.lowercased() where ch != "-" { folded.append(ch) }
+        for ch in name.asciiLowercased where ch != "-" { folded.append(ch) }
         switch folded {
         case "sha1": self = .sha1
         case "sha256": self = .sha256

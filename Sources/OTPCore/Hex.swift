@@ -32,3 +32,12 @@ public enum Hex {
         return out
     }
 }
+
+extension String {
+    /// A–Z turned into a–z, every other byte left alone: enough for algorithm names, hex
+    /// and device ids, and free of the Unicode case tables `lowercased()` pulls into the
+    /// module.
+    public var asciiLowercased: String {
+        String(decoding: utf8.map { (0x41...0x5A).contains($0) ? $0 + 0x20 : $0 }, as: UTF8.self)
+    }
+}

@@ -25,8 +25,16 @@ public final class SecretBytes: @unchecked Sendable {
     public var count: Int { storage.count }
 
     /// Reads the secret without copying it out.
-    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        try storage.withUnsafeBytes(body)
+    public func withUnsafeBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
+        var result: Result<R, E>?
+        storage.withUnsafeBytes { buffer in
+            do throws(E) { result = .success(try body(buffer)) } catch { result = .failure(error) }
+        }
+        switch result {
+        case .success(let r)?: return r
+        case .failure(let e)?: throw e
+        case nil: return try body(UnsafeRawBufferPointer(start: nil, count: 0))
+        }
     }
 
     /// Compares with another secret in constant time.

@@ -50,7 +50,18 @@ public final class PCSCContext: CardSlots {
         // A multi-string: names separated by NUL, ended by an empty name.
         let names = buffer.split(separator: 0).map { String(decoding: $0.map { UInt8(bitPattern: $0) }, as: UTF8.self) }
         guard let filter, !filter.isEmpty else { return names }
-        return names.filter { $0.contains(filter) }
+        return names.filter { Self.name($0, contains: filter) }
+    }
+
+    /// Whether `name` contains `part`, byte for byte (reader names are ASCII in practice).
+    static func name(_ name: String, contains part: String) -> Bool {
+        let whole = Array(name.utf8), piece = Array(part.utf8)
+        guard !piece.isEmpty else { return true }
+        guard piece.count <= whole.count else { return false }
+        for start in 0...(whole.count - piece.count) where whole[start..<(start + piece.count)].elementsEqual(piece) {
+            return true
+        }
+        return false
     }
 
     /// `SCardConnect` in shared mode, T=0 or T=1.

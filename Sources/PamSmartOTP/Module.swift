@@ -42,12 +42,6 @@ func pamCode(_ outcome: Outcome) -> Int32 {
     }
 }
 
-/// Root reads the records itself; a caller running as the user (a screen locker) asks
-/// the setuid helper, which checks only that user's own record, with root's policy.
-func recordService(_ config: ModuleConfig) -> any RecordService {
-    Users.effectiveUID == 0 ? LocalRecords.system(store: FileStore(root: config.store), policy: Policy(config)) : HelperRecords(path: config.helper)
-}
-
 @_cdecl("pam_sm_authenticate")
 public func pam_sm_authenticate(_ handle: OpaquePointer?, _ flags: Int32, _ argc: Int32, _ argv: PamArgv) -> Int32 {
     guard let handle else { return PAM_SERVICE_ERR }
@@ -58,7 +52,9 @@ public func pam_sm_authenticate(_ handle: OpaquePointer?, _ flags: Int32, _ argc
     // asks the setuid helper, which checks only that user's own record.
     var flow = LoginFlow(
         config: config,
-        records: recordService(config),
+        // Root reads the records itself; a caller running as the user (a screen locker)
+        // asks the setuid helper, which checks only that user's own record, with root's policy.
+        records: SystemRecords(config),
         prompter: PamConversation(pam: pam, silent: UInt32(bitPattern: flags) & UInt32(PAM_SILENT) != 0),
         reader: PCSCTapReader(),
         clock: SystemClock(),
@@ -83,8 +79,8 @@ public func pam_sm_acct_mgmt(_ handle: OpaquePointer?, _ flags: Int32, _ argc: I
     guard let config = loadConfig(pam, argc, argv) else { return PAM_SERVICE_ERR }
     guard let raw = pam.user(), let user = try? UserName(raw) else { return PAM_USER_UNKNOWN }
     let summary: RecordSummary?
-    do { summary = try recordService(config).summary(user, now: SystemClock().now()) } catch {
-        pam.syslog(LOG_ERR, "account: \(error)")
+    do { summary = try SystemRecords(config).summary(user, now: SystemClock().now()) } catch {
+        pam.syslog(LOG_ERR, "account: " + error.description)
         return PAM_AUTHINFO_UNAVAIL
     }
     guard let summary else { return PAM_IGNORE }

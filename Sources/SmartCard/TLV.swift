@@ -67,5 +67,5 @@ extension Array where Element == TLV {
     /// The value of the first object with `tag`.
     public func first(tag: UInt8) -> [UInt8]? { first(where: { $0.tag == tag })?.value }
     /// All objects concatenated.
-    public var encoded: [UInt8] { flatMap(\.encoded) }
+    public var encoded: [UInt8] { flatMap { $0.encoded } }
 }

@@ -7,13 +7,16 @@ import TokenStore
 /// It talks to the world only through `Prompter`, `CardReader`, `RecordService`, `Clock`
 /// and `AuditLog`, so every branch runs in unit tests without PAM, pcscd or root. Every
 /// verdict is reached inside one locked update of the record (`RecordService.perform`).
-public struct LoginFlow {
+///
+/// Generic over its ports rather than holding existentials: the same code builds in
+/// Embedded Swift (no `any` of these protocols there) and every call is direct.
+public struct LoginFlow<Records: RecordService, Asker: Prompter, Reader: CardReader, Time: Clock, Audit: AuditLog> {
     public var config: ModuleConfig
-    public var records: any RecordService
-    public var prompter: any Prompter
-    public var reader: any CardReader
-    public var clock: any Clock
-    public var audit: any AuditLog
+    public var records: Records
+    public var prompter: Asker
+    public var reader: Reader
+    public var clock: Time
+    public var audit: Audit
     /// PAM_AUTHTOK from an earlier module, for try_first_pass / use_first_pass. It is
     /// only ever tried as a one-time code: never as the simple password, which would
     /// merge the two factors into one.
@@ -21,8 +24,8 @@ public struct LoginFlow {
     /// PAM_RHOST, for the audit line.
     public var remoteHost: String = ""
 
-    public init(config: ModuleConfig, records: any RecordService, prompter: any Prompter, reader: any CardReader,
-                clock: any Clock, audit: any AuditLog, previousToken: String? = nil) {
+    public init(config: ModuleConfig, records: Records, prompter: Asker, reader: Reader,
+                clock: Time, audit: Audit, previousToken: String? = nil) {
         self.config = config
         self.records = records
         self.prompter = prompter
@@ -40,13 +43,13 @@ public struct LoginFlow {
 }
 
 /// The state of one login.
-struct LoginAttempt {
-    let flow: LoginFlow
+struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader, Time: Clock, Audit: AuditLog> {
+    let flow: LoginFlow<Records, Asker, Reader, Time, Audit>
     let logUser: String
     let service: String
     var pending: String?
 
-    init(flow: LoginFlow, logUser: String, service: String) {
+    init(flow: LoginFlow<Records, Asker, Reader, Time, Audit>, logUser: String, service: String) {
         self.flow = flow
         self.logUser = logUser
         self.service = service
@@ -54,7 +57,7 @@ struct LoginAttempt {
     }
 
     var config: ModuleConfig { flow.config }
-    var prompter: any Prompter { flow.prompter }
+    var prompter: Asker { flow.prompter }
 
     func log(_ method: String, _ result: AuditEvent.Result, _ reason: String) {
         flow.audit.record(AuditEvent(user: logUser, service: service, method: method, result: result, reason: reason,
@@ -80,8 +83,8 @@ struct LoginAttempt {
             }
             summary = s
         } catch {
-            log("-", .error, "\(error)")
-            return .unavailable("\(error)")
+            log("-", .error, error.description)
+            return .unavailable(error.description)
         }
         if summary.lock.isLocked {
             tellLocked(summary.lock)
@@ -120,8 +123,8 @@ struct LoginAttempt {
         do {
             attempt = try flow.records.perform(operation, for: user, now: flow.clock.now())
         } catch {
-            log(method.rawValue, .error, "\(error)")
-            return .done(.unavailable("\(error)"))
+            log(method.rawValue, .error, error.description)
+            return .done(.unavailable(error.description))
         }
         switch attempt.verdict {
         case .accepted(let credential):
@@ -165,8 +168,8 @@ struct LoginAttempt {
         var verifierError: String?
         let authority = TapAuthority(
             challenge: { _ in
-                do { return try records.issueChallenge(for: user, now: clock.now()) } catch {
-                    verifierError = "\(error)"
+                do throws(RecordError) { return try records.issueChallenge(for: user, now: clock.now()) } catch {
+                    verifierError = error.description
                     return nil
                 }
             },

@@ -105,21 +105,45 @@ public struct AccessAnswers: Sendable, Equatable {
     }
 }
 
+/// Why the record side could not answer. The flow turns any of these into
+/// PAM_AUTHINFO_UNAVAIL: fail closed.
+public enum RecordError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The store (missing, insecure, malformed, I/O, a count that could not be written).
+    case store(StoreError)
+    /// The verifier behind the record service (the setuid helper) failed or answered
+    /// something unexpected.
+    case verifier(String)
+
+    public var description: String {
+        switch self {
+        case .store(let e): return e.description
+        case .verifier(let why): return why
+        }
+    }
+}
+
+/// A tap's challenge, as the record service issues it.
+public enum TapChallenge {
+    /// How long an issued challenge stays valid, in seconds. It is issued once the card is
+    /// on the reader, so this covers the card's answer and a touch (a YubiKey waits 15 s).
+    public static let lifetime: Int64 = 60
+}
+
 /// The record side of a login. Root processes use `LocalRecords` (the store itself);
 /// processes that run as the user (screen lockers) use `HelperRecords`, which asks the
 /// setuid `smartotp-chkotp` to do the same thing for the caller's own record. Either way
 /// the lock is decided here, with the verifier's own policy.
 public protocol RecordService {
     /// What the flow needs of the user's record; nil when the user has none.
-    func summary(_ user: UserName, now: Int64) throws -> RecordSummary?
+    func summary(_ user: UserName, now: Int64) throws(RecordError) -> RecordSummary?
     /// A fresh tap challenge for `user`, remembered by the verifier: single use, valid for
-    /// `LocalRecords.challengeLifetime` seconds.
-    func issueChallenge(for user: UserName, now: Int64) throws -> [UInt8]
+    /// `TapChallenge.lifetime` seconds.
+    func issueChallenge(for user: UserName, now: Int64) throws(RecordError) -> [UInt8]
     /// VALIDATE answers for a protected card of token `tokenID`; nil when it has no key.
-    func accessAnswers(for user: UserName, tokenID: String, cardChallenge: [UInt8], ourChallenge: [UInt8]) throws -> AccessAnswers?
+    func accessAnswers(for user: UserName, tokenID: String, cardChallenge: [UInt8], ourChallenge: [UInt8]) throws(RecordError) -> AccessAnswers?
     /// Performs `operation`. The attempt is counted durably before its verdict is known,
     /// and the count cleared on success: nobody learns a verdict that was not counted.
-    func perform(_ operation: RecordOperation, for user: UserName, now: Int64) throws -> Attempt
+    func perform(_ operation: RecordOperation, for user: UserName, now: Int64) throws(RecordError) -> Attempt
 }
 
 /// Lock policy and validation windows, shared by the module and the helper.
@@ -144,55 +168,59 @@ public struct Policy: Sendable, Equatable {
 /// The record service over a `Store`: every operation runs under the user's lock, checks
 /// the lock state, counts the attempt, decides, and clears the count on success, so two
 /// logins can never both use one code and no attempt goes uncounted.
-public struct LocalRecords: RecordService {
-    public let store: any Store
+public struct LocalRecords<S: Store>: RecordService {
+    public let store: S
     public let policy: Policy
     /// Whether a user name is root's (uid 0): root is locked only with `even_deny_root`.
     public let isRoot: (UserName) -> Bool
 
-    /// How long an issued tap challenge stays valid. It is issued once the card is on the
-    /// reader, so this covers the card's answer and a touch (a YubiKey waits 15 s).
-    public static let challengeLifetime: Int64 = 60
-
-    public init(store: any Store, policy: Policy, isRoot: @escaping (UserName) -> Bool) {
+    public init(store: S, policy: Policy, isRoot: @escaping (UserName) -> Bool) {
         self.store = store
         self.policy = policy
         self.isRoot = isRoot
     }
 
-    public func summary(_ user: UserName, now: Int64) throws -> RecordSummary? {
-        guard let r = try store.read(user) else { return nil }
+    /// The store's calls, with their errors as the record service's.
+    func run<R>(_ body: () throws(StoreError) -> R) throws(RecordError) -> R {
+        do { return try body() } catch { throw .store(error) }
+    }
+
+    public func summary(_ user: UserName, now: Int64) throws(RecordError) -> RecordSummary? {
+        guard let r = try run({ () throws(StoreError) in try store.read(user) }) else { return nil }
         return RecordSummary(
             cards: r.tokens.compactMap { t in
                 guard t.kind == .card, let name = t.credentialName else { return nil }
                 return .init(tokenID: t.id, deviceID: t.deviceID, credentialName: name, touch: t.touch, protected: t.accessKey != nil)
             },
-            codeDigits: r.tokens.map(\.parameters.digits), recoveryCodes: r.recoveryCodes.count,
+            codeDigits: r.tokens.map { $0.parameters.digits }, recoveryCodes: r.recoveryCodes.count,
             hasPassword: r.passwordHash != nil, failures: r.countedFailures(policy.lock),
             lock: r.lockState(policy.lock, isRoot: isRoot(user), now: now))
     }
 
-    public func issueChallenge(for user: UserName, now: Int64) throws -> [UInt8] {
-        try store.withLock(user) { current, commit in
-            guard var record = current else { throw StoreError.invalidValue("\(user) has no record") }
-            guard let bytes = SecureRandom.bytes(8) else { throw StoreError.invalidValue("no random bytes") }
-            let (expires, overflow) = now.addingReportingOverflow(Self.challengeLifetime)
-            record.addChallenge(bytes, expires: overflow ? Int64.max : expires, now: now)
-            try commit(record)
-            return bytes
+    public func issueChallenge(for user: UserName, now: Int64) throws(RecordError) -> [UInt8] {
+        try run { () throws(StoreError) in
+            try store.withLock(user) { (current: UserRecord?, commit: (UserRecord?) throws(StoreError) -> Void) throws(StoreError) -> [UInt8] in
+                guard var record = current else { throw StoreError.invalidValue("\(user.value) has no record") }
+                guard let bytes = SecureRandom.bytes(8) else { throw StoreError.invalidValue("no random bytes") }
+                let (expires, overflow) = now.addingReportingOverflow(TapChallenge.lifetime)
+                record.addChallenge(bytes, expires: overflow ? Int64.max : expires, now: now)
+                try commit(record)
+                return bytes
+            }
         }
     }
 
-    public func accessAnswers(for user: UserName, tokenID: String, cardChallenge: [UInt8], ourChallenge: [UInt8]) throws -> AccessAnswers? {
-        guard let record = try store.read(user),
+    public func accessAnswers(for user: UserName, tokenID: String, cardChallenge: [UInt8], ourChallenge: [UInt8]) throws(RecordError) -> AccessAnswers? {
+        guard let record = try run({ () throws(StoreError) in try store.read(user) }),
               let key = record.tokens.first(where: { $0.id == tokenID && $0.kind == .card })?.accessKey else { return nil }
         return AccessAnswers(response: HMAC.authenticate(.sha1, key: key, message: cardChallenge),
                              expected: HMAC.authenticate(.sha1, key: key, message: ourChallenge))
     }
 
-    public func perform(_ operation: RecordOperation, for user: UserName, now: Int64) throws -> Attempt {
+    public func perform(_ operation: RecordOperation, for user: UserName, now: Int64) throws(RecordError) -> Attempt {
         let root = isRoot(user)
-        return try store.withLock(user) { current, commit in
+        return try run { () throws(StoreError) in
+          try store.withLock(user) { (current: UserRecord?, commit: (UserRecord?) throws(StoreError) -> Void) throws(StoreError) -> Attempt in
             guard var record = current else { return Attempt(.rejected, lock: .open) }
             let before = record.lockState(policy.lock, isRoot: root, now: now)
             if before.isLocked { return Attempt(.locked, lock: before) }
@@ -208,6 +236,7 @@ public struct LocalRecords: RecordService {
                 try commit(record)
             }
             return Attempt(verdict, lock: record.lockState(policy.lock, isRoot: root, now: now))
+          }
         }
     }
 

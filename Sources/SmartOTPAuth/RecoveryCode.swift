@@ -7,15 +7,20 @@ import TokenStore
 public enum RecoveryCode {
     /// Normalised form (lower case, no separators) when `text` looks like a recovery code.
     public static func normalise(_ text: String) -> String? {
-        var out = ""
-        for ch in text.lowercased() where ch != "-" && ch != " " {
-            guard ch.isASCII, ch.isLetter || ch.isNumber else { return nil }
-            out.append(ch)
+        var out: [UInt8] = []
+        for byte in text.utf8 where byte != UInt8(ascii: "-") && byte != UInt8(ascii: " ") {
+            var b = byte
+            if (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(b) { b += 32 }  // ASCII lower case
+            guard (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(b) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(b) else {
+                return nil
+            }
+            out.append(b)
             if out.count > 12 { return nil }
         }
-        let base32 = out.count == 12 && out.allSatisfy { $0.isLetter || ("2"..."7").contains($0) }
-        let scratch = out.count == 8 && out.allSatisfy(\.isNumber)
-        return base32 || scratch ? out : nil
+        let isDigit = { (b: UInt8) in (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(b) }
+        let base32 = out.count == 12 && out.allSatisfy { !isDigit($0) || (UInt8(ascii: "2")...UInt8(ascii: "7")).contains($0) }
+        let scratch = out.count == 8 && out.allSatisfy(isDigit)
+        return base32 || scratch ? String(decoding: out, as: UTF8.self) : nil
     }
 
     /// A fresh code, formatted for display.

@@ -14,26 +14,24 @@ extension ModuleConfig {
         var fromFile: [String] = []
         if let file {
             let fd: FileDescriptor?
-            do { fd = try FileDescriptor.openIfExists(file, .readOnly) } catch {
+            do throws(SystemCallError) { fd = try FileDescriptor.openIfExists(file, .readOnly) } catch {
                 throw .unreadableFile(path: file, reason: error.description)
             }
             if let fd {
                 defer { fd.close() }
-                let text: String
-                do {
-                    let st = try fd.status(file)
-                    guard st.isRegular, st.owner == 0, st.permissions & 0o022 == 0 else {
-                        throw ConfigError.unreadableFile(path: file, reason: "it must be a regular file owned by root, not writable by group or others")
-                    }
-                    guard let bytes = try fd.readAll(file, limit: 65535) else {
-                        throw ConfigError.unreadableFile(path: file, reason: "larger than 64 KiB")
-                    }
-                    text = String(decoding: bytes, as: UTF8.self)
-                } catch let e as ConfigError {
-                    throw e
+                let status: FileStatus
+                let contents: [UInt8]?
+                do throws(SystemCallError) {
+                    status = try fd.status(file)
+                    contents = status.isRegular ? try fd.readAll(file, limit: 65535) : nil
                 } catch {
-                    throw .unreadableFile(path: file, reason: "\(error)")
+                    throw .unreadableFile(path: file, reason: error.description)
                 }
+                guard status.isRegular, status.owner == 0, status.permissions & 0o022 == 0 else {
+                    throw .unreadableFile(path: file, reason: "it must be a regular file owned by root, not writable by group or others")
+                }
+                guard let contents else { throw .unreadableFile(path: file, reason: "larger than 64 KiB") }
+                let text = String(decoding: contents, as: UTF8.self)
                 fromFile = words(ofFile: text)
             }
         }

@@ -12,53 +12,49 @@ public struct HelperRecords: RecordService {
 
     public init(path: String) { self.path = path }
 
-    public struct HelperError: Error, CustomStringConvertible {
-        public let description: String
-    }
-
-    public func summary(_ user: UserName, now: Int64) throws -> RecordSummary? {
+    public func summary(_ user: UserName, now: Int64) throws(RecordError) -> RecordSummary? {
         let out = try call(user, .summary, input: "")
         return try decoded { () throws(HelperProtocol.ParseError) in try HelperProtocol.decodeSummary(out) }
     }
 
-    public func issueChallenge(for user: UserName, now: Int64) throws -> [UInt8] {
+    public func issueChallenge(for user: UserName, now: Int64) throws(RecordError) -> [UInt8] {
         let out = try call(user, .challenge, input: "")
         return try decoded { () throws(HelperProtocol.ParseError) in try HelperProtocol.decodeChallenge(out) }
     }
 
-    public func accessAnswers(for user: UserName, tokenID: String, cardChallenge: [UInt8], ourChallenge: [UInt8]) throws -> AccessAnswers? {
-        let input = "\(tokenID)\n\(Hex.encode(cardChallenge))\n\(Hex.encode(ourChallenge))\n"
+    public func accessAnswers(for user: UserName, tokenID: String, cardChallenge: [UInt8], ourChallenge: [UInt8]) throws(RecordError) -> AccessAnswers? {
+        let input = tokenID + "\n" + Hex.encode(cardChallenge) + "\n" + Hex.encode(ourChallenge) + "\n"
         let out = try call(user, .access, input: input)
         return try decoded { () throws(HelperProtocol.ParseError) in try HelperProtocol.decodeAccess(out) }
     }
 
     /// The helper counts every attempt itself: nothing the caller sends can ask it not to.
-    public func perform(_ operation: RecordOperation, for user: UserName, now: Int64) throws -> Attempt {
+    public func perform(_ operation: RecordOperation, for user: UserName, now: Int64) throws(RecordError) -> Attempt {
         let out: String
         switch operation {
         case .code(let c): out = try call(user, .code, input: c + "\n")
         case .password(let p): out = try call(user, .password, input: p + "\n")
         case .tap(let id, let challenge, let response):
-            out = try call(user, .tap, input: "\(id)\n\(Hex.encode(challenge))\n\(Hex.encode(response))\n")
+            out = try call(user, .tap, input: id + "\n" + Hex.encode(challenge) + "\n" + Hex.encode(response) + "\n")
         }
         return try decoded { () throws(HelperProtocol.ParseError) in try HelperProtocol.decodeAttempt(out) }
     }
 
-    func decoded<T>(_ body: () throws(HelperProtocol.ParseError) -> T) throws -> T {
-        do { return try body() } catch { throw HelperError(description: "\(path) answered something unexpected: \(error.description)") }
+    func decoded<T>(_ body: () throws(HelperProtocol.ParseError) -> T) throws(RecordError) -> T {
+        do { return try body() } catch { throw .verifier(path + " answered something unexpected: " + error.description) }
     }
 
     /// Runs the helper with `input` on its standard input (wiped after); its answer.
-    func call(_ user: UserName, _ operation: HelperProtocol.Operation, input: String) throws(HelperError) -> String {
+    func call(_ user: UserName, _ operation: HelperProtocol.Operation, input: String) throws(RecordError) -> String {
         let result: Subprocess.Result
         do {
             result = try Subprocess.run(path, [user.value, operation.rawValue], input: Array(input.utf8),
                                         outputLimit: RecordFormat.maxSize)
         } catch {
-            throw HelperError(description: "cannot run \(path): \(error)")
+            throw .verifier("cannot run " + path + ": " + error.description)
         }
         guard result.exitCode == 0 else {
-            throw HelperError(description: "\(path) failed (\(result.exitCode.map { "exit \($0)" } ?? "killed by a signal"))")
+            throw .verifier(path + " failed (" + (result.exitCode.map { "exit \($0)" } ?? "killed by a signal") + ")")
         }
         return String(decoding: result.output, as: UTF8.self)
     }

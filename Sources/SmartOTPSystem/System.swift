@@ -16,7 +16,50 @@ public enum SystemUsers {
 
 extension LocalRecords {
     /// The record service over `store` with root told apart through the user database.
-    public static func system(store: any Store, policy: Policy) -> LocalRecords {
+    public static func system(store: S, policy: Policy) -> LocalRecords<S> {
         LocalRecords(store: store, policy: policy, isRoot: SystemUsers.isRoot)
+    }
+}
+
+/// The record service a host uses: the store itself when it runs as root, or the setuid
+/// helper when it runs as the user (a screen locker). A concrete type, not an existential,
+/// so that it builds in Embedded Swift.
+public enum SystemRecords: RecordService {
+    case local(LocalRecords<FileStore>)
+    case helper(HelperRecords)
+
+    /// Chooses by the effective uid, as pam_unix chooses unix_chkpwd.
+    public init(_ config: ModuleConfig) {
+        self = Users.effectiveUID == 0
+            ? .local(.system(store: FileStore(root: config.store), policy: Policy(config)))
+            : .helper(HelperRecords(path: config.helper))
+    }
+
+    public func summary(_ user: UserName, now: Int64) throws(RecordError) -> RecordSummary? {
+        switch self {
+        case .local(let r): return try r.summary(user, now: now)
+        case .helper(let r): return try r.summary(user, now: now)
+        }
+    }
+
+    public func issueChallenge(for user: UserName, now: Int64) throws(RecordError) -> [UInt8] {
+        switch self {
+        case .local(let r): return try r.issueChallenge(for: user, now: now)
+        case .helper(let r): return try r.issueChallenge(for: user, now: now)
+        }
+    }
+
+    public func accessAnswers(for user: UserName, tokenID: String, cardChallenge: [UInt8], ourChallenge: [UInt8]) throws(RecordError) -> AccessAnswers? {
+        switch self {
+        case .local(let r): return try r.accessAnswers(for: user, tokenID: tokenID, cardChallenge: cardChallenge, ourChallenge: ourChallenge)
+        case .helper(let r): return try r.accessAnswers(for: user, tokenID: tokenID, cardChallenge: cardChallenge, ourChallenge: ourChallenge)
+        }
+    }
+
+    public func perform(_ operation: RecordOperation, for user: UserName, now: Int64) throws(RecordError) -> Attempt {
+        switch self {
+        case .local(let r): return try r.perform(operation, for: user, now: now)
+        case .helper(let r): return try r.perform(operation, for: user, now: now)
+        }
     }
 }

@@ -23,7 +23,7 @@ public protocol Store: Sendable {
     /// record). `commit` may be called more than once, all under the one lock: a login
     /// counts its attempt first, then decides, then clears the count on success.
     func withLock<R>(_ user: UserName,
-                     _ body: (UserRecord?, _ commit: (UserRecord?) throws(StoreError) -> Void) throws -> R) throws -> R
+                     _ body: (UserRecord?, _ commit: (UserRecord?) throws(StoreError) -> Void) throws(StoreError) -> R) throws(StoreError) -> R
 }
 
 /// What a locked update does to the record.
@@ -39,8 +39,8 @@ public enum RecordChange: Sendable {
 extension Store {
     /// Locked read-modify-write. `body` gets the current record (nil: none) and returns its
     /// result and the change to make. Nothing is written when `body` throws or keeps.
-    public func update<R>(_ user: UserName, _ body: (UserRecord?) throws -> (R, RecordChange)) throws -> R {
-        try withLock(user) { current, commit in
+    public func update<R>(_ user: UserName, _ body: (UserRecord?) throws(StoreError) -> (R, RecordChange)) throws(StoreError) -> R {
+        try withLock(user) { (current: UserRecord?, commit: (UserRecord?) throws(StoreError) -> Void) throws(StoreError) -> R in
             let (result, change) = try body(current)
             switch change {
             case .keep: break
@@ -52,8 +52,8 @@ extension Store {
     }
 
     /// `update` without a result.
-    public func update(_ user: UserName, _ body: (UserRecord?) throws -> RecordChange) throws {
-        try update(user) { (current: UserRecord?) -> ((), RecordChange) in ((), try body(current)) }
+    public func update(_ user: UserName, _ body: (UserRecord?) throws(StoreError) -> RecordChange) throws(StoreError) {
+        try update(user) { (current: UserRecord?) throws(StoreError) -> ((), RecordChange) in ((), try body(current)) }
     }
 }
 
@@ -153,7 +153,7 @@ public final class FileStore: Store {
     /// The store must exist (the admin tools create it with `prepare`); only the lock
     /// directory, inside a checked root, is made when missing.
     public func withLock<R>(_ user: UserName,
-                            _ body: (UserRecord?, _ commit: (UserRecord?) throws(StoreError) -> Void) throws -> R) throws -> R {
+                            _ body: (UserRecord?, _ commit: (UserRecord?) throws(StoreError) -> Void) throws(StoreError) -> R) throws(StoreError) -> R {
         try checkDirectory(root)
         try checkDirectory(usersDirectory)
         try makeDirectoryIfMissing(locksDirectory)

@@ -198,7 +198,7 @@ public enum RecordFormat {
         var deviceID: String?
         if let d = optional("device") {
             guard d.utf8.count <= 64, (try? Hex.decode(d)) != nil else { throw FieldError(description: "device must be hex") }
-            deviceID = d.lowercased()
+            deviceID = d.asciiLowercased
         }
         let label = optional("label").flatMap { OTPAuthURI.percentDecode($0) } ?? ""
         let name = optional("name").flatMap { OTPAuthURI.percentDecode($0) }

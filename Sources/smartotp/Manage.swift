@@ -243,9 +243,9 @@ struct Import: ParsableCommand {
         let store = try options.prepared()
         for item in imported {
             let report = try withStore {
-                try store.update(item.user) { (current: UserRecord?) -> (RecordImport.Report, RecordChange) in
+                try store.update(item.user) { (current: UserRecord?) throws(StoreError) -> (RecordImport.Report, RecordChange) in
                     guard let (merged, report) = RecordImport.merge(item, into: current, now: now(), pinAsPassword: pinAsPassword) else {
-                        throw Failure("libxcrypt could not hash a code")
+                        throw .invalidValue("libxcrypt could not hash a code")
                     }
                     return (report, .write(merged))
                 }

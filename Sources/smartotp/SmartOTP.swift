@@ -50,10 +50,10 @@ struct StoreOptions: ParsableArguments {
 
     /// Changes an existing record under its lock. `body` returns nil to leave it as it
     /// was; the result is nil when there is no record or nothing changed.
-    func modify<R>(_ user: UserName, _ body: (inout UserRecord) throws -> R?) throws -> R? {
+    func modify<R>(_ user: UserName, _ body: (inout UserRecord) -> R?) throws -> R? {
         try withStore {
             try open().update(user) { (current: UserRecord?) -> (R?, RecordChange) in
-                guard var record = current, let result = try body(&record) else { return (nil, .keep) }
+                guard var record = current, let result = body(&record) else { return (nil, .keep) }
                 return (result, .write(record))
             }
         }

@@ -1,34 +1,54 @@
 #!/usr/bin/env bash
-# The shared object: only pam_sm_* exported, no Swift/Foundation libraries needed,
-# loadable by a plain C loader (Python ctypes' dlopen), -z nodelete set.
+# The shared object as sshd and sudo get it (Embedded Swift): only pam_sm_* exported, no
+# Swift runtime, Foundation or libstdc++ needed, every symbol resolved (-z defs), loadable
+# and unloadable by a plain C loader; and nothing of the Swift runtime's environment
+# handling or signal handlers carried into the host.
 source "$(dirname "$0")/lib/testlib.sh"
 
-[ -f "$SO" ] || die "build first: swift build -c release"
+[ -f "$SO" ] || die "build first: scripts/build-embedded.sh"
 
 exported=$(nm -D --defined-only "$SO" | awk '$2 ~ /^[A-Z]$/ {print $3}' | sort | tr '\n' ' ')
 check "exports exactly pam_sm_acct_mgmt pam_sm_authenticate pam_sm_setcred" \
     "pam_sm_acct_mgmt pam_sm_authenticate pam_sm_setcred " "$exported"
 
-if ldd "$SO" | grep -qiE 'swift|foundation|dispatch|XCTest'; then
-    not_ok "no Swift runtime or Foundation library is needed" "$(ldd "$SO" | grep -iE 'swift|foundation|dispatch')"
-else
-    ok "no Swift runtime or Foundation library is needed"
-fi
+needed=$(readelf -d "$SO" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | sort | tr '\n' ' ')
+check "needs only libc, libm, libpam, libpcsclite, libcrypt (no Swift runtime, no libstdc++)" \
+    "libc.so.6 libcrypt.so.1 libm.so.6 libpam.so.0 libpcsclite.so.1 " "$needed"
+check "every symbol resolves (ldd -r: nothing undefined)" 0 "$(ldd -r "$SO" 2>&1 | grep -c 'undefined symbol')"
+# As installed (stripped: the debug info records the compiler's -D flags, not code).
+for f in "$SO" "$HELPER"; do
+    strip --strip-unneeded -o "$WORK/stripped" "$f"
+    check "$(basename "$f") holds no SWIFT_* environment name (no backtracer, no debug switches)" \
+        0 "$(strings "$WORK/stripped" | grep -c 'SWIFT_')"
+done
 
-if readelf -d "$SO" | grep -q 'NODELETE'; then ok "linked with -z nodelete"; else not_ok "linked with -z nodelete"; fi
-
-out=$(python3 - "$SO" <<'PY'
-import ctypes, os, sys
+# A host that loads the module, logs in through it (NULL handle: PAM_SERVICE_ERR), and
+# reports its caught signals before and after; then, with SWIFT_BACKTRACE naming a program,
+# crashes: nothing may run.
+marker="$WORK/backtracer-ran"
+printf '#!/bin/sh\ntouch %s\n' "$marker" >"$WORK/fake-backtrace"
+chmod 755 "$WORK/fake-backtrace"
+out=$(SWIFT_BACKTRACE="enable=yes,swift-backtrace=$WORK/fake-backtrace" python3 - "$SO" <<'PY'
+import ctypes, os, signal, sys
+def caught():
+    return [l.split()[1] for l in open("/proc/self/status") if l.startswith("SigCgt:")][0]
+before = caught()
 lib = ctypes.CDLL(sys.argv[1], mode=os.RTLD_NOW | os.RTLD_LOCAL)
-f = lib.pam_sm_authenticate
-f.restype = ctypes.c_int
-# A NULL handle must give PAM_SERVICE_ERR (3), never a crash.
-print(f(None, 0, 0, None))
-print(lib.pam_sm_acct_mgmt(None, 0, 0, None))
+print(lib.pam_sm_authenticate(None, 0, 0, None), lib.pam_sm_acct_mgmt(None, 0, 0, None))
+print("same" if caught() == before else "changed %s -> %s" % (before, caught()))
+# Unload and load again: nothing of the module stays behind.
+ctypes.CDLL("libc.so.6").dlclose(ctypes.c_void_p(lib._handle))
+lib = ctypes.CDLL(sys.argv[1], mode=os.RTLD_NOW | os.RTLD_LOCAL)
+print(lib.pam_sm_setcred(None, 0, 0, None))
+sys.stdout.flush()
+os.kill(os.getpid(), signal.SIGSEGV)
 PY
 )
-check "dlopen from a plain C loader; NULL handle gives PAM_SERVICE_ERR" "3 3" "$(echo $out)"
+check "dlopen from a plain C loader; NULL handle gives PAM_SERVICE_ERR" "3 3" "$(echo "$out" | sed -n 1p)"
+check "the module leaves the host's signal handlers as they were (SigCgt)" "same" "$(echo "$out" | sed -n 2p)"
+check "unloaded and loaded again, it still answers" "0" "$(echo "$out" | sed -n 3p)"
+sleep 0.2
+[ -e "$marker" ] && not_ok "a crash of the host runs nothing named by SWIFT_BACKTRACE" || ok "a crash of the host runs nothing named by SWIFT_BACKTRACE"
 
-size=$(stat -c %s "$SO")
-echo "# module size: $size bytes"
+echo "# module: $(stat -c %s "$SO") bytes as built, $(strip --strip-unneeded -o "$WORK/m.so" "$SO" && stat -c %s "$WORK/m.so") stripped"
 finish

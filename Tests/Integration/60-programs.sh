@@ -148,7 +148,7 @@ check "sshd: a wrong code is refused" 255 "$rc"
 "$CLI" unlock smartotp-t2 --store "$STORE" >/dev/null
 
 # ---- a caller that is not root: the setuid helper --------------------------------------
-install -o root -g root -m 4755 "$BIN/smartotp-chkotp" "$PUB/smartotp-chkotp"
+install -o root -g root -m 4755 "$HELPER" "$PUB/smartotp-chkotp"
 backup /etc/smartotp/smartotp.conf
 mkdir -p /etc/smartotp
 printf 'store=%s\ndeny=3\nunlock_time=600\n' "$STORE" >/etc/smartotp/smartotp.conf

@@ -19,7 +19,7 @@ final class MemoryStore: Store, @unchecked Sendable {
         return records[user]
     }
 
-    func withLock<R>(_ user: UserName, _ body: (UserRecord?, (UserRecord?) throws(StoreError) -> Void) throws -> R) throws -> R {
+    func withLock<R>(_ user: UserName, _ body: (UserRecord?, (UserRecord?) throws(StoreError) -> Void) throws(StoreError) -> R) throws(StoreError) -> R {
         if let failReads { throw failReads }
         return try body(records[user]) { (next: UserRecord?) throws(StoreError) in
             if let failWrites { throw failWrites }

@@ -8,7 +8,10 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
 BIN=${SMARTOTP_BIN:-$ROOT/.build/release}
 WORK=$(mktemp -d /tmp/smartotp-it.XXXXXX)
 chmod 700 "$WORK"
-SO="$BIN/libpam_smartotp.so"   # the module under test
+# What sshd and sudo load, built in Embedded Swift (scripts/build-embedded.sh).
+EBIN=${SMARTOTP_EMBEDDED_BIN:-$ROOT/.build-embedded/release}
+SO="$EBIN/libpam_smartotp.so"   # the module under test
+HELPER="$EBIN/smartotp-chkotp"  # the setuid helper under test
 H="$BIN/pam-harness"           # runs a PAM stack from $CONF with pam_start_confdir()
 CLI="$BIN/smartotp"
 STORE="$WORK/store"

@@ -18,6 +18,7 @@
 //   written, no verdict is printed at all.
 // - It prints one answer in HelperProtocol's format. Exit 0; 1 on error; 2 on misuse.
 internal import CPOSIX
+import CHelperArgs
 import OTPCore
 import POSIX
 import SmartOTPAuth
@@ -90,59 +91,75 @@ func answer(_ text: String, slow: Bool = false) -> Never {
     exit(0)
 }
 
-let caller = Users.realUID
-dropInheritedState()
-let arguments = CommandLine.arguments
-guard arguments.count == 3 else { fail("usage: smartotp-chkotp USER summary|challenge|access|code|password|tap", 2) }
-guard geteuid() == 0 else { fail("not installed setuid root (chmod 4755, owner root)") }
-guard let callerName = Users.name(of: caller) else { fail("the calling uid \(caller) has no name") }
-guard caller == 0 || arguments[1] == callerName else { fail("may check only the caller's own record", 2) }
-let user: UserName
-do { user = try UserName(arguments[1]) } catch { fail("\(error)", 2) }
-guard let operation = HelperProtocol.Operation(rawValue: arguments[2]) else {
-    fail("unknown operation \(ConfigError.printable(String(arguments[2].prefix(16))))", 2)
+/// The whole run: who asks, for whom, what; then one answer.
+func run(_ arguments: [String], caller: UInt32) -> Never {
+    guard arguments.count == 3 else { fail("usage: smartotp-chkotp USER summary|challenge|access|code|password|tap", 2) }
+    guard Users.effectiveUID == 0 else { fail("not installed setuid root (chmod 4755, owner root)") }
+    guard let callerName = Users.name(of: caller) else { fail("the calling uid \(caller) has no name") }
+    guard caller == 0 || arguments[1] == callerName else { fail("may check only the caller's own record", 2) }
+    let user: UserName
+    do throws(StoreError) { user = try UserName(arguments[1]) } catch { fail(error.description, 2) }
+    guard let operation = HelperProtocol.Operation(rawValue: arguments[2]) else {
+        fail("unknown operation " + ConfigError.printable(String(arguments[2].prefix(16))), 2)
+    }
+    // Root's settings only: nothing from the caller.
+    let config: ModuleConfig
+    do throws(ConfigError) { config = try ModuleConfig.load(arguments: [], file: ModuleConfig.policyFile).config } catch {
+        fail(error.description)
+    }
+    let records = LocalRecords.system(store: FileStore(root: config.store), policy: Policy(config))
+    let now = Clocks.unixTime()
+    let input = readInput()
+    do throws(RecordError) {
+        switch operation {
+        case .summary:
+            answer(HelperProtocol.encode(try records.summary(user, now: now)))
+        case .challenge:
+            answer(HelperProtocol.encode(challenge: try records.issueChallenge(for: user, now: now)))
+        case .access:
+            guard input.count >= 3, let card = hexLine(input, 1), let ours = hexLine(input, 2) else {
+                fail("access needs TOKEN, CARD-CHALLENGE-HEX, OUR-CHALLENGE-HEX lines", 2)
+            }
+            answer(HelperProtocol.encode(access: try records.accessAnswers(for: user, tokenID: input[0], cardChallenge: card, ourChallenge: ours)))
+        case .code, .password, .tap:
+            let request: RecordOperation
+            switch operation {
+            case .code: request = .code(input.first ?? "")
+            case .password: request = .password(input.first ?? "")
+            default:
+                guard input.count >= 3, let challenge = hexLine(input, 1), let response = hexLine(input, 2) else {
+                    fail("tap needs TOKEN, CHALLENGE-HEX, RESPONSE-HEX lines", 2)
+                }
+                request = .tap(tokenID: input[0], challenge: challenge, response: response)
+            }
+            let attempt = try records.perform(request, for: user, now: now)
+            var accepted = false
+            if case .accepted = attempt.verdict { accepted = true }
+            answer(HelperProtocol.encode(attempt), slow: caller != 0 && !accepted)
+        }
+    } catch {
+        // Includes a failure count that could not be written: no verdict is given.
+        fail(error.description)
+    }
 }
 
-// Root's settings only: nothing from the caller.
-let config: ModuleConfig
-do { config = try ModuleConfig.load(arguments: [], file: ModuleConfig.policyFile).config } catch { fail(error.description) }
-let records = LocalRecords.system(store: FileStore(root: config.store), policy: Policy(config))
-let now = Int64(time(nil))
-var input = readInput()
-defer { for i in input.indices { input[i] = "" } }
 func hexLine(_ lines: [String], _ i: Int) -> [UInt8]? {
     guard lines.indices.contains(i), let b = try? Hex.decode(lines[i]), (1...64).contains(b.count) else { return nil }
     return b
 }
 
-do {
-    switch operation {
-    case .summary:
-        answer(HelperProtocol.encode(try records.summary(user, now: now)))
-    case .challenge:
-        answer(HelperProtocol.encode(challenge: try records.issueChallenge(for: user, now: now)))
-    case .access:
-        guard input.count >= 3, let card = hexLine(input, 1), let ours = hexLine(input, 2) else {
-            fail("access needs TOKEN, CARD-CHALLENGE-HEX, OUR-CHALLENGE-HEX lines", 2)
+/// The entry point. The caller's real uid is read before anything else, then everything
+/// the caller handed over is dropped. The arguments come from the C side (Embedded Swift
+/// has no CommandLine).
+@main
+struct Helper {
+    static func main() {
+        let caller = Users.realUID
+        dropInheritedState()
+        var arguments: [String] = []
+        for i in 0..<min(Int(helper_argc()), 16) {
+            if let p = helper_argv(Int32(i)) { arguments.append(String(cString: p)) }
         }
-        answer(HelperProtocol.encode(access: try records.accessAnswers(for: user, tokenID: input[0], cardChallenge: card, ourChallenge: ours)))
-    case .code, .password, .tap:
-        let request: RecordOperation
-        switch operation {
-        case .code: request = .code(input.first ?? "")
-        case .password: request = .password(input.first ?? "")
-        default:
-            guard input.count >= 3, let challenge = hexLine(input, 1), let response = hexLine(input, 2) else {
-                fail("tap needs TOKEN, CHALLENGE-HEX, RESPONSE-HEX lines", 2)
-            }
-            request = .tap(tokenID: input[0], challenge: challenge, response: response)
-        }
-        let attempt = try records.perform(request, for: user, now: now)
-        var accepted = false
-        if case .accepted = attempt.verdict { accepted = true }
-        answer(HelperProtocol.encode(attempt), slow: caller != 0 && !accepted)
+        run(arguments, caller: caller)
     }
-} catch {
-    // Includes a failure count that could not be written: no verdict is given.
-    fail("\(error)")
 }
