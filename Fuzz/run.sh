@@ -16,7 +16,7 @@ TARGETS=("$@")
 SRC=../Sources
 B=../.build-fuzz
 mkdir -p "$B" crashes
-FLAGS=(-parse-as-library -sanitize=fuzzer,address -O -g -I "$B" -I "$SRC/CCrypt" -I "$SRC/CPCSC" -I "$SRC/CPOSIX/include" -Xcc -I/usr/include/PCSC)
+FLAGS=(-parse-as-library -sanitize=fuzzer,address -O -g -I "$B" -I "$SRC/CLoadOnUse/include" -I "$SRC/CPOSIX/include" -Xcc -I/usr/include/PCSC)
 
 module() {  # module NAME: a static library and its .swiftmodule
     local name=$1
@@ -25,13 +25,14 @@ module() {  # module NAME: a static library and its .swiftmodule
     swiftc "${FLAGS[@]}" -module-name "$name" -emit-module -emit-module-path "$B/$name.swiftmodule" \
         -emit-library -static -o "$B/lib$name.a" "$SRC/$name"/*.swift
 }
-# The C half of the POSIX layer.
-if [ ! "$B/libCPOSIX.a" -nt "$SRC/CPOSIX/cposix.c" ]; then
+# The C targets: the POSIX shim, and libcrypt/libpcsclite opened on first use.
+if [ ! "$B/libCPOSIX.a" -nt "$SRC/CPOSIX/cposix.c" ] || [ ! "$B/libCPOSIX.a" -nt "$SRC/CLoadOnUse/load_on_use.c" ]; then
     clang -c -O1 -g -fsanitize=fuzzer-no-link,address -I "$SRC/CPOSIX/include" "$SRC/CPOSIX/cposix.c" -o "$B/cposix.o"
-    ar rcs "$B/libCPOSIX.a" "$B/cposix.o"
+    clang -c -O1 -g -fsanitize=fuzzer-no-link,address -I "$SRC/CLoadOnUse/include" -I/usr/include/PCSC "$SRC/CLoadOnUse/load_on_use.c" -o "$B/load_on_use.o"
+    ar rcs "$B/libCPOSIX.a" "$B/cposix.o" "$B/load_on_use.o"
 fi
 for m in POSIX OTPCore SmartCard VirtualCard TokenStore SmartOTPAuth; do module "$m"; done
-LIBS=("$B/libSmartOTPAuth.a" "$B/libVirtualCard.a" "$B/libTokenStore.a" "$B/libSmartCard.a" "$B/libOTPCore.a" "$B/libPOSIX.a" "$B/libCPOSIX.a" -lcrypt)
+LIBS=("$B/libSmartOTPAuth.a" "$B/libVirtualCard.a" "$B/libTokenStore.a" "$B/libSmartCard.a" "$B/libOTPCore.a" "$B/libPOSIX.a" "$B/libCPOSIX.a")
 
 export SWIFT_BACKTRACE=enable=no  # the backtracer trips ASan; libFuzzer prints the stack
 status=0

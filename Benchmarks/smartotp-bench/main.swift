@@ -176,7 +176,7 @@ func benchWait() {
     let seconds = Int(argument("--seconds") ?? "10") ?? 10
     do {
         let context = try PCSCContext()
-        var skip = Set<String>()
+        var skip: [String] = []
         let cpu0 = cpuSeconds()
         let start = monotonicNanoseconds()
         do {

@@ -57,10 +57,12 @@ struct BlockBuffer {
     /// The final padding: 0x80, zeros, and the bit length big-endian in `lengthBytes`.
     mutating func pad(blockSize: Int, lengthBytes: Int, _ compress: (UnsafeRawBufferPointer) -> Void) {
         let bits = length &* 8
-        var tail = pending
-        tail.append(0x80)
-        while (tail.count + lengthBytes) % blockSize != 0 { tail.append(0) }
-        for i in (0..<lengthBytes).reversed() { tail.append(i < 8 ? UInt8(truncatingIfNeeded: bits >> (UInt64(i) * 8)) : 0) }
+        // One allocation of the exact size: the pending bytes, 0x80, zeros, the length.
+        let total = (pending.count + 1 + lengthBytes + blockSize - 1) / blockSize * blockSize
+        var tail = [UInt8](repeating: 0, count: total)
+        for (i, byte) in pending.enumerated() { tail[i] = byte }
+        tail[pending.count] = 0x80
+        for i in 0..<min(8, lengthBytes) { tail[total - 1 - i] = UInt8(truncatingIfNeeded: bits >> (UInt64(i) * 8)) }
         tail.withUnsafeBytes { t in
             var o = 0
             while o < t.count {
@@ -100,7 +102,14 @@ public struct SHA1: HashFunction {
         var state = h
         buffer.pad(blockSize: Self.blockSize, lengthBytes: 8) { Self.compress(&state, $0) }
         h = state
-        return h.flatMap { w in (0..<4).map { UInt8(truncatingIfNeeded: w >> (24 - 8 * UInt32($0))) } }
+        var out = [UInt8](repeating: 0, count: h.count * 4)
+        for (i, w) in h.enumerated() {
+            out[4 * i] = UInt8(truncatingIfNeeded: w >> 24)
+            out[4 * i + 1] = UInt8(truncatingIfNeeded: w >> 16)
+            out[4 * i + 2] = UInt8(truncatingIfNeeded: w >> 8)
+            out[4 * i + 3] = UInt8(truncatingIfNeeded: w)
+        }
+        return out
     }
 
     static func compress(_ h: inout [UInt32], _ block: UnsafeRawBufferPointer) {
@@ -154,7 +163,14 @@ public struct SHA256: HashFunction {
         var state = h
         buffer.pad(blockSize: Self.blockSize, lengthBytes: 8) { Self.compress(&state, $0) }
         h = state
-        return h.flatMap { w in (0..<4).map { UInt8(truncatingIfNeeded: w >> (24 - 8 * UInt32($0))) } }
+        var out = [UInt8](repeating: 0, count: h.count * 4)
+        for (i, w) in h.enumerated() {
+            out[4 * i] = UInt8(truncatingIfNeeded: w >> 24)
+            out[4 * i + 1] = UInt8(truncatingIfNeeded: w >> 16)
+            out[4 * i + 2] = UInt8(truncatingIfNeeded: w >> 8)
+            out[4 * i + 3] = UInt8(truncatingIfNeeded: w)
+        }
+        return out
     }
 
     static func compress(_ h: inout [UInt32], _ block: UnsafeRawBufferPointer) {

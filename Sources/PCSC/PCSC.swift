@@ -1,4 +1,4 @@
-internal import CPCSC
+internal import CLoadOnUse
 import SmartCard
 
 /// The only file that calls libpcsclite. Each method names the SCard* call it wraps.
@@ -15,12 +15,12 @@ public final class PCSCContext: CardSlots {
     /// `SCardEstablishContext(SCARD_SCOPE_SYSTEM)`.
     public init() throws(CardError) {
         var h: SCARDCONTEXT = 0
-        let rv = SCardEstablishContext(DWORD(SCARD_SCOPE_SYSTEM), nil, nil, &h)
+        let rv = lou_SCardEstablishContext(DWORD(SCARD_SCOPE_SYSTEM), nil, nil, &h)
         guard rv == SCARD_S_SUCCESS else { throw Self.error(rv, "SCardEstablishContext") }
         handle = h
     }
 
-    deinit { SCardReleaseContext(handle) }
+    deinit { lou_SCardReleaseContext(handle) }
 
     /// Maps an SCARD_* result to a `CardError`.
     static func error(_ rv: LONG, _ function: String) -> CardError {
@@ -39,12 +39,12 @@ public final class PCSCContext: CardSlots {
     /// `SCardListReaders`: reader names containing `filter` (all when nil or empty).
     public func readers(matching filter: String? = nil) throws(CardError) -> [String] {
         var length: DWORD = 0
-        var rv = SCardListReaders(handle, nil, nil, &length)
+        var rv = lou_SCardListReaders(handle, nil, nil, &length)
         if rv == SCARD_E_NO_READERS_AVAILABLE { return [] }
         guard rv == SCARD_S_SUCCESS else { throw Self.error(rv, "SCardListReaders") }
         guard length > 0, length < 65536 else { return [] }
         var buffer = [CChar](repeating: 0, count: Int(length))
-        rv = SCardListReaders(handle, nil, &buffer, &length)
+        rv = lou_SCardListReaders(handle, nil, &buffer, &length)
         if rv == SCARD_E_NO_READERS_AVAILABLE { return [] }
         guard rv == SCARD_S_SUCCESS else { throw Self.error(rv, "SCardListReaders") }
         // A multi-string: names separated by NUL, ended by an empty name.
@@ -68,7 +68,7 @@ public final class PCSCContext: CardSlots {
     public func connect(reader: String) throws(CardError) -> PCSCCard {
         var card: SCARDHANDLE = 0
         var protocolInUse: DWORD = 0
-        let rv = SCardConnect(handle, reader, DWORD(SCARD_SHARE_SHARED),
+        let rv = lou_SCardConnect(handle, reader, DWORD(SCARD_SHARE_SHARED),
                               DWORD(SCARD_PROTOCOL_T0) | DWORD(SCARD_PROTOCOL_T1), &card, &protocolInUse)
         guard rv == SCARD_S_SUCCESS else { throw Self.error(rv, "SCardConnect") }
         return PCSCCard(handle: card, activeProtocol: protocolInUse)
@@ -89,23 +89,26 @@ public final class PCSCContext: CardSlots {
     /// blocks in pcscd, so this costs no CPU while nothing happens.
     ///
     /// Returns the reader name that has a card.
-    public func waitForCard(filter: String?, skip: inout Set<String>, timeoutMs: Int, now: () -> Int) throws(CardError) -> String {
+    public func waitForCard(filter: String?, skip: inout [String], timeoutMs: Int, now: () -> Int) throws(CardError) -> String {
         let deadline = now() + max(0, timeoutMs)
-        var known: [String: UInt] = [:]
+        // The last state seen of each reader (a short list: no hashing code in the module).
+        var known: [(reader: String, state: UInt)] = []
+        func lastState(_ reader: String) -> UInt? { known.first(where: { $0.reader == reader })?.state }
         while true {
             let names = try readers(matching: filter)
-            skip.formIntersection(names)
-            var states: [(String, UInt)] = names.map { ($0, known[$0] ?? 0) }
-            states.append((Self.plugAndPlayReader, known[Self.plugAndPlayReader] ?? 0))
+            skip.removeAll { !names.contains($0) }
+            var states: [(String, UInt)] = names.map { ($0, lastState($0) ?? 0) }
+            states.append((Self.plugAndPlayReader, lastState(Self.plugAndPlayReader) ?? 0))
             let remaining = deadline - now()
             // First pass with UNAWARE states returns at once with the current states.
-            let firstPass = names.contains { known[$0] == nil }
+            let firstPass = names.contains { lastState($0) == nil }
             let wait = firstPass ? 0 : max(0, remaining)
             if !firstPass && remaining <= 0 { throw .timeout }
             let result = try getStatusChange(states, timeoutMs: wait)
             for s in result {
-                known[s.reader] = s.eventState & ~UInt(SCARD_STATE_CHANGED)
-                if s.reader != Self.plugAndPlayReader && !s.cardPresent { skip.remove(s.reader) }
+                known.removeAll { $0.reader == s.reader }
+                known.append((s.reader, s.eventState & ~UInt(SCARD_STATE_CHANGED)))
+                if s.reader != Self.plugAndPlayReader && !s.cardPresent { skip.removeAll { $0 == s.reader } }
             }
             if let ready = result.first(where: { $0.reader != Self.plugAndPlayReader && $0.cardPresent && !skip.contains($0.reader) }) {
                 return ready.reader
@@ -140,7 +143,7 @@ public final class PCSCContext: CardSlots {
         }
         let timeout = DWORD(clamping: timeoutMs)
         let rv = states.withUnsafeMutableBufferPointer { buf in
-            SCardGetStatusChange(handle, timeout, buf.baseAddress, DWORD(buf.count))
+            lou_SCardGetStatusChange(handle, timeout, buf.baseAddress, DWORD(buf.count))
         }
         if rv == SCARD_E_TIMEOUT {
             return readers.map { ReaderState(reader: $0.0, eventState: $0.1) }
@@ -165,7 +168,7 @@ public final class PCSCCard: CardTransport {
     }
 
     /// `SCardDisconnect(SCARD_LEAVE_CARD)`.
-    deinit { SCardDisconnect(handle, DWORD(SCARD_LEAVE_CARD)) }
+    deinit { lou_SCardDisconnect(handle, DWORD(SCARD_LEAVE_CARD)) }
 
     /// `SCardTransmit`.
     public func transmit(_ apdu: [UInt8]) throws(CardError) -> [UInt8] {
@@ -174,7 +177,7 @@ public final class PCSCCard: CardTransport {
         var length = DWORD(out.count)
         let rv = apdu.withUnsafeBufferPointer { a in
             out.withUnsafeMutableBufferPointer { o in
-                SCardTransmit(handle, &pci, a.baseAddress, DWORD(a.count), nil, o.baseAddress, &length)
+                lou_SCardTransmit(handle, &pci, a.baseAddress, DWORD(a.count), nil, o.baseAddress, &length)
             }
         }
         guard rv == SCARD_S_SUCCESS else { throw PCSCContext.error(rv, "SCardTransmit") }

@@ -10,7 +10,8 @@ public protocol CardSlots {
     /// Waits up to `timeoutMs` for a card in a reader matching `filter` and not in `skip`
     /// (readers whose card was tried and was not the right one; a reader leaves `skip`
     /// when its card is taken away). Returns that reader; throws `.timeout` at the end.
-    func waitForCard(filter: String?, skip: inout Set<String>, timeoutMs: Int, now: () -> Int) throws(CardError) -> String
+    /// (An array, not a Set: a handful of readers, and no hashing code in the module.)
+    func waitForCard(filter: String?, skip: inout [String], timeoutMs: Int, now: () -> Int) throws(CardError) -> String
 
     /// Connects to the card in `reader`.
     func connect(reader: String) throws(CardError) -> Card

@@ -1,3 +1,4 @@
+import OTPCore
 import TokenStore
 
 /// The ways a user can prove the second factor, in the order offered.
@@ -70,8 +71,8 @@ public struct ModuleConfig: Sendable, Equatable {
         },
         Option(name: "methods", takesValue: true, help: "ways offered, in order: card,code,password (default all three)") { c, v throws(ConfigError) in
             var list: [Method] = []
-            for item in v.text.split(separator: ",", omittingEmptySubsequences: false) {
-                guard let m = Method(rawValue: String(item)), !list.contains(m) else {
+            for item in v.text.splitBytes(UInt8(ascii: ","), omittingEmpty: false) {
+                guard let m = Method(rawValue: item), !list.contains(m) else {
                     throw .badValue(name: v.name, value: v.text, expected: "a list of card, code, password")
                 }
                 list.append(m)
@@ -138,9 +139,9 @@ public struct ModuleConfig: Sendable, Equatable {
         var c = base
         var unknown: [String] = []
         for arg in arguments {
-            let parts = arg.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            let name = String(parts.first ?? "")
-            let value = parts.count > 1 ? String(parts[1]) : nil
+            let parts = arg.splitBytes(UInt8(ascii: "="), maxSplits: 1, omittingEmpty: false)
+            let name = parts.first ?? ""
+            let value = parts.count > 1 ? parts[1] : nil
             guard let option = options.first(where: { $0.name == name }) else {
                 unknown.append(String(arg.prefix(64)))
                 continue
@@ -156,9 +157,11 @@ public struct ModuleConfig: Sendable, Equatable {
     /// words are separated by spaces, tabs and line ends.
     public static func words(ofFile text: String) -> [String] {
         var out: [String] = []
-        for line in text.split(separator: "\n") {
-            let content = line.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-            out += content.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }).map(String.init)
+        for line in text.splitBytes(UInt8(ascii: "\n")) {
+            let content = line.splitBytes(UInt8(ascii: "#"), maxSplits: 1, omittingEmpty: false).first ?? ""
+            for word in content.splitBytes(UInt8(ascii: " ")) {
+                for piece in word.splitBytes(UInt8(ascii: "\t")) { out += piece.splitBytes(UInt8(ascii: "\r")) }
+            }
         }
         return out
     }

@@ -65,7 +65,7 @@ public enum HelperProtocol {
         var s = RecordSummary(cards: [], codeDigits: [], recoveryCodes: 0, hasPassword: false, failures: 0, lock: .open)
         var sawLock = false
         for (key, value) in lines {
-            let words = value.split(separator: " ").map(String.init)
+            let words = value.splitBytes(UInt8(ascii: " "))
             switch key {
             case "card":
                 guard words.count == 5, Token.isValidID(words[0]), let name = OTPAuthURI.percentDecode(words[2]) else {
@@ -111,7 +111,7 @@ public enum HelperProtocol {
     public static func decodeAttempt(_ text: String) throws(ParseError) -> Attempt {
         let lines = try body(text)
         guard lines.count == 2, lines[0].key == "verdict", lines[1].key == "lock" else { throw ParseError("bad verdict") }
-        let words = lines[0].value.split(separator: " ", maxSplits: 1).map(String.init)
+        let words = lines[0].value.splitBytes(UInt8(ascii: " "), maxSplits: 1)
         let verdict: RecordVerdict
         switch words.first {
         case "accepted":
@@ -146,7 +146,7 @@ public enum HelperProtocol {
         let lines = try body(text)
         guard lines.count == 1, lines[0].key == "access" else { throw ParseError("bad access answer") }
         if lines[0].value == "none" { return nil }
-        let words = lines[0].value.split(separator: " ").map(String.init)
+        let words = lines[0].value.splitBytes(UInt8(ascii: " "))
         guard words.count == 2, let r = try? Hex.decode(words[0]), let e = try? Hex.decode(words[1]) else {
             throw ParseError("bad access answer")
         }
@@ -155,12 +155,12 @@ public enum HelperProtocol {
 
     /// The lines after the version line, split at the first space.
     static func body(_ text: String) throws(ParseError) -> [(key: String, value: String)] {
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: true)
-        guard lines.first == Substring(version) else { throw ParseError("not a \(version) answer") }
+        var lines = text.splitBytes(UInt8(ascii: "\n"))
+        guard lines.first == version else { throw ParseError("not a \(version) answer") }
         lines.removeFirst()
         return lines.map { line in
-            let parts = line.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: false)
-            return (String(parts[0]), parts.count > 1 ? String(parts[1]) : "")
+            let parts = line.splitBytes(UInt8(ascii: " "), maxSplits: 1, omittingEmpty: false)
+            return (parts.first ?? "", parts.count > 1 ? parts[1] : "")
         }
     }
 }

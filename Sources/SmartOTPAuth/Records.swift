@@ -218,24 +218,23 @@ public struct LocalRecords<S: Store>: RecordService {
     }
 
     public func perform(_ operation: RecordOperation, for user: UserName, now: Int64) throws(RecordError) -> Attempt {
-        let root = isRoot(user)
         return try run { () throws(StoreError) in
           try store.withLock(user) { (current: UserRecord?, commit: (UserRecord?) throws(StoreError) -> Void) throws(StoreError) -> Attempt in
             guard var record = current else { return Attempt(.rejected, lock: .open) }
-            let before = record.lockState(policy.lock, isRoot: root, now: now)
+            let before = record.lockState(policy.lock, isRoot: isRoot(user), now: now)
             if before.isLocked { return Attempt(.locked, lock: before) }
             // Count first: the attempt (and the challenge it uses) is on disk before the
             // verdict exists. A caller killed, limited or signalled from here on has paid.
             var challengeValid = true
             if case .tap(_, let challenge, _) = operation { challengeValid = record.takeChallenge(challenge, now: now) }
-            record.countFailure(at: now, policy: policy.lock, isRoot: root)
+            record.countFailure(at: now, policy: policy.lock, isRoot: isRoot(user))
             try commit(record)
             let verdict = challengeValid ? Self.decide(operation, record: &record, policy: policy, now: now) : .rejected
             if case .accepted = verdict {
                 record.clearFailures()
                 try commit(record)
             }
-            return Attempt(verdict, lock: record.lockState(policy.lock, isRoot: root, now: now))
+            return Attempt(verdict, lock: record.lockState(policy.lock, isRoot: isRoot(user), now: now))
           }
         }
     }

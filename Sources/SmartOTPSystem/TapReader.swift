@@ -31,7 +31,7 @@ public struct TapReader<Slots: CardSlots>: CardReader {
         let slots: Slots
         do { slots = try open() } catch { return .unavailable(error) }
         let deadline = now() + timeoutSeconds * 1000
-        var skip = Set<String>()
+        var skip: [String] = []
         var lastError: CardError?
         while true {
             let remaining = deadline - now()
@@ -55,7 +55,7 @@ public struct TapReader<Slots: CardSlots>: CardReader {
             case .failure(let error):
                 // Not this card, or it left too early: wait for another tap on that reader.
                 lastError = error
-                skip.insert(reader)
+                if !skip.contains(reader) { skip.append(reader) }
                 if error == .wrongCard { notice(.wrongCard) }
             }
         }

@@ -15,7 +15,7 @@ func io<T>(_ body: () throws(SystemCallError) -> T) throws(StoreError) -> T {
 /// `update` is the only way to change a record: it holds that user's lock while it
 /// reads, lets the caller change the record, and writes it back atomically, so two
 /// logins of one user serialise and logins of different users never wait on each other.
-public protocol Store: Sendable {
+public protocol Store {
     /// The user's record, or nil when the user has none.
     func read(_ user: UserName) throws(StoreError) -> UserRecord?
     /// Holds the user's lock while `body` runs. `body` gets the record as it is (nil: none)
@@ -67,6 +67,19 @@ extension Store {
 public final class FileStore: Store {
     public let root: String
     public let owner: UInt32
+    /// The bytes and parse of the record read last. A login reads its record twice (the
+    /// summary, then under the lock); when the bytes under the lock are the very same, the
+    /// parse is reused. Equal bytes, not an inode or a time, decide: nothing else is safe
+    /// against a record rewritten in between. Wiped when replaced and on deinit.
+    private var lastRead: (user: UserName, bytes: [UInt8], record: UserRecord)?
+
+    deinit { forgetLastRead() }
+
+    private func forgetLastRead() {
+        guard var old = lastRead?.bytes else { return }
+        lastRead = nil
+        ConstantTime.wipe(&old)  // now the only reference: wiped in place
+    }
     public static let defaultRoot = "/var/lib/smartotp"
 
     /// - Parameters:
@@ -140,6 +153,7 @@ public final class FileStore: Store {
             throw .tooLarge(path: path)
         }
         defer { ConstantTime.wipe(&bytes) }
+        if let cached = lastRead, cached.user == user, ConstantTime.equals(cached.bytes, bytes) { return cached.record }
         guard let text = String(validating: bytes, as: UTF8.self) else {
             throw .malformed(path: path, line: 1, reason: "not UTF-8 text")
         }
@@ -147,6 +161,8 @@ public final class FileStore: Store {
         guard record.user == user else {
             throw .malformed(path: path, line: 1, reason: "record is for user '\(record.user)', not '\(user)'")
         }
+        forgetLastRead()
+        lastRead = (user, bytes, record)
         return record
     }
 

@@ -1,4 +1,4 @@
-import CCrypt
+import CLoadOnUse
 import OTPCore
 
 /// The simple password and recovery codes, hashed with yescrypt through libxcrypt:
@@ -12,7 +12,7 @@ public enum PasswordHash {
         guard acceptable(password) else { return nil }
         var setting = [CChar](repeating: 0, count: Int(CRYPT_GENSALT_OUTPUT_SIZE))
         let made = setting.withUnsafeMutableBufferPointer { buf in
-            crypt_gensalt_rn("$y$", 0, nil, 0, buf.baseAddress, Int32(buf.count))
+            lou_crypt_gensalt_rn("$y$", 0, nil, 0, buf.baseAddress, Int32(buf.count))
         }
         guard made != nil else { return nil }
         let settingString = String(decoding: setting.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
@@ -33,7 +33,7 @@ public enum PasswordHash {
             }
             data.deallocate()
         }
-        guard let out = crypt_r(password, setting, data) else { return nil }
+        guard let out = lou_crypt_r(password, setting, data) else { return nil }
         let result = String(cString: out)
         // libxcrypt signals failure with a string starting with '*'.
         return result.hasPrefix("*") ? nil : result

@@ -22,7 +22,9 @@ public enum RecordFormat {
     public static let maxSize = 64 * 1024
 
     public static func serialise(_ r: UserRecord) -> String {
-        var out = "# smartotp user record: managed by smartotp(1). Secrets below; keep this file 0600 root.\n"
+        var out = ""
+        out.reserveCapacity(1024 + 256 * r.tokens.count + 128 * (r.recoveryCodes.count + r.usedRecoveryCodes.count))
+        out += "# smartotp user record: managed by smartotp(1). Secrets below; keep this file 0600 root.\n"
         out += header + "\n"
         out += "user \(r.user.value)\n"
         out += "created \(r.created)\n"
@@ -36,27 +38,39 @@ public enum RecordFormat {
     }
 
     static func tokenLine(_ t: Token) -> String {
-        var fields: [(String, String)] = [("id", t.id), ("kind", t.kind.rawValue)]
-        switch t.parameters.kind {
-        case .totp(let period): fields += [("type", "totp"), ("period", String(period))]
-        case .hotp: fields += [("type", "hotp"), ("counter", String(t.initialCounter))]
+        var out = "token"
+        out.reserveCapacity(320)
+        func field(_ key: String, _ value: String) {
+            out += " "
+            out += key
+            out += "="
+            out += value
         }
+        field("id", t.id)
+        field("kind", t.kind.rawValue)
+        switch t.parameters.kind {
+        case .totp(let period): field("type", "totp"); field("period", String(period))
+        case .hotp: field("type", "hotp"); field("counter", String(t.initialCounter))
+        }
+        field("algorithm", t.parameters.algorithm.description)
+        field("digits", String(t.parameters.digits))
         var secret = t.secret.copyBytes()
-        fields += [("algorithm", t.parameters.algorithm.description), ("digits", String(t.parameters.digits)),
-                   ("secret", Base32.encode(secret)), ("last", t.lastUsed.map(String.init) ?? "-"),
-                   ("created", String(t.created)), ("used", t.lastUsedTime.map(String.init) ?? "-"),
-                   ("label", t.label.isEmpty ? "-" : OTPAuthURI.percentEncode(t.label))]
+        field("secret", Base32.encode(secret))
         ConstantTime.wipe(&secret)
-        if let limit = t.windowLimit { fields.append(("window", String(limit))) }
+        field("last", t.lastUsed.map { String($0) } ?? "-")
+        field("created", String(t.created))
+        field("used", t.lastUsedTime.map { String($0) } ?? "-")
+        field("label", t.label.isEmpty ? "-" : OTPAuthURI.percentEncode(t.label))
+        if let limit = t.windowLimit { field("window", String(limit)) }
         if t.kind == .card {
             var key = t.accessKey?.copyBytes()
-            fields += [("name", t.credentialName.map(OTPAuthURI.percentEncode) ?? "-"),
-                       ("device", t.deviceID ?? "-"),
-                       ("access-key", key.map(Hex.encode) ?? "-"),
-                       ("touch", t.touch ? "1" : "0")]
+            field("name", t.credentialName.map { OTPAuthURI.percentEncode($0) } ?? "-")
+            field("device", t.deviceID ?? "-")
+            field("access-key", key.map { Hex.encode($0) } ?? "-")
+            field("touch", t.touch ? "1" : "0")
             ConstantTime.wipe(&key)
         }
-        return "token " + fields.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
+        return out
     }
 
     /// Parses a record. Every problem is reported with the line number; nothing is guessed.
@@ -71,19 +85,29 @@ public enum RecordFormat {
         var challenges: [PendingChallenge] = []
         var sawHeader = false
         var lineNumber = 0
-        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        // Lines and the keyword are found on the bytes; only the value becomes a String.
+        var all = Array(text.utf8)
+        defer { ConstantTime.wipe(&all) }
+        var lineStart = 0
+        while lineStart <= all.count {
+            var lineEnd = lineStart
+            while lineEnd < all.count && all[lineEnd] != UInt8(ascii: "\n") { lineEnd += 1 }
+            defer { lineStart = lineEnd + 1 }
+            if lineStart == all.count && lineEnd == all.count { break }
             lineNumber += 1
-            let line = rawLine.hasSuffix("\r") ? rawLine.dropLast() : rawLine
-            if line.isEmpty || line.hasPrefix("#") { continue }
+            var end = lineEnd
+            if end > lineStart && all[end - 1] == UInt8(ascii: "\r") { end -= 1 }
+            let line = all[lineStart..<end]
+            if line.isEmpty || line.first == UInt8(ascii: "#") { continue }
             func fail(_ why: String) -> StoreError { .malformed(path: path, line: lineNumber, reason: why) }
             if !sawHeader {
-                guard line == header else { throw fail("expected '\(header)' (unknown format or version)") }
+                guard line.elementsEqual(header.utf8) else { throw fail("expected '\(header)' (unknown format or version)") }
                 sawHeader = true
                 continue
             }
-            let parts = line.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: false)
-            let keyword = parts[0]
-            let value = parts.count > 1 ? String(parts[1]) : ""
+            let space = line.firstIndex(of: UInt8(ascii: " ")) ?? end
+            let keyword = String(decoding: all[lineStart..<space], as: UTF8.self)
+            let value = space < end ? String(decoding: all[(space + 1)..<end], as: UTF8.self) : ""
             switch keyword {
             case "user":
                 do { user = try UserName(value) } catch { throw fail("\(error)") }
@@ -94,20 +118,20 @@ public enum RecordFormat {
                 guard isCryptHash(value) else { throw fail("password is not a crypt(3) hash") }
                 password = value
             case "failures":
-                let f = value.split(separator: " ")
+                let f = value.splitBytes(UInt8(ascii: " "))
                 guard f.count == 2, let n = Int(f[0]), n >= 0, let t = Int64(f[1]) else {
                     throw fail("failures needs a count and a time")
                 }
                 failureTimes += Array(repeating: t, count: min(n, UserRecord.maxFailureTimes))
             case "failed-at":
-                for word in value.split(separator: " ") {
+                for word in value.splitBytes(UInt8(ascii: " ")) {
                     guard let t = Int64(word) else { throw fail("failed-at needs Unix times") }
                     guard failureTimes.count < UserRecord.maxFailureTimes else { throw fail("more than \(UserRecord.maxFailureTimes) failure times") }
                     failureTimes.append(t)
                 }
             case "challenge":
-                let f = value.split(separator: " ")
-                guard f.count == 2, let bytes = try? Hex.decode(String(f[0])), (1...64).contains(bytes.count),
+                let f = value.splitBytes(UInt8(ascii: " "))
+                guard f.count == 2, let bytes = try? Hex.decode(f[0]), (1...64).contains(bytes.count),
                       let expires = Int64(f[1]) else { throw fail("challenge needs hex bytes and an expiry time") }
                 guard challenges.count < UserRecord.maxChallenges else { throw fail("more than \(UserRecord.maxChallenges) challenges") }
                 challenges.append(PendingChallenge(bytes: bytes, expires: expires))
@@ -139,20 +163,33 @@ public enum RecordFormat {
 
     struct FieldError: Error { let description: String }
 
+    /// A `key=value` field of a token line, as byte ranges into the line.
     struct Field {
-        let key: Substring
-        let value: Substring
+        let key: Range<Int>
+        let value: Range<Int>
     }
 
     static func parseToken(_ text: String) throws(FieldError) -> Token {
-        // A dozen fields: a list of structs beats a Dictionary or tuples, whose generic
-        // metadata the runtime would build (conformance scan, demangling) on every login.
+        // The fields are found as byte ranges in one copy of the line (wiped at the end: it
+        // holds the secret), and a String is made only for a value that is asked for: a
+        // record is parsed on every login, and small allocations were most of its cost.
+        var bytes = Array(text.utf8)
+        defer { ConstantTime.wipe(&bytes) }
         var f: [Field] = []
-        for item in text.split(separator: " ") {
-            guard let eq = item.firstIndex(of: "=") else { throw FieldError(description: "token field '\(item.prefix(32))' is not key=value") }
-            f.append(Field(key: item[..<eq], value: item[item.index(after: eq)...]))
+        var i = 0
+        while i < bytes.count {
+            if bytes[i] == UInt8(ascii: " ") { i += 1; continue }
+            let start = i
+            while i < bytes.count && bytes[i] != UInt8(ascii: " ") { i += 1 }
+            guard let eq = bytes[start..<i].firstIndex(of: UInt8(ascii: "=")) else {
+                throw FieldError(description: "token field '\(String(decoding: bytes[start..<min(i, start + 32)], as: UTF8.self))' is not key=value")
+            }
+            f.append(Field(key: start..<eq, value: (eq + 1)..<i))
         }
-        func value(_ k: String) -> String? { f.last(where: { $0.key == k }).map { String($0.value) } }
+        func value(_ k: String) -> String? {
+            guard let field = f.last(where: { bytes[$0.key].elementsEqual(k.utf8) }) else { return nil }
+            return String(decoding: bytes[field.value], as: UTF8.self)
+        }
         func need(_ k: String) throws(FieldError) -> String {
             guard let v = value(k) else { throw FieldError(description: "token lacks \(k)=") }
             return v

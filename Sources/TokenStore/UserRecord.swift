@@ -163,9 +163,13 @@ public struct UserRecord: Sendable {
     /// Whether the user is locked at `now`, with pam_faillock's meaning: `deny` failures
     /// within `failInterval` lock for `unlockTime` after the last of them (0: until an
     /// administrator unlocks); root only with `evenDenyRoot`, then for `rootUnlockTime`.
-    public func lockState(_ policy: LockPolicy, isRoot: Bool, now: Int64) -> LockState {
-        guard policy.deny > 0, !isRoot || policy.evenDenyRoot, countedFailures(policy) >= policy.deny else { return .open }
-        let unlockTime = isRoot ? policy.rootUnlockTime ?? policy.unlockTime : policy.unlockTime
+    /// `isRoot` is asked only when `deny` failures are counted: it costs a user-database
+    /// lookup, which an ordinary login should not pay.
+    public func lockState(_ policy: LockPolicy, isRoot: @autoclosure () -> Bool, now: Int64) -> LockState {
+        guard policy.deny > 0, countedFailures(policy) >= policy.deny else { return .open }
+        let root = isRoot()
+        guard !root || policy.evenDenyRoot else { return .open }
+        let unlockTime = root ? policy.rootUnlockTime ?? policy.unlockTime : policy.unlockTime
         if unlockTime == 0 { return .lockedForGood }
         let (until, overflow) = lastFailure.addingReportingOverflow(unlockTime)
         if overflow { return .lockedForGood }
@@ -175,8 +179,8 @@ public struct UserRecord: Sendable {
     /// Counts one failure at `now`. As pam_faillock's write_tally: a lock that has
     /// expired clears the tally first, and failures `failInterval` or more before `now`
     /// are dropped.
-    public mutating func countFailure(at now: Int64, policy: LockPolicy, isRoot: Bool) {
-        if policy.deny > 0, countedFailures(policy) >= policy.deny, lockState(policy, isRoot: isRoot, now: now) == .open {
+    public mutating func countFailure(at now: Int64, policy: LockPolicy, isRoot: @autoclosure () -> Bool) {
+        if policy.deny > 0, countedFailures(policy) >= policy.deny, lockState(policy, isRoot: isRoot(), now: now) == .open {
             failureTimes.removeAll()
         }
         failureTimes.removeAll { t in

@@ -129,7 +129,7 @@ struct Enroll: ParsableCommand {
     func writeToCard(user: UserName, secret: [UInt8], created: Int64) throws -> Token {
         let context: PCSCContext
         do { context = try PCSCContext() } catch { throw Failure("\(error) (start it: systemctl start pcscd)") }
-        var skip = Set<String>()
+        var skip: [String] = []
         FileHandle.standardError.write(Data("Present the card on the reader...\n".utf8))
         let readerName: String
         do {

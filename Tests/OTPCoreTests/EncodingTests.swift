@@ -73,3 +73,29 @@ struct EncodingTests {
         }
     }
 }
+
+@Suite("Byte split")
+struct ByteSplitTests {
+    @Test func matchesSplitOnASCII() {
+        var rng = SystemRandomNumberGenerator()
+        let alphabet = Array("ab =,\n\r#".utf8)
+        for _ in 0..<2000 {
+            let text = String(decoding: (0..<Int.random(in: 0...20, using: &rng)).map { _ in alphabet.randomElement(using: &rng) ?? 0x61 }, as: UTF8.self)
+            for sep in [UInt8(ascii: " "), UInt8(ascii: "="), UInt8(ascii: "\n")] {
+                let character = Character(Unicode.Scalar(sep))
+                for max in [1, 2, Int.max] {
+                    for omit in [true, false] {
+                        let expected = text.utf8.split(separator: sep, maxSplits: max, omittingEmptySubsequences: omit)
+                            .map { String(decoding: $0, as: UTF8.self) }
+                        #expect(text.splitBytes(sep, maxSplits: max, omittingEmpty: omit) == expected, "\(text.debugDescription) \(character)")
+                    }
+                }
+            }
+        }
+    }
+
+    @Test func crlfIsTwoBytes() {
+        #expect("a\r\nb".splitBytes(UInt8(ascii: "\n")) == ["a\r", "b"])
+        #expect("ÄB=é".splitBytes(UInt8(ascii: "=")) == ["ÄB", "é"])
+    }
+}

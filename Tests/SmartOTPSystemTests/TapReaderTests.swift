@@ -20,7 +20,7 @@ final class FakeSlots: CardSlots {
     var cards: [String: OATHApplet] = [:]
     var script: [Event]
     var clock = 0
-    var skipsSeen: [Set<String>] = []
+    var skipsSeen: [[String]] = []
     var connects: [String] = []
 
     init(readers: [String], script: [Event]) {
@@ -32,7 +32,7 @@ final class FakeSlots: CardSlots {
         readerNames.filter { filter == nil || $0.contains(filter ?? "") }
     }
 
-    func waitForCard(filter: String?, skip: inout Set<String>, timeoutMs: Int, now: () -> Int) throws(CardError) -> String {
+    func waitForCard(filter: String?, skip: inout [String], timeoutMs: Int, now: () -> Int) throws(CardError) -> String {
         skipsSeen.append(skip)
         guard !script.isEmpty else { clock += timeoutMs; throw .timeout }
         switch script.removeFirst() {

@@ -253,6 +253,25 @@ struct FileStoreTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: t.root + "/users").sorted() == ["dan"])
     }
 
+    /// The store reuses its last parse only for the very same bytes: a record another
+    /// process rewrote in between is read afresh, even with the same size.
+    @Test func aRewrittenRecordIsNeverServedFromTheLastParse() throws {
+        let t = try TempStore()
+        let user = try UserName("erin")
+        var token = makeTOTPToken()
+        token.lastUsed = 56_666_666
+        try t.store.update(user) { _ in .write(UserRecord(user: user, tokens: [token], created: 1)) }
+        #expect(try t.store.read(user)?.tokens.first?.lastUsed == 56_666_666)
+        // Another writer (a second FileStore, as another login would be) moves it on by one:
+        // same length, different bytes.
+        token.lastUsed = 56_666_667
+        try FileStore(root: t.root, owner: geteuid()).update(user) { _ in .write(UserRecord(user: user, tokens: [token], created: 1)) }
+        #expect(try t.store.read(user)?.tokens.first?.lastUsed == 56_666_667)
+        try t.store.withLock(user) { (current: UserRecord?, _: (UserRecord?) throws(StoreError) -> Void) throws(StoreError) in
+            #expect(current?.tokens.first?.lastUsed == 56_666_667)
+        }
+    }
+
     @Test func unchangedRecordIsNotRewritten() throws {
         let t = try TempStore()
         let user = try UserName("bob")

@@ -1,2 +1,0 @@
-/* libxcrypt (Debian's libcrypt-dev): yescrypt, the scheme of /etc/shadow. */
-#include <crypt.h>
