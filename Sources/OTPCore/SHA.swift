@@ -75,6 +75,18 @@ struct BlockBuffer {
     }
 }
 
+/// The digest bytes of 32-bit state words, big-endian (FIPS 180-4 §6.1.2, §6.2.2 step 4).
+func bigEndianBytes(_ words: [UInt32]) -> [UInt8] {
+    var out = [UInt8](repeating: 0, count: words.count * 4)
+    for (i, w) in words.enumerated() {
+        out[4 * i] = UInt8(truncatingIfNeeded: w >> 24)
+        out[4 * i + 1] = UInt8(truncatingIfNeeded: w >> 16)
+        out[4 * i + 2] = UInt8(truncatingIfNeeded: w >> 8)
+        out[4 * i + 3] = UInt8(truncatingIfNeeded: w)
+    }
+    return out
+}
+
 @inline(__always) func load32(_ p: UnsafeRawBufferPointer, _ i: Int) -> UInt32 {
     UInt32(p[i]) << 24 | UInt32(p[i + 1]) << 16 | UInt32(p[i + 2]) << 8 | UInt32(p[i + 3])
 }
@@ -102,14 +114,7 @@ public struct SHA1: HashFunction {
         var state = h
         buffer.pad(blockSize: Self.blockSize, lengthBytes: 8) { Self.compress(&state, $0) }
         h = state
-        var out = [UInt8](repeating: 0, count: h.count * 4)
-        for (i, w) in h.enumerated() {
-            out[4 * i] = UInt8(truncatingIfNeeded: w >> 24)
-            out[4 * i + 1] = UInt8(truncatingIfNeeded: w >> 16)
-            out[4 * i + 2] = UInt8(truncatingIfNeeded: w >> 8)
-            out[4 * i + 3] = UInt8(truncatingIfNeeded: w)
-        }
-        return out
+        return bigEndianBytes(h)
     }
 
     static func compress(_ h: inout [UInt32], _ block: UnsafeRawBufferPointer) {
@@ -163,14 +168,7 @@ public struct SHA256: HashFunction {
         var state = h
         buffer.pad(blockSize: Self.blockSize, lengthBytes: 8) { Self.compress(&state, $0) }
         h = state
-        var out = [UInt8](repeating: 0, count: h.count * 4)
-        for (i, w) in h.enumerated() {
-            out[4 * i] = UInt8(truncatingIfNeeded: w >> 24)
-            out[4 * i + 1] = UInt8(truncatingIfNeeded: w >> 16)
-            out[4 * i + 2] = UInt8(truncatingIfNeeded: w >> 8)
-            out[4 * i + 3] = UInt8(truncatingIfNeeded: w)
-        }
-        return out
+        return bigEndianBytes(h)
     }
 
     static func compress(_ h: inout [UInt32], _ block: UnsafeRawBufferPointer) {

@@ -10,6 +10,14 @@ SECRET=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP
 enroll() { "$CLI" enroll "$1" --force --store "$STORE" --secret "${2:-$SECRET}" >/dev/null || die "enroll $1"; }
 setpw() { echo "$2" | "$CLI" passwd "$1" --force --store "$STORE" --password-stdin >/dev/null || die "passwd $1"; }
 totp() { oathtool --totp -b "${1:-$SECRET}" ${2:+--now=@$2}; }
+# fresh USER: enrolls a new token with a random secret for USER and prints its current
+# code: a code nobody used yet, whatever the clock did since the suite began.
+fresh() {
+    local s
+    s=$(python3 -c 'import base64, os; print(base64.b32encode(os.urandom(20)).decode())')
+    "$CLI" enroll "$1" --force --store "$STORE" --secret "$s" >/dev/null || die "enroll $1"
+    totp "$s"
+}
 
 ARGS="store=$STORE timeout=2 deny=3 unlock_time=3"
 service std "auth required $SO $ARGS"
@@ -102,17 +110,18 @@ check "two failures further apart than fail_interval: the second is PAM_AUTH_ERR
 run interval frank --answer "$(totp)"
 check "… and they do not add up to a lock: the right code works" 0 "$RC"
 run interval frank --answer 000000; run interval frank --answer 000000
-run interval frank --answer "$(totp "" $((now + 30)))"
+run interval frank --answer "$(fresh frank)"
 check "two failures within fail_interval lock (PAM_MAXTRIES)" 11 "$RC"
 enroll root
 run rootlock root --answer 000000; run rootlock root --answer 000000
 run rootlock root --answer "$(totp)"
 check "root is not locked without even_deny_root" 0 "$RC"
 run rootdeny root --answer 000000; run rootdeny root --answer 000000
-run rootdeny root --answer "$(totp "" $((now + 30)))"
+code=$(fresh root)
+run rootdeny root --answer "$code"
 check "even_deny_root locks root (PAM_MAXTRIES)" 11 "$RC"
 sleep 2.2
-run rootdeny root --answer "$(totp "" $((now + 30)))"
+run rootdeny root --answer "$code"
 check "root_unlock_time releases root" 0 "$RC"
 
 # nullok means "no record in a store that exists": a missing store fails closed.
@@ -144,7 +153,7 @@ case "$OUT" in *"prompt: One-time code (Enter for your simple password): "*) ok 
     *) not_ok "… the module asks for its own factor" "$OUT";; esac
 run tryfirst erin --answer 4321 --answer "" --answer 4321
 check "try_first_pass: the simple password typed at its own prompt works" 0 "$RC"
-run tryfirst erin --answer "$(totp "" $((now + 30)))"
+run tryfirst erin --answer "$(fresh erin)"
 check "try_first_pass: a code typed at the first prompt is taken as the code" 0 "$RC"
 run firstpass erin --answer nonsense
 check "use_first_pass with a wrong PAM_AUTHTOK never prompts again (PAM_AUTH_ERR)" 7 "$RC"
