@@ -48,8 +48,6 @@ public func pam_sm_authenticate(_ handle: OpaquePointer?, _ flags: Int32, _ argc
     let pam = PamHandle(raw: handle)
     guard let config = loadConfig(pam, argc, argv) else { return PAM_SERVICE_ERR }
     guard let user = pam.user() else { return PAM_USER_UNKNOWN }
-    // Root reads the records itself; a caller running as the user (a screen locker)
-    // asks the setuid helper, which checks only that user's own record.
     var flow = LoginFlow(
         config: config,
         // Root reads the records itself; a caller running as the user (a screen locker)
