@@ -21,15 +21,18 @@ OATH=$(ls /lib/*/security/pam_oath.so 2>/dev/null | head -1)
 
 W=$(mktemp -d /tmp/smartotp-bench.XXXXXX)
 chmod 700 "$W"
-trap 'rm -rf "$W" /etc/pam.d/smartotp-bench-permit /etc/pam.d/smartotp-bench-oath /etc/pam.d/smartotp-bench-smartotp' EXIT
+trap 'rm -rf "$W" /etc/pam.d/smartotp-bench-permit /etc/pam.d/smartotp-bench-oath /etc/pam.d/smartotp-bench-faillock /etc/pam.d/smartotp-bench-smartotp' EXIT
 HEX=3132333435363738393031323334353637383930
 B32=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ
 
-# populate N: a smartotp store and a pam_oath users file with N users, "bench" in the middle.
+# The measured user: a real account (pam_faillock skips users it cannot look up), in the
+# middle of N enrolled users.
+BUSER=daemon
+# populate N: a smartotp store and a pam_oath users file with N users, $BUSER in the middle.
 populate() {
-    python3 - "$W" "$1" "$B32" "$HEX" <<'PY'
+    python3 - "$W" "$1" "$B32" "$HEX" "$BUSER" <<'PY'
 import os, sys
-w, n, b32, hexs = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+w, n, b32, hexs, buser = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 store = os.path.join(w, "store")
 for d in (store, store + "/users", store + "/locks"):
     os.makedirs(d, mode=0o700, exist_ok=True)
@@ -37,10 +40,10 @@ def record(user):
     return ("smartotp-record 1\nuser %s\ncreated 1\nfailures 0 0\n"
             "token id=code kind=code type=totp period=30 algorithm=sha1 digits=6 secret=%s last=- created=1 used=- label=-\n" % (user, b32))
 names = ["user%d" % i for i in range(n - 1)]
-names.insert(len(names) // 2, "bench")
+names.insert(len(names) // 2, buser)
 existing = set(os.listdir(store + "/users"))
 for name in names:
-    if name in existing and name != "bench": continue  # bench: always a fresh record
+    if name in existing and name != buser: continue  # the measured user: always a fresh record
     fd = os.open(os.path.join(store, "users", name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.write(fd, record(name).encode()); os.close(fd)
 with open(os.path.join(w, "users.oath"), "w") as f:
@@ -48,37 +51,45 @@ with open(os.path.join(w, "users.oath"), "w") as f:
         f.write("HOTP/T30 %s - %s\n" % (name, hexs))
 os.chmod(os.path.join(w, "users.oath"), 0o600)
 PY
-    cp -p "$W/store/users/bench" "$W/bench.record"
+    cp -p "$W/store/users/$BUSER" "$W/bench.record"
     cp -p "$W/users.oath" "$W/users.oath.clean"
 }
 # Each stack's own state only: copying pam_oath's 8 MB file before a pam_smartotp run would
 # make its fsync pay for flushing that copy.
-reset_smartotp="cp -p $W/bench.record $W/store/users/bench; sync"
+reset_smartotp="cp -p $W/bench.record $W/store/users/$BUSER; sync"
 reset_oath="cp -p $W/users.oath.clean $W/users.oath; sync"
+reset_faillock="$reset_oath; rm -f $W/tally/*"
 reset_permit="true"
-reset="$reset_smartotp; $reset_oath"
+reset="$reset_smartotp; $reset_faillock"
+mkdir -p "$W/tally"
 
 echo "auth required pam_permit.so" >/etc/pam.d/smartotp-bench-permit
 echo "auth required $OATH usersfile=$W/users.oath window=1 digits=6" >/etc/pam.d/smartotp-bench-oath
+# pam_oath with a lockout, as pam_faillock(8) wraps a module: the like-for-like reference for
+# pam_smartotp, which counts every attempt (pam_oath alone counts nothing).
+printf '%s\n' "auth requisite pam_faillock.so preauth dir=$W/tally" \
+    "auth [success=1 default=ignore] $OATH usersfile=$W/users.oath window=1 digits=6" \
+    "auth [default=die] pam_faillock.so authfail dir=$W/tally" \
+    "auth sufficient pam_faillock.so authsucc dir=$W/tally" >/etc/pam.d/smartotp-bench-faillock
 echo "auth required $MODULE store=$W/store methods=code skew=1" >/etc/pam.d/smartotp-bench-smartotp
 
 reset_of() { local v="reset_$1"; printf "%s" "${!v}"; }
-login() { echo "$(oathtool --totp -b "$B32")" | pamtester "smartotp-bench-$1" bench authenticate >/dev/null 2>&1; }
+login() { echo "$(oathtool --totp -b "$B32")" | pamtester "smartotp-bench-$1" $BUSER authenticate >/dev/null 2>&1; }
 instructions() {  # instructions SERVICE: total Ir of one pamtester login
     eval "$(reset_of "$1")"
     local code; code=$(oathtool --totp -b "$B32")
-    echo "$code" | valgrind --tool=callgrind --callgrind-out-file="$W/cg.$1" pamtester "smartotp-bench-$1" bench authenticate >/dev/null 2>"$W/vg.$1" || true
+    echo "$code" | valgrind --tool=callgrind --callgrind-out-file="$W/cg.$1" pamtester "smartotp-bench-$1" $BUSER authenticate >/dev/null 2>"$W/vg.$1" || true
     grep -m1 -oE 'Collected : [0-9]+' "$W/vg.$1" | awk '{print $3}'
 }
 wall() {  # wall SERVICE: mean ms of a login (hyperfine)
     hyperfine -N --runs "$RUNS" --warmup 2 --prepare "sh -c '$(reset_of "$1")'" --export-json "$W/h.json" \
-        "sh -c 'oathtool --totp -b $B32 | pamtester smartotp-bench-$1 bench authenticate'" >/dev/null 2>&1
+        "sh -c 'oathtool --totp -b $B32 | pamtester smartotp-bench-$1 $BUSER authenticate'" >/dev/null 2>&1
     python3 -c "import json;print('%.2f' % (json.load(open('$W/h.json'))['results'][0]['mean']*1000))"
 }
 rss() {  # peak RSS (KiB) of one pamtester login, from GNU time (a small parent: its fork adds little)
     eval "$(reset_of "$1")"
     local code; code=$(oathtool --totp -b "$B32")
-    echo "$code" | /usr/bin/time -f %M -o "$W/rss" pamtester "smartotp-bench-$1" bench authenticate >/dev/null 2>&1 || true
+    echo "$code" | /usr/bin/time -f %M -o "$W/rss" pamtester "smartotp-bench-$1" $BUSER authenticate >/dev/null 2>&1 || true
     cat "$W/rss"
 }
 
@@ -91,10 +102,10 @@ echo "| --- | ---: | ---: | ---: | ---: | ---: |"
 for n in $COUNTS; do
     populate "$n"
     base=$(instructions permit)
-    for svc in permit oath smartotp; do
+    for svc in permit oath faillock smartotp; do
         ir=$(instructions "$svc")
         if [ "$svc" != permit ]; then
-            eval "$reset"; login "$svc" || { echo "pam-bench: a $svc login failed:"; echo "$(oathtool --totp -b "$B32")" | pamtester -v "smartotp-bench-$svc" bench authenticate; exit 1; }
+            eval "$reset"; login "$svc" || { echo "pam-bench: a $svc login failed:"; echo "$(oathtool --totp -b "$B32")" | pamtester -v "smartotp-bench-$svc" $BUSER authenticate; exit 1; }
         fi
         echo "| $svc | $n | $ir | $((ir - base)) | $(wall "$svc") | $(rss "$svc") |"
     done

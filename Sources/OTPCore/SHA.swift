@@ -118,22 +118,27 @@ public struct SHA1: HashFunction {
     }
 
     static func compress(_ h: inout [UInt32], _ block: UnsafeRawBufferPointer) {
-        var w = [UInt32](repeating: 0, count: 80)
-        for t in 0..<16 { w[t] = load32(block, t * 4) }
-        for t in 16..<80 { w[t] = rotl(w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16], 1) }
-        var a = h[0], b = h[1], c = h[2], d = h[3], e = h[4]
-        for t in 0..<80 {
-            let f: UInt32, k: UInt32
-            switch t {
-            case 0..<20: f = (b & c) | (~b & d); k = 0x5A827999
-            case 20..<40: f = b ^ c ^ d; k = 0x6ED9EBA1
-            case 40..<60: f = (b & c) | (b & d) | (c & d); k = 0x8F1BBCDC
-            default: f = b ^ c ^ d; k = 0xCA62C1D6
+        // The message schedule on the stack: a login computes a few of these, and a heap
+        // array per block was a third of HMAC's cost.
+        withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 80) { w in
+            for t in 0..<16 { w[t] = load32(block, t * 4) }
+            for t in 16..<80 { w[t] = rotl(w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16], 1) }
+            var a = h[0], b = h[1], c = h[2], d = h[3], e = h[4]
+            for t in 0..<80 {
+                let f: UInt32, k: UInt32
+                switch t {
+                case 0..<20: f = (b & c) | (~b & d); k = 0x5A827999
+                case 20..<40: f = b ^ c ^ d; k = 0x6ED9EBA1
+                case 40..<60: f = (b & c) | (b & d) | (c & d); k = 0x8F1BBCDC
+                default: f = b ^ c ^ d; k = 0xCA62C1D6
+                }
+                let temp = rotl(a, 5) &+ f &+ e &+ k &+ w[t]
+                e = d; d = c; c = rotl(b, 30); b = a; a = temp
             }
-            let temp = rotl(a, 5) &+ f &+ e &+ k &+ w[t]
-            e = d; d = c; c = rotl(b, 30); b = a; a = temp
+            h[0] &+= a; h[1] &+= b; h[2] &+= c; h[3] &+= d; h[4] &+= e
+            // The schedule is derived from the message (the key pad, in HMAC): wipe it.
+            for t in 0..<80 { w[t] = 0 }
         }
-        h[0] &+= a; h[1] &+= b; h[2] &+= c; h[3] &+= d; h[4] &+= e
     }
 }
 

@@ -25,15 +25,25 @@ public enum RecordFormat {
         var out = ""
         out.reserveCapacity(1024 + 256 * r.tokens.count + 128 * (r.recoveryCodes.count + r.usedRecoveryCodes.count))
         out += "# smartotp user record: managed by smartotp(1). Secrets below; keep this file 0600 root.\n"
-        out += header + "\n"
-        out += "user \(r.user.value)\n"
-        out += "created \(r.created)\n"
-        if let hash = r.passwordHash { out += "password \(hash)\n" }
-        if !r.failureTimes.isEmpty { out += "failed-at " + r.failureTimes.map(String.init).joined(separator: " ") + "\n" }
-        for c in r.challenges { out += "challenge \(Hex.encode(c.bytes)) \(c.expires)\n" }
-        for t in r.tokens { out += tokenLine(t) + "\n" }
-        for code in r.recoveryCodes { out += "recovery \(code)\n" }
-        for code in r.usedRecoveryCodes { out += "recovery-used \(code)\n" }
+        // Appended piece by piece into the one reserved buffer: interpolation would build a
+        // temporary String per line, twice per login.
+        func line(_ parts: String...) {
+            for p in parts { out += p }
+            out += "\n"
+        }
+        line(header)
+        line("user ", r.user.value)
+        line("created ", String(r.created))
+        if let hash = r.passwordHash { line("password ", hash) }
+        if !r.failureTimes.isEmpty {
+            out += "failed-at"
+            for t in r.failureTimes { out += " "; out += String(t) }
+            out += "\n"
+        }
+        for c in r.challenges { line("challenge ", Hex.encode(c.bytes), " ", String(c.expires)) }
+        for t in r.tokens { line(tokenLine(t)) }
+        for code in r.recoveryCodes { line("recovery ", code) }
+        for code in r.usedRecoveryCodes { line("recovery-used ", code) }
         return out
     }
 
