@@ -132,7 +132,14 @@ install_files() {
     put_conffile pam.d/smartotp-auth /etc/pam.d/smartotp-auth
     put_conffile docs/smartotp.conf.example "$CONFDIR/smartotp.conf"
     # A service that runs only pam_smartotp, for pamtester: test and demo machines only.
-    if [ "$dev" -eq 1 ]; then put pam.d/smartotp-test /etc/pam.d/smartotp-test 0644; fi
+    if [ "$dev" -eq 1 ]; then
+        put pam.d/smartotp-test /etc/pam.d/smartotp-test 0644
+    elif grep -qxF /etc/pam.d/smartotp-test "$MANIFEST"; then
+        # Installed by an earlier --demo or --deps-dev: a production install has none.
+        rm -f /etc/pam.d/smartotp-test
+        sed -i '\#^/etc/pam.d/smartotp-test$#d' "$MANIFEST"
+        say "removed the test service /etc/pam.d/smartotp-test (installed for tests; --deps-dev keeps it)"
+    fi
     local f
     for f in pam.d/examples/* docs/operations.md; do put "$f" "$PREFIX/share/doc/smartotp/$(basename "$f")" 0644; done
     put pam.d/pam-configs/smartotp /usr/share/pam-configs/smartotp 0644
