@@ -16,8 +16,9 @@ scripts/build-embedded.sh
 
 echo "== swift test (unit tests)"
 if swift test 2>&1 | tee "$log/unit.txt"; then unit=ok; else unit=fail; fi
-n_pass=$(grep -cE '^✔ Test ' "$log/unit.txt" || true)
-n_fail=$(grep -cE '^✘ Test ' "$log/unit.txt" || true)
+# One line per test; the closing "Test run with N tests" line is not a test.
+n_pass=$(grep -E '^✔ Test ' "$log/unit.txt" | grep -vc '^✔ Test run with' || true)
+n_fail=$(grep -E '^✘ Test ' "$log/unit.txt" | grep -vc '^✘ Test run with' || true)
 passed=$((passed + n_pass)); failed=$((failed + n_fail))
 [ "$unit" = ok ] || [ "$n_fail" -gt 0 ] || failed=$((failed + 1))
 
