@@ -22,15 +22,7 @@ public struct SystemCallError: Error, Equatable, Sendable, CustomStringConvertib
 
 /// errno values the callers decide on, by their C names.
 public enum Errno {
-    public static let noEntry: Int32 = ENOENT
-    public static let exists: Int32 = EEXIST
-    public static let interrupted: Int32 = EINTR
     public static let loop: Int32 = ELOOP
-    public static let permission: Int32 = EPERM
-    public static let fileTooLarge: Int32 = EFBIG
-
-    /// errno of this thread.
-    public static var current: Int32 { cposix_errno() }
 
     /// strerror(3).
     public static func describe(_ e: Int32) -> String {
