@@ -32,14 +32,15 @@ let moduleSwiftSettings: [SwiftSetting] = embedded
     ? [.enableExperimentalFeature("Embedded"), .unsafeFlags(["-wmo", "-Osize", "-Xfrontend", "-function-sections", "-Xcc", "-I/usr/include/PCSC"])]
     : [.unsafeFlags(["-Xcc", "-I/usr/include/PCSC"])]
 
-/// The Embedded link: ld.bfd for DT_RELR (`pack-relative-relocs`: 18 KB of relocations
-/// become 0.3 KB), the Unicode tables String comparison needs, `-z defs` so that a missing
+/// The Embedded link: lld, for identical-code folding (`--icf=all`: 12 KB of the module's
+/// specialisations are byte-identical) and DT_RELR (`pack-relative-relocs`: 18 KB of
+/// relocations become 0.3 KB), the Unicode tables String comparison needs, `-z defs` so that a missing
 /// library fails at link time and not at login, function-level garbage collection, and for
 /// the module libpam (named here: a module map's `link` line is ignored) and the export
 /// list: only the `pam_sm_*` entry points are visible. libpcsclite and libcrypt are not
 /// linked: CLoadOnUse opens them when a tap or a password first needs them.
 let embeddedLinkFlags: [String] = [
-    "-use-ld=bfd", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
+    "-use-ld=lld", "-Xlinker", "--icf=all", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
     "-L\(embeddedLibraries)", "-lswiftUnicodeDataTables",
     "-Xlinker", "-z", "-Xlinker", "defs", "-Xlinker", "-z", "-Xlinker", "now", "-Xlinker", "--gc-sections",
 ]

@@ -4,6 +4,13 @@ public enum Base32 {
 
     /// Encodes bytes; `padding` adds the `=` characters of RFC 4648 (URIs leave them out).
     public static func encode(_ bytes: [UInt8], padding: Bool = false) -> String {
+        var out = encodeBytes(bytes, padding: padding)
+        defer { ConstantTime.wipe(&out) }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// `encode` as UTF-8 bytes (a record is written from bytes; a secret's text is wiped).
+    public static func encodeBytes(_ bytes: [UInt8], padding: Bool = false) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity((bytes.count * 8 + 4) / 5 + 8)
         var buffer: UInt32 = 0
@@ -18,7 +25,7 @@ public enum Base32 {
         }
         if bits > 0 { out.append(alphabet[Int((buffer << UInt32(5 - bits)) & 0x1F)]) }
         if padding { while out.count % 8 != 0 { out.append(0x3D) } }
-        return String(decoding: out, as: UTF8.self)
+        return out
     }
 
     /// Decodes Base32 the way people type it: case-insensitive, spaces and hyphens
@@ -54,6 +61,6 @@ public enum Base32 {
     }
 
     private static func printable(_ s: Unicode.Scalar) -> String {
-        (0x21...0x7E).contains(s.value) ? "'\(Character(s))'" : "U+\(String(s.value, radix: 16, uppercase: true))"
+        (0x21...0x7E).contains(s.value) ? msg("'\(Character(s))'") : msg("U+\(String(s.value, radix: 16, uppercase: true))")
     }
 }

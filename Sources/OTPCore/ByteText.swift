@@ -27,3 +27,128 @@ extension String {
         return out
     }
 }
+
+/// Text built as UTF-8 bytes in one reserved buffer: what a record is written as, twice a
+/// login. String appends (and the integer `description`s) cost several times more in the
+/// module, where every one of them runs the generic String machinery.
+public struct ByteWriter {
+    public private(set) var bytes: [UInt8] = []
+
+    public init(capacity: Int) { bytes.reserveCapacity(capacity) }
+
+    public mutating func add(_ text: StaticString) {
+        text.withUTF8Buffer { bytes.append(contentsOf: $0) }
+    }
+
+    public mutating func add(_ text: String) { bytes.append(contentsOf: text.utf8) }
+
+    public mutating func add(byte: UInt8) { bytes.append(byte) }
+
+    public mutating func add(bytes more: [UInt8]) { bytes.append(contentsOf: more) }
+
+    /// Decimal, as `String(n)` writes it.
+    public mutating func add(_ n: Int64) {
+        if n < 0 { bytes.append(UInt8(ascii: "-")) }
+        add(n.magnitude)
+    }
+
+    public mutating func add(_ n: Int) { add(Int64(n)) }
+
+    public mutating func add(_ n: UInt64) {
+        let start = bytes.count
+        var v = n
+        repeat {
+            bytes.append(UInt8(ascii: "0") + UInt8(truncatingIfNeeded: v % 10))
+            v /= 10
+        } while v > 0
+        var (i, j) = (start, bytes.count - 1)
+        while i < j { bytes.swapAt(i, j); i += 1; j -= 1 }
+    }
+
+    /// Hands the bytes over, leaving the writer empty.
+    public mutating func take() -> [UInt8] {
+        let out = bytes
+        bytes = []
+        return out
+    }
+}
+
+/// Decimal integers read from bytes, as `Int64(String)` reads them (an optional sign, then
+/// digits only), without making a String first.
+public enum ByteNumber {
+    public static func parse<T: FixedWidthInteger, C: Collection<UInt8>>(_ bytes: C, as _: T.Type = T.self) -> T? {
+        var i = bytes.startIndex
+        guard i != bytes.endIndex else { return nil }
+        var negative = false
+        if bytes[i] == UInt8(ascii: "-") || bytes[i] == UInt8(ascii: "+") {
+            negative = bytes[i] == UInt8(ascii: "-")
+            i = bytes.index(after: i)
+            guard i != bytes.endIndex else { return nil }
+        }
+        var value: T = 0
+        while i != bytes.endIndex {
+            let b = bytes[i]
+            guard b >= UInt8(ascii: "0") && b <= UInt8(ascii: "9") else { return nil }
+            let digit = T(b - UInt8(ascii: "0"))
+            let (times10, o1) = value.multipliedReportingOverflow(by: 10)
+            let (next, o2) = negative ? times10.subtractingReportingOverflow(digit) : times10.addingReportingOverflow(digit)
+            guard !o1 && !o2 else { return nil }
+            value = next
+            i = bytes.index(after: i)
+        }
+        return value
+    }
+}
+
+extension Collection<UInt8> {
+    /// Whether these bytes spell `text` exactly.
+    public func spells(_ text: StaticString) -> Bool {
+        count == text.utf8CodeUnitCount && text.withUTF8Buffer { elementsEqual($0) }
+    }
+}
+
+/// A message: a string literal with interpolated values, built through a few shared,
+/// non-generic functions. The module writes `msg("… \(value) …")` rather than plain
+/// interpolation: in Embedded Swift plain interpolation is expanded in place at every use
+/// (about 800 bytes for a two-piece message), and the module's size is a target.
+public struct Message: ExpressibleByStringInterpolation {
+    public let text: String
+
+    public init(stringLiteral value: String) { text = value }
+    public init(stringInterpolation: Interpolation) { text = stringInterpolation.text }
+
+    public struct Interpolation: StringInterpolationProtocol {
+        var text = ""
+        public init(literalCapacity: Int, interpolationCount: Int) {
+            text.reserveCapacity(literalCapacity + 16 * interpolationCount)
+        }
+        @inline(never) public mutating func appendLiteral(_ literal: String) { text += literal }
+        @inline(never) public mutating func appendInterpolation(_ value: String) { text += value }
+        public mutating func appendInterpolation(_ value: Substring) { appendInterpolation(String(value)) }
+        public mutating func appendInterpolation(_ value: Int) { appendInterpolation(decimal(Int64(value))) }
+        public mutating func appendInterpolation(_ value: Int32) { appendInterpolation(decimal(Int64(value))) }
+        public mutating func appendInterpolation(_ value: Int64) { appendInterpolation(decimal(value)) }
+        public mutating func appendInterpolation(_ value: UInt32) { appendInterpolation(decimal(Int64(value))) }
+        public mutating func appendInterpolation(_ value: UInt64) { appendInterpolation(decimalUnsigned(value)) }
+        public mutating func appendInterpolation<T: CustomStringConvertible>(_ value: T) { appendInterpolation(value.description) }
+    }
+}
+
+/// The text of a `Message` (see there for why).
+@inline(never)
+public func msg(_ message: Message) -> String { message.text }
+
+/// A number as decimal text, through one shared, non-generic function.
+@inline(never)
+public func decimal(_ n: Int64) -> String {
+    var w = ByteWriter(capacity: 20)
+    w.add(n)
+    return String(decoding: w.bytes, as: UTF8.self)
+}
+
+@inline(never)
+public func decimalUnsigned(_ n: UInt64) -> String {
+    var w = ByteWriter(capacity: 20)
+    w.add(n)
+    return String(decoding: w.bytes, as: UTF8.self)
+}

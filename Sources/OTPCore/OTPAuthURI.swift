@@ -26,10 +26,10 @@ public struct OTPAuthURI: Sendable, Equatable {
         var query = "secret=" + secretBase32.replacingSpaces()
         if let issuer { query += "&issuer=" + Self.percentEncode(issuer) }
         query += "&algorithm=" + parameters.algorithm.description.uppercased()
-        query += "&digits=\(parameters.digits)"
+        query += msg("&digits=\(parameters.digits)")
         switch parameters.kind {
-        case .totp(let period): return "otpauth://totp/\(label)?\(query)&period=\(period)"
-        case .hotp: return "otpauth://hotp/\(label)?\(query)&counter=\(counter)"
+        case .totp(let period): return msg("otpauth://totp/\(label)?\(query)&period=\(period)")
+        case .hotp: return msg("otpauth://hotp/\(label)?\(query)&counter=\(counter)")
         }
     }
 
@@ -65,7 +65,7 @@ public struct OTPAuthURI: Sendable, Equatable {
         try OTPParameters.checkSecret(length: decoded.count)
         var algorithm = HashAlgorithm.sha1
         if let a = fields["algorithm"] {
-            guard let parsed = HashAlgorithm(name: a) else { throw .invalidURI("unknown algorithm \(a)") }
+            guard let parsed = HashAlgorithm(name: a) else { throw .invalidURI(msg("unknown algorithm \(a)")) }
             algorithm = parsed
         }
         var digits = 6

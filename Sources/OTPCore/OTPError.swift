@@ -10,12 +10,12 @@ public enum OTPError: Error, Equatable, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .digitsOutOfRange(let d): return "digits must be 6, 7 or 8 (got \(d))"
-        case .periodOutOfRange(let p): return "period must be 1 to 3600 seconds (got \(p))"
-        case .secretLength(let n): return "a secret must be 1 to \(OTPParameters.maxSecretLength) bytes (got \(n))"
-        case .invalidBase32(let pos, let ch): return "invalid Base32 character \(ch) at position \(pos)"
-        case .invalidHex(let pos): return "invalid hexadecimal digit at position \(pos)"
-        case .invalidURI(let why): return "invalid otpauth URI: \(why)"
+        case .digitsOutOfRange(let d): return msg("digits must be 6, 7 or 8 (got \(d))")
+        case .periodOutOfRange(let p): return msg("period must be 1 to 3600 seconds (got \(p))")
+        case .secretLength(let n): return msg("a secret must be 1 to \(OTPParameters.maxSecretLength) bytes (got \(n))")
+        case .invalidBase32(let pos, let ch): return msg("invalid Base32 character \(ch) at position \(pos)")
+        case .invalidHex(let pos): return msg("invalid hexadecimal digit at position \(pos)")
+        case .invalidURI(let why): return msg("invalid otpauth URI: \(why)")
         }
     }
 }

@@ -1,3 +1,4 @@
+import OTPCore
 import CPAM
 internal import CPOSIX
 import SmartOTPAuth
@@ -20,10 +21,10 @@ func moduleArguments(_ argc: Int32, _ argv: PamArgv) -> [String] {
 func loadConfig(_ pam: PamHandle, _ argc: Int32, _ argv: PamArgv) -> ModuleConfig? {
     do {
         let parsed = try ModuleConfig.load(arguments: moduleArguments(argc, argv), file: nil)
-        for name in parsed.unknown { pam.syslog(LOG_ERR, "unknown module argument ignored: \(ConfigError.printable(name))") }
+        for name in parsed.unknown { pam.syslog(LOG_ERR, msg("unknown module argument ignored: \(ConfigError.printable(name))")) }
         return parsed.config
     } catch {
-        pam.syslog(LOG_ERR, "\(error.description); refusing to authenticate")
+        pam.syslog(LOG_ERR, msg("\(error.description); refusing to authenticate"))
         return nil
     }
 }
@@ -83,7 +84,7 @@ public func pam_sm_acct_mgmt(_ handle: OpaquePointer?, _ flags: Int32, _ argc: I
     }
     guard let summary else { return PAM_IGNORE }
     if summary.lock.isLocked {
-        pam.syslog(LOG_NOTICE, "account: user=\(user) locked after \(summary.failures) failures")
+        pam.syslog(LOG_NOTICE, msg("account: user=\(user) locked after \(summary.failures) failures"))
         PamConversation(pam: pam, silent: UInt32(bitPattern: flags) & UInt32(PAM_SILENT) != 0).error("Your account is locked after too many failed attempts.")
         return PAM_PERM_DENIED
     }

@@ -1,3 +1,5 @@
+import OTPCore
+
 /// Everything that can go wrong between the host and a card, as a typed error with a
 /// plain one-line message. PC/SC results, ISO 7816 status words and YKOATH refusals
 /// each get their own case so that callers decide without string matching.
@@ -42,9 +44,9 @@ public enum CardError: Error, Equatable, Sendable, CustomStringConvertible {
         case .cardRemoved: return "the card was removed during the exchange"
         case .sharingViolation: return "another program is using the card"
         case .unresponsiveCard: return "the card does not respond"
-        case .pcsc(let f, let c): return "\(f) failed: 0x\(String(UInt64(bitPattern: c) & 0xFFFF_FFFF, radix: 16))"
-        case .status(let sw): return "the card refused the command (status \(StatusWord.hex(sw)))"
-        case .malformedResponse(let why): return "malformed answer from the card: \(why)"
+        case .pcsc(let f, let c): return msg("\(f) failed: 0x\(String(UInt64(bitPattern: c) & 0xFFFF_FFFF, radix: 16))")
+        case .status(let sw): return msg("the card refused the command (status \(StatusWord.hex(sw)))")
+        case .malformedResponse(let why): return msg("malformed answer from the card: \(why)")
         case .accessCodeRequired: return "the card's OATH applet is protected by an access code"
         case .wrongAccessCode: return "the card rejected the access code"
         case .touchTimeout: return "the key was not touched in time"

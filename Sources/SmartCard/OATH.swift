@@ -53,7 +53,7 @@ public enum YKOATH {
     /// for TOTP with a period other than 30 s.
     public static func credentialName(issuer: String?, account: String, kind: OTPKind) -> String {
         var name = ""
-        if case .totp(let p) = kind, p != defaultPeriod { name += "\(p)/" }
+        if case .totp(let p) = kind, p != defaultPeriod { name += msg("\(p)/") }
         if let issuer, !issuer.isEmpty { name += issuer + ":" }
         return name + account
     }
@@ -210,7 +210,7 @@ public final class OATHSession {
         case YKOATH.Tag.response: return .full(digits: digits, response: rest)
         case YKOATH.Tag.hotp: return .hotp(digits: digits)
         case YKOATH.Tag.touch: return .touchRequired(digits: digits)
-        default: throw .malformedResponse("unexpected tag 0x\(String(tlv.tag, radix: 16))")
+        default: throw .malformedResponse(msg("unexpected tag 0x\(String(tlv.tag, radix: 16))"))
         }
     }
 

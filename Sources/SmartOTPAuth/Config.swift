@@ -48,7 +48,7 @@ public struct ModuleConfig: Sendable, Equatable {
 
         func int(_ range: ClosedRange<Int>) throws(ConfigError) -> Int {
             guard let n = Int(text), range.contains(n) else {
-                throw .badValue(name: name, value: text, expected: "a number from \(range.lowerBound) to \(range.upperBound)")
+                throw .badValue(name: name, value: text, expected: msg("a number from \(range.lowerBound) to \(range.upperBound)"))
             }
             return n
         }
@@ -178,10 +178,10 @@ public enum ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .missingValue(let n): return "module argument \(n)= needs a value"
-        case .unexpectedValue(let n): return "module argument \(n) takes no value"
-        case .badValue(let n, let v, let e): return "module argument \(n)=\(Self.printable(v)) is invalid: expected \(e)"
-        case .unreadableFile(let path, let reason): return "refusing \(path): \(reason)"
+        case .missingValue(let n): return msg("module argument \(n)= needs a value")
+        case .unexpectedValue(let n): return msg("module argument \(n) takes no value")
+        case .badValue(let n, let v, let e): return msg("module argument \(n)=\(Self.printable(v)) is invalid: expected \(e)")
+        case .unreadableFile(let path, let reason): return msg("refusing \(path): \(reason)")
         }
     }
 
@@ -190,7 +190,7 @@ public enum ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
     public static func printable(_ s: String) -> String {
         var out = ""
         for scalar in s.unicodeScalars.prefix(64) {
-            out += (0x20...0x7E).contains(scalar.value) ? String(scalar) : "\\u{\(String(scalar.value, radix: 16))}"
+            out += (0x20...0x7E).contains(scalar.value) ? String(scalar) : msg("\\u{\(String(scalar.value, radix: 16))}")
         }
         return out
     }

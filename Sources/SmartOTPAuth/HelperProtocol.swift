@@ -33,7 +33,7 @@ public enum HelperProtocol {
     public static func encode(_ lock: LockState) -> String {
         switch lock {
         case .open: return "open"
-        case .lockedUntil(let t): return "until \(t)"
+        case .lockedUntil(let t): return msg("until \(t)")
         case .lockedForGood: return "forever"
         }
     }
@@ -52,10 +52,10 @@ public enum HelperProtocol {
         guard let s = summary else { return version + "\nnone\n" }
         var out = version + "\n"
         for c in s.cards {
-            out += "card \(c.tokenID) \(c.deviceID ?? "-") \(OTPAuthURI.percentEncode(c.credentialName)) \(c.touch ? 1 : 0) \(c.protected ? 1 : 0)\n"
+            out += msg("card \(c.tokenID) \(c.deviceID ?? "-") \(OTPAuthURI.percentEncode(c.credentialName)) \(c.touch ? 1 : 0) \(c.protected ? 1 : 0)\n")
         }
-        out += "digits" + s.codeDigits.map { " \($0)" }.joined() + "\n"
-        out += "recovery \(s.recoveryCodes)\npassword \(s.hasPassword ? 1 : 0)\nfailures \(s.failures)\nlock \(encode(s.lock))\n"
+        out += "digits" + s.codeDigits.map { msg(" \($0)") }.joined() + "\n"
+        out += msg("recovery \(s.recoveryCodes)\npassword \(s.hasPassword ? 1 : 0)\nfailures \(s.failures)\nlock \(encode(s.lock))\n")
         return out
     }
 
@@ -98,14 +98,14 @@ public enum HelperProtocol {
     public static func encode(_ attempt: Attempt) -> String {
         let verdict: String
         switch attempt.verdict {
-        case .accepted(.token(let id)): verdict = "accepted token \(id)"
+        case .accepted(.token(let id)): verdict = msg("accepted token \(id)")
         case .accepted(.password): verdict = "accepted password"
         case .accepted(.recoveryCode): verdict = "accepted recovery-code"
-        case .replayed(let id): verdict = "replayed \(id)"
+        case .replayed(let id): verdict = msg("replayed \(id)")
         case .rejected: verdict = "rejected"
         case .locked: verdict = "locked"
         }
-        return version + "\nverdict \(verdict)\nlock \(encode(attempt.lock))\n"
+        return version + msg("\nverdict \(verdict)\nlock \(encode(attempt.lock))\n")
     }
 
     public static func decodeAttempt(_ text: String) throws(ParseError) -> Attempt {
@@ -128,7 +128,7 @@ public enum HelperProtocol {
         return Attempt(verdict, lock: try decodeLock(lines[1].value))
     }
 
-    public static func encode(challenge: [UInt8]) -> String { version + "\nchallenge \(Hex.encode(challenge))\n" }
+    public static func encode(challenge: [UInt8]) -> String { version + msg("\nchallenge \(Hex.encode(challenge))\n") }
 
     public static func decodeChallenge(_ text: String) throws(ParseError) -> [UInt8] {
         let lines = try body(text)
@@ -139,7 +139,7 @@ public enum HelperProtocol {
 
     public static func encode(access: AccessAnswers?) -> String {
         guard let a = access else { return version + "\naccess none\n" }
-        return version + "\naccess \(Hex.encode(a.response)) \(Hex.encode(a.expected))\n"
+        return version + msg("\naccess \(Hex.encode(a.response)) \(Hex.encode(a.expected))\n")
     }
 
     public static func decodeAccess(_ text: String) throws(ParseError) -> AccessAnswers? {
@@ -156,7 +156,7 @@ public enum HelperProtocol {
     /// The lines after the version line, split at the first space.
     static func body(_ text: String) throws(ParseError) -> [(key: String, value: String)] {
         var lines = text.splitBytes(UInt8(ascii: "\n"))
-        guard lines.first == version else { throw ParseError("not a \(version) answer") }
+        guard lines.first == version else { throw ParseError(msg("not a \(version) answer")) }
         lines.removeFirst()
         return lines.map { line in
             let parts = line.splitBytes(UInt8(ascii: " "), maxSplits: 1, omittingEmpty: false)

@@ -88,7 +88,7 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
         }
         if summary.lock.isLocked {
             tellLocked(summary.lock)
-            log("-", .locked, "\(summary.failures) failures")
+            log("-", .locked, msg("\(summary.failures) failures"))
             return .locked
         }
         for method in config.methods {
@@ -109,7 +109,7 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
         switch lock {
         case .lockedUntil(let until):
             let left = max(1, until - flow.clock.now())
-            prompter.error("Too many failed attempts: locked for \(left) more seconds.")
+            prompter.error(msg("Too many failed attempts: locked for \(left) more seconds."))
         case .lockedForGood:
             prompter.error("Too many failed attempts: locked until an administrator unlocks you.")
         case .open:
@@ -133,7 +133,7 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
             return .done(.success(method))
         case .replayed(let id):
             prompter.error("That code was already used. Wait for the next one.")
-            log(method.rawValue, .failure, "replayed code for token \(id)")
+            log(method.rawValue, .failure, msg("replayed code for token \(id)"))
             warnIfNowLocked(attempt.lock)
             return .done(.failure("replayed code"))
         case .rejected:
@@ -162,7 +162,7 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
             log("card", .skipped, "no reader or pcscd not running")
             return .next
         }
-        prompter.instruct("Tap your card on the reader (\(config.timeout) s)...")
+        prompter.instruct(msg("Tap your card on the reader (\(config.timeout) s)..."))
         let records = flow.records
         let clock = flow.clock
         var verifierError: String?
@@ -179,7 +179,7 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
         let result = flow.reader.tap(cards: summary.cards, filter: config.reader, timeoutSeconds: config.timeout,
                                      authority: authority) { notice in
             switch notice {
-            case .secondsLeft(let s): prompter.info("Waiting for your card: \(s) s left...")
+            case .secondsLeft(let s): prompter.info(msg("Waiting for your card: \(s) s left..."))
             case .touchRequired: prompter.instruct("Touch your key...")
             case .wrongCard: prompter.error("This is not your enrolled card.")
             }
@@ -191,16 +191,16 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
         switch result {
         case .response(let tokenID, let challenge, let mac):
             return verdict(.tap(tokenID: tokenID, challenge: challenge, response: mac), .card, user,
-                           wrong: "The card's answer is wrong.", reason: "wrong response from card \(tokenID)")
+                           wrong: "The card's answer is wrong.", reason: msg("wrong response from card \(tokenID)"))
         case .unavailable(let e):
             log("card", .skipped, e.description)
             return .next
         case .timeout:
             prompter.info("No card was presented.")
-            log("card", .skipped, "no tap within \(config.timeout) s")
+            log("card", .skipped, msg("no tap within \(config.timeout) s"))
             return .next
         case .failed(let e):
-            prompter.error("The card could not be used: \(e.description).")
+            prompter.error(msg("The card could not be used: \(e.description)."))
             log("card", .skipped, e.description)
             return .next
         }

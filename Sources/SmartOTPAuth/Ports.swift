@@ -82,6 +82,6 @@ public struct AuditEvent: Sendable, Equatable, CustomStringConvertible {
     public var rhost: String = ""
 
     public var description: String {
-        "user=\(user) service=\(service) rhost=\(rhost) method=\(method) result=\(result.rawValue) reason=\"\(reason)\""
+        msg("user=\(user) service=\(service) rhost=\(rhost) method=\(method) result=\(result.rawValue) reason=\"\(reason)\"")
     }
 }

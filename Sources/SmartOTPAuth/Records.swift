@@ -21,7 +21,7 @@ public enum Credential: Sendable, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .token(let id): return "token \(id)"
+        case .token(let id): return msg("token \(id)")
         case .password: return "simple password"
         case .recoveryCode: return "recovery code"
         }
@@ -200,7 +200,7 @@ public struct LocalRecords<S: Store>: RecordService {
     public func issueChallenge(for user: UserName, now: Int64) throws(RecordError) -> [UInt8] {
         try run { () throws(StoreError) in
             try store.withLock(user) { (current: UserRecord?, commit: (UserRecord?) throws(StoreError) -> Void) throws(StoreError) -> [UInt8] in
-                guard var record = current else { throw StoreError.invalidValue("\(user.value) has no record") }
+                guard var record = current else { throw StoreError.invalidValue(msg("\(user.value) has no record")) }
                 guard let bytes = SecureRandom.bytes(8) else { throw StoreError.invalidValue("no random bytes") }
                 let (expires, overflow) = now.addingReportingOverflow(TapChallenge.lifetime)
                 record.addChallenge(bytes, expires: overflow ? Int64.max : expires, now: now)

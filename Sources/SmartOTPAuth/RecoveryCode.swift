@@ -27,7 +27,7 @@ public enum RecoveryCode {
     public static func generate() -> String? {
         guard let bytes = SecureRandom.bytes(8) else { return nil }
         let text = Base32.encode(bytes).lowercased().prefix(12)
-        return "\(text.prefix(4))-\(text.dropFirst(4).prefix(4))-\(text.dropFirst(8))"
+        return msg("\(text.prefix(4))-\(text.dropFirst(4).prefix(4))-\(text.dropFirst(8))")
     }
 
     /// Uses up the matching code in `record` (its hash moves to the used list, so that an

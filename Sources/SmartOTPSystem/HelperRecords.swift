@@ -54,7 +54,7 @@ public struct HelperRecords: RecordService {
             throw .verifier("cannot run " + path + ": " + error.description)
         }
         guard result.exitCode == 0 else {
-            throw .verifier(path + " failed (" + (result.exitCode.map { "exit \($0)" } ?? "killed by a signal") + ")")
+            throw .verifier(path + " failed (" + (result.exitCode.map { msg("exit \($0)") } ?? "killed by a signal") + ")")
         }
         return String(decoding: result.output, as: UTF8.self)
     }

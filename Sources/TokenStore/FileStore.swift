@@ -87,15 +87,21 @@ public final class FileStore: Store {
     ///   - owner: the uid that must own everything; root, except in tests run unprivileged.
     public init(root: String = FileStore.defaultRoot, owner: UInt32 = 0) {
         var r = root
-        while r.count > 1 && r.hasSuffix("/") { r.removeLast() }
+        while r.utf8.count > 1 && r.utf8.last == UInt8(ascii: "/") { r = String(decoding: r.utf8.dropLast(), as: UTF8.self) }
         self.root = r
         self.owner = owner
+        usersDirectory = r + "/users"
+        locksDirectory = r + "/locks"
     }
 
-    var usersDirectory: String { root + "/users" }
-    var locksDirectory: String { root + "/locks" }
+    let usersDirectory: String
+    let locksDirectory: String
     func recordPath(_ user: UserName) -> String { usersDirectory + "/" + user.value }
     func lockPath(_ user: UserName) -> String { locksDirectory + "/" + user.value }
+    /// The temporary file a write of `user`'s record goes through. One name per user:
+    /// only the holder of the user's lock writes it, so a writer killed half-way leaves
+    /// at most this one file, which the next write replaces.
+    func tempPath(_ user: UserName) -> String { usersDirectory + "/." + user.value + ".tmp" }
 
     /// Creates `root` (0700) if missing, then `users` and `locks`; checks all three.
     public func prepare() throws(StoreError) {
@@ -121,15 +127,18 @@ public final class FileStore: Store {
         guard let st = try io({ () throws(SystemCallError) in try FileSystem.linkStatus(path) }) else { throw .missing(path: path) }
         if st.isSymbolicLink { throw .insecure(path: path, reason: "it is a symbolic link; use the real directory") }
         guard st.isDirectory else { throw .insecure(path: path, reason: "not a directory") }
-        try checkOwnership(st, path, fix: "chown \(owner) \(path) && chmod 700 \(path)")
+        try checkOwnership(st, path, mode: "700")
     }
 
-    func checkOwnership(_ st: FileStatus, _ path: String, fix: String) throws(StoreError) {
+    /// `mode` is the one the fix names; the message is built only when it is needed (this
+    /// runs five times a login).
+    func checkOwnership(_ st: FileStatus, _ path: String, mode: StaticString) throws(StoreError) {
+        func fix() -> String { msg("chown \(owner) \(path) && chmod \(mode) \(path)") }
         if st.owner != owner {
-            throw .insecure(path: path, reason: "owned by uid \(st.owner), not \(owner) (fix: \(fix))")
+            throw .insecure(path: path, reason: msg("owned by uid \(st.owner), not \(owner) (fix: \(fix()))"))
         }
         if st.permissions & 0o077 != 0 {
-            throw .insecure(path: path, reason: "mode \(String(st.permissions, radix: 8)) lets group or others in (fix: \(fix))")
+            throw .insecure(path: path, reason: msg("mode \(String(st.permissions, radix: 8)) lets group or others in (fix: \(fix()))"))
         }
     }
 
@@ -141,25 +150,25 @@ public final class FileStore: Store {
         return try readRecord(user)
     }
 
-    func readRecord(_ user: UserName) throws(StoreError) -> UserRecord? {
-        let path = recordPath(user)
+    func readRecord(_ user: UserName, path: String? = nil) throws(StoreError) -> UserRecord? {
+        let path = path ?? recordPath(user)
         guard let fd = try io({ () throws(SystemCallError) in try FileDescriptor.openIfExists(path, .readOnly) }) else { return nil }
         defer { fd.close() }
         let st = try io { () throws(SystemCallError) in try fd.status(path) }
         guard st.isRegular else { throw .insecure(path: path, reason: "not a regular file") }
-        try checkOwnership(st, path, fix: "chown \(owner) \(path) && chmod 600 \(path)")
+        try checkOwnership(st, path, mode: "600")
         guard st.size <= Int64(RecordFormat.maxSize),
               var bytes = try io({ () throws(SystemCallError) in try fd.readAll(path, limit: RecordFormat.maxSize) }) else {
             throw .tooLarge(path: path)
         }
         defer { ConstantTime.wipe(&bytes) }
         if let cached = lastRead, cached.user == user, ConstantTime.equals(cached.bytes, bytes) { return cached.record }
-        guard let text = String(validating: bytes, as: UTF8.self) else {
+        guard String(validating: bytes, as: UTF8.self) != nil else {
             throw .malformed(path: path, line: 1, reason: "not UTF-8 text")
         }
-        let record = try RecordFormat.parse(text, path: path)
+        let record = try RecordFormat.parse(bytes: bytes, path: path)
         guard record.user == user else {
-            throw .malformed(path: path, line: 1, reason: "record is for user '\(record.user)', not '\(user)'")
+            throw .malformed(path: path, line: 1, reason: msg("record is for user '\(record.user)', not '\(user)'"))
         }
         forgetLastRead()
         lastRead = (user, bytes, record)
@@ -178,31 +187,26 @@ public final class FileStore: Store {
         let lockFD = try io { () throws(SystemCallError) in try FileDescriptor.open(lock, [.readWrite, .create]) }
         defer { lockFD.close() }  // closing releases the flock
         try io { () throws(SystemCallError) in try lockFD.lockExclusive(lock) }
-        let current = try readRecord(user)
+        let path = recordPath(user)
+        let temp = tempPath(user)  // made once: a login writes twice
+        let current = try readRecord(user, path: path)
         var exists = current != nil
         return try body(current) { (next: UserRecord?) throws(StoreError) in
             if let next {
-                guard next.user == user else { throw StoreError.invalidValue("record user does not match \(user)") }
-                try write(next)
+                guard next.user == user else { throw StoreError.invalidValue(msg("record user does not match \(user)")) }
+                try write(next, path: path, temp: temp)
                 exists = true
             } else if exists {
-                FileSystem.unlink(recordPath(user))
+                FileSystem.unlink(path)
                 try io { () throws(SystemCallError) in try FileSystem.syncDirectory(usersDirectory) }
                 exists = false
             }
         }
     }
 
-    /// The temporary file a write of `user`'s record goes through. One name per user:
-    /// only the holder of the user's lock writes it, so a writer killed half-way leaves
-    /// at most this one file, which the next write replaces.
-    func tempPath(_ user: UserName) -> String { usersDirectory + "/." + user.value + ".tmp" }
-
     /// Temp file → fsync → rename → fsync the directory.
-    func write(_ record: UserRecord) throws(StoreError) {
-        let path = recordPath(record.user)
-        let temp = tempPath(record.user)
-        var bytes = Array(RecordFormat.serialise(record).utf8)
+    func write(_ record: UserRecord, path: String, temp: String) throws(StoreError) {
+        var bytes = RecordFormat.encode(record)
         defer { ConstantTime.wipe(&bytes) }
         FileSystem.unlink(temp)
         let fd = try io { () throws(SystemCallError) in try FileDescriptor.open(temp, [.writeOnly, .create, .exclusive]) }

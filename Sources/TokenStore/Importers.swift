@@ -52,14 +52,14 @@ public enum Importers {
             case ["HOTP"], ["HOTP", "E"]: kind = .hotp
             case ["HOTP", "T30"]: kind = .totp(period: 30)
             case ["HOTP", "T60"]: kind = .totp(period: 60)
-            default: throw fail("unsupported token type \(line[0].prefix(16))")
+            default: throw fail(msg("unsupported token type \(line[0].prefix(16))"))
             }
             let parameters: OTPParameters
             do { parameters = try OTPParameters(kind: kind, digits: digits) } catch { throw fail(error.description) }
             let user: UserName
             do { user = try UserName(String(line[1])) } catch { throw fail(error.description) }
             var secret: [UInt8]
-            do { secret = try Hex.decode(String(line[3])) } catch { throw fail("secret: \(error)") }
+            do { secret = try Hex.decode(String(line[3])) } catch { throw fail(msg("secret: \(error)")) }
             guard (1...OTPParameters.maxSecretLength).contains(secret.count) else { throw fail("secret length") }
             var counter: UInt64 = 0
             if line.count >= 5 {
@@ -89,7 +89,7 @@ public enum Importers {
                         token.lastUsed = step
                     } else if let base = OTP.timeStep(at: around, period: period) {
                         token.lastUsed = base &+ 1
-                        notes.append("line \(lineNumber): the last code used was not found near its time; steps up to \(base &+ 1) count as used")
+                        notes.append(msg("line \(lineNumber): the last code used was not found near its time; steps up to \(base &+ 1) count as used"))
                     }
                 }
             }
@@ -129,7 +129,7 @@ public enum Importers {
         let lines = text.split(separator: "\n", omittingEmptySubsequences: true).map { $0.hasSuffix("\r") ? $0.dropLast() : $0 }
         guard let first = lines.first else { throw .malformed(path: path, line: 1, reason: "empty file") }
         var secret: [UInt8]
-        do { secret = try Base32.decode(String(first)) } catch { throw .malformed(path: path, line: 1, reason: "secret: \(error)") }
+        do { secret = try Base32.decode(String(first)) } catch { throw .malformed(path: path, line: 1, reason: msg("secret: \(error)")) }
         guard (1...OTPParameters.maxSecretLength).contains(secret.count) else {
             throw .malformed(path: path, line: 1, reason: "secret length")
         }

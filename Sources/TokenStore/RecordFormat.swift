@@ -21,70 +21,88 @@ public enum RecordFormat {
     /// Records larger than this are refused unread: a user has a handful of tokens.
     public static let maxSize = 64 * 1024
 
+    /// The record as the text a file holds.
     public static func serialise(_ r: UserRecord) -> String {
-        var out = ""
-        out.reserveCapacity(1024 + 256 * r.tokens.count + 128 * (r.recoveryCodes.count + r.usedRecoveryCodes.count))
-        out += "# smartotp user record: managed by smartotp(1). Secrets below; keep this file 0600 root.\n"
-        // Appended piece by piece into the one reserved buffer: interpolation would build a
-        // temporary String per line, twice per login.
-        func line(_ parts: String...) {
-            for p in parts { out += p }
-            out += "\n"
-        }
-        line(header)
-        line("user ", r.user.value)
-        line("created ", String(r.created))
-        if let hash = r.passwordHash { line("password ", hash) }
-        if !r.failureTimes.isEmpty {
-            out += "failed-at"
-            for t in r.failureTimes { out += " "; out += String(t) }
-            out += "\n"
-        }
-        for c in r.challenges { line("challenge ", Hex.encode(c.bytes), " ", String(c.expires)) }
-        for t in r.tokens { line(tokenLine(t)) }
-        for code in r.recoveryCodes { line("recovery ", code) }
-        for code in r.usedRecoveryCodes { line("recovery-used ", code) }
-        return out
+        var bytes = encode(r)
+        defer { ConstantTime.wipe(&bytes) }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
-    static func tokenLine(_ t: Token) -> String {
-        var out = "token"
-        out.reserveCapacity(320)
-        func field(_ key: String, _ value: String) {
-            out += " "
-            out += key
-            out += "="
-            out += value
+    /// The record's text as bytes, built in one reserved buffer (a login writes its record
+    /// twice; String appends cost several times more in the module). Holds secrets: the
+    /// caller wipes it.
+    public static func encode(_ r: UserRecord) -> [UInt8] {
+        var out = ByteWriter(capacity: 1024 + 256 * r.tokens.count + 128 * (r.recoveryCodes.count + r.usedRecoveryCodes.count))
+        out.add("# smartotp user record: managed by smartotp(1). Secrets below; keep this file 0600 root.\n")
+        out.add(header)
+        out.add("\nuser "); out.add(r.user.value)
+        out.add("\ncreated "); out.add(r.created)
+        if let hash = r.passwordHash { out.add("\npassword "); out.add(hash) }
+        if !r.failureTimes.isEmpty {
+            out.add("\nfailed-at")
+            for t in r.failureTimes { out.add(byte: UInt8(ascii: " ")); out.add(t) }
         }
-        field("id", t.id)
-        field("kind", t.kind.rawValue)
+        for c in r.challenges {
+            out.add("\nchallenge "); out.add(Hex.encode(c.bytes))
+            out.add(byte: UInt8(ascii: " ")); out.add(c.expires)
+        }
+        for t in r.tokens { out.add("\n"); tokenLine(t, into: &out) }
+        for code in r.recoveryCodes { out.add("\nrecovery "); out.add(code) }
+        for code in r.usedRecoveryCodes { out.add("\nrecovery-used "); out.add(code) }
+        out.add("\n")
+        return out.take()
+    }
+
+    static func tokenLine(_ t: Token, into out: inout ByteWriter) {
+        out.add("token id="); out.add(t.id)
+        out.add(" kind="); out.add(t.kind.rawValue)
         switch t.parameters.kind {
-        case .totp(let period): field("type", "totp"); field("period", String(period))
-        case .hotp: field("type", "hotp"); field("counter", String(t.initialCounter))
+        case .totp(let period): out.add(" type=totp period="); out.add(period)
+        case .hotp: out.add(" type=hotp counter="); out.add(t.initialCounter)
         }
-        field("algorithm", t.parameters.algorithm.description)
-        field("digits", String(t.parameters.digits))
+        out.add(" algorithm="); out.add(t.parameters.algorithm.description)
+        out.add(" digits="); out.add(t.parameters.digits)
         var secret = t.secret.copyBytes()
-        field("secret", Base32.encode(secret))
+        var encoded = Base32.encodeBytes(secret)
+        out.add(" secret="); out.add(bytes: encoded)
         ConstantTime.wipe(&secret)
-        field("last", t.lastUsed.map { String($0) } ?? "-")
-        field("created", String(t.created))
-        field("used", t.lastUsedTime.map { String($0) } ?? "-")
-        field("label", t.label.isEmpty ? "-" : OTPAuthURI.percentEncode(t.label))
-        if let limit = t.windowLimit { field("window", String(limit)) }
+        ConstantTime.wipe(&encoded)
+        out.add(" last=")
+        if let last = t.lastUsed { out.add(last) } else { out.add("-") }
+        out.add(" created="); out.add(t.created)
+        out.add(" used=")
+        if let used = t.lastUsedTime { out.add(used) } else { out.add("-") }
+        out.add(" label=")
+        if t.label.isEmpty { out.add("-") } else { out.add(OTPAuthURI.percentEncode(t.label)) }
+        if let limit = t.windowLimit { out.add(" window="); out.add(limit) }
         if t.kind == .card {
-            var key = t.accessKey?.copyBytes()
-            field("name", t.credentialName.map { OTPAuthURI.percentEncode($0) } ?? "-")
-            field("device", t.deviceID ?? "-")
-            field("access-key", key.map { Hex.encode($0) } ?? "-")
-            field("touch", t.touch ? "1" : "0")
-            ConstantTime.wipe(&key)
+            out.add(" name=")
+            if let name = t.credentialName { out.add(OTPAuthURI.percentEncode(name)) } else { out.add("-") }
+            out.add(" device="); out.add(t.deviceID ?? "-")
+            out.add(" access-key=")
+            if var key = t.accessKey?.copyBytes() {
+                var hex = Array(Hex.encode(key).utf8)
+                out.add(bytes: hex)
+                ConstantTime.wipe(&key)
+                ConstantTime.wipe(&hex)
+            } else {
+                out.add("-")
+            }
+            out.add(t.touch ? " touch=1" : " touch=0")
         }
-        return out
+    }
+
+    /// Parses a record's text (tests and tools; the store parses the bytes it read).
+    public static func parse(_ text: String, path: String) throws(StoreError) -> UserRecord {
+        var bytes = Array(text.utf8)
+        defer { ConstantTime.wipe(&bytes) }
+        return try parse(bytes: bytes, path: path)
     }
 
     /// Parses a record. Every problem is reported with the line number; nothing is guessed.
-    public static func parse(_ text: String, path: String) throws(StoreError) -> UserRecord {
+    /// Lines and keywords are matched on the bytes; only a value that is kept becomes a
+    /// String (a record is parsed on every login).
+    public static func parse(bytes all: [UInt8], path: String) throws(StoreError) -> UserRecord {
         var user: UserName?
         var created: Int64 = 0
         var password: String?
@@ -95,9 +113,6 @@ public enum RecordFormat {
         var challenges: [PendingChallenge] = []
         var sawHeader = false
         var lineNumber = 0
-        // Lines and the keyword are found on the bytes; only the value becomes a String.
-        var all = Array(text.utf8)
-        defer { ConstantTime.wipe(&all) }
         var lineStart = 0
         while lineStart <= all.count {
             var lineEnd = lineStart
@@ -111,54 +126,56 @@ public enum RecordFormat {
             if line.isEmpty || line.first == UInt8(ascii: "#") { continue }
             func fail(_ why: String) -> StoreError { .malformed(path: path, line: lineNumber, reason: why) }
             if !sawHeader {
-                guard line.elementsEqual(header.utf8) else { throw fail("expected '\(header)' (unknown format or version)") }
+                guard line.elementsEqual(header.utf8) else { throw fail(msg("expected '\(header)' (unknown format or version)")) }
                 sawHeader = true
                 continue
             }
             let space = line.firstIndex(of: UInt8(ascii: " ")) ?? end
-            let keyword = String(decoding: all[lineStart..<space], as: UTF8.self)
-            let value = space < end ? String(decoding: all[(space + 1)..<end], as: UTF8.self) : ""
-            switch keyword {
-            case "user":
-                do { user = try UserName(value) } catch { throw fail("\(error)") }
-            case "created":
-                guard let v = Int64(value) else { throw fail("created is not a number") }
+            let keyword = all[lineStart..<space]
+            let value = all[min(space + 1, end)..<end]
+            func text() -> String { String(decoding: value, as: UTF8.self) }
+            if keyword.spells("user") {
+                do { user = try UserName(text()) } catch { throw fail(msg("\(error)")) }
+            } else if keyword.spells("created") {
+                guard let v = ByteNumber.parse(value, as: Int64.self) else { throw fail("created is not a number") }
                 created = v
-            case "password":
+            } else if keyword.spells("password") {
                 guard isCryptHash(value) else { throw fail("password is not a crypt(3) hash") }
-                password = value
-            case "failures":
-                let f = value.splitBytes(UInt8(ascii: " "))
-                guard f.count == 2, let n = Int(f[0]), n >= 0, let t = Int64(f[1]) else {
+                password = text()
+            } else if keyword.spells("failures") {
+                let f = words(value)
+                guard f.count == 2, let n = ByteNumber.parse(value[f[0]], as: Int.self), n >= 0,
+                      let t = ByteNumber.parse(value[f[1]], as: Int64.self) else {
                     throw fail("failures needs a count and a time")
                 }
                 failureTimes += Array(repeating: t, count: min(n, UserRecord.maxFailureTimes))
-            case "failed-at":
-                for word in value.splitBytes(UInt8(ascii: " ")) {
-                    guard let t = Int64(word) else { throw fail("failed-at needs Unix times") }
-                    guard failureTimes.count < UserRecord.maxFailureTimes else { throw fail("more than \(UserRecord.maxFailureTimes) failure times") }
+            } else if keyword.spells("failed-at") {
+                for word in words(value) {
+                    guard let t = ByteNumber.parse(value[word], as: Int64.self) else { throw fail("failed-at needs Unix times") }
+                    guard failureTimes.count < UserRecord.maxFailureTimes else { throw fail(msg("more than \(UserRecord.maxFailureTimes) failure times")) }
                     failureTimes.append(t)
                 }
-            case "challenge":
-                let f = value.splitBytes(UInt8(ascii: " "))
-                guard f.count == 2, let bytes = try? Hex.decode(f[0]), (1...64).contains(bytes.count),
-                      let expires = Int64(f[1]) else { throw fail("challenge needs hex bytes and an expiry time") }
-                guard challenges.count < UserRecord.maxChallenges else { throw fail("more than \(UserRecord.maxChallenges) challenges") }
+            } else if keyword.spells("challenge") {
+                let f = words(value)
+                guard f.count == 2, let bytes = try? Hex.decode(String(decoding: value[f[0]], as: UTF8.self)),
+                      (1...64).contains(bytes.count),
+                      let expires = ByteNumber.parse(value[f[1]], as: Int64.self) else { throw fail("challenge needs hex bytes and an expiry time") }
+                guard challenges.count < UserRecord.maxChallenges else { throw fail(msg("more than \(UserRecord.maxChallenges) challenges")) }
                 challenges.append(PendingChallenge(bytes: bytes, expires: expires))
-            case "recovery-used":
+            } else if keyword.spells("recovery-used") {
                 guard isCryptHash(value) else { throw fail("recovery-used is not a crypt(3) hash") }
-                guard usedRecovery.count < UserRecord.maxUsedRecovery else { throw fail("more than \(UserRecord.maxUsedRecovery) used recovery codes") }
-                usedRecovery.append(value)
-            case "token":
+                guard usedRecovery.count < UserRecord.maxUsedRecovery else { throw fail(msg("more than \(UserRecord.maxUsedRecovery) used recovery codes")) }
+                usedRecovery.append(text())
+            } else if keyword.spells("token") {
                 do { tokens.append(try parseToken(value)) } catch { throw fail(error.description) }
                 if let last = tokens.last, tokens.dropLast().contains(where: { $0.id == last.id }) {
-                    throw fail("duplicate token id \(last.id)")
+                    throw fail(msg("duplicate token id \(last.id)"))
                 }
-            case "recovery":
+            } else if keyword.spells("recovery") {
                 guard isCryptHash(value) else { throw fail("recovery code is not a crypt(3) hash") }
-                recovery.append(value)
-            default:
-                throw fail("unknown keyword '\(keyword.prefix(32))'")
+                recovery.append(text())
+            } else {
+                throw fail(msg("unknown keyword '\(String(decoding: keyword.prefix(32), as: UTF8.self))'"))
             }
         }
         guard sawHeader else { throw .malformed(path: path, line: max(lineNumber, 1), reason: "empty record") }
@@ -167,8 +184,23 @@ public enum RecordFormat {
                           recoveryCodes: recovery, usedRecoveryCodes: usedRecovery, challenges: challenges, created: created)
     }
 
-    static func isCryptHash(_ s: String) -> Bool {
-        !s.isEmpty && s.utf8.count < 512 && s.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F }
+    /// The space-separated words of a value, as index ranges into it.
+    static func words(_ value: ArraySlice<UInt8>) -> [Range<Int>] {
+        var out: [Range<Int>] = []
+        var i = value.startIndex
+        while i < value.endIndex {
+            if value[i] == UInt8(ascii: " ") { i += 1; continue }
+            let start = i
+            while i < value.endIndex && value[i] != UInt8(ascii: " ") { i += 1 }
+            out.append(start..<i)
+        }
+        return out
+    }
+
+    static func isCryptHash(_ s: String) -> Bool { isCryptHash(s.utf8) }
+
+    static func isCryptHash<C: Collection<UInt8>>(_ s: C) -> Bool {
+        !s.isEmpty && s.count < 512 && s.allSatisfy { $0 > 0x20 && $0 < 0x7F }
     }
 
     struct FieldError: Error { let description: String }
@@ -180,51 +212,76 @@ public enum RecordFormat {
     }
 
     static func parseToken(_ text: String) throws(FieldError) -> Token {
-        // The fields are found as byte ranges in one copy of the line (wiped at the end: it
-        // holds the secret), and a String is made only for a value that is asked for: a
-        // record is parsed on every login, and small allocations were most of its cost.
         var bytes = Array(text.utf8)
         defer { ConstantTime.wipe(&bytes) }
+        return try parseToken(bytes[...])
+    }
+
+    /// The fields are found as byte ranges in the line, and a String is made only for a
+    /// value that is asked for: a record is parsed on every login, and small allocations
+    /// were most of its cost.
+    static func parseToken(_ bytes: ArraySlice<UInt8>) throws(FieldError) -> Token {
         var f: [Field] = []
-        var i = 0
-        while i < bytes.count {
+        var i = bytes.startIndex
+        while i < bytes.endIndex {
             if bytes[i] == UInt8(ascii: " ") { i += 1; continue }
             let start = i
-            while i < bytes.count && bytes[i] != UInt8(ascii: " ") { i += 1 }
+            while i < bytes.endIndex && bytes[i] != UInt8(ascii: " ") { i += 1 }
             guard let eq = bytes[start..<i].firstIndex(of: UInt8(ascii: "=")) else {
-                throw FieldError(description: "token field '\(String(decoding: bytes[start..<min(i, start + 32)], as: UTF8.self))' is not key=value")
+                throw FieldError(description: msg("token field '\(String(decoding: bytes[start..<min(i, start + 32)], as: UTF8.self))' is not key=value"))
             }
             f.append(Field(key: start..<eq, value: (eq + 1)..<i))
         }
-        func value(_ k: String) -> String? {
-            guard let field = f.last(where: { bytes[$0.key].elementsEqual(k.utf8) }) else { return nil }
-            return String(decoding: bytes[field.value], as: UTF8.self)
+        func raw(_ k: StaticString) -> ArraySlice<UInt8>? {
+            var i = f.count
+            while i > 0 {  // the last one wins
+                i -= 1
+                if bytes[f[i].key].spells(k) { return bytes[f[i].value] }
+            }
+            return nil
         }
-        func need(_ k: String) throws(FieldError) -> String {
-            guard let v = value(k) else { throw FieldError(description: "token lacks \(k)=") }
+        /// A field's bytes unless absent or `-`.
+        func present(_ k: StaticString) -> ArraySlice<UInt8>? {
+            guard let v = raw(k), !v.spells("-") else { return nil }
             return v
         }
-        func optional(_ k: String) -> String? { value(k).flatMap { $0 == "-" ? nil : $0 } }
-        func number<T: FixedWidthInteger>(_ k: String, _: T.Type) throws(FieldError) -> T? {
-            guard let v = optional(k) else { return nil }
-            guard let n = T(v) else { throw FieldError(description: "token \(k)= is not a number") }
+        func need(_ k: StaticString) throws(FieldError) -> String {
+            guard let v = raw(k) else { throw FieldError(description: msg("token lacks \(k.description)=")) }
+            return String(decoding: v, as: UTF8.self)
+        }
+        func optional(_ k: StaticString) -> String? { present(k).map { String(decoding: $0, as: UTF8.self) } }
+        func number<T: FixedWidthInteger>(_ k: StaticString, _: T.Type) throws(FieldError) -> T? {
+            guard let v = present(k) else { return nil }
+            guard let n = ByteNumber.parse(v, as: T.self) else { throw FieldError(description: msg("token \(k.description)= is not a number")) }
             return n
         }
         let id = try need("id")
         guard Token.isValidID(id) else { throw FieldError(description: "token id must be 1-32 of a-z 0-9 - _") }
-        guard let kind = TokenKind(rawValue: try need("kind")) else { throw FieldError(description: "token kind must be card or code") }
-        guard let algorithm = HashAlgorithm(name: try need("algorithm")) else { throw FieldError(description: "unknown algorithm") }
-        guard let digits = Int(try need("digits")) else { throw FieldError(description: "digits is not a number") }
+        guard let kindBytes = raw("kind") else { throw FieldError(description: "token lacks kind=") }
+        let kind: TokenKind
+        if kindBytes.spells("code") { kind = .code } else if kindBytes.spells("card") { kind = .card } else {
+            throw FieldError(description: "token kind must be card or code")
+        }
+        guard let algorithmBytes = raw("algorithm") else { throw FieldError(description: "token lacks algorithm=") }
+        // What this module writes, matched on the bytes; any other spelling (SHA-1, …) by name.
+        let written: HashAlgorithm? = algorithmBytes.spells("sha1") ? .sha1 : algorithmBytes.spells("sha256") ? .sha256
+            : algorithmBytes.spells("sha512") ? .sha512 : nil
+        guard let algorithm = written ?? HashAlgorithm(name: String(decoding: algorithmBytes, as: UTF8.self)) else {
+            throw FieldError(description: "unknown algorithm")
+        }
+        guard let digitBytes = raw("digits") else { throw FieldError(description: "token lacks digits=") }
+        guard let digits = ByteNumber.parse(digitBytes, as: Int.self) else { throw FieldError(description: "digits is not a number") }
         let otpKind: OTPKind
         var initial: UInt64 = 0
-        switch try need("type") {
-        case "totp":
+        let type = raw("type") ?? []
+        if type.spells("totp") {
             guard let p = try number("period", Int.self) else { throw FieldError(description: "totp token lacks period=") }
             otpKind = .totp(period: p)
-        case "hotp":
+        } else if type.spells("hotp") {
             otpKind = .hotp
             initial = try number("counter", UInt64.self) ?? 0
-        default: throw FieldError(description: "type must be totp or hotp")
+        } else {
+            throw FieldError(description: raw("type") == nil ? "token lacks type=" : "type must be totp or hotp")
         }
         let parameters: OTPParameters
         do { parameters = try OTPParameters(kind: otpKind, algorithm: algorithm, digits: digits) } catch {
@@ -232,10 +289,10 @@ public enum RecordFormat {
         }
         let secretText = try need("secret")
         var secretBytes: [UInt8]
-        do { secretBytes = try Base32.decode(secretText) } catch { throw FieldError(description: "secret: \(error)") }
+        do { secretBytes = try Base32.decode(secretText) } catch { throw FieldError(description: msg("secret: \(error)")) }
         guard (1...OTPParameters.maxSecretLength).contains(secretBytes.count) else {
             ConstantTime.wipe(&secretBytes)
-            throw FieldError(description: "secret must be 1-\(OTPParameters.maxSecretLength) bytes")
+            throw FieldError(description: msg("secret must be 1-\(OTPParameters.maxSecretLength) bytes"))
         }
         var accessKey: SecretBytes?
         if let hex = optional("access-key") {
@@ -255,7 +312,7 @@ public enum RecordFormat {
                      credentialName: name, deviceID: deviceID, accessKey: accessKey, label: label,
                      created: try number("created", Int64.self) ?? 0,
                      lastUsedTime: try number("used", Int64.self))
-        token.touch = optional("touch") == "1"
+        token.touch = raw("touch")?.spells("1") ?? false
         if let limit = try number("window", Int.self) {
             guard (1...1000).contains(limit) else { throw FieldError(description: "token window= must be 1-1000") }
             token.windowLimit = limit

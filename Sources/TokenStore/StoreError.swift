@@ -1,3 +1,4 @@
+import OTPCore
 import POSIX
 
 /// What can go wrong with the records on disk. Each case names the path and, where an
@@ -14,14 +15,14 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .invalidUserName(let why): return "invalid user name: \(why)"
-        case .insecure(let path, let reason): return "refusing \(path): \(reason)"
-        case .malformed(let path, let line, let reason): return "\(path):\(line): \(reason)"
-        case .io(let path, let op, let e): return "\(op) \(path): \(Errno.describe(e))"
-        case .tooLarge(let path): return "refusing \(path): larger than \(RecordFormat.maxSize) bytes"
+        case .invalidUserName(let why): return msg("invalid user name: \(why)")
+        case .insecure(let path, let reason): return msg("refusing \(path): \(reason)")
+        case .malformed(let path, let line, let reason): return msg("\(path):\(line): \(reason)")
+        case .io(let path, let op, let e): return msg("\(op) \(path): \(Errno.describe(e))")
+        case .tooLarge(let path): return msg("refusing \(path): larger than \(RecordFormat.maxSize) bytes")
         case .invalidValue(let why): return why
         case .missing(let path):
-            return "the store \(path) does not exist (a typo in store=, or a filesystem not mounted?); smartotp enroll creates it"
+            return msg("the store \(path) does not exist (a typo in store=, or a filesystem not mounted?); smartotp enroll creates it")
         }
     }
 }

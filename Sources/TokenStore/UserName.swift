@@ -1,3 +1,5 @@
+import OTPCore
+
 /// A user name checked before it becomes part of a path.
 ///
 /// Accepted: 1–64 characters from `A–Z a–z 0–9 . _ - @`, plus a trailing `$` (Samba
@@ -11,7 +13,7 @@ public struct UserName: Sendable, Hashable, CustomStringConvertible, Comparable 
     public init(_ raw: String) throws(StoreError) {
         let bytes = Array(raw.utf8)
         guard !bytes.isEmpty else { throw .invalidUserName("empty") }
-        guard bytes.count <= Self.maxLength else { throw .invalidUserName("longer than \(Self.maxLength) bytes") }
+        guard bytes.count <= Self.maxLength else { throw .invalidUserName(msg("longer than \(Self.maxLength) bytes")) }
         guard let first = bytes.first, first != UInt8(ascii: "-"), first != UInt8(ascii: ".") else {
             throw .invalidUserName("starts with '-' or '.'")
         }
@@ -24,7 +26,7 @@ public struct UserName: Sendable, Hashable, CustomStringConvertible, Comparable 
             case UInt8(ascii: "$") where i == bytes.count - 1:
                 continue
             default:
-                throw .invalidUserName("character \(b < 0x20 || b > 0x7E ? "0x" + String(b, radix: 16) : "'" + String(UnicodeScalar(b)) + "'") at position \(i + 1) is not allowed")
+                throw .invalidUserName(msg("character \(b < 0x20 || b > 0x7E ? "0x" + String(b, radix: 16) : "'" + String(UnicodeScalar(b)) + "'") at position \(i + 1) is not allowed"))
             }
         }
         value = raw

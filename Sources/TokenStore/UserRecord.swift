@@ -225,7 +225,7 @@ public struct UserRecord: Sendable {
     public func nextTokenID(prefix: String) -> String {
         var n = 1
         while true {
-            let id = n == 1 ? prefix : "\(prefix)\(n)"
+            let id = n == 1 ? prefix : msg("\(prefix)\(n)")
             if !tokens.contains(where: { $0.id == id }) { return id }
             n += 1
         }

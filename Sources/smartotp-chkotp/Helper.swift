@@ -28,7 +28,7 @@ import TokenStore
 let maxInput = 8192
 
 func fail(_ text: String, _ code: Int32 = 1) -> Never {
-    let line = Array("smartotp-chkotp: \(text)\n".utf8)
+    let line = Array(msg("smartotp-chkotp: \(text)\n").utf8)
     _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
     exit(code)
 }
@@ -95,7 +95,7 @@ func answer(_ text: String, slow: Bool = false) -> Never {
 func run(_ arguments: [String], caller: UInt32) -> Never {
     guard arguments.count == 3 else { fail("usage: smartotp-chkotp USER summary|challenge|access|code|password|tap", 2) }
     guard Users.effectiveUID == 0 else { fail("not installed setuid root (chmod 4755, owner root)") }
-    guard let callerName = Users.name(of: caller) else { fail("the calling uid \(caller) has no name") }
+    guard let callerName = Users.name(of: caller) else { fail(msg("the calling uid \(caller) has no name")) }
     guard caller == 0 || arguments[1] == callerName else { fail("may check only the caller's own record", 2) }
     let user: UserName
     do throws(StoreError) { user = try UserName(arguments[1]) } catch { fail(error.description, 2) }

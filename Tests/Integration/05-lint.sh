@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Lint: no trapping construct in any target the PAM module or the setuid helper links.
+# Lint: no trapping construct in any target the PAM module or the setuid helper links,
+# no Foundation there, and messages built through msg().
 # sshd and sudo load the module; a trap there kills them. Looks for try!, as!, force
 # unwraps, fatalError, precondition, assert, unowned, and implicitly unwrapped optionals.
 source "$(dirname "$0")/lib/testlib.sh"
@@ -31,6 +32,16 @@ for t in "${TARGETS[@]}"; do
         not_ok "no Foundation in Sources/$t"
     else
         ok "no Foundation in Sources/$t"
+    fi
+done
+# Messages in the module go through msg() (OTPCore's Message), not plain interpolation,
+# which Embedded Swift expands at every use (POSIX sits below OTPCore and keeps its two).
+for t in "${TARGETS[@]}"; do
+    [ "$t" = POSIX ] && continue
+    if hits=$(python3 "$ROOT/Tests/Integration/lib/plain-interpolation.py" $(find "$ROOT/Sources/$t" -name '*.swift')); then
+        ok "messages through msg() in Sources/$t"
+    else
+        not_ok "messages through msg() in Sources/$t" "$(echo "$hits" | head -3 | tr '\n' '|')"
     fi
 done
 finish
