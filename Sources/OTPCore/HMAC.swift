@@ -24,9 +24,9 @@ public struct HMACKey {
         outer = HashState(algorithm)
         ipad.withUnsafeBytes { inner.update($0) }
         opad.withUnsafeBytes { outer.update($0) }
-        explicit_bzero(&block, block.count)
-        explicit_bzero(&ipad, ipad.count)
-        explicit_bzero(&opad, opad.count)
+        ConstantTime.wipe(&block)
+        ConstantTime.wipe(&ipad)
+        ConstantTime.wipe(&opad)
     }
 
     public init(_ algorithm: HashAlgorithm, key: SecretBytes) {

@@ -72,7 +72,7 @@ struct BlockBuffer {
             }
             if let base = tail.baseAddress { explicit_bzero(base, total) }
         }
-        explicit_bzero(&pending, pending.count)
+        ConstantTime.wipe(&pending)
         pending.removeAll()
     }
 }
@@ -101,12 +101,7 @@ func bigEndianBytes(_ words: [UInt32]) -> [UInt8] {
 public struct SHA1: HashFunction {
     public static let blockSize = 64
     public static let digestSize = 20
-    /// The five state words, stored inline: an array here was copied on write every time a
-    /// precomputed HMAC key was used, a heap allocation per hash.
-    struct State {
-        var a: UInt32 = 0x67452301, b: UInt32 = 0xEFCDAB89, c: UInt32 = 0x98BADCFE, d: UInt32 = 0x10325476, e: UInt32 = 0xC3D2E1F0
-    }
-    var h = State()
+    var h: [UInt32] = [0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0]
     var buffer = BlockBuffer()
 
     public init() {}
@@ -121,34 +116,28 @@ public struct SHA1: HashFunction {
         var state = h
         buffer.pad(blockSize: Self.blockSize, lengthBytes: 8) { Self.compress(&state, $0) }
         h = state
-        return [UInt8](unsafeUninitializedCapacity: Self.digestSize) { out, count in
-            func put(_ i: Int, _ w: UInt32) {
-                out[4 * i] = UInt8(truncatingIfNeeded: w >> 24)
-                out[4 * i + 1] = UInt8(truncatingIfNeeded: w >> 16)
-                out[4 * i + 2] = UInt8(truncatingIfNeeded: w >> 8)
-                out[4 * i + 3] = UInt8(truncatingIfNeeded: w)
-            }
-            put(0, state.a); put(1, state.b); put(2, state.c); put(3, state.d); put(4, state.e)
-            count = Self.digestSize
-        }
+        return bigEndianBytes(h)
     }
 
-    static func compress(_ h: inout State, _ block: UnsafeRawBufferPointer) {
+    static func compress(_ h: inout [UInt32], _ block: UnsafeRawBufferPointer) {
         // The message schedule on the stack: a login computes a few of these, and a heap
         // array per block was a third of HMAC's cost.
         withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 80) { w in
             for t in 0..<16 { w[t] = load32(block, t * 4) }
             for t in 16..<80 { w[t] = rotl(w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16], 1) }
-            var a = h.a, b = h.b, c = h.c, d = h.d, e = h.e
-            @inline(__always) func round(_ t: Int, _ f: UInt32, _ k: UInt32) {
+            var a = h[0], b = h[1], c = h[2], d = h[3], e = h[4]
+            for t in 0..<80 {
+                let f: UInt32, k: UInt32
+                switch t {
+                case 0..<20: f = (b & c) | (~b & d); k = 0x5A827999
+                case 20..<40: f = b ^ c ^ d; k = 0x6ED9EBA1
+                case 40..<60: f = (b & c) | (b & d) | (c & d); k = 0x8F1BBCDC
+                default: f = b ^ c ^ d; k = 0xCA62C1D6
+                }
                 let temp = rotl(a, 5) &+ f &+ e &+ k &+ w[t]
                 e = d; d = c; c = rotl(b, 30); b = a; a = temp
             }
-            for t in 0..<20 { round(t, (b & c) | (~b & d), 0x5A827999) }
-            for t in 20..<40 { round(t, b ^ c ^ d, 0x6ED9EBA1) }
-            for t in 40..<60 { round(t, (b & c) | (b & d) | (c & d), 0x8F1BBCDC) }
-            for t in 60..<80 { round(t, b ^ c ^ d, 0xCA62C1D6) }
-            h.a &+= a; h.b &+= b; h.c &+= c; h.d &+= d; h.e &+= e
+            h[0] &+= a; h[1] &+= b; h[2] &+= c; h[3] &+= d; h[4] &+= e
             // The schedule is derived from the message (the key pad, in HMAC): wipe it.
             for t in 0..<80 { w[t] = 0 }
         }
