@@ -106,10 +106,43 @@ let normalTargets: [Target] = [
     .systemLibrary(name: "CQREncode", path: "Sources/CQREncode", providers: [.apt(["libqrencode-dev"])]),
     // The virtual card's applet: a library so that tests drive it without a socket.
     .target(name: "VirtualCard", dependencies: ["OTPCore", "SmartCard"]),
+    // The fleet: what smartotpd decides with (pure), the HTTPS client hosts and admins use,
+    // the client process the module runs, and the verifier service itself.
+    .target(name: "SmartOTPFleet", dependencies: ["SmartOTPAuth", "TokenStore", "OTPCore"]),
+    .target(
+        name: "FleetNet",
+        dependencies: [
+            "SmartOTPFleet", "TokenStore", "OTPCore",
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        ]
+    ),
+    .executableTarget(
+        name: "smartotp-fleet",
+        dependencies: ["FleetNet", "SmartOTPFleet", "SmartOTPAuth", "TokenStore", "OTPCore", .product(name: "NIOCore", package: "swift-nio")]
+    ),
+    .executableTarget(
+        name: "smartotpd",
+        dependencies: [
+            "SmartOTPFleet", "SmartOTPAuth", "TokenStore", "OTPCore", "POSIX",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "PostgresNIO", package: "postgres-nio"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "X509", package: "swift-certificates"),
+            .product(name: "SwiftASN1", package: "swift-asn1"),
+        ]
+    ),
     .executableTarget(
         name: "smartotp",
         dependencies: [
             "SmartOTPSystem", "SmartOTPAuth", "TokenStore", "SmartCard", "PCSC", "POSIX", "OTPCore", "CQREncode",
+            "FleetNet", "SmartOTPFleet",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ],
         swiftSettings: moduleSwiftSettings
@@ -132,6 +165,7 @@ let normalTargets: [Target] = [
     .testTarget(name: "TokenStoreTests", dependencies: ["TokenStore", "OTPCore"]),
     .testTarget(name: "SmartCardTests", dependencies: ["SmartCard", "VirtualCard", "OTPCore"]),
     .testTarget(name: "SmartOTPAuthTests", dependencies: ["SmartOTPAuth", "SmartCard", "TokenStore", "OTPCore"]),
+    .testTarget(name: "SmartOTPFleetTests", dependencies: ["SmartOTPFleet", "SmartOTPAuth", "TokenStore", "OTPCore"]),
     .testTarget(
         name: "SmartOTPSystemTests",
         dependencies: ["SmartOTPSystem", "SmartOTPAuth", "SmartCard", "VirtualCard", "OTPCore"],
@@ -149,7 +183,21 @@ let package = Package(
         : [
             .executable(name: "smartotp", targets: ["smartotp"]),
             .executable(name: "smartotp-card", targets: ["smartotp-card"]),
+            .executable(name: "smartotpd", targets: ["smartotpd"]),
+            .executable(name: "smartotp-fleet", targets: ["smartotp-fleet"]),
         ],
-    dependencies: embedded ? [] : [.package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")],
+    // The Embedded build (module and helper) uses none of these.
+    dependencies: embedded ? [] : [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.81.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.29.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.10.0"),
+        .package(url: "https://github.com/apple/swift-asn1", from: "1.3.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.1.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+    ],
     targets: moduleTargets + (embedded ? embeddedTargets : normalTargets)
 )

@@ -28,6 +28,15 @@ public struct ModuleConfig: Sendable, Equatable {
     public var debug = false
     /// The setuid helper used when the module does not run as root.
     public var helper = "/usr/local/sbin/smartotp-chkotp"
+    /// The fleet's verifiers (`server=https://HOST:PORT,…`), tried in order; none: the
+    /// local store.
+    public var servers: [String] = []
+    /// The host's TLS identity for the fleet: ca.pem, cert.pem, key.pem (root-only).
+    public var tlsDir = "/etc/smartotp/tls"
+    /// The program that asks the verifiers (a process of its own: no TLS in sshd or sudo).
+    public var client = "/usr/local/sbin/smartotp-fleet"
+    /// Seconds to get a verdict from the verifiers, all of them together.
+    public var serverTimeout = 10
 
     public init() {}
 
@@ -54,6 +63,20 @@ public struct ModuleConfig: Sendable, Equatable {
         }
 
         func seconds(_ range: ClosedRange<Int>) throws(ConfigError) -> Int64 { Int64(try int(range)) }
+
+        /// `https://HOST[:PORT]` pieces separated by commas (checked again by the client).
+        func serverList() throws(ConfigError) -> [String] {
+            let urls = text.splitBytes(UInt8(ascii: ","))
+            for u in urls {
+                let b = Array(u.utf8)
+                guard b.count > 8, b.count < 256, u.hasPrefix("https://"),
+                      b.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "@") }) else {
+                    throw .badValue(name: name, value: text, expected: "https://HOST[:PORT][,https://…]")
+                }
+            }
+            guard !urls.isEmpty else { throw .badValue(name: name, value: text, expected: "https://HOST[:PORT][,https://…]") }
+            return urls
+        }
 
         func absolutePath() throws(ConfigError) -> String {
             guard text.hasPrefix("/"), !text.utf8.contains(0), text.utf8.count < 1024 else {
@@ -122,6 +145,18 @@ public struct ModuleConfig: Sendable, Equatable {
         },
         Option(name: "helper", takesValue: true, help: "setuid helper for callers that are not root (default /usr/local/sbin/smartotp-chkotp)") { c, v throws(ConfigError) in
             c.helper = try v.absolutePath()
+        },
+        Option(name: "server", takesValue: true, help: "the fleet's verifiers, https://HOST:PORT[,…] tried in order (default: none, the local store)") { c, v throws(ConfigError) in
+            c.servers = try v.serverList()
+        },
+        Option(name: "tls_dir", takesValue: true, help: "the host's TLS identity for server=: ca.pem, cert.pem, key.pem (default /etc/smartotp/tls)") { c, v throws(ConfigError) in
+            c.tlsDir = try v.absolutePath()
+        },
+        Option(name: "client", takesValue: true, help: "the program that asks the verifiers (default /usr/local/sbin/smartotp-fleet)") { c, v throws(ConfigError) in
+            c.client = try v.absolutePath()
+        },
+        Option(name: "server_timeout", takesValue: true, help: "seconds to get a verdict from the verifiers, all together; none answering fails closed (default 10)") { c, v throws(ConfigError) in
+            c.serverTimeout = try v.int(1...300)
         },
     ]
 

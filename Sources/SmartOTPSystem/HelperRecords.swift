@@ -9,8 +9,22 @@ import TokenStore
 /// helper starts with an empty environment.
 public struct HelperRecords: RecordService {
     public let path: String
+    /// Arguments before USER OPERATION (the fleet client's servers and identity).
+    public let options: [String]
 
-    public init(path: String) { self.path = path }
+    public init(path: String, options: [String] = []) {
+        self.path = path
+        self.options = options
+    }
+
+    /// The fleet client for `config`'s servers: it speaks as the helper does.
+    public static func fleet(_ config: ModuleConfig) -> HelperRecords {
+        var servers = ""
+        for s in config.servers { servers += servers.isEmpty ? s : "," + s }
+        return HelperRecords(path: config.client, options: [
+            "--server", servers, "--tls-dir", config.tlsDir, "--timeout", msg("\(config.serverTimeout)"),
+        ])
+    }
 
     public func summary(_ user: UserName, now: Int64) throws(RecordError) -> RecordSummary? {
         let out = try call(user, .summary, input: "")
@@ -48,7 +62,7 @@ public struct HelperRecords: RecordService {
     func call(_ user: UserName, _ operation: HelperProtocol.Operation, input: String) throws(RecordError) -> String {
         let result: Subprocess.Result
         do {
-            result = try Subprocess.run(path, [user.value, operation.rawValue], input: Array(input.utf8),
+            result = try Subprocess.run(path, options + [user.value, operation.rawValue], input: Array(input.utf8),
                                         outputLimit: RecordFormat.maxSize)
         } catch {
             throw .verifier("cannot run " + path + ": " + error.description)

@@ -28,11 +28,17 @@ public enum SystemRecords: RecordService {
     case local(LocalRecords<FileStore>)
     case helper(HelperRecords)
 
-    /// Chooses by the effective uid, as pam_unix chooses unix_chkpwd.
+    /// Chooses by the effective uid, as pam_unix chooses unix_chkpwd: root asks the store,
+    /// or with `server=` the fleet client; a user's process asks the setuid helper, which
+    /// makes the same choice with root's settings.
     public init(_ config: ModuleConfig) {
-        self = Users.effectiveUID == 0
-            ? .local(.system(store: FileStore(root: config.store), policy: Policy(config)))
-            : .helper(HelperRecords(path: config.helper))
+        if Users.effectiveUID != 0 {
+            self = .helper(HelperRecords(path: config.helper))
+        } else if !config.servers.isEmpty {
+            self = .helper(.fleet(config))
+        } else {
+            self = .local(.system(store: FileStore(root: config.store), policy: Policy(config)))
+        }
     }
 
     public func summary(_ user: UserName, now: Int64) throws(RecordError) -> RecordSummary? {

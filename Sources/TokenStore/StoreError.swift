@@ -12,6 +12,8 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
     case invalidValue(String)
     /// The store (or one of its directories) does not exist.
     case missing(path: String)
+    /// The fleet's verifier (a remote store) failed or refused; the text says which.
+    case remote(String)
 
     public var description: String {
         switch self {
@@ -21,6 +23,7 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
         case .io(let path, let op, let e): return msg("\(op) \(path): \(Errno.describe(e))")
         case .tooLarge(let path): return msg("refusing \(path): larger than \(RecordFormat.maxSize) bytes")
         case .invalidValue(let why): return why
+        case .remote(let why): return why
         case .missing(let path):
             return msg("the store \(path) does not exist (a typo in store=, or a filesystem not mounted?); smartotp enroll creates it")
         }

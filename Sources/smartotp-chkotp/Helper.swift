@@ -80,7 +80,7 @@ func readInput() -> [String] {
         fail("request too long or unreadable", 2)
     }
     defer { ConstantTime.wipe(&bytes) }
-    return String(decoding: bytes, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+    return HelperProtocol.lines(bytes)
 }
 
 /// Prints the answer and leaves. A refusal costs the caller a second, after the answer.
@@ -107,45 +107,24 @@ func run(_ arguments: [String], caller: UInt32) -> Never {
     do throws(ConfigError) { config = try ModuleConfig.load(arguments: [], file: ModuleConfig.policyFile).config } catch {
         fail(error.description)
     }
-    let records = LocalRecords.system(store: FileStore(root: config.store), policy: Policy(config))
     let now = Clocks.unixTime()
-    let input = readInput()
+    let request: HelperProtocol.Request
+    do throws(HelperProtocol.ParseError) { request = try HelperProtocol.request(operation, lines: readInput()) } catch {
+        fail(error.description, 2)
+    }
     do throws(RecordError) {
-        switch operation {
-        case .summary:
-            answer(HelperProtocol.encode(try records.summary(user, now: now)))
-        case .challenge:
-            answer(HelperProtocol.encode(challenge: try records.issueChallenge(for: user, now: now)))
-        case .access:
-            guard input.count >= 3, let card = hexLine(input, 1), let ours = hexLine(input, 2) else {
-                fail("access needs TOKEN, CARD-CHALLENGE-HEX, OUR-CHALLENGE-HEX lines", 2)
-            }
-            answer(HelperProtocol.encode(access: try records.accessAnswers(for: user, tokenID: input[0], cardChallenge: card, ourChallenge: ours)))
-        case .code, .password, .tap:
-            let request: RecordOperation
-            switch operation {
-            case .code: request = .code(input.first ?? "")
-            case .password: request = .password(input.first ?? "")
-            default:
-                guard input.count >= 3, let challenge = hexLine(input, 1), let response = hexLine(input, 2) else {
-                    fail("tap needs TOKEN, CHALLENGE-HEX, RESPONSE-HEX lines", 2)
-                }
-                request = .tap(tokenID: input[0], challenge: challenge, response: response)
-            }
-            let attempt = try records.perform(request, for: user, now: now)
-            var accepted = false
-            if case .accepted = attempt.verdict { accepted = true }
-            answer(HelperProtocol.encode(attempt), slow: caller != 0 && !accepted)
-        }
+        // With server= in root's settings the fleet client asks the verifiers, as root;
+        // else the store here. Either way the lock is decided by root's policy.
+        let result = config.servers.isEmpty
+            ? try HelperProtocol.answer(request, for: user, by: LocalRecords.system(store: FileStore(root: config.store), policy: Policy(config)), now: now)
+            : try HelperProtocol.answer(request, for: user, by: HelperRecords.fleet(config), now: now)
+        var counted = false
+        if case .perform = request { counted = true }
+        answer(result.text, slow: caller != 0 && counted && !result.accepted)
     } catch {
         // Includes a failure count that could not be written: no verdict is given.
         fail(error.description)
     }
-}
-
-func hexLine(_ lines: [String], _ i: Int) -> [UInt8]? {
-    guard lines.indices.contains(i), let b = try? Hex.decode(lines[i]), (1...64).contains(b.count) else { return nil }
-    return b
 }
 
 /// The entry point. The caller's real uid is read before anything else, then everything

@@ -50,7 +50,7 @@ struct Check: ParsableCommand {
         } catch {
             line("WARN", "PC/SC: \(error)")
         }
-        let store = options.open()
+        let store = try options.local()
         // Read only: check never creates the store, so a typo shows up here as it would
         // at login (PAM_AUTHINFO_UNAVAIL), not as an empty store.
         do {

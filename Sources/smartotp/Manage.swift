@@ -76,7 +76,7 @@ struct List: ParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
-        let store = options.open()
+        let store = try options.open()
         let users = try withStore { try store.list() }
         var rows: [UserRow] = []
         for user in users {
@@ -279,7 +279,7 @@ struct Verify: ParsableCommand {
         let user = try userName(self.user)
         guard let typed = code ?? readLine(strippingNewline: true) else { throw Failure("no code given") }
         let when = at ?? now()
-        let records = LocalRecords.system(store: options.open(), policy: Policy(skew: skew, window: window, lock: .never))
+        let records = LocalRecords.system(store: try options.local(), policy: Policy(skew: skew, window: window, lock: .never))
         let result: RecordVerdict
         do { result = try records.perform(.code(typed), for: user, now: when).verdict } catch { throw Failure("\(error)") }
         switch result {

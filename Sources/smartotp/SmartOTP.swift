@@ -1,10 +1,12 @@
 import ArgumentParser
+import FleetNet
 import Foundation
 import OTPCore
 import SmartCard
 import PCSC
 import POSIX
 import SmartOTPAuth
+import SmartOTPFleet
 import SmartOTPSystem
 import TokenStore
 
@@ -15,7 +17,9 @@ struct SmartOTP: ParsableCommand {
         abstract: "Enroll smart OTP cards and codes, and manage the records pam_smartotp reads.",
         discussion: """
         Records live in /var/lib/smartotp/users/<user> (root, 0600); --store DIR works on
-        another store. Secrets are never printed except where a command says it will.
+        another store, and --server URL --tls-dir DIR on the fleet's records in smartotpd
+        (with an administrator's certificate). Secrets are never printed except where a
+        command says it will.
 
         EXIT STATUS
           0   success
@@ -25,9 +29,22 @@ struct SmartOTP: ParsableCommand {
         version: "smartotp \(SmartOTPVersion.current)",
         subcommands: [
             Enroll.self, Passwd.self, List.self, Show.self, Remove.self, Unlock.self, Resync.self,
-            Recovery.self, Import.self, Verify.self, CardStatus.self, Check.self, Demo.self,
+            Recovery.self, Import.self, MigrateStore.self, Verify.self, CardStatus.self, Check.self, Demo.self,
         ]
     )
+}
+
+/// A store the commands manage: the local files, or the fleet's records through smartotpd.
+protocol AdminStore: Store {
+    func list() throws(StoreError) -> [UserName]
+    /// Creates the store when missing (a local one; the fleet's exists with its database).
+    func prepare() throws(StoreError)
+}
+
+extension FileStore: AdminStore {}
+
+extension RemoteStore: AdminStore {
+    func prepare() throws(StoreError) {}
 }
 
 /// Options every command shares.
@@ -35,15 +52,29 @@ struct StoreOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("The record store.", valueName: "DIR"))
     var store: String = FileStore.defaultRoot
 
-    /// The store; in a directory the caller owns (tests, demos) the caller's uid owns it.
-    func open() -> FileStore {
-        FileStore(root: store, owner: store == FileStore.defaultRoot ? 0 : getuid())
+    @Option(name: .long, help: ArgumentHelp("The fleet's verifiers instead of a local store (tried in order).", valueName: "https://HOST:PORT[,…]"))
+    var server: String?
+
+    @Option(name: .customLong("tls-dir"), help: ArgumentHelp("With --server: an administrator's ca.pem, cert.pem and key.pem.", valueName: "DIR"))
+    var tlsDir: String = "/etc/smartotp/admin"
+
+    /// The local store; in a directory the caller owns (tests, demos) the caller's uid owns it.
+    func local() throws -> FileStore {
+        guard server == nil else { throw Failure("this command works on a local store; leave out --server") }
+        return FileStore(root: store, owner: store == FileStore.defaultRoot ? 0 : getuid())
+    }
+
+    /// The store the command manages: local, or the fleet's with --server.
+    func open() throws -> any AdminStore {
+        guard let server else { return try local() }
+        guard let urls = ServerURL.list(server) else { throw Failure("--server needs https://HOST[:PORT][,https://…]") }
+        do { return try RemoteStore(servers: urls, tlsDirectory: tlsDir) } catch { throw Failure("\(error)") }
     }
 
     /// The store, created (0700, root's) when it does not exist yet: for the commands that
     /// enroll. Every other command, and every login, refuses a missing store.
-    func prepared() throws -> FileStore {
-        let store = open()
+    func prepared() throws -> any AdminStore {
+        let store = try open()
         try withStore { try store.prepare() }
         return store
     }
@@ -51,12 +82,46 @@ struct StoreOptions: ParsableArguments {
     /// Changes an existing record under its lock. `body` returns nil to leave it as it
     /// was; the result is nil when there is no record or nothing changed.
     func modify<R>(_ user: UserName, _ body: (inout UserRecord) -> R?) throws -> R? {
-        try withStore {
-            try open().update(user) { (current: UserRecord?) -> (R?, RecordChange) in
+        let store = try open()
+        return try withStore {
+            try store.update(user) { (current: UserRecord?) -> (R?, RecordChange) in
                 guard var record = current, let result = body(&record) else { return (nil, .keep) }
                 return (result, .write(record))
             }
         }
+    }
+}
+
+/// Moves a host's file store into the fleet's database.
+struct MigrateStore: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "migrate-store",
+        abstract: "Copy a local store's records into the fleet's verifier (smartotpd).",
+        discussion: """
+        Every record of --from goes to --server as it is (tokens, replay state, simple
+        password, recovery codes, failure count). A user who already has a record on the
+        server is left alone and named. The local store is not changed: point the hosts at
+        the server (server= in /etc/smartotp/smartotp.conf) once this has run.
+        """)
+    @Option(help: ArgumentHelp("The local store to copy.", valueName: "DIR")) var from: String = FileStore.defaultRoot
+    @Option(help: ArgumentHelp("The fleet's verifiers.", valueName: "https://HOST:PORT[,…]")) var server: String
+    @Option(name: .customLong("tls-dir"), help: ArgumentHelp("An administrator's ca.pem, cert.pem and key.pem.", valueName: "DIR"))
+    var tlsDir: String = "/etc/smartotp/admin"
+
+    func run() throws {
+        let local = FileStore(root: from, owner: from == FileStore.defaultRoot ? 0 : getuid())
+        let remote = try StoreOptions.parse(["--server", server, "--tls-dir", tlsDir]).open()
+        var copied = 0, kept = 0
+        for user in try withStore({ try local.list() }) {
+            guard let record = try withStore({ try local.read(user) }) else { continue }
+            let written = try withStore {
+                try remote.update(user) { (current: UserRecord?) -> (Bool, RecordChange) in
+                    current == nil ? (true, .write(record)) : (false, .keep)
+                }
+            }
+            if written { copied += 1 } else { kept += 1; print("\(user): already has a record on the server; left as it is") }
+        }
+        print("Copied \(copied) record(s) to \(server); \(kept) already there.")
     }
 }
 

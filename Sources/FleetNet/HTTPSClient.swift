@@ -1,0 +1,200 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+import SmartOTPFleet
+
+/// An HTTPS response, whole.
+public struct FleetResponse: Sendable {
+    public var status: Int
+    public var headers: [(String, String)]
+    public var body: [UInt8]
+
+    public func header(_ name: String) -> String? {
+        headers.first { $0.0.lowercased() == name.lowercased() }?.1
+    }
+
+    public var text: String { String(decoding: body, as: UTF8.self) }
+}
+
+public struct FleetClientError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ d: String) { description = d }
+}
+
+/// The client identity a host or an administrator presents: `DIR/ca.pem` (the CA that
+/// signed the servers' certificates), `DIR/cert.pem` and `DIR/key.pem` (root-only).
+public struct TLSIdentity {
+    public let context: NIOSSLContext
+
+    public init(directory: String) throws {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        do {
+            tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(directory + "/ca.pem"))
+            tls.certificateChain = try NIOSSLCertificate.fromPEMFile(directory + "/cert.pem").map { .certificate($0) }
+            tls.privateKey = .privateKey(try NIOSSLPrivateKey(file: directory + "/key.pem", format: .pem))
+            tls.minimumTLSVersion = .tlsv12
+            context = try NIOSSLContext(configuration: tls)
+        } catch {
+            throw FleetClientError("cannot load the TLS identity in \(directory) (ca.pem, cert.pem, key.pem): \(error)")
+        }
+    }
+}
+
+/// One HTTPS connection to one server, used for requests one after another (keep-alive).
+/// Blocking: for the client process, the CLI and the benchmark's workers, not for code that
+/// runs on an event loop.
+public final class FleetConnection {
+    let channel: Channel
+    let collector: ResponseCollector
+    public let server: ServerURL
+
+    /// Connects and completes the TLS handshake, or throws, by `deadline`.
+    public init(to server: ServerURL, identity: TLSIdentity, group: EventLoopGroup, deadline: NIODeadline) throws {
+        self.server = server
+        let collector = ResponseCollector()
+        self.collector = collector
+        let host = server.address.host
+        let isAddress = host.contains(":") || host.allSatisfy { $0.isNumber || $0 == "." }
+        let timeout = TimeAmount.nanoseconds(max(1_000_000, Int64(deadline.uptimeNanoseconds) - Int64(NIODeadline.now().uptimeNanoseconds)))
+        let context = identity.context
+        let bootstrap = ClientBootstrap(group: group)
+            .connectTimeout(timeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let ssl = try NIOSSLClientHandler(context: context, serverHostname: isAddress ? nil : host)
+                    try channel.pipeline.syncOperations.addHandler(ssl)
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    try channel.pipeline.syncOperations.addHandler(collector)
+                }
+            }
+        do {
+            channel = try bootstrap.connect(host: host, port: server.address.port).wait()
+        } catch {
+            throw FleetClientError("\(server): cannot connect: \(error)")
+        }
+    }
+
+    deinit { channel.close(promise: nil) }
+
+    public func close() { channel.close(promise: nil) }
+
+    /// Sends one request and waits for its whole response, or throws by `deadline`.
+    public func send(_ method: HTTPMethod, _ path: String, headers: [(String, String)] = [], body: [UInt8] = [],
+                     deadline: NIODeadline) throws -> FleetResponse {
+        let promise = channel.eventLoop.makePromise(of: FleetResponse.self)
+        var fields = HTTPHeaders()
+        fields.add(name: "Host", value: server.address.description)
+        fields.add(name: "Content-Length", value: String(body.count))
+        for (k, v) in headers { fields.add(name: k, value: v) }
+        let head = HTTPRequestHead(version: .http1_1, method: method, uri: path, headers: fields)
+        let server = self.server
+        let channel = self.channel
+        let collector = self.collector
+        let bodyBuffer = channel.allocator.buffer(bytes: body)
+        channel.eventLoop.execute {
+            collector.expect(promise)
+            channel.write(HTTPClientRequestPart.head(head), promise: nil)
+            if !body.isEmpty { channel.write(HTTPClientRequestPart.body(.byteBuffer(bodyBuffer)), promise: nil) }
+            channel.writeAndFlush(HTTPClientRequestPart.end(nil)).whenFailure { promise.fail($0) }
+        }
+        let timer = channel.eventLoop.scheduleTask(deadline: deadline) {
+            promise.fail(FleetClientError("\(server): no answer in time"))
+            channel.close(promise: nil)
+        }
+        defer { timer.cancel() }
+        do {
+            return try promise.futureResult.wait()
+        } catch let e as FleetClientError {
+            throw e
+        } catch {
+            throw FleetClientError("\(server): \(error)")
+        }
+    }
+}
+
+/// Collects one response at a time for `FleetConnection`.
+final class ResponseCollector: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = HTTPClientResponsePart
+    // Touched only on the channel's event loop.
+    private var promise: EventLoopPromise<FleetResponse>?
+    private var response = FleetResponse(status: 0, headers: [], body: [])
+
+    func expect(_ p: EventLoopPromise<FleetResponse>) {
+        promise = p
+        response = FleetResponse(status: 0, headers: [], body: [])
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            response.status = Int(head.status.code)
+            response.headers = head.headers.map { ($0.name, $0.value) }
+        case .body(var buffer):
+            if response.body.count + buffer.readableBytes > FleetAPI.maxBody {
+                promise?.fail(FleetClientError("answer too large"))
+                promise = nil
+                context.close(promise: nil)
+                return
+            }
+            response.body += buffer.readBytes(length: buffer.readableBytes) ?? []
+        case .end:
+            promise?.succeed(response)
+            promise = nil
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        promise?.fail(error)
+        promise = nil
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        promise?.fail(FleetClientError("connection closed"))
+        promise = nil
+    }
+}
+
+/// Requests to a list of servers, tried in order within one deadline: the first one that
+/// answers (any HTTP status) decides. None answering is an error: callers fail closed.
+public final class FleetServers {
+    public let servers: [ServerURL]
+    let identity: TLSIdentity
+    let group: MultiThreadedEventLoopGroup
+    private var connection: FleetConnection?
+
+    public init(_ servers: [ServerURL], tlsDirectory: String) throws {
+        self.servers = servers
+        identity = try TLSIdentity(directory: tlsDirectory)
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    }
+
+    deinit {
+        connection = nil  // its channel closes while the event loop still runs
+        try? group.syncShutdownGracefully()
+    }
+
+    public func send(_ method: HTTPMethod, _ path: String, headers: [(String, String)] = [], body: [UInt8] = [],
+                     timeout: TimeAmount) throws -> FleetResponse {
+        let deadline = NIODeadline.now() + timeout
+        var errors: [String] = []
+        if let open = connection {
+            if let r = try? open.send(method, path, headers: headers, body: body, deadline: deadline) { return r }
+            connection = nil
+        }
+        for server in servers {
+            guard NIODeadline.now() < deadline else { errors.append("\(server): not tried (out of time)"); continue }
+            do {
+                let c = try FleetConnection(to: server, identity: identity, group: group, deadline: deadline)
+                let r = try c.send(method, path, headers: headers, body: body, deadline: deadline)
+                connection = c
+                return r
+            } catch {
+                errors.append("\(error)")
+            }
+        }
+        throw FleetClientError("no verifier answered: " + errors.joined(separator: "; "))
+    }
+}

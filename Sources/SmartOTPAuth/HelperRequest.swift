@@ -1,0 +1,84 @@
+import OTPCore
+import TokenStore
+
+extension HelperProtocol {
+    /// One request as the verifier reads it: the operation named on the helper's command
+    /// line (or in smartotpd's URL) with its arguments, one a line (standard input, or the
+    /// request body).
+    public enum Request: Sendable, Equatable {
+        case summary
+        case challenge
+        case access(tokenID: String, cardChallenge: [UInt8], ourChallenge: [UInt8])
+        case perform(RecordOperation)
+
+        /// The operation's name on the command line and in URLs.
+        public var operation: Operation {
+            switch self {
+            case .summary: return .summary
+            case .challenge: return .challenge
+            case .access: return .access
+            case .perform(.code): return .code
+            case .perform(.password): return .password
+            case .perform(.tap): return .tap
+            }
+        }
+
+        /// The argument lines (holds the code or password: the caller wipes what it sends).
+        public var input: String {
+            switch self {
+            case .summary, .challenge: return ""
+            case .access(let id, let card, let ours): return id + "\n" + Hex.encode(card) + "\n" + Hex.encode(ours) + "\n"
+            case .perform(.code(let c)): return c + "\n"
+            case .perform(.password(let p)): return p + "\n"
+            case .perform(.tap(let id, let challenge, let response)):
+                return id + "\n" + Hex.encode(challenge) + "\n" + Hex.encode(response) + "\n"
+            }
+        }
+    }
+
+    /// Reads a request's argument lines.
+    public static func request(_ operation: Operation, lines: [String]) throws(ParseError) -> Request {
+        func hex(_ i: Int) -> [UInt8]? {
+            guard lines.indices.contains(i), let b = try? Hex.decode(lines[i]), (1...64).contains(b.count) else { return nil }
+            return b
+        }
+        switch operation {
+        case .summary: return .summary
+        case .challenge: return .challenge
+        case .access:
+            guard lines.count >= 3, let card = hex(1), let ours = hex(2) else {
+                throw ParseError("access needs TOKEN, CARD-CHALLENGE-HEX, OUR-CHALLENGE-HEX lines")
+            }
+            return .access(tokenID: lines[0], cardChallenge: card, ourChallenge: ours)
+        case .code: return .perform(.code(lines.first ?? ""))
+        case .password: return .perform(.password(lines.first ?? ""))
+        case .tap:
+            guard lines.count >= 3, let challenge = hex(1), let response = hex(2) else {
+                throw ParseError("tap needs TOKEN, CHALLENGE-HEX, RESPONSE-HEX lines")
+            }
+            return .perform(.tap(tokenID: lines[0], challenge: challenge, response: response))
+        }
+    }
+
+    /// The lines of a request body (at most `limit` bytes were read).
+    public static func lines(_ bytes: [UInt8]) -> [String] {
+        String(decoding: bytes, as: UTF8.self).splitBytes(UInt8(ascii: "\n"), omittingEmpty: false)
+    }
+
+    /// Runs `request` for `user` against `records`: the answer, and whether it accepted.
+    public static func answer<R: RecordService>(_ request: Request, for user: UserName, by records: R,
+                                                now: Int64) throws(RecordError) -> (text: String, accepted: Bool) {
+        switch request {
+        case .summary:
+            return (encode(try records.summary(user, now: now)), false)
+        case .challenge:
+            return (encode(challenge: try records.issueChallenge(for: user, now: now)), false)
+        case .access(let id, let card, let ours):
+            return (encode(access: try records.accessAnswers(for: user, tokenID: id, cardChallenge: card, ourChallenge: ours)), false)
+        case .perform(let operation):
+            let attempt = try records.perform(operation, for: user, now: now)
+            if case .accepted = attempt.verdict { return (encode(attempt), true) }
+            return (encode(attempt), false)
+        }
+    }
+}

@@ -1,0 +1,68 @@
+import OTPCore
+import SmartOTPAuth
+import TokenStore
+
+/// One user's record as read inside a database transaction (`SELECT … FOR UPDATE`): a
+/// `Store` of one record, so that smartotpd decides with `LocalRecords`, the very logic the
+/// file store runs. What the logic commits stays here until the server writes it back and
+/// COMMITs; nothing is answered before that.
+public final class TransactionRecord: Store {
+    public let user: UserName
+    public private(set) var record: UserRecord?
+    /// Whether the logic committed a change (a count, a used code, a challenge…).
+    public private(set) var changed = false
+
+    public init(user: UserName, record: UserRecord?) {
+        self.user = user
+        self.record = record
+    }
+
+    public func read(_ name: UserName) throws(StoreError) -> UserRecord? {
+        name == user ? record : nil
+    }
+
+    public func withLock<R>(_ name: UserName,
+                            _ body: (UserRecord?, _ commit: (UserRecord?) throws(StoreError) -> Void) throws(StoreError) -> R) throws(StoreError) -> R {
+        guard name == user else { throw .invalidValue(msg("this transaction holds \(user), not \(name)")) }
+        return try body(record) { (next: UserRecord?) throws(StoreError) in
+            if let next, next.user != user { throw .invalidValue(msg("record user does not match \(user)")) }
+            record = next
+            changed = true
+        }
+    }
+}
+
+/// What smartotpd answers a host, decided on one record.
+public struct FleetDecision: Sendable {
+    /// The answer, in the helper protocol (the host's module reads it as the helper's).
+    public var answer: String
+    /// For the metrics and the log: accepted, rejected, replayed, locked, or the read-only
+    /// operation's name.
+    public var result: String
+    /// The record to write back before COMMIT, when `changed`.
+    public var record: UserRecord?
+    public var changed: Bool
+}
+
+public enum FleetVerifier {
+    /// Runs `request` for `user` on `record` with the server's `policy`. Root is told by
+    /// name: the server does not know the hosts' user databases.
+    public static func decide(_ request: HelperProtocol.Request, user: UserName, record: UserRecord?,
+                              policy: Policy, now: Int64) throws(RecordError) -> FleetDecision {
+        let held = TransactionRecord(user: user, record: record)
+        let records = LocalRecords(store: held, policy: policy, isRoot: { $0.value == "root" })
+        let (answer, _) = try HelperProtocol.answer(request, for: user, by: records, now: now)
+        return FleetDecision(answer: answer, result: result(of: request, answer: answer), record: held.record, changed: held.changed)
+    }
+
+    static func result(of request: HelperProtocol.Request, answer: String) -> String {
+        guard case .perform = request else { return request.operation.rawValue }
+        guard let attempt = try? HelperProtocol.decodeAttempt(answer) else { return "error" }
+        switch attempt.verdict {
+        case .accepted: return "accepted"
+        case .replayed: return "replayed"
+        case .rejected: return "rejected"
+        case .locked: return "locked"
+        }
+    }
+}

@@ -1,0 +1,119 @@
+import Glibc
+import NIOConcurrencyHelpers
+import NIOSSL
+import SwiftASN1
+import X509
+
+/// Who is asking: the host or administrator a verified client certificate names.
+struct Peer: Sendable, CustomStringConvertible {
+    enum Role: Sendable { case host, admin }
+    /// The certificate's common name (the host name, or the administrator's).
+    let name: String
+    let serial: String
+    let role: Role
+
+    var description: String { "\(role == .admin ? "admin" : "host") \(name) (serial \(serial))" }
+}
+
+/// Tells hosts from administrators. TLS has already checked the chain against both CAs;
+/// an administrator's certificate must also be signed by the admin CA's own key (a name
+/// alone could be copied by a sub-CA of the hosts' CA).
+struct PeerIdentifier: Sendable {
+    let adminCAs: [Certificate]
+    let revoked: RevocationList
+
+    init(adminCAPath: String, revoked: RevocationList) throws {
+        adminCAs = try NIOSSLCertificate.fromPEMFile(adminCAPath).map { try Certificate(derEncoded: try $0.toDERBytes()) }
+        self.revoked = revoked
+    }
+
+    enum Refusal: Error, CustomStringConvertible {
+        case noCertificate, unreadable(String), revoked(String)
+        var description: String {
+            switch self {
+            case .noCertificate: return "no client certificate"
+            case .unreadable(let why): return "unreadable client certificate: \(why)"
+            case .revoked(let who): return "revoked certificate: \(who)"
+            }
+        }
+    }
+
+    func identify(_ certificate: NIOSSLCertificate?) throws(Refusal) -> Peer {
+        guard let certificate else { throw .noCertificate }
+        let cert: Certificate
+        do { cert = try Certificate(derEncoded: try certificate.toDERBytes()) } catch { throw .unreadable("\(error)") }
+        var name = ""
+        for rdn in cert.subject {
+            for attribute in rdn where attribute.type == .RDNAttributeType.commonName { name = "\(attribute.value)" }
+        }
+        let serial = RevocationList.normalised(cert.serialNumber.bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined())
+        if name.isEmpty { name = "serial-" + serial }
+        guard !revoked.contains(serial: serial, name: name) else { throw .revoked("\(name) (serial \(serial))") }
+        let admin = adminCAs.contains { ca in ca.subject == cert.issuer && ca.publicKey.isValidSignature(cert.signature, for: cert) }
+        return Peer(name: name, serial: serial, role: admin ? .admin : .host)
+    }
+}
+
+/// Host certificates an administrator has revoked: a file of serial numbers (hex, colons
+/// allowed) or common names, one a line, `#` comments. Read again whenever it changes.
+final class RevocationList: @unchecked Sendable {
+    let path: String?
+    private let lock = NIOLockedValueBox(State())
+
+    struct State {
+        var stamp: String = ""
+        var entries: Set<String> = []
+    }
+
+    init(path: String?) { self.path = path }
+
+    func contains(serial: String, name: String) -> Bool {
+        guard let path else { return false }
+        return lock.withLockedValue { state in
+            let stamp = Self.stamp(path)
+            if stamp != state.stamp {
+                state.stamp = stamp
+                state.entries = Self.load(path)
+            }
+            return state.entries.contains(serial) || state.entries.contains("cn=" + name.lowercased())
+        }
+    }
+
+    /// A serial as compared: lower-case hex without leading zeros.
+    static func normalised(_ hex: String) -> String {
+        let trimmed = hex.lowercased().drop { $0 == "0" }
+        return trimmed.isEmpty ? "0" : String(trimmed)
+    }
+
+    static func stamp(_ path: String) -> String {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return "missing" }
+        return "\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec).\(st.st_size).\(st.st_ino)"
+    }
+
+    static func load(_ path: String) -> Set<String> {
+        guard let f = fopen(path, "r") else { return [] }
+        defer { fclose(f) }
+        var out: Set<String> = []
+        var line: UnsafeMutablePointer<CChar>?
+        var cap = 0
+        while getline(&line, &cap, f) > 0, let l = line {
+            let text = String(cString: l).split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+            let word = text.trimmed(of: " \t\r\n")
+            guard !word.isEmpty else { continue }
+            // A serial (hex digits, colons allowed) or a common name.
+            let hex = word.lowercased().filter { $0 != ":" }
+            if !hex.isEmpty, hex.allSatisfy({ $0.isHexDigit }) { out.insert(normalised(hex)) }
+            out.insert("cn=" + word.lowercased())
+        }
+        free(line)
+        return out
+    }
+}
+
+extension StringProtocol {
+    func trimmed(of set: String) -> String {
+        let s = Set(set)
+        return String(drop(while: { s.contains($0) }).reversed().drop(while: { s.contains($0) }).reversed())
+    }
+}

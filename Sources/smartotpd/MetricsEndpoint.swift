@@ -1,0 +1,66 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Prometheus
+import ServiceLifecycle
+
+/// Prometheus's `/metrics`, in plain HTTP on its own address (keep it on loopback or a
+/// management network): verdicts by result, request latency, database errors, refusals.
+struct MetricsEndpoint: Service {
+    let address: HostPortAddress
+    let registry: PrometheusCollectorRegistry
+    let logger: Logger
+    let group: EventLoopGroup
+
+    struct HostPortAddress: Sendable {
+        let host: String
+        let port: Int
+    }
+
+    typealias Connection = NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
+
+    func run() async throws {
+        let server = try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .bind(host: address.host, port: address.port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    return try Connection(wrappingChannelSynchronously: channel)
+                }
+            }
+        logger.info("metrics listening", metadata: ["address": "\(address.host):\(address.port)"])
+        try await withGracefulShutdownHandler {
+            try await withThrowingDiscardingTaskGroup { tasks in
+                try await server.executeThenClose { inbound in
+                    for try await connection in inbound {
+                        tasks.addTask { await self.serve(connection) }
+                    }
+                }
+            }
+        } onGracefulShutdown: {
+            server.channel.close(promise: nil)
+        }
+    }
+
+    func serve(_ connection: Connection) async {
+        try? await connection.executeThenClose { inbound, outbound in
+            var uri = ""
+            for try await part in inbound {
+                switch part {
+                case .head(let h): uri = h.uri
+                case .body: continue
+                case .end:
+                    let ok = uri == "/metrics"
+                    let bytes = ok ? registry.emitToBuffer() : Array("not found\n".utf8)
+                    var head = HTTPResponseHead(version: .http1_1, status: ok ? .ok : .notFound)
+                    head.headers.add(name: "Content-Type", value: ok ? "text/plain; version=0.0.4" : "text/plain")
+                    head.headers.add(name: "Content-Length", value: String(bytes.count))
+                    head.headers.add(name: "Connection", value: "close")
+                    try await outbound.write(contentsOf: [.head(head), .body(.byteBuffer(ByteBuffer(bytes: bytes))), .end(nil)])
+                    return
+                }
+            }
+        }
+    }
+}

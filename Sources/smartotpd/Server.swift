@@ -1,0 +1,209 @@
+import Logging
+import Metrics
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+import OTPCore
+import POSIX
+import ServiceLifecycle
+import SmartOTPAuth
+import SmartOTPFleet
+import TokenStore
+
+/// The HTTPS service: hosts ask for verdicts, administrators manage records.
+struct VerifierService: Service {
+    let config: ServerConfig
+    let database: Database
+    let identifier: PeerIdentifier
+    let tls: NIOSSLContext
+    let logger: Logger
+    let group: EventLoopGroup
+
+    static let verdicts = "smartotpd_verdicts_total"
+    static let latency = "smartotpd_request_duration_seconds"
+    static let databaseErrors = "smartotpd_database_errors_total"
+    static let refusals = "smartotpd_refused_connections_total"
+
+    init(config: ServerConfig, database: Database, logger: Logger, group: EventLoopGroup) throws {
+        self.config = config
+        self.database = database
+        self.logger = logger
+        self.group = group
+        identifier = try PeerIdentifier(adminCAPath: config.adminCA, revoked: RevocationList(path: config.revoked))
+        var t = TLSConfiguration.makeServerConfiguration(
+            certificateChain: try NIOSSLCertificate.fromPEMFile(config.tlsCert).map { .certificate($0) },
+            privateKey: .privateKey(try NIOSSLPrivateKey(file: config.tlsKey, format: .pem)))
+        // A client certificate is required and checked against both CAs; which one signed
+        // it decides the role (PeerIdentifier).
+        t.certificateVerification = .noHostnameVerification
+        t.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(config.clientCA) + NIOSSLCertificate.fromPEMFile(config.adminCA))
+        t.minimumTLSVersion = .tlsv12
+        tls = try NIOSSLContext(configuration: t)
+    }
+
+    typealias Connection = NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
+
+    func run() async throws {
+        let context = tls
+        let server = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .bind(host: config.listen.host, port: config.listen.port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    return (channel, try Connection(wrappingChannelSynchronously: channel))
+                }
+            }
+        logger.info("listening", metadata: ["address": "\(config.listen)"])
+        try await withGracefulShutdownHandler {
+            try await withThrowingDiscardingTaskGroup { tasks in
+                try await server.executeThenClose { inbound in
+                    for try await (channel, connection) in inbound {
+                        tasks.addTask { await self.serve(channel, connection) }
+                    }
+                }
+            }
+        } onGracefulShutdown: {
+            // Stop accepting; connections finish the request in hand.
+            server.channel.close(promise: nil)
+        }
+        logger.info("stopped")
+    }
+
+    /// One connection: requests one after another (keep-alive) until the peer closes.
+    func serve(_ channel: Channel, _ connection: Connection) async {
+        do {
+            try await connection.executeThenClose { inbound, outbound in
+                var head: HTTPRequestHead?
+                var body: [UInt8] = []
+                var tooLarge = false
+                var peer: Peer?
+                for try await part in inbound {
+                    switch part {
+                    case .head(let h):
+                        head = h
+                        body = []
+                        tooLarge = false
+                    case .body(var b):
+                        if body.count + b.readableBytes > FleetAPI.maxBody { tooLarge = true } else { body += b.readBytes(length: b.readableBytes) ?? [] }
+                    case .end:
+                        guard let h = head else { continue }
+                        if peer == nil {
+                            let certificate = try? await channel.eventLoop.submit { try channel.pipeline.syncOperations.nioSSL_peerCertificate() }.get()
+                            do throws(PeerIdentifier.Refusal) { peer = try identifier.identify(certificate ?? nil) } catch {
+                                Counter(label: Self.refusals).increment()
+                                logger.warning("refused", metadata: ["why": "\(error)"])
+                                try await respond(outbound, 403, "\(error)\n", keepAlive: false)
+                                return
+                            }
+                        }
+                        guard let p = peer else { return }
+                        let started = ContinuousClock.now
+                        let (status, headers, text) = tooLarge ? (413, [], "request too large\n") : await handle(h, body: body, peer: p)
+                        ConstantTime.wipe(&body)
+                        let elapsed = ContinuousClock.now - started
+                        Metrics.Timer(label: Self.latency).recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+                        try await respond(outbound, status, text, headers: headers, keepAlive: h.isKeepAlive)
+                        if !h.isKeepAlive { return }
+                        head = nil
+                    }
+                }
+            }
+        } catch {
+            logger.debug("connection ended", metadata: ["error": "\(error)"])
+        }
+    }
+
+    func respond(_ outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>, _ status: Int, _ text: String,
+                 headers: [(String, String)] = [], keepAlive: Bool) async throws {
+        var head = HTTPResponseHead(version: .http1_1, status: .init(statusCode: status))
+        let bytes = Array(text.utf8)
+        head.headers.add(name: "Content-Length", value: String(bytes.count))
+        head.headers.add(name: "Content-Type", value: "text/plain; charset=utf-8")
+        head.headers.add(name: "Connection", value: keepAlive ? "keep-alive" : "close")
+        for (k, v) in headers { head.headers.add(name: k, value: v) }
+        try await outbound.write(contentsOf: [.head(head), .body(.byteBuffer(ByteBuffer(bytes: bytes))), .end(nil)])
+    }
+
+    func handle(_ head: HTTPRequestHead, body: [UInt8], peer: Peer) async -> (Int, [(String, String)], String) {
+        guard let route = FleetAPI.route(head.uri) else { return (404, [], "no such path\n") }
+        do {
+            switch (route, head.method) {
+            case (.health, .GET):
+                try await database.check()
+                return (200, [], "ok\n")
+            case (.verify(let op, let user), .POST):
+                return try await verify(op, user, body: body, peer: peer)
+            case (.users, .GET), (.record, _):
+                guard peer.role == .admin else {
+                    logger.warning("admin operation refused", metadata: ["peer": "\(peer)", "path": "\(head.uri)"])
+                    return (403, [], "administration needs an administrator's certificate\n")
+                }
+                return try await administer(route, head, body: body, peer: peer)
+            default:
+                return (405, [], "method not allowed\n")
+            }
+        } catch {
+            Counter(label: Self.databaseErrors).increment()
+            logger.error("request failed", metadata: ["peer": "\(peer)", "path": "\(head.uri)", "error": "\(String(reflecting: error))"])
+            return (503, [], "the verifier cannot answer now\n")
+        }
+    }
+
+    func verify(_ op: HelperProtocol.Operation, _ user: UserName, body: [UInt8], peer: Peer) async throws -> (Int, [(String, String)], String) {
+        let request: HelperProtocol.Request
+        do throws(HelperProtocol.ParseError) { request = try HelperProtocol.request(op, lines: HelperProtocol.lines(body)) } catch {
+            return (400, [], "\(error)\n")
+        }
+        let now = Clocks.unixTime()
+        let decision: FleetDecision
+        switch request {
+        case .summary, .access:
+            decision = try await database.readOnly(request, user: user, policy: config.policy, now: now)
+        case .challenge, .perform:
+            decision = try await database.locked(request, user: user, host: peer.name, policy: config.policy, now: now)
+        }
+        Counter(label: Self.verdicts, dimensions: [("result", decision.result)]).increment()
+        if case .perform = request {
+            logger.notice("verdict", metadata: ["host": "\(peer.name)", "user": "\(user.value)", "operation": "\(op.rawValue)", "result": "\(decision.result)"])
+        }
+        return (200, [], decision.answer)
+    }
+
+    func administer(_ route: FleetAPI.Route, _ head: HTTPRequestHead, body: [UInt8], peer: Peer) async throws -> (Int, [(String, String)], String) {
+        switch (route, head.method) {
+        case (.users, .GET):
+            return (200, [], try await database.users().map { $0 + "\n" }.joined())
+        case (.record(let user), .GET):
+            guard let (text, version) = try await database.record(user) else { return (404, [], "\(user.value) has no record\n") }
+            logger.notice("record read", metadata: ["admin": "\(peer.name)", "user": "\(user.value)"])
+            return (200, [("ETag", "\"\(version)\"")], text)
+        case (.record(let user), .PUT):
+            let record: UserRecord
+            do { record = try RecordFormat.parse(bytes: body, path: "request") } catch { return (400, [], "\(error)\n") }
+            guard record.user == user else { return (400, [], "the record is for \(record.user.value), not \(user.value)\n") }
+            guard let condition = Self.condition(head) else { return (428, [], "PUT needs If-Match: VERSION or If-None-Match: *\n") }
+            guard let version = try await database.put(user, text: Database.text(record), when: condition, by: peer.name) else {
+                return (412, [], "the record changed meanwhile\n")
+            }
+            logger.notice("record written", metadata: ["admin": "\(peer.name)", "user": "\(user.value)"])
+            return (204, [("ETag", "\"\(version)\"")], "")
+        case (.record(let user), .DELETE):
+            guard case .version(let v) = Self.condition(head) else { return (428, [], "DELETE needs If-Match: VERSION\n") }
+            guard try await database.delete(user, version: v) else { return (412, [], "the record changed meanwhile or is gone\n") }
+            logger.notice("record removed", metadata: ["admin": "\(peer.name)", "user": "\(user.value)"])
+            return (204, [], "")
+        default:
+            return (405, [], "method not allowed\n")
+        }
+    }
+
+    static func condition(_ head: HTTPRequestHead) -> Database.Condition? {
+        if let m = head.headers.first(name: "If-Match"), let v = Int64(m.filter { $0 != "\"" }) { return .version(v) }
+        if head.headers.first(name: "If-None-Match") == "*" { return .absent }
+        return nil
+    }
+}

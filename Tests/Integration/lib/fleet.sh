@@ -1,0 +1,102 @@
+# fleet.sh — pieces the fleet suite and the fleet benchmark share: certificates made with
+# openssl, a PostgreSQL cluster of the test's own (initdb + pg_ctl as the postgres user),
+# and smartotpd replicas. Everything lives under $FLEET (a private directory) and is
+# stopped by PID; the caller's EXIT trap calls fleet_stop.
+#   FLEET=DIR; source fleet.sh
+
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+FLEET_PIDS=()
+
+# fleet_ca NAME SUBJECT: a CA in $FLEET/pki/NAME.{pem,key}
+fleet_ca() {
+    mkdir -p "$FLEET/pki"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+        -keyout "$FLEET/pki/$1.key" -out "$FLEET/pki/$1.pem" -subj "/CN=$2" 2>/dev/null
+}
+
+# fleet_cert CA NAME USAGE [SAN]: NAME.{pem,key} signed by CA; USAGE serverAuth|clientAuth
+fleet_cert() {
+    local ca=$1 name=$2 usage=$3 san=${4:-}
+    local ext="$FLEET/pki/$name.ext"
+    printf 'basicConstraints=CA:FALSE\nextendedKeyUsage=%s\n' "$usage" >"$ext"
+    [ -n "$san" ] && printf 'subjectAltName=%s\n' "$san" >>"$ext"
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$FLEET/pki/$name.key" \
+        -out "$FLEET/pki/$name.csr" -subj "/CN=$name" 2>/dev/null
+    openssl x509 -req -in "$FLEET/pki/$name.csr" -CA "$FLEET/pki/$ca.pem" -CAkey "$FLEET/pki/$ca.key" \
+        -CAcreateserial -days 30 -extfile "$ext" -out "$FLEET/pki/$name.pem" 2>/dev/null
+}
+
+# fleet_identity NAME CA: a tls_dir for a host or admin: ca.pem (the servers' CA), cert, key
+fleet_identity() {
+    local dir="$FLEET/tls/$1"
+    mkdir -p "$dir"
+    cp "$FLEET/pki/server-ca.pem" "$dir/ca.pem"
+    cp "$FLEET/pki/$1.pem" "$dir/cert.pem"
+    cp "$FLEET/pki/$1.key" "$dir/key.pem"
+    chmod 700 "$dir"; chmod 600 "$dir"/*
+    echo "$dir"
+}
+
+# fleet_pg_start ADDRESS PORT [NETNS]: a cluster listening on ADDRESS:PORT, database
+# smartotp, role smartotpd (trust: the cluster is the test's own, on a private address).
+fleet_pg_start() {
+    local addr=$1 port=$2 ns=${3:-}
+    local run=(); [ -n "$ns" ] && run=(ip netns exec "$ns")
+    mkdir -p "$FLEET/pg"; chown postgres: "$FLEET/pg"; chmod 700 "$FLEET/pg"
+    [ -f "$FLEET/pg/data/PG_VERSION" ] || runuser -u postgres -- "$PGBIN/initdb" -D "$FLEET/pg/data" -A trust -U postgres >"$FLEET/pg/initdb.log" 2>&1 || return 1
+    "${run[@]}" runuser -u postgres -- "$PGBIN/pg_ctl" -D "$FLEET/pg/data" -l "$FLEET/pg/log" -w -t 30 \
+        -o "-c listen_addresses=$addr -p $port -k $FLEET/pg -c fsync=on -c max_connections=200" start >/dev/null || return 1
+    FLEET_PG_PID=$(head -1 "$FLEET/pg/data/postmaster.pid")
+    runuser -u postgres -- "$PGBIN/psql" -h "$FLEET/pg" -p "$port" -U postgres -qc "SELECT 1 FROM pg_roles WHERE rolname='smartotpd'" -tA | grep -q 1 || {
+        runuser -u postgres -- "$PGBIN/psql" -h "$FLEET/pg" -p "$port" -U postgres -qc "CREATE ROLE smartotpd LOGIN" &&
+        runuser -u postgres -- "$PGBIN/psql" -h "$FLEET/pg" -p "$port" -U postgres -qc "CREATE DATABASE smartotp OWNER smartotpd"
+    }
+}
+
+fleet_pg_stop() {
+    [ -f "$FLEET/pg/data/postmaster.pid" ] && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$FLEET/pg/data" -m fast -w stop >/dev/null 2>&1
+    return 0
+}
+
+# fleet_config NAME LISTEN DBURL [EXTRA]: $FLEET/NAME.conf for smartotpd
+fleet_config() {
+    cat >"$FLEET/$1.conf" <<CONF
+listen = $2
+database = $3
+tls_cert = $FLEET/pki/$1.pem
+tls_key = $FLEET/pki/$1.key
+client_ca = $FLEET/pki/hosts-ca.pem
+admin_ca = $FLEET/pki/admin-ca.pem
+revoked = $FLEET/revoked
+policy = deny=3 unlock_time=600
+${4:-}
+CONF
+}
+
+# fleet_server_start NAME [NETNS]: smartotpd with $FLEET/NAME.conf; PID in FLEET_SERVER_PID[NAME]
+declare -A FLEET_SERVER_PID
+fleet_server_start() {
+    local name=$1 ns=${2:-}
+    local run=(); [ -n "$ns" ] && run=(ip netns exec "$ns")
+    "${run[@]}" "$SMARTOTPD" --config "$FLEET/$name.conf" >>"$FLEET/$name.log" 2>&1 &
+    FLEET_SERVER_PID[$name]=$!
+    FLEET_PIDS+=($!)
+}
+
+# fleet_wait_ready NAME URL IDENTITY: until /v1/health answers 200 (10 s)
+fleet_wait_ready() {
+    local i
+    for i in $(seq 1 100); do
+        curl -sf --cacert "$3/ca.pem" --cert "$3/cert.pem" --key "$3/key.pem" "$2/v1/health" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "# $1 did not become ready:"; tail -5 "$FLEET/$1.log" | sed 's/^/#   /'
+    return 1
+}
+
+fleet_stop() {
+    local p
+    for p in "${FLEET_PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    for p in "${FLEET_PIDS[@]}"; do wait "$p" 2>/dev/null; done
+    fleet_pg_stop
+}
