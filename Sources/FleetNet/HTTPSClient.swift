@@ -158,7 +158,9 @@ final class ResponseCollector: ChannelInboundHandler, @unchecked Sendable {
 }
 
 /// Requests to a list of servers, tried in order within one deadline: the first one that
-/// answers (any HTTP status) decides. None answering is an error: callers fail closed.
+/// answers with a verdict (any status below 500) decides; a 5xx (the server cannot reach
+/// its database) moves on to the next and is returned only when it is the last word.
+/// None answering is an error: callers fail closed.
 public final class FleetServers {
     public let servers: [ServerURL]
     let identity: TLSIdentity
@@ -180,8 +182,9 @@ public final class FleetServers {
                      timeout: TimeAmount) throws -> FleetResponse {
         let deadline = NIODeadline.now() + timeout
         var errors: [String] = []
+        var unavailable: FleetResponse?
         if let open = connection {
-            if let r = try? open.send(method, path, headers: headers, body: body, deadline: deadline) { return r }
+            if let r = try? open.send(method, path, headers: headers, body: body, deadline: deadline), r.status < 500 { return r }
             connection = nil
         }
         for server in servers {
@@ -190,11 +193,14 @@ public final class FleetServers {
                 let c = try FleetConnection(to: server, identity: identity, group: group, deadline: deadline)
                 let r = try c.send(method, path, headers: headers, body: body, deadline: deadline)
                 connection = c
-                return r
+                if r.status < 500 { return r }
+                unavailable = r
+                errors.append("\(server): \(r.status) \(r.text.prefix(100))")
             } catch {
                 errors.append("\(error)")
             }
         }
+        if let unavailable { return unavailable }
         throw FleetClientError("no verifier answered: " + errors.joined(separator: "; "))
     }
 }

@@ -1,5 +1,6 @@
 import Logging
 import Metrics
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -19,6 +20,11 @@ struct VerifierService: Service {
     let tls: NIOSSLContext
     let logger: Logger
     let group: EventLoopGroup
+
+    /// How long a verdict may wait for PostgreSQL. Past it the request is cancelled (its
+    /// transaction rolls back: no verdict) and the host is told 503 in time to ask another
+    /// replica within its own timeout.
+    static let databaseDeadline: Duration = .seconds(2)
 
     static let verdicts = "smartotpd_verdicts_total"
     static let latency = "smartotpd_request_duration_seconds"
@@ -73,8 +79,28 @@ struct VerifierService: Service {
         logger.info("stopped")
     }
 
-    /// One connection: requests one after another (keep-alive) until the peer closes.
+    /// Whether a connection is in the middle of a request, and whether shutdown began.
+    struct ConnectionState {
+        var busy = false
+        var closing = false
+    }
+
+    /// One connection: requests one after another (keep-alive) until the peer closes. On
+    /// shutdown an idle connection is closed at once; a busy one after its answer.
     func serve(_ channel: Channel, _ connection: Connection) async {
+        let state = NIOLockedValueBox(ConnectionState())
+        await withGracefulShutdownHandler {
+            await serveRequests(channel, connection, state)
+        } onGracefulShutdown: {
+            let idle = state.withLockedValue { s in
+                s.closing = true
+                return !s.busy
+            }
+            if idle { channel.close(promise: nil) }
+        }
+    }
+
+    func serveRequests(_ channel: Channel, _ connection: Connection, _ state: NIOLockedValueBox<ConnectionState>) async {
         do {
             try await connection.executeThenClose { inbound, outbound in
                 var head: HTTPRequestHead?
@@ -87,6 +113,7 @@ struct VerifierService: Service {
                         head = h
                         body = []
                         tooLarge = false
+                        state.withLockedValue { $0.busy = true }
                     case .body(var b):
                         if body.count + b.readableBytes > FleetAPI.maxBody { tooLarge = true } else { body += b.readBytes(length: b.readableBytes) ?? [] }
                     case .end:
@@ -106,8 +133,12 @@ struct VerifierService: Service {
                         ConstantTime.wipe(&body)
                         let elapsed = ContinuousClock.now - started
                         Metrics.Timer(label: Self.latency).recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
-                        try await respond(outbound, status, text, headers: headers, keepAlive: h.isKeepAlive)
-                        if !h.isKeepAlive { return }
+                        let keepAlive = state.withLockedValue { s in
+                            s.busy = false
+                            return h.isKeepAlive && !s.closing
+                        }
+                        try await respond(outbound, status, text, headers: headers, keepAlive: keepAlive)
+                        if !keepAlive { return }
                         head = nil
                     }
                 }
@@ -159,18 +190,38 @@ struct VerifierService: Service {
             return (400, [], "\(error)\n")
         }
         let now = Clocks.unixTime()
-        let decision: FleetDecision
-        switch request {
-        case .summary, .access:
-            decision = try await database.readOnly(request, user: user, policy: config.policy, now: now)
-        case .challenge, .perform:
-            decision = try await database.locked(request, user: user, host: peer.name, policy: config.policy, now: now)
+        let (database, policy, host) = (self.database, config.policy, peer.name)
+        let decision = try await withDeadline(Self.databaseDeadline) {
+            switch request {
+            case .summary, .access:
+                return try await database.readOnly(request, user: user, policy: policy, now: now)
+            case .challenge, .perform:
+                return try await database.locked(request, user: user, host: host, policy: policy, now: now)
+            }
         }
         Counter(label: Self.verdicts, dimensions: [("result", decision.result)]).increment()
         if case .perform = request {
             logger.notice("verdict", metadata: ["host": "\(peer.name)", "user": "\(user.value)", "operation": "\(op.rawValue)", "result": "\(decision.result)"])
         }
         return (200, [], decision.answer)
+    }
+
+    struct DeadlineExceeded: Error, CustomStringConvertible {
+        var description: String { "PostgreSQL did not answer in time" }
+    }
+
+    /// `body`, or DeadlineExceeded once `limit` has passed (then `body` is cancelled).
+    func withDeadline<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: T.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                try await Task.sleep(for: limit)
+                throw DeadlineExceeded()
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next() else { throw DeadlineExceeded() }
+            return first
+        }
     }
 
     func administer(_ route: FleetAPI.Route, _ head: HTTPRequestHead, body: [UInt8], peer: Peer) async throws -> (Int, [(String, String)], String) {

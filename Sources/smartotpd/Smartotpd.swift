@@ -83,7 +83,12 @@ struct Serve: AsyncParsableCommand {
         if let m = config.metricsListen {
             services.append(.init(service: MetricsEndpoint(address: .init(host: m.host, port: m.port), registry: registry, logger: logger, group: group)))
         }
-        try await ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)).run()
+        var lifecycle = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        // Requests in hand get this long to finish after SIGTERM; then they are cancelled
+        // (their transactions roll back, no verdict is given: the host asks another replica).
+        lifecycle.maximumGracefulShutdownDuration = .seconds(10)
+        lifecycle.maximumCancellationDuration = .seconds(5)
+        try await ServiceGroup(configuration: lifecycle).run()
     }
 }
 

@@ -43,7 +43,11 @@ fleet_pg_start() {
     local addr=$1 port=$2 ns=${3:-}
     local run=(); [ -n "$ns" ] && run=(ip netns exec "$ns")
     mkdir -p "$FLEET/pg"; chown postgres: "$FLEET/pg"; chmod 700 "$FLEET/pg"
-    [ -f "$FLEET/pg/data/PG_VERSION" ] || runuser -u postgres -- "$PGBIN/initdb" -D "$FLEET/pg/data" -A trust -U postgres >"$FLEET/pg/initdb.log" 2>&1 || return 1
+    if [ ! -f "$FLEET/pg/data/PG_VERSION" ]; then
+        runuser -u postgres -- "$PGBIN/initdb" -D "$FLEET/pg/data" -A trust -U postgres >"$FLEET/pg/initdb.log" 2>&1 || return 1
+        # The replicas connect from their own namespaces on the test's private subnet.
+        echo "host smartotp smartotpd samenet trust" >>"$FLEET/pg/data/pg_hba.conf"
+    fi
     "${run[@]}" runuser -u postgres -- "$PGBIN/pg_ctl" -D "$FLEET/pg/data" -l "$FLEET/pg/log" -w -t 30 \
         -o "-c listen_addresses=$addr -p $port -k $FLEET/pg -c fsync=on -c max_connections=200" start >/dev/null || return 1
     FLEET_PG_PID=$(head -1 "$FLEET/pg/data/postmaster.pid")
@@ -94,9 +98,18 @@ fleet_wait_ready() {
     return 1
 }
 
+# fleet_kill PID: TERM, up to 10 s to finish, then KILL
+fleet_kill() {
+    local i
+    kill "$1" 2>/dev/null || return 0
+    for i in $(seq 1 100); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$1" 2>/dev/null
+    wait "$1" 2>/dev/null
+    return 0
+}
+
 fleet_stop() {
     local p
-    for p in "${FLEET_PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    for p in "${FLEET_PIDS[@]}"; do wait "$p" 2>/dev/null; done
+    for p in "${FLEET_PIDS[@]}"; do fleet_kill "$p"; done
     fleet_pg_stop
 }

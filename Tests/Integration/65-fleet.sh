@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# The fleet on one machine: PostgreSQL in one network namespace, two smartotpd replicas in
+# two more, three hosts in three more, joined by veth pairs on a bridge (10.77.0.0/24,
+# nothing leaves the namespaces). The hosts run real pamtester logins through the
+# Embedded module, which asks the verifiers through smartotp-fleet.
+#   db 10.77.0.2 · s1 10.77.0.11 · s2 10.77.0.12 · h1 10.77.0.21 · h2 .22 · h3 .23
+source "$(dirname "$0")/lib/testlib.sh"
+
+for t in ip openssl curl pamtester oathtool python3; do
+    command -v "$t" >/dev/null || { echo "not ok 1 - $t is missing (./install.sh --deps-dev)"; exit 1; }
+done
+FLEET="$WORK/fleet"
+mkdir -p "$FLEET"; chmod 711 "$WORK" "$FLEET"   # the postgres user reaches its data folder below
+SMARTOTPD="$BIN/smartotpd"
+CLIENT="$BIN/smartotp-fleet"
+source "$ROOT/Tests/Integration/lib/fleet.sh"
+[ -n "$PGBIN" ] || { echo "not ok 1 - PostgreSQL is missing (./install.sh --deps-dev)"; exit 1; }
+
+P="sotp$$"                     # namespace prefix: this run's own
+NODES=(hub db s1 s2 h1 h2 h3)
+declare -A ADDR=([db]=10.77.0.2 [s1]=10.77.0.11 [s2]=10.77.0.12 [h1]=10.77.0.21 [h2]=10.77.0.22 [h3]=10.77.0.23)
+SERVERS="https://${ADDR[s1]}:8443,https://${ADDR[s2]}:8443"
+
+teardown() {
+    fleet_stop
+    local n
+    for n in "${NODES[@]}"; do ip netns del "$P$n" 2>/dev/null; done
+    rm -f /etc/pam.d/"$P"-h1 /etc/pam.d/"$P"-h2 /etc/pam.d/"$P"-h3 /etc/pam.d/"$P"-rogue
+}
+at_exit teardown
+
+# The network: a bridge in the hub namespace, one veth pair a node.
+ip netns add "${P}hub" && ip -n "${P}hub" link add br0 type bridge && ip -n "${P}hub" link set br0 up || {
+    echo "not ok 1 - cannot create network namespaces (needs root and CAP_NET_ADMIN)"; exit 1; }
+for n in db s1 s2 h1 h2 h3; do
+    ip netns add "$P$n"
+    ip -n "${P}hub" link add "v$n" type veth peer name eth0 netns "$P$n"
+    ip -n "${P}hub" link set "v$n" master br0 up
+    ip -n "$P$n" addr add "${ADDR[$n]}/24" dev eth0
+    ip -n "$P$n" link set eth0 up
+    ip -n "$P$n" link set lo up
+done
+in_ns() { local n=$1; shift; ip netns exec "$P$n" "$@"; }
+
+# Certificates: one CA for the servers, one for hosts, one for administrators, and a rogue.
+fleet_ca server-ca "smartotp servers"; fleet_ca hosts-ca "smartotp hosts"; fleet_ca admin-ca "smartotp admins"
+fleet_ca rogue-ca "smartotp hosts"   # same name as the hosts' CA, another key
+for s in s1 s2; do fleet_cert server-ca "$s" serverAuth "DNS:$s,IP:${ADDR[$s]}"; done
+for h in h1 h2 h3; do fleet_cert hosts-ca "$h" clientAuth; fleet_identity "$h" >/dev/null; done
+fleet_cert admin-ca admin1 clientAuth; ADMIN=$(fleet_identity admin1)
+fleet_cert rogue-ca rogue clientAuth; fleet_identity rogue >/dev/null
+: >"$FLEET/revoked"
+
+fleet_pg_start "${ADDR[db]}" 5432 "${P}db" && ok "PostgreSQL started in its namespace" || { not_ok "PostgreSQL starts" "$(tail -5 "$FLEET/pg/log" 2>/dev/null)"; finish; exit 1; }
+DBURL="postgres://smartotpd@${ADDR[db]}:5432/smartotp"
+fleet_config s1 "${ADDR[s1]}:8443" "$DBURL" "metrics_listen = ${ADDR[s1]}:9464"
+fleet_config s2 "${ADDR[s2]}:8443" "$DBURL"
+out=$(in_ns s1 "$SMARTOTPD" migrate --config "$FLEET/s1.conf" 2>&1); rc=$?
+check "smartotpd migrate creates the schema" 0 "$rc"
+out=$(in_ns s2 "$SMARTOTPD" migrate --config "$FLEET/s2.conf" 2>&1)
+case "$out" in *"schema is current"*) ok "… and a second run has nothing to do";; *) not_ok "migrate is idempotent" "$out";; esac
+fleet_server_start s1 "${P}s1"; fleet_server_start s2 "${P}s2"
+curl_as() { local who=$1 ns=$2; shift 2; in_ns "$ns" curl -s --max-time 5 --cacert "$FLEET/tls/$who/ca.pem" --cert "$FLEET/tls/$who/cert.pem" --key "$FLEET/tls/$who/key.pem" "$@"; }
+ready() { local i; for i in $(seq 1 50); do curl_as admin1 h1 -f --max-time 1 "https://$1:8443/v1/health" >/dev/null 2>&1 && return 0; sleep 0.2; done; return 1; }
+ready "${ADDR[s1]}" && ready "${ADDR[s2]}" && ok "two replicas answer, each in its namespace, to h1 in another" || { not_ok "replicas ready" "$(tail -3 "$FLEET/s1.log")"; finish; exit 1; }
+
+# The hosts' PAM services: the module asks the verifiers through the client.
+for h in h1 h2 h3 rogue; do
+    echo "auth required $SO methods=code server=$SERVERS tls_dir=$FLEET/tls/$h client=$CLIENT server_timeout=5" >/etc/pam.d/"$P-$h"
+done
+admin() { in_ns h1 "$CLI" "$@" --server "$SERVERS" --tls-dir "$ADMIN"; }
+HOTP_B32=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ
+hotp() { oathtool --hotp -c "$1" -b "$HOTP_B32"; }
+totp() { oathtool --totp -b "$1"; }
+# next USER: the user's next HOTP code (each user's counter kept here)
+declare -A COUNTER
+next() { COUNTER[$1]=$(( ${COUNTER[$1]:-0} + 1 )); hotp "${COUNTER[$1]}"; }
+enroll_hotp() { echo "$HOTP_B32" | admin enroll "$1" --secret - --hotp --force >/dev/null 2>&1; }
+# What pamtester says for PAM_AUTHINFO_UNAVAIL: no verdict (the module failed closed).
+UNAVAIL="pamtester: Authentication service cannot retrieve authentication info"
+# login HOST USER CODE: pamtester's last line
+login() { echo "$3" | in_ns "$1" pamtester "$P-$1" "$2" authenticate 2>&1 | grep -o 'pamtester: .*' | tail -1; }
+# verdicts FILE…: how many of these logins got a verdict (anything but UNAVAIL)
+verdicts() { local f n=0; for f in "$@"; do grep -q 'pamtester: ' "$f" && ! grep -qF "$UNAVAIL" "$f" && n=$((n + 1)); done; echo "$n"; }
+# The background logins of a burst; waited for by PID (the servers are background jobs too).
+JOBS=()
+spawn() { "$@" & JOBS+=($!); }
+reap() { local p; for p in "${JOBS[@]}"; do wait "$p"; done; JOBS=(); }
+
+# --- Enrolment by an administrator, through the fleet ------------------------------------
+echo "$HOTP_B32" | admin enroll racer --secret - --hotp --force >/dev/null 2>&1 && ok "smartotp --server enroll (HOTP) with the admin certificate" || not_ok "enroll through the fleet"
+TOTP_B32=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP
+echo "$TOTP_B32" | admin enroll walker --secret - --force >/dev/null 2>&1
+check "smartotp --server list shows both users" "racer walker" "$(admin list 2>/dev/null | cut -f1 | sort | tr '\n' ' ' | sed 's/ $//')"
+
+# --- One code, one use, fleet-wide -------------------------------------------------------
+code=$(totp "$TOTP_B32")
+check "a code is accepted on host 1" "pamtester: successfully authenticated" "$(login h1 walker "$code")"
+check "… and refused on host 2" "pamtester: Authentication failure" "$(login h2 walker "$code")"
+check "… and on host 3" "pamtester: Authentication failure" "$(login h3 walker "$code")"
+
+# --- 32 logins at once over three hosts, one valid code, 20 rounds -----------------------
+bad_rounds=0; lost=0
+for round in $(seq 1 20); do
+    code=$(hotp "$round")
+    rm -f "$FLEET"/race.*
+    for i in $(seq 1 32); do
+        h="h$(( (i % 3) + 1 ))"
+        spawn eval 'login "$h" racer "$code" >"$FLEET/race.$i"'
+    done
+    reap
+    wins=$(grep -l 'successfully authenticated' "$FLEET"/race.* 2>/dev/null | wc -l)
+    answered=$(verdicts "$FLEET"/race.*)
+    [ "$wins" -eq 1 ] || { bad_rounds=$((bad_rounds + 1)); echo "# round $round: $wins winners"; }
+    lost=$((lost + 32 - answered))
+    admin unlock racer >/dev/null 2>&1
+done
+check "32 racing logins over 3 hosts, 20 rounds: exactly one success in every round" 0 "$bad_rounds"
+check "… and every login got a verdict" 0 "$lost"
+
+# --- deny=3 is fleet-wide ----------------------------------------------------------------
+enroll_hotp locker
+for h in h1 h2 h3; do login "$h" locker 000000 >/dev/null; done
+code=$(next locker)
+case "$(login h1 locker "$code")" in *"successfully"*) not_ok "three wrong codes on three hosts lock the user everywhere";; *) ok "three wrong codes on three hosts lock the user everywhere";; esac
+admin unlock locker >/dev/null 2>&1 && ok "smartotp --server unlock" || not_ok "unlock through the fleet"
+check "… releases the user on every host" "pamtester: successfully authenticated" "$(login h2 locker "$code")"
+
+# --- A replica killed in the middle of a burst -------------------------------------------
+for i in $(seq 1 12); do enroll_hotp "burst$i"; done
+rm -f "$FLEET"/burst.*
+for i in $(seq 1 12); do
+    code=$(hotp 1)
+    for k in 1 2; do spawn eval 'login "h$(( (i + k) % 3 + 1 ))" "burst$i" "$code" >"$FLEET/burst.$i.$k"'; done
+done
+sleep 0.05; kill -9 "${FLEET_SERVER_PID[s1]}" 2>/dev/null
+reap
+verdicts=$(verdicts "$FLEET"/burst.*)
+check "s1 killed mid-burst: all 24 logins still got a verdict (from s2)" 24 "$verdicts"
+twice=0; for i in $(seq 1 12); do [ "$(grep -l successfully "$FLEET"/burst."$i".* 2>/dev/null | wc -l)" -le 1 ] || twice=$((twice + 1)); done
+check "… and no code was accepted twice" 0 "$twice"
+fleet_server_start s1 "${P}s1"; ready "${ADDR[s1]}" || true
+
+# --- PostgreSQL down: fail closed in time; back: working again without a restart ------------
+enroll_hotp pgtest
+code=$(next pgtest)
+fleet_pg_stop
+t0=$(date +%s)
+out=$(login h1 pgtest "$code")
+t1=$(date +%s)
+check "PostgreSQL stopped: the login fails closed (PAM_AUTHINFO_UNAVAIL)" "$UNAVAIL" "$out"
+[ $((t1 - t0)) -le 7 ] && ok "… within server_timeout ($((t1 - t0)) s)" || not_ok "fails within the timeout" "$((t1 - t0)) s"
+fleet_pg_start "${ADDR[db]}" 5432 "${P}db" >/dev/null
+ok_after=""
+for i in $(seq 1 30); do
+    case "$(login h2 pgtest "$code")" in *successfully*) ok_after=yes; break;; esac
+    sleep 0.5
+done
+check "PostgreSQL back: logins work again without restarting smartotpd" yes "$ok_after"
+
+# --- Who may ask what ----------------------------------------------------------------------
+out=$(echo 123456 | in_ns h1 pamtester "$P-rogue" walker authenticate 2>&1 | grep -o 'pamtester: .*' | tail -1)
+check "a host certificate from another CA (same name) is refused: the login fails closed" "$UNAVAIL" "$out"
+code=$(curl_as h1 h1 -o /dev/null -w '%{http_code}' "https://${ADDR[s2]}:8443/v1/admin/records/walker")
+check "a host certificate cannot read a record (403)" 403 "$code"
+code=$(curl_as h2 h2 -o /dev/null -w '%{http_code}' -X PUT --data-binary 'x' -H 'If-None-Match: *' "https://${ADDR[s1]}:8443/v1/admin/records/mallory")
+check "… nor write one" 403 "$code"
+summary=$(curl_as h3 h3 -X POST --data-binary '' "https://${ADDR[s2]}:8443/v1/verify/summary/walker")
+case "$summary" in *"$TOTP_B32"*|*secret*) not_ok "a host's summary carries no secret" "$summary";; "smartotp-helper 1"*) ok "a host's summary carries no secret";; *) not_ok "summary answered" "$summary";; esac
+code=$(in_ns h1 curl -s --max-time 5 --cacert "$FLEET/tls/h1/ca.pem" -o /dev/null -w '%{http_code}' "https://${ADDR[s1]}:8443/v1/health")
+[ "$code" != 200 ] && ok "no client certificate: no answer (TLS refuses)" || not_ok "a client certificate is required"
+serial=$(openssl x509 -in "$FLEET/pki/h3.pem" -noout -serial | cut -d= -f2)
+echo "$serial  # h3, revoked" >>"$FLEET/revoked"
+enroll_hotp revtest
+check "a revoked host (its serial in revoked=) is refused" "$UNAVAIL" \
+    "$(login h3 revtest 000000)"
+check "… while the others go on" "pamtester: successfully authenticated" "$(login h1 revtest "$(next revtest)")"
+: >"$FLEET/revoked"
+
+# --- A tap through the fleet: the challenge is the server's, bound to the host, single use ---
+CARD_B32=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ
+python3 - "$FLEET/tapper" "$CARD_B32" <<'PY'
+import sys
+path, b32 = sys.argv[1], sys.argv[2]
+open(path, "w").write("smartotp-record 1\nuser tapper\ncreated 1\n"
+    "token id=card kind=card type=totp period=30 algorithm=sha1 digits=6 secret=%s last=- created=1 used=- label=- "
+    "name=smartotp%%3Atapper device=- access-key=- touch=0\n" % b32)
+PY
+code=$(curl_as admin1 h1 -o /dev/null -w '%{http_code}' -X PUT --data-binary @"$FLEET/tapper" -H 'If-None-Match: *' "https://${ADDR[s1]}:8443/v1/admin/records/tapper")
+check "an administrator writes a card record (204)" 204 "$code"
+fleet_ask() { local h=$1 op=$2; shift 2; printf '%s\n' "$@" | in_ns "$h" "$CLIENT" --server "$SERVERS" --tls-dir "$FLEET/tls/$h" tapper "$op"; }
+challenge=$(fleet_ask h1 challenge | awk '/^challenge/{print $2}')
+response=$(python3 -c "import hmac,hashlib,base64,sys; print(hmac.new(base64.b32decode('$CARD_B32'), bytes.fromhex('$challenge'), hashlib.sha1).hexdigest())")
+check "a tap answering the server's challenge is accepted" "verdict accepted token card" "$(fleet_ask h1 tap card "$challenge" "$response" | grep verdict)"
+check "… the same (challenge, response) replayed is refused" "verdict rejected" "$(fleet_ask h1 tap card "$challenge" "$response" | grep verdict)"
+challenge=$(fleet_ask h1 challenge | awk '/^challenge/{print $2}')
+response=$(python3 -c "import hmac,hashlib,base64,sys; print(hmac.new(base64.b32decode('$CARD_B32'), bytes.fromhex('$challenge'), hashlib.sha1).hexdigest())")
+check "… a challenge issued to h1, answered from h2, is refused" "verdict rejected" "$(fleet_ask h2 tap card "$challenge" "$response" | grep verdict)"
+check "… and h1 can still use it" "verdict accepted token card" "$(fleet_ask h1 tap card "$challenge" "$response" | grep verdict)"
+
+# --- The file store moves into the fleet -----------------------------------------------------
+mkdir -p "$WORK/local"; chmod 700 "$WORK/local"
+echo "$HOTP_B32" | "$CLI" enroll migrant --store "$WORK/local/store" --secret - --hotp --force >/dev/null 2>&1
+out=$(in_ns h1 "$CLI" migrate-store --from "$WORK/local/store" --server "$SERVERS" --tls-dir "$ADMIN" 2>&1)
+case "$out" in *"Copied 1 record"*) ok "smartotp migrate-store copies a host's store";; *) not_ok "migrate-store" "$out";; esac
+check "… and the migrated user logs in through the fleet" "pamtester: successfully authenticated" "$(login h3 migrant "$(next migrant)")"
+
+# --- Metrics ---------------------------------------------------------------------------------
+metrics=$(in_ns h1 curl -s --max-time 5 "http://${ADDR[s1]}:9464/metrics")
+case "$metrics" in *'smartotpd_verdicts_total{result="accepted"}'*) ok "/metrics counts verdicts by result";; *) not_ok "/metrics" "$(echo "$metrics" | head -3)";; esac
+case "$metrics" in *smartotpd_request_duration_seconds_bucket*) ok "… with a latency histogram";; *) not_ok "latency histogram";; esac
+kill -TERM "${FLEET_SERVER_PID[s2]}"
+wait "${FLEET_SERVER_PID[s2]}" 2>/dev/null; rc=$?
+check "SIGTERM: smartotpd shuts down cleanly" 0 "$rc"
+grep -q "stopped" "$FLEET/s2.log" && ok "… and says so" || not_ok "shutdown logged" "$(tail -3 "$FLEET/s2.log")"
+finish
