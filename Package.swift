@@ -108,18 +108,20 @@ let normalTargets: [Target] = [
     .target(name: "VirtualCard", dependencies: ["OTPCore", "SmartCard"]),
     // The fleet: what smartotpd decides with (pure), the HTTPS client hosts and admins use,
     // the client process the module runs, and the verifier service itself.
-    .target(name: "SmartOTPFleet", dependencies: ["SmartOTPAuth", "TokenStore", "OTPCore"]),
+    .target(name: "SmartOTPFleet", dependencies: ["SmartOTPAuth", "TokenStore", "OTPCore"], swiftSettings: moduleSwiftSettings),
     .target(
         name: "FleetNet",
         dependencies: [
             "SmartOTPFleet", "TokenStore", "OTPCore",
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
-        ]
+        ],
+        swiftSettings: moduleSwiftSettings
     ),
     .executableTarget(
         name: "smartotp-fleet",
-        dependencies: ["FleetNet", "SmartOTPFleet", "SmartOTPAuth", "TokenStore", "OTPCore", .product(name: "NIOCore", package: "swift-nio")]
+        dependencies: ["FleetNet", "SmartOTPFleet", "SmartOTPAuth", "TokenStore", "OTPCore", .product(name: "NIOCore", package: "swift-nio")],
+        swiftSettings: moduleSwiftSettings
     ),
     .executableTarget(
         name: "smartotpd",
@@ -136,7 +138,8 @@ let normalTargets: [Target] = [
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "X509", package: "swift-certificates"),
             .product(name: "SwiftASN1", package: "swift-asn1"),
-        ]
+        ],
+        swiftSettings: moduleSwiftSettings
     ),
     .executableTarget(
         name: "smartotp",
@@ -157,6 +160,14 @@ let normalTargets: [Target] = [
         path: "Benchmarks/smartotp-bench",
         swiftSettings: moduleSwiftSettings
     ),
+    // The load client of Benchmarks/fleet-bench.sh.
+    .executableTarget(
+        name: "fleet-load",
+        dependencies: ["FleetNet", "SmartOTPFleet", "SmartOTPAuth", "TokenStore", "OTPCore", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
+        path: "Benchmarks/fleet-load",
+        // A benchmark's threads and blocking connections, in a script: Swift 5 checking.
+        swiftSettings: moduleSwiftSettings + [.swiftLanguageMode(.v5)]
+    ),
     // A plain C program that runs a PAM stack from a private directory with
     // pam_start_confdir(): the harness of the PAM integration tests.
     .executableTarget(name: "pam-harness", path: "Tests/Harness/pam-harness", linkerSettings: [.linkedLibrary("pam")]),
@@ -165,7 +176,7 @@ let normalTargets: [Target] = [
     .testTarget(name: "TokenStoreTests", dependencies: ["TokenStore", "OTPCore"]),
     .testTarget(name: "SmartCardTests", dependencies: ["SmartCard", "VirtualCard", "OTPCore"]),
     .testTarget(name: "SmartOTPAuthTests", dependencies: ["SmartOTPAuth", "SmartCard", "TokenStore", "OTPCore"]),
-    .testTarget(name: "SmartOTPFleetTests", dependencies: ["SmartOTPFleet", "SmartOTPAuth", "TokenStore", "OTPCore"]),
+    .testTarget(name: "SmartOTPFleetTests", dependencies: ["SmartOTPFleet", "SmartOTPAuth", "TokenStore", "OTPCore"], swiftSettings: moduleSwiftSettings),
     .testTarget(
         name: "SmartOTPSystemTests",
         dependencies: ["SmartOTPSystem", "SmartOTPAuth", "SmartCard", "VirtualCard", "OTPCore"],

@@ -33,6 +33,7 @@ PACKAGES_RUN=(pcscd libpcsclite1 libpam0g libpam-runtime libqrencode4)
 PACKAGES_DEV=(
     libssl-dev vsmartcard-vpcd pamtester oathtool libpam-oath yubikey-manager iproute2 util-linux procps python3
     sudo openssh-server openssh-client python3-pexpect valgrind hyperfine time
+    postgresql curl openssl
 )
 PREFIX=/usr/local
 STATE=/var/lib/smartotp
@@ -117,6 +118,12 @@ install_files() {
     put "$ebin/pam_smartotp.stripped.so" "$moddir/pam_smartotp.so" 0644
     put "$bin/smartotp" "$PREFIX/bin/smartotp" 0755
     put "$bin/smartotp-card" "$PREFIX/bin/smartotp-card" 0755
+    # The fleet: the client the module runs with server= (its key is root's), and the
+    # verifier service with its unit (installed disabled: smartotpd(8)).
+    put "$bin/smartotp-fleet" "$PREFIX/sbin/smartotp-fleet" 0755
+    put "$bin/smartotpd" "$PREFIX/sbin/smartotpd" 0755
+    put dist/smartotpd.service /etc/systemd/system/smartotpd.service 0644
+    [ -d /run/systemd/system ] && systemctl daemon-reload 2>/dev/null || true
     put "$bin/pam-harness" "$PREFIX/lib/smartotp/pam-harness" 0755
     put scripts/demo.sh "$PREFIX/lib/smartotp/demo.sh" 0755
     put scripts/cardbench.sh "$PREFIX/lib/smartotp/cardbench.sh" 0644
@@ -141,10 +148,12 @@ install_files() {
         say "removed the test service /etc/pam.d/smartotp-test (installed for tests; --deps-dev keeps it)"
     fi
     local f
-    for f in pam.d/examples/* docs/operations.md; do put "$f" "$PREFIX/share/doc/smartotp/$(basename "$f")" 0644; done
+    for f in pam.d/examples/* docs/operations.md docs/fleet.md docs/smartotpd.conf.example; do
+        put "$f" "$PREFIX/share/doc/smartotp/$(basename "$f")" 0644
+    done
     put pam.d/pam-configs/smartotp /usr/share/pam-configs/smartotp 0644
     install -d -o root -g root -m 0700 "$STATE" "$STATE/users" "$STATE/locks"
-    say "module: $moddir/pam_smartotp.so; CLIs: $PREFIX/bin/smartotp, smartotp-card; records: $STATE (0700)"
+    say "module: $moddir/pam_smartotp.so; CLIs: $PREFIX/bin/smartotp, smartotp-card; fleet: $PREFIX/sbin/smartotpd, smartotp-fleet; records: $STATE (0700)"
 }
 
 self_test() {
@@ -275,7 +284,11 @@ uninstall() {
     if [ -n "$users" ]; then
         die "pam_smartotp is still used by: $(echo $users) — remove it from there first (pam_smartotp.so or @include smartotp-auth lines); nothing else was removed"
     fi
-    # 4. The files. A conffile the admin changed stays.
+    # 4. The verifier service, if an admin started it from our unit.
+    if [ -d /run/systemd/system ] && [ -e /etc/systemd/system/smartotpd.service ]; then
+        systemctl disable --now smartotpd.service 2>/dev/null || true
+    fi
+    # 5. The files. A conffile the admin changed stays.
     if [ -f "$MANIFEST" ]; then
         while read -r f; do
             case "$f" in pamdir:*|"") continue ;; esac
@@ -290,6 +303,7 @@ uninstall() {
         rm -f "$MANIFEST" "$CONFFILES"
     fi
     rmdir "$CONFDIR" "$PREFIX/lib/smartotp" "$PREFIX/share/doc/smartotp" 2>/dev/null || true
+    [ -d /run/systemd/system ] && systemctl daemon-reload 2>/dev/null || true
     say "uninstalled (records in $STATE are kept; remove them with rm -r $STATE)"
 }
 

@@ -99,7 +99,9 @@ grep -q "the admin's own line" "$SCRATCH/edited" && ok "… and keeps the admin'
 left=0
 for f in "$moddir/pam_smartotp.so" /usr/local/bin/smartotp /usr/local/bin/smartotp-card /usr/local/sbin/smartotp-chkotp \
          /etc/pam.d/smartotp-auth /etc/pam.d/smartotp-test /usr/share/pam-configs/smartotp /etc/smartotp/smartotp.conf \
-         /usr/share/bash-completion/completions/smartotp /usr/local/share/man/man8/smartotp-chkotp.8 "$MANIFEST"; do
+         /usr/share/bash-completion/completions/smartotp /usr/local/share/man/man8/smartotp-chkotp.8 \
+         /usr/local/sbin/smartotpd /usr/local/sbin/smartotp-fleet /etc/systemd/system/smartotpd.service \
+         /usr/local/share/man/man8/smartotpd.8 "$MANIFEST"; do
     [ -e "$f" ] && { left=$((left + 1)); echo "# left: $f"; }
 done
 check "--uninstall removes every installed file" 0 "$left"

@@ -1,0 +1,165 @@
+// fleet-load — the load client of Benchmarks/fleet-bench.sh: many concurrent hosts asking
+// smartotpd for verdicts over mutual TLS, one keep-alive connection each (as a busy
+// host's client would use), and the racing tests of the fleet step.
+//
+//   fleet-load throughput --server URL --tls-dir DIR --clients N --seconds S
+//                         --users PREFIX --count M --kind valid|wrong --counters FILE
+//   fleet-load race       --server URL --tls-dir DIR --clients N --rounds R --users PREFIX
+//   fleet-load wrong      --server URL --tls-dir DIR --clients N --rounds R --users PREFIX
+//
+// Users PREFIX1…PREFIXM hold one HOTP token with the secret below. Valid codes follow
+// each user's counter (kept in FILE between runs); wrong codes are never valid.
+import FleetNet
+import Foundation
+import NIOCore
+import NIOPosix
+import OTPCore
+import SmartOTPAuth
+import SmartOTPFleet
+import TokenStore
+
+let secret = SecretBytes(Array("12345678901234567890".utf8))  // GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ
+
+func code(_ counter: UInt64) -> String { OTP.hotp(secret: secret, counter: counter, algorithm: .sha1, digits: 6) ?? "" }
+
+var options: [String: String] = [:]
+let args = Array(CommandLine.arguments.dropFirst())
+guard let mode = args.first else { fatalError("usage: fleet-load throughput|race|wrong --option value …") }
+var i = 1
+while i + 1 < args.count { options[String(args[i].dropFirst(2))] = args[i + 1]; i += 2 }
+func opt(_ k: String, _ d: String? = nil) -> String {
+    guard let v = options[k] ?? d else { fatalError("--\(k) is required") }
+    return v
+}
+let servers = ServerURL.list(opt("server")) ?? []
+let tlsDir = opt("tls-dir")
+let clients = Int(opt("clients", "1")) ?? 1
+let prefix = opt("users", "u")
+let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+let identity = try TLSIdentity(directory: tlsDir)
+
+@Sendable func connect() throws -> FleetConnection {
+    try FleetConnection(to: servers[0], identity: identity, group: group, deadline: .now() + .seconds(10))
+}
+
+/// One verdict: the answer's verdict word ("accepted", "rejected", "locked", …).
+@Sendable func ask(_ c: FleetConnection, _ user: String, _ typed: String) throws -> String {
+    let r = try c.send(.POST, "/v1/verify/code/\(user)", body: Array((typed + "\n").utf8), deadline: .now() + .seconds(10))
+    guard r.status == 200 else { return "http\(r.status)" }
+    let line = r.text.split(separator: "\n").first { $0.hasPrefix("verdict ") } ?? "verdict ?"
+    return String(line.split(separator: " ")[1])
+}
+
+/// Runs `body(index)` on `n` threads released together; waits for all.
+func together(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
+    let ready = DispatchSemaphore(value: 0), go = DispatchSemaphore(value: 0), done = DispatchGroup()
+    for k in 0..<n {
+        done.enter()
+        Thread.detachNewThread {
+            ready.signal()
+            go.wait()
+            body(k)
+            done.leave()
+        }
+    }
+    for _ in 0..<n { ready.wait() }
+    for _ in 0..<n { go.signal() }
+    done.wait()
+}
+
+final class Box<T>: @unchecked Sendable {
+    var value: T
+    let lock = NSLock()
+    init(_ v: T) { value = v }
+    func with<R>(_ f: (inout T) -> R) -> R { lock.lock(); defer { lock.unlock() }; return f(&value) }
+}
+
+func percentile(_ sorted: [Double], _ p: Double) -> Double {
+    sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
+}
+
+switch mode {
+case "throughput":
+    let seconds = Double(opt("seconds", "10")) ?? 10
+    let count = Int(opt("count", "1000")) ?? 1000
+    let valid = opt("kind", "valid") == "valid"
+    let countersPath = opt("counters", "/tmp/fleet-load.counters")
+    var counters = [UInt64](repeating: 1, count: count + 1)
+    if let text = try? String(contentsOfFile: countersPath, encoding: .utf8) {
+        for line in text.split(separator: "\n") {
+            let p = line.split(separator: " ")
+            if p.count == 2, let u = Int(p[0]), let c = UInt64(p[1]), u <= count { counters[u] = c }
+        }
+    }
+    let sharedCounters = Box(counters)
+    let latencies = Box([Double]())
+    let results = Box([String: Int]())
+    let deadline = Date().addingTimeInterval(seconds)
+    together(clients) { k in
+        guard let c = try? connect() else { results.with { $0["connect-failed", default: 0] += 1 }; return }
+        var mine: [Double] = [], tally: [String: Int] = [:]
+        var u = k + 1
+        while Date() < deadline {
+            let user = "\(prefix)\(u)"
+            let typed: String
+            if valid {
+                let n = sharedCounters.with { c -> UInt64 in let v = c[u]; c[u] += 1; return v }
+                typed = code(n)
+            } else {
+                typed = "000000" == code(0) ? "111111" : "000000"
+            }
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let verdict = (try? ask(c, user, typed)) ?? "error"
+            mine.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+            tally[verdict, default: 0] += 1
+            u += clients
+            if u > count { u = k + 1 }
+        }
+        latencies.with { $0 += mine }
+        results.with { r in for (k, v) in tally { r[k, default: 0] += v } }
+    }
+    let all = latencies.value.sorted()
+    let total = all.count
+    var out = "verdicts=\(total) per_second=\(String(format: "%.0f", Double(total) / seconds)) p50_ms=\(String(format: "%.2f", percentile(all, 0.5))) p99_ms=\(String(format: "%.2f", percentile(all, 0.99)))"
+    for (k, v) in results.value.sorted(by: { $0.key < $1.key }) { out += " \(k)=\(v)" }
+    print(out)
+    let lines = sharedCounters.value.enumerated().dropFirst().map { "\($0.offset) \($0.element)" }.joined(separator: "\n")
+    try? lines.write(toFile: countersPath, atomically: true, encoding: .utf8)
+
+case "race":
+    // Each round: one user's next valid code sent by `clients` connections at once.
+    let rounds = Int(opt("rounds", "100")) ?? 100
+    let connections = Box((0..<clients).compactMap { _ in try? connect() })
+    guard connections.value.count == clients else { fatalError("cannot open \(clients) connections") }
+    var multiple = 0, none = 0
+    for round in 1...rounds {
+        let accepted = Box(0)
+        let user = "\(prefix)\(round)"
+        let typed = code(1)
+        together(clients) { k in
+            if (try? ask(connections.value[k], user, typed)) == "accepted" { accepted.with { $0 += 1 } }
+        }
+        if accepted.value > 1 { multiple += 1 }
+        if accepted.value == 0 { none += 1 }
+    }
+    print("rounds=\(rounds) clients=\(clients) accepted_more_than_once=\(multiple) accepted_never=\(none)")
+
+case "wrong":
+    // Each round: `clients` wrong codes at once for a fresh user; the verdicts counted.
+    let rounds = Int(opt("rounds", "20")) ?? 20
+    let connections = Box((0..<clients).compactMap { _ in try? connect() })
+    guard connections.value.count == clients else { fatalError("cannot open \(clients) connections") }
+    var rejectedPerRound: [Int] = []
+    for round in 1...rounds {
+        let rejected = Box(0)
+        let user = "\(prefix)\(round)"
+        together(clients) { k in
+            if (try? ask(connections.value[k], user, "000000")) == "rejected" { rejected.with { $0 += 1 } }
+        }
+        rejectedPerRound.append(rejected.value)
+    }
+    print("rounds=\(rounds) clients=\(clients) rejected_min=\(rejectedPerRound.min() ?? 0) rejected_max=\(rejectedPerRound.max() ?? 0)")
+
+default:
+    fatalError("unknown mode \(mode)")
+}
