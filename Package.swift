@@ -121,7 +121,10 @@ let normalTargets: [Target] = [
     .executableTarget(
         name: "smartotp-fleet",
         dependencies: ["FleetNet", "SmartOTPFleet", "SmartOTPAuth", "TokenStore", "OTPCore", .product(name: "NIOCore", package: "swift-nio")],
-        swiftSettings: moduleSwiftSettings
+        swiftSettings: moduleSwiftSettings,
+        // Started twice a fleet login: the Swift libraries linked in, not loaded (and no
+        // toolchain needed on the host).
+        linkerSettings: [.unsafeFlags(["-static-stdlib"])]
     ),
     .executableTarget(
         name: "smartotpd",

@@ -58,7 +58,9 @@ fleet_pg_start() {
 }
 
 fleet_pg_stop() {
-    [ -f "$FLEET/pg/data/postmaster.pid" ] && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$FLEET/pg/data" -m fast -w stop >/dev/null 2>&1
+    if [ -f "$FLEET/pg/data/postmaster.pid" ]; then
+        runuser -u postgres -- "$PGBIN/pg_ctl" -D "$FLEET/pg/data" -m fast -w stop >/dev/null 2>&1 || true
+    fi
     return 0
 }
 
@@ -103,8 +105,8 @@ fleet_kill() {
     local i
     kill "$1" 2>/dev/null || return 0
     for i in $(seq 1 100); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$1" 2>/dev/null
-    wait "$1" 2>/dev/null
+    kill -9 "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
     return 0
 }
 
@@ -112,4 +114,5 @@ fleet_stop() {
     local p
     for p in "${FLEET_PIDS[@]}"; do fleet_kill "$p"; done
     fleet_pg_stop
+    return 0
 }
