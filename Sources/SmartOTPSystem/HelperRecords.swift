@@ -3,66 +3,58 @@ import POSIX
 import SmartOTPAuth
 import TokenStore
 
-/// The record service for a module that runs as the user (screen lockers): each request
-/// goes to the setuid-root `smartotp-chkotp`, which checks the caller's own record only,
-/// with root's policy. The secret travels on a pipe, never on a command line, and the
-/// helper starts with an empty environment.
-public struct HelperRecords: RecordService {
-    public let path: String
-    /// Arguments before USER OPERATION (the fleet client's servers and identity).
-    public let options: [String]
+/// A record service behind a program that speaks the helper's protocol: the setuid helper
+/// (`HelperRecords`, one run a request) or the fleet client (`FleetRecords`, one process a
+/// login). The requests and answers are HelperProtocol's; only the way to the program
+/// differs. No secret ever comes back.
+public protocol HelperSpeaking: RecordService {
+    /// The program, as errors name it.
+    var path: String { get }
+    /// The program's answer to `request` for `user`.
+    func answer(_ request: HelperProtocol.Request, for user: UserName) throws(RecordError) -> String
+}
 
-    public init(path: String, options: [String] = []) {
-        self.path = path
-        self.options = options
-    }
-
-    /// The fleet client for `config`'s servers: it speaks as the helper does.
-    public static func fleet(_ config: ModuleConfig) -> HelperRecords {
-        var servers = ""
-        for s in config.servers { servers += servers.isEmpty ? s : "," + s }
-        return HelperRecords(path: config.client, options: [
-            "--server", servers, "--tls-dir", config.tlsDir, "--timeout", msg("\(config.serverTimeout)"),
-        ])
-    }
-
+extension HelperSpeaking {
     public func summary(_ user: UserName, now: Int64) throws(RecordError) -> RecordSummary? {
-        let out = try call(user, .summary, input: "")
+        let out = try answer(.summary, for: user)
         return try decoded { () throws(HelperProtocol.ParseError) in try HelperProtocol.decodeSummary(out) }
     }
 
     public func issueChallenge(for user: UserName, now: Int64) throws(RecordError) -> [UInt8] {
-        let out = try call(user, .challenge, input: "")
+        let out = try answer(.challenge, for: user)
         return try decoded { () throws(HelperProtocol.ParseError) in try HelperProtocol.decodeChallenge(out) }
     }
 
     public func accessAnswers(for user: UserName, tokenID: String, cardChallenge: [UInt8], ourChallenge: [UInt8]) throws(RecordError) -> AccessAnswers? {
-        let input = tokenID + "\n" + Hex.encode(cardChallenge) + "\n" + Hex.encode(ourChallenge) + "\n"
-        let out = try call(user, .access, input: input)
+        let out = try answer(.access(tokenID: tokenID, cardChallenge: cardChallenge, ourChallenge: ourChallenge), for: user)
         return try decoded { () throws(HelperProtocol.ParseError) in try HelperProtocol.decodeAccess(out) }
     }
 
-    /// The helper counts every attempt itself: nothing the caller sends can ask it not to.
+    /// The verifier counts every attempt itself: nothing the caller sends can ask it not to.
     public func perform(_ operation: RecordOperation, for user: UserName, now: Int64) throws(RecordError) -> Attempt {
-        let out: String
-        switch operation {
-        case .code(let c): out = try call(user, .code, input: c + "\n")
-        case .password(let p): out = try call(user, .password, input: p + "\n")
-        case .tap(let id, let challenge, let response):
-            out = try call(user, .tap, input: id + "\n" + Hex.encode(challenge) + "\n" + Hex.encode(response) + "\n")
-        }
+        let out = try answer(.perform(operation), for: user)
         return try decoded { () throws(HelperProtocol.ParseError) in try HelperProtocol.decodeAttempt(out) }
     }
 
     func decoded<T>(_ body: () throws(HelperProtocol.ParseError) -> T) throws(RecordError) -> T {
         do { return try body() } catch { throw .verifier(path + " answered something unexpected: " + error.description) }
     }
+}
 
-    /// Runs the helper with `input` on its standard input (wiped after); its answer.
-    func call(_ user: UserName, _ operation: HelperProtocol.Operation, input: String) throws(RecordError) -> String {
+/// The record service for a module that runs as the user (screen lockers): each request
+/// goes to the setuid-root `smartotp-chkotp`, which checks the caller's own record only,
+/// with root's policy. The secret travels on a pipe, never on a command line, and the
+/// helper starts with an empty environment.
+public struct HelperRecords: HelperSpeaking {
+    public let path: String
+
+    public init(path: String) { self.path = path }
+
+    /// Runs the helper with the request's lines on its standard input (wiped after).
+    public func answer(_ request: HelperProtocol.Request, for user: UserName) throws(RecordError) -> String {
         let result: Subprocess.Result
         do {
-            result = try Subprocess.run(path, options + [user.value, operation.rawValue], input: Array(input.utf8),
+            result = try Subprocess.run(path, [user.value, request.operation.rawValue], input: Array(request.input.utf8),
                                         outputLimit: RecordFormat.maxSize)
         } catch {
             throw .verifier("cannot run " + path + ": " + error.description)
@@ -71,5 +63,37 @@ public struct HelperRecords: RecordService {
             throw .verifier(path + " failed (" + (result.exitCode.map { msg("exit \($0)") } ?? "killed by a signal") + ")")
         }
         return String(decoding: result.output, as: UTF8.self)
+    }
+}
+
+/// The record service of a fleet host: the fleet client (`smartotp-fleet --session`) asks
+/// the verifiers over mutual TLS. One client process and one TLS connection serve a whole
+/// login (summary, challenge, verdict): the process is started at the first request and
+/// ends with this object. The module itself loads no TLS library and starts no thread.
+public final class FleetRecords: HelperSpeaking {
+    public let path: String
+    let arguments: [String]
+    private var session: Session?
+
+    public init(_ config: ModuleConfig) {
+        path = config.client
+        var servers = ""
+        for s in config.servers { servers += servers.isEmpty ? s : "," + s }
+        arguments = ["--server", servers, "--tls-dir", config.tlsDir, "--timeout", msg("\(config.serverTimeout)"), "--session"]
+    }
+
+    /// One frame: `USER OPERATION\n` and the request's lines.
+    public func answer(_ request: HelperProtocol.Request, for user: UserName) throws(RecordError) -> String {
+        do throws(SystemCallError) {
+            if session == nil { session = try Session(path, arguments) }
+            guard let session else { throw SystemCallError("posix_spawn", path, errno: 0) }
+            var frame = Array((user.value + " " + request.operation.rawValue + "\n" + request.input).utf8)
+            defer { ConstantTime.wipe(&frame) }
+            return String(decoding: try session.exchange(frame, limit: RecordFormat.maxSize), as: UTF8.self)
+        } catch {
+            // A client that failed once is not asked again: the next request starts anew.
+            session = nil
+            throw .verifier(path + ": no verdict from the fleet (" + error.description + ")")
+        }
     }
 }

@@ -27,6 +27,7 @@ extension LocalRecords {
 public enum SystemRecords: RecordService {
     case local(LocalRecords<FileStore>)
     case helper(HelperRecords)
+    case fleet(FleetRecords)
 
     /// Chooses by the effective uid, as pam_unix chooses unix_chkpwd: root asks the store,
     /// or with `server=` the fleet client; a user's process asks the setuid helper, which
@@ -35,7 +36,7 @@ public enum SystemRecords: RecordService {
         if Users.effectiveUID != 0 {
             self = .helper(HelperRecords(path: config.helper))
         } else if !config.servers.isEmpty {
-            self = .helper(.fleet(config))
+            self = .fleet(FleetRecords(config))
         } else {
             self = .local(.system(store: FileStore(root: config.store), policy: Policy(config)))
         }
@@ -45,6 +46,7 @@ public enum SystemRecords: RecordService {
         switch self {
         case .local(let r): return try r.summary(user, now: now)
         case .helper(let r): return try r.summary(user, now: now)
+        case .fleet(let r): return try r.summary(user, now: now)
         }
     }
 
@@ -52,6 +54,7 @@ public enum SystemRecords: RecordService {
         switch self {
         case .local(let r): return try r.issueChallenge(for: user, now: now)
         case .helper(let r): return try r.issueChallenge(for: user, now: now)
+        case .fleet(let r): return try r.issueChallenge(for: user, now: now)
         }
     }
 
@@ -59,6 +62,7 @@ public enum SystemRecords: RecordService {
         switch self {
         case .local(let r): return try r.accessAnswers(for: user, tokenID: tokenID, cardChallenge: cardChallenge, ourChallenge: ourChallenge)
         case .helper(let r): return try r.accessAnswers(for: user, tokenID: tokenID, cardChallenge: cardChallenge, ourChallenge: ourChallenge)
+        case .fleet(let r): return try r.accessAnswers(for: user, tokenID: tokenID, cardChallenge: cardChallenge, ourChallenge: ourChallenge)
         }
     }
 
@@ -66,6 +70,7 @@ public enum SystemRecords: RecordService {
         switch self {
         case .local(let r): return try r.perform(operation, for: user, now: now)
         case .helper(let r): return try r.perform(operation, for: user, now: now)
+        case .fleet(let r): return try r.perform(operation, for: user, now: now)
         }
     }
 }

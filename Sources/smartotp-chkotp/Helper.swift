@@ -117,7 +117,7 @@ func run(_ arguments: [String], caller: UInt32) -> Never {
         // else the store here. Either way the lock is decided by root's policy.
         let result = config.servers.isEmpty
             ? try HelperProtocol.answer(request, for: user, by: LocalRecords.system(store: FileStore(root: config.store), policy: Policy(config)), now: now)
-            : try HelperProtocol.answer(request, for: user, by: HelperRecords.fleet(config), now: now)
+            : try HelperProtocol.answer(request, for: user, by: FleetRecords(config), now: now)
         var counted = false
         if case .perform = request { counted = true }
         answer(result.text, slow: caller != 0 && counted && !result.accepted)

@@ -3,9 +3,13 @@
 // starts no thread in sshd or sudo; it runs this program instead, which asks smartotpd.
 //
 //     smartotp-fleet --server URL[,URL…] --tls-dir DIR [--timeout SECONDS] USER OPERATION
+//     smartotp-fleet --server URL[,URL…] --tls-dir DIR [--timeout SECONDS] --session
 //
 // Speaks exactly as the setuid helper does (HelperProtocol): the operation's arguments on
-// standard input, the answer on standard output, exit 0. The servers are tried in order
+// standard input, the answer on standard output, exit 0. With --session (what the module
+// uses) it serves several requests on one connection, each framed as `LENGTH\n` and
+// LENGTH bytes both ways, the request's first line `USER OPERATION`; it ends at
+// end-of-file, or at the first request it cannot answer. The servers are tried in order
 // within the timeout; when none answers it prints nothing and exits 1, and the module
 // fails closed (PAM_AUTHINFO_UNAVAIL). Run by root (the module in sshd/sudo) or by the
 // setuid helper for a screen locker: DIR/key.pem is root's.
@@ -38,6 +42,7 @@ var servers: [ServerURL] = []
 var tlsDir = "/etc/smartotp/tls"
 var timeout = 10
 var positional: [String] = []
+var session = false
 while !args.isEmpty {
     let a = args.removeFirst()
     func value() -> String {
@@ -52,38 +57,76 @@ while !args.isEmpty {
     case "--timeout":
         guard let t = Int(value()), (1...300).contains(t) else { fail("--timeout needs 1-300 seconds", 2) }
         timeout = t
+    case "--session": session = true
     case "--version": print("smartotp-fleet \(SmartOTPVersion.current)"); exit(0)
     default: positional.append(a)
     }
 }
-guard positional.count == 2, !servers.isEmpty else {
-    fail("usage: smartotp-fleet --server URL[,URL…] --tls-dir DIR [--timeout S] USER summary|challenge|access|code|password|tap", 2)
+guard !servers.isEmpty, session ? positional.isEmpty : positional.count == 2 else {
+    fail("usage: smartotp-fleet --server URL[,URL…] --tls-dir DIR [--timeout S] (USER summary|challenge|access|code|password|tap | --session)", 2)
 }
+
+/// The request `operation` for `user` with `input`: the verifier's helper answer, or exit 1.
+func verdict(_ client: FleetServers, _ user: UserName, _ operation: HelperProtocol.Operation, _ input: inout [UInt8], timeout: Int) -> String {
+    defer { ConstantTime.wipe(&input) }
+    do {
+        let response = try client.send(.POST, FleetAPI.verifyPath(operation, user), body: input, timeout: .seconds(Int64(timeout)))
+        guard response.status == 200 else { fail("the verifier answered \(response.status): \(response.text.prefix(200))") }
+        // Only a well-formed answer goes to the module.
+        guard response.text.hasPrefix(HelperProtocol.version + "\n") else { fail("the verifier's answer is not a helper answer") }
+        return response.text
+    } catch {
+        fail("\(error)")
+    }
+}
+
+/// Reads exactly `count` bytes of standard input; nil at end-of-file.
+func readExactly(_ count: Int) -> [UInt8]? {
+    var out = [UInt8](repeating: 0, count: count)
+    var filled = 0
+    while filled < count {
+        let n = out.withUnsafeMutableBytes { read(0, $0.baseAddress! + filled, count - filled) }
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 { ConstantTime.wipe(&out); return nil }
+        filled += n
+    }
+    return out
+}
+
+let client: FleetServers
+do { client = try FleetServers(servers, tlsDirectory: tlsDir) } catch { fail("\(error)") }
+
+if session {
+    while true {
+        // "LENGTH\n"
+        var length = 0
+        var digits = 0
+        while true {
+            guard let b = readExactly(1) else { exit(digits == 0 ? 0 : 2) }
+            if b[0] == UInt8(ascii: "\n") { break }
+            guard b[0] >= 48 && b[0] <= 57, digits < 6 else { fail("bad frame", 2) }
+            length = length * 10 + Int(b[0] - 48)
+            digits += 1
+        }
+        guard length <= 8192 + 128, var frame = readExactly(length) else { fail("bad frame", 2) }
+        let newline = frame.firstIndex(of: UInt8(ascii: "\n")) ?? frame.count
+        let words = String(decoding: frame[..<newline], as: UTF8.self).split(separator: " ").map(String.init)
+        guard words.count == 2, let user = try? UserName(words[0]), let operation = HelperProtocol.Operation(rawValue: words[1]) else {
+            ConstantTime.wipe(&frame)
+            fail("bad request line", 2)
+        }
+        var input = Array(frame[min(newline + 1, frame.count)...])
+        ConstantTime.wipe(&frame)
+        let answer = Array(verdict(client, user, operation, &input, timeout: timeout).utf8)
+        put(1, "\(answer.count)\n" + String(decoding: answer, as: UTF8.self))
+    }
+}
+
 let user: UserName
 do { user = try UserName(positional[0]) } catch { fail("\(error)", 2) }
 guard let operation = HelperProtocol.Operation(rawValue: positional[1]) else { fail("unknown operation", 2) }
-
 var input: [UInt8] = []
-var chunk = [UInt8](repeating: 0, count: 4096)
-while true {
-    let n = read(0, &chunk, chunk.count)
-    if n < 0 && errno == EINTR { continue }
-    if n <= 0 { break }
-    input += chunk[0..<n]
-    if input.count > 8192 { fail("request too long", 2) }
-}
-ConstantTime.wipe(&chunk)
-
-do {
-    let client = try FleetServers(servers, tlsDirectory: tlsDir)
-    let response = try client.send(.POST, FleetAPI.verifyPath(operation, user), body: input, timeout: .seconds(Int64(timeout)))
-    ConstantTime.wipe(&input)
-    guard response.status == 200 else { fail("the verifier answered \(response.status): \(response.text.prefix(200))") }
-    // Only a well-formed answer goes to the module.
-    guard response.text.hasPrefix(HelperProtocol.version + "\n") else { fail("the verifier's answer is not a helper answer") }
-    put(1, response.text)
-    exit(0)
-} catch {
-    ConstantTime.wipe(&input)
-    fail("\(error)")
-}
+while input.count <= 8192, let b = readExactly(1) { input += b }
+if input.count > 8192 { fail("request too long", 2) }
+put(1, verdict(client, user, operation, &input, timeout: timeout))
+exit(0)

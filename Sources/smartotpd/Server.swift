@@ -177,6 +177,11 @@ struct VerifierService: Service {
             default:
                 return (405, [], "method not allowed\n")
             }
+        } catch let refusal as RecordError {
+            // The record logic refused (a challenge for a user without a card, …): the
+            // request's fault, not the database's.
+            logger.notice("request refused", metadata: ["peer": "\(peer)", "path": "\(head.uri)", "why": "\(refusal)"])
+            return (422, [], "\(refusal)\n")
         } catch {
             Counter(label: Self.databaseErrors).increment()
             logger.error("request failed", metadata: ["peer": "\(peer)", "path": "\(head.uri)", "error": "\(String(reflecting: error))"])
