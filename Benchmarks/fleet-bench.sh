@@ -102,7 +102,7 @@ for i in $(seq 1 80); do
 done | sort | uniq -c | awk '{printf "  failure count %s in %s of 80 rounds\n", $2, $1}'
 LOAD wrong --clients 32 --rounds 80 --users v | sed 's/^/  32 at once: /'
 echo
-echo "Memory: smartotpd peak RSS $(awk '/VmHWM/{print $2, $3}' /proc/$SPID/status) after the runs above (100 + 1,320 users)"
+echo "Memory: smartotpd peak RSS $(awk '/VmHWM/{print $2, $3}' /proc/$SPID/status) after the runs above ($(psql_ -c "SELECT count(*) FROM smartotp_records") users)"
 users big 100000
 out=$(LOAD throughput --clients 64 --seconds "$SECONDS_EACH" --users big --count 100000 --kind valid --counters "$FLEET/counters.big")
 echo "With 100,000 more users: 64 clients, valid codes over all of them: $out"
