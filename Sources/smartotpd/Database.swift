@@ -195,3 +195,13 @@ struct Database: Sendable {
         return false
     }
 }
+
+/// An error as the log may show it. PostgreSQL errors by their code and the server's
+/// message only: their debug text carries the query and its bound values, and a record
+/// holds secrets.
+func loggable(_ error: any Error) -> String {
+    if let e = error as? PSQLError {
+        return "PostgreSQL \(e.code): \(e.serverInfo?[.message] ?? "no message from the server")"
+    }
+    return "\(error)"
+}

@@ -184,7 +184,7 @@ struct VerifierService: Service {
             return (422, [], "\(refusal)\n")
         } catch {
             Counter(label: Self.databaseErrors).increment()
-            logger.error("request failed", metadata: ["peer": "\(peer)", "path": "\(head.uri)", "error": "\(String(reflecting: error))"])
+            logger.error("request failed", metadata: ["peer": "\(peer)", "path": "\(head.uri)", "error": "\(loggable(error))"])
             return (503, [], "the verifier cannot answer now\n")
         }
     }

@@ -102,7 +102,7 @@ struct SchemaCheck: Service {
         var version: Int?
         while version == nil {
             do { version = try await database.schemaVersion() } catch {
-                logger.warning("PostgreSQL does not answer yet; verdicts fail closed until it does", metadata: ["error": "\(String(reflecting: error))"])
+                logger.warning("PostgreSQL does not answer yet; verdicts fail closed until it does", metadata: ["error": "\(loggable(error))"])
                 try await Task.sleep(for: .seconds(2))
                 if Task.isCancelled { return }
             }

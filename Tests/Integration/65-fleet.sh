@@ -25,7 +25,7 @@ teardown() {
     fleet_stop
     local n
     for n in "${NODES[@]}"; do ip netns del "$P$n" 2>/dev/null; done
-    rm -f /etc/pam.d/"$P"-h1 /etc/pam.d/"$P"-h2 /etc/pam.d/"$P"-h3 /etc/pam.d/"$P"-rogue
+    rm -f /etc/pam.d/"$P"-h1 /etc/pam.d/"$P"-h2 /etc/pam.d/"$P"-h3 /etc/pam.d/"$P"-rogue /etc/pam.d/"$P"-card
 }
 at_exit teardown
 
@@ -197,6 +197,19 @@ challenge=$(fleet_ask h1 challenge | awk '/^challenge/{print $2}')
 response=$(python3 -c "import hmac,hashlib,base64,sys; print(hmac.new(base64.b32decode('$CARD_B32'), bytes.fromhex('$challenge'), hashlib.sha1).hexdigest())")
 check "… a challenge issued to h1, answered from h2, is refused" "verdict rejected" "$(fleet_ask h2 tap card "$challenge" "$response" | grep verdict)"
 check "… and h1 can still use it" "verdict accepted token card" "$(fleet_ask h1 tap card "$challenge" "$response" | grep verdict)"
+
+# --- A real tap: pcscd, the virtual card, pamtester on host h2 -----------------------------
+# The card is enrolled through the fleet (the CLI writes the secret to the card, the record
+# to smartotpd); the login on h2 gets its challenge from the fleet, taps, and is accepted.
+start_pcscd
+start_card "$WORK/card.state"
+out=$(in_ns h1 "$CLI" enroll cardholder --force --card --reader "$READER" --server "$SERVERS" --tls-dir "$ADMIN" 2>&1); rc=$?
+check "smartotp --server enroll --card: the secret on the card, the record in the fleet" 0 "$rc"
+echo "auth required $SO methods=card timeout=10 server=$SERVERS tls_dir=$FLEET/tls/h2 client=$CLIENT server_timeout=5" >/etc/pam.d/"$P-card"
+out=$(in_ns h2 pamtester "$P-card" cardholder authenticate </dev/null 2>&1 | grep -o 'pamtester: .*' | tail -1)
+check "a tap on the virtual card through the fleet (host h2, nothing typed)" "pamtester: successfully authenticated" "$out"
+stop_card
+stop_pcscd
 
 # --- The file store moves into the fleet -----------------------------------------------------
 mkdir -p "$WORK/local"; chmod 700 "$WORK/local"
