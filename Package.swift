@@ -24,6 +24,11 @@ import PackageDescription
 ///   nothing read from the host's environment and no signal handlers: what sshd and sudo
 ///   load. Only the targets they link are in that package.
 let embedded = Context.environment["SMARTOTP_EMBEDDED"] == "1"
+/// `SMARTOTP_NO_FLEET=1` leaves out the fleet's network side (smartotpd, its clients, the
+/// CLI that uses them) and SwiftNIO, swift-nio-ssl and postgres-nio with it: the sanitizer
+/// runs of the unit tests (Tests/sanitize.sh) build everything in folders of their own,
+/// and those packages would triple their time without being under test there.
+let withFleet = !embedded && Context.environment["SMARTOTP_NO_FLEET"] != "1"
 /// libswiftUnicodeDataTables.a (String comparison, hashing and counting need it).
 let embeddedLibraries = Context.environment["SMARTOTP_EMBEDDED_LIBDIR"] ?? "/opt/swift/usr/lib/swift/embedded/x86_64-unknown-linux-gnu"
 
@@ -187,6 +192,9 @@ let normalTargets: [Target] = [
     ),
 ]
 
+/// The targets that need SwiftNIO (left out with SMARTOTP_NO_FLEET=1).
+let fleetNetworkTargets: Set = ["FleetNet", "smartotp-fleet", "smartotpd", "smartotp", "fleet-load"]
+
 let package = Package(
     name: "smartotp",
     products: embedded
@@ -195,14 +203,16 @@ let package = Package(
             .executable(name: "smartotp-chkotp", targets: ["smartotp-chkotp"]),
         ]
         : [
-            .executable(name: "smartotp", targets: ["smartotp"]),
             .executable(name: "smartotp-card", targets: ["smartotp-card"]),
+        ] + (withFleet ? [
+            .executable(name: "smartotp", targets: ["smartotp"]),
             .executable(name: "smartotpd", targets: ["smartotpd"]),
             .executable(name: "smartotp-fleet", targets: ["smartotp-fleet"]),
-        ],
+        ] : []),
     // The Embedded build (module and helper) uses none of these.
     dependencies: embedded ? [] : [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ] + (!withFleet ? [] : [
         .package(url: "https://github.com/apple/swift-nio", from: "2.81.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.29.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
@@ -212,6 +222,6 @@ let package = Package(
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.1.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
-    ],
-    targets: moduleTargets + (embedded ? embeddedTargets : normalTargets)
+    ]),
+    targets: moduleTargets + (embedded ? embeddedTargets : normalTargets.filter { withFleet || !fleetNetworkTargets.contains($0.name) })
 )
