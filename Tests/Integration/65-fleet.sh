@@ -203,7 +203,7 @@ check "… and h1 can still use it" "verdict accepted token card" "$(fleet_ask h
 # to smartotpd); the login on h2 gets its challenge from the fleet, taps, and is accepted.
 start_pcscd
 start_card "$WORK/card.state"
-out=$(in_ns h1 "$CLI" enroll cardholder --force --card --reader "$READER" --server "$SERVERS" --tls-dir "$ADMIN" 2>&1); rc=$?
+out=$(in_ns h1 "$CLI" enroll cardholder --force --card --reader "$VIRTUAL_READER" --server "$SERVERS" --tls-dir "$ADMIN" 2>&1); rc=$?
 check "smartotp --server enroll --card: the secret on the card, the record in the fleet" 0 "$rc"
 echo "auth required $SO methods=card timeout=10 server=$SERVERS tls_dir=$FLEET/tls/h2 client=$CLIENT server_timeout=5" >/etc/pam.d/"$P-card"
 out=$(in_ns h2 pamtester "$P-card" cardholder authenticate </dev/null 2>&1 | grep -o 'pamtester: .*' | tail -1)
