@@ -26,6 +26,9 @@ struct VerifierService: Service {
     /// replica within its own timeout.
     static let databaseDeadline: Duration = .seconds(2)
 
+    /// How long a connection may stay silent (no request, or a request that stops midway).
+    static let idleTimeout: TimeAmount = .seconds(30)
+
     static let verdicts = "smartotpd_verdicts_total"
     static let latency = "smartotpd_request_duration_seconds"
     static let databaseErrors = "smartotpd_database_errors_total"
@@ -58,6 +61,10 @@ struct VerifierService: Service {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .bind(host: config.listen.host, port: config.listen.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    // A connection that sends nothing for 30 s is closed: a slow or silent
+                    // client (slowloris) cannot hold connections open.
+                    try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: Self.idleTimeout))
+                    try channel.pipeline.syncOperations.addHandler(CloseWhenIdle())
                     try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     return (channel, try Connection(wrappingChannelSynchronously: channel))
@@ -261,5 +268,18 @@ struct VerifierService: Service {
         if let m = head.headers.first(name: "If-Match"), let v = Int64(m.filter { $0 != "\"" }) { return .version(v) }
         if head.headers.first(name: "If-None-Match") == "*" { return .absent }
         return nil
+    }
+}
+
+/// Closes the connection when IdleStateHandler says nothing came in for too long.
+final class CloseWhenIdle: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            context.close(promise: nil)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
     }
 }
