@@ -197,8 +197,6 @@ public enum RecordFormat {
         return out
     }
 
-    static func isCryptHash(_ s: String) -> Bool { isCryptHash(s.utf8) }
-
     static func isCryptHash<C: Collection<UInt8>>(_ s: C) -> Bool {
         !s.isEmpty && s.count < 512 && s.allSatisfy { $0 > 0x20 && $0 < 0x7F }
     }
@@ -209,12 +207,6 @@ public enum RecordFormat {
     struct Field {
         let key: Range<Int>
         let value: Range<Int>
-    }
-
-    static func parseToken(_ text: String) throws(FieldError) -> Token {
-        var bytes = Array(text.utf8)
-        defer { ConstantTime.wipe(&bytes) }
-        return try parseToken(bytes[...])
     }
 
     /// The fields are found as byte ranges in the line, and a String is made only for a

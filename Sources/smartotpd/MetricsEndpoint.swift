@@ -30,17 +30,7 @@ struct MetricsEndpoint: Service {
                 }
             }
         logger.info("metrics listening", metadata: ["address": "\(address.host):\(address.port)"])
-        try await withGracefulShutdownHandler {
-            try await withThrowingDiscardingTaskGroup { tasks in
-                try await server.executeThenClose { inbound in
-                    for try await connection in inbound {
-                        tasks.addTask { await self.serve(connection) }
-                    }
-                }
-            }
-        } onGracefulShutdown: {
-            server.channel.close(promise: nil)
-        }
+        try await serveConnections(server) { await self.serve($0) }
     }
 
     func serve(_ connection: Connection) async {
@@ -62,5 +52,23 @@ struct MetricsEndpoint: Service {
                 }
             }
         }
+    }
+}
+
+/// Serves every connection `server` accepts, each in a task of its own, until graceful
+/// shutdown closes the listening socket; the connections in hand finish first. Shared by
+/// the verifier's listener and the metrics listener.
+func serveConnections<Connection: Sendable>(_ server: NIOAsyncChannel<Connection, Never>,
+                                            _ handle: @escaping @Sendable (Connection) async -> Void) async throws {
+    try await withGracefulShutdownHandler {
+        try await withThrowingDiscardingTaskGroup { tasks in
+            try await server.executeThenClose { inbound in
+                for try await connection in inbound {
+                    tasks.addTask { await handle(connection) }
+                }
+            }
+        }
+    } onGracefulShutdown: {
+        server.channel.close(promise: nil)
     }
 }

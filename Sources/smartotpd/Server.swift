@@ -71,18 +71,8 @@ struct VerifierService: Service {
                 }
             }
         logger.info("listening", metadata: ["address": "\(config.listen)"])
-        try await withGracefulShutdownHandler {
-            try await withThrowingDiscardingTaskGroup { tasks in
-                try await server.executeThenClose { inbound in
-                    for try await (channel, connection) in inbound {
-                        tasks.addTask { await self.serve(channel, connection) }
-                    }
-                }
-            }
-        } onGracefulShutdown: {
-            // Stop accepting; connections finish the request in hand.
-            server.channel.close(promise: nil)
-        }
+        // Stop accepting on shutdown; connections finish the request in hand.
+        try await serveConnections(server) { accepted in await self.serve(accepted.0, accepted.1) }
         logger.info("stopped")
     }
 
