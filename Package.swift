@@ -29,6 +29,11 @@ let embedded = Context.environment["SMARTOTP_EMBEDDED"] == "1"
 /// runs of the unit tests (Tests/sanitize.sh) build everything in folders of their own,
 /// and those packages would triple their time without being under test there.
 let withFleet = !embedded && Context.environment["SMARTOTP_NO_FLEET"] != "1"
+/// Where the setuid helper and the fleet client are installed, chosen when the module is
+/// built (their paths are compiled in as defaults, see Sources/CPOSIX): /usr/local/sbin
+/// for ./install.sh, /usr/sbin for the Debian packages (debian/rules).
+let sbinDirectory = Context.environment["SMARTOTP_SBINDIR"] ?? "/usr/local/sbin"
+precondition(sbinDirectory.hasPrefix("/") && !sbinDirectory.contains("\"") && !sbinDirectory.contains("\\"), "SMARTOTP_SBINDIR must be an absolute path without quotes")
 /// libswiftUnicodeDataTables.a (String comparison, hashing and counting need it).
 let embeddedLibraries = Context.environment["SMARTOTP_EMBEDDED_LIBDIR"] ?? "/opt/swift/usr/lib/swift/embedded/x86_64-unknown-linux-gnu"
 
@@ -64,7 +69,7 @@ let moduleTargets: [Target] = [
     // POSIX layer over it: typed descriptors, one EINTR loop, processes, users, clocks.
     // DWARF 4 for every C target: valgrind 3.19 (Debian 12), used by the benchmarks, cannot
     // read clang's DWARF 5.
-    .target(name: "CPOSIX", cSettings: [.unsafeFlags(["-gdwarf-4"])]),
+    .target(name: "CPOSIX", cSettings: [.unsafeFlags(["-gdwarf-4"]), .define("SMARTOTP_SBINDIR", to: "\"\(sbinDirectory)\"")]),
     .target(name: "POSIX", dependencies: ["CPOSIX"], swiftSettings: moduleSwiftSettings),
     // Pure: its only libc calls are explicit_bzero and arc4random_buf.
     .target(name: "OTPCore", dependencies: ["CPOSIX"], swiftSettings: moduleSwiftSettings),

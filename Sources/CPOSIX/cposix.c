@@ -25,3 +25,11 @@ int cposix_restore_signal(int signal, const struct sigaction *previous)
 {
     return sigaction(signal, previous, NULL);
 }
+
+// The paths of the programs the module runs, fixed when it is built (Package.swift's
+// SMARTOTP_SBINDIR): a module option can name others, the environment cannot.
+#ifndef SMARTOTP_SBINDIR
+#error "SMARTOTP_SBINDIR is set by Package.swift"
+#endif
+const char *cposix_helper_path(void) { return SMARTOTP_SBINDIR "/smartotp-chkotp"; }
+const char *cposix_fleet_client_path(void) { return SMARTOTP_SBINDIR "/smartotp-fleet"; }

@@ -27,14 +27,14 @@ public struct ModuleConfig: Sendable, Equatable {
     public var useFirstPass = false
     public var debug = false
     /// The setuid helper used when the module does not run as root.
-    public var helper = "/usr/local/sbin/smartotp-chkotp"
+    public var helper = Installation.helper
     /// The fleet's verifiers (`server=https://HOST:PORT,…`), tried in order; none: the
     /// local store.
     public var servers: [String] = []
     /// The host's TLS identity for the fleet: ca.pem, cert.pem, key.pem (root-only).
     public var tlsDir = "/etc/smartotp/tls"
     /// The program that asks the verifiers (a process of its own: no TLS in sshd or sudo).
-    public var client = "/usr/local/sbin/smartotp-fleet"
+    public var client = Installation.fleetClient
     /// Seconds to get a verdict from the verifiers, all of them together.
     public var serverTimeout = 10
 
@@ -143,7 +143,7 @@ public struct ModuleConfig: Sendable, Equatable {
         Option(name: "debug", takesValue: false, help: "log each step to syslog at debug level") { c, _ throws(ConfigError) in
             c.debug = true
         },
-        Option(name: "helper", takesValue: true, help: "setuid helper for callers that are not root (default /usr/local/sbin/smartotp-chkotp)") { c, v throws(ConfigError) in
+        Option(name: "helper", takesValue: true, help: "setuid helper for callers that are not root (default: smartotp-chkotp where it was installed)") { c, v throws(ConfigError) in
             c.helper = try v.absolutePath()
         },
         Option(name: "server", takesValue: true, help: "the fleet's verifiers, https://HOST:PORT[,…] tried in order (default: none, the local store)") { c, v throws(ConfigError) in
@@ -152,7 +152,7 @@ public struct ModuleConfig: Sendable, Equatable {
         Option(name: "tls_dir", takesValue: true, help: "the host's TLS identity for server=: ca.pem, cert.pem, key.pem (default /etc/smartotp/tls)") { c, v throws(ConfigError) in
             c.tlsDir = try v.absolutePath()
         },
-        Option(name: "client", takesValue: true, help: "the program that asks the verifiers (default /usr/local/sbin/smartotp-fleet)") { c, v throws(ConfigError) in
+        Option(name: "client", takesValue: true, help: "the program that asks the verifiers (default: smartotp-fleet where it was installed)") { c, v throws(ConfigError) in
             c.client = try v.absolutePath()
         },
         Option(name: "server_timeout", takesValue: true, help: "seconds to get a verdict from the verifiers, all together; none answering fails closed (default 10)") { c, v throws(ConfigError) in

@@ -24,6 +24,9 @@
 #include <time.h>
 #include <unistd.h>
 
+/// The setuid helper's and the fleet client's paths, as built (SMARTOTP_SBINDIR).
+const char *cposix_helper_path(void);
+const char *cposix_fleet_client_path(void);
 /// errno of the calling thread.
 int cposix_errno(void);
 /// open(2) with a mode (the variadic argument).
