@@ -44,4 +44,10 @@ for t in "${TARGETS[@]}"; do
         not_ok "messages through msg() in Sources/$t" "$(echo "$hits" | head -3 | tr '\n' '|')"
     fi
 done
+# One version: debian/changelog's top entry names the release Version.swift names.
+if out=$(cd "$ROOT" && scripts/version.sh --check "$(dpkg-parsechangelog -l debian/changelog -SVersion)" 2>&1); then
+    ok "debian/changelog and Version.swift name the same version"
+else
+    not_ok "debian/changelog and Version.swift name the same version" "$out"
+fi
 finish
