@@ -34,6 +34,7 @@ PACKAGES_DEV=(
     libssl-dev vsmartcard-vpcd pamtester oathtool libpam-oath yubikey-manager iproute2 util-linux procps python3
     sudo openssh-server openssh-client python3-pexpect valgrind hyperfine time
     postgresql curl openssl
+    dpkg-dev debhelper po-debconf lintian debootstrap
 )
 PREFIX=/usr/local
 STATE=/var/lib/smartotp
