@@ -32,14 +32,24 @@ public enum Base32 {
     /// ignored, padding optional. A character outside the alphabet is refused with its
     /// position (counting from 1), as is padding in the middle.
     public static func decode(_ text: String) throws(OTPError) -> [UInt8] {
+        try decode(values: text.unicodeScalars.lazy.map { $0.value }, capacity: text.utf8.count)
+    }
+
+    /// The same from a record's bytes, with no String (nor copy of the secret) between;
+    /// a byte that is not ASCII is reported by its value.
+    public static func decode(bytes: ArraySlice<UInt8>) throws(OTPError) -> [UInt8] {
+        try decode(values: bytes.lazy.map { UInt32($0) }, capacity: bytes.count)
+    }
+
+    private static func decode<S: Sequence<UInt32>>(values: S, capacity: Int) throws(OTPError) -> [UInt8] {
         var out: [UInt8] = []
+        out.reserveCapacity(capacity * 5 / 8 + 1)
         var buffer: UInt32 = 0
         var bits = 0
         var sawPadding = false
         var position = 0
-        for scalar in text.unicodeScalars {
+        for v in values {
             position += 1
-            let v = scalar.value
             if v == 0x20 || v == 0x2D || v == 0x09 { continue }
             if v == 0x3D { sawPadding = true; continue }
             let value: UInt32
@@ -47,9 +57,9 @@ public enum Base32 {
             case 0x41...0x5A: value = v - 0x41          // A-Z
             case 0x61...0x7A: value = v - 0x61          // a-z
             case 0x32...0x37: value = v - 0x32 + 26     // 2-7
-            default: throw .invalidBase32(position: position, character: printable(scalar))
+            default: throw .invalidBase32(position: position, character: printable(v))
             }
-            if sawPadding { throw .invalidBase32(position: position, character: printable(scalar)) }
+            if sawPadding { throw .invalidBase32(position: position, character: printable(v)) }
             buffer = ((buffer << 5) | value) & 0xFFFF
             bits += 5
             if bits >= 8 {
@@ -58,6 +68,11 @@ public enum Base32 {
             }
         }
         return out
+    }
+
+    private static func printable(_ v: UInt32) -> String {
+        guard let s = Unicode.Scalar(v) else { return msg("U+\(String(v, radix: 16, uppercase: true))") }
+        return printable(s)
     }
 
     private static func printable(_ s: Unicode.Scalar) -> String {

@@ -40,7 +40,12 @@ public struct ByteWriter {
         text.withUTF8Buffer { bytes.append(contentsOf: $0) }
     }
 
-    public mutating func add(_ text: String) { bytes.append(contentsOf: text.utf8) }
+    /// A String's own UTF-8 bytes, copied at once (appending its `utf8` view goes a byte
+    /// at a time).
+    public mutating func add(_ text: String) {
+        var text = text
+        text.withUTF8 { bytes.append(contentsOf: $0) }
+    }
 
     public mutating func add(byte: UInt8) { bytes.append(byte) }
 
@@ -111,25 +116,29 @@ extension Collection<UInt8> {
 /// non-generic functions. The module writes `msg("… \(value) …")` rather than plain
 /// interpolation: in Embedded Swift plain interpolation is expanded in place at every use
 /// (about 800 bytes for a two-piece message), and the module's size is a target.
+///
+/// The pieces are gathered as UTF-8 bytes and made a String once: literal pieces arrive
+/// as StaticStrings (copied, not appended through the String machinery).
 public struct Message: ExpressibleByStringInterpolation {
     public let text: String
 
-    public init(stringLiteral value: String) { text = value }
-    public init(stringInterpolation: Interpolation) { text = stringInterpolation.text }
+    public init(stringLiteral value: StaticString) { text = value.description }
+    public init(stringInterpolation: Interpolation) { text = String(decoding: stringInterpolation.bytes.bytes, as: UTF8.self) }
 
     public struct Interpolation: StringInterpolationProtocol {
-        var text = ""
+        public typealias StringLiteralType = StaticString
+        var bytes: ByteWriter
         public init(literalCapacity: Int, interpolationCount: Int) {
-            text.reserveCapacity(literalCapacity + 16 * interpolationCount)
+            bytes = ByteWriter(capacity: literalCapacity + 16 * interpolationCount)
         }
-        @inline(never) public mutating func appendLiteral(_ literal: String) { text += literal }
-        @inline(never) public mutating func appendInterpolation(_ value: String) { text += value }
+        @inline(never) public mutating func appendLiteral(_ literal: StaticString) { bytes.add(literal) }
+        @inline(never) public mutating func appendInterpolation(_ value: String) { bytes.add(value) }
         public mutating func appendInterpolation(_ value: Substring) { appendInterpolation(String(value)) }
-        public mutating func appendInterpolation(_ value: Int) { appendInterpolation(decimal(Int64(value))) }
-        public mutating func appendInterpolation(_ value: Int32) { appendInterpolation(decimal(Int64(value))) }
-        public mutating func appendInterpolation(_ value: Int64) { appendInterpolation(decimal(value)) }
-        public mutating func appendInterpolation(_ value: UInt32) { appendInterpolation(decimal(Int64(value))) }
-        public mutating func appendInterpolation(_ value: UInt64) { appendInterpolation(decimalUnsigned(value)) }
+        public mutating func appendInterpolation(_ value: Int) { bytes.add(Int64(value)) }
+        public mutating func appendInterpolation(_ value: Int32) { bytes.add(Int64(value)) }
+        public mutating func appendInterpolation(_ value: Int64) { bytes.add(value) }
+        public mutating func appendInterpolation(_ value: UInt32) { bytes.add(UInt64(value)) }
+        public mutating func appendInterpolation(_ value: UInt64) { bytes.add(value) }
         public mutating func appendInterpolation<T: CustomStringConvertible>(_ value: T) { appendInterpolation(value.description) }
     }
 }

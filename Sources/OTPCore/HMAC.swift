@@ -4,29 +4,52 @@ internal import CPOSIX
 /// message costs only its own blocks: a HOTP window of 1000 counters pays for the key once.
 public struct HMACKey {
     public let algorithm: HashAlgorithm
-    private var inner: HashState
-    private var outer: HashState
+    private let pads: Pads
+
+    /// SHA-1's pads as state words (the fast path: a message of up to 55 bytes, every
+    /// HOTP/TOTP counter and card challenge, costs two compressions and no allocation);
+    /// the streaming hashes for SHA-256 and SHA-512.
+    private enum Pads {
+        case sha1(inner: SHA1Words, outer: SHA1Words)
+        case streaming(inner: HashState, outer: HashState)
+    }
 
     public init(_ algorithm: HashAlgorithm, key: UnsafeRawBufferPointer) {
         self.algorithm = algorithm
-        var block = [UInt8](repeating: 0, count: algorithm.blockSize)
-        if key.count > algorithm.blockSize {
-            var long = HashState(algorithm)
-            long.update(key)
-            let digest = long.finalize()
-            block.replaceSubrange(0..<digest.count, with: digest)
-        } else if let base = key.baseAddress {
-            block.withUnsafeMutableBytes { $0.baseAddress?.copyMemory(from: base, byteCount: key.count) }
+        let size = algorithm.blockSize
+        // The key block, then each pad, on the stack and wiped.
+        pads = withUnsafeTemporaryAllocation(byteCount: 2 * size, alignment: 8) { buffer -> Pads in
+            let block = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<size])
+            let pad = UnsafeMutableRawBufferPointer(rebasing: buffer[size...])
+            buffer.initializeMemory(as: UInt8.self, repeating: 0)
+            if key.count > size {
+                var long = HashState(algorithm)
+                long.update(key)
+                var digest = long.finalize()
+                for (i, byte) in digest.enumerated() { block[i] = byte }
+                ConstantTime.wipe(&digest)
+            } else if let from = key.baseAddress, let to = block.baseAddress {
+                to.copyMemory(from: from, byteCount: key.count)
+            }
+            func padded(_ x: UInt8) -> UnsafeRawBufferPointer {
+                for i in 0..<size { pad[i] = block[i] ^ x }
+                return UnsafeRawBufferPointer(pad)
+            }
+            let result: Pads
+            if algorithm == .sha1 {
+                var inner = SHA1Words.initial, outer = SHA1Words.initial
+                inner.compress(padded(0x36))
+                outer.compress(padded(0x5C))
+                result = .sha1(inner: inner, outer: outer)
+            } else {
+                var inner = HashState(algorithm), outer = HashState(algorithm)
+                inner.update(padded(0x36))
+                outer.update(padded(0x5C))
+                result = .streaming(inner: inner, outer: outer)
+            }
+            if let base = buffer.baseAddress { explicit_bzero(base, 2 * size) }
+            return result
         }
-        var ipad = block.map { $0 ^ 0x36 }
-        var opad = block.map { $0 ^ 0x5C }
-        inner = HashState(algorithm)
-        outer = HashState(algorithm)
-        ipad.withUnsafeBytes { inner.update($0) }
-        opad.withUnsafeBytes { outer.update($0) }
-        ConstantTime.wipe(&block)
-        ConstantTime.wipe(&ipad)
-        ConstantTime.wipe(&opad)
     }
 
     public init(_ algorithm: HashAlgorithm, key: SecretBytes) {
@@ -35,6 +58,26 @@ public struct HMACKey {
 
     /// HMAC(key, message).
     public func authenticate(_ message: UnsafeRawBufferPointer) -> [UInt8] {
+        switch pads {
+        case .sha1(let inner, let outer):
+            if let innerState = inner.finishing(afterOneBlock: message) {
+                var mac = [UInt8](repeating: 0, count: SHA1.digestSize)
+                withUnsafeTemporaryAllocation(byteCount: SHA1.digestSize, alignment: 8) { digest in
+                    innerState.store(into: digest)
+                    // 20 bytes always fit: never nil.
+                    let outerState = outer.finishing(afterOneBlock: UnsafeRawBufferPointer(digest)) ?? outer
+                    mac.withUnsafeMutableBytes { outerState.store(into: $0) }
+                    if let base = digest.baseAddress { explicit_bzero(base, SHA1.digestSize) }
+                }
+                return mac
+            }
+            return Self.streaming(.sha1(SHA1(absorbedOneBlock: inner)), .sha1(SHA1(absorbedOneBlock: outer)), message)
+        case .streaming(let inner, let outer):
+            return Self.streaming(inner, outer, message)
+        }
+    }
+
+    private static func streaming(_ inner: HashState, _ outer: HashState, _ message: UnsafeRawBufferPointer) -> [UInt8] {
         var i = inner
         i.update(message)
         let innerDigest = i.finalize()

@@ -71,7 +71,9 @@ public enum OTP {
 
     /// HOTP(K, C) as a number below 10^digits, with a prepared key (the validators' loop).
     public static func hotpValue(key: HMACKey, counter: UInt64, digits: Int) -> UInt32? {
-        dynamicTruncate(key.authenticate(counterBytes(counter))).map { $0 % modulus(digits: digits) }
+        // The counter's 8 bytes big-endian (RFC 4226 §5.1), from the stack.
+        let mac = withUnsafeBytes(of: counter.bigEndian) { key.authenticate($0) }
+        return dynamicTruncate(mac).map { $0 % modulus(digits: digits) }
     }
 
     /// The number a typed code stands for, when it is exactly `digits` digits (spaces and

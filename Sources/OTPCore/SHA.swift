@@ -106,6 +106,12 @@ public struct SHA1: HashFunction {
 
     public init() {}
 
+    /// The hash of a message whose first block (an HMAC pad) gave `state`.
+    init(absorbedOneBlock state: SHA1Words) {
+        h = [state.a, state.b, state.c, state.d, state.e]
+        buffer.length = UInt64(Self.blockSize)
+    }
+
     public mutating func update(_ bytes: UnsafeRawBufferPointer) {
         var state = h
         buffer.absorb(bytes, blockSize: Self.blockSize) { Self.compress(&state, $0) }
@@ -120,27 +126,77 @@ public struct SHA1: HashFunction {
     }
 
     static func compress(_ h: inout [UInt32], _ block: UnsafeRawBufferPointer) {
-        // The message schedule on the stack: a login computes a few of these, and a heap
-        // array per block was a third of HMAC's cost.
+        var s = SHA1Words(a: h[0], b: h[1], c: h[2], d: h[3], e: h[4])
+        s.compress(block)
+        h[0] = s.a; h[1] = s.b; h[2] = s.c; h[3] = s.d; h[4] = s.e
+    }
+}
+
+/// SHA-1's five state words by value. HMAC-SHA1 of a short message — every code a login
+/// checks — runs on these alone, on the stack: no array, no buffer, no heap allocation
+/// (the streaming `SHA1` above allocates several times a hash).
+struct SHA1Words {
+    var a: UInt32, b: UInt32, c: UInt32, d: UInt32, e: UInt32
+
+    static let initial = SHA1Words(a: 0x67452301, b: 0xEFCDAB89, c: 0x98BADCFE, d: 0x10325476, e: 0xC3D2E1F0)
+
+    /// FIPS 180-4 §6.1.2 for one 64-byte block.
+    mutating func compress(_ block: UnsafeRawBufferPointer) {
+        // The message schedule on the stack, wiped after: it is derived from the message
+        // (the key pad, in HMAC).
         withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 80) { w in
             for t in 0..<16 { w[t] = load32(block, t * 4) }
             for t in 16..<80 { w[t] = rotl(w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16], 1) }
-            var a = h[0], b = h[1], c = h[2], d = h[3], e = h[4]
-            for t in 0..<80 {
-                let f: UInt32, k: UInt32
-                switch t {
-                case 0..<20: f = (b & c) | (~b & d); k = 0x5A827999
-                case 20..<40: f = b ^ c ^ d; k = 0x6ED9EBA1
-                case 40..<60: f = (b & c) | (b & d) | (c & d); k = 0x8F1BBCDC
-                default: f = b ^ c ^ d; k = 0xCA62C1D6
-                }
-                let temp = rotl(a, 5) &+ f &+ e &+ k &+ w[t]
+            var a = self.a, b = self.b, c = self.c, d = self.d, e = self.e
+            // The four rounds of 20 (§4.1.1, §4.2.1), each its own loop: no branch per step.
+            for t in 0..<20 {
+                let temp = rotl(a, 5) &+ ((b & c) | (~b & d)) &+ e &+ 0x5A827999 &+ w[t]
                 e = d; d = c; c = rotl(b, 30); b = a; a = temp
             }
-            h[0] &+= a; h[1] &+= b; h[2] &+= c; h[3] &+= d; h[4] &+= e
-            // The schedule is derived from the message (the key pad, in HMAC): wipe it.
-            for t in 0..<80 { w[t] = 0 }
+            for t in 20..<40 {
+                let temp = rotl(a, 5) &+ (b ^ c ^ d) &+ e &+ 0x6ED9EBA1 &+ w[t]
+                e = d; d = c; c = rotl(b, 30); b = a; a = temp
+            }
+            for t in 40..<60 {
+                let temp = rotl(a, 5) &+ ((b & c) | (b & d) | (c & d)) &+ e &+ 0x8F1BBCDC &+ w[t]
+                e = d; d = c; c = rotl(b, 30); b = a; a = temp
+            }
+            for t in 60..<80 {
+                let temp = rotl(a, 5) &+ (b ^ c ^ d) &+ e &+ 0xCA62C1D6 &+ w[t]
+                e = d; d = c; c = rotl(b, 30); b = a; a = temp
+            }
+            self.a &+= a; self.b &+= b; self.c &+= c; self.d &+= d; self.e &+= e
+            if let base = w.baseAddress { explicit_bzero(base, 80 * MemoryLayout<UInt32>.size) }
         }
+    }
+
+    /// The state after the last block of a message of one whole block (already
+    /// compressed into `self`: an HMAC pad) followed by `tail`, when `tail`, 0x80, zeros and
+    /// the bit length fit one block (§5.1.1): 55 bytes at most, else nil.
+    func finishing(afterOneBlock tail: UnsafeRawBufferPointer) -> SHA1Words? {
+        guard tail.count <= 55 else { return nil }
+        var s = self
+        withUnsafeTemporaryAllocation(byteCount: 64, alignment: 8) { block in
+            block.initializeMemory(as: UInt8.self, repeating: 0)
+            if let base = tail.baseAddress, let to = block.baseAddress { to.copyMemory(from: base, byteCount: tail.count) }
+            block[tail.count] = 0x80
+            let bits = UInt64(64 + tail.count) &* 8
+            for i in 0..<8 { block[63 - i] = UInt8(truncatingIfNeeded: bits >> (UInt64(i) * 8)) }
+            s.compress(UnsafeRawBufferPointer(block))
+            if let base = block.baseAddress { explicit_bzero(base, 64) }
+        }
+        return s
+    }
+
+    /// The digest: the five words big-endian, into 20 bytes at `out`.
+    func store(into out: UnsafeMutableRawBufferPointer) {
+        func put(_ w: UInt32, _ i: Int) {
+            out[i] = UInt8(truncatingIfNeeded: w >> 24)
+            out[i + 1] = UInt8(truncatingIfNeeded: w >> 16)
+            out[i + 2] = UInt8(truncatingIfNeeded: w >> 8)
+            out[i + 3] = UInt8(truncatingIfNeeded: w)
+        }
+        put(a, 0); put(b, 4); put(c, 8); put(d, 12); put(e, 16)
     }
 }
 

@@ -42,10 +42,14 @@ public struct FileDescriptor: Sendable {
 
     public init(rawValue: Int32) { self.rawValue = rawValue }
 
+    // Paths reach C through `withCString`, which hands over a native String's own bytes;
+    // passing a String where C wants a pointer copies it into a new array a byte at a time
+    // in Embedded Swift (about 900 instructions a call, 19 calls a login).
+
     /// `open(2)` with O_CLOEXEC and O_NOFOLLOW added: a symbolic link is never followed
     /// (ELOOP), and no child of the host inherits the descriptor.
     public static func open(_ path: String, _ flags: OpenFlags, mode: UInt32 = 0o600) throws(SystemCallError) -> FileDescriptor {
-        let fd = retryingOnInterrupt { cposix_open(path, flags.rawValue | O_CLOEXEC | O_NOFOLLOW, mode_t(mode)) }
+        let fd = path.withCString { p in retryingOnInterrupt { cposix_open(p, flags.rawValue | O_CLOEXEC | O_NOFOLLOW, mode_t(mode)) } }
         guard fd >= 0 else { throw .last("open", path) }
         return FileDescriptor(rawValue: fd)
     }
@@ -65,17 +69,26 @@ public struct FileDescriptor: Sendable {
         return FileStatus(st)
     }
 
-    /// Reads to the end, at most `limit` bytes; nil when there is more.
+    /// Reads to the end, at most `limit` bytes; nil when there is more. Through a buffer on
+    /// the stack (wiped after: records hold secrets) into an array sized by fstat.
     public func readAll(_ path: String, limit: Int) throws(SystemCallError) -> [UInt8]? {
         var out: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 8192)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { b in retryingOnInterrupt { read(rawValue, b.baseAddress, b.count) } }
-            if n < 0 { throw .last("read", path) }
-            if n == 0 { return out }
-            out.append(contentsOf: chunk[0..<n])
-            if out.count > limit { return nil }
+        var st = stat()
+        if fstat(rawValue, &st) == 0 && st.st_size > 0 { out.reserveCapacity(min(Int(st.st_size), limit) + 1) }
+        let chunkSize = 4096
+        let failed: Bool = withUnsafeTemporaryAllocation(byteCount: chunkSize, alignment: 8) { chunk in
+            var used = 0
+            defer { if let base = chunk.baseAddress { explicit_bzero(base, used) } }
+            while true {
+                let n = retryingOnInterrupt { read(rawValue, chunk.baseAddress, chunkSize) }
+                if n < 0 { return true }
+                used = max(used, n)
+                if n == 0 || out.count > limit { return false }
+                out.append(contentsOf: UnsafeRawBufferPointer(rebasing: chunk[0..<n]))
+            }
         }
+        if failed { throw .last("read", path) }
+        return out.count > limit ? nil : out
     }
 
     /// Writes all of `bytes`, looping over short writes.
@@ -113,27 +126,27 @@ public enum FileSystem {
     /// `lstat(2)`; nil when the path does not exist.
     public static func linkStatus(_ path: String) throws(SystemCallError) -> FileStatus? {
         var st = stat()
-        if lstat(path, &st) == 0 { return FileStatus(st) }
+        if path.withCString({ lstat($0, &st) }) == 0 { return FileStatus(st) }
         if cposix_errno() == ENOENT { return nil }
         throw .last("lstat", path)
     }
 
     /// `mkdir(2)`; an existing entry is left for the caller to check.
     public static func makeDirectory(_ path: String, mode: UInt32 = 0o700) throws(SystemCallError) {
-        if mkdir(path, mode_t(mode)) != 0 && cposix_errno() != EEXIST { throw .last("mkdir", path) }
+        if path.withCString({ mkdir($0, mode_t(mode)) }) != 0 && cposix_errno() != EEXIST { throw .last("mkdir", path) }
     }
 
     /// `rename(2)`: atomic replacement within one directory.
     public static func rename(_ from: String, to: String) throws(SystemCallError) {
-        guard CPOSIX.rename(from, to) == 0 else { throw .last("rename", to) }
+        guard from.withCString({ f in to.withCString { t in CPOSIX.rename(f, t) } }) == 0 else { throw .last("rename", to) }
     }
 
     /// `unlink(2)`; a missing file is not an error.
-    public static func unlink(_ path: String) { _ = CPOSIX.unlink(path) }
+    public static func unlink(_ path: String) { _ = path.withCString { CPOSIX.unlink($0) } }
 
     /// Names in a directory, without `.` and `..`; empty when it does not exist.
     public static func list(_ path: String) throws(SystemCallError) -> [String] {
-        guard let dir = opendir(path) else {
+        guard let dir = path.withCString({ opendir($0) }) else {
             if cposix_errno() == ENOENT { return [] }
             throw .last("opendir", path)
         }

@@ -27,14 +27,23 @@ public struct ModuleConfig: Sendable, Equatable {
     public var useFirstPass = false
     public var debug = false
     /// The setuid helper used when the module does not run as root.
-    public var helper = Installation.helper
+    public var helper: String {
+        get { helperOption ?? Installation.helper }
+        set { helperOption = newValue }
+    }
+    /// `helper=` and `client=` when given (the installed paths are made only when used).
+    private var helperOption: String?
+    private var clientOption: String?
     /// The fleet's verifiers (`server=https://HOST:PORT,…`), tried in order; none: the
     /// local store.
     public var servers: [String] = []
     /// The host's TLS identity for the fleet: ca.pem, cert.pem, key.pem (root-only).
     public var tlsDir = "/etc/smartotp/tls"
     /// The program that asks the verifiers (a process of its own: no TLS in sshd or sudo).
-    public var client = Installation.fleetClient
+    public var client: String {
+        get { clientOption ?? Installation.fleetClient }
+        set { clientOption = newValue }
+    }
     /// Seconds to get a verdict from the verifiers, all of them together.
     public var serverTimeout = 10
 
@@ -174,9 +183,15 @@ public struct ModuleConfig: Sendable, Equatable {
         var c = base
         var unknown: [String] = []
         for arg in arguments {
-            let parts = arg.splitBytes(UInt8(ascii: "="), maxSplits: 1, omittingEmpty: false)
-            let name = parts.first ?? ""
-            let value = parts.count > 1 ? parts[1] : nil
+            // name=value split at the first '=' (an ASCII byte: a valid String index).
+            let name: String, value: String?
+            if let eq = arg.utf8.firstIndex(of: UInt8(ascii: "=")) {
+                name = String(arg[..<eq])
+                value = String(arg[arg.utf8.index(after: eq)...])
+            } else {
+                name = arg
+                value = nil
+            }
             guard let option = options.first(where: { $0.name == name }) else {
                 unknown.append(String(arg.prefix(64)))
                 continue
@@ -223,6 +238,8 @@ public enum ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
     /// Shows a value from outside safely in a log line: anything but printable ASCII
     /// escaped, at most 64 characters.
     public static func printable(_ s: String) -> String {
+        // Most values are already printable ASCII: those come back as they are.
+        if s.utf8.count <= 64 && s.utf8.allSatisfy({ (0x20...0x7E).contains($0) }) { return s }
         var out = ""
         for scalar in s.unicodeScalars.prefix(64) {
             out += (0x20...0x7E).contains(scalar.value) ? String(scalar) : msg("\\u{\(String(scalar.value, radix: 16))}")

@@ -96,12 +96,30 @@ public final class FileStore: Store {
 
     let usersDirectory: String
     let locksDirectory: String
-    func recordPath(_ user: UserName) -> String { usersDirectory + "/" + user.value }
-    func lockPath(_ user: UserName) -> String { locksDirectory + "/" + user.value }
+    func recordPath(_ user: UserName) -> String { Self.path(usersDirectory, "/", user.value) }
+    func lockPath(_ user: UserName) -> String { Self.path(locksDirectory, "/", user.value) }
     /// The temporary file a write of `user`'s record goes through. One name per user:
     /// only the holder of the user's lock writes it, so a writer killed half-way leaves
     /// at most this one file, which the next write replaces.
-    func tempPath(_ user: UserName) -> String { usersDirectory + "/." + user.value + ".tmp" }
+    func tempPath(_ user: UserName) -> String { Self.path(usersDirectory, "/.", user.value, ".tmp") }
+
+    /// `directory`, `separator`, `name`, `suffix` as one String, made in one allocation
+    /// (each `+` allocates; a login makes nine of these paths).
+    static func path(_ directory: String, _ separator: StaticString, _ name: String, _ suffix: StaticString = "") -> String {
+        var directory = directory, name = name
+        let count = directory.utf8.count + separator.utf8CodeUnitCount + name.utf8.count + suffix.utf8CodeUnitCount
+        return String(unsafeUninitializedCapacity: count) { out in
+            var i = 0
+            func put(_ bytes: UnsafeBufferPointer<UInt8>) {
+                for b in bytes where i < out.count { out[i] = b; i += 1 }
+            }
+            directory.withUTF8(put)
+            separator.withUTF8Buffer(put)
+            name.withUTF8(put)
+            suffix.withUTF8Buffer(put)
+            return i
+        }
+    }
 
     /// Creates `root` (0700) if missing, then `users` and `locks`; checks all three.
     public func prepare() throws(StoreError) {

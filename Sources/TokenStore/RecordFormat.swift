@@ -214,6 +214,7 @@ public enum RecordFormat {
     /// were most of its cost.
     static func parseToken(_ bytes: ArraySlice<UInt8>) throws(FieldError) -> Token {
         var f: [Field] = []
+        f.reserveCapacity(16)
         var i = bytes.startIndex
         while i < bytes.endIndex {
             if bytes[i] == UInt8(ascii: " ") { i += 1; continue }
@@ -279,9 +280,9 @@ public enum RecordFormat {
         do { parameters = try OTPParameters(kind: otpKind, algorithm: algorithm, digits: digits) } catch {
             throw FieldError(description: error.description)
         }
-        let secretText = try need("secret")
+        guard let secretField = raw("secret") else { throw FieldError(description: "token lacks secret=") }
         var secretBytes: [UInt8]
-        do { secretBytes = try Base32.decode(secretText) } catch { throw FieldError(description: msg("secret: \(error)")) }
+        do { secretBytes = try Base32.decode(bytes: secretField) } catch { throw FieldError(description: msg("secret: \(error)")) }
         guard (1...OTPParameters.maxSecretLength).contains(secretBytes.count) else {
             ConstantTime.wipe(&secretBytes)
             throw FieldError(description: msg("secret must be 1-\(OTPParameters.maxSecretLength) bytes"))

@@ -74,6 +74,19 @@ struct SHATests {
         }
     }
 
+    @Test("One prepared key, many messages: the SHA-1 fast path (up to 55 bytes) and the streaming one beyond it agree with libcrypto")
+    func preparedKeyAcrossTheFastPathEdge() {
+        var rng = SystemRandomNumberGenerator()
+        for keyLength in [0, 1, 20, 63, 64, 65, 200] {
+            let key = (0..<keyLength).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            let prepared = key.withUnsafeBytes { HMACKey(.sha1, key: $0) }
+            for length in [0, 8, 54, 55, 56, 57, 64, 119, 120] {
+                let message = (0..<length).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                #expect(prepared.authenticate(message) == reference(.sha1, key: key, message: message), "key \(keyLength) message \(length)")
+            }
+        }
+    }
+
     @Test func randomBytesDiffer() throws {
         let a = try #require(SecureRandom.bytes(32)), b = try #require(SecureRandom.bytes(32))
         #expect(a.count == 32 && a != b)
