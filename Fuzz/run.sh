@@ -18,16 +18,22 @@ B=../.build-fuzz
 mkdir -p "$B" crashes
 FLAGS=(-parse-as-library -sanitize=fuzzer,address -O -g -I "$B" -I "$SRC/CLoadOnUse/include" -I "$SRC/CPOSIX/include" -Xcc -I/usr/include/PCSC)
 
-module() {  # module NAME: a static library and its .swiftmodule
-    local name=$1
-    if [ "$B/lib$name.a" -nt "$SRC/$name" ] && [ -z "$(find "$SRC/$name" -newer "$B/lib$name.a" -name '*.swift')" ]; then return; fi
+built=()
+module() {  # module NAME: a static library and its .swiftmodule; rebuilt when its sources
+            # or any module built before it (its dependencies come first) are newer
+    local name=$1 fresh=1 dep
+    [ "$B/lib$name.a" -nt "$SRC/$name" ] && [ -z "$(find "$SRC/$name" -newer "$B/lib$name.a" -name '*.swift')" ] || fresh=0
+    for dep in "${built[@]}"; do [ "$B/lib$dep.a" -nt "$B/lib$name.a" ] && fresh=0; done
+    built+=("$name")
+    [ "$fresh" -eq 0 ] || return 0
     echo "fuzz: building $name"
     swiftc "${FLAGS[@]}" -module-name "$name" -emit-module -emit-module-path "$B/$name.swiftmodule" \
         -emit-library -static -o "$B/lib$name.a" "$SRC/$name"/*.swift
 }
 # The C targets: the POSIX shim, and libcrypt/libpcsclite opened on first use.
 if [ ! "$B/libCPOSIX.a" -nt "$SRC/CPOSIX/cposix.c" ] || [ ! "$B/libCPOSIX.a" -nt "$SRC/CLoadOnUse/load_on_use.c" ]; then
-    clang -c -O1 -g -fsanitize=fuzzer-no-link,address -I "$SRC/CPOSIX/include" "$SRC/CPOSIX/cposix.c" -o "$B/cposix.o"
+    # The installed paths are compiled in (Package.swift defines them for SwiftPM builds).
+    clang -c -O1 -g -fsanitize=fuzzer-no-link,address -DSMARTOTP_SBINDIR='"/usr/local/sbin"' -I "$SRC/CPOSIX/include" "$SRC/CPOSIX/cposix.c" -o "$B/cposix.o"
     clang -c -O1 -g -fsanitize=fuzzer-no-link,address -I "$SRC/CLoadOnUse/include" -I/usr/include/PCSC "$SRC/CLoadOnUse/load_on_use.c" -o "$B/load_on_use.o"
     ar rcs "$B/libCPOSIX.a" "$B/cposix.o" "$B/load_on_use.o"
 fi

@@ -6,7 +6,7 @@ for t in apdu record args uri; do
     if out=$("$ROOT/Fuzz/run.sh" "${FUZZ_SECONDS:-15}" "$t" 2>&1); then
         ok "fuzz-$t: $(echo "$out" | grep -oE '[0-9]+ runs' | head -1), no crash"
     else
-        not_ok "fuzz-$t" "$(echo "$out" | grep -E 'Fatal|SUMMARY|ERROR' | head -3 | tr '\n' '|')"
+        not_ok "fuzz-$t" "$(echo "$out" | grep -E 'Fatal|SUMMARY|ERROR|error:' | head -3 | tr '\n' '|')"
     fi
 done
 finish
