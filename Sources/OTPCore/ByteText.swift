@@ -122,23 +122,24 @@ extension Collection<UInt8> {
 public struct Message: ExpressibleByStringInterpolation {
     public let text: String
 
-    public init(stringLiteral value: StaticString) { text = value.description }
-    public init(stringInterpolation: Interpolation) { text = String(decoding: stringInterpolation.bytes.bytes, as: UTF8.self) }
+    // Not inlined: one copy of each, however many messages (size is a target).
+    @inline(never) public init(stringLiteral value: StaticString) { text = value.description }
+    @inline(never) public init(stringInterpolation: Interpolation) { text = String(decoding: stringInterpolation.bytes.bytes, as: UTF8.self) }
 
     public struct Interpolation: StringInterpolationProtocol {
         public typealias StringLiteralType = StaticString
         var bytes: ByteWriter
-        public init(literalCapacity: Int, interpolationCount: Int) {
+        @inline(never) public init(literalCapacity: Int, interpolationCount: Int) {
             bytes = ByteWriter(capacity: literalCapacity + 16 * interpolationCount)
         }
         @inline(never) public mutating func appendLiteral(_ literal: StaticString) { bytes.add(literal) }
         @inline(never) public mutating func appendInterpolation(_ value: String) { bytes.add(value) }
         public mutating func appendInterpolation(_ value: Substring) { appendInterpolation(String(value)) }
-        public mutating func appendInterpolation(_ value: Int) { bytes.add(Int64(value)) }
-        public mutating func appendInterpolation(_ value: Int32) { bytes.add(Int64(value)) }
-        public mutating func appendInterpolation(_ value: Int64) { bytes.add(value) }
-        public mutating func appendInterpolation(_ value: UInt32) { bytes.add(UInt64(value)) }
-        public mutating func appendInterpolation(_ value: UInt64) { bytes.add(value) }
+        public mutating func appendInterpolation(_ value: Int) { appendInterpolation(Int64(value)) }
+        public mutating func appendInterpolation(_ value: Int32) { appendInterpolation(Int64(value)) }
+        @inline(never) public mutating func appendInterpolation(_ value: Int64) { bytes.add(value) }
+        public mutating func appendInterpolation(_ value: UInt32) { appendInterpolation(UInt64(value)) }
+        @inline(never) public mutating func appendInterpolation(_ value: UInt64) { bytes.add(value) }
         public mutating func appendInterpolation<T: CustomStringConvertible>(_ value: T) { appendInterpolation(value.description) }
     }
 }
