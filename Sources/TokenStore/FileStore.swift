@@ -181,7 +181,9 @@ public final class FileStore: Store {
         }
         defer { ConstantTime.wipe(&bytes) }
         if let cached = lastRead, cached.user == user, ConstantTime.equals(cached.bytes, bytes) { return cached.record }
-        guard String(validating: bytes, as: UTF8.self) != nil else {
+        // Records are ASCII (labels are percent-encoded): checked byte by byte, with no
+        // String made; anything else must at least be UTF-8.
+        guard bytes.allSatisfy({ $0 < 0x80 }) || String(validating: bytes, as: UTF8.self) != nil else {
             throw .malformed(path: path, line: 1, reason: "not UTF-8 text")
         }
         let record = try RecordFormat.parse(bytes: bytes, path: path)
