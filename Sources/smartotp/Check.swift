@@ -81,7 +81,7 @@ struct Check: ParsableCommand {
         let stacks = PamStacks(directory: pamDirectory)
         let using = stacks.servicesUsingSmartOTP().filter { $0.service != "smartotp-auth" }
         if using.isEmpty {
-            line("WARN", "no \(pamDirectory) service uses pam_smartotp yet (see install.sh --enable)")
+            line("WARN", "no \(pamDirectory) service uses pam_smartotp yet (pam-auth-update --enable smartotp puts it in common-auth; or @include smartotp-auth in a service, or install.sh --enable SERVICE)")
         } else {
             line("OK", "services using pam_smartotp: \(using.map { $0.service + ($0.viaInclude ? " (through an include)" : "") }.joined(separator: ", "))")
         }

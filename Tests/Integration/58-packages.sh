@@ -108,6 +108,9 @@ else
 fi
 check "smartotp --version runs without the toolchain" "smartotp $VERSION" "$(in_root smartotp --version 2>&1)"
 check "no Swift library is loaded by smartotp" "" "$(in_root ldd /usr/bin/smartotp | grep -E 'swift|not found')"
+out=$(in_root smartotp check 2>&1); rc=$?
+[ "$rc" -eq 0 ] && echo "$out" | grep -q "^OK .*module installed at .*/security/pam_smartotp.so" && echo "$out" | grep -q "^OK .*store /var/lib/smartotp" \
+    && ok "smartotp check finds the packaged module and store" || not_ok "smartotp check in the root" "$(echo "$out" | tr '\n' '|')"
 check "the records' folder is root's, 0700" "700 root" "$(stat -c '%a %U' "$R/var/lib/smartotp")"
 check "the helper installed setuid root" "4755 root" "$(stat -c '%a %U' "$R/usr/sbin/smartotp-chkotp")"
 in_root sh -c 'zcat /usr/share/bash-completion/completions/smartotp 2>/dev/null || cat /usr/share/bash-completion/completions/smartotp' | grep -q '^complete .*-F _smartotp smartotp$' \
