@@ -148,22 +148,35 @@ struct SHA1Words {
             for t in 0..<16 { w[t] = load32(block, t * 4) }
             for t in 16..<80 { w[t] = rotl(w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16], 1) }
             var a = self.a, b = self.b, c = self.c, d = self.d, e = self.e
-            // The four rounds of 20 (§4.1.1, §4.2.1), each its own loop: no branch per step.
-            for t in 0..<20 {
-                let temp = rotl(a, 5) &+ ((b & c) | (~b & d)) &+ e &+ 0x5A827999 &+ w[t]
-                e = d; d = c; c = rotl(b, 30); b = a; a = temp
+            // The four rounds of 20 (§4.1.1, §4.2.1), five steps an iteration with the roles
+            // of a…e rotated by hand: no branch and no register shuffle per step.
+            for t in stride(from: 0, to: 20, by: 5) {
+                e = e &+ rotl(a, 5) &+ ((b & c) | (~b & d)) &+ 0x5A827999 &+ w[t]; b = rotl(b, 30)
+                d = d &+ rotl(e, 5) &+ ((a & b) | (~a & c)) &+ 0x5A827999 &+ w[t + 1]; a = rotl(a, 30)
+                c = c &+ rotl(d, 5) &+ ((e & a) | (~e & b)) &+ 0x5A827999 &+ w[t + 2]; e = rotl(e, 30)
+                b = b &+ rotl(c, 5) &+ ((d & e) | (~d & a)) &+ 0x5A827999 &+ w[t + 3]; d = rotl(d, 30)
+                a = a &+ rotl(b, 5) &+ ((c & d) | (~c & e)) &+ 0x5A827999 &+ w[t + 4]; c = rotl(c, 30)
             }
-            for t in 20..<40 {
-                let temp = rotl(a, 5) &+ (b ^ c ^ d) &+ e &+ 0x6ED9EBA1 &+ w[t]
-                e = d; d = c; c = rotl(b, 30); b = a; a = temp
+            for t in stride(from: 20, to: 40, by: 5) {
+                e = e &+ rotl(a, 5) &+ (b ^ c ^ d) &+ 0x6ED9EBA1 &+ w[t]; b = rotl(b, 30)
+                d = d &+ rotl(e, 5) &+ (a ^ b ^ c) &+ 0x6ED9EBA1 &+ w[t + 1]; a = rotl(a, 30)
+                c = c &+ rotl(d, 5) &+ (e ^ a ^ b) &+ 0x6ED9EBA1 &+ w[t + 2]; e = rotl(e, 30)
+                b = b &+ rotl(c, 5) &+ (d ^ e ^ a) &+ 0x6ED9EBA1 &+ w[t + 3]; d = rotl(d, 30)
+                a = a &+ rotl(b, 5) &+ (c ^ d ^ e) &+ 0x6ED9EBA1 &+ w[t + 4]; c = rotl(c, 30)
             }
-            for t in 40..<60 {
-                let temp = rotl(a, 5) &+ ((b & c) | (b & d) | (c & d)) &+ e &+ 0x8F1BBCDC &+ w[t]
-                e = d; d = c; c = rotl(b, 30); b = a; a = temp
+            for t in stride(from: 40, to: 60, by: 5) {
+                e = e &+ rotl(a, 5) &+ ((b & c) | (b & d) | (c & d)) &+ 0x8F1BBCDC &+ w[t]; b = rotl(b, 30)
+                d = d &+ rotl(e, 5) &+ ((a & b) | (a & c) | (b & c)) &+ 0x8F1BBCDC &+ w[t + 1]; a = rotl(a, 30)
+                c = c &+ rotl(d, 5) &+ ((e & a) | (e & b) | (a & b)) &+ 0x8F1BBCDC &+ w[t + 2]; e = rotl(e, 30)
+                b = b &+ rotl(c, 5) &+ ((d & e) | (d & a) | (e & a)) &+ 0x8F1BBCDC &+ w[t + 3]; d = rotl(d, 30)
+                a = a &+ rotl(b, 5) &+ ((c & d) | (c & e) | (d & e)) &+ 0x8F1BBCDC &+ w[t + 4]; c = rotl(c, 30)
             }
-            for t in 60..<80 {
-                let temp = rotl(a, 5) &+ (b ^ c ^ d) &+ e &+ 0xCA62C1D6 &+ w[t]
-                e = d; d = c; c = rotl(b, 30); b = a; a = temp
+            for t in stride(from: 60, to: 80, by: 5) {
+                e = e &+ rotl(a, 5) &+ (b ^ c ^ d) &+ 0xCA62C1D6 &+ w[t]; b = rotl(b, 30)
+                d = d &+ rotl(e, 5) &+ (a ^ b ^ c) &+ 0xCA62C1D6 &+ w[t + 1]; a = rotl(a, 30)
+                c = c &+ rotl(d, 5) &+ (e ^ a ^ b) &+ 0xCA62C1D6 &+ w[t + 2]; e = rotl(e, 30)
+                b = b &+ rotl(c, 5) &+ (d ^ e ^ a) &+ 0xCA62C1D6 &+ w[t + 3]; d = rotl(d, 30)
+                a = a &+ rotl(b, 5) &+ (c ^ d ^ e) &+ 0xCA62C1D6 &+ w[t + 4]; c = rotl(c, 30)
             }
             self.a &+= a; self.b &+= b; self.c &+= c; self.d &+= d; self.e &+= e
             if let base = w.baseAddress { explicit_bzero(base, 80 * MemoryLayout<UInt32>.size) }
