@@ -31,49 +31,80 @@ extension String {
 /// Text built as UTF-8 bytes in one reserved buffer: what a record is written as, twice a
 /// login. String appends (and the integer `description`s) cost several times more in the
 /// module, where every one of them runs the generic String machinery.
+///
+/// The buffer is zero-filled ahead and each piece is copied into place with one memmove:
+/// appending to an Array copies a byte at a time in Embedded Swift.
 public struct ByteWriter {
-    public private(set) var bytes: [UInt8] = []
+    /// The written bytes are `storage[0..<count]`; the rest is room.
+    private var storage: [UInt8]
+    public private(set) var count = 0
 
-    public init(capacity: Int) { bytes.reserveCapacity(capacity) }
+    public init(capacity: Int) { storage = [UInt8](repeating: 0, count: max(capacity, 32)) }
+
+    /// The bytes written so far (a copy).
+    public var bytes: [UInt8] { Array(storage[0..<count]) }
+
+    /// The bytes written so far as a String (UTF-8, repaired if need be).
+    public func string() -> String {
+        storage.withUnsafeBufferPointer { String(decoding: UnsafeBufferPointer(rebasing: $0[0..<count]), as: UTF8.self) }
+    }
+
+    public mutating func add(raw piece: UnsafeRawBufferPointer) {
+        guard let source = piece.baseAddress, piece.count > 0 else { return }
+        if count + piece.count > storage.count {
+            storage.append(contentsOf: repeatElement(0, count: max(storage.count, piece.count)))
+        }
+        let at = count
+        storage.withUnsafeMutableBytes { room in
+            if let base = room.baseAddress { (base + at).copyMemory(from: source, byteCount: piece.count) }
+        }
+        count += piece.count
+    }
 
     public mutating func add(_ text: StaticString) {
-        text.withUTF8Buffer { bytes.append(contentsOf: $0) }
+        text.withUTF8Buffer { add(raw: UnsafeRawBufferPointer($0)) }
     }
 
-    /// A String's own UTF-8 bytes, copied at once (appending its `utf8` view goes a byte
-    /// at a time).
+    /// A String's own UTF-8 bytes.
     public mutating func add(_ text: String) {
         var text = text
-        text.withUTF8 { bytes.append(contentsOf: $0) }
+        text.withUTF8 { add(raw: UnsafeRawBufferPointer($0)) }
     }
 
-    public mutating func add(byte: UInt8) { bytes.append(byte) }
+    public mutating func add(byte: UInt8) {
+        withUnsafeBytes(of: byte) { add(raw: $0) }
+    }
 
-    public mutating func add(bytes more: [UInt8]) { bytes.append(contentsOf: more) }
+    public mutating func add(bytes more: [UInt8]) { more.withUnsafeBytes { add(raw: $0) } }
 
     /// Decimal, as `String(n)` writes it.
     public mutating func add(_ n: Int64) {
-        if n < 0 { bytes.append(UInt8(ascii: "-")) }
+        if n < 0 { add(byte: UInt8(ascii: "-")) }
         add(n.magnitude)
     }
 
     public mutating func add(_ n: Int) { add(Int64(n)) }
 
     public mutating func add(_ n: UInt64) {
-        let start = bytes.count
-        var v = n
-        repeat {
-            bytes.append(UInt8(ascii: "0") + UInt8(truncatingIfNeeded: v % 10))
-            v /= 10
-        } while v > 0
-        var (i, j) = (start, bytes.count - 1)
-        while i < j { bytes.swapAt(i, j); i += 1; j -= 1 }
+        // The digits from the right, on the stack, then copied in once.
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
+            var i = digits.count
+            var v = n
+            repeat {
+                i -= 1
+                digits[i] = UInt8(ascii: "0") + UInt8(truncatingIfNeeded: v % 10)
+                v /= 10
+            } while v > 0 && i > 0
+            add(raw: UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: digits[i...])))
+        }
     }
 
     /// Hands the bytes over, leaving the writer empty.
     public mutating func take() -> [UInt8] {
-        let out = bytes
-        bytes = []
+        storage.removeLast(storage.count - count)
+        let out = storage
+        storage = []
+        count = 0
         return out
     }
 }
@@ -124,7 +155,7 @@ public struct Message: ExpressibleByStringInterpolation {
 
     // Not inlined: one copy of each, however many messages (size is a target).
     @inline(never) public init(stringLiteral value: StaticString) { text = value.description }
-    @inline(never) public init(stringInterpolation: Interpolation) { text = String(decoding: stringInterpolation.bytes.bytes, as: UTF8.self) }
+    @inline(never) public init(stringInterpolation: Interpolation) { text = stringInterpolation.bytes.string() }
 
     public struct Interpolation: StringInterpolationProtocol {
         public typealias StringLiteralType = StaticString
@@ -153,12 +184,12 @@ public func msg(_ message: Message) -> String { message.text }
 public func decimal(_ n: Int64) -> String {
     var w = ByteWriter(capacity: 20)
     w.add(n)
-    return String(decoding: w.bytes, as: UTF8.self)
+    return w.string()
 }
 
 @inline(never)
 public func decimalUnsigned(_ n: UInt64) -> String {
     var w = ByteWriter(capacity: 20)
     w.add(n)
-    return String(decoding: w.bytes, as: UTF8.self)
+    return w.string()
 }

@@ -203,18 +203,62 @@ public enum RecordFormat {
 
     struct FieldError: Error { let description: String }
 
-    /// A `key=value` field of a token line, as byte ranges into the line.
-    struct Field {
-        let key: Range<Int>
-        let value: Range<Int>
+    /// The keys of a token line this module knows; others are ignored.
+    enum TokenKey: Int, CaseIterable {
+        case id, kind, type, period, counter, algorithm, digits, secret, last, created, used, label, window, name, device, accessKey, touch
+
+        var text: StaticString {
+            switch self {
+            case .id: return "id"
+            case .kind: return "kind"
+            case .type: return "type"
+            case .period: return "period"
+            case .counter: return "counter"
+            case .algorithm: return "algorithm"
+            case .digits: return "digits"
+            case .secret: return "secret"
+            case .last: return "last"
+            case .created: return "created"
+            case .used: return "used"
+            case .label: return "label"
+            case .window: return "window"
+            case .name: return "name"
+            case .device: return "device"
+            case .accessKey: return "access-key"
+            case .touch: return "touch"
+            }
+        }
+
+        /// The key these bytes spell, found by their first byte (one or two comparisons).
+        init?(_ b: ArraySlice<UInt8>) {
+            guard let first = b.first else { return nil }
+            let found: TokenKey?
+            switch first {
+            case UInt8(ascii: "a"): found = b.spells("algorithm") ? .algorithm : b.spells("access-key") ? .accessKey : nil
+            case UInt8(ascii: "c"): found = b.spells("created") ? .created : b.spells("counter") ? .counter : nil
+            case UInt8(ascii: "d"): found = b.spells("digits") ? .digits : b.spells("device") ? .device : nil
+            case UInt8(ascii: "i"): found = b.spells("id") ? .id : nil
+            case UInt8(ascii: "k"): found = b.spells("kind") ? .kind : nil
+            case UInt8(ascii: "l"): found = b.spells("last") ? .last : b.spells("label") ? .label : nil
+            case UInt8(ascii: "n"): found = b.spells("name") ? .name : nil
+            case UInt8(ascii: "p"): found = b.spells("period") ? .period : nil
+            case UInt8(ascii: "s"): found = b.spells("secret") ? .secret : nil
+            case UInt8(ascii: "t"): found = b.spells("type") ? .type : b.spells("touch") ? .touch : nil
+            case UInt8(ascii: "u"): found = b.spells("used") ? .used : nil
+            case UInt8(ascii: "w"): found = b.spells("window") ? .window : nil
+            default: found = nil
+            }
+            guard let found else { return nil }
+            self = found
+        }
     }
 
     /// The fields are found as byte ranges in the line, and a String is made only for a
     /// value that is asked for: a record is parsed on every login, and small allocations
     /// were most of its cost.
     static func parseToken(_ bytes: ArraySlice<UInt8>) throws(FieldError) -> Token {
-        var f: [Field] = []
-        f.reserveCapacity(16)
+        // Each known key's value, by key: one pass over the line (the last one wins).
+        var values = [Range<Int>?](repeating: nil, count: TokenKey.allCases.count)
         var i = bytes.startIndex
         while i < bytes.endIndex {
             if bytes[i] == UInt8(ascii: " ") { i += 1; continue }
@@ -223,64 +267,57 @@ public enum RecordFormat {
             guard let eq = bytes[start..<i].firstIndex(of: UInt8(ascii: "=")) else {
                 throw FieldError(description: msg("token field '\(String(decoding: bytes[start..<min(i, start + 32)], as: UTF8.self))' is not key=value"))
             }
-            f.append(Field(key: start..<eq, value: (eq + 1)..<i))
+            if let key = TokenKey(bytes[start..<eq]) { values[key.rawValue] = (eq + 1)..<i }
         }
-        func raw(_ k: StaticString) -> ArraySlice<UInt8>? {
-            var i = f.count
-            while i > 0 {  // the last one wins
-                i -= 1
-                if bytes[f[i].key].spells(k) { return bytes[f[i].value] }
-            }
-            return nil
-        }
+        func raw(_ k: TokenKey) -> ArraySlice<UInt8>? { values[k.rawValue].map { bytes[$0] } }
         /// A field's bytes unless absent or `-`.
-        func present(_ k: StaticString) -> ArraySlice<UInt8>? {
+        func present(_ k: TokenKey) -> ArraySlice<UInt8>? {
             guard let v = raw(k), !v.spells("-") else { return nil }
             return v
         }
-        func need(_ k: StaticString) throws(FieldError) -> String {
-            guard let v = raw(k) else { throw FieldError(description: msg("token lacks \(k.description)=")) }
+        func need(_ k: TokenKey) throws(FieldError) -> String {
+            guard let v = raw(k) else { throw FieldError(description: msg("token lacks \(k.text.description)=")) }
             return String(decoding: v, as: UTF8.self)
         }
-        func optional(_ k: StaticString) -> String? { present(k).map { String(decoding: $0, as: UTF8.self) } }
-        func number<T: FixedWidthInteger>(_ k: StaticString, _: T.Type) throws(FieldError) -> T? {
+        func optional(_ k: TokenKey) -> String? { present(k).map { String(decoding: $0, as: UTF8.self) } }
+        func number<T: FixedWidthInteger>(_ k: TokenKey, _: T.Type) throws(FieldError) -> T? {
             guard let v = present(k) else { return nil }
-            guard let n = ByteNumber.parse(v, as: T.self) else { throw FieldError(description: msg("token \(k.description)= is not a number")) }
+            guard let n = ByteNumber.parse(v, as: T.self) else { throw FieldError(description: msg("token \(k.text.description)= is not a number")) }
             return n
         }
-        let id = try need("id")
+        let id = try need(.id)
         guard Token.isValidID(id) else { throw FieldError(description: "token id must be 1-32 of a-z 0-9 - _") }
-        guard let kindBytes = raw("kind") else { throw FieldError(description: "token lacks kind=") }
+        guard let kindBytes = raw(.kind) else { throw FieldError(description: "token lacks kind=") }
         let kind: TokenKind
         if kindBytes.spells("code") { kind = .code } else if kindBytes.spells("card") { kind = .card } else {
             throw FieldError(description: "token kind must be card or code")
         }
-        guard let algorithmBytes = raw("algorithm") else { throw FieldError(description: "token lacks algorithm=") }
+        guard let algorithmBytes = raw(.algorithm) else { throw FieldError(description: "token lacks algorithm=") }
         // What this module writes, matched on the bytes; any other spelling (SHA-1, …) by name.
         let written: HashAlgorithm? = algorithmBytes.spells("sha1") ? .sha1 : algorithmBytes.spells("sha256") ? .sha256
             : algorithmBytes.spells("sha512") ? .sha512 : nil
         guard let algorithm = written ?? HashAlgorithm(name: String(decoding: algorithmBytes, as: UTF8.self)) else {
             throw FieldError(description: "unknown algorithm")
         }
-        guard let digitBytes = raw("digits") else { throw FieldError(description: "token lacks digits=") }
+        guard let digitBytes = raw(.digits) else { throw FieldError(description: "token lacks digits=") }
         guard let digits = ByteNumber.parse(digitBytes, as: Int.self) else { throw FieldError(description: "digits is not a number") }
         let otpKind: OTPKind
         var initial: UInt64 = 0
-        let type = raw("type") ?? []
+        let type = raw(.type) ?? []
         if type.spells("totp") {
-            guard let p = try number("period", Int.self) else { throw FieldError(description: "totp token lacks period=") }
+            guard let p = try number(.period, Int.self) else { throw FieldError(description: "totp token lacks period=") }
             otpKind = .totp(period: p)
         } else if type.spells("hotp") {
             otpKind = .hotp
-            initial = try number("counter", UInt64.self) ?? 0
+            initial = try number(.counter, UInt64.self) ?? 0
         } else {
-            throw FieldError(description: raw("type") == nil ? "token lacks type=" : "type must be totp or hotp")
+            throw FieldError(description: raw(.type) == nil ? "token lacks type=" : "type must be totp or hotp")
         }
         let parameters: OTPParameters
         do { parameters = try OTPParameters(kind: otpKind, algorithm: algorithm, digits: digits) } catch {
             throw FieldError(description: error.description)
         }
-        guard let secretField = raw("secret") else { throw FieldError(description: "token lacks secret=") }
+        guard let secretField = raw(.secret) else { throw FieldError(description: "token lacks secret=") }
         var secretBytes: [UInt8]
         do { secretBytes = try Base32.decode(bytes: secretField) } catch { throw FieldError(description: msg("secret: \(error)")) }
         guard (1...OTPParameters.maxSecretLength).contains(secretBytes.count) else {
@@ -288,25 +325,25 @@ public enum RecordFormat {
             throw FieldError(description: msg("secret must be 1-\(OTPParameters.maxSecretLength) bytes"))
         }
         var accessKey: SecretBytes?
-        if let hex = optional("access-key") {
+        if let hex = optional(.accessKey) {
             guard var k = try? Hex.decode(hex), k.count == 16 else { throw FieldError(description: "access-key must be 16 bytes of hex") }
             accessKey = SecretBytes(consuming: &k)
         }
         var deviceID: String?
-        if let d = optional("device") {
+        if let d = optional(.device) {
             guard d.utf8.count <= 64, (try? Hex.decode(d)) != nil else { throw FieldError(description: "device must be hex") }
             deviceID = d.asciiLowercased
         }
-        let label = optional("label").flatMap { OTPAuthURI.percentDecode($0) } ?? ""
-        let name = optional("name").flatMap { OTPAuthURI.percentDecode($0) }
+        let label = optional(.label).flatMap { OTPAuthURI.percentDecode($0) } ?? ""
+        let name = optional(.name).flatMap { OTPAuthURI.percentDecode($0) }
         if kind == .card && name == nil { throw FieldError(description: "card token lacks name=") }
         var token = Token(id: id, kind: kind, parameters: parameters, secret: SecretBytes(consuming: &secretBytes),
-                     initialCounter: initial, lastUsed: try number("last", UInt64.self),
+                     initialCounter: initial, lastUsed: try number(.last, UInt64.self),
                      credentialName: name, deviceID: deviceID, accessKey: accessKey, label: label,
-                     created: try number("created", Int64.self) ?? 0,
-                     lastUsedTime: try number("used", Int64.self))
-        token.touch = raw("touch")?.spells("1") ?? false
-        if let limit = try number("window", Int.self) {
+                     created: try number(.created, Int64.self) ?? 0,
+                     lastUsedTime: try number(.used, Int64.self))
+        token.touch = raw(.touch)?.spells("1") ?? false
+        if let limit = try number(.window, Int.self) {
             guard (1...1000).contains(limit) else { throw FieldError(description: "token window= must be 1-1000") }
             token.windowLimit = limit
         }
