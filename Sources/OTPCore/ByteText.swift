@@ -41,9 +41,6 @@ public struct ByteWriter {
 
     public init(capacity: Int) { storage = [UInt8](repeating: 0, count: max(capacity, 32)) }
 
-    /// The bytes written so far (a copy).
-    public var bytes: [UInt8] { Array(storage[0..<count]) }
-
     /// The bytes written so far as a String (UTF-8, repaired if need be).
     public func string() -> String {
         storage.withUnsafeBufferPointer { String(decoding: UnsafeBufferPointer(rebasing: $0[0..<count]), as: UTF8.self) }
@@ -178,18 +175,3 @@ public struct Message: ExpressibleByStringInterpolation {
 /// The text of a `Message` (see there for why).
 @inline(never)
 public func msg(_ message: Message) -> String { message.text }
-
-/// A number as decimal text, through one shared, non-generic function.
-@inline(never)
-public func decimal(_ n: Int64) -> String {
-    var w = ByteWriter(capacity: 20)
-    w.add(n)
-    return w.string()
-}
-
-@inline(never)
-public func decimalUnsigned(_ n: UInt64) -> String {
-    var w = ByteWriter(capacity: 20)
-    w.add(n)
-    return w.string()
-}

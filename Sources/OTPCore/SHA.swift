@@ -157,13 +157,7 @@ struct SHA1Words {
                 b = b &+ rotl(c, 5) &+ ((d & e) | (~d & a)) &+ 0x5A827999 &+ w[t + 3]; d = rotl(d, 30)
                 a = a &+ rotl(b, 5) &+ ((c & d) | (~c & e)) &+ 0x5A827999 &+ w[t + 4]; c = rotl(c, 30)
             }
-            for t in stride(from: 20, to: 40, by: 5) {
-                e = e &+ rotl(a, 5) &+ (b ^ c ^ d) &+ 0x6ED9EBA1 &+ w[t]; b = rotl(b, 30)
-                d = d &+ rotl(e, 5) &+ (a ^ b ^ c) &+ 0x6ED9EBA1 &+ w[t + 1]; a = rotl(a, 30)
-                c = c &+ rotl(d, 5) &+ (e ^ a ^ b) &+ 0x6ED9EBA1 &+ w[t + 2]; e = rotl(e, 30)
-                b = b &+ rotl(c, 5) &+ (d ^ e ^ a) &+ 0x6ED9EBA1 &+ w[t + 3]; d = rotl(d, 30)
-                a = a &+ rotl(b, 5) &+ (c ^ d ^ e) &+ 0x6ED9EBA1 &+ w[t + 4]; c = rotl(c, 30)
-            }
+            Self.parityRounds(20, 0x6ED9EBA1, w, &a, &b, &c, &d, &e)
             for t in stride(from: 40, to: 60, by: 5) {
                 e = e &+ rotl(a, 5) &+ ((b & c) | (b & d) | (c & d)) &+ 0x8F1BBCDC &+ w[t]; b = rotl(b, 30)
                 d = d &+ rotl(e, 5) &+ ((a & b) | (a & c) | (b & c)) &+ 0x8F1BBCDC &+ w[t + 1]; a = rotl(a, 30)
@@ -171,15 +165,23 @@ struct SHA1Words {
                 b = b &+ rotl(c, 5) &+ ((d & e) | (d & a) | (e & a)) &+ 0x8F1BBCDC &+ w[t + 3]; d = rotl(d, 30)
                 a = a &+ rotl(b, 5) &+ ((c & d) | (c & e) | (d & e)) &+ 0x8F1BBCDC &+ w[t + 4]; c = rotl(c, 30)
             }
-            for t in stride(from: 60, to: 80, by: 5) {
-                e = e &+ rotl(a, 5) &+ (b ^ c ^ d) &+ 0xCA62C1D6 &+ w[t]; b = rotl(b, 30)
-                d = d &+ rotl(e, 5) &+ (a ^ b ^ c) &+ 0xCA62C1D6 &+ w[t + 1]; a = rotl(a, 30)
-                c = c &+ rotl(d, 5) &+ (e ^ a ^ b) &+ 0xCA62C1D6 &+ w[t + 2]; e = rotl(e, 30)
-                b = b &+ rotl(c, 5) &+ (d ^ e ^ a) &+ 0xCA62C1D6 &+ w[t + 3]; d = rotl(d, 30)
-                a = a &+ rotl(b, 5) &+ (c ^ d ^ e) &+ 0xCA62C1D6 &+ w[t + 4]; c = rotl(c, 30)
-            }
+            Self.parityRounds(60, 0xCA62C1D6, w, &a, &b, &c, &d, &e)
             self.a &+= a; self.b &+= b; self.c &+= c; self.d &+= d; self.e &+= e
             if let base = w.baseAddress { explicit_bzero(base, 80 * MemoryLayout<UInt32>.size) }
+        }
+    }
+
+    /// Steps `from ..< from + 20` of the two rounds whose function is parity (b ^ c ^ d),
+    /// five an iteration with the roles rotated as in `compress`.
+    @inline(__always)
+    static func parityRounds(_ from: Int, _ k: UInt32, _ w: UnsafeMutableBufferPointer<UInt32>,
+                             _ a: inout UInt32, _ b: inout UInt32, _ c: inout UInt32, _ d: inout UInt32, _ e: inout UInt32) {
+        for t in stride(from: from, to: from + 20, by: 5) {
+            e = e &+ rotl(a, 5) &+ (b ^ c ^ d) &+ k &+ w[t]; b = rotl(b, 30)
+            d = d &+ rotl(e, 5) &+ (a ^ b ^ c) &+ k &+ w[t + 1]; a = rotl(a, 30)
+            c = c &+ rotl(d, 5) &+ (e ^ a ^ b) &+ k &+ w[t + 2]; e = rotl(e, 30)
+            b = b &+ rotl(c, 5) &+ (d ^ e ^ a) &+ k &+ w[t + 3]; d = rotl(d, 30)
+            a = a &+ rotl(b, 5) &+ (c ^ d ^ e) &+ k &+ w[t + 4]; c = rotl(c, 30)
         }
     }
 

@@ -229,26 +229,11 @@ public enum RecordFormat {
             }
         }
 
-        /// The key these bytes spell, found by their first byte (one or two comparisons).
+        /// The key these bytes spell. Only keys with the same first byte are compared
+        /// (one or two of them): the names are written once, in `text`.
         init?(_ b: ArraySlice<UInt8>) {
-            guard let first = b.first else { return nil }
-            let found: TokenKey?
-            switch first {
-            case UInt8(ascii: "a"): found = b.spells("algorithm") ? .algorithm : b.spells("access-key") ? .accessKey : nil
-            case UInt8(ascii: "c"): found = b.spells("created") ? .created : b.spells("counter") ? .counter : nil
-            case UInt8(ascii: "d"): found = b.spells("digits") ? .digits : b.spells("device") ? .device : nil
-            case UInt8(ascii: "i"): found = b.spells("id") ? .id : nil
-            case UInt8(ascii: "k"): found = b.spells("kind") ? .kind : nil
-            case UInt8(ascii: "l"): found = b.spells("last") ? .last : b.spells("label") ? .label : nil
-            case UInt8(ascii: "n"): found = b.spells("name") ? .name : nil
-            case UInt8(ascii: "p"): found = b.spells("period") ? .period : nil
-            case UInt8(ascii: "s"): found = b.spells("secret") ? .secret : nil
-            case UInt8(ascii: "t"): found = b.spells("type") ? .type : b.spells("touch") ? .touch : nil
-            case UInt8(ascii: "u"): found = b.spells("used") ? .used : nil
-            case UInt8(ascii: "w"): found = b.spells("window") ? .window : nil
-            default: found = nil
-            }
-            guard let found else { return nil }
+            guard let first = b.first,
+                  let found = Self.allCases.first(where: { $0.text.withUTF8Buffer({ $0.first }) == first && b.spells($0.text) }) else { return nil }
             self = found
         }
     }
