@@ -192,7 +192,7 @@ let normalTargets: [Target] = [
     .testTarget(name: "SmartOTPFleetTests", dependencies: ["SmartOTPFleet", "SmartOTPAuth", "TokenStore", "OTPCore"], swiftSettings: moduleSwiftSettings),
     .testTarget(
         name: "SmartOTPSystemTests",
-        dependencies: ["SmartOTPSystem", "SmartOTPAuth", "SmartCard", "VirtualCard", "OTPCore"],
+        dependencies: ["SmartOTPSystem", "SmartOTPAuth", "SmartCard", "VirtualCard", "OTPCore", "POSIX", "CPOSIX"],
         swiftSettings: moduleSwiftSettings
     ),
 ]

@@ -11,58 +11,96 @@ public enum Subprocess {
     }
 
     /// Runs `path` with `arguments` (argv[1…]) and an empty environment, writes `input` to
-    /// its standard input (then wipes the copy), and reads at most `outputLimit` bytes of its
+    /// its standard input (then wipes it), and reads at most `outputLimit` bytes of its
     /// standard output. The host's SIGCHLD disposition is set to the default while we wait
     /// (a host that reaps children itself would steal the status) and restored after.
-    public static func run(_ path: String, _ arguments: [String], input: [UInt8], outputLimit: Int) throws(SystemCallError) -> Result {
-        var toChild: [Int32] = [-1, -1]
-        var fromChild: [Int32] = [-1, -1]
-        guard pipe(&toChild) == 0 else { throw .last("pipe", path) }
-        guard pipe(&fromChild) == 0 else {
-            _ = close(toChild[0]); _ = close(toChild[1])
-            throw .last("pipe", path)
+    ///
+    /// Both directions are socket pairs, not pipes: the request goes with MSG_NOSIGNAL, so a
+    /// program that exits before reading it costs the host an EPIPE, never a SIGPIPE (a
+    /// screen locker killed by a signal is a screen unlocked).
+    public static func run(_ path: String, _ arguments: [String], input: consuming [UInt8], outputLimit: Int) throws(SystemCallError) -> Result {
+        let toChild = try socketPair(path)
+        let fromChild: (ours: Int32, theirs: Int32)
+        do throws(SystemCallError) { fromChild = try socketPair(path) } catch {
+            _ = close(toChild.ours); _ = close(toChild.theirs)
+            throw error
         }
-        // Close-on-exec everywhere: only the dup2'd copies (0 and 1) reach the child, and
-        // no other child of the host inherits our pipe ends.
-        for fd in toChild + fromChild { _ = cposix_set_cloexec(fd) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, toChild[0], 0)
-        posix_spawn_file_actions_adddup2(&actions, fromChild[1], 1)
         var previous = sigaction()
         _ = cposix_set_signal(SIGCHLD, 0, &previous)
         defer { _ = cposix_restore_signal(SIGCHLD, &previous) }
-        var argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) }
-        argv.append(nil)
-        defer { for p in argv { free(p) } }
-        var envp: [UnsafeMutablePointer<CChar>?] = [nil]
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, path, &actions, nil, argv, &envp)
-        _ = close(toChild[0])
-        _ = close(fromChild[1])
-        guard rc == 0 else {
-            _ = close(toChild[1]); _ = close(fromChild[0])
-            throw SystemCallError("posix_spawn", path, errno: rc)
+        let pid: pid_t
+        do throws(SystemCallError) {
+            pid = try spawn(path, arguments, input: toChild.theirs, output: fromChild.theirs)
+        } catch {
+            for fd in [toChild.ours, toChild.theirs, fromChild.ours, fromChild.theirs] { _ = close(fd) }
+            throw error
         }
-        var request = input
-        var offset = 0
-        while offset < request.count {
-            let n = request.withUnsafeBytes { b in
-                retryingOnInterrupt { write(toChild[1], b.baseAddress.map { $0 + offset }, b.count - offset) }
-            }
-            if n <= 0 { break }
-            offset += n
-        }
-        for i in request.indices { request[i] = 0 }
-        _ = close(toChild[1])
-        let output = FileDescriptor(rawValue: fromChild[0])
+        _ = close(toChild.theirs)
+        _ = close(fromChild.theirs)
+        _ = sendAll(toChild.ours, input)
+        // `input` is ours (consuming): a caller's temporary array is wiped in place, not a
+        // copy of it (zeroing a `var` copy would copy first and leave the original).
+        input.withUnsafeMutableBytes { if let base = $0.baseAddress { explicit_bzero(base, $0.count) } }
+        _ = close(toChild.ours)
+        let output = FileDescriptor(rawValue: fromChild.ours)
         let answer = (try? output.readAll(path, limit: outputLimit)) ?? nil
         output.close()
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && cposix_errno() == EINTR {}
         return Result(exitCode: cposix_exited(status) != 0 ? cposix_exit_status(status) : nil, output: answer ?? [])
     }
+}
+
+/// A connected pair of Unix stream sockets, both close-on-exec: `theirs` becomes a child's
+/// standard input or output (posix_spawn's dup2 clears the flag on that copy only).
+func socketPair(_ path: String) throws(SystemCallError) -> (ours: Int32, theirs: Int32) {
+    var pair: [Int32] = [-1, -1]
+    guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
+        throw .last("socketpair", path)
+    }
+    return (pair[0], pair[1])
+}
+
+/// Starts `path` with `arguments`, an empty environment, and `input` and `output` as its
+/// standard input and output. argv is built in one buffer: the path and each argument, each
+/// followed by a NUL.
+func spawn(_ path: String, _ arguments: [String], input: Int32, output: Int32) throws(SystemCallError) -> pid_t {
+    var strings: [CChar] = []
+    var offsets: [Int] = []
+    for word in [path] + arguments {
+        offsets.append(strings.count)
+        for byte in word.utf8 { strings.append(CChar(bitPattern: byte)) }
+        strings.append(0)
+    }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_adddup2(&actions, input, 0)
+    posix_spawn_file_actions_adddup2(&actions, output, 1)
+    var pid: pid_t = 0
+    let rc = strings.withUnsafeMutableBufferPointer { buffer -> Int32 in
+        guard let base = buffer.baseAddress else { return EINVAL }  // never: the path's NUL is there
+        var argv: [UnsafeMutablePointer<CChar>?] = offsets.map { base + $0 }
+        argv.append(nil)
+        var envp: [UnsafeMutablePointer<CChar>?] = [nil]
+        return posix_spawn(&pid, path, &actions, nil, argv, &envp)
+    }
+    guard rc == 0 else { throw SystemCallError("posix_spawn", path, errno: rc) }
+    return pid
+}
+
+/// Writes all of `bytes` to the socket `fd` (MSG_NOSIGNAL: a reader that is gone is an
+/// error, not a signal). False when the peer is gone before the end.
+func sendAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+    var offset = 0
+    while offset < bytes.count {
+        let sent = bytes.withUnsafeBytes { b in
+            retryingOnInterrupt { send(fd, b.baseAddress.map { $0 + offset }, b.count - offset, Int32(MSG_NOSIGNAL)) }
+        }
+        guard sent > 0 else { return false }
+        offset += sent
+    }
+    return true
 }
 
 /// A helper program kept running for several requests (the fleet client: one process and
@@ -79,26 +117,15 @@ public final class Session {
     /// Starts `path` with `arguments` and an empty environment.
     public init(_ path: String, _ arguments: [String]) throws(SystemCallError) {
         self.path = path
-        var pair: [Int32] = [-1, -1]
-        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
-            throw .last("socketpair", path)
+        let pair = try socketPair(path)
+        do throws(SystemCallError) {
+            pid = try spawn(path, arguments, input: pair.theirs, output: pair.theirs)
+        } catch {
+            _ = close(pair.ours); _ = close(pair.theirs)
+            throw error
         }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, pair[1], 0)
-        posix_spawn_file_actions_adddup2(&actions, pair[1], 1)
-        var argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) }
-        argv.append(nil)
-        defer { for p in argv { free(p) } }
-        var envp: [UnsafeMutablePointer<CChar>?] = [nil]
-        let rc = posix_spawn(&pid, path, &actions, nil, argv, &envp)
-        _ = close(pair[1])
-        guard rc == 0 else {
-            _ = close(pair[0])
-            throw SystemCallError("posix_spawn", path, errno: rc)
-        }
-        fd = pair[0]
+        _ = close(pair.theirs)
+        fd = pair.ours
     }
 
     deinit {
@@ -124,14 +151,7 @@ public final class Session {
         frame.append(UInt8(ascii: "\n"))
         frame += request
         defer { for i in frame.indices { frame[i] = 0 } }
-        var offset = 0
-        while offset < frame.count {
-            let sent = frame.withUnsafeBytes { b in
-                retryingOnInterrupt { send(fd, b.baseAddress.map { $0 + offset }, b.count - offset, Int32(MSG_NOSIGNAL)) }
-            }
-            guard sent > 0 else { throw .last("send", path) }
-            offset += sent
-        }
+        guard sendAll(fd, frame) else { throw .last("send", path) }
         // "LENGTH\n", then the answer.
         var length = 0
         var byte: UInt8 = 0
