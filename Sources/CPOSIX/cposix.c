@@ -4,8 +4,6 @@ int cposix_errno(void) { return errno; }
 
 int cposix_open(const char *path, int flags, mode_t mode) { return open(path, flags, mode); }
 
-int cposix_set_cloexec(int fd) { return fcntl(fd, F_SETFD, FD_CLOEXEC); }
-
 int cposix_exited(int status) { return WIFEXITED(status); }
 
 int cposix_exit_status(int status) { return WEXITSTATUS(status); }
@@ -14,10 +12,11 @@ const char *cposix_dirent_name(const struct dirent *entry) { return entry->d_nam
 
 int cposix_set_signal(int signal, int ignore, struct sigaction *previous)
 {
+    // Zeroed: no flags and an empty sa_mask (glibc's sigset_t is a bit array, and
+    // sigemptyset only clears it; one libc import fewer for the module).
     struct sigaction action;
     memset(&action, 0, sizeof action);
     action.sa_handler = ignore ? SIG_IGN : SIG_DFL;
-    sigemptyset(&action.sa_mask);
     return sigaction(signal, &action, previous);
 }
 

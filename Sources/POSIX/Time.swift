@@ -2,8 +2,13 @@ internal import CPOSIX
 
 /// The clocks.
 public enum Clocks {
-    /// Unix time in seconds (time(2)).
-    public static func unixTime() -> Int64 { Int64(time(nil)) }
+    /// Unix time in seconds (CLOCK_REALTIME; clock_gettime serves both clocks, so the module
+    /// imports one libc function, not two — each import is a symbol lookup at every load).
+    public static func unixTime() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec)
+    }
 
     /// Milliseconds on the monotonic clock, for deadlines that must not jump with the
     /// wall clock.

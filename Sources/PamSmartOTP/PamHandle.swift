@@ -27,11 +27,19 @@ struct PamHandle {
         return Self.boundedString(value.assumingMemoryBound(to: CChar.self), max: Self.maxAnswerBytes)
     }
 
+    /// strnlen(3), written out: answers are short, and one libc import fewer is one symbol
+    /// lookup fewer each time a host loads the module.
+    static func boundedLength(_ p: UnsafePointer<CChar>, _ max: Int) -> Int {
+        var n = 0
+        while n < max && p[n] != 0 { n += 1 }
+        return n
+    }
+
     /// Reads at most `max` bytes of a C string; a longer one is returned cut to `max + 1`
     /// bytes so that length checks fail it. Invalid UTF-8 is replaced, so it can never
     /// match a code or a password.
     static func boundedString(_ p: UnsafePointer<CChar>, max: Int) -> String {
-        let length = strnlen(p, max + 1)
+        let length = boundedLength(p, max + 1)
         return p.withMemoryRebound(to: UInt8.self, capacity: length) {
             String(decoding: UnsafeBufferPointer(start: $0, count: length), as: UTF8.self)
         }
@@ -83,7 +91,7 @@ struct PamConversation: Prompter {
     static func release(_ response: UnsafeMutablePointer<pam_response>?) {
         guard let response else { return }
         if let answer = response.pointee.resp {
-            explicit_bzero(answer, strnlen(answer, 1 << 20))
+            explicit_bzero(answer, PamHandle.boundedLength(answer, 1 << 20))
             free(answer)
         }
         free(response)

@@ -41,7 +41,7 @@ public enum HelperProtocol {
     static func decodeLock(_ v: String) throws(ParseError) -> LockState {
         if v == "open" { return .open }
         if v == "forever" { return .lockedForGood }
-        if v.hasPrefix("until "), let t = Int64(v.dropFirst(6)) { return .lockedUntil(t) }
+        if v.utf8.begins(with: "until "), let t = Int64(v.dropFirst(6)) { return .lockedUntil(t) }
         throw ParseError("bad lock state")
     }
 
@@ -118,7 +118,7 @@ public enum HelperProtocol {
             let what = words.count > 1 ? words[1] : ""
             if what == "password" { verdict = .accepted(.password) }
             else if what == "recovery-code" { verdict = .accepted(.recoveryCode) }
-            else if what.hasPrefix("token "), Token.isValidID(String(what.dropFirst(6))) { verdict = .accepted(.token(String(what.dropFirst(6)))) }
+            else if what.utf8.begins(with: "token "), Token.isValidID(String(what.dropFirst(6))) { verdict = .accepted(.token(String(what.dropFirst(6)))) }
             else { throw ParseError("bad verdict") }
         case "replayed": verdict = .replayed(tokenID: words.count > 1 ? words[1] : "")
         case "rejected": verdict = .rejected

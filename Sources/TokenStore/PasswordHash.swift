@@ -36,12 +36,12 @@ public enum PasswordHash {
         guard let out = lou_crypt_r(password, setting, data) else { return nil }
         let result = String(cString: out)
         // libxcrypt signals failure with a string starting with '*'.
-        return result.hasPrefix("*") ? nil : result
+        return result.utf8.begins(with: "*") ? nil : result
     }
 
     /// Checks `password` against a stored hash in constant time. A malformed hash fails.
     public static func verify(_ password: String, hash stored: String) -> Bool {
-        guard acceptable(password), !stored.isEmpty, !stored.hasPrefix("*"), !stored.hasPrefix("!"),
+        guard acceptable(password), !stored.isEmpty, !stored.utf8.begins(with: "*"), !stored.utf8.begins(with: "!"),
               let computed = hash(password, setting: stored) else { return false }
         return ConstantTime.equals(computed, stored)
     }

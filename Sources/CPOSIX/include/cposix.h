@@ -31,8 +31,6 @@ const char *cposix_fleet_client_path(void);
 int cposix_errno(void);
 /// open(2) with a mode (the variadic argument).
 int cposix_open(const char *path, int flags, mode_t mode);
-/// fcntl(fd, F_SETFD, FD_CLOEXEC).
-int cposix_set_cloexec(int fd);
 /// Whether a wait(2) status is a normal exit, and its code.
 int cposix_exited(int status);
 int cposix_exit_status(int status);
