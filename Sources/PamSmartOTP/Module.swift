@@ -11,16 +11,32 @@ import TokenStore
 
 public typealias PamArgv = UnsafeMutablePointer<UnsafePointer<CChar>?>?
 
-/// The module arguments as Swift strings (each bounded; NULL entries skipped).
-func moduleArguments(_ argc: Int32, _ argv: PamArgv) -> [String] {
+/// The module arguments, split at their first '=' straight from PAM's C strings (each
+/// bounded as `PamHandle.boundedString` bounds it; NULL entries skipped).
+func moduleArguments(_ argc: Int32, _ argv: PamArgv) -> [ModuleConfig.Argument] {
     guard let argv, argc > 0 else { return [] }
-    return (0..<Int(min(argc, 256))).compactMap { i in argv[i].map { PamHandle.boundedString($0, max: 1024) } }
+    var out: [ModuleConfig.Argument] = []
+    out.reserveCapacity(Int(min(argc, 256)))
+    for i in 0..<Int(min(argc, 256)) {
+        guard let p = argv[i] else { continue }
+        let length = PamHandle.boundedLength(p, 1024 + 1)
+        out.append(p.withMemoryRebound(to: UInt8.self, capacity: length) { start in
+            let bytes = UnsafeBufferPointer(start: start, count: length)
+            func text(_ range: Range<Int>) -> String {
+                String(decoding: UnsafeBufferPointer(rebasing: bytes[range]), as: UTF8.self)
+            }
+            guard let eq = bytes.firstIndex(of: UInt8(ascii: "=")) else { return .init(name: text(0..<length), value: nil) }
+            return .init(name: text(0..<eq), value: text(eq + 1..<length))
+        })
+    }
+    return out
 }
 
 /// Parses arguments; logs unknown ones; nil (after logging) when a value is malformed.
 func loadConfig(_ pam: PamHandle, _ argc: Int32, _ argv: PamArgv) -> ModuleConfig? {
     do {
-        let parsed = try ModuleConfig.load(arguments: moduleArguments(argc, argv), file: nil)
+        // The module has no configuration file: its arguments over the defaults.
+        let parsed = try ModuleConfig.parse(arguments: moduleArguments(argc, argv))
         for name in parsed.unknown { pam.syslog(LOG_ERR, msg("unknown module argument ignored: \(ConfigError.printable(name))")) }
         return parsed.config
     } catch {

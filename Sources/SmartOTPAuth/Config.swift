@@ -78,7 +78,7 @@ public struct ModuleConfig: Sendable, Equatable {
             let urls = text.splitBytes(UInt8(ascii: ","))
             for u in urls {
                 let b = Array(u.utf8)
-                guard b.count > 8, b.count < 256, u.hasPrefix("https://"),
+                guard b.count > 8, b.count < 256, u.utf8.begins(with: "https://"),
                       b.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "@") }) else {
                     throw .badValue(name: name, value: text, expected: "https://HOST[:PORT][,https://…]")
                 }
@@ -88,7 +88,7 @@ public struct ModuleConfig: Sendable, Equatable {
         }
 
         func absolutePath() throws(ConfigError) -> String {
-            guard text.hasPrefix("/"), !text.utf8.contains(0), text.utf8.count < 1024 else {
+            guard text.utf8.begins(with: "/"), !text.utf8.contains(0), text.utf8.count < 1024 else {
                 throw .badValue(name: name, value: text, expected: "an absolute path")
             }
             return text
@@ -176,29 +176,52 @@ public struct ModuleConfig: Sendable, Equatable {
         public var unknown: [String]
     }
 
+    /// One argument split at its first `=`: `value` is nil when there is none.
+    public struct Argument: Sendable {
+        public var name: String
+        public var value: String?
+
+        public init(name: String, value: String?) {
+            self.name = name
+            self.value = value
+        }
+
+        /// Splits `name=value` at the first '=' (an ASCII byte: a valid String index).
+        public init(_ text: String) {
+            if let eq = text.utf8.firstIndex(of: UInt8(ascii: "=")) {
+                self.init(name: String(text[..<eq]), value: String(text[text.utf8.index(after: eq)...]))
+            } else {
+                self.init(name: text, value: nil)
+            }
+        }
+
+        /// As written, cut to 64 bytes: how an unknown argument is reported.
+        var reported: String {
+            let whole = value.map { name + "=" + $0 } ?? name
+            return String(decoding: whole.utf8.prefix(64), as: UTF8.self)
+        }
+    }
+
     /// Parses module arguments over `base`. A known argument with a malformed value throws
     /// (the module then fails safe with PAM_SERVICE_ERR); an unknown one is reported in
     /// `unknown`.
     public static func parse(_ arguments: [String], over base: ModuleConfig = ModuleConfig()) throws(ConfigError) -> Parsed {
+        try parse(arguments: arguments.map(Argument.init), over: base)
+    }
+
+    /// The same, from arguments already split (the module splits the C strings PAM gives
+    /// it, with no whole-argument String between).
+    public static func parse(arguments: [Argument], over base: ModuleConfig = ModuleConfig()) throws(ConfigError) -> Parsed {
         var c = base
         var unknown: [String] = []
         for arg in arguments {
-            // name=value split at the first '=' (an ASCII byte: a valid String index).
-            let name: String, value: String?
-            if let eq = arg.utf8.firstIndex(of: UInt8(ascii: "=")) {
-                name = String(arg[..<eq])
-                value = String(arg[arg.utf8.index(after: eq)...])
-            } else {
-                name = arg
-                value = nil
-            }
-            guard let option = options.first(where: { $0.name == name }) else {
-                unknown.append(String(arg.prefix(64)))
+            guard let option = options.first(where: { $0.name == arg.name }) else {
+                unknown.append(arg.reported)
                 continue
             }
-            if option.takesValue && value == nil { throw .missingValue(name) }
-            if !option.takesValue && value != nil { throw .unexpectedValue(name) }
-            try option.apply(&c, Value(name: name, text: value ?? ""))
+            if option.takesValue && arg.value == nil { throw .missingValue(arg.name) }
+            if !option.takesValue && arg.value != nil { throw .unexpectedValue(arg.name) }
+            try option.apply(&c, Value(name: arg.name, text: arg.value ?? ""))
         }
         return Parsed(config: c, unknown: unknown)
     }
