@@ -1,6 +1,11 @@
 /// Base32 (RFC 4648 §6), the alphabet authenticator apps and otpauth URIs use.
 public enum Base32 {
-    static let alphabet: [UInt8] = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567".utf8)
+    /// The symbol of a 5-bit value: A–Z for 0–25, 2–7 for 26–31 (computed: a table would be
+    /// a global to initialise, and bounds to check, at every record write).
+    @inline(__always)
+    static func symbol(_ v: UInt32) -> UInt8 {
+        UInt8(truncatingIfNeeded: v < 26 ? 0x41 + v : 0x32 - 26 + v)
+    }
 
     /// Encodes bytes; `padding` adds the `=` characters of RFC 4648 (URIs leave them out).
     public static func encode(_ bytes: [UInt8], padding: Bool = false) -> String {
@@ -10,22 +15,28 @@ public enum Base32 {
     }
 
     /// `encode` as UTF-8 bytes (a record is written from bytes; a secret's text is wiped).
-    public static func encodeBytes(_ bytes: [UInt8], padding: Bool = false) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity((bytes.count * 8 + 4) / 5 + 8)
-        var buffer: UInt32 = 0
-        var bits = 0
-        for byte in bytes {
-            buffer = (buffer << 8) | UInt32(byte)
-            bits += 8
-            while bits >= 5 {
-                out.append(alphabet[Int((buffer >> UInt32(bits - 5)) & 0x1F)])
-                bits -= 5
+    public static func encodeBytes(_ bytes: some Collection<UInt8>, padding: Bool = false) -> [UInt8] {
+        let symbols = (bytes.count * 8 + 4) / 5
+        let length = padding ? (symbols + 7) / 8 * 8 : symbols
+        return [UInt8](unsafeUninitializedCapacity: length) { out, initialized in
+            var buffer: UInt32 = 0
+            var bits: UInt32 = 0
+            var i = 0
+            // `i < length` always holds (length counts every symbol); checked anyway, as
+            // these writes are unchecked in a release build.
+            for byte in bytes {
+                buffer = (buffer << 8) | UInt32(byte)
+                bits += 8
+                while bits >= 5 && i < length {
+                    bits -= 5
+                    out[i] = symbol((buffer >> bits) & 0x1F)
+                    i += 1
+                }
             }
+            if bits > 0 && i < length { out[i] = symbol((buffer << (5 - bits)) & 0x1F); i += 1 }
+            while i < length { out[i] = 0x3D; i += 1 }
+            initialized = length
         }
-        if bits > 0 { out.append(alphabet[Int((buffer << UInt32(5 - bits)) & 0x1F)]) }
-        if padding { while out.count % 8 != 0 { out.append(0x3D) } }
-        return out
     }
 
     /// Decodes Base32 the way people type it: case-insensitive, spaces and hyphens

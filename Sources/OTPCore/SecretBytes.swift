@@ -13,11 +13,11 @@ public final class SecretBytes: @unchecked Sendable {
     /// Takes a copy of `bytes`; the caller wipes its own copy.
     public init(_ bytes: [UInt8]) { storage = bytes }
 
-    /// Takes the bytes and wipes the caller's array.
+    /// Takes the bytes, leaving the caller's array empty: the storage moves, nothing is
+    /// copied, so no copy is left to wipe.
     public init(consuming bytes: inout [UInt8]) {
-        storage = Array(bytes)
-        ConstantTime.wipe(&bytes)
-        bytes = []
+        storage = []
+        swap(&storage, &bytes)
     }
 
     deinit { ConstantTime.wipe(&storage) }

@@ -123,26 +123,18 @@ public final class FileStore: Store {
 
     /// Creates `root` (0700) if missing, then `users` and `locks`; checks all three.
     public func prepare() throws(StoreError) {
-        if try io({ () throws(SystemCallError) in try FileSystem.linkStatus(root) }) == nil {
-            try io { () throws(SystemCallError) in try FileSystem.makeDirectory(root) }
-        }
-        try checkDirectory(root)
-        for dir in [usersDirectory, locksDirectory] {
-            try makeDirectoryIfMissing(dir)
-            try checkDirectory(dir)
-        }
+        for dir in [root, usersDirectory, locksDirectory] { try checkDirectory(dir, creating: true) }
     }
 
-    func makeDirectoryIfMissing(_ path: String) throws(StoreError) {
-        if try io({ () throws(SystemCallError) in try FileSystem.linkStatus(path) }) == nil {
+    /// Refuses a directory that is missing (made first, 0700, when `creating`), a symlink,
+    /// not owned by `owner`, or open to group/others.
+    func checkDirectory(_ path: String, creating: Bool = false) throws(StoreError) {
+        var status = try io({ () throws(SystemCallError) in try FileSystem.linkStatus(path) })
+        if status == nil && creating {
             try io { () throws(SystemCallError) in try FileSystem.makeDirectory(path) }
+            status = try io({ () throws(SystemCallError) in try FileSystem.linkStatus(path) })
         }
-    }
-
-    /// Refuses a directory that is missing, a symlink, not owned by `owner`, or open to
-    /// group/others.
-    func checkDirectory(_ path: String) throws(StoreError) {
-        guard let st = try io({ () throws(SystemCallError) in try FileSystem.linkStatus(path) }) else { throw .missing(path: path) }
+        guard let st = status else { throw .missing(path: path) }
         if st.isSymbolicLink { throw .insecure(path: path, reason: "it is a symbolic link; use the real directory") }
         guard st.isDirectory else { throw .insecure(path: path, reason: "not a directory") }
         try checkOwnership(st, path, mode: "700")
@@ -192,6 +184,9 @@ public final class FileStore: Store {
         }
         forgetLastRead()
         lastRead = (user, bytes, record)
+        // The cache holds the one reference now (wiped when replaced): wiping `bytes` on the
+        // way out would first copy them.
+        bytes = []
         return record
     }
 
@@ -201,8 +196,7 @@ public final class FileStore: Store {
                             _ body: (UserRecord?, _ commit: (UserRecord?) throws(StoreError) -> Void) throws(StoreError) -> R) throws(StoreError) -> R {
         try checkDirectory(root)
         try checkDirectory(usersDirectory)
-        try makeDirectoryIfMissing(locksDirectory)
-        try checkDirectory(locksDirectory)
+        try checkDirectory(locksDirectory, creating: true)
         let lock = lockPath(user)
         let lockFD = try io { () throws(SystemCallError) in try FileDescriptor.open(lock, [.readWrite, .create]) }
         defer { lockFD.close() }  // closing releases the flock

@@ -62,10 +62,8 @@ public enum RecordFormat {
         }
         out.add(" algorithm="); out.add(t.parameters.algorithm.description)
         out.add(" digits="); out.add(t.parameters.digits)
-        var secret = t.secret.copyBytes()
-        var encoded = Base32.encodeBytes(secret)
+        var encoded = t.secret.withUnsafeBytes { Base32.encodeBytes($0) }
         out.add(" secret="); out.add(bytes: encoded)
-        ConstantTime.wipe(&secret)
         ConstantTime.wipe(&encoded)
         out.add(" last=")
         if let last = t.lastUsed { out.add(last) } else { out.add("-") }
@@ -187,6 +185,7 @@ public enum RecordFormat {
     /// The space-separated words of a value, as index ranges into it.
     static func words(_ value: ArraySlice<UInt8>) -> [Range<Int>] {
         var out: [Range<Int>] = []
+        out.reserveCapacity(4)
         var i = value.startIndex
         while i < value.endIndex {
             if value[i] == UInt8(ascii: " ") { i += 1; continue }
@@ -229,12 +228,21 @@ public enum RecordFormat {
             }
         }
 
-        /// The key these bytes spell. Only keys with the same first byte are compared
-        /// (one or two of them): the names are written once, in `text`.
+        /// The key these bytes spell. Only keys of the same length and first byte are
+        /// compared byte by byte (one, or two: counter and created): the names are written
+        /// once, in `text`, and the cheap tests come first (a record is parsed every login).
         init?(_ b: ArraySlice<UInt8>) {
-            guard let first = b.first,
-                  let found = Self.allCases.first(where: { $0.text.withUTF8Buffer({ $0.first }) == first && b.spells($0.text) }) else { return nil }
-            self = found
+            guard let first = b.first else { return nil }
+            var raw = 0
+            while let key = TokenKey(rawValue: raw) {
+                let text = key.text
+                if text.utf8CodeUnitCount == b.count && text.utf8Start.pointee == first && b.spells(text) {
+                    self = key
+                    return
+                }
+                raw += 1
+            }
+            return nil
         }
     }
 
