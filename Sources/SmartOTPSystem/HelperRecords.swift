@@ -43,7 +43,7 @@ extension HelperSpeaking {
 
 /// The record service for a module that runs as the user (screen lockers): each request
 /// goes to the setuid-root `smartotp-chkotp`, which checks the caller's own record only,
-/// with root's policy. The secret travels on a pipe, never on a command line, and the
+/// with root's policy. The secret travels on a socket pair, never on a command line, and the
 /// helper starts with an empty environment.
 public struct HelperRecords: HelperSpeaking {
     public let path: String
