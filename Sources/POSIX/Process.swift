@@ -40,7 +40,7 @@ public enum Subprocess {
         _ = sendAll(toChild.ours, input)
         // `input` is ours (consuming): a caller's temporary array is wiped in place, not a
         // copy of it (zeroing a `var` copy would copy first and leave the original).
-        input.withUnsafeMutableBytes { if let base = $0.baseAddress { explicit_bzero(base, $0.count) } }
+        wipe(&input)
         _ = close(toChild.ours)
         let output = FileDescriptor(rawValue: fromChild.ours)
         let answer = (try? output.readAll(path, limit: outputLimit)) ?? nil
@@ -87,6 +87,12 @@ func spawn(_ path: String, _ arguments: [String], input: Int32, output: Int32) t
     }
     guard rc == 0 else { throw SystemCallError("posix_spawn", path, errno: rc) }
     return pid
+}
+
+/// Zeroes a request in place with explicit_bzero (a loop of stores before the buffer is
+/// freed is one the optimiser may drop).
+func wipe(_ bytes: inout [UInt8]) {
+    bytes.withUnsafeMutableBytes { if let base = $0.baseAddress { explicit_bzero(base, $0.count) } }
 }
 
 /// Writes all of `bytes` to the socket `fd` (MSG_NOSIGNAL: a reader that is gone is an
@@ -150,7 +156,7 @@ public final class Session {
         frame += digits
         frame.append(UInt8(ascii: "\n"))
         frame += request
-        defer { for i in frame.indices { frame[i] = 0 } }
+        defer { wipe(&frame) }
         guard sendAll(fd, frame) else { throw .last("send", path) }
         // "LENGTH\n", then the answer.
         var length = 0
