@@ -23,6 +23,7 @@
 # existing /etc/pam.d service unless --enable names it.
 set -euo pipefail
 cd "$(dirname "$0")"
+source scripts/private-tmp.sh
 
 # What a production machine needs: the build (from source) and the runtime.
 PACKAGES_BUILD=(pkg-config libpam0g-dev libpcsclite-dev libcrypt-dev libqrencode-dev)
@@ -74,7 +75,7 @@ deps() {
 build() {
     command -v swift >/dev/null || die "swift is not on PATH (Swift 6 toolchain needed)"
     say "building (release): the CLIs, then the module and the helper in Embedded Swift"
-    swift build -c release
+    with_private_tmp swift build -c release
     scripts/build-embedded.sh
 }
 

@@ -9,6 +9,7 @@
 # build a binary whose main is libFuzzer's alongside the normal targets).
 set -euo pipefail
 cd "$(dirname "$0")"
+source ../scripts/private-tmp.sh
 SECONDS_EACH=${1:-60}
 shift || true
 TARGETS=("$@")
@@ -27,7 +28,7 @@ module() {  # module NAME: a static library and its .swiftmodule; rebuilt when i
     built+=("$name")
     [ "$fresh" -eq 0 ] || return 0
     echo "fuzz: building $name"
-    swiftc "${FLAGS[@]}" -module-name "$name" -emit-module -emit-module-path "$B/$name.swiftmodule" \
+    with_private_tmp swiftc "${FLAGS[@]}" -module-name "$name" -emit-module -emit-module-path "$B/$name.swiftmodule" \
         -emit-library -static -o "$B/lib$name.a" "$SRC/$name"/*.swift
 }
 # The C targets: the POSIX shim, and libcrypt/libpcsclite opened on first use.
@@ -44,7 +45,7 @@ export SWIFT_BACKTRACE=enable=no  # the backtracer trips ASan; libFuzzer prints 
 status=0
 for t in "${TARGETS[@]}"; do
     echo "fuzz: building fuzz-$t"
-    swiftc "${FLAGS[@]}" -module-name "fuzz_$t" Targets/"$t".swift "${LIBS[@]}" -o "$B/fuzz-$t"
+    with_private_tmp swiftc "${FLAGS[@]}" -module-name "fuzz_$t" Targets/"$t".swift "${LIBS[@]}" -o "$B/fuzz-$t"
     work=$(mktemp -d)
     cp corpus/"$t"/* "$work"/
     echo "fuzz: running fuzz-$t for ${SECONDS_EACH}s"

@@ -8,6 +8,7 @@
 # as usual (the tests use noautodbgsym).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/private-tmp.sh
 [ $# -eq 1 ] || { echo "usage: build-debs.sh OUTDIR" >&2; exit 2; }
 out=$(mkdir -p "$1" && cd "$1" && pwd)
 root=$(pwd)
@@ -17,6 +18,6 @@ src=$base/src/smartotp-$version
 rm -rf "$base/src"
 mkdir -p "$src"
 tar -C "$root" --exclude='./.build*' --exclude=./.git --exclude=./Fuzz/crashes -cf - . | tar -C "$src" -xf -
-(cd "$src" && SMARTOTP_DEB_SCRATCH="$base/swift" dpkg-buildpackage -b -us -uc)
+(cd "$src" && SMARTOTP_DEB_SCRATCH="$base/swift" with_private_tmp dpkg-buildpackage -b -us -uc)
 mv "$base/src"/*.deb "$out"/
 ls "$out"/*.deb

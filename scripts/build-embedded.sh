@@ -6,11 +6,12 @@
 # (SMARTOTP_EMBEDDED_SCRATCH, default .build-embedded; debian/rules names another).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/private-tmp.sh
 swiftc=$(command -v swiftc) || { echo "build-embedded.sh: swiftc is not on PATH" >&2; exit 1; }
 toolchain=$(dirname "$(dirname "$(readlink -f "$swiftc")")")
 libdir="$toolchain/lib/swift/embedded/$(uname -m)-unknown-linux-gnu"
 [ -f "$libdir/libswiftUnicodeDataTables.a" ] || { echo "build-embedded.sh: no Embedded Swift libraries in $libdir" >&2; exit 1; }
 export SMARTOTP_EMBEDDED=1 SMARTOTP_EMBEDDED_LIBDIR="$libdir"
 for product in pam_smartotp smartotp-chkotp; do
-    swift build -c release --scratch-path "${SMARTOTP_EMBEDDED_SCRATCH:-.build-embedded}" --product "$product" "$@"
+    with_private_tmp swift build -c release --scratch-path "${SMARTOTP_EMBEDDED_SCRATCH:-.build-embedded}" --product "$product" "$@"
 done
