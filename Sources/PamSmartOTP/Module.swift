@@ -20,13 +20,8 @@ func moduleArguments(_ argc: Int32, _ argv: PamArgv) -> [ModuleConfig.Argument] 
     for i in 0..<Int(min(argc, 256)) {
         guard let p = argv[i] else { continue }
         let length = PamHandle.boundedLength(p, 1024 + 1)
-        out.append(p.withMemoryRebound(to: UInt8.self, capacity: length) { start in
-            let bytes = UnsafeBufferPointer(start: start, count: length)
-            func text(_ range: Range<Int>) -> String {
-                String(decoding: UnsafeBufferPointer(rebasing: bytes[range]), as: UTF8.self)
-            }
-            guard let eq = bytes.firstIndex(of: UInt8(ascii: "=")) else { return .init(name: text(0..<length), value: nil) }
-            return .init(name: text(0..<eq), value: text(eq + 1..<length))
+        out.append(p.withMemoryRebound(to: UInt8.self, capacity: length) {
+            ModuleConfig.Argument(bytes: UnsafeBufferPointer(start: $0, count: length))
         })
     }
     return out

@@ -186,13 +186,22 @@ public struct ModuleConfig: Sendable, Equatable {
             self.value = value
         }
 
-        /// Splits `name=value` at the first '=' (an ASCII byte: a valid String index).
-        public init(_ text: String) {
-            if let eq = text.utf8.firstIndex(of: UInt8(ascii: "=")) {
-                self.init(name: String(text[..<eq]), value: String(text[text.utf8.index(after: eq)...]))
-            } else {
-                self.init(name: text, value: nil)
+        /// Splits `name=value` at the first '='; invalid UTF-8 is replaced (it matches no
+        /// option and fails every value check). The module calls this on PAM's C strings.
+        public init(bytes: UnsafeBufferPointer<UInt8>) {
+            func text(_ range: Range<Int>) -> String {
+                String(decoding: UnsafeBufferPointer(rebasing: bytes[range]), as: UTF8.self)
             }
+            if let eq = bytes.firstIndex(of: UInt8(ascii: "=")) {
+                self.init(name: text(0..<eq), value: text(eq + 1..<bytes.count))
+            } else {
+                self.init(name: text(0..<bytes.count), value: nil)
+            }
+        }
+
+        public init(_ text: String) {
+            var text = text
+            self = text.withUTF8 { Argument(bytes: $0) }
         }
 
         /// As written, cut to 64 bytes: how an unknown argument is reported.
