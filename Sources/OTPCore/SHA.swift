@@ -1,8 +1,7 @@
 internal import CPOSIX
 
-// SHA-1, SHA-256 and SHA-512 (FIPS 180-4), written here so that the PAM module needs no
-// libcrypto: loading and initialising OpenSSL 3 (relocations, EVP_MAC_fetch, the DRBG)
-// cost a pamtester login about 17 M instructions, ten times the rest of the module.
+// SHA-1, SHA-256 and SHA-512 (FIPS 180-4), written here so that the PAM module loads no
+// libcrypto into every sudo and sshd (what that costs is measured in Benchmarks/RESULTS.md).
 // Checked against FIPS/RFC vectors and, in the tests, against libcrypto on random input.
 
 /// A Merkle–Damgård hash with a streaming interface.
@@ -97,6 +96,16 @@ func bigEndianBytes(_ words: [UInt32]) -> [UInt8] {
     UInt64(load32(p, i)) << 32 | UInt64(load32(p, i + 4))
 }
 
+/// A message schedule of `count` words on the stack, wiped when `body` returns: it is
+/// derived from the message, which in HMAC is the key pad.
+@inline(__always)
+func withWipedSchedule<W: FixedWidthInteger>(_: W.Type, count: Int, _ body: (UnsafeMutableBufferPointer<W>) -> Void) {
+    withUnsafeTemporaryAllocation(of: W.self, capacity: count) { w in
+        body(w)
+        if let base = w.baseAddress { explicit_bzero(base, count * MemoryLayout<W>.size) }
+    }
+}
+
 /// SHA-1 (FIPS 180-4 §6.1). Used for HOTP/TOTP and YKOATH, where RFC 4226 asks for it.
 public struct SHA1: HashFunction {
     public static let blockSize = 64
@@ -142,9 +151,7 @@ struct SHA1Words {
 
     /// FIPS 180-4 §6.1.2 for one 64-byte block.
     mutating func compress(_ block: UnsafeRawBufferPointer) {
-        // The message schedule on the stack, wiped after: it is derived from the message
-        // (the key pad, in HMAC).
-        withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 80) { w in
+        withWipedSchedule(UInt32.self, count: 80) { w in
             for t in 0..<16 { w[t] = load32(block, t * 4) }
             for t in 16..<80 { w[t] = rotl(w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16], 1) }
             var a = self.a, b = self.b, c = self.c, d = self.d, e = self.e
@@ -167,7 +174,6 @@ struct SHA1Words {
             }
             Self.parityRounds(60, 0xCA62C1D6, w, &a, &b, &c, &d, &e)
             self.a &+= a; self.b &+= b; self.c &+= c; self.d &+= d; self.e &+= e
-            if let base = w.baseAddress { explicit_bzero(base, 80 * MemoryLayout<UInt32>.size) }
         }
     }
 
@@ -250,24 +256,25 @@ public struct SHA256: HashFunction {
     }
 
     static func compress(_ h: inout [UInt32], _ block: UnsafeRawBufferPointer) {
-        var w = [UInt32](repeating: 0, count: 64)
-        for t in 0..<16 { w[t] = load32(block, t * 4) }
-        for t in 16..<64 {
-            let s0 = rotr(w[t - 15], 7) ^ rotr(w[t - 15], 18) ^ (w[t - 15] >> 3)
-            let s1 = rotr(w[t - 2], 17) ^ rotr(w[t - 2], 19) ^ (w[t - 2] >> 10)
-            w[t] = w[t - 16] &+ s0 &+ w[t - 7] &+ s1
+        withWipedSchedule(UInt32.self, count: 64) { w in
+            for t in 0..<16 { w[t] = load32(block, t * 4) }
+            for t in 16..<64 {
+                let s0 = rotr(w[t - 15], 7) ^ rotr(w[t - 15], 18) ^ (w[t - 15] >> 3)
+                let s1 = rotr(w[t - 2], 17) ^ rotr(w[t - 2], 19) ^ (w[t - 2] >> 10)
+                w[t] = w[t - 16] &+ s0 &+ w[t - 7] &+ s1
+            }
+            var a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7]
+            for t in 0..<64 {
+                let s1 = rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)
+                let ch = (e & f) ^ (~e & g)
+                let t1 = hh &+ s1 &+ ch &+ k[t] &+ w[t]
+                let s0 = rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)
+                let maj = (a & b) ^ (a & c) ^ (b & c)
+                let t2 = s0 &+ maj
+                hh = g; g = f; f = e; e = d &+ t1; d = c; c = b; b = a; a = t1 &+ t2
+            }
+            h[0] &+= a; h[1] &+= b; h[2] &+= c; h[3] &+= d; h[4] &+= e; h[5] &+= f; h[6] &+= g; h[7] &+= hh
         }
-        var a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7]
-        for t in 0..<64 {
-            let s1 = rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)
-            let ch = (e & f) ^ (~e & g)
-            let t1 = hh &+ s1 &+ ch &+ k[t] &+ w[t]
-            let s0 = rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)
-            let maj = (a & b) ^ (a & c) ^ (b & c)
-            let t2 = s0 &+ maj
-            hh = g; g = f; f = e; e = d &+ t1; d = c; c = b; b = a; a = t1 &+ t2
-        }
-        h[0] &+= a; h[1] &+= b; h[2] &+= c; h[3] &+= d; h[4] &+= e; h[5] &+= f; h[6] &+= g; h[7] &+= hh
     }
 }
 
@@ -321,23 +328,24 @@ public struct SHA512: HashFunction {
     }
 
     static func compress(_ h: inout [UInt64], _ block: UnsafeRawBufferPointer) {
-        var w = [UInt64](repeating: 0, count: 80)
-        for t in 0..<16 { w[t] = load64(block, t * 8) }
-        for t in 16..<80 {
-            let s0 = rotr(w[t - 15], 1) ^ rotr(w[t - 15], 8) ^ (w[t - 15] >> 7)
-            let s1 = rotr(w[t - 2], 19) ^ rotr(w[t - 2], 61) ^ (w[t - 2] >> 6)
-            w[t] = w[t - 16] &+ s0 &+ w[t - 7] &+ s1
+        withWipedSchedule(UInt64.self, count: 80) { w in
+            for t in 0..<16 { w[t] = load64(block, t * 8) }
+            for t in 16..<80 {
+                let s0 = rotr(w[t - 15], 1) ^ rotr(w[t - 15], 8) ^ (w[t - 15] >> 7)
+                let s1 = rotr(w[t - 2], 19) ^ rotr(w[t - 2], 61) ^ (w[t - 2] >> 6)
+                w[t] = w[t - 16] &+ s0 &+ w[t - 7] &+ s1
+            }
+            var a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7]
+            for t in 0..<80 {
+                let s1 = rotr(e, 14) ^ rotr(e, 18) ^ rotr(e, 41)
+                let ch = (e & f) ^ (~e & g)
+                let t1 = hh &+ s1 &+ ch &+ k[t] &+ w[t]
+                let s0 = rotr(a, 28) ^ rotr(a, 34) ^ rotr(a, 39)
+                let maj = (a & b) ^ (a & c) ^ (b & c)
+                let t2 = s0 &+ maj
+                hh = g; g = f; f = e; e = d &+ t1; d = c; c = b; b = a; a = t1 &+ t2
+            }
+            h[0] &+= a; h[1] &+= b; h[2] &+= c; h[3] &+= d; h[4] &+= e; h[5] &+= f; h[6] &+= g; h[7] &+= hh
         }
-        var a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7]
-        for t in 0..<80 {
-            let s1 = rotr(e, 14) ^ rotr(e, 18) ^ rotr(e, 41)
-            let ch = (e & f) ^ (~e & g)
-            let t1 = hh &+ s1 &+ ch &+ k[t] &+ w[t]
-            let s0 = rotr(a, 28) ^ rotr(a, 34) ^ rotr(a, 39)
-            let maj = (a & b) ^ (a & c) ^ (b & c)
-            let t2 = s0 &+ maj
-            hh = g; g = f; f = e; e = d &+ t1; d = c; c = b; b = a; a = t1 &+ t2
-        }
-        h[0] &+= a; h[1] &+= b; h[2] &+= c; h[3] &+= d; h[4] &+= e; h[5] &+= f; h[6] &+= g; h[7] &+= hh
     }
 }
