@@ -42,9 +42,9 @@ let moduleSwiftSettings: [SwiftSetting] = embedded
     ? [.enableExperimentalFeature("Embedded"), .unsafeFlags(["-wmo", "-Osize", "-Xfrontend", "-function-sections", "-Xcc", "-I/usr/include/PCSC"])]
     : [.unsafeFlags(["-Xcc", "-I/usr/include/PCSC"])]
 
-/// The Embedded link: lld, for identical-code folding (`--icf=all`: 12 KB of the module's
-/// specialisations are byte-identical) and DT_RELR (`pack-relative-relocs`: 18 KB of
-/// relocations become 0.3 KB), the Unicode tables String comparison needs, `-z defs` so that a missing
+/// The Embedded link: lld, for identical-code folding (`--icf=all`: many of the module's
+/// specialisations are byte-identical) and DT_RELR (`pack-relative-relocs`: relative
+/// relocations packed; sizes in Benchmarks/RESULTS.md), the Unicode tables String comparison needs, `-z defs` so that a missing
 /// library fails at link time and not at login, function-level garbage collection, and for
 /// the module libpam (named here: a module map's `link` line is ignored) and the export
 /// list: only the `pam_sm_*` entry points are visible. libpcsclite and libcrypt are not
@@ -57,8 +57,7 @@ let embeddedLinkFlags: [String] = [
 /// The module is linked without the C start files (crti, crtbeginS, crtendS): it has no
 /// C++ static destructors and no transactional memory, so all they would bring is five
 /// symbols for the dynamic linker to look up at every load (`__cxa_finalize` twice, and
-/// the weak `__gmon_start__` and `_ITM_*`, searched through every library and not found:
-/// 5 K instructions a login). The one destructor it has (CLoadOnUse's) is in
+/// the weak `__gmon_start__` and `_ITM_*`, searched through every library and not found). The one destructor it has (CLoadOnUse's) is in
 /// `.fini_array`, which the dynamic linker runs itself.
 let moduleLinkFlags = embeddedLinkFlags + [
     "-lpam", "-Xclang-linker", "-nostartfiles",

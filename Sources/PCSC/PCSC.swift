@@ -126,7 +126,8 @@ public final class PCSCContext: CardSlots {
     /// `SCardGetStatusChange` over the given readers and their last-known states.
     /// A timeout is not an error here: it returns the states unchanged.
     func getStatusChange(_ readers: [(String, UInt)], timeoutMs: Int) throws(CardError) -> [ReaderState] {
-        // The C strings must outlive the call: keep them in one buffer.
+        // The C strings must outlive the call: each is copied into an allocation of its
+        // own, freed when the call returns.
         let cNames: [[CChar]] = readers.map { Array($0.0.utf8CString) }
         let pointers: [UnsafeMutablePointer<CChar>] = cNames.map { name in
             let p = UnsafeMutablePointer<CChar>.allocate(capacity: name.count)

@@ -44,7 +44,7 @@ public struct FileDescriptor: Sendable {
 
     // Paths reach C through `withCString`, which hands over a native String's own bytes;
     // passing a String where C wants a pointer copies it into a new array a byte at a time
-    // in Embedded Swift (about 900 instructions a call, 19 calls a login).
+    // in Embedded Swift (Benchmarks/RESULTS.md has the cost).
 
     /// `open(2)` with O_CLOEXEC and O_NOFOLLOW added: a symbolic link is never followed
     /// (ELOOP), and no child of the host inherits the descriptor.

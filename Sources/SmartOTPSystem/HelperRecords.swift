@@ -76,7 +76,7 @@ public final class FleetRecords: HelperSpeaking {
     private var session: Session?
 
     public init(_ config: ModuleConfig) {
-        path = config.client
+        path = config.client ?? Installation.fleetClient
         var servers = ""
         for s in config.servers { servers += servers.isEmpty ? s : "," + s }
         arguments = ["--server", servers, "--tls-dir", config.tlsDir, "--timeout", msg("\(config.serverTimeout)"), "--session"]

@@ -34,7 +34,7 @@ public enum SystemRecords: RecordService {
     /// makes the same choice with root's settings.
     public init(_ config: ModuleConfig) {
         if Users.effectiveUID != 0 {
-            self = .helper(HelperRecords(path: config.helper))
+            self = .helper(HelperRecords(path: config.helper ?? Installation.helper))
         } else if !config.servers.isEmpty {
             self = .fleet(FleetRecords(config))
         } else {

@@ -1,6 +1,7 @@
 // The C side of the POSIX layer: the system headers the Swift wrappers use, and the few
 // calls Swift cannot make directly (errno is a macro; open and fcntl are variadic).
-// Included by nothing but Sources/POSIX, in normal and Embedded Swift alike.
+// Used by the POSIX layer, by OTPCore (explicit_bzero, arc4random_buf only), and by the
+// module and the helper for the PAM and process constants; normal and Embedded Swift alike.
 #ifndef CPOSIX_H
 #define CPOSIX_H
 
