@@ -27,11 +27,11 @@ func moduleArguments(_ argc: Int32, _ argv: PamArgv) -> [ModuleConfig.Argument] 
     return out
 }
 
-/// Parses arguments; logs unknown ones; nil (after logging) when a value is malformed.
+/// The policy file, then the arguments over it; logs unknown names; nil (after logging)
+/// when the file cannot be trusted or a value is malformed.
 func loadConfig(_ pam: PamHandle, _ argc: Int32, _ argv: PamArgv) -> ModuleConfig? {
     do {
-        // The module has no configuration file: its arguments over the defaults.
-        let parsed = try ModuleConfig.parse(arguments: moduleArguments(argc, argv))
+        let parsed = try ModuleConfig.load(arguments: moduleArguments(argc, argv))
         for name in parsed.unknown { pam.syslog(LOG_ERR, msg("unknown module argument ignored: \(ConfigError.printable(name))")) }
         return parsed.config
     } catch {

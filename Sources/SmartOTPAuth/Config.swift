@@ -8,8 +8,15 @@ public enum Method: String, Sendable, CaseIterable {
     case password
 }
 
-/// Module settings, from the arguments in /etc/pam.d/* (one table, `ModuleConfig.options`).
+/// Module settings: `/etc/smartotp/smartotp.conf` first, then the arguments in
+/// /etc/pam.d/* over it, as pam_faillock reads faillock.conf then its arguments. The module,
+/// the setuid helper and `smartotp verify` load them the same way (`ModuleConfig.load` in
+/// SmartOTPSystem), so one file gives sudo, sshd and a screen locker one policy. One table,
+/// `ModuleConfig.options`, names every setting.
 public struct ModuleConfig: Sendable, Equatable {
+    /// The policy file every caller reads first (`smartotp.conf(5)`).
+    public static let defaultFile = "/etc/smartotp/smartotp.conf"
+
     public var store = FileStore.defaultRoot
     public var methods: [Method] = [.card, .code, .password]
     /// Seconds to wait for a tap.
@@ -26,24 +33,17 @@ public struct ModuleConfig: Sendable, Equatable {
     public var tryFirstPass = false
     public var useFirstPass = false
     public var debug = false
-    /// The setuid helper used when the module does not run as root.
-    public var helper: String {
-        get { helperOption ?? Installation.helper }
-        set { helperOption = newValue }
-    }
-    /// `helper=` and `client=` when given (the installed paths are made only when used).
-    private var helperOption: String?
-    private var clientOption: String?
+    /// `helper=`: the setuid helper used when the module does not run as root; nil for
+    /// the one installed beside the module (SmartOTPSystem knows where).
+    public var helper: String?
     /// The fleet's verifiers (`server=https://HOST:PORT,…`), tried in order; none: the
     /// local store.
     public var servers: [String] = []
     /// The host's TLS identity for the fleet: ca.pem, cert.pem, key.pem (root-only).
     public var tlsDir = "/etc/smartotp/tls"
-    /// The program that asks the verifiers (a process of its own: no TLS in sshd or sudo).
-    public var client: String {
-        get { clientOption ?? Installation.fleetClient }
-        set { clientOption = newValue }
-    }
+    /// `client=`: the program that asks the verifiers (a process of its own: no TLS in
+    /// sshd or sudo); nil for the installed smartotp-fleet.
+    public var client: String?
     /// Seconds to get a verdict from the verifiers, all of them together.
     public var serverTimeout = 10
 
@@ -98,6 +98,10 @@ public struct ModuleConfig: Sendable, Equatable {
     static let year = 31_536_000
 
     public static let options: [Option] = [
+        // Read before everything else (ModuleConfig.load); here only checked.
+        Option(name: "conf", takesValue: true, help: "read this policy file instead of /etc/smartotp/smartotp.conf (the setuid helper always reads that one)") { _, v throws(ConfigError) in
+            _ = try v.absolutePath()
+        },
         Option(name: "store", takesValue: true, help: "directory of the user records (default /var/lib/smartotp)") { c, v throws(ConfigError) in
             c.store = try v.absolutePath()
         },
@@ -233,6 +237,24 @@ public struct ModuleConfig: Sendable, Equatable {
             try option.apply(&c, Value(name: arg.name, text: arg.value ?? ""))
         }
         return Parsed(config: c, unknown: unknown)
+    }
+
+    /// The settings of a policy file's words with `arguments` over them: each argument wins
+    /// over the file for this service only. A malformed value in the file is reported as
+    /// the file's; unknown names from either are returned, to be logged.
+    public static func parse(file path: String, words: [String], arguments: [Argument]) throws(ConfigError) -> Parsed {
+        let fromFile: Parsed
+        do throws(ConfigError) { fromFile = try parse(words) } catch {
+            throw .unreadableFile(path: path, reason: error.description)
+        }
+        var parsed = try parse(arguments: arguments, over: fromFile.config)
+        parsed.unknown = fromFile.unknown.map { path + ": " + $0 } + parsed.unknown
+        return parsed
+    }
+
+    /// The policy file `arguments` name with `conf=` (the last one), else `defaultFile`.
+    public static func file(named arguments: [Argument], default file: String = defaultFile) -> String {
+        arguments.last(where: { $0.name == "conf" })?.value ?? file
     }
 
     /// The words of a configuration file in module-argument syntax: `#` starts a comment,

@@ -8,9 +8,9 @@
 //
 // - USER must be the caller's own name (real uid), unless the caller is root.
 // - The secret comes on standard input, never on the command line.
-// - The store and the lock policy come from root's /etc/smartotp/smartotp.conf (module
-//   argument syntax, one per line), never from the caller, so the lockout holds even
-//   for a user who runs this program by hand; each refusal also costs one second.
+// - The store and the lock policy come from root's /etc/smartotp/smartotp.conf, the file
+//   the module reads first too (ModuleConfig.load), never from the caller, so the lockout
+//   holds even for a user who runs this program by hand; each refusal also costs a second.
 // - Whatever the caller set up is dropped first: resource limits (where root may raise
 //   them), signal dispositions and mask, the caller's group and real uid (so the caller
 //   can no longer signal it), the environment.
@@ -104,7 +104,7 @@ func run(_ arguments: [String], caller: UInt32) -> Never {
     }
     // Root's settings only: nothing from the caller.
     let config: ModuleConfig
-    do throws(ConfigError) { config = try ModuleConfig.load(arguments: [], file: ModuleConfig.policyFile).config } catch {
+    do throws(ConfigError) { config = try ModuleConfig.load(arguments: []).config } catch {
         fail(error.description)
     }
     let now = Clocks.unixTime()

@@ -207,4 +207,22 @@ done
 wins=0
 for p in "${pids[@]}"; do if wait "$p"; then wins=$((wins + 1)); fi; done
 check "8 PAM logins at once with one user's same code: exactly one succeeds" 1 "$wins"
+
+# One policy for every caller: services that set no lock option judge one failure count
+# by the policy file (conf=, pam_faillock's name; /etc/smartotp/smartotp.conf by default),
+# and an argument wins over the file for its own service only.
+printf '# shared\nstore=%s\ndeny=3 unlock_time=600\ntimeout=2\n' "$STORE" >"$WORK/shared.conf"
+service sudo-like "auth required $SO conf=$WORK/shared.conf methods=code"
+service sshd-like "auth required $SO conf=$WORK/shared.conf methods=code"
+service own-deny "auth required $SO conf=$WORK/shared.conf methods=code deny=10"
+code=$(fresh paula)
+run sudo-like paula --answer 000000; check "shared policy: a wrong code through sudo (PAM_AUTH_ERR)" 7 "$RC"
+run sudo-like paula --answer 000000; check "shared policy: a second through sudo" 7 "$RC"
+run sshd-like paula --answer 000000; check "shared policy: a third through sshd" 7 "$RC"
+run sshd-like paula --answer "$code"; check "shared policy: the file's deny=3 locks sshd (PAM_MAXTRIES)" 11 "$RC"
+run sudo-like paula --answer "$code"; check "shared policy: … and sudo alike" 11 "$RC"
+run own-deny paula --answer "$code"; check "shared policy: deny=10 as an argument wins for its service only" 0 "$RC"
+chmod 664 "$WORK/shared.conf"
+run sudo-like paula --answer 000000; check "a policy file others can write is refused (PAM_SERVICE_ERR)" 3 "$RC"
+chmod 644 "$WORK/shared.conf"
 finish
