@@ -267,25 +267,41 @@ struct Import: ParsableCommand {
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Check a one-time code as a login would (it is used up when accepted).",
-        discussion: "Exit status 0 when accepted, 1 when wrong or replayed. The failure count moves as in a login.")
+        discussion: """
+            The policy is a login's: the policy file (default /etc/smartotp/smartotp.conf, the one \
+            the module and the setuid helper read), with --store over its store=. A locked user is \
+            refused, and every attempt is counted as a login's is. With server= in the file and no \
+            --store, the fleet's verifiers decide, through smartotp-fleet, as a login on this host would.
+            Exit status 0 when accepted, 1 when wrong, replayed or locked.
+            """)
     @OptionGroup var options: StoreOptions
     @Argument(help: "The user.") var user: String
     @Option(help: "The code (read from standard input when absent).") var code: String?
-    @Option(help: "TOTP steps of skew either side.") var skew = 1
-    @Option(help: "HOTP look-ahead window.") var window = 20
+    @Option(help: ArgumentHelp("The policy file.", valueName: "FILE")) var config = ModuleConfig.defaultFile
     @Option(help: "Check at this Unix time instead of now (testing).") var at: Int64?
 
     func run() throws {
         let user = try userName(self.user)
+        guard options.server == nil else { throw Failure("verify asks what a login on this host asks: set server= in the policy file, not --server") }
         guard let typed = code ?? readLine(strippingNewline: true) else { throw Failure("no code given") }
-        let when = at ?? now()
-        let records = LocalRecords.system(store: try options.local(), policy: Policy(skew: skew, window: window, lock: .never))
-        let result: RecordVerdict
-        do { result = try records.perform(.code(typed), for: user, now: when).verdict } catch { throw Failure("\(error)") }
-        switch result {
+        let explicitStore = options.store != FileStore.defaultRoot
+        let policy: ModuleConfig
+        do {
+            policy = try ModuleConfig.load(arguments: explicitStore ? [.init(name: "store", value: options.store)] : [], file: config).config
+        } catch { throw Failure(error.description) }
+        let attempt: Attempt
+        do {
+            if policy.servers.isEmpty || explicitStore {
+                let store = FileStore(root: policy.store, owner: policy.store == FileStore.defaultRoot ? 0 : getuid())
+                attempt = try LocalRecords.system(store: store, policy: Policy(policy)).perform(.code(typed), for: user, now: at ?? now())
+            } else {
+                attempt = try FleetRecords(policy).perform(.code(typed), for: user, now: at ?? now())
+            }
+        } catch { throw Failure(error.description) }
+        switch attempt.verdict {
         case .accepted(let credential): print("accepted: \(credential)")
         case .replayed(let id): print("replayed: token \(id)"); throw ExitCode(1)
-        case .rejected: print("rejected"); throw ExitCode(1)
+        case .rejected: print(attempt.lock.isLocked ? "rejected; the user is now locked" : "rejected"); throw ExitCode(1)
         case .locked: print("locked"); throw ExitCode(1)
         }
     }

@@ -142,6 +142,25 @@ has "█" "enroll --qr draws a QR code"
 c enroll zed --force --store "$S" --secret "$SECRET" --uri
 has "otpauth://totp/smartotp:zed%40" "enroll --uri prints the otpauth URI"
 
+# verify decides as a login would: the policy file's lock, counted attempts.
+printf 'deny=2 unlock_time=600 fail_interval=900\n' >"$WORK/policy.conf"
+c enroll vera --force --store "$S" --secret "$SECRET"; check "enroll vera" 0 "$RC"
+c verify vera --store "$S" --config "$WORK/policy.conf" --code 000000; check "verify: a wrong code (exit 1)" 1 "$RC"
+c verify vera --store "$S" --config "$WORK/policy.conf" --code 111111; check "verify: a second wrong code (exit 1)" 1 "$RC"
+has "now locked" "the failure that locks says so"
+c verify vera --store "$S" --config "$WORK/policy.conf" --code "$(oathtool --totp -b "$SECRET")"
+check "verify refuses a locked user's right code (exit 1)" 1 "$RC"
+has "locked" "… and says the user is locked"
+c show vera --store "$S" --json; has '"failures" : 2' "… the right code did not clear the count"
+c unlock vera --store "$S"; check "unlock vera" 0 "$RC"
+c verify vera --store "$S" --config "$WORK/policy.conf" --code "$(oathtool --totp -b "$SECRET")"
+check "after unlock the right code is accepted" 0 "$RC"
+chmod 666 "$WORK/policy.conf"
+c verify vera --store "$S" --config "$WORK/policy.conf" --code 000000; check "verify refuses a policy file others can write (exit 1)" 1 "$RC"
+has "not writable by group or others" "… and says why"
+c verify vera --store "$S" --config "$WORK/policy.conf" --server https://example.invalid --code 000000
+check "verify --server is refused: the policy file says where a login asks" 1 "$RC"
+
 c show "../etc/passwd" --store "$S"; check "a hostile user name is refused (exit 1)" 1 "$RC"
 has "invalid user name" "the refusal says why"
 c show nobody-here --store "$S"; check "an unknown user (exit 1)" 1 "$RC"
