@@ -64,6 +64,19 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
                                      rhost: ConfigError.printable(flow.remoteHost)))
     }
 
+    /// One step of the login for `debug` (LOG_DEBUG): what was shown, tried and decided.
+    /// Built only when `debug` is on; never holds what the user typed or a secret.
+    func trace(_ text: @autoclosure () -> String) {
+        guard config.debug else { return }
+        flow.audit.debug("user=" + logUser + " service=" + service + ": " + text())
+    }
+
+    /// Asks with echo off, after noting the prompt for `debug`.
+    func ask(_ method: Method, _ prompt: String) -> String? {
+        trace(method.rawValue + ": prompt shown: \"" + prompt + "\"")
+        return prompter.askSecret(prompt)
+    }
+
     enum Step {
         case next
         case done(Outcome)
@@ -86,12 +99,14 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
             log("-", .error, error.description)
             return .unavailable(error.description)
         }
+        trace(Self.describe(summary, methods: config.methods))
         if summary.lock.isLocked {
             tellLocked(summary.lock)
             log("-", .locked, msg("\(summary.failures) failures"))
             return .locked
         }
         for method in config.methods {
+            trace("trying " + method.rawValue)
             let step: Step
             switch method {
             case .card: step = tapStep(user, summary)
@@ -103,6 +118,15 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
         log("-", .failure, "no method could be used")
         prompter.error("No way to authenticate is available for this account.")
         return .failure("no usable method")
+    }
+
+    /// The record as `debug` shows it: what can be used, never a secret.
+    static func describe(_ s: RecordSummary, methods: [Method]) -> String {
+        var digits = ""
+        for d in s.codeDigits { digits += digits.isEmpty ? msg("\(d)") : msg(",\(d)") }
+        var offered = ""
+        for m in methods { offered += offered.isEmpty ? m.rawValue : "," + m.rawValue }
+        return msg("record: \(s.cards.count) card(s), code digits \(digits.isEmpty ? "-" : digits), \(s.recoveryCodes) recovery code(s), simple password \(s.hasPassword ? "yes" : "no"), \(s.failures) failure(s) counted, lock \(s.lock.isLocked ? "on" : "off"); methods \(offered)")
     }
 
     func tellLocked(_ lock: LockState) {
@@ -126,6 +150,7 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
             log(method.rawValue, .error, error.description)
             return .done(.unavailable(error.description))
         }
+        trace(msg("\(method.rawValue): verdict \(Self.describe(attempt.verdict)), lock \(attempt.lock.isLocked ? "on" : "off") after it"))
         switch attempt.verdict {
         case .accepted(let credential):
             log(method.rawValue, .success, credential.description)
@@ -148,6 +173,15 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
         }
     }
 
+    static func describe(_ verdict: RecordVerdict) -> String {
+        switch verdict {
+        case .accepted(let credential): return "accepted (" + credential.description + ")"
+        case .replayed(let id): return "replayed (token " + id + ")"
+        case .rejected: return "rejected"
+        case .locked: return "locked"
+        }
+    }
+
     /// Tells the user when this failure was the one that locked the account.
     func warnIfNowLocked(_ lock: LockState) {
         guard lock.isLocked else { return }
@@ -162,6 +196,7 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
             log("card", .skipped, "no reader or pcscd not running")
             return .next
         }
+        trace(msg("card: waiting up to \(config.timeout) s for one of \(summary.cards.count) card(s)"))
         prompter.instruct(msg("Tap your card on the reader (\(config.timeout) s)..."))
         let records = flow.records
         let clock = flow.clock
@@ -190,6 +225,7 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
         }
         switch result {
         case .response(let tokenID, let challenge, let mac):
+            trace("card: the card of token " + tokenID + " answered the verifier's challenge")
             return verdict(.tap(tokenID: tokenID, challenge: challenge, response: mac), .card, user,
                            wrong: "The card's answer is wrong.", reason: msg("wrong response from card \(tokenID)"))
         case .unavailable(let e):
@@ -228,18 +264,22 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
         if let earlier, looksLikeCode(earlier, summary) {
             // try_first_pass / use_first_pass: an earlier module's token that has the shape
             // of a code is tried as one, and counted like any typed code.
+            trace("code: trying PAM_AUTHTOK from an earlier module as a code")
             typed = earlier
         } else if config.useFirstPass {
             log("code", .failure, "PAM_AUTHTOK from an earlier module is not a one-time code (use_first_pass)")
             return .next
         } else {
-            guard let answer = prompter.askSecret(toPassword ? "One-time code (Enter for your simple password): " : "One-time code: ") else {
+            guard let answer = ask(.code, toPassword ? "One-time code (Enter for your simple password): " : "One-time code: ") else {
                 log("code", .error, "conversation failed")
                 return .done(.conversationError)
             }
             typed = answer
         }
-        if typed.isEmpty && toPassword { return .next }
+        if typed.isEmpty && toPassword {
+            trace("code: empty answer: on to the simple password")
+            return .next
+        }
         if typed.utf8.count > AnswerLimit.bytes {
             return verdict(.code(""), .code, user, wrong: "Wrong code.", reason: "answer too long")
         }
@@ -256,7 +296,7 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
             log("password", .skipped, "use_first_pass: the simple password is never taken from an earlier module")
             return .next
         }
-        guard let typed = prompter.askSecret("Simple password: ") else {
+        guard let typed = ask(.password, "Simple password: ") else {
             log("password", .error, "conversation failed")
             return .done(.conversationError)
         }

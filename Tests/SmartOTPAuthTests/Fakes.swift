@@ -89,5 +89,6 @@ struct FixedClock: Clock {
 final class CollectingAudit: AuditLog {
     var events: [AuditEvent] = []
     func record(_ event: AuditEvent) { events.append(event) }
-    func debug(_ text: String) {}
+    var debugLines: [String] = []
+    func debug(_ text: String) { debugLines.append(text) }
 }
