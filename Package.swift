@@ -32,8 +32,9 @@ let withFleet = !embedded && Context.environment["SMARTOTP_NO_FLEET"] != "1"
 /// Where the setuid helper and the fleet client are installed, chosen when the module is
 /// built (their paths are compiled in as defaults, see Sources/CPOSIX): /usr/local/sbin
 /// for ./install.sh, /usr/sbin for the Debian packages (debian/rules).
-let sbinDirectory = Context.environment["SMARTOTP_SBINDIR"] ?? "/usr/local/sbin"
-precondition(sbinDirectory.hasPrefix("/") && !sbinDirectory.contains("\"") && !sbinDirectory.contains("\\"), "SMARTOTP_SBINDIR must be an absolute path without quotes")
+/// Unset: the default written once in Sources/CPOSIX/cposix.c (/usr/local/sbin).
+let sbinDirectory = Context.environment["SMARTOTP_SBINDIR"]
+precondition(sbinDirectory.map { $0.hasPrefix("/") && !$0.contains("\"") && !$0.contains("\\") } ?? true, "SMARTOTP_SBINDIR must be an absolute path without quotes")
 /// libswiftUnicodeDataTables.a (String comparison, hashing and counting need it).
 let embeddedLibraries = Context.environment["SMARTOTP_EMBEDDED_LIBDIR"] ?? "/opt/swift/usr/lib/swift/embedded/x86_64-unknown-linux-gnu"
 
@@ -74,8 +75,8 @@ let moduleTargets: [Target] = [
     // POSIX layer over it: typed descriptors, one EINTR loop, processes, users, clocks.
     // DWARF 4 for every C target: valgrind 3.19 (Debian 12), used by the benchmarks, cannot
     // read clang's DWARF 5.
-    .target(name: "CPOSIX", cSettings: [.unsafeFlags(["-gdwarf-4"]), .define("SMARTOTP_SBINDIR", to: "\"\(sbinDirectory)\"")]),
-    .target(name: "POSIX", dependencies: ["CPOSIX"], swiftSettings: moduleSwiftSettings),
+    .target(name: "CPOSIX", cSettings: [.unsafeFlags(["-gdwarf-4"])] + (sbinDirectory.map { [.define("SMARTOTP_SBINDIR", to: "\"\($0)\"")] } ?? [])),
+    .target(name: "POSIX", dependencies: ["CPOSIX", "OTPCore"], swiftSettings: moduleSwiftSettings),
     // Pure: its only libc calls are explicit_bzero and arc4random_buf.
     .target(name: "OTPCore", dependencies: ["CPOSIX"], swiftSettings: moduleSwiftSettings),
     // Transport → ISO 7816 → YKOATH; knows nothing of PC/SC.
@@ -83,10 +84,16 @@ let moduleTargets: [Target] = [
     // The PC/SC leaf.
     .target(name: "PCSC", dependencies: ["SmartCard", "CLoadOnUse"], swiftSettings: moduleSwiftSettings),
     .target(name: "TokenStore", dependencies: ["OTPCore", "POSIX", "CLoadOnUse"], swiftSettings: moduleSwiftSettings),
-    .target(name: "SmartOTPAuth", dependencies: ["OTPCore", "SmartCard", "TokenStore"], swiftSettings: moduleSwiftSettings),
+    // The verifier: the verdict procedure (count first, check, clear), the policy and its
+    // settings, tap challenges bound to the host that asked, and the typed request/reply
+    // with its codec, frame and size limits. Pure: the module, the helper, smartotp-fleet
+    // and smartotpd all decide and speak through it.
+    .target(name: "Verifier", dependencies: ["OTPCore", "TokenStore"], swiftSettings: moduleSwiftSettings),
+    // The login flow: tap → code → simple password, its prompts and its outcome.
+    .target(name: "SmartOTPAuth", dependencies: ["OTPCore", "SmartCard", "TokenStore", "Verifier"], swiftSettings: moduleSwiftSettings),
     .target(
         name: "SmartOTPSystem",
-        dependencies: ["SmartOTPAuth", "SmartCard", "PCSC", "TokenStore", "OTPCore", "POSIX"],
+        dependencies: ["SmartOTPAuth", "Verifier", "SmartCard", "PCSC", "TokenStore", "OTPCore", "POSIX"],
         swiftSettings: moduleSwiftSettings
     ),
 ]
@@ -98,7 +105,7 @@ let embeddedTargets: [Target] = [
     .target(name: "PamShim", dependencies: ["CPAM"], cSettings: [.unsafeFlags(["-gdwarf-4"])]),
     .target(
         name: "PamSmartOTP",
-        dependencies: ["SmartOTPSystem", "SmartOTPAuth", "TokenStore", "POSIX", "CPOSIX", "CPAM", "PamShim"],
+        dependencies: ["SmartOTPSystem", "SmartOTPAuth", "Verifier", "TokenStore", "POSIX", "CPOSIX", "CPAM", "PamShim"],
         exclude: ["exports.map"],
         swiftSettings: moduleSwiftSettings,
         linkerSettings: [.unsafeFlags(moduleLinkFlags)]
@@ -108,7 +115,7 @@ let embeddedTargets: [Target] = [
     .target(name: "CHelperArgs", cSettings: [.unsafeFlags(["-gdwarf-4"])]),
     .executableTarget(
         name: "smartotp-chkotp",
-        dependencies: ["SmartOTPSystem", "SmartOTPAuth", "TokenStore", "OTPCore", "POSIX", "CPOSIX", "CHelperArgs"],
+        dependencies: ["SmartOTPSystem", "SmartOTPAuth", "Verifier", "TokenStore", "OTPCore", "POSIX", "CPOSIX", "CHelperArgs"],
         swiftSettings: moduleSwiftSettings,
         linkerSettings: [.unsafeFlags(embeddedLinkFlags)]
     ),
@@ -123,7 +130,7 @@ let normalTargets: [Target] = [
     .target(name: "VirtualCard", dependencies: ["OTPCore", "SmartCard"]),
     // The fleet: what smartotpd decides with (pure), the HTTPS client hosts and admins use,
     // the client process the module runs, and the verifier service itself.
-    .target(name: "SmartOTPFleet", dependencies: ["SmartOTPAuth", "TokenStore", "OTPCore"], swiftSettings: moduleSwiftSettings),
+    .target(name: "SmartOTPFleet", dependencies: ["Verifier", "TokenStore", "OTPCore"], swiftSettings: moduleSwiftSettings),
     .target(
         name: "FleetNet",
         dependencies: [
@@ -135,7 +142,7 @@ let normalTargets: [Target] = [
     ),
     .executableTarget(
         name: "smartotp-fleet",
-        dependencies: ["FleetNet", "SmartOTPFleet", "SmartOTPAuth", "TokenStore", "OTPCore", .product(name: "NIOCore", package: "swift-nio")],
+        dependencies: ["FleetNet", "SmartOTPFleet", "Verifier", "TokenStore", "OTPCore", .product(name: "NIOCore", package: "swift-nio")],
         swiftSettings: moduleSwiftSettings,
         // Started twice a fleet login: the Swift libraries linked in, not loaded (and no
         // toolchain needed on the host).
@@ -144,7 +151,7 @@ let normalTargets: [Target] = [
     .executableTarget(
         name: "smartotpd",
         dependencies: [
-            "SmartOTPFleet", "SmartOTPAuth", "TokenStore", "OTPCore", "POSIX",
+            "SmartOTPFleet", "Verifier", "TokenStore", "OTPCore", "POSIX",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -162,7 +169,7 @@ let normalTargets: [Target] = [
     .executableTarget(
         name: "smartotp",
         dependencies: [
-            "SmartOTPSystem", "SmartOTPAuth", "TokenStore", "SmartCard", "PCSC", "POSIX", "OTPCore", "CQREncode",
+            "SmartOTPSystem", "SmartOTPAuth", "Verifier", "TokenStore", "SmartCard", "PCSC", "POSIX", "OTPCore", "CQREncode",
             "FleetNet", "SmartOTPFleet",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ],
@@ -181,7 +188,7 @@ let normalTargets: [Target] = [
     // The load client of Benchmarks/fleet-bench.sh.
     .executableTarget(
         name: "fleet-load",
-        dependencies: ["FleetNet", "SmartOTPFleet", "SmartOTPAuth", "TokenStore", "OTPCore", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
+        dependencies: ["FleetNet", "SmartOTPFleet", "Verifier", "TokenStore", "OTPCore", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
         path: "Benchmarks/fleet-load",
         // A benchmark's threads and blocking connections, in a script: Swift 5 checking.
         swiftSettings: moduleSwiftSettings + [.swiftLanguageMode(.v5)]
@@ -193,11 +200,11 @@ let normalTargets: [Target] = [
     .testTarget(name: "OTPCoreTests", dependencies: ["OTPCore", "CLibCrypto"], exclude: ["Vectors"]),
     .testTarget(name: "TokenStoreTests", dependencies: ["TokenStore", "OTPCore"]),
     .testTarget(name: "SmartCardTests", dependencies: ["SmartCard", "VirtualCard", "OTPCore"]),
-    .testTarget(name: "SmartOTPAuthTests", dependencies: ["SmartOTPAuth", "SmartCard", "TokenStore", "OTPCore"]),
-    .testTarget(name: "SmartOTPFleetTests", dependencies: ["SmartOTPFleet", "SmartOTPAuth", "TokenStore", "OTPCore"], swiftSettings: moduleSwiftSettings),
+    .testTarget(name: "SmartOTPAuthTests", dependencies: ["SmartOTPAuth", "Verifier", "SmartCard", "TokenStore", "OTPCore"]),
+    .testTarget(name: "SmartOTPFleetTests", dependencies: ["SmartOTPFleet", "Verifier", "TokenStore", "OTPCore"], swiftSettings: moduleSwiftSettings),
     .testTarget(
         name: "SmartOTPSystemTests",
-        dependencies: ["SmartOTPSystem", "SmartOTPAuth", "SmartCard", "VirtualCard", "OTPCore", "POSIX", "CPOSIX"],
+        dependencies: ["SmartOTPSystem", "SmartOTPAuth", "Verifier", "SmartCard", "VirtualCard", "OTPCore", "POSIX", "CPOSIX"],
         swiftSettings: moduleSwiftSettings
     ),
 ]

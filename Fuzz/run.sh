@@ -33,13 +33,13 @@ module() {  # module NAME: a static library and its .swiftmodule; rebuilt when i
 }
 # The C targets: the POSIX shim, and libcrypt/libpcsclite opened on first use.
 if [ ! "$B/libCPOSIX.a" -nt "$SRC/CPOSIX/cposix.c" ] || [ ! "$B/libCPOSIX.a" -nt "$SRC/CLoadOnUse/load_on_use.c" ]; then
-    # The installed paths are compiled in (Package.swift defines them for SwiftPM builds).
-    clang -c -O1 -g -fsanitize=fuzzer-no-link,address -DSMARTOTP_SBINDIR='"/usr/local/sbin"' -I "$SRC/CPOSIX/include" "$SRC/CPOSIX/cposix.c" -o "$B/cposix.o"
+    # The installed paths: cposix.c's own default.
+    clang -c -O1 -g -fsanitize=fuzzer-no-link,address -I "$SRC/CPOSIX/include" "$SRC/CPOSIX/cposix.c" -o "$B/cposix.o"
     clang -c -O1 -g -fsanitize=fuzzer-no-link,address -I "$SRC/CLoadOnUse/include" -I/usr/include/PCSC "$SRC/CLoadOnUse/load_on_use.c" -o "$B/load_on_use.o"
     ar rcs "$B/libCPOSIX.a" "$B/cposix.o" "$B/load_on_use.o"
 fi
-for m in POSIX OTPCore SmartCard VirtualCard TokenStore SmartOTPAuth; do module "$m"; done
-LIBS=("$B/libSmartOTPAuth.a" "$B/libVirtualCard.a" "$B/libTokenStore.a" "$B/libSmartCard.a" "$B/libOTPCore.a" "$B/libPOSIX.a" "$B/libCPOSIX.a")
+for m in OTPCore POSIX SmartCard VirtualCard TokenStore Verifier SmartOTPAuth; do module "$m"; done
+LIBS=("$B/libSmartOTPAuth.a" "$B/libVirtualCard.a" "$B/libVerifier.a" "$B/libTokenStore.a" "$B/libSmartCard.a" "$B/libOTPCore.a" "$B/libPOSIX.a" "$B/libCPOSIX.a")
 
 export SWIFT_BACKTRACE=enable=no  # the backtracer trips ASan; libFuzzer prints the stack
 status=0

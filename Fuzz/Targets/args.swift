@@ -2,6 +2,7 @@
 // normaliser the flow applies to conversation answers.
 import OTPCore
 import SmartOTPAuth
+import Verifier
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ start: UnsafePointer<UInt8>, _ count: Int) -> Int32 {

@@ -1,4 +1,5 @@
 internal import CPOSIX
+import OTPCore
 
 /// Running another program with a request on its standard input and its answer on its
 /// standard output: how the module asks the setuid helper.
@@ -40,7 +41,7 @@ public enum Subprocess {
         _ = sendAll(toChild.ours, input)
         // `input` is ours (consuming): a caller's temporary array is wiped in place, not a
         // copy of it (zeroing a `var` copy would copy first and leave the original).
-        wipe(&input)
+        ConstantTime.wipe(&input)
         _ = close(toChild.ours)
         let output = FileDescriptor(rawValue: fromChild.ours)
         let answer = (try? output.readAll(path, limit: outputLimit)) ?? nil
@@ -89,12 +90,6 @@ func spawn(_ path: String, _ arguments: [String], input: Int32, output: Int32) t
     return pid
 }
 
-/// Zeroes a request in place with explicit_bzero (a loop of stores before the buffer is
-/// freed is one the optimiser may drop).
-func wipe(_ bytes: inout [UInt8]) {
-    bytes.withUnsafeMutableBytes { if let base = $0.baseAddress { explicit_bzero(base, $0.count) } }
-}
-
 /// Writes all of `bytes` to the socket `fd` (MSG_NOSIGNAL: a reader that is gone is an
 /// error, not a signal). False when the peer is gone before the end.
 func sendAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
@@ -111,10 +106,9 @@ func sendAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
 
 /// A helper program kept running for several requests (the fleet client: one process and
 /// one TLS connection for a whole login). It talks over a socket pair, not pipes, so that
-/// writing to a client that died raises no SIGPIPE in the host (MSG_NOSIGNAL).
-///
-/// Frames: a request is `LENGTH\n` and LENGTH bytes; so is an answer. Closing our end ends
-/// the program (it reads end-of-file), and the session waits for it.
+/// writing to a client that died raises no SIGPIPE in the host (MSG_NOSIGNAL). What goes
+/// over it (the verifier's `Frame`) is not this layer's business. Closing our end ends the
+/// program (it reads end-of-file), and the session waits for it.
 public final class Session {
     let path: String
     private var fd: Int32 = -1
@@ -145,41 +139,23 @@ public final class Session {
         _ = cposix_restore_signal(SIGCHLD, &previous)
     }
 
-    /// Sends one request and reads its answer (at most `limit` bytes). The request's copy is
-    /// wiped. Throws when the program is gone or says something unframed.
-    public func exchange(_ request: [UInt8], limit: Int) throws(SystemCallError) -> [UInt8] {
-        var frame: [UInt8] = []
-        frame.reserveCapacity(request.count + 12)
-        var digits: [UInt8] = []
-        var n = request.count
-        repeat { digits.insert(UInt8(ascii: "0") + UInt8(n % 10), at: 0); n /= 10 } while n > 0
-        frame += digits
-        frame.append(UInt8(ascii: "\n"))
-        frame += request
-        defer { wipe(&frame) }
-        guard sendAll(fd, frame) else { throw .last("send", path) }
-        // "LENGTH\n", then the answer.
-        var length = 0
-        var byte: UInt8 = 0
-        while true {
-            let got = retryingOnInterrupt { read(fd, &byte, 1) }
-            guard got == 1 else { throw SystemCallError("read", path, errno: got == 0 ? EPIPE : cposix_errno()) }
-            if byte == UInt8(ascii: "\n") { break }
-            guard byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9"), length <= limit else {
-                throw SystemCallError("read", path, errno: EPROTO)
-            }
-            length = length * 10 + Int(byte - UInt8(ascii: "0"))
-        }
-        guard length <= limit else { throw SystemCallError("read", path, errno: EPROTO) }
-        var answer = [UInt8](repeating: 0, count: length)
+    /// Sends all of `bytes` (MSG_NOSIGNAL). Throws when the program is gone.
+    public func send(_ bytes: [UInt8]) throws(SystemCallError) {
+        guard sendAll(fd, bytes) else { throw .last("send", path) }
+    }
+
+    /// Reads exactly `count` bytes. Throws at end-of-file (EPIPE: the program is gone) or
+    /// on a read error.
+    public func receive(_ count: Int) throws(SystemCallError) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: count)
         var filled = 0
-        while filled < length {
-            let got = answer.withUnsafeMutableBytes { b in
-                retryingOnInterrupt { read(fd, b.baseAddress.map { $0 + filled }, length - filled) }
+        while filled < count {
+            let got = out.withUnsafeMutableBytes { b in
+                retryingOnInterrupt { read(fd, b.baseAddress.map { $0 + filled }, count - filled) }
             }
             guard got > 0 else { throw SystemCallError("read", path, errno: got == 0 ? EPIPE : cposix_errno()) }
             filled += got
         }
-        return answer
+        return out
     }
 }

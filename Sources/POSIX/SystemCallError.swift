@@ -23,6 +23,8 @@ public struct SystemCallError: Error, Equatable, Sendable, CustomStringConvertib
 /// errno values the callers decide on, by their C names.
 public enum Errno {
     public static let loop: Int32 = ELOOP
+    /// A peer that does not speak the protocol (a bad frame).
+    public static let protocolError: Int32 = EPROTO
 
     /// strerror(3).
     public static func describe(_ e: Int32) -> String {

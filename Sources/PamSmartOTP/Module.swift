@@ -5,6 +5,7 @@ import SmartOTPAuth
 import SmartOTPSystem
 import POSIX
 import TokenStore
+import Verifier
 
 // The PAM entry points: a few lines each. Build the context, run the flow, map the
 // outcome to a PAM code, log. Nothing here may trap: sshd and sudo run this code.

@@ -2,6 +2,7 @@ import CPAM
 import PamShim
 internal import CPOSIX
 import SmartOTPAuth
+import Verifier
 
 /// The only code that sees libpam's C pointers. Every call names the libpam function it
 /// wraps; nothing here trusts a pointer or a string that came from the application.

@@ -1,5 +1,6 @@
 import OTPCore
 import TokenStore
+import Verifier
 
 /// The ways a user can prove the second factor, in the order offered.
 public enum Method: String, Sendable, CaseIterable {
@@ -22,13 +23,8 @@ public struct ModuleConfig: Sendable, Equatable {
     /// Seconds to wait for a tap.
     public var timeout = 30
     public var reader: String?
-    public var skew = 1
-    public var window = 20
-    public var deny = 5
-    public var unlockTime: Int64 = 600
-    public var failInterval: Int64 = 900
-    public var evenDenyRoot = false
-    public var rootUnlockTime: Int64?
+    /// The verifier's policy (skew, window, lock): its settings are `Policy.options`.
+    public var policy = Policy()
     public var nullok = false
     public var tryFirstPass = false
     public var useFirstPass = false
@@ -50,54 +46,20 @@ public struct ModuleConfig: Sendable, Equatable {
     public init() {}
 
     /// One module argument: its name, whether it takes a value, what it means (for the
-    /// man page and errors), and how it sets the config. The table below is the only
-    /// place an argument's name is written.
+    /// man page and errors), and how it sets the config. The table below, with the
+    /// verifier's `Policy.options` in it, is the only place an argument's name is written.
     public struct Option: Sendable {
         public let name: String
         public let takesValue: Bool
         public let help: String
-        let apply: @Sendable (inout ModuleConfig, Value) throws(ConfigError) -> Void
+        let apply: @Sendable (inout ModuleConfig, OptionValue) throws(ConfigError) -> Void
     }
 
-    /// An argument's value, with the checks every option uses.
-    struct Value {
-        let name: String
-        let text: String
-
-        func int(_ range: ClosedRange<Int>) throws(ConfigError) -> Int {
-            guard let n = Int(text), range.contains(n) else {
-                throw .badValue(name: name, value: text, expected: msg("a number from \(range.lowerBound) to \(range.upperBound)"))
-            }
-            return n
-        }
-
-        func seconds(_ range: ClosedRange<Int>) throws(ConfigError) -> Int64 { Int64(try int(range)) }
-
-        /// `https://HOST[:PORT]` pieces separated by commas (checked again by the client).
-        func serverList() throws(ConfigError) -> [String] {
-            let urls = text.splitBytes(UInt8(ascii: ","))
-            for u in urls {
-                let b = Array(u.utf8)
-                guard b.count > 8, b.count < 256, u.utf8.begins(with: "https://"),
-                      b.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "@") }) else {
-                    throw .badValue(name: name, value: text, expected: "https://HOST[:PORT][,https://…]")
-                }
-            }
-            guard !urls.isEmpty else { throw .badValue(name: name, value: text, expected: "https://HOST[:PORT][,https://…]") }
-            return urls
-        }
-
-        func absolutePath() throws(ConfigError) -> String {
-            guard text.utf8.begins(with: "/"), !text.utf8.contains(0), text.utf8.count < 1024 else {
-                throw .badValue(name: name, value: text, expected: "an absolute path")
-            }
-            return text
-        }
+    public static let options: [Option] = moduleOptions + Policy.options.map { p in
+        Option(name: p.name, takesValue: p.takesValue, help: p.help) { c, v throws(ConfigError) in try p.apply(&c.policy, v) }
     }
 
-    static let year = 31_536_000
-
-    public static let options: [Option] = [
+    static let moduleOptions: [Option] = [
         // Read before everything else (ModuleConfig.load); here only checked.
         Option(name: "conf", takesValue: true, help: "read this policy file instead of /etc/smartotp/smartotp.conf (the setuid helper always reads that one)") { _, v throws(ConfigError) in
             _ = try v.absolutePath()
@@ -122,27 +84,6 @@ public struct ModuleConfig: Sendable, Equatable {
         Option(name: "reader", takesValue: true, help: "use only readers whose name contains this text") { c, v throws(ConfigError) in
             guard !v.text.isEmpty, v.text.utf8.count <= 128 else { throw .badValue(name: v.name, value: v.text, expected: "part of a reader name") }
             c.reader = v.text
-        },
-        Option(name: "skew", takesValue: true, help: "TOTP steps accepted either side of now, 0-10 (default 1)") { c, v throws(ConfigError) in
-            c.skew = try v.int(0...10)
-        },
-        Option(name: "window", takesValue: true, help: "HOTP look-ahead, 1-1000 (default 20)") { c, v throws(ConfigError) in
-            c.window = try v.int(1...1000)
-        },
-        Option(name: "deny", takesValue: true, help: "lock after this many failures within fail_interval, 0 = never (default 5)") { c, v throws(ConfigError) in
-            c.deny = try v.int(0...1000)
-        },
-        Option(name: "fail_interval", takesValue: true, help: "seconds within which failures add up, 1-31536000 (default 900)") { c, v throws(ConfigError) in
-            c.failInterval = try v.seconds(1...year)
-        },
-        Option(name: "unlock_time", takesValue: true, help: "seconds a lock lasts after the last failure, 0 = until smartotp unlock (default 600)") { c, v throws(ConfigError) in
-            c.unlockTime = try v.seconds(0...year)
-        },
-        Option(name: "even_deny_root", takesValue: false, help: "root can be locked too (by default root is never locked)") { c, _ throws(ConfigError) in
-            c.evenDenyRoot = true
-        },
-        Option(name: "root_unlock_time", takesValue: true, help: "with even_deny_root: seconds root's lock lasts (default unlock_time)") { c, v throws(ConfigError) in
-            c.rootUnlockTime = try v.seconds(0...year)
         },
         Option(name: "nullok", takesValue: false, help: "a user without a record in an existing store is ignored (PAM_IGNORE)") { c, _ throws(ConfigError) in
             c.nullok = true
@@ -180,40 +121,8 @@ public struct ModuleConfig: Sendable, Equatable {
         public var unknown: [String]
     }
 
-    /// One argument split at its first `=`: `value` is nil when there is none.
-    public struct Argument: Sendable {
-        public var name: String
-        public var value: String?
-
-        public init(name: String, value: String?) {
-            self.name = name
-            self.value = value
-        }
-
-        /// Splits `name=value` at the first '='; invalid UTF-8 is replaced (it matches no
-        /// option and fails every value check). The module calls this on PAM's C strings.
-        public init(bytes: UnsafeBufferPointer<UInt8>) {
-            func text(_ range: Range<Int>) -> String {
-                String(decoding: UnsafeBufferPointer(rebasing: bytes[range]), as: UTF8.self)
-            }
-            if let eq = bytes.firstIndex(of: UInt8(ascii: "=")) {
-                self.init(name: text(0..<eq), value: text(eq + 1..<bytes.count))
-            } else {
-                self.init(name: text(0..<bytes.count), value: nil)
-            }
-        }
-
-        public init(_ text: String) {
-            var text = text
-            self = text.withUTF8 { Argument(bytes: $0) }
-        }
-
-        /// As written, cut to 64 bytes: how an unknown argument is reported.
-        var reported: String {
-            let whole = value.map { name + "=" + $0 } ?? name
-            return String(decoding: whole.utf8.prefix(64), as: UTF8.self)
-        }
-    }
+    /// One argument split at its first `=` (the verifier's `Setting`: one split rule).
+    public typealias Argument = Setting
 
     /// Parses module arguments over `base`. A known argument with a malformed value throws
     /// (the module then fails safe with PAM_SERVICE_ERR); an unknown one is reported in
@@ -232,9 +141,7 @@ public struct ModuleConfig: Sendable, Equatable {
                 unknown.append(arg.reported)
                 continue
             }
-            if option.takesValue && arg.value == nil { throw .missingValue(arg.name) }
-            if !option.takesValue && arg.value != nil { throw .unexpectedValue(arg.name) }
-            try option.apply(&c, Value(name: arg.name, text: arg.value ?? ""))
+            try option.apply(&c, try OptionValue(option: arg.name, takesValue: option.takesValue, text: arg.value))
         }
         return Parsed(config: c, unknown: unknown)
     }
@@ -244,7 +151,7 @@ public struct ModuleConfig: Sendable, Equatable {
     /// the file's; unknown names from either are returned, to be logged.
     public static func parse(file path: String, words: [String], arguments: [Argument]) throws(ConfigError) -> Parsed {
         let fromFile: Parsed
-        do throws(ConfigError) { fromFile = try parse(words) } catch {
+        do throws(ConfigError) { fromFile = try parse(arguments: words.map(Setting.init)) } catch {
             throw .unreadableFile(path: path, reason: error.description)
         }
         var parsed = try parse(arguments: arguments, over: fromFile.config)
@@ -256,48 +163,29 @@ public struct ModuleConfig: Sendable, Equatable {
     public static func file(named arguments: [Argument], default file: String = defaultFile) -> String {
         arguments.last(where: { $0.name == "conf" })?.value ?? file
     }
+}
 
-    /// The words of a configuration file in module-argument syntax: `#` starts a comment,
-    /// words are separated by spaces, tabs and line ends.
-    public static func words(ofFile text: String) -> [String] {
-        var out: [String] = []
-        for line in text.splitBytes(UInt8(ascii: "\n")) {
-            let content = line.splitBytes(UInt8(ascii: "#"), maxSplits: 1, omittingEmpty: false).first ?? ""
-            for word in content.splitBytes(UInt8(ascii: " ")) {
-                for piece in word.splitBytes(UInt8(ascii: "\t")) { out += piece.splitBytes(UInt8(ascii: "\r")) }
+extension OptionValue {
+    /// `https://HOST[:PORT]` pieces separated by commas (checked again by the client).
+    func serverList() throws(ConfigError) -> [String] {
+        let urls = text.splitBytes(UInt8(ascii: ","))
+        for u in urls {
+            let b = Array(u.utf8)
+            guard b.count > 8, b.count < 256, u.utf8.begins(with: "https://"),
+                  b.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "@") }) else {
+                throw .badValue(name: name, value: text, expected: "https://HOST[:PORT][,https://…]")
             }
         }
-        return out
+        guard !urls.isEmpty else { throw .badValue(name: name, value: text, expected: "https://HOST[:PORT][,https://…]") }
+        return urls
     }
 }
 
-/// A module argument that cannot be used. The module refuses to run (PAM_SERVICE_ERR)
-/// rather than guess: a malformed value must never make authentication weaker.
-public enum ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
-    case missingValue(String)
-    case unexpectedValue(String)
-    case badValue(name: String, value: String, expected: String)
-    /// A configuration file that cannot be trusted or read.
-    case unreadableFile(path: String, reason: String)
-
-    public var description: String {
-        switch self {
-        case .missingValue(let n): return msg("module argument \(n)= needs a value")
-        case .unexpectedValue(let n): return msg("module argument \(n) takes no value")
-        case .badValue(let n, let v, let e): return msg("module argument \(n)=\(Self.printable(v)) is invalid: expected \(e)")
-        case .unreadableFile(let path, let reason): return msg("refusing \(path): \(reason)")
-        }
-    }
-
-    /// Shows a value from outside safely in a log line: anything but printable ASCII
-    /// escaped, at most 64 characters.
-    public static func printable(_ s: String) -> String {
-        // Most values are already printable ASCII: those come back as they are.
-        if s.utf8.count <= 64 && s.utf8.allSatisfy({ (0x20...0x7E).contains($0) }) { return s }
-        var out = ""
-        for scalar in s.unicodeScalars.prefix(64) {
-            out += (0x20...0x7E).contains(scalar.value) ? String(scalar) : msg("\\u{\(String(scalar.value, radix: 16))}")
-        }
-        return out
-    }
+extension ModuleConfig {
+    // The policy's settings by their argument names, for the callers and tests that set one.
+    public var skew: Int { get { policy.skew } set { policy.skew = newValue } }
+    public var window: Int { get { policy.window } set { policy.window = newValue } }
+    public var deny: Int { get { policy.lock.deny } set { policy.lock.deny = newValue } }
+    public var failInterval: Int64 { get { policy.lock.failInterval } set { policy.lock.failInterval = newValue } }
+    public var unlockTime: Int64 { get { policy.lock.unlockTime } set { policy.lock.unlockTime = newValue } }
 }

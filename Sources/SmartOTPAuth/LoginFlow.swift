@@ -1,6 +1,7 @@
 import OTPCore
 import SmartCard
 import TokenStore
+import Verifier
 
 /// The login: card tap, then typed code, then simple password, as the service allows.
 ///
@@ -65,15 +66,16 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
     }
 
     /// One step of the login for `debug` (LOG_DEBUG): what was shown, tried and decided.
-    /// Built only when `debug` is on; never holds what the user typed or a secret.
-    func trace(_ text: @autoclosure () -> String) {
-        guard config.debug else { return }
-        flow.audit.debug("user=" + logUser + " service=" + service + ": " + text())
+    /// Callers build the text only when `config.debug` is on; it never holds what the user
+    /// typed or a secret.
+    @inline(never)
+    func trace(_ text: String) {
+        flow.audit.debug(msg("user=\(logUser) service=\(service): \(text)"))
     }
 
     /// Asks with echo off, after noting the prompt for `debug`.
     func ask(_ method: Method, _ prompt: String) -> String? {
-        trace(method.rawValue + ": prompt shown: \"" + prompt + "\"")
+        if config.debug { trace(msg("\(method.rawValue): prompt shown: \"\(prompt)\"")) }
         return prompter.askSecret(prompt)
     }
 
@@ -99,14 +101,14 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
             log("-", .error, error.description)
             return .unavailable(error.description)
         }
-        trace(Self.describe(summary, methods: config.methods))
+        if config.debug { trace(Self.describe(summary)) }
         if summary.lock.isLocked {
             tellLocked(summary.lock)
             log("-", .locked, msg("\(summary.failures) failures"))
             return .locked
         }
         for method in config.methods {
-            trace("trying " + method.rawValue)
+            if config.debug { trace(msg("trying \(method.rawValue)")) }
             let step: Step
             switch method {
             case .card: step = tapStep(user, summary)
@@ -121,12 +123,8 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
     }
 
     /// The record as `debug` shows it: what can be used, never a secret.
-    static func describe(_ s: RecordSummary, methods: [Method]) -> String {
-        var digits = ""
-        for d in s.codeDigits { digits += digits.isEmpty ? msg("\(d)") : msg(",\(d)") }
-        var offered = ""
-        for m in methods { offered += offered.isEmpty ? m.rawValue : "," + m.rawValue }
-        return msg("record: \(s.cards.count) card(s), code digits \(digits.isEmpty ? "-" : digits), \(s.recoveryCodes) recovery code(s), simple password \(s.hasPassword ? "yes" : "no"), \(s.failures) failure(s) counted, lock \(s.lock.isLocked ? "on" : "off"); methods \(offered)")
+    static func describe(_ s: RecordSummary) -> String {
+        msg("record: \(s.cards.count) card(s), \(s.codeDigits.count) code token(s), \(s.recoveryCodes) recovery code(s), simple password \(s.hasPassword ? "yes" : "no"), \(s.failures) failure(s) counted")
     }
 
     func tellLocked(_ lock: LockState) {
@@ -150,7 +148,7 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
             log(method.rawValue, .error, error.description)
             return .done(.unavailable(error.description))
         }
-        trace(msg("\(method.rawValue): verdict \(Self.describe(attempt.verdict)), lock \(attempt.lock.isLocked ? "on" : "off") after it"))
+        if config.debug { trace(msg("\(method.rawValue): verdict \(Self.describe(attempt.verdict)), lock \(attempt.lock.isLocked ? "on" : "off") after it")) }
         switch attempt.verdict {
         case .accepted(let credential):
             log(method.rawValue, .success, credential.description)
@@ -196,7 +194,6 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
             log("card", .skipped, "no reader or pcscd not running")
             return .next
         }
-        trace(msg("card: waiting up to \(config.timeout) s for one of \(summary.cards.count) card(s)"))
         prompter.instruct(msg("Tap your card on the reader (\(config.timeout) s)..."))
         let records = flow.records
         let clock = flow.clock
@@ -225,7 +222,6 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
         }
         switch result {
         case .response(let tokenID, let challenge, let mac):
-            trace("card: the card of token " + tokenID + " answered the verifier's challenge")
             return verdict(.tap(tokenID: tokenID, challenge: challenge, response: mac), .card, user,
                            wrong: "The card's answer is wrong.", reason: msg("wrong response from card \(tokenID)"))
         case .unavailable(let e):
@@ -264,7 +260,6 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
         if let earlier, looksLikeCode(earlier, summary) {
             // try_first_pass / use_first_pass: an earlier module's token that has the shape
             // of a code is tried as one, and counted like any typed code.
-            trace("code: trying PAM_AUTHTOK from an earlier module as a code")
             typed = earlier
         } else if config.useFirstPass {
             log("code", .failure, "PAM_AUTHTOK from an earlier module is not a one-time code (use_first_pass)")
@@ -276,10 +271,7 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
             }
             typed = answer
         }
-        if typed.isEmpty && toPassword {
-            trace("code: empty answer: on to the simple password")
-            return .next
-        }
+        if typed.isEmpty && toPassword { return .next }
         if typed.utf8.count > AnswerLimit.bytes {
             return verdict(.code(""), .code, user, wrong: "Wrong code.", reason: "answer too long")
         }

@@ -1,5 +1,6 @@
 import OTPCore
 import SmartCard
+import Verifier
 
 /// The PAM conversation, as the flow sees it.
 public protocol Prompter {

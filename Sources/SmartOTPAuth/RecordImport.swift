@@ -1,5 +1,6 @@
 import OTPCore
 import TokenStore
+import Verifier
 
 /// Puts what an importer read into a user's record without weakening anything:
 /// importing the same file twice changes nothing the first import did not.

@@ -1,5 +1,5 @@
-import SmartOTPAuth
 import TokenStore
+import Verifier
 
 /// smartotpd's HTTP interface (HTTPS with client certificates).
 ///

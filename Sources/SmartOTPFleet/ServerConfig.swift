@@ -1,4 +1,5 @@
-import SmartOTPAuth
+import OTPCore
+import Verifier
 
 /// An address to listen on or connect to: `HOST:PORT` (`[V6]:PORT` for IPv6).
 public struct HostPort: Sendable, Equatable, CustomStringConvertible {
@@ -75,13 +76,14 @@ public struct DatabaseURL: Sendable, Equatable {
             for pair in rest[rest.index(after: q)...].split(separator: "&") {
                 let kv = pair.split(separator: "=", maxSplits: 1).map(String.init)
                 guard kv.count == 2 else { return nil }
-                query[kv[0]] = kv[1].removingPercentEncodingSimple
+                guard let v = OTPAuthURI.percentDecode(kv[1]) else { return nil }
+                query[kv[0]] = v
             }
             rest = rest[..<q]
         }
         guard let at = rest.firstIndex(of: "@") else { return nil }
-        let credentials = rest[..<at].split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map { String($0).removingPercentEncodingSimple }
-        guard let name = credentials.first, !name.isEmpty else { return nil }
+        let credentials = rest[..<at].split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map { OTPAuthURI.percentDecode($0) }
+        guard let name = credentials.first ?? nil, !name.isEmpty, !credentials.contains(nil) else { return nil }
         user = name
         password = credentials.count > 1 ? credentials[1] : nil
         let afterAt = rest[rest.index(after: at)...]
@@ -104,25 +106,6 @@ public struct DatabaseURL: Sendable, Equatable {
         } else {
             return nil
         }
-    }
-}
-
-extension String {
-    /// `%XX` decoded (user names and passwords in URLs); malformed escapes left as they are.
-    var removingPercentEncodingSimple: String {
-        var out: [UInt8] = []
-        let b = Array(utf8)
-        var i = 0
-        while i < b.count {
-            if b[i] == UInt8(ascii: "%"), i + 2 < b.count, let v = UInt8(String(decoding: b[(i + 1)...(i + 2)], as: UTF8.self), radix: 16) {
-                out.append(v)
-                i += 3
-            } else {
-                out.append(b[i])
-                i += 1
-            }
-        }
-        return String(decoding: out, as: UTF8.self)
     }
 }
 
@@ -183,13 +166,9 @@ public struct ServerConfig: Sendable {
         for key in ["tls_cert", "tls_key", "client_ca", "admin_ca"] + (values["revoked"] == nil ? [] : ["revoked"]) where !value(key).hasPrefix("/") {
             throw Error("\(path): \(key) must be an absolute path")
         }
-        let policyWords = (values["policy"] ?? "").split(separator: " ").map(String.init)
-        let parsed: ModuleConfig.Parsed
-        do { parsed = try ModuleConfig.parse(policyWords) } catch { throw Error("\(path): policy: \(error)") }
-        let allowed: Set = ["deny", "unlock_time", "fail_interval", "even_deny_root", "root_unlock_time", "skew", "window"]
-        for word in policyWords {
-            let name = String(word.split(separator: "=", maxSplits: 1).first ?? "")
-            guard allowed.contains(name) else { throw Error("\(path): policy: '\(name)' is not a policy option (\(allowed.sorted().joined(separator: ", ")))") }
+        let policy: Policy
+        do throws(ConfigError) { policy = try Policy.parse(Setting.words(of: values["policy"] ?? "")) } catch {
+            throw Error("\(path): policy: \(error.description)")
         }
         var connections = 16
         if let c = values["database_connections"] {
@@ -198,7 +177,7 @@ public struct ServerConfig: Sendable {
         }
         return ServerConfig(listen: listen, database: db, tlsCert: value("tls_cert"), tlsKey: value("tls_key"),
                             clientCA: value("client_ca"), adminCA: value("admin_ca"), metricsListen: metrics,
-                            revoked: values["revoked"], policy: Policy(parsed.config), databaseConnections: connections)
+                            revoked: values["revoked"], policy: policy, databaseConnections: connections)
     }
 }
 

@@ -1,5 +1,6 @@
 import POSIX
 import SmartOTPAuth
+import Verifier
 
 extension ModuleConfig {
     /// The settings every caller uses, one way: the words of the policy file (`conf=` from
@@ -11,7 +12,7 @@ extension ModuleConfig {
     /// apply); any other problem is, and the caller refuses to authenticate.
     public static func load(arguments: [Argument], file: String = defaultFile) throws(ConfigError) -> Parsed {
         let path = self.file(named: arguments, default: file)
-        return try parse(file: path, words: words(ofFile: try read(path)), arguments: arguments)
+        return try parse(file: path, words: Setting.words(of: try read(path)), arguments: arguments)
     }
 
     /// The text of the policy file at `path`, "" when there is none.

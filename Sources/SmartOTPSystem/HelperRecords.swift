@@ -2,6 +2,7 @@ import OTPCore
 import POSIX
 import SmartOTPAuth
 import TokenStore
+import Verifier
 
 /// A record service behind a program that speaks the helper's protocol: the setuid helper
 /// (`HelperRecords`, one run a request) or the fleet client (`FleetRecords`, one process a
@@ -55,7 +56,7 @@ public struct HelperRecords: HelperSpeaking {
         let result: Subprocess.Result
         do {
             result = try Subprocess.run(path, [user.value, request.operation.rawValue], input: Array(request.input.utf8),
-                                        outputLimit: RecordFormat.maxSize)
+                                        outputLimit: WireLimits.answer)
         } catch {
             throw .verifier("cannot run " + path + ": " + error.description)
         }
@@ -82,14 +83,25 @@ public final class FleetRecords: HelperSpeaking {
         arguments = ["--server", servers, "--tls-dir", config.tlsDir, "--timeout", msg("\(config.serverTimeout)"), "--session"]
     }
 
-    /// One frame: `USER OPERATION\n` and the request's lines.
+    /// One request frame out (`Frame.requestPayload`), one answer frame back.
     public func answer(_ request: HelperProtocol.Request, for user: UserName) throws(RecordError) -> String {
         do throws(SystemCallError) {
             if session == nil { session = try Session(path, arguments) }
             guard let session else { throw SystemCallError("posix_spawn", path, errno: 0) }
-            var frame = Array((user.value + " " + request.operation.rawValue + "\n" + request.input).utf8)
+            var payload = Frame.requestPayload(request, for: user)
+            var frame = Frame.encode(payload)
+            ConstantTime.wipe(&payload)
             defer { ConstantTime.wipe(&frame) }
-            return String(decoding: try session.exchange(frame, limit: RecordFormat.maxSize), as: UTF8.self)
+            try session.send(frame)
+            var header = Frame.Header(limit: WireLimits.answer)
+            var length: Int?
+            while length == nil {
+                let byte = try session.receive(1)
+                do throws(FrameError) { length = try header.feed(byte.first ?? 0) } catch {
+                    throw SystemCallError("read", path, errno: Errno.protocolError)
+                }
+            }
+            return String(decoding: try session.receive(length ?? 0), as: UTF8.self)
         } catch {
             // A client that failed once is not asked again: the next request starts anew.
             session = nil

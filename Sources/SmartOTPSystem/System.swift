@@ -1,6 +1,7 @@
 import POSIX
 import SmartOTPAuth
 import TokenStore
+import Verifier
 
 /// The system clock.
 public struct SystemClock: Clock {
@@ -38,7 +39,7 @@ public enum SystemRecords: RecordService {
         } else if !config.servers.isEmpty {
             self = .fleet(FleetRecords(config))
         } else {
-            self = .local(.system(store: FileStore(root: config.store), policy: Policy(config)))
+            self = .local(.system(store: FileStore(root: config.store), policy: config.policy))
         }
     }
 

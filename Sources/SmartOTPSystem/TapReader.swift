@@ -3,6 +3,7 @@ import POSIX
 import PCSC
 import SmartCard
 import SmartOTPAuth
+import Verifier
 
 /// The tap: waits for one of the user's cards on any reader, then SELECT, the device id,
 /// VALIDATE when the applet is protected, and CALCULATE with the verifier's challenge.

@@ -8,12 +8,13 @@ import OTPCore
 /// created 1764000000
 /// password $y$j9T$…
 /// failed-at 1764000100 1764000130
-/// challenge 0011223344556677 1764000160
+/// challenge 0011223344556677 1764000160 host1.example.org
 /// token id=card kind=card type=totp period=30 algorithm=sha1 digits=6 secret=JBSW… last=- created=… used=- label=Work%20card name=smartotp%3Aalice device=0a1b… access-key=-
 /// recovery $y$j9T$…
 /// recovery-used $y$j9T$…
 /// ```
-/// Values inside `token` lines are percent-encoded; `-` means "none". `failed-at` is the
+/// Values inside `token` lines, and a challenge's host (absent for this machine), are
+/// percent-encoded; `-` means "none". `failed-at` is the
 /// failure tally (pam_faillock's); records of earlier versions said `failures N LAST`,
 /// read as N failures at LAST.
 public enum RecordFormat {
@@ -45,6 +46,7 @@ public enum RecordFormat {
         for c in r.challenges {
             out.add("\nchallenge "); out.add(Hex.encode(c.bytes))
             out.add(byte: UInt8(ascii: " ")); out.add(c.expires)
+            if !c.host.isEmpty { out.add(byte: UInt8(ascii: " ")); out.add(OTPAuthURI.percentEncode(c.host)) }
         }
         for t in r.tokens { out.add("\n"); tokenLine(t, into: &out) }
         for code in r.recoveryCodes { out.add("\nrecovery "); out.add(code) }
@@ -155,11 +157,18 @@ public enum RecordFormat {
                 }
             } else if keyword.spells("challenge") {
                 let f = words(value)
-                guard f.count == 2, let bytes = try? Hex.decode(String(decoding: value[f[0]], as: UTF8.self)),
+                guard f.count == 2 || f.count == 3, let bytes = try? Hex.decode(String(decoding: value[f[0]], as: UTF8.self)),
                       (1...64).contains(bytes.count),
-                      let expires = ByteNumber.parse(value[f[1]], as: Int64.self) else { throw fail("challenge needs hex bytes and an expiry time") }
+                      let expires = ByteNumber.parse(value[f[1]], as: Int64.self) else { throw fail("challenge needs hex bytes, an expiry time and optionally a host") }
+                var host = ""
+                if f.count == 3 {
+                    guard let h = OTPAuthURI.percentDecode(String(decoding: value[f[2]], as: UTF8.self)), !h.isEmpty, h.utf8.count <= 255 else {
+                        throw fail("a challenge's host is not percent-encoded text")
+                    }
+                    host = h
+                }
                 guard challenges.count < UserRecord.maxChallenges else { throw fail(msg("more than \(UserRecord.maxChallenges) challenges")) }
-                challenges.append(PendingChallenge(bytes: bytes, expires: expires))
+                challenges.append(PendingChallenge(bytes: bytes, expires: expires, host: host))
             } else if keyword.spells("recovery-used") {
                 guard isCryptHash(value) else { throw fail("recovery-used is not a crypt(3) hash") }
                 guard usedRecovery.count < UserRecord.maxUsedRecovery else { throw fail(msg("more than \(UserRecord.maxUsedRecovery) used recovery codes")) }

@@ -62,14 +62,19 @@ public struct Token: Sendable {
     }
 }
 
-/// A tap challenge issued by the verifier: single use, valid until `expires`.
+/// A tap challenge issued by the verifier: single use, valid until `expires`, and only
+/// for the host it was issued to.
 public struct PendingChallenge: Sendable, Equatable {
     public var bytes: [UInt8]
     public var expires: Int64
+    /// The host that asked for it: its certificate's name at smartotpd, "" for the
+    /// machine that holds the store (the module, the setuid helper).
+    public var host: String
 
-    public init(bytes: [UInt8], expires: Int64) {
+    public init(bytes: [UInt8], expires: Int64, host: String = "") {
         self.bytes = bytes
         self.expires = expires
+        self.host = host
     }
 }
 
@@ -195,18 +200,20 @@ public struct UserRecord: Sendable {
     /// Forgets every failure (a success, or `smartotp unlock`).
     public mutating func clearFailures() { failureTimes.removeAll() }
 
-    /// Remembers a new tap challenge valid until `expires`; drops expired ones and, past
-    /// `maxChallenges`, the oldest.
-    public mutating func addChallenge(_ bytes: [UInt8], expires: Int64, now: Int64) {
+    /// Remembers a new tap challenge for `host`, valid until `expires`; drops expired ones
+    /// and, past `maxChallenges`, the oldest.
+    public mutating func addChallenge(_ bytes: [UInt8], host: String, expires: Int64, now: Int64) {
         challenges.removeAll { $0.expires <= now }
-        challenges.append(PendingChallenge(bytes: bytes, expires: expires))
+        challenges.append(PendingChallenge(bytes: bytes, expires: expires, host: host))
         if challenges.count > Self.maxChallenges { challenges.removeFirst(challenges.count - Self.maxChallenges) }
     }
 
-    /// Removes `bytes` from the pending challenges; true when it was pending and unexpired.
-    /// Used up whatever the answer: a challenge is good for one try.
-    public mutating func takeChallenge(_ bytes: [UInt8], now: Int64) -> Bool {
-        guard let i = challenges.firstIndex(where: { ConstantTime.equals($0.bytes, bytes) }) else { return false }
+    /// Removes `bytes` from `host`'s pending challenges; true when it was pending there and
+    /// unexpired. Used up whatever the answer: a challenge is good for one try. Another
+    /// host's answer to it finds nothing (refused, and counted as a failure by the
+    /// verifier), and leaves it to the host it was issued to.
+    public mutating func takeChallenge(_ bytes: [UInt8], host: String, now: Int64) -> Bool {
+        guard let i = challenges.firstIndex(where: { $0.host == host && ConstantTime.equals($0.bytes, bytes) }) else { return false }
         let valid = challenges[i].expires > now
         challenges.remove(at: i)
         return valid

@@ -24,8 +24,8 @@ import POSIX
 import SmartOTPAuth
 import SmartOTPSystem
 import TokenStore
+import Verifier
 
-let maxInput = 8192
 
 func fail(_ text: String, _ code: Int32 = 1) -> Never {
     let line = Array(msg("smartotp-chkotp: \(text)\n").utf8)
@@ -76,7 +76,7 @@ func dropInheritedState() {
 }
 
 func readInput() -> [String] {
-    guard var bytes = (try? FileDescriptor(rawValue: 0).readAll("standard input", limit: maxInput)) ?? nil else {
+    guard var bytes = (try? FileDescriptor(rawValue: 0).readAll("standard input", limit: WireLimits.request)) ?? nil else {
         fail("request too long or unreadable", 2)
     }
     defer { ConstantTime.wipe(&bytes) }
@@ -115,12 +115,12 @@ func run(_ arguments: [String], caller: UInt32) -> Never {
     do throws(RecordError) {
         // With server= in root's settings the fleet client asks the verifiers, as root;
         // else the store here. Either way the lock is decided by root's policy.
-        let result = config.servers.isEmpty
-            ? try HelperProtocol.answer(request, for: user, by: LocalRecords.system(store: FileStore(root: config.store), policy: Policy(config)), now: now)
+        let reply = config.servers.isEmpty
+            ? try HelperProtocol.answer(request, for: user, by: LocalRecords.system(store: FileStore(root: config.store), policy: config.policy), now: now)
             : try HelperProtocol.answer(request, for: user, by: FleetRecords(config), now: now)
         var counted = false
         if case .perform = request { counted = true }
-        answer(result.text, slow: caller != 0 && counted && !result.accepted)
+        answer(HelperProtocol.encode(reply), slow: caller != 0 && counted && !reply.accepted)
     } catch {
         // Includes a failure count that could not be written: no verdict is given.
         fail(error.description)

@@ -7,8 +7,8 @@
 //
 // Speaks exactly as the setuid helper does (HelperProtocol): the operation's arguments on
 // standard input, the answer on standard output, exit 0. With --session (what the module
-// uses) it serves several requests on one connection, each framed as `LENGTH\n` and
-// LENGTH bytes both ways, the request's first line `USER OPERATION`; it ends at
+// uses) it serves several requests on one connection, each in the verifier's `Frame`
+// (`LENGTH\n` and LENGTH bytes both ways, the request's first line `USER OPERATION`); it ends at
 // end-of-file, or at the first request it cannot answer. The servers are tried in order
 // within the timeout; when none answers it prints nothing and exits 1, and the module
 // fails closed (PAM_AUTHINFO_UNAVAIL). Run by root (the module in sshd/sudo) or by the
@@ -17,9 +17,9 @@ import FleetNet
 import Glibc
 import NIOCore
 import OTPCore
-import SmartOTPAuth
 import SmartOTPFleet
 import TokenStore
+import Verifier
 
 func put(_ fd: Int32, _ text: String) {
     let bytes = Array(text.utf8)
@@ -98,27 +98,23 @@ do { client = try FleetServers(servers, tlsDirectory: tlsDir) } catch { fail("\(
 
 if session {
     while true {
-        // "LENGTH\n"
-        var length = 0
-        var digits = 0
-        while true {
-            guard let b = readExactly(1) else { exit(digits == 0 ? 0 : 2) }
-            if b[0] == UInt8(ascii: "\n") { break }
-            guard b[0] >= 48 && b[0] <= 57, digits < 6 else { fail("bad frame", 2) }
-            length = length * 10 + Int(b[0] - 48)
-            digits += 1
-        }
-        guard length <= 8192 + 128, var frame = readExactly(length) else { fail("bad frame", 2) }
-        let newline = frame.firstIndex(of: UInt8(ascii: "\n")) ?? frame.count
-        let words = String(decoding: frame[..<newline], as: UTF8.self).split(separator: " ").map(String.init)
-        guard words.count == 2, let user = try? UserName(words[0]), let operation = HelperProtocol.Operation(rawValue: words[1]) else {
+        var header = Frame.Header(limit: WireLimits.requestFrame)
+        var length: Int?
+        do {
+            while length == nil {
+                guard let b = readExactly(1) else { exit(header.isEmpty ? 0 : 2) }
+                length = try header.feed(b[0])
+            }
+        } catch { fail("\(error)", 2) }
+        guard var frame = readExactly(length ?? 0) else { fail("a frame cut short", 2) }
+        let request: (user: UserName, operation: HelperProtocol.Operation, arguments: [UInt8])
+        do { request = try Frame.parseRequest(frame) } catch {
             ConstantTime.wipe(&frame)
-            fail("bad request line", 2)
+            fail("\(error)", 2)
         }
-        var input = Array(frame[min(newline + 1, frame.count)...])
         ConstantTime.wipe(&frame)
-        let answer = Array(verdict(client, user, operation, &input, timeout: timeout).utf8)
-        put(1, "\(answer.count)\n" + String(decoding: answer, as: UTF8.self))
+        var input = request.arguments
+        put(1, String(decoding: Frame.encode(Array(verdict(client, request.user, request.operation, &input, timeout: timeout).utf8)), as: UTF8.self))
     }
 }
 
@@ -126,7 +122,7 @@ let user: UserName
 do { user = try UserName(positional[0]) } catch { fail("\(error)", 2) }
 guard let operation = HelperProtocol.Operation(rawValue: positional[1]) else { fail("unknown operation", 2) }
 var input: [UInt8] = []
-while input.count <= 8192, let b = readExactly(1) { input += b }
-if input.count > 8192 { fail("request too long", 2) }
+while input.count <= WireLimits.request, let b = readExactly(1) { input += b }
+if input.count > WireLimits.request { fail("request too long", 2) }
 put(1, verdict(client, user, operation, &input, timeout: timeout))
 exit(0)

@@ -5,6 +5,7 @@ import PCSC
 import SmartOTPAuth
 import SmartOTPSystem
 import TokenStore
+import Verifier
 
 /// One user in `list`.
 struct UserRow: Encodable {
@@ -293,7 +294,7 @@ struct Verify: ParsableCommand {
         do {
             if policy.servers.isEmpty || explicitStore {
                 let store = FileStore(root: policy.store, owner: policy.store == FileStore.defaultRoot ? 0 : getuid())
-                attempt = try LocalRecords.system(store: store, policy: Policy(policy)).perform(.code(typed), for: user, now: at ?? now())
+                attempt = try LocalRecords.system(store: store, policy: policy.policy).perform(.code(typed), for: user, now: at ?? now())
             } else {
                 attempt = try FleetRecords(policy).perform(.code(typed), for: user, now: at ?? now())
             }

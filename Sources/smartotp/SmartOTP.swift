@@ -9,6 +9,7 @@ import SmartOTPAuth
 import SmartOTPFleet
 import SmartOTPSystem
 import TokenStore
+import Verifier
 
 @main
 struct SmartOTP: ParsableCommand {

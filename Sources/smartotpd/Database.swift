@@ -5,8 +5,8 @@ import NIOSSL
 import OTPCore
 import PostgresNIO
 import SmartOTPFleet
-import SmartOTPAuth
 import TokenStore
+import Verifier
 
 /// The records in PostgreSQL: one row a user, the record in the file store's own text
 /// format, and a version that every change increments (the admin interface's ETag).
@@ -37,6 +37,12 @@ struct Database: Sendable {
                 PRIMARY KEY (username, challenge)
             )
             """,
+        ]),
+        // A tap challenge has one owner: the record, which names the host it was issued to
+        // (UserRecord.challenges). Challenges pending at the upgrade (60 s at most) are
+        // dropped with the table: their taps are refused and asked again.
+        (2, "tap challenges live in the record", [
+            "DROP TABLE smartotp_challenges",
         ]),
     ]
     static var latest: Int { migrations.map(\.version).max() ?? 0 }
@@ -102,12 +108,12 @@ struct Database: Sendable {
     }
 
     /// A read-only request (summary, access answers): no lock, no write.
-    func readOnly(_ request: HelperProtocol.Request, user: UserName, policy: Policy, now: Int64) async throws -> FleetDecision {
+    func readOnly(_ request: HelperProtocol.Request, user: UserName, host: String, policy: Policy, now: Int64) async throws -> FleetDecision {
         var record: UserRecord?
         for try await text in try await client.query("SELECT record FROM smartotp_records WHERE username = \(user.value)", logger: logger).decode(String.self) {
             record = try Self.parse(text, user: user)
         }
-        return try FleetVerifier.decide(request, user: user, record: record, policy: policy, now: now)
+        return try FleetVerifier.decide(request, user: user, record: record, policy: policy, host: host, now: now)
     }
 
     /// A request that changes the record (challenge, code, password, tap): one
@@ -118,24 +124,9 @@ struct Database: Sendable {
             for try await text in try await conn.query("SELECT record FROM smartotp_records WHERE username = \(user.value) FOR UPDATE", logger: logger).decode(String.self) {
                 record = try Self.parse(text, user: user)
             }
-            var effective = request
-            if case .perform(.tap(let id, let challenge, let response)) = request {
-                // The challenge must have been issued to this host: delete its binding (single
-                // use). Anything else is decided as a tap on a challenge never issued: refused,
-                // and counted like any wrong answer.
-                var bound = false
-                for try await _ in try await conn.query(
-                    "DELETE FROM smartotp_challenges WHERE username = \(user.value) AND challenge = \(Hex.encode(challenge)) AND host = \(host) AND expires >= \(now) RETURNING 1",
-                    logger: logger).decode(Int.self) { bound = true }
-                if !bound { effective = .perform(.tap(tokenID: id, challenge: [0], response: response)) }
-            }
-            let decision = try FleetVerifier.decide(effective, user: user, record: record, policy: policy, now: now)
-            if case .challenge = request, let bytes = try? HelperProtocol.decodeChallenge(decision.answer) {
-                try await conn.query("DELETE FROM smartotp_challenges WHERE expires < \(now)", logger: logger)
-                try await conn.query(
-                    "INSERT INTO smartotp_challenges (username, challenge, host, expires) VALUES (\(user.value), \(Hex.encode(bytes)), \(host), \(now + TapChallenge.lifetime))",
-                    logger: logger)
-            }
+            // The record holds the pending challenges with the host each was issued to: the
+            // verifier issues and takes them for `host` in this same transaction.
+            let decision = try FleetVerifier.decide(request, user: user, record: record, policy: policy, host: host, now: now)
             if decision.changed {
                 if let next = decision.record {
                     try await conn.query("""

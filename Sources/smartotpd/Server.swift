@@ -8,9 +8,9 @@ import NIOSSL
 import OTPCore
 import POSIX
 import ServiceLifecycle
-import SmartOTPAuth
 import SmartOTPFleet
 import TokenStore
+import Verifier
 
 /// The HTTPS service: hosts ask for verdicts, administrators manage records.
 struct VerifierService: Service {
@@ -196,16 +196,18 @@ struct VerifierService: Service {
         let decision = try await withDeadline(Self.databaseDeadline) {
             switch request {
             case .summary, .access:
-                return try await database.readOnly(request, user: user, policy: policy, now: now)
+                return try await database.readOnly(request, user: user, host: host, policy: policy, now: now)
             case .challenge, .perform:
                 return try await database.locked(request, user: user, host: host, policy: policy, now: now)
             }
         }
-        Counter(label: Self.verdicts, dimensions: [("result", decision.result)]).increment()
-        if case .perform = request {
-            logger.notice("verdict", metadata: ["host": "\(peer.name)", "user": "\(user.value)", "operation": "\(op.rawValue)", "result": "\(decision.result)"])
+        let result = decision.reply.result
+        Counter(label: Self.verdicts, dimensions: [("result", result)]).increment()
+        if case .attempt = decision.reply {
+            logger.notice("verdict", metadata: ["host": "\(peer.name)", "user": "\(user.value)", "operation": "\(op.rawValue)", "result": "\(result)"])
         }
-        return (200, [], decision.answer)
+        // The one place the reply becomes text: the HTTP edge.
+        return (200, [], HelperProtocol.encode(decision.reply))
     }
 
     struct DeadlineExceeded: Error, CustomStringConvertible {

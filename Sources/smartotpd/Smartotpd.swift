@@ -9,8 +9,8 @@ import NIOPosix
 import PostgresNIO
 import Prometheus
 import ServiceLifecycle
-import SmartOTPAuth
 import SmartOTPFleet
+import Verifier
 
 func loadConfig(_ path: String) throws -> ServerConfig {
     guard let f = fopen(path, "r") else { throw ValidationError("cannot open \(path): \(String(cString: strerror(errno)))") }

@@ -106,7 +106,7 @@ c verify hank --store "$S" --code 55667788; check "re-import does not bring a us
 c show hank --store "$S" --json; check "re-import adds no second token" 1 "$(echo "$OUT" | grep -c '"id" :')"
 
 # ---- what an administrator expects -------------------------------------------------
-c --version; has "smartotp $(sed -n 's/.*current = "\(.*\)".*/\1/p' "$ROOT/Sources/SmartOTPAuth/Version.swift")" "smartotp --version"
+c --version; has "smartotp $(sed -n 's/.*current = "\(.*\)".*/\1/p' "$ROOT/Sources/Verifier/Version.swift")" "smartotp --version"
 echo "$SECRET" | "$CLI" enroll ivy --force --store "$S" --secret - >/dev/null 2>&1; check "enroll --secret - reads standard input" 0 "$?"
 c verify ivy --store "$S" --code "$(oathtool --totp -b "$SECRET")"; check "… and that token works" 0 "$RC"
 printf '%s\n' "$G2" >"$WORK/secret.txt"

@@ -3,6 +3,7 @@ import OTPCore
 import SmartCard
 import SmartOTPAuth
 import TokenStore
+import Verifier
 
 /// An in-memory store with the same contract as FileStore (minus the disk).
 final class MemoryStore: Store, @unchecked Sendable {

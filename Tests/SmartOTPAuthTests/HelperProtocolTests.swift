@@ -2,6 +2,7 @@ import Testing
 import OTPCore
 import SmartOTPAuth
 import TokenStore
+import Verifier
 
 @Suite("Helper protocol: module ↔ smartotp-chkotp")
 struct HelperProtocolTests {

@@ -3,6 +3,7 @@ import OTPCore
 import SmartCard
 import SmartOTPAuth
 import TokenStore
+import Verifier
 
 let secretBytes = Array("12345678901234567890".utf8)
 let t0: Int64 = 1_700_000_000
@@ -38,7 +39,7 @@ struct Harness {
 
     func run(_ answers: [String?], user: String = "alice", previous: String? = nil) -> (Outcome, ScriptedPrompter) {
         let prompter = ScriptedPrompter(answers)
-        let records = LocalRecords(store: store, policy: Policy(config), isRoot: { $0.value == "root" })
+        let records = LocalRecords(store: store, policy: config.policy, isRoot: { $0.value == "root" })
         let flow = LoginFlow(config: config, records: records, prompter: prompter, reader: reader,
                              clock: FixedClock(time: time), audit: audit, previousToken: previous)
         return (flow.authenticate(user: user, service: "test"), prompter)
@@ -272,14 +273,14 @@ struct LoginFlowTests {
         let root = try UserName("root")
         store.records[root] = UserRecord(user: root, failureTimes: [t0 - 2, t0 - 1, t0], created: 1)
         func lock(_ c: ModuleConfig) throws -> LockState? {
-            try LocalRecords(store: store, policy: Policy(c), isRoot: { $0.value == "root" }).summary(root, now: t0 + 1)?.lock
+            try LocalRecords(store: store, policy: c.policy, isRoot: { $0.value == "root" }).summary(root, now: t0 + 1)?.lock
         }
         var c = ModuleConfig()
         c.deny = 3
         #expect(try lock(c) == .open)
-        c.evenDenyRoot = true
+        c.policy.lock.evenDenyRoot = true
         #expect(try lock(c) == .lockedUntil(t0 + 600))
-        c.rootUnlockTime = 30
+        c.policy.lock.rootUnlockTime = 30
         #expect(try lock(c) == .lockedUntil(t0 + 30))
     }
 
@@ -322,8 +323,8 @@ struct ConfigTests {
         #expect(c.store == "/tmp/s" && c.methods == [.code, .password] && c.timeout == 5 && c.reader == "Virtual")
         #expect(c.skew == 2 && c.window == 50 && c.deny == 3 && c.unlockTime == 0)
         #expect(c.nullok && c.tryFirstPass && c.useFirstPass && c.debug)
-        #expect(c.failInterval == 60 && c.evenDenyRoot && c.rootUnlockTime == 15)
-        #expect(ModuleConfig().failInterval == 900 && !ModuleConfig().evenDenyRoot && ModuleConfig().rootUnlockTime == nil)
+        #expect(c.failInterval == 60 && c.policy.lock.evenDenyRoot && c.policy.lock.rootUnlockTime == 15)
+        #expect(ModuleConfig().failInterval == 900 && !ModuleConfig().policy.lock.evenDenyRoot && ModuleConfig().policy.lock.rootUnlockTime == nil)
     }
 
     @Test func malformedValuesFailSafe() {

@@ -2,6 +2,7 @@ import Testing
 import OTPCore
 import SmartOTPAuth
 import TokenStore
+import Verifier
 
 /// One policy for every caller: the policy file's words first, then the service's arguments.
 @Suite("ModuleConfig: the policy file, then the arguments")
@@ -9,7 +10,7 @@ struct PolicyLoadingTests {
     let file = "/etc/smartotp/smartotp.conf"
 
     func load(_ text: String, _ arguments: [String]) throws(ConfigError) -> ModuleConfig.Parsed {
-        try ModuleConfig.parse(file: file, words: ModuleConfig.words(ofFile: text), arguments: arguments.map(ModuleConfig.Argument.init))
+        try ModuleConfig.parse(file: file, words: Setting.words(of: text), arguments: arguments.map(ModuleConfig.Argument.init))
     }
 
     @Test func theFileSetsThePolicyOfEveryService() throws {
@@ -18,9 +19,9 @@ struct PolicyLoadingTests {
         let sshd = try load(text, ["nullok"]).config
         for c in [sudo, sshd] {
             #expect(c.store == "/srv/otp")
-            #expect(Policy(c).lock == LockPolicy(deny: 3, failInterval: 120, unlockTime: 60, evenDenyRoot: true, rootUnlockTime: nil))
+            #expect(c.policy.lock == LockPolicy(deny: 3, failInterval: 120, unlockTime: 60, evenDenyRoot: true, rootUnlockTime: nil))
         }
-        #expect(Policy(sudo) == Policy(sshd), "two services with no lock arguments judge one failure count alike")
+        #expect(sudo.policy == sshd.policy, "two services with no lock arguments judge one failure count alike")
     }
 
     @Test func argumentsWinForTheirServiceOnly() throws {
@@ -62,7 +63,7 @@ struct DebugTraceTests {
         let (outcome, _) = h.run([wrong])
         #expect(outcome == .failure("wrong code"))
         let lines = h.audit.debugLines
-        #expect(lines.contains { $0.contains("record: 0 card(s), code digits 6") && $0.contains("simple password yes") })
+        #expect(lines.contains { $0.contains("record: 0 card(s), 1 code token(s)") && $0.contains("simple password yes") })
         #expect(lines.contains { $0.hasSuffix("trying code") })
         #expect(lines.contains { $0.contains("code: prompt shown: \"One-time code (Enter for your simple password): \"") })
         #expect(lines.contains { $0.contains("code: verdict rejected, lock off after it") })
@@ -75,7 +76,7 @@ struct DebugTraceTests {
         h.config.debug = true
         let (outcome, _) = h.run(["", "1234"])
         #expect(outcome == .success(.password))
-        #expect(h.audit.debugLines.contains { $0.contains("code: empty answer: on to the simple password") })
+        #expect(h.audit.debugLines.contains { $0.contains("password: prompt shown") })
         #expect(h.audit.debugLines.contains { $0.contains("password: verdict accepted (simple password)") })
         #expect(!h.audit.debugLines.contains { $0.contains("1234") })
     }

@@ -1,8 +1,8 @@
 import OTPCore
-import SmartOTPAuth
 import SmartOTPFleet
 import Testing
 import TokenStore
+import Verifier
 
 @Suite("Fleet: configuration, routes and verdicts decided on one record")
 struct FleetTests {
@@ -24,11 +24,11 @@ struct FleetTests {
     @Test func aRightCodeIsAcceptedOnceAndTheRecordChanges() throws {
         let t: Int64 = 1_764_000_000
         let user = try UserName("alice")
-        let first = try FleetVerifier.decide(.perform(.code(try code(at: t))), user: user, record: try record(), policy: policy, now: t)
-        #expect(first.result == "accepted")
+        let first = try FleetVerifier.decide(.perform(.code(try code(at: t))), user: user, record: try record(), policy: policy, host: "h1", now: t)
+        #expect(first.reply.result == "accepted")
         #expect(first.changed)
-        let again = try FleetVerifier.decide(.perform(.code(try code(at: t))), user: user, record: first.record, policy: policy, now: t)
-        #expect(again.result == "replayed")
+        let again = try FleetVerifier.decide(.perform(.code(try code(at: t))), user: user, record: first.record, policy: policy, host: "h1", now: t)
+        #expect(again.reply.result == "replayed")
     }
 
     @Test func wrongCodesAreCountedUntilTheLock() throws {
@@ -37,21 +37,21 @@ struct FleetTests {
         var r: UserRecord? = try record()
         var results: [String] = []
         for i in 0..<4 {
-            let d = try FleetVerifier.decide(.perform(.code("000000")), user: user, record: r, policy: policy, now: t)
+            let d = try FleetVerifier.decide(.perform(.code("000000")), user: user, record: r, policy: policy, host: "h1", now: t)
             #expect(d.changed == (i < 3), "attempt \(i + 1): counted until the lock, not after")
             r = d.record
-            results.append(d.result)
+            results.append(d.reply.result)
         }
         #expect(results == ["rejected", "rejected", "rejected", "locked"])
-        let right = try FleetVerifier.decide(.perform(.code(try code(at: t))), user: user, record: r, policy: policy, now: t)
-        #expect(right.result == "locked")
+        let right = try FleetVerifier.decide(.perform(.code(try code(at: t))), user: user, record: r, policy: policy, host: "h1", now: t)
+        #expect(right.reply.result == "locked")
     }
 
     @Test func aSummaryCarriesNoSecretAndWritesNothing() throws {
-        let d = try FleetVerifier.decide(.summary, user: try UserName("alice"), record: try record(), policy: policy, now: 1)
+        let d = try FleetVerifier.decide(.summary, user: try UserName("alice"), record: try record(), policy: policy, host: "h1", now: 1)
         #expect(!d.changed)
-        #expect(!d.answer.contains(Base32.encode(secret)))
-        #expect(d.answer.hasPrefix(HelperProtocol.version))
+        #expect(!HelperProtocol.encode(d.reply).contains(Base32.encode(secret)))
+        #expect(HelperProtocol.encode(d.reply).hasPrefix(HelperProtocol.version))
     }
 
     @Test func requestsRoundTripThroughTheirInputLines() throws {

@@ -4,6 +4,7 @@ import SmartCard
 import SmartOTPAuth
 import SmartOTPSystem
 import VirtualCard
+import Verifier
 
 /// The virtual card's applet in memory, as a card on a reader.
 final class AppletCard: CardTransport {

@@ -152,17 +152,17 @@ struct RecordTests {
 
     @Test func challengesAreSingleUseAndExpire() throws {
         var r = try record(failures: [])
-        r.addChallenge([1], expires: 100, now: 0)
-        let first = r.takeChallenge([1], now: 50)
-        let again = r.takeChallenge([1], now: 50)
+        r.addChallenge([1], host: "", expires: 100, now: 0)
+        let first = r.takeChallenge([1], host: "", now: 50)
+        let again = r.takeChallenge([1], host: "", now: 50)
         #expect(first && !again, "used once")
-        r.addChallenge([2], expires: 100, now: 0)
-        let late = r.takeChallenge([2], now: 100)
+        r.addChallenge([2], host: "", expires: 100, now: 0)
+        let late = r.takeChallenge([2], host: "", now: 100)
         #expect(!late && r.challenges.isEmpty, "expired, and used up too")
-        for i in 0..<10 { r.addChallenge([UInt8(i)], expires: 1000, now: 0) }
+        for i in 0..<10 { r.addChallenge([UInt8(i)], host: "", expires: 1000, now: 0) }
         #expect(r.challenges.count == UserRecord.maxChallenges)
-        let oldest = r.takeChallenge([0], now: 1)
-        let newest = r.takeChallenge([9], now: 1)
+        let oldest = r.takeChallenge([0], host: "", now: 1)
+        let newest = r.takeChallenge([9], host: "", now: 1)
         #expect(!oldest && newest, "the oldest were dropped")
     }
 

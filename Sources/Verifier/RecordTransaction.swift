@@ -1,5 +1,4 @@
 import OTPCore
-import SmartOTPAuth
 import TokenStore
 
 /// One user's record as read inside a database transaction (`SELECT … FOR UPDATE`): a
@@ -34,35 +33,23 @@ public final class TransactionRecord: Store {
 
 /// What smartotpd answers a host, decided on one record.
 public struct FleetDecision: Sendable {
-    /// The answer, in the helper protocol (the host's module reads it as the helper's).
-    public var answer: String
-    /// For the metrics and the log: accepted, rejected, replayed, locked, or the read-only
-    /// operation's name.
-    public var result: String
+    /// The answer, typed; smartotpd encodes it at its HTTP edge and counts its metrics
+    /// from it (`reply.result`).
+    public var reply: HelperProtocol.Reply
     /// The record to write back before COMMIT, when `changed`.
     public var record: UserRecord?
     public var changed: Bool
 }
 
 public enum FleetVerifier {
-    /// Runs `request` for `user` on `record` with the server's `policy`. Root is told by
+    /// Runs `request` for `user` on `record` with the server's `policy`, on behalf of
+    /// `host` (a tap challenge is issued to it, and answered only by it). Root is told by
     /// name: the server does not know the hosts' user databases.
     public static func decide(_ request: HelperProtocol.Request, user: UserName, record: UserRecord?,
-                              policy: Policy, now: Int64) throws(RecordError) -> FleetDecision {
+                              policy: Policy, host: String, now: Int64) throws(RecordError) -> FleetDecision {
         let held = TransactionRecord(user: user, record: record)
-        let records = LocalRecords(store: held, policy: policy, isRoot: { $0.value == "root" })
-        let (answer, _) = try HelperProtocol.answer(request, for: user, by: records, now: now)
-        return FleetDecision(answer: answer, result: result(of: request, answer: answer), record: held.record, changed: held.changed)
-    }
-
-    static func result(of request: HelperProtocol.Request, answer: String) -> String {
-        guard case .perform = request else { return request.operation.rawValue }
-        guard let attempt = try? HelperProtocol.decodeAttempt(answer) else { return "error" }
-        switch attempt.verdict {
-        case .accepted: return "accepted"
-        case .replayed: return "replayed"
-        case .rejected: return "rejected"
-        case .locked: return "locked"
-        }
+        let records = LocalRecords(store: held, policy: policy, requester: host, isRoot: { $0.value == "root" })
+        let reply = try HelperProtocol.answer(request, for: user, by: records, now: now)
+        return FleetDecision(reply: reply, record: held.record, changed: held.changed)
     }
 }

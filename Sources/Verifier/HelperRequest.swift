@@ -65,20 +65,70 @@ extension HelperProtocol {
         String(decoding: bytes, as: UTF8.self).splitBytes(UInt8(ascii: "\n"), omittingEmpty: false)
     }
 
-    /// Runs `request` for `user` against `records`: the answer, and whether it accepted.
+    /// What the verifier answers a request, typed: the wire text is made only at the edge
+    /// (`HelperProtocol.encode`), and read back with `decode(_:for:)`.
+    public enum Reply: Sendable, Equatable {
+        /// The summary (nil: the user has no record).
+        case summary(RecordSummary?)
+        case challenge([UInt8])
+        /// VALIDATE answers (nil: the card has no access key).
+        case access(AccessAnswers?)
+        /// A verdict and the lock after it.
+        case attempt(Attempt)
+
+        /// Whether it is an accepted verdict.
+        public var accepted: Bool {
+            if case .attempt(let a) = self, case .accepted = a.verdict { return true }
+            return false
+        }
+
+        /// What it says, for metrics and the log: the verdict (accepted, replayed,
+        /// rejected, locked) or the read-only operation's name.
+        public var result: String {
+            switch self {
+            case .summary: return Operation.summary.rawValue
+            case .challenge: return Operation.challenge.rawValue
+            case .access: return Operation.access.rawValue
+            case .attempt(let a):
+                switch a.verdict {
+                case .accepted: return "accepted"
+                case .replayed: return "replayed"
+                case .rejected: return "rejected"
+                case .locked: return "locked"
+                }
+            }
+        }
+    }
+
+    /// The wire text of `reply`.
+    public static func encode(_ reply: Reply) -> String {
+        switch reply {
+        case .summary(let s): return encode(s)
+        case .challenge(let c): return encode(challenge: c)
+        case .access(let a): return encode(access: a)
+        case .attempt(let a): return encode(a)
+        }
+    }
+
+    /// Reads the answer to an `operation` request.
+    public static func decode(_ text: String, for operation: Operation) throws(ParseError) -> Reply {
+        switch operation {
+        case .summary: return .summary(try decodeSummary(text))
+        case .challenge: return .challenge(try decodeChallenge(text))
+        case .access: return .access(try decodeAccess(text))
+        case .code, .password, .tap: return .attempt(try decodeAttempt(text))
+        }
+    }
+
+    /// Runs `request` for `user` against `records`.
     public static func answer<R: RecordService>(_ request: Request, for user: UserName, by records: R,
-                                                now: Int64) throws(RecordError) -> (text: String, accepted: Bool) {
+                                                now: Int64) throws(RecordError) -> Reply {
         switch request {
-        case .summary:
-            return (encode(try records.summary(user, now: now)), false)
-        case .challenge:
-            return (encode(challenge: try records.issueChallenge(for: user, now: now)), false)
+        case .summary: return .summary(try records.summary(user, now: now))
+        case .challenge: return .challenge(try records.issueChallenge(for: user, now: now))
         case .access(let id, let card, let ours):
-            return (encode(access: try records.accessAnswers(for: user, tokenID: id, cardChallenge: card, ourChallenge: ours)), false)
-        case .perform(let operation):
-            let attempt = try records.perform(operation, for: user, now: now)
-            if case .accepted = attempt.verdict { return (encode(attempt), true) }
-            return (encode(attempt), false)
+            return .access(try records.accessAnswers(for: user, tokenID: id, cardChallenge: card, ourChallenge: ours))
+        case .perform(let operation): return .attempt(try records.perform(operation, for: user, now: now))
         }
     }
 }

@@ -1,0 +1,105 @@
+import OTPCore
+import TokenStore
+
+/// The record service over a `Store`: every operation runs under the user's lock, checks
+/// the lock state, counts the attempt, decides, and clears the count on success, so two
+/// logins can never both use one code and no attempt goes uncounted.
+public struct LocalRecords<S: Store>: RecordService {
+    public let store: S
+    public let policy: Policy
+    /// Whether a user name is root's (uid 0): root is locked only with `even_deny_root`.
+    public let isRoot: (UserName) -> Bool
+    /// Who asks: a tap challenge is issued to this host and answered only by it ("" for
+    /// the machine that holds the store; smartotpd names the host's certificate).
+    public let requester: String
+
+    public init(store: S, policy: Policy, requester: String = "", isRoot: @escaping (UserName) -> Bool) {
+        self.store = store
+        self.policy = policy
+        self.requester = requester
+        self.isRoot = isRoot
+    }
+
+    /// The store's calls, with their errors as the record service's.
+    func run<R>(_ body: () throws(StoreError) -> R) throws(RecordError) -> R {
+        do { return try body() } catch { throw .store(error) }
+    }
+
+    public func summary(_ user: UserName, now: Int64) throws(RecordError) -> RecordSummary? {
+        guard let r = try run({ () throws(StoreError) in try store.read(user) }) else { return nil }
+        return RecordSummary(
+            cards: r.tokens.compactMap { t in
+                guard t.kind == .card, let name = t.credentialName else { return nil }
+                return .init(tokenID: t.id, deviceID: t.deviceID, credentialName: name, touch: t.touch, protected: t.accessKey != nil)
+            },
+            codeDigits: r.tokens.map { $0.parameters.digits }, recoveryCodes: r.recoveryCodes.count,
+            hasPassword: r.passwordHash != nil, failures: r.countedFailures(policy.lock),
+            lock: r.lockState(policy.lock, isRoot: isRoot(user), now: now))
+    }
+
+    public func issueChallenge(for user: UserName, now: Int64) throws(RecordError) -> [UInt8] {
+        try run { () throws(StoreError) in
+            try store.withLock(user) { (current: UserRecord?, commit: (UserRecord?) throws(StoreError) -> Void) throws(StoreError) -> [UInt8] in
+                guard var record = current else { throw StoreError.invalidValue(msg("\(user.value) has no record")) }
+                guard let bytes = SecureRandom.bytes(8) else { throw StoreError.invalidValue("no random bytes") }
+                let (expires, overflow) = now.addingReportingOverflow(TapChallenge.lifetime)
+                record.addChallenge(bytes, host: requester, expires: overflow ? Int64.max : expires, now: now)
+                try commit(record)
+                return bytes
+            }
+        }
+    }
+
+    public func accessAnswers(for user: UserName, tokenID: String, cardChallenge: [UInt8], ourChallenge: [UInt8]) throws(RecordError) -> AccessAnswers? {
+        guard let record = try run({ () throws(StoreError) in try store.read(user) }),
+              let key = record.tokens.first(where: { $0.id == tokenID && $0.kind == .card })?.accessKey else { return nil }
+        return AccessAnswers(response: HMAC.authenticate(.sha1, key: key, message: cardChallenge),
+                             expected: HMAC.authenticate(.sha1, key: key, message: ourChallenge))
+    }
+
+    public func perform(_ operation: RecordOperation, for user: UserName, now: Int64) throws(RecordError) -> Attempt {
+        return try run { () throws(StoreError) in
+          try store.withLock(user) { (current: UserRecord?, commit: (UserRecord?) throws(StoreError) -> Void) throws(StoreError) -> Attempt in
+            guard var record = current else { return Attempt(.rejected, lock: .open) }
+            let before = record.lockState(policy.lock, isRoot: isRoot(user), now: now)
+            if before.isLocked { return Attempt(.locked, lock: before) }
+            // Count first: the attempt (and the challenge it uses) is on disk before the
+            // verdict exists. A caller killed, limited or signalled from here on has paid.
+            var challengeValid = true
+            if case .tap(_, let challenge, _) = operation { challengeValid = record.takeChallenge(challenge, host: requester, now: now) }
+            record.countFailure(at: now, policy: policy.lock, isRoot: isRoot(user))
+            try commit(record)
+            let verdict = challengeValid ? Self.decide(operation, record: &record, policy: policy, now: now) : .rejected
+            if case .accepted = verdict {
+                record.clearFailures()
+                try commit(record)
+            }
+            return Attempt(verdict, lock: record.lockState(policy.lock, isRoot: isRoot(user), now: now))
+          }
+        }
+    }
+
+    /// The decision itself, on a record in memory.
+    static func decide(_ operation: RecordOperation, record: inout UserRecord, policy: Policy, now: Int64) -> RecordVerdict {
+        switch operation {
+        case .code(let typed):
+            guard typed.utf8.count <= AnswerLimit.bytes else { return .rejected }
+            switch CodeCheck(skew: policy.skew, window: policy.window).apply(typed, to: &record, now: now) {
+            case .accepted(let id, _): return .accepted(.token(id))
+            case .replayed(let id): return .replayed(tokenID: id)
+            case .rejected:
+                return RecoveryCode.consume(typed, in: &record) ? .accepted(.recoveryCode) : .rejected
+            }
+        case .password(let typed):
+            guard typed.utf8.count <= AnswerLimit.bytes, let hash = record.passwordHash,
+                  PasswordHash.verify(typed, hash: hash) else { return .rejected }
+            return .accepted(.password)
+        case .tap(let id, let challenge, let response):
+            guard let i = record.tokens.firstIndex(where: { $0.id == id && $0.kind == .card }),
+                  ChallengeResponse.verify(response: response, secret: record.tokens[i].secret, challenge: challenge,
+                                           algorithm: record.tokens[i].parameters.algorithm) else { return .rejected }
+            record.tokens[i].lastUsedTime = now
+            return .accepted(.token(id))
+        }
+    }
+}
