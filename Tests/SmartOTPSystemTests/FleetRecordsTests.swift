@@ -1,0 +1,66 @@
+import Foundation
+import Testing
+import OTPCore
+import SmartOTPAuth
+import SmartOTPSystem
+import TokenStore
+import Verifier
+
+/// The module's side of a fleet session: `FleetRecords` writes request frames to the
+/// client program and reads answer frames back. A shell script stands in for smartotp-fleet.
+@Suite("FleetRecords: the module's side of the session")
+struct FleetRecordsTests {
+    /// Runs `body` with a fake client whose script is `text`, removed after.
+    func withClient<R>(_ text: String, _ body: (ModuleConfig) throws -> R) throws -> R {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("smartotp-fleet-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("client").path
+        try ("#!/bin/sh\n" + text).write(toFile: path, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: path)
+        var config = ModuleConfig()
+        config.servers = ["https://verifier.test:8443"]
+        config.client = path
+        return try body(config)
+    }
+
+    /// Reads one request frame, checks its first line, answers `answer` in one frame, for
+    /// each of `count` requests.
+    func answering(_ firstLine: String, _ answer: String, count: Int = 1) -> String {
+        """
+        for i in $(seq \(count)); do
+            IFS= read -r n || exit 3
+            req=$(dd bs=1 count="$n" 2>/dev/null)
+            case "$req" in "\(firstLine)"*) ;; *) exit 4;; esac
+            ans='\(answer)'
+            printf '%s\\n%s' "${#ans}" "$ans"
+        done
+        """
+    }
+
+    @Test func requestsAndAnswersGoThroughOneSession() throws {
+        let none = "smartotp-helper 1\nnone\n"
+        try withClient(answering("alice summary", none, count: 2)) { config in
+            let records = FleetRecords(config)
+            let user = try UserName("alice")
+            #expect(try records.summary(user, now: 0) == nil)
+            #expect(try records.summary(user, now: 0) == nil, "a second request on the same client process")
+        }
+    }
+
+    @Test func aVerdictArrivesTyped() throws {
+        let verdict = HelperProtocol.encode(.attempt(Attempt(.rejected, lock: .lockedUntil(77))))
+        try withClient(answering("bob code\n123456", verdict)) { config in
+            let attempt = try FleetRecords(config).perform(.code("123456"), for: try UserName("bob"), now: 0)
+            #expect(attempt == Attempt(.rejected, lock: .lockedUntil(77)))
+        }
+    }
+
+    @Test func aClientThatSaysNothingFramedIsAnErrorNotAVerdict() throws {
+        for script in ["IFS= read -r n; printf 'hello\\n'", "exit 0", "IFS= read -r n; printf '99999999\\n'"] {
+            try withClient(script) { config in
+                #expect(throws: RecordError.self, "\(script)") { try FleetRecords(config).summary(try UserName("alice"), now: 0) }
+            }
+        }
+    }
+}
