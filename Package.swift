@@ -126,6 +126,10 @@ let normalTargets: [Target] = [
     // libcrypto is used by the tests only, as an independent reference for the hashes.
     .systemLibrary(name: "CLibCrypto", path: "Sources/CLibCrypto", providers: [.apt(["libssl-dev"])]),
     .systemLibrary(name: "CQREncode", path: "Sources/CQREncode", providers: [.apt(["libqrencode-dev"])]),
+    // What only the administrator's tools use (the CLI): importers of other modules'
+    // files, merging them into records, recovery-code generation. Normal Swift: never
+    // linked into the module or the helper.
+    .target(name: "SmartOTPAdmin", dependencies: ["Verifier", "TokenStore", "OTPCore", "POSIX"]),
     // The virtual card's applet: a library so that tests drive it without a socket.
     .target(name: "VirtualCard", dependencies: ["OTPCore", "SmartCard"]),
     // The fleet: what smartotpd decides with (pure), the HTTPS client hosts and admins use,
@@ -169,7 +173,7 @@ let normalTargets: [Target] = [
     .executableTarget(
         name: "smartotp",
         dependencies: [
-            "SmartOTPSystem", "SmartOTPAuth", "Verifier", "TokenStore", "SmartCard", "PCSC", "POSIX", "OTPCore", "CQREncode",
+            "SmartOTPSystem", "SmartOTPAuth", "Verifier", "SmartOTPAdmin", "TokenStore", "SmartCard", "PCSC", "POSIX", "OTPCore", "CQREncode",
             "FleetNet", "SmartOTPFleet",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ],
@@ -200,9 +204,10 @@ let normalTargets: [Target] = [
     .testTarget(name: "OTPCoreTests", dependencies: ["OTPCore", "CLibCrypto"], exclude: ["Vectors"]),
     .testTarget(name: "TokenStoreTests", dependencies: ["TokenStore", "OTPCore"]),
     .testTarget(name: "SmartCardTests", dependencies: ["SmartCard", "VirtualCard", "OTPCore"]),
+    .testTarget(name: "SmartOTPAdminTests", dependencies: ["SmartOTPAdmin", "Verifier", "TokenStore", "OTPCore"]),
     .testTarget(name: "POSIXTests", dependencies: ["POSIX", "CPOSIX"]),
     .testTarget(name: "VerifierTests", dependencies: ["Verifier", "TokenStore", "OTPCore"]),
-    .testTarget(name: "SmartOTPAuthTests", dependencies: ["SmartOTPAuth", "Verifier", "SmartCard", "TokenStore", "OTPCore"]),
+    .testTarget(name: "SmartOTPAuthTests", dependencies: ["SmartOTPAuth", "Verifier", "SmartOTPAdmin", "SmartCard", "TokenStore", "OTPCore"]),
     .testTarget(name: "SmartOTPFleetTests", dependencies: ["SmartOTPFleet", "Verifier", "TokenStore", "OTPCore"], swiftSettings: moduleSwiftSettings),
     .testTarget(
         name: "SmartOTPSystemTests",

@@ -38,8 +38,8 @@ if [ ! "$B/libCPOSIX.a" -nt "$SRC/CPOSIX/cposix.c" ] || [ ! "$B/libCPOSIX.a" -nt
     clang -c -O1 -g -fsanitize=fuzzer-no-link,address -I "$SRC/CLoadOnUse/include" -I/usr/include/PCSC "$SRC/CLoadOnUse/load_on_use.c" -o "$B/load_on_use.o"
     ar rcs "$B/libCPOSIX.a" "$B/cposix.o" "$B/load_on_use.o"
 fi
-for m in OTPCore POSIX SmartCard VirtualCard TokenStore Verifier SmartOTPAuth; do module "$m"; done
-LIBS=("$B/libSmartOTPAuth.a" "$B/libVirtualCard.a" "$B/libVerifier.a" "$B/libTokenStore.a" "$B/libSmartCard.a" "$B/libOTPCore.a" "$B/libPOSIX.a" "$B/libCPOSIX.a")
+for m in OTPCore POSIX SmartCard VirtualCard TokenStore Verifier SmartOTPAdmin SmartOTPAuth; do module "$m"; done
+LIBS=("$B/libSmartOTPAuth.a" "$B/libSmartOTPAdmin.a" "$B/libVirtualCard.a" "$B/libVerifier.a" "$B/libTokenStore.a" "$B/libSmartCard.a" "$B/libOTPCore.a" "$B/libPOSIX.a" "$B/libCPOSIX.a")
 
 export SWIFT_BACKTRACE=enable=no  # the backtracer trips ASan; libFuzzer prints the stack
 status=0

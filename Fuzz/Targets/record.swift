@@ -1,6 +1,7 @@
 // libFuzzer target: the record parser, user names, and the importers of pam_oath and
 // google-authenticator files — all text an attacker might plant or corrupt.
 import TokenStore
+import SmartOTPAdmin
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ start: UnsafePointer<UInt8>, _ count: Int) -> Int32 {

@@ -23,13 +23,6 @@ public enum RecoveryCode {
         return base32 || scratch ? String(decoding: out, as: UTF8.self) : nil
     }
 
-    /// A fresh code, formatted for display.
-    public static func generate() -> String? {
-        guard let bytes = SecureRandom.bytes(8) else { return nil }
-        let text = Base32.encode(bytes).lowercased().prefix(12)
-        return msg("\(text.prefix(4))-\(text.dropFirst(4).prefix(4))-\(text.dropFirst(8))")
-    }
-
     /// Uses up the matching code in `record` (its hash moves to the used list, so that an
     /// import cannot bring it back); true if one matched.
     public static func consume(_ typed: String, in record: inout UserRecord) -> Bool {

@@ -6,6 +6,7 @@ import SmartOTPAuth
 import SmartOTPSystem
 import TokenStore
 import Verifier
+import SmartOTPAdmin
 
 /// One user in `list`.
 struct UserRow: Encodable {

@@ -4,6 +4,7 @@ import SmartCard
 import SmartOTPAuth
 import TokenStore
 import Verifier
+import SmartOTPAdmin
 
 let secretBytes = Array("12345678901234567890".utf8)
 let t0: Int64 = 1_700_000_000

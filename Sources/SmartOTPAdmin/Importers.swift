@@ -1,4 +1,5 @@
 import OTPCore
+import TokenStore
 import POSIX
 
 /// Reads the files of the modules smartotp replaces, so that users keep their tokens.

@@ -1,6 +1,6 @@
 import Testing
 import OTPCore
-import SmartOTPAuth
+import SmartOTPAdmin
 import TokenStore
 import Verifier
 
