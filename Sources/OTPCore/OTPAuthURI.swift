@@ -151,14 +151,18 @@ public struct OTPAuthURI: Sendable, Equatable {
     }
 }
 
-extension String {
-    /// The string without leading and trailing spaces and tabs (no Foundation here).
+extension StringProtocol {
+    /// Without leading and trailing spaces, tabs and line ends (no Foundation here): the
+    /// one trim of labels, imported codes and configuration lines.
     public func trimmingSpaces() -> String {
-        var s = Substring(self)
-        while s.first == " " || s.first == "\t" { s = s.dropFirst() }
-        while s.last == " " || s.last == "\t" { s = s.dropLast() }
+        func blank(_ c: Character) -> Bool { c == " " || c == "\t" || c == "\r" || c == "\n" }
+        var s = self[...]
+        while let c = s.first, blank(c) { s = s.dropFirst() }
+        while let c = s.last, blank(c) { s = s.dropLast() }
         return String(s)
     }
+}
 
+extension String {
     func replacingSpaces() -> String { String(filter { $0 != " " }) }
 }

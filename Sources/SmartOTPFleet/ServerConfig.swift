@@ -146,7 +146,7 @@ public struct ServerConfig: Sendable {
         for (number, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
             if line.allSatisfy({ $0 == " " || $0 == "\t" || $0 == "\r" }) { continue }
-            let kv = line.split(separator: "=", maxSplits: 1).map { $0.trimmingSpaces }
+            let kv = line.split(separator: "=", maxSplits: 1).map { $0.trimmingSpaces() }
             guard kv.count == 2, !kv[0].isEmpty else { throw Error("\(path):\(number + 1): expected key = value") }
             guard required.contains(kv[0]) || optional.contains(kv[0]) else { throw Error("\(path):\(number + 1): unknown key '\(kv[0])'") }
             guard values[kv[0]] == nil else { throw Error("\(path):\(number + 1): '\(kv[0])' given twice") }
@@ -178,11 +178,5 @@ public struct ServerConfig: Sendable {
         return ServerConfig(listen: listen, database: db, tlsCert: value("tls_cert"), tlsKey: value("tls_key"),
                             clientCA: value("client_ca"), adminCA: value("admin_ca"), metricsListen: metrics,
                             revoked: values["revoked"], policy: policy, databaseConnections: connections)
-    }
-}
-
-extension Substring {
-    var trimmingSpaces: String {
-        String(drop(while: { $0 == " " || $0 == "\t" }).reversed().drop(while: { $0 == " " || $0 == "\t" || $0 == "\r" }).reversed())
     }
 }

@@ -92,7 +92,15 @@ public enum RecordFormat {
         }
     }
 
-    /// Parses a record's text (tests and tools; the store parses the bytes it read).
+    /// A record's text as a String (smartotpd's column): the encoded bytes are wiped.
+    public static func text(_ r: UserRecord) -> String {
+        var bytes = encode(r)
+        defer { ConstantTime.wipe(&bytes) }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Parses a record's text (smartotpd's column, tests and tools; the store parses the
+    /// bytes it read).
     public static func parse(_ text: String, path: String) throws(StoreError) -> UserRecord {
         var bytes = Array(text.utf8)
         defer { ConstantTime.wipe(&bytes) }

@@ -95,23 +95,11 @@ struct Database: Sendable {
         try await client.query("SELECT 1", logger: logger)
     }
 
-    static func parse(_ text: String, user: UserName) throws -> UserRecord {
-        var bytes = Array(text.utf8)
-        defer { ConstantTime.wipe(&bytes) }
-        return try RecordFormat.parse(bytes: bytes, path: "database:\(user.value)")
-    }
-
-    static func text(_ record: UserRecord) -> String {
-        var bytes = RecordFormat.encode(record)
-        defer { ConstantTime.wipe(&bytes) }
-        return String(decoding: bytes, as: UTF8.self)
-    }
-
     /// A read-only request (summary, access answers): no lock, no write.
     func readOnly(_ request: HelperProtocol.Request, user: UserName, host: String, policy: Policy, now: Int64) async throws -> FleetDecision {
         var record: UserRecord?
         for try await text in try await client.query("SELECT record FROM smartotp_records WHERE username = \(user.value)", logger: logger).decode(String.self) {
-            record = try Self.parse(text, user: user)
+            record = try RecordFormat.parse(text, path: "database:" + user.value)
         }
         return try FleetVerifier.decide(request, user: user, record: record, policy: policy, host: host, now: now)
     }
@@ -122,7 +110,7 @@ struct Database: Sendable {
         try await client.withTransaction(logger: logger) { conn in
             var record: UserRecord?
             for try await text in try await conn.query("SELECT record FROM smartotp_records WHERE username = \(user.value) FOR UPDATE", logger: logger).decode(String.self) {
-                record = try Self.parse(text, user: user)
+                record = try RecordFormat.parse(text, path: "database:" + user.value)
             }
             // The record holds the pending challenges with the host each was issued to: the
             // verifier issues and takes them for `host` in this same transaction.
@@ -130,7 +118,7 @@ struct Database: Sendable {
             if decision.changed {
                 if let next = decision.record {
                     try await conn.query("""
-                        UPDATE smartotp_records SET record = \(Self.text(next)), version = version + 1, updated_at = now(), updated_by = \(host)
+                        UPDATE smartotp_records SET record = \(RecordFormat.text(next)), version = version + 1, updated_at = now(), updated_by = \(host)
                         WHERE username = \(user.value)
                         """, logger: logger)
                 } else {

@@ -1,6 +1,7 @@
 import Glibc
 import NIOConcurrencyHelpers
 import NIOSSL
+import OTPCore
 import SwiftASN1
 import X509
 
@@ -99,7 +100,7 @@ final class RevocationList: @unchecked Sendable {
         var cap = 0
         while getline(&line, &cap, f) > 0, let l = line {
             let text = String(cString: l).split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-            let word = text.trimmed(of: " \t\r\n")
+            let word = text.trimmingSpaces()
             guard !word.isEmpty else { continue }
             // A serial (hex digits, colons allowed) or a common name.
             let hex = word.lowercased().filter { $0 != ":" }
@@ -108,12 +109,5 @@ final class RevocationList: @unchecked Sendable {
         }
         free(line)
         return out
-    }
-}
-
-extension StringProtocol {
-    func trimmed(of set: String) -> String {
-        let s = Set(set)
-        return String(drop(while: { s.contains($0) }).reversed().drop(while: { s.contains($0) }).reversed())
     }
 }

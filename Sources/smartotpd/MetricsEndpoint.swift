@@ -4,19 +4,15 @@ import NIOHTTP1
 import NIOPosix
 import Prometheus
 import ServiceLifecycle
+import SmartOTPFleet
 
 /// Prometheus's `/metrics`, in plain HTTP on its own address (keep it on loopback or a
 /// management network): verdicts by result, request latency, database errors, refusals.
 struct MetricsEndpoint: Service {
-    let address: HostPortAddress
+    let address: HostPort
     let registry: PrometheusCollectorRegistry
     let logger: Logger
     let group: EventLoopGroup
-
-    struct HostPortAddress: Sendable {
-        let host: String
-        let port: Int
-    }
 
     typealias Connection = NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
 
@@ -29,7 +25,7 @@ struct MetricsEndpoint: Service {
                     return try Connection(wrappingChannelSynchronously: channel)
                 }
             }
-        logger.info("metrics listening", metadata: ["address": "\(address.host):\(address.port)"])
+        logger.info("metrics listening", metadata: ["address": "\(address)"])
         try await serveConnections(server) { await self.serve($0) }
     }
 

@@ -241,7 +241,7 @@ struct VerifierService: Service {
             do { record = try RecordFormat.parse(bytes: body, path: "request") } catch { return (400, [], "\(error)\n") }
             guard record.user == user else { return (400, [], "the record is for \(record.user.value), not \(user.value)\n") }
             guard let condition = Self.condition(head) else { return (428, [], "PUT needs If-Match: VERSION or If-None-Match: *\n") }
-            guard let version = try await database.put(user, text: Database.text(record), when: condition, by: peer.name) else {
+            guard let version = try await database.put(user, text: RecordFormat.text(record), when: condition, by: peer.name) else {
                 return (412, [], "the record changed meanwhile\n")
             }
             logger.notice("record written", metadata: ["admin": "\(peer.name)", "user": "\(user.value)"])

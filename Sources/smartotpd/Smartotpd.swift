@@ -81,7 +81,7 @@ struct Serve: AsyncParsableCommand {
             .init(service: service),
         ]
         if let m = config.metricsListen {
-            services.append(.init(service: MetricsEndpoint(address: .init(host: m.host, port: m.port), registry: registry, logger: logger, group: group)))
+            services.append(.init(service: MetricsEndpoint(address: m, registry: registry, logger: logger, group: group)))
         }
         var lifecycle = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         // Requests in hand get this long to finish after SIGTERM; then they are cancelled
