@@ -38,10 +38,17 @@ precondition(sbinDirectory.map { $0.hasPrefix("/") && !$0.contains("\"") && !$0.
 /// libswiftUnicodeDataTables.a (String comparison, hashing and counting need it).
 let embeddedLibraries = Context.environment["SMARTOTP_EMBEDDED_LIBDIR"] ?? "/opt/swift/usr/lib/swift/embedded/x86_64-unknown-linux-gnu"
 
-/// Every Swift target the module links, in either configuration.
-let moduleSwiftSettings: [SwiftSetting] = embedded
-    ? [.enableExperimentalFeature("Embedded"), .unsafeFlags(["-wmo", "-Osize", "-Xfrontend", "-function-sections", "-Xcc", "-I/usr/include/PCSC"])]
-    : [.unsafeFlags(["-Xcc", "-I/usr/include/PCSC"])]
+/// pcsclite's headers include each other as <pcsclite.h>: every Swift target that imports
+/// a module built over CPCSCOnUse, directly or not, needs their folder.
+let pcscHeaders: [SwiftSetting] = [.unsafeFlags(["-Xcc", "-I/usr/include/PCSC"])]
+/// The Embedded mode and its code generation: only in the Embedded build, where every
+/// target is one the module or the helper links.
+let embeddedMode: [SwiftSetting] = embedded
+    ? [.enableExperimentalFeature("Embedded"), .unsafeFlags(["-wmo", "-Osize", "-Xfrontend", "-function-sections"])]
+    : []
+/// What the targets the module and the helper link are built with, in either
+/// configuration; the normal-only targets (CLIs, smartotpd, tests) take `pcscHeaders` alone.
+let moduleSwiftSettings: [SwiftSetting] = embeddedMode + pcscHeaders
 
 /// The Embedded link: lld, for identical-code folding (`--icf=all`: many of the module's
 /// specialisations are byte-identical) and DT_RELR (`pack-relative-relocs`: relative
@@ -49,7 +56,7 @@ let moduleSwiftSettings: [SwiftSetting] = embedded
 /// library fails at link time and not at login, function-level garbage collection, and for
 /// the module libpam (named here: a module map's `link` line is ignored) and the export
 /// list: only the `pam_sm_*` entry points are visible. libpcsclite and libcrypt are not
-/// linked: CLoadOnUse opens them when a tap or a password first needs them.
+/// linked: CPCSCOnUse and CCryptOnUse open them when a tap or a password first needs them.
 let embeddedLinkFlags: [String] = [
     "-use-ld=lld", "-Xlinker", "--icf=all", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
     "-L\(embeddedLibraries)", "-lswiftUnicodeDataTables",
@@ -58,7 +65,7 @@ let embeddedLinkFlags: [String] = [
 /// The module is linked without the C start files (crti, crtbeginS, crtendS): it has no
 /// C++ static destructors and no transactional memory, so all they would bring is five
 /// symbols for the dynamic linker to look up at every load (`__cxa_finalize` twice, and
-/// the weak `__gmon_start__` and `_ITM_*`, searched through every library and not found). The one destructor it has (CLoadOnUse's) is in
+/// the weak `__gmon_start__` and `_ITM_*`, searched through every library and not found). Its destructors (CPCSCOnUse's and CCryptOnUse's) are in
 /// `.fini_array`, which the dynamic linker runs itself.
 let moduleLinkFlags = embeddedLinkFlags + [
     "-lpam", "-Xclang-linker", "-nostartfiles",
@@ -68,9 +75,10 @@ let moduleLinkFlags = embeddedLinkFlags + [
 /// The C libraries and the targets the module and the helper link: in both configurations.
 let moduleTargets: [Target] = [
     .systemLibrary(name: "CPAM", path: "Sources/CPAM", providers: [.apt(["libpam0g-dev"])]),
-    // libpcsclite and libcrypt, opened with dlopen when first needed (their headers from
-    // libpcsclite-dev and libcrypt-dev; pcsclite's include each other as <pcsclite.h>).
-    .target(name: "CLoadOnUse", cSettings: [.unsafeFlags(["-I/usr/include/PCSC", "-gdwarf-4"])]),
+    // libpcsclite and libcrypt, each opened with dlopen when first needed (their headers
+    // from libpcsclite-dev and libcrypt-dev; pcsclite's include each other as <pcsclite.h>).
+    .target(name: "CPCSCOnUse", cSettings: [.unsafeFlags(["-I/usr/include/PCSC", "-gdwarf-4"])]),
+    .target(name: "CCryptOnUse", cSettings: [.unsafeFlags(["-gdwarf-4"])]),
     // The one C target for what Swift cannot call (errno, variadic open/fcntl), and the
     // POSIX layer over it: typed descriptors, one EINTR loop, processes, users, clocks.
     // DWARF 4 for every C target: valgrind 3.19 (Debian 12), used by the benchmarks, cannot
@@ -82,8 +90,8 @@ let moduleTargets: [Target] = [
     // Transport → ISO 7816 → YKOATH; knows nothing of PC/SC.
     .target(name: "SmartCard", dependencies: ["OTPCore"], swiftSettings: moduleSwiftSettings),
     // The PC/SC leaf.
-    .target(name: "PCSC", dependencies: ["SmartCard", "CLoadOnUse"], swiftSettings: moduleSwiftSettings),
-    .target(name: "TokenStore", dependencies: ["OTPCore", "POSIX", "CLoadOnUse"], swiftSettings: moduleSwiftSettings),
+    .target(name: "PCSC", dependencies: ["SmartCard", "CPCSCOnUse"], swiftSettings: moduleSwiftSettings),
+    .target(name: "TokenStore", dependencies: ["OTPCore", "POSIX", "CCryptOnUse"], swiftSettings: moduleSwiftSettings),
     // The verifier: the verdict procedure (count first, check, clear), the policy and its
     // settings, tap challenges bound to the host that asked, and the typed request/reply
     // with its codec, frame and size limits. Pure: the module, the helper, smartotp-fleet
@@ -98,8 +106,11 @@ let moduleTargets: [Target] = [
     ),
 ]
 
-/// The module and the helper themselves: Embedded only (what is installed and tested).
-let embeddedTargets: [Target] = [
+/// The module and the helper themselves. Built in both configurations, so that `swift
+/// build` and editors type-check them; linked as the installed `.so` and setuid program
+/// (with the Embedded link) only in the Embedded build, which is what is installed and
+/// tested. The normal build links no product of them.
+let pamTargets: [Target] = [
     // The one C function the module needs: a fixed-arity pam_syslog.
     // DWARF 4: valgrind 3.19 (Debian 12), used by the benchmarks, cannot read clang's DWARF 5.
     .target(name: "PamShim", dependencies: ["CPAM"], cSettings: [.unsafeFlags(["-gdwarf-4"])]),
@@ -108,7 +119,7 @@ let embeddedTargets: [Target] = [
         dependencies: ["SmartOTPSystem", "SmartOTPAuth", "Verifier", "TokenStore", "POSIX", "CPOSIX", "CPAM", "PamShim"],
         exclude: ["exports.map"],
         swiftSettings: moduleSwiftSettings,
-        linkerSettings: [.unsafeFlags(moduleLinkFlags)]
+        linkerSettings: embedded ? [.unsafeFlags(moduleLinkFlags)] : []
     ),
     // The setuid-root helper for callers that run as the user (screen lockers), and its
     // command line from the C side.
@@ -117,7 +128,7 @@ let embeddedTargets: [Target] = [
         name: "smartotp-chkotp",
         dependencies: ["SmartOTPSystem", "SmartOTPAuth", "Verifier", "TokenStore", "OTPCore", "POSIX", "CPOSIX", "CHelperArgs"],
         swiftSettings: moduleSwiftSettings,
-        linkerSettings: [.unsafeFlags(embeddedLinkFlags)]
+        linkerSettings: embedded ? [.unsafeFlags(embeddedLinkFlags)] : []
     ),
 ]
 
@@ -134,7 +145,7 @@ let normalTargets: [Target] = [
     .target(name: "VirtualCard", dependencies: ["OTPCore", "SmartCard"]),
     // The fleet: what smartotpd decides with (pure), the HTTPS client hosts and admins use,
     // the client process the module runs, and the verifier service itself.
-    .target(name: "SmartOTPFleet", dependencies: ["Verifier", "TokenStore", "OTPCore"], swiftSettings: moduleSwiftSettings),
+    .target(name: "SmartOTPFleet", dependencies: ["Verifier", "TokenStore", "OTPCore"], swiftSettings: pcscHeaders),
     .target(
         name: "FleetNet",
         dependencies: [
@@ -142,12 +153,12 @@ let normalTargets: [Target] = [
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
         ],
-        swiftSettings: moduleSwiftSettings
+        swiftSettings: pcscHeaders
     ),
     .executableTarget(
         name: "smartotp-fleet",
         dependencies: ["FleetNet", "SmartOTPFleet", "Verifier", "TokenStore", "OTPCore", .product(name: "NIOCore", package: "swift-nio")],
-        swiftSettings: moduleSwiftSettings,
+        swiftSettings: pcscHeaders,
         // Started twice a fleet login: the Swift libraries linked in, not loaded (and no
         // toolchain needed on the host).
         linkerSettings: [.unsafeFlags(["-static-stdlib"])]
@@ -168,7 +179,7 @@ let normalTargets: [Target] = [
             .product(name: "X509", package: "swift-certificates"),
             .product(name: "SwiftASN1", package: "swift-asn1"),
         ],
-        swiftSettings: moduleSwiftSettings
+        swiftSettings: pcscHeaders
     ),
     .executableTarget(
         name: "smartotp",
@@ -177,7 +188,7 @@ let normalTargets: [Target] = [
             "FleetNet", "SmartOTPFleet",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ],
-        swiftSettings: moduleSwiftSettings
+        swiftSettings: pcscHeaders
     ),
     .executableTarget(
         name: "smartotp-card",
@@ -187,7 +198,7 @@ let normalTargets: [Target] = [
         name: "smartotp-bench",
         dependencies: ["OTPCore", "TokenStore", "SmartCard", "PCSC", "POSIX"],
         path: "Benchmarks/smartotp-bench",
-        swiftSettings: moduleSwiftSettings
+        swiftSettings: pcscHeaders
     ),
     // The load client of Benchmarks/fleet-bench.sh.
     .executableTarget(
@@ -195,7 +206,7 @@ let normalTargets: [Target] = [
         dependencies: ["FleetNet", "SmartOTPFleet", "Verifier", "TokenStore", "OTPCore", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
         path: "Benchmarks/fleet-load",
         // A benchmark's threads and blocking connections, in a script: Swift 5 checking.
-        swiftSettings: moduleSwiftSettings + [.swiftLanguageMode(.v5)]
+        swiftSettings: pcscHeaders + [.swiftLanguageMode(.v5)]
     ),
     // A plain C program that runs a PAM stack from a private directory with
     // pam_start_confdir(): the harness of the PAM integration tests.
@@ -208,11 +219,11 @@ let normalTargets: [Target] = [
     .testTarget(name: "POSIXTests", dependencies: ["POSIX", "CPOSIX"]),
     .testTarget(name: "VerifierTests", dependencies: ["Verifier", "TokenStore", "OTPCore"]),
     .testTarget(name: "SmartOTPAuthTests", dependencies: ["SmartOTPAuth", "Verifier", "SmartOTPAdmin", "SmartCard", "TokenStore", "OTPCore"]),
-    .testTarget(name: "SmartOTPFleetTests", dependencies: ["SmartOTPFleet", "Verifier", "TokenStore", "OTPCore"], swiftSettings: moduleSwiftSettings),
+    .testTarget(name: "SmartOTPFleetTests", dependencies: ["SmartOTPFleet", "Verifier", "TokenStore", "OTPCore"], swiftSettings: pcscHeaders),
     .testTarget(
         name: "SmartOTPSystemTests",
         dependencies: ["SmartOTPSystem", "SmartOTPAuth", "Verifier", "SmartCard", "VirtualCard", "OTPCore", "POSIX", "CPOSIX"],
-        swiftSettings: moduleSwiftSettings
+        swiftSettings: pcscHeaders
     ),
 ]
 
@@ -247,5 +258,5 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.1.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
     ]),
-    targets: moduleTargets + (embedded ? embeddedTargets : normalTargets.filter { withFleet || !fleetNetworkTargets.contains($0.name) })
+    targets: moduleTargets + pamTargets + (embedded ? [] : normalTargets.filter { withFleet || !fleetNetworkTargets.contains($0.name) })
 )

@@ -128,7 +128,7 @@ install_files() {
     [ -d /run/systemd/system ] && systemctl daemon-reload 2>/dev/null || true
     put "$bin/pam-harness" "$PREFIX/lib/smartotp/pam-harness" 0755
     put scripts/demo.sh "$PREFIX/lib/smartotp/demo.sh" 0755
-    put scripts/cardbench.sh "$PREFIX/lib/smartotp/cardbench.sh" 0644
+    put scripts/virtual-reader.sh "$PREFIX/lib/smartotp/virtual-reader.sh" 0644
     put scripts/answer-prompts.py "$PREFIX/lib/smartotp/answer-prompts.py" 0755
     # setuid root, as unix_chkpwd: checks only the calling user's own record.
     put "$ebin/smartotp-chkotp.stripped" "$PREFIX/sbin/smartotp-chkotp" 4755

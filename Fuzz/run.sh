@@ -17,7 +17,7 @@ TARGETS=("$@")
 SRC=../Sources
 B=../.build-fuzz
 mkdir -p "$B" crashes
-FLAGS=(-parse-as-library -sanitize=fuzzer,address -O -g -I "$B" -I "$SRC/CLoadOnUse/include" -I "$SRC/CPOSIX/include" -Xcc -I/usr/include/PCSC)
+FLAGS=(-parse-as-library -sanitize=fuzzer,address -O -g -I "$B" -I "$SRC/CPCSCOnUse/include" -I "$SRC/CCryptOnUse/include" -I "$SRC/CPOSIX/include" -Xcc -I/usr/include/PCSC)
 
 built=()
 module() {  # module NAME: a static library and its .swiftmodule; rebuilt when its sources
@@ -32,11 +32,12 @@ module() {  # module NAME: a static library and its .swiftmodule; rebuilt when i
         -emit-library -static -o "$B/lib$name.a" "$SRC/$name"/*.swift
 }
 # The C targets: the POSIX shim, and libcrypt/libpcsclite opened on first use.
-if [ ! "$B/libCPOSIX.a" -nt "$SRC/CPOSIX/cposix.c" ] || [ ! "$B/libCPOSIX.a" -nt "$SRC/CLoadOnUse/load_on_use.c" ]; then
+if [ ! "$B/libCPOSIX.a" -nt "$SRC/CPOSIX/cposix.c" ] || [ ! "$B/libCPOSIX.a" -nt "$SRC/CPCSCOnUse/pcsc_on_use.c" ] || [ ! "$B/libCPOSIX.a" -nt "$SRC/CCryptOnUse/crypt_on_use.c" ]; then
     # The installed paths: cposix.c's own default.
     clang -c -O1 -g -fsanitize=fuzzer-no-link,address -I "$SRC/CPOSIX/include" "$SRC/CPOSIX/cposix.c" -o "$B/cposix.o"
-    clang -c -O1 -g -fsanitize=fuzzer-no-link,address -I "$SRC/CLoadOnUse/include" -I/usr/include/PCSC "$SRC/CLoadOnUse/load_on_use.c" -o "$B/load_on_use.o"
-    ar rcs "$B/libCPOSIX.a" "$B/cposix.o" "$B/load_on_use.o"
+    clang -c -O1 -g -fsanitize=fuzzer-no-link,address -I "$SRC/CPCSCOnUse/include" -I/usr/include/PCSC "$SRC/CPCSCOnUse/pcsc_on_use.c" -o "$B/pcsc_on_use.o"
+    clang -c -O1 -g -fsanitize=fuzzer-no-link,address -I "$SRC/CCryptOnUse/include" "$SRC/CCryptOnUse/crypt_on_use.c" -o "$B/crypt_on_use.o"
+    ar rcs "$B/libCPOSIX.a" "$B/cposix.o" "$B/pcsc_on_use.o" "$B/crypt_on_use.o"
 fi
 for m in OTPCore POSIX SmartCard VirtualCard TokenStore Verifier SmartOTPAdmin SmartOTPAuth; do module "$m"; done
 LIBS=("$B/libSmartOTPAuth.a" "$B/libSmartOTPAdmin.a" "$B/libVirtualCard.a" "$B/libVerifier.a" "$B/libTokenStore.a" "$B/libSmartCard.a" "$B/libOTPCore.a" "$B/libPOSIX.a" "$B/libCPOSIX.a")

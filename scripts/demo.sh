@@ -22,7 +22,7 @@ done
 # A plain path: PAM module arguments are split at spaces.
 WORK=$(mktemp -d /tmp/smartotp-demo.XXXXXX)
 SERVICE=smartotp-demo-$$
-source "$HERE/cardbench.sh"
+source "$HERE/virtual-reader.sh"
 cleanup() {
     stop_card
     stop_pcscd

@@ -1,4 +1,4 @@
-internal import CLoadOnUse
+internal import CPCSCOnUse
 import SmartCard
 
 /// The only file that calls libpcsclite. Each method names the SCard* call it wraps.

@@ -1,4 +1,4 @@
-import CLoadOnUse
+import CCryptOnUse
 import OTPCore
 
 /// The simple password and recovery codes, hashed with yescrypt through libxcrypt:

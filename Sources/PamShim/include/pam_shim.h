@@ -1,6 +1,6 @@
 /* pam_syslog is variadic, which Swift cannot call; Swift's withVaList works but casts
  * each argument dynamically (its cost is in Benchmarks/RESULTS.md). This fixed-arity
- * wrapper is the module's one C function of its own (CPOSIX and CLoadOnUse are shared). */
+ * wrapper is the module's one C function of its own (CPOSIX, CPCSCOnUse and CCryptOnUse are shared). */
 #ifndef SMARTOTP_PAM_SHIM_H
 #define SMARTOTP_PAM_SHIM_H
 #include <security/pam_modules.h>

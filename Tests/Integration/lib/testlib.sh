@@ -1,5 +1,5 @@
 # Shared helpers for the integration suites: TAP-style results, private PAM services,
-# cleanup on EXIT, and the card bench (scripts/cardbench.sh: a private pcscd with the
+# cleanup on EXIT, and the card bench (scripts/virtual-reader.sh: a private pcscd with the
 # vpcd driver and the virtual card). Source it; do not run it.
 
 set -uo pipefail
@@ -61,4 +61,4 @@ die() { echo "bench: $*" >&2; exit 1; }
 # pcscd, the virtual reader and the virtual card: the one card bench, shared with the demo.
 CARD_TOOL="$BIN/smartotp-card"
 SMARTOTP="$BIN/smartotp"
-source "$ROOT/scripts/cardbench.sh"
+source "$ROOT/scripts/virtual-reader.sh"

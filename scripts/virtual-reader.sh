@@ -1,4 +1,4 @@
-# cardbench.sh — pcscd with the virtual reader driver and the virtual card, for the tests
+# virtual-reader.sh — a test fixture, not a benchmark: pcscd with the virtual reader driver and the virtual card, for the tests
 # and for `smartotp demo`. Source it; do not run it. The one place this is done.
 #
 # pcscd runs in its own network namespace (Debian's vpcd binds 0.0.0.0:35963), and the

@@ -1,10 +1,10 @@
-#include "load_on_use.h"
+#include "pcsc_on_use.h"
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stddef.h>
 
-static void *pcsc_handle, *crypt_handle;
-static pthread_once_t pcsc_once = PTHREAD_ONCE_INIT, crypt_once = PTHREAD_ONCE_INIT;
+static void *pcsc_handle;
+static pthread_once_t pcsc_once = PTHREAD_ONCE_INIT;
 
 static struct {
     LONG (*establish)(DWORD, LPCVOID, LPCVOID, LPSCARDCONTEXT);
@@ -15,11 +15,6 @@ static struct {
     LONG (*status)(SCARDCONTEXT, DWORD, SCARD_READERSTATE *, DWORD);
     LONG (*transmit)(SCARDHANDLE, const SCARD_IO_REQUEST *, LPCBYTE, DWORD, SCARD_IO_REQUEST *, LPBYTE, LPDWORD);
 } pcsc;
-
-static struct {
-    char *(*crypt_r)(const char *, const char *, struct crypt_data *);
-    char *(*gensalt_rn)(const char *, unsigned long, const char *, int, char *, int);
-} xcrypt;
 
 static void load_pcsc(void)
 {
@@ -37,24 +32,11 @@ static void load_pcsc(void)
         pcsc.establish = NULL;  /* all or nothing */
 }
 
-static void load_crypt(void)
-{
-    crypt_handle = dlopen("libcrypt.so.1", RTLD_NOW | RTLD_LOCAL);
-    if (crypt_handle == NULL)
-        return;
-    *(void **)&xcrypt.crypt_r = dlsym(crypt_handle, "crypt_r");
-    *(void **)&xcrypt.gensalt_rn = dlsym(crypt_handle, "crypt_gensalt_rn");
-    if (!xcrypt.crypt_r || !xcrypt.gensalt_rn)
-        xcrypt.crypt_r = NULL;
-}
-
-/* When libpam unloads the module, its references to the libraries go too. */
-__attribute__((destructor)) static void unload(void)
+/* When libpam unloads the module, its reference to the library goes too. */
+__attribute__((destructor)) static void unload_pcsc(void)
 {
     if (pcsc_handle)
         dlclose(pcsc_handle);
-    if (crypt_handle)
-        dlclose(crypt_handle);
 }
 
 #define PCSC(call) do { pthread_once(&pcsc_once, load_pcsc); if (!pcsc.establish) return SCARD_E_NO_SERVICE; return call; } while (0)
@@ -75,16 +57,4 @@ LONG lou_SCardTransmit(SCARDHANDLE card, const SCARD_IO_REQUEST *sendPci, LPCBYT
                        SCARD_IO_REQUEST *receivePci, LPBYTE receive, LPDWORD receiveLength)
 {
     PCSC(pcsc.transmit(card, sendPci, send, sendLength, receivePci, receive, receiveLength));
-}
-
-char *lou_crypt_r(const char *phrase, const char *setting, struct crypt_data *data)
-{
-    pthread_once(&crypt_once, load_crypt);
-    return xcrypt.crypt_r ? xcrypt.crypt_r(phrase, setting, data) : NULL;
-}
-
-char *lou_crypt_gensalt_rn(const char *prefix, unsigned long count, const char *rbytes, int nrbytes, char *output, int size)
-{
-    pthread_once(&crypt_once, load_crypt);
-    return xcrypt.crypt_r ? xcrypt.gensalt_rn(prefix, count, rbytes, nrbytes, output, size) : NULL;
 }
