@@ -222,7 +222,7 @@ let normalTargets: [Target] = [
     .testTarget(name: "SmartOTPFleetTests", dependencies: ["SmartOTPFleet", "Verifier", "TokenStore", "OTPCore"], swiftSettings: pcscHeaders),
     .testTarget(
         name: "SmartOTPSystemTests",
-        dependencies: ["SmartOTPSystem", "SmartOTPAuth", "Verifier", "SmartCard", "VirtualCard", "OTPCore", "POSIX", "CPOSIX"],
+        dependencies: ["SmartOTPSystem", "SmartOTPAuth", "Verifier", "SmartCard", "VirtualCard", "OTPCore", "POSIX", "CPOSIX", "TokenStore"],
         swiftSettings: pcscHeaders
     ),
 ]

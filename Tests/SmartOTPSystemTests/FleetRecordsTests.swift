@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import OTPCore
+import POSIX
 import SmartOTPAuth
 import SmartOTPSystem
 import TokenStore
@@ -16,8 +17,15 @@ struct FleetRecordsTests {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: false)
         defer { try? FileManager.default.removeItem(at: dir) }
         let path = dir.appendingPathComponent("client").path
-        try ("#!/bin/sh\n" + text).write(toFile: path, atomically: true, encoding: .utf8)
-        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: path)
+        // Written through the POSIX layer (O_CLOEXEC): a descriptor open for writing that a
+        // program spawned meanwhile by a test running in parallel inherited would make
+        // executing the script fail with ETXTBSY.
+        let fd = try FileDescriptor.open(path, [.writeOnly, .create, .exclusive], mode: 0o755)
+        do { try fd.writeAll(Array(("#!/bin/sh\n" + text).utf8), path) } catch {
+            fd.close()
+            throw error
+        }
+        fd.close()
         var config = ModuleConfig()
         config.servers = ["https://verifier.test:8443"]
         config.client = path
