@@ -12,8 +12,9 @@ public enum Method: String, Sendable, CaseIterable {
 /// Module settings: `/etc/smartotp/smartotp.conf` first, then the arguments in
 /// /etc/pam.d/* over it, as pam_faillock reads faillock.conf then its arguments. The module,
 /// the setuid helper and `smartotp verify` load them the same way (`ModuleConfig.load` in
-/// SmartOTPSystem), so one file gives sudo, sshd and a screen locker one policy. One table,
-/// `ModuleConfig.options`, names every setting.
+/// SmartOTPSystem), so one file gives sudo, sshd and a screen locker one policy. Two tables
+/// name every setting: `ModuleConfig.options` the module's own, `Policy.options` the
+/// verifier's policy.
 public struct ModuleConfig: Sendable, Equatable {
     /// The policy file every caller reads first (`smartotp.conf(5)`).
     public static let defaultFile = "/etc/smartotp/smartotp.conf"
@@ -46,8 +47,8 @@ public struct ModuleConfig: Sendable, Equatable {
     public init() {}
 
     /// One module argument: its name, whether it takes a value, what it means (for the
-    /// man page and errors), and how it sets the config. The table below, with the
-    /// verifier's `Policy.options` in it, is the only place an argument's name is written.
+    /// man page and errors), and how it sets the config. The table below and the
+    /// verifier's `Policy.options` are the only places an argument's name is written.
     public struct Option: Sendable {
         public let name: String
         public let takesValue: Bool
@@ -55,11 +56,9 @@ public struct ModuleConfig: Sendable, Equatable {
         let apply: @Sendable (inout ModuleConfig, OptionValue) throws(ConfigError) -> Void
     }
 
-    public static let options: [Option] = moduleOptions + Policy.options.map { p in
-        Option(name: p.name, takesValue: p.takesValue, help: p.help) { c, v throws(ConfigError) in try p.apply(&c.policy, v) }
-    }
-
-    static let moduleOptions: [Option] = [
+    /// The module's own settings. Both tables are literals, read-only data: nothing is
+    /// built at each login to look a name up.
+    public static let options: [Option] = [
         // Read before everything else (ModuleConfig.load); here only checked.
         Option(name: "conf", takesValue: true, help: "read this policy file instead of /etc/smartotp/smartotp.conf (the setuid helper always reads that one)") { _, v throws(ConfigError) in
             _ = try v.absolutePath()
@@ -137,11 +136,13 @@ public struct ModuleConfig: Sendable, Equatable {
         var c = base
         var unknown: [String] = []
         for arg in arguments {
-            guard let option = options.first(where: { $0.name == arg.name }) else {
+            if let option = options.first(where: { $0.name == arg.name }) {
+                try option.apply(&c, try OptionValue(option: arg.name, takesValue: option.takesValue, text: arg.value))
+            } else if let setting = Policy.options.first(where: { $0.name == arg.name }) {
+                try setting.apply(&c.policy, try OptionValue(option: arg.name, takesValue: setting.takesValue, text: arg.value))
+            } else {
                 unknown.append(arg.reported)
-                continue
             }
-            try option.apply(&c, try OptionValue(option: arg.name, takesValue: option.takesValue, text: arg.value))
         }
         return Parsed(config: c, unknown: unknown)
     }

@@ -12,16 +12,17 @@ extension ModuleConfig {
     /// apply); any other problem is, and the caller refuses to authenticate.
     public static func load(arguments: [Argument], file: String = defaultFile) throws(ConfigError) -> Parsed {
         let path = self.file(named: arguments, default: file)
-        return try parse(file: path, words: Setting.words(of: try read(path)), arguments: arguments)
+        let contents = try read(path)
+        return try parse(file: path, words: contents.withUnsafeBufferPointer { Setting.words(of: $0) }, arguments: arguments)
     }
 
-    /// The text of the policy file at `path`, "" when there is none.
-    static func read(_ path: String) throws(ConfigError) -> String {
+    /// The bytes of the policy file at `path`, none when there is none.
+    static func read(_ path: String) throws(ConfigError) -> [UInt8] {
         let fd: FileDescriptor?
         do throws(SystemCallError) { fd = try FileDescriptor.openIfExists(path, .readOnly) } catch {
             throw .unreadableFile(path: path, reason: error.description)
         }
-        guard let fd else { return "" }
+        guard let fd else { return [] }
         defer { fd.close() }
         let status: FileStatus
         let contents: [UInt8]?
@@ -35,6 +36,6 @@ extension ModuleConfig {
             throw .unreadableFile(path: path, reason: "it must be a regular file owned by root, not writable by group or others")
         }
         guard let contents else { throw .unreadableFile(path: path, reason: "larger than 64 KiB") }
-        return String(decoding: contents, as: UTF8.self)
+        return contents
     }
 }

@@ -67,6 +67,19 @@ extension Store {
 public final class FileStore: Store {
     public let root: String
     public let owner: UInt32
+    /// The bytes and parse of the record read last. A login reads its record twice (the
+    /// summary, then under the lock); when the bytes under the lock are the very same, the
+    /// parse is reused. Equal bytes, not an inode or a time, decide: nothing else is safe
+    /// against a record rewritten in between. Wiped when replaced and on deinit.
+    private var lastRead: (user: UserName, bytes: [UInt8], record: UserRecord)?
+
+    deinit { forgetLastRead() }
+
+    private func forgetLastRead() {
+        guard var old = lastRead?.bytes else { return }
+        lastRead = nil
+        ConstantTime.wipe(&old)  // now the only reference: wiped in place
+    }
     public static let defaultRoot = "/var/lib/smartotp"
 
     /// - Parameters:
@@ -159,6 +172,7 @@ public final class FileStore: Store {
             throw .tooLarge(path: path)
         }
         defer { ConstantTime.wipe(&bytes) }
+        if let cached = lastRead, cached.user == user, ConstantTime.equals(cached.bytes, bytes) { return cached.record }
         // Records are ASCII (labels are percent-encoded): checked byte by byte, with no
         // String made; anything else must at least be UTF-8.
         guard bytes.allSatisfy({ $0 < 0x80 }) || String(validating: bytes, as: UTF8.self) != nil else {
@@ -168,6 +182,11 @@ public final class FileStore: Store {
         guard record.user == user else {
             throw .malformed(path: path, line: 1, reason: msg("record is for user '\(record.user)', not '\(user)'"))
         }
+        forgetLastRead()
+        lastRead = (user, bytes, record)
+        // The cache holds the one reference now (wiped when replaced): wiping `bytes` on the
+        // way out would first copy them.
+        bytes = []
         return record
     }
 

@@ -102,13 +102,37 @@ public struct Setting: Sendable {
     /// The words of a configuration file in module-argument syntax: `#` starts a comment,
     /// words are separated by spaces, tabs and line ends.
     public static func words(of text: String) -> [String] {
+        var text = text
+        return text.withUTF8 { words(of: $0) }
+    }
+
+    /// The same over a file's bytes, in one pass: a String is made only for each word kept
+    /// (the module reads the policy file at every login; comments cost a scan, nothing more).
+    public static func words(of bytes: UnsafeBufferPointer<UInt8>) -> [String] {
         var out: [String] = []
-        for line in text.splitBytes(UInt8(ascii: "\n")) {
-            let content = line.splitBytes(UInt8(ascii: "#"), maxSplits: 1, omittingEmpty: false).first ?? ""
-            for word in content.splitBytes(UInt8(ascii: " ")) {
-                for piece in word.splitBytes(UInt8(ascii: "\t")) { out += piece.splitBytes(UInt8(ascii: "\r")) }
+        var start: Int?
+        var comment = false
+        func end(_ i: Int) {
+            if let s = start { out.append(String(decoding: UnsafeBufferPointer(rebasing: bytes[s..<i]), as: UTF8.self)) }
+            start = nil
+        }
+        for i in 0..<bytes.count {
+            let b = bytes[i]
+            if b == UInt8(ascii: "\n") {
+                end(i)
+                comment = false
+            } else if comment {
+                continue
+            } else if b == UInt8(ascii: "#") {
+                end(i)
+                comment = true
+            } else if b == UInt8(ascii: " ") || b == UInt8(ascii: "\t") || b == UInt8(ascii: "\r") {
+                end(i)
+            } else if start == nil {
+                start = i
             }
         }
+        end(bytes.count)
         return out
     }
 

@@ -50,4 +50,10 @@ if out=$(cd "$ROOT" && scripts/version.sh --check "$(dpkg-parsechangelog -l debi
 else
     not_ok "debian/changelog and Version.swift name the same version" "$out"
 fi
+# CONTRIBUTING's map of targets names every target of Package.swift.
+targets=$(tr '\n' ' ' <"$ROOT/Package.swift" | grep -oE '\.(target|executableTarget|testTarget|systemLibrary)\( *name: "[^"]+"' | sed 's/.*"\(.*\)"/\1/' | sort -u)
+map=$(sed -n '/^### The map of targets/,/^## /p' "$ROOT/CONTRIBUTING.md")
+unmapped=""
+for t in $targets; do grep -qF "\`$t\`" <<<"$map" || unmapped="$unmapped $t"; done
+check "CONTRIBUTING's map of targets names every target in Package.swift ($(echo $targets | wc -w))" "" "$unmapped"
 finish

@@ -115,3 +115,15 @@ struct PolicyTests {
         #expect(throws: ConfigError.unexpectedValue("even_deny_root")) { try Policy.parse(["even_deny_root=1"]) }
     }
 }
+
+/// The words of a policy file: comments, blanks and line ends, in one pass.
+@Suite("Setting.words: a policy file's words")
+struct SettingWordsTests {
+    @Test func commentsBlanksAndLineEnds() {
+        let text = "# smartotp.conf — ü\n\nstore=/srv/otp  deny=3\t# the fleet's\r\n  \tskew=2\rwindow=9#x\neven_deny_root"
+        #expect(Setting.words(of: text) == ["store=/srv/otp", "deny=3", "skew=2", "window=9", "even_deny_root"])
+        #expect(Setting.words(of: "") == [])
+        #expect(Setting.words(of: "#only a comment") == [])
+        #expect(Setting.words(of: "a=ü#b\nc") == ["a=ü", "c"], "UTF-8 inside a word stays whole")
+    }
+}
