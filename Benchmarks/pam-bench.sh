@@ -8,7 +8,7 @@
 #
 # Every login is a success with a fresh record state (the record / users file is restored
 # before each run), so both modules do their whole job, write-back included.
-# It writes three services /etc/pam.d/smartotp-bench-* and removes them on exit.
+# It writes its services /etc/pam.d/smartotp-bench-* and removes them on exit.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 MODULE=${1:-$ROOT/.build-embedded/release/libpam_smartotp.so}
@@ -21,7 +21,7 @@ OATH=$(ls /lib/*/security/pam_oath.so 2>/dev/null | head -1)
 
 W=$(mktemp -d /tmp/smartotp-bench.XXXXXX)
 chmod 700 "$W"
-trap 'rm -rf "$W" /etc/pam.d/smartotp-bench-permit /etc/pam.d/smartotp-bench-oath /etc/pam.d/smartotp-bench-faillock /etc/pam.d/smartotp-bench-smartotp' EXIT
+trap 'rm -rf "$W" /etc/pam.d/smartotp-bench-permit /etc/pam.d/smartotp-bench-oath /etc/pam.d/smartotp-bench-faillock /etc/pam.d/smartotp-bench-smartotp /etc/pam.d/smartotp-bench-smartotpconf' EXIT
 HEX=3132333435363738393031323334353637383930
 B32=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ
 
@@ -72,6 +72,11 @@ printf '%s\n' "auth requisite pam_faillock.so preauth dir=$W/tally" \
     "auth [default=die] pam_faillock.so authfail dir=$W/tally" \
     "auth sufficient pam_faillock.so authsucc dir=$W/tally" >/etc/pam.d/smartotp-bench-faillock
 echo "auth required $MODULE store=$W/store methods=code skew=1" >/etc/pam.d/smartotp-bench-smartotp
+# The same with the packaged policy file (comments only) read first, as every login on an
+# installed host does; conf= names a copy, so the machine's /etc/smartotp is not touched.
+install -m 0644 "$(dirname "$0")/../docs/smartotp.conf.example" "$W/smartotp.conf"
+echo "auth required $MODULE conf=$W/smartotp.conf store=$W/store methods=code skew=1" >/etc/pam.d/smartotp-bench-smartotpconf
+reset_smartotpconf=$reset_smartotp
 
 reset_of() { local v="reset_$1"; printf "%s" "${!v}"; }
 login() { echo "$(oathtool --totp -b "$B32")" | pamtester "smartotp-bench-$1" $BUSER authenticate >/dev/null 2>&1; }
@@ -102,7 +107,7 @@ echo "| --- | ---: | ---: | ---: | ---: | ---: |"
 for n in $COUNTS; do
     populate "$n"
     base=$(instructions permit)
-    for svc in permit oath faillock smartotp; do
+    for svc in permit oath faillock smartotp smartotpconf; do
         ir=$(instructions "$svc")
         if [ "$svc" != permit ]; then
             eval "$reset"; login "$svc" || { echo "pam-bench: a $svc login failed:"; echo "$(oathtool --totp -b "$B32")" | pamtester -v "smartotp-bench-$svc" $BUSER authenticate; exit 1; }

@@ -1,4 +1,5 @@
 internal import CPOSIX
+import OTPCore
 
 /// What `lstat(2)` / `fstat(2)` say of a file, as far as the callers need it.
 public struct FileStatus: Sendable, Equatable {
@@ -69,26 +70,42 @@ public struct FileDescriptor: Sendable {
         return FileStatus(st)
     }
 
-    /// Reads to the end, at most `limit` bytes; nil when there is more. Through a buffer on
-    /// the stack (wiped after: records hold secrets) into an array sized by fstat.
+    /// Reads to the end, at most `limit` bytes; nil when there is more. Straight into the
+    /// result, zero-filled and sized by fstat with one byte more (so that a file that grew
+    /// shows): no copy of what was read is left behind (records hold secrets), and no
+    /// byte-by-byte append (which Embedded Swift compiles to a loop). A file that grew
+    /// meanwhile moves to a larger buffer, and the smaller one is wiped.
     public func readAll(_ path: String, limit: Int) throws(SystemCallError) -> [UInt8]? {
-        var out: [UInt8] = []
         var st = stat()
-        if fstat(rawValue, &st) == 0 && st.st_size > 0 { out.reserveCapacity(min(Int(st.st_size), limit) + 1) }
-        let chunkSize = 4096
-        let failed: Bool = withUnsafeTemporaryAllocation(byteCount: chunkSize, alignment: 8) { chunk in
-            var used = 0
-            defer { if let base = chunk.baseAddress { explicit_bzero(base, used) } }
-            while true {
-                let n = retryingOnInterrupt { read(rawValue, chunk.baseAddress, chunkSize) }
-                if n < 0 { return true }
-                used = max(used, n)
-                if n == 0 || out.count > limit { return false }
-                out.append(contentsOf: UnsafeRawBufferPointer(rebasing: chunk[0..<n]))
+        let expected = fstat(rawValue, &st) == 0 && st.st_size > 0 ? min(Int(st.st_size), limit) : 0
+        var out = [UInt8](repeating: 0, count: expected + 1)
+        var filled = 0
+        while true {
+            if filled == out.count {
+                guard out.count <= limit else {
+                    ConstantTime.wipe(&out)
+                    return nil
+                }
+                var larger = [UInt8](repeating: 0, count: min(out.count * 2, limit + 1))
+                larger.withUnsafeMutableBytes { dst in
+                    out.withUnsafeBytes { src in if let d = dst.baseAddress, let s = src.baseAddress { d.copyMemory(from: s, byteCount: src.count) } }
+                }
+                ConstantTime.wipe(&out)
+                out = larger
             }
+            let n = out.withUnsafeMutableBytes { b in
+                retryingOnInterrupt { read(rawValue, b.baseAddress.map { $0 + filled }, b.count - filled) }
+            }
+            if n < 0 {
+                let error = SystemCallError.last("read", path)
+                ConstantTime.wipe(&out)
+                throw error
+            }
+            if n == 0 { break }
+            filled += n
         }
-        if failed { throw .last("read", path) }
-        return out.count > limit ? nil : out
+        out.removeLast(out.count - filled)
+        return out
     }
 
     /// Writes all of `bytes`, looping over short writes.

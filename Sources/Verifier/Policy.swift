@@ -110,29 +110,21 @@ public struct Setting: Sendable {
     /// (the module reads the policy file at every login; comments cost a scan, nothing more).
     public static func words(of bytes: UnsafeBufferPointer<UInt8>) -> [String] {
         var out: [String] = []
-        var start: Int?
-        var comment = false
-        func end(_ i: Int) {
-            if let s = start { out.append(String(decoding: UnsafeBufferPointer(rebasing: bytes[s..<i]), as: UTF8.self)) }
-            start = nil
-        }
-        for i in 0..<bytes.count {
+        let n = bytes.count
+        var i = 0
+        while i < n {
             let b = bytes[i]
-            if b == UInt8(ascii: "\n") {
-                end(i)
-                comment = false
-            } else if comment {
-                continue
-            } else if b == UInt8(ascii: "#") {
-                end(i)
-                comment = true
-            } else if b == UInt8(ascii: " ") || b == UInt8(ascii: "\t") || b == UInt8(ascii: "\r") {
-                end(i)
-            } else if start == nil {
-                start = i
+            if b == UInt8(ascii: "#") {
+                // A comment: to the end of the line in one tight loop.
+                while i < n && bytes[i] != UInt8(ascii: "\n") { i += 1 }
+            } else if b <= UInt8(ascii: " ") {
+                i += 1  // a space, a tab, a line end
+            } else {
+                let start = i
+                while i < n && bytes[i] > UInt8(ascii: " ") && bytes[i] != UInt8(ascii: "#") { i += 1 }
+                out.append(String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<i]), as: UTF8.self))
             }
         }
-        end(bytes.count)
         return out
     }
 
@@ -166,9 +158,10 @@ public struct OptionValue: Sendable {
     public func seconds(_ range: ClosedRange<Int>) throws(ConfigError) -> Int64 { Int64(try int(range)) }
 
     public func absolutePath() throws(ConfigError) -> String {
-        guard text.utf8.begins(with: "/"), !text.utf8.contains(0), text.utf8.count < 1024 else {
-            throw .badValue(name: name, value: text, expected: "an absolute path")
-        }
+        // Over the contiguous bytes: the String's UTF-8 view walks through generic code.
+        var copy = text
+        let ok = copy.withUTF8 { b in b.count < 1024 && b.first == UInt8(ascii: "/") && !b.contains(0) }
+        guard ok else { throw .badValue(name: name, value: text, expected: "an absolute path") }
         return text
     }
 }
