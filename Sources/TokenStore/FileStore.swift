@@ -3,7 +3,7 @@ import POSIX
 
 /// Runs a system call wrapper, turning its error into the store's.
 @inline(__always)
-func io<T>(_ body: () throws(SystemCallError) -> T) throws(StoreError) -> T {
+func io<T>(_ body: @autoclosure () throws(SystemCallError) -> T) throws(StoreError) -> T {
     do { return try body() } catch {
         if error.errno == Errno.loop { throw .insecure(path: error.path, reason: "it is a symbolic link") }
         throw .io(path: error.path, operation: error.call, errno: error.errno)
@@ -70,7 +70,8 @@ public final class FileStore: Store {
     /// The bytes and parse of the record read last. A login reads its record twice (the
     /// summary, then under the lock); when the bytes under the lock are the very same, the
     /// parse is reused. Equal bytes, not an inode or a time, decide: nothing else is safe
-    /// against a record rewritten in between. Wiped when replaced and on deinit.
+    /// against a record rewritten in between. Wiped when replaced and on deinit. What it
+    /// saves a login is in Benchmarks/RESULTS.md.
     private var lastRead: (user: UserName, bytes: [UInt8], record: UserRecord)?
 
     deinit { forgetLastRead() }
@@ -129,10 +130,10 @@ public final class FileStore: Store {
     /// Refuses a directory that is missing (made first, 0700, when `creating`), a symlink,
     /// not owned by `owner`, or open to group/others.
     func checkDirectory(_ path: String, creating: Bool = false) throws(StoreError) {
-        var status = try io({ () throws(SystemCallError) in try FileSystem.linkStatus(path) })
+        var status = try io(try FileSystem.linkStatus(path))
         if status == nil && creating {
-            try io { () throws(SystemCallError) in try FileSystem.makeDirectory(path) }
-            status = try io({ () throws(SystemCallError) in try FileSystem.linkStatus(path) })
+            try io(try FileSystem.makeDirectory(path))
+            status = try io(try FileSystem.linkStatus(path))
         }
         guard let st = status else { throw .missing(path: path) }
         if st.isSymbolicLink { throw .insecure(path: path, reason: "it is a symbolic link; use the real directory") }
@@ -162,13 +163,13 @@ public final class FileStore: Store {
 
     func readRecord(_ user: UserName, path: String? = nil) throws(StoreError) -> UserRecord? {
         let path = path ?? recordPath(user)
-        guard let fd = try io({ () throws(SystemCallError) in try FileDescriptor.openIfExists(path, .readOnly) }) else { return nil }
+        guard let fd = try io(try FileDescriptor.openIfExists(path, .readOnly)) else { return nil }
         defer { fd.close() }
-        let st = try io { () throws(SystemCallError) in try fd.status(path) }
+        let st = try io(try fd.status(path))
         guard st.isRegular else { throw .insecure(path: path, reason: "not a regular file") }
         try checkOwnership(st, path, mode: "600")
         guard st.size <= Int64(RecordFormat.maxSize),
-              var bytes = try io({ () throws(SystemCallError) in try fd.readAll(path, limit: RecordFormat.maxSize) }) else {
+              var bytes = try io(try fd.readAll(path, limit: RecordFormat.maxSize)) else {
             throw .tooLarge(path: path)
         }
         defer { ConstantTime.wipe(&bytes) }
@@ -198,9 +199,9 @@ public final class FileStore: Store {
         try checkDirectory(usersDirectory)
         try checkDirectory(locksDirectory, creating: true)
         let lock = lockPath(user)
-        let lockFD = try io { () throws(SystemCallError) in try FileDescriptor.open(lock, [.readWrite, .create]) }
+        let lockFD = try io(try FileDescriptor.open(lock, [.readWrite, .create]))
         defer { lockFD.close() }  // closing releases the flock
-        try io { () throws(SystemCallError) in try lockFD.lockExclusive(lock) }
+        try io(try lockFD.lockExclusive(lock))
         let path = recordPath(user)
         let temp = tempPath(user)  // made once: a login writes twice
         let current = try readRecord(user, path: path)
@@ -212,7 +213,7 @@ public final class FileStore: Store {
                 exists = true
             } else if exists {
                 FileSystem.unlink(path)
-                try io { () throws(SystemCallError) in try FileSystem.syncDirectory(usersDirectory) }
+                try io(try FileSystem.syncDirectory(usersDirectory))
                 exists = false
             }
         }
@@ -223,29 +224,27 @@ public final class FileStore: Store {
         var bytes = RecordFormat.encode(record)
         defer { ConstantTime.wipe(&bytes) }
         FileSystem.unlink(temp)
-        let fd = try io { () throws(SystemCallError) in try FileDescriptor.open(temp, [.writeOnly, .create, .exclusive]) }
+        let fd = try io(try FileDescriptor.open(temp, [.writeOnly, .create, .exclusive]))
         do {
             // Root's group, whatever group the writing process has (a setuid helper keeps
             // the caller's), and mode 0600 whatever the umask.
-            try io { () throws(SystemCallError) in
-                try fd.ownAndProtect(uid: owner, mode: 0o600, temp)
-                try fd.writeAll(bytes, temp)
-                try fd.sync(temp)
-            }
+            try io(try fd.ownAndProtect(uid: owner, mode: 0o600, temp))
+            try io(try fd.writeAll(bytes, temp))
+            try io(try fd.sync(temp))
             fd.close()
-            try io { () throws(SystemCallError) in try FileSystem.rename(temp, to: path) }
+            try io(try FileSystem.rename(temp, to: path))
         } catch {
             fd.close()
             FileSystem.unlink(temp)
             throw error
         }
-        try io { () throws(SystemCallError) in try FileSystem.syncDirectory(usersDirectory) }
+        try io(try FileSystem.syncDirectory(usersDirectory))
     }
 
     /// Users with a record, sorted. Temporary files and names that fail validation are skipped.
     public func list() throws(StoreError) -> [UserName] {
         try checkDirectory(root)
         try checkDirectory(usersDirectory)
-        return try io { () throws(SystemCallError) in try FileSystem.list(usersDirectory) }.compactMap { try? UserName($0) }.sorted()
+        return try io(try FileSystem.list(usersDirectory)).compactMap { try? UserName($0) }.sorted()
     }
 }
