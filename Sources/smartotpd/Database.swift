@@ -10,7 +10,7 @@ import Verifier
 
 /// The records in PostgreSQL: one row a user, the record in the file store's own text
 /// format, and a version that every change increments (the admin interface's ETag).
-struct Database: Sendable {
+struct Database: VerdictStore {
     let client: PostgresClient
     let logger: Logger
 

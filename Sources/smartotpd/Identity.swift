@@ -2,12 +2,13 @@ import Glibc
 import NIOConcurrencyHelpers
 import NIOSSL
 import OTPCore
+import SmartOTPFleet
 import SwiftASN1
 import X509
 
 /// Who is asking: the host or administrator a verified client certificate names.
 struct Peer: Sendable, CustomStringConvertible {
-    enum Role: Sendable { case host, admin }
+    typealias Role = FleetRole
     /// The certificate's common name (the host name, or the administrator's).
     let name: String
     let serial: String

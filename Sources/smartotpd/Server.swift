@@ -158,21 +158,19 @@ struct VerifierService: Service {
 
     func handle(_ head: HTTPRequestHead, body: [UInt8], peer: Peer) async -> (Int, [(String, String)], String) {
         guard let route = FleetAPI.route(head.uri) else { return (404, [], "no such path\n") }
+        if let refusal = FleetHandlers.authorize(route, method: head.method.rawValue, role: peer.role) {
+            if refusal.status == 403 { logger.warning("admin operation refused", metadata: ["peer": "\(peer)", "path": "\(head.uri)"]) }
+            return (refusal.status, [], refusal.text)
+        }
         do {
-            switch (route, head.method) {
-            case (.health, .GET):
+            switch route {
+            case .health:
                 try await database.check()
                 return (200, [], "ok\n")
-            case (.verify(let op, let user), .POST):
+            case .verify(let op, let user):
                 return try await verify(op, user, body: body, peer: peer)
-            case (.users, .GET), (.record, _):
-                guard peer.role == .admin else {
-                    logger.warning("admin operation refused", metadata: ["peer": "\(peer)", "path": "\(head.uri)"])
-                    return (403, [], "administration needs an administrator's certificate\n")
-                }
+            case .users, .record:
                 return try await administer(route, head, body: body, peer: peer)
-            default:
-                return (405, [], "method not allowed\n")
             }
         } catch let refusal as RecordError {
             // The record logic refused (a challenge for a user without a card, …): the
@@ -187,27 +185,19 @@ struct VerifierService: Service {
     }
 
     func verify(_ op: HelperProtocol.Operation, _ user: UserName, body: [UInt8], peer: Peer) async throws -> (Int, [(String, String)], String) {
-        let request: HelperProtocol.Request
-        do throws(HelperProtocol.ParseError) { request = try HelperProtocol.request(op, lines: HelperProtocol.lines(body)) } catch {
-            return (400, [], "\(error)\n")
-        }
         let now = Clocks.unixTime()
         let (database, policy, host) = (self.database, config.policy, peer.name)
-        let decision = try await withDeadline(Self.databaseDeadline) {
-            switch request {
-            case .summary, .access:
-                return try await database.readOnly(request, user: user, host: host, policy: policy, now: now)
-            case .challenge, .perform:
-                return try await database.locked(request, user: user, host: host, policy: policy, now: now)
+        let (response, decision) = try await withDeadline(Self.databaseDeadline) {
+            try await FleetHandlers.verify(op, user, body: body, host: host, policy: policy, now: now, store: database)
+        }
+        if let decision {
+            let result = decision.reply.result
+            Counter(label: Self.verdicts, dimensions: [("result", result)]).increment()
+            if case .attempt = decision.reply {
+                logger.notice("verdict", metadata: ["host": "\(peer.name)", "user": "\(user.value)", "operation": "\(op.rawValue)", "result": "\(result)"])
             }
         }
-        let result = decision.reply.result
-        Counter(label: Self.verdicts, dimensions: [("result", result)]).increment()
-        if case .attempt = decision.reply {
-            logger.notice("verdict", metadata: ["host": "\(peer.name)", "user": "\(user.value)", "operation": "\(op.rawValue)", "result": "\(result)"])
-        }
-        // The one place the reply becomes text: the HTTP edge.
-        return (200, [], HelperProtocol.encode(decision.reply))
+        return (response.status, [], response.text)
     }
 
     struct DeadlineExceeded: Error, CustomStringConvertible {
