@@ -215,6 +215,7 @@ let normalTargets: [Target] = [
     .testTarget(name: "OTPCoreTests", dependencies: ["OTPCore", "CLibCrypto"], exclude: ["Vectors"]),
     .testTarget(name: "TokenStoreTests", dependencies: ["TokenStore", "OTPCore"]),
     .testTarget(name: "SmartCardTests", dependencies: ["SmartCard", "VirtualCard", "OTPCore"]),
+    .testTarget(name: "FleetNetTests", dependencies: ["FleetNet", "SmartOTPFleet", .product(name: "NIOCore", package: "swift-nio")]),
     .testTarget(name: "SmartOTPAdminTests", dependencies: ["SmartOTPAdmin", "Verifier", "TokenStore", "OTPCore"]),
     .testTarget(name: "POSIXTests", dependencies: ["POSIX", "CPOSIX"]),
     .testTarget(name: "VerifierTests", dependencies: ["Verifier", "TokenStore", "OTPCore"]),
@@ -228,7 +229,7 @@ let normalTargets: [Target] = [
 ]
 
 /// The targets that need SwiftNIO (left out with SMARTOTP_NO_FLEET=1).
-let fleetNetworkTargets: Set = ["FleetNet", "smartotp-fleet", "smartotpd", "smartotp", "fleet-load"]
+let fleetNetworkTargets: Set = ["FleetNet", "smartotp-fleet", "smartotpd", "smartotp", "fleet-load", "FleetNetTests"]
 
 let package = Package(
     name: "smartotp",

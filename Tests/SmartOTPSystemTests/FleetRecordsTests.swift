@@ -12,6 +12,7 @@ import Verifier
 @Suite("FleetRecords: the module's side of the session")
 struct FleetRecordsTests {
     /// Runs `body` with a fake client whose script is `text`, removed after.
+    @discardableResult
     func withClient<R>(_ text: String, _ body: (ModuleConfig) throws -> R) throws -> R {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("smartotp-fleet-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: false)
