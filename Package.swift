@@ -123,10 +123,10 @@ let pamTargets: [Target] = [
     ),
     // The setuid-root helper for callers that run as the user (screen lockers), and its
     // command line from the C side.
-    .target(name: "CHelperArgs", cSettings: [.unsafeFlags(["-gdwarf-4"])]),
+    .target(name: "CHelper", cSettings: [.unsafeFlags(["-gdwarf-4"])]),
     .executableTarget(
         name: "smartotp-chkotp",
-        dependencies: ["SmartOTPSystem", "SmartOTPAuth", "Verifier", "TokenStore", "OTPCore", "POSIX", "CPOSIX", "CHelperArgs"],
+        dependencies: ["SmartOTPSystem", "SmartOTPAuth", "Verifier", "TokenStore", "OTPCore", "POSIX", "CPOSIX", "CHelper"],
         swiftSettings: moduleSwiftSettings,
         linkerSettings: embedded ? [.unsafeFlags(embeddedLinkFlags)] : []
     ),

@@ -1,3 +1,4 @@
+import Glibc
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -28,6 +29,7 @@ public struct TLSIdentity {
     public let context: NIOSSLContext
 
     public init(directory: String) throws {
+        try Self.checkProtected(directory)
         var tls = TLSConfiguration.makeClientConfiguration()
         do {
             tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(directory + "/ca.pem"))
@@ -37,6 +39,20 @@ public struct TLSIdentity {
             context = try NIOSSLContext(configuration: tls)
         } catch {
             throw FleetClientError("cannot load the TLS identity in \(directory) (ca.pem, cert.pem, key.pem): \(error)")
+        }
+    }
+
+    /// The folder and its key must be this process's user's or root's, the folder not
+    /// writable by group or others and the key readable by nobody else, as sshd demands of
+    /// a host key: a key others can read is a host certificate anyone can use.
+    static func checkProtected(_ directory: String) throws {
+        for (path, forbidden) in [(directory, mode_t(0o022)), (directory + "/key.pem", mode_t(0o077))] {
+            var st = stat()
+            guard lstat(path, &st) == 0 else { continue }  // missing: the load below says so
+            guard st.st_uid == 0 || st.st_uid == geteuid(), st.st_mode & forbidden == 0 else {
+                throw FleetClientError("refusing the TLS identity in \(directory): \(path) must be owned by root and " +
+                                       (forbidden == 0o022 ? "not writable by group or others" : "readable by nobody else (chmod 600)"))
+            }
         }
     }
 }

@@ -62,10 +62,21 @@ func socketPair(_ path: String) throws(SystemCallError) -> (ours: Int32, theirs:
     return (pair[0], pair[1])
 }
 
-/// Starts `path` with `arguments`, an empty environment, and `input` and `output` as its
-/// standard input and output. argv is built in one buffer: the path and each argument, each
-/// followed by a NUL.
+/// Starts `path` with `arguments`, an empty environment, `input` and `output` as its
+/// standard input and output, and /dev/null as its standard error: what the helper or the
+/// fleet client has to say goes to syslog, never to the terminal of the program that
+/// loaded the module (sudo's user). The program must be a regular file (not a symbolic
+/// link) owned by root (or by this process's user) and not writable by group or others, as
+/// a configuration file must: a `helper=` or `client=` that someone else could replace is
+/// refused. argv is
+/// built in one buffer: the path and each argument, each followed by a NUL.
 func spawn(_ path: String, _ arguments: [String], input: Int32, output: Int32) throws(SystemCallError) -> pid_t {
+    guard let program = try FileSystem.linkStatus(path) else { throw SystemCallError("posix_spawn", path, errno: ENOENT) }
+    guard program.isRegular, program.owner == 0 || program.owner == geteuid(), program.permissions & 0o022 == 0 else {
+        throw SystemCallError("not run (it must be a regular file of root's, not a symbolic link, not writable by group or others):", path, errno: EPERM)
+    }
+    let devNull = try FileDescriptor.open("/dev/null", .writeOnly)
+    defer { devNull.close() }
     var strings: [CChar] = []
     var offsets: [Int] = []
     for word in [path] + arguments {
@@ -78,6 +89,7 @@ func spawn(_ path: String, _ arguments: [String], input: Int32, output: Int32) t
     defer { posix_spawn_file_actions_destroy(&actions) }
     posix_spawn_file_actions_adddup2(&actions, input, 0)
     posix_spawn_file_actions_adddup2(&actions, output, 1)
+    posix_spawn_file_actions_adddup2(&actions, devNull.rawValue, 2)
     var pid: pid_t = 0
     let rc = strings.withUnsafeMutableBufferPointer { buffer -> Int32 in
         guard let base = buffer.baseAddress else { return EINVAL }  // never: the path's NUL is there

@@ -11,14 +11,15 @@
 // - The store and the lock policy come from root's /etc/smartotp/smartotp.conf, the file
 //   the module reads first too (ModuleConfig.load), never from the caller, so the lockout
 //   holds even for a user who runs this program by hand; each refusal also costs a second.
-// - Whatever the caller set up is dropped first: resource limits (where root may raise
-//   them), signal dispositions and mask, the caller's group and real uid (so the caller
-//   can no longer signal it), the environment.
+// - Whatever the caller set up is dropped first: descriptors other than 0-2, resource
+//   limits (where root may raise them), signal dispositions and mask, the caller's group
+//   and real uid (so the caller can no longer signal it), the environment. A deadline
+//   (alarm) bounds how long a caller can keep it waiting for the request.
 // - Every attempt is counted on disk before its verdict exists; when the count cannot be
 //   written, no verdict is printed at all.
 // - It prints one answer in HelperProtocol's format. Exit 0; 1 on error; 2 on misuse.
 internal import CPOSIX
-import CHelperArgs
+import CHelper
 import OTPCore
 import POSIX
 import SmartOTPAuth
@@ -27,10 +28,23 @@ import TokenStore
 import Verifier
 
 
+/// Refuses, saying why to syslog (the module points our standard error at /dev/null, so
+/// nothing reaches the terminal of the program that asked) and to standard error (for an
+/// administrator running it by hand).
 func fail(_ text: String, _ code: Int32 = 1) -> Never {
+    text.withCString { helper_syslog(code == 2 ? LOG_NOTICE : LOG_ERR, $0) }
     let line = Array(msg("smartotp-chkotp: \(text)\n").utf8)
     _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
     exit(code)
+}
+
+/// How long the helper may take to be handed its request, and then to decide (beyond the
+/// fleet's own timeout): a caller who never sends it cannot park a process of root's,
+/// which they could not kill once it took root as its real uid. SIGALRM is at its default
+/// (dropInheritedState), so the deadline ends the process; a count already written stays.
+enum Deadline {
+    static let request: UInt32 = 10
+    static let decision: UInt32 = 15
 }
 
 /// Undoes what a caller can hand a setuid program: limits, signals, group, real uid.
@@ -109,9 +123,11 @@ func run(_ arguments: [String], caller: UInt32) -> Never {
     }
     let now = Clocks.unixTime()
     let request: HelperProtocol.Request
+    alarm(Deadline.request)
     do throws(HelperProtocol.ParseError) { request = try HelperProtocol.request(operation, lines: readInput()) } catch {
         fail(error.description, 2)
     }
+    alarm(UInt32(clamping: config.serverTimeout) + Deadline.decision)
     do throws(RecordError) {
         // With server= in root's settings the fleet client asks the verifiers, as root;
         // else the store here. Either way the lock is decided by root's policy.
@@ -134,6 +150,12 @@ func run(_ arguments: [String], caller: UInt32) -> Never {
 struct Helper {
     static func main() {
         let caller = Users.realUID
+        // Only the request's socket pair (0, 1) and standard error: nothing the caller
+        // left open (sshd's or a locker's descriptors) stays in a process of root's.
+        if helper_close_from(3) != 0 {
+            for fd in Int32(3)..<1024 { _ = close(fd) }
+        }
+        alarm(Deadline.request)
         dropInheritedState()
         var arguments: [String] = []
         for i in 0..<min(Int(helper_argc()), 16) {

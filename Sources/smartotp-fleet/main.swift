@@ -32,10 +32,31 @@ func put(_ fd: Int32, _ text: String) {
     }
 }
 
+/// Says why to syslog (the module points our standard error at /dev/null: a verifier's
+/// error text never reaches the terminal of sudo's user) and to standard error (an
+/// administrator running it by hand), then exits.
 func fail(_ text: String, _ code: Int32 = 1) -> Never {
+    openlog("smartotp-fleet", LOG_PID, LOG_AUTHPRIV)
+    text.withCString { message in withVaList([message]) { vsyslog(LOG_AUTHPRIV | (code == 2 ? LOG_NOTICE : LOG_ERR), "%s", $0) } }
     put(2, "smartotp-fleet: \(text)\n")
     exit(code)
 }
+
+/// Closes every descriptor but 0-2 that sshd or sudo left open when the module started us:
+/// none of theirs stays in a process that holds the host's TLS key.
+func closeInheritedDescriptors() {
+    guard let dir = opendir("/proc/self/fd") else { return }
+    let own = dirfd(dir)
+    var open: [Int32] = []
+    while let entry = readdir(dir) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        if let fd = Int32(name), fd > 2, fd != own { open.append(fd) }
+    }
+    closedir(dir)
+    for fd in open { close(fd) }
+}
+
+closeInheritedDescriptors()
 
 var args = Array(CommandLine.arguments.dropFirst())
 var servers: [ServerURL] = []

@@ -47,6 +47,18 @@ struct FleetServersTests {
         }
     }
 
+    @Test func anIdentityOthersCouldReadOrReplaceIsRefused() throws {
+        try withIdentity { dir in
+            chmod(dir + "/key.pem", 0o644)
+            #expect(throws: FleetClientError.self, "a key others can read") { try FleetServers([], tlsDirectory: dir) }
+            chmod(dir + "/key.pem", 0o600)
+            chmod(dir, 0o777)
+            #expect(throws: FleetClientError.self, "a folder others can write") { try FleetServers([], tlsDirectory: dir) }
+            chmod(dir, 0o700)
+            _ = try FleetServers([], tlsDirectory: dir)
+        }
+    }
+
     @Test func noServerAnsweringIsAnErrorNamingEach() throws {
         try withIdentity { dir in
             let urls = try [closedPort(), closedPort()].map { try #require(ServerURL("https://127.0.0.1:\($0)")) }

@@ -235,4 +235,22 @@ check "the captured (challenge, response) pair replayed: refused" "rejected" "$(
 check "a challenge the caller chose, correctly answered: refused" "rejected" "$(tap 0011223344556677 "$(mac 0011223344556677)")"
 check "both refusals are counted" 2 "$(fails)"
 "$CLI" unlock smartotp-t1 --store "$STORE" >/dev/null
+# A caller that never hands over its request cannot keep a process of root's waiting (it
+# could not kill it): the helper's deadline ends it. And it keeps none of the caller's
+# descriptors: started with descriptor 7 open, it holds only 0, 1 and 2 (Step 2, the
+# low findings).
+fifo="$WORK/never-written"; mkfifo -m 666 "$fifo"
+sleep 40 >"$fifo" & holder=$!
+at_exit "kill $holder 2>/dev/null"
+start=$(date +%s)
+runuser -u smartotp-t1 -- sh -c "exec 7</etc/hostname; exec '$PUB/smartotp-chkotp' smartotp-t1 password" <"$fifo" >/dev/null 2>&1 & waiter=$!
+sleep 1
+child=$(pgrep -P "$waiter" | head -1)
+check "the helper holds only descriptors 0, 1 and 2" "0 1 2" "$(ls /proc/"$child"/fd 2>/dev/null | sort -n | tr '\n' ' ' | sed 's/ $//')"
+wait "$waiter"; rc=$?
+elapsed=$(( $(date +%s) - start ))
+kill "$holder" 2>/dev/null; wait "$holder" 2>/dev/null
+if [ "$rc" -ne 0 ] && [ "$elapsed" -ge 8 ] && [ "$elapsed" -le 20 ]; then ok "a helper never handed its request is gone after its deadline (${elapsed} s, exit $rc)"
+else not_ok "a helper never handed its request is gone after its deadline" "exit $rc after ${elapsed} s"; fi
+check "… and nothing was counted" 0 "$(fails)"
 finish

@@ -26,24 +26,30 @@ struct SubprocessTests {
 
     @Test("the request on standard input, the answer from standard output, the exit code")
     func roundTrip() throws {
-        let result = try Subprocess.run("/bin/sh", ["-c", "cat; exit 3"], input: Array("request\n".utf8), outputLimit: 64)
+        let result = try Subprocess.run("/bin/bash", ["-c", "cat; exit 3"], input: Array("request\n".utf8), outputLimit: 64)
         #expect(result.exitCode == 3)
         #expect(result.output == Array("request\n".utf8))
     }
 
     @Test("arguments arrive whole as argv; the environment is empty")
     func arguments() throws {
-        let result = try Subprocess.run("/bin/sh", ["-c", "printf '%s|%s|%s' \"$0\" \"$1\" \"${HOME-none}\"", "one two", ""],
+        let result = try Subprocess.run("/bin/bash", ["-c", "printf '%s|%s|%s' \"$0\" \"$1\" \"${HOME-none}\"", "one two", ""],
                                         input: [], outputLimit: 64)
         #expect(result.output == Array("one two||none".utf8))
     }
 
+    @Test("the program's standard error is /dev/null: nothing it says reaches the host's terminal")
+    func standardErrorGoesNowhere() throws {
+        let result = try Subprocess.run("/bin/bash", ["-c", "echo secret-ish >&2; readlink /proc/self/fd/2"], input: [], outputLimit: 64)
+        #expect(result.output == Array("/dev/null\n".utf8))
+    }
+
     @Test("an answer longer than the limit is no answer")
     func outputLimit() throws {
-        let long = try Subprocess.run("/bin/sh", ["-c", "printf 0123456789"], input: [], outputLimit: 4)
+        let long = try Subprocess.run("/bin/bash", ["-c", "printf 0123456789"], input: [], outputLimit: 4)
         #expect(long.exitCode == 0)
         #expect(long.output.isEmpty)
-        let short = try Subprocess.run("/bin/sh", ["-c", "printf 0123"], input: [], outputLimit: 4)
+        let short = try Subprocess.run("/bin/bash", ["-c", "printf 0123"], input: [], outputLimit: 4)
         #expect(short.output == Array("0123".utf8))
     }
 

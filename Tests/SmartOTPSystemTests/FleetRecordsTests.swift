@@ -65,6 +65,19 @@ struct FleetRecordsTests {
         }
     }
 
+    @Test func aClientOthersCouldReplaceIsNotRun() throws {
+        try withClient(answering("alice summary", "smartotp-helper 1\nnone\n")) { config in
+            let path = config.client ?? ""
+            chmod(path, 0o777)
+            do {
+                _ = try FleetRecords(config).summary(try UserName("alice"), now: 0)
+                Issue.record("a world-writable client was run")
+            } catch {
+                #expect("\(error)".contains("not writable by group or others"))
+            }
+        }
+    }
+
     @Test func aClientThatSaysNothingFramedIsAnErrorNotAVerdict() throws {
         for script in ["IFS= read -r n; printf 'hello\\n'", "exit 0", "IFS= read -r n; printf '99999999\\n'"] {
             try withClient(script) { config in

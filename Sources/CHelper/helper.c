@@ -1,4 +1,7 @@
-#include "helper_args.h"
+#define _GNU_SOURCE
+#include "helper.h"
+#include <syslog.h>
+#include <unistd.h>
 
 // glibc calls .init_array functions with (argc, argv, envp) before main. Only the helper
 // links this target; the PAM module never does.
@@ -15,3 +18,11 @@ __attribute__((constructor)) static void helper_capture(int argc, char **argv, c
 int helper_argc(void) { return saved_argc; }
 
 const char *helper_argv(int i) { return (i >= 0 && i < saved_argc && saved_argv) ? saved_argv[i] : 0; }
+
+void helper_syslog(int priority, const char *message)
+{
+    openlog("smartotp-chkotp", LOG_PID, LOG_AUTHPRIV);
+    syslog(LOG_AUTHPRIV | priority, "%s", message);
+}
+
+int helper_close_from(int lowest) { return close_range((unsigned)lowest, ~0U, 0); }
