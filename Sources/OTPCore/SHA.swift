@@ -25,8 +25,6 @@ extension HashFunction {
 }
 
 @inline(__always) func rotl(_ x: UInt32, _ n: UInt32) -> UInt32 { (x << n) | (x >> (32 - n)) }
-@inline(__always) func rotr(_ x: UInt32, _ n: UInt32) -> UInt32 { (x >> n) | (x << (32 - n)) }
-@inline(__always) func rotr(_ x: UInt64, _ n: UInt64) -> UInt64 { (x >> n) | (x << (64 - n)) }
 
 /// Buffering and padding shared by the three hashes (FIPS 180-4 §5.1).
 struct BlockBuffer {
@@ -76,16 +74,30 @@ struct BlockBuffer {
     }
 }
 
-/// The digest bytes of 32-bit state words, big-endian (FIPS 180-4 §6.1.2, §6.2.2 step 4).
-func bigEndianBytes(_ words: [UInt32]) -> [UInt8] {
-    var out = [UInt8](repeating: 0, count: words.count * 4)
+/// The digest bytes of the state words, big-endian (FIPS 180-4 §6.1.2, §6.2.2, §6.4.2).
+func bigEndianBytes<W: FixedWidthInteger>(_ words: [W]) -> [UInt8] {
+    let size = W.bitWidth / 8
+    var out = [UInt8](repeating: 0, count: words.count * size)
     for (i, w) in words.enumerated() {
-        out[4 * i] = UInt8(truncatingIfNeeded: w >> 24)
-        out[4 * i + 1] = UInt8(truncatingIfNeeded: w >> 16)
-        out[4 * i + 2] = UInt8(truncatingIfNeeded: w >> 8)
-        out[4 * i + 3] = UInt8(truncatingIfNeeded: w)
+        for j in 0..<size { out[size * i + j] = UInt8(truncatingIfNeeded: w &>> ((size - 1 - j) * 8)) }
     }
     return out
+}
+
+/// The streaming half of every FIPS 180-4 hash here: `bytes` absorbed into the state `h` a
+/// block at a time.
+@inline(__always)
+func absorb<W>(_ bytes: UnsafeRawBufferPointer, _ h: inout [W], _ buffer: inout BlockBuffer, blockSize: Int,
+               _ compress: (inout [W], UnsafeRawBufferPointer) -> Void) {
+    buffer.absorb(bytes, blockSize: blockSize) { compress(&h, $0) }
+}
+
+/// The last block padded with a `lengthBytes`-byte message length (§5.1), then the digest.
+@inline(__always)
+func finish<W: FixedWidthInteger>(_ h: inout [W], _ buffer: inout BlockBuffer, blockSize: Int, lengthBytes: Int,
+                                  _ compress: (inout [W], UnsafeRawBufferPointer) -> Void) -> [UInt8] {
+    buffer.pad(blockSize: blockSize, lengthBytes: lengthBytes) { compress(&h, $0) }
+    return bigEndianBytes(h)
 }
 
 @inline(__always) func load32(_ p: UnsafeRawBufferPointer, _ i: Int) -> UInt32 {
@@ -121,18 +133,9 @@ public struct SHA1: HashFunction {
         buffer.length = UInt64(Self.blockSize)
     }
 
-    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
-        var state = h
-        buffer.absorb(bytes, blockSize: Self.blockSize) { Self.compress(&state, $0) }
-        h = state
-    }
+    public mutating func update(_ bytes: UnsafeRawBufferPointer) { absorb(bytes, &h, &buffer, blockSize: Self.blockSize, Self.compress) }
 
-    public mutating func finalize() -> [UInt8] {
-        var state = h
-        buffer.pad(blockSize: Self.blockSize, lengthBytes: 8) { Self.compress(&state, $0) }
-        h = state
-        return bigEndianBytes(h)
-    }
+    public mutating func finalize() -> [UInt8] { finish(&h, &buffer, blockSize: Self.blockSize, lengthBytes: 8, Self.compress) }
 
     static func compress(_ h: inout [UInt32], _ block: UnsafeRawBufferPointer) {
         var s = SHA1Words(a: h[0], b: h[1], c: h[2], d: h[3], e: h[4])
@@ -221,6 +224,39 @@ struct SHA1Words {
     }
 }
 
+/// The rotations (and, last in the small sigmas, the shift) of one SHA-2 width.
+struct SHA2Shifts {
+    let bigSigma0: (Int, Int, Int)
+    let bigSigma1: (Int, Int, Int)
+    let smallSigma0: (Int, Int, Int)
+    let smallSigma1: (Int, Int, Int)
+}
+
+/// FIPS 180-4's SHA-2 compression, one block (§6.2.2 for SHA-256, §6.4.2 for SHA-512): the
+/// same steps at both widths, with `k.count` rounds and that width's shifts. `w` holds the
+/// block's 16 words; the rest of the schedule is made here.
+@inline(__always)
+func sha2Compress<W: FixedWidthInteger & UnsignedInteger>(_ h: inout [W], _ w: UnsafeMutableBufferPointer<W>, k: [W], _ s: SHA2Shifts) {
+    @inline(__always) func rotr(_ x: W, _ n: Int) -> W { (x &>> n) | (x &<< (W.bitWidth - n)) }
+    let rounds = k.count
+    for t in 16..<rounds {
+        let s0 = rotr(w[t - 15], s.smallSigma0.0) ^ rotr(w[t - 15], s.smallSigma0.1) ^ (w[t - 15] &>> s.smallSigma0.2)
+        let s1 = rotr(w[t - 2], s.smallSigma1.0) ^ rotr(w[t - 2], s.smallSigma1.1) ^ (w[t - 2] &>> s.smallSigma1.2)
+        w[t] = w[t - 16] &+ s0 &+ w[t - 7] &+ s1
+    }
+    var a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7]
+    for t in 0..<rounds {
+        let s1 = rotr(e, s.bigSigma1.0) ^ rotr(e, s.bigSigma1.1) ^ rotr(e, s.bigSigma1.2)
+        let ch = (e & f) ^ (~e & g)
+        let t1 = hh &+ s1 &+ ch &+ k[t] &+ w[t]
+        let s0 = rotr(a, s.bigSigma0.0) ^ rotr(a, s.bigSigma0.1) ^ rotr(a, s.bigSigma0.2)
+        let maj = (a & b) ^ (a & c) ^ (b & c)
+        let t2 = s0 &+ maj
+        hh = g; g = f; f = e; e = d &+ t1; d = c; c = b; b = a; a = t1 &+ t2
+    }
+    h[0] &+= a; h[1] &+= b; h[2] &+= c; h[3] &+= d; h[4] &+= e; h[5] &+= f; h[6] &+= g; h[7] &+= hh
+}
+
 /// SHA-256 (FIPS 180-4 §6.2).
 public struct SHA256: HashFunction {
     public static let blockSize = 64
@@ -236,44 +272,22 @@ public struct SHA256: HashFunction {
         0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
         0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
     ]
+    /// §4.1.2: Σ0, Σ1, σ0 and σ1 of SHA-256.
+    static let shifts = SHA2Shifts(bigSigma0: (2, 13, 22), bigSigma1: (6, 11, 25), smallSigma0: (7, 18, 3), smallSigma1: (17, 19, 10))
     /// §5.3.3: the first 32 bits of the fractional parts of the square roots of the first 8 primes.
     var h: [UInt32] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]
     var buffer = BlockBuffer()
 
     public init() {}
 
-    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
-        var state = h
-        buffer.absorb(bytes, blockSize: Self.blockSize) { Self.compress(&state, $0) }
-        h = state
-    }
+    public mutating func update(_ bytes: UnsafeRawBufferPointer) { absorb(bytes, &h, &buffer, blockSize: Self.blockSize, Self.compress) }
 
-    public mutating func finalize() -> [UInt8] {
-        var state = h
-        buffer.pad(blockSize: Self.blockSize, lengthBytes: 8) { Self.compress(&state, $0) }
-        h = state
-        return bigEndianBytes(h)
-    }
+    public mutating func finalize() -> [UInt8] { finish(&h, &buffer, blockSize: Self.blockSize, lengthBytes: 8, Self.compress) }
 
     static func compress(_ h: inout [UInt32], _ block: UnsafeRawBufferPointer) {
         withWipedSchedule(UInt32.self, count: 64) { w in
             for t in 0..<16 { w[t] = load32(block, t * 4) }
-            for t in 16..<64 {
-                let s0 = rotr(w[t - 15], 7) ^ rotr(w[t - 15], 18) ^ (w[t - 15] >> 3)
-                let s1 = rotr(w[t - 2], 17) ^ rotr(w[t - 2], 19) ^ (w[t - 2] >> 10)
-                w[t] = w[t - 16] &+ s0 &+ w[t - 7] &+ s1
-            }
-            var a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7]
-            for t in 0..<64 {
-                let s1 = rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)
-                let ch = (e & f) ^ (~e & g)
-                let t1 = hh &+ s1 &+ ch &+ k[t] &+ w[t]
-                let s0 = rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)
-                let maj = (a & b) ^ (a & c) ^ (b & c)
-                let t2 = s0 &+ maj
-                hh = g; g = f; f = e; e = d &+ t1; d = c; c = b; b = a; a = t1 &+ t2
-            }
-            h[0] &+= a; h[1] &+= b; h[2] &+= c; h[3] &+= d; h[4] &+= e; h[5] &+= f; h[6] &+= g; h[7] &+= hh
+            sha2Compress(&h, w, k: k, shifts)
         }
     }
 }
@@ -305,6 +319,8 @@ public struct SHA512: HashFunction {
         0x28db77f523047d84, 0x32caab7b40c72493, 0x3c9ebe0a15c9bebc, 0x431d67c49c100d4c,
         0x4cc5d4becb3e42b6, 0x597f299cfc657e2a, 0x5fcb6fab3ad6faec, 0x6c44198c4a475817,
     ]
+    /// §4.1.3: Σ0, Σ1, σ0 and σ1 of SHA-512.
+    static let shifts = SHA2Shifts(bigSigma0: (28, 34, 39), bigSigma1: (14, 18, 41), smallSigma0: (1, 8, 7), smallSigma1: (19, 61, 6))
     /// §5.3.5: the first 64 bits of the fractional parts of the square roots of the first 8 primes.
     var h: [UInt64] = [
         0x6a09e667f3bcc908, 0xbb67ae8584caa73b, 0x3c6ef372fe94f82b, 0xa54ff53a5f1d36f1,
@@ -314,38 +330,14 @@ public struct SHA512: HashFunction {
 
     public init() {}
 
-    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
-        var state = h
-        buffer.absorb(bytes, blockSize: Self.blockSize) { Self.compress(&state, $0) }
-        h = state
-    }
+    public mutating func update(_ bytes: UnsafeRawBufferPointer) { absorb(bytes, &h, &buffer, blockSize: Self.blockSize, Self.compress) }
 
-    public mutating func finalize() -> [UInt8] {
-        var state = h
-        buffer.pad(blockSize: Self.blockSize, lengthBytes: 16) { Self.compress(&state, $0) }
-        h = state
-        return h.flatMap { w in (0..<8).map { UInt8(truncatingIfNeeded: w >> (56 - 8 * UInt64($0))) } }
-    }
+    public mutating func finalize() -> [UInt8] { finish(&h, &buffer, blockSize: Self.blockSize, lengthBytes: 16, Self.compress) }
 
     static func compress(_ h: inout [UInt64], _ block: UnsafeRawBufferPointer) {
         withWipedSchedule(UInt64.self, count: 80) { w in
             for t in 0..<16 { w[t] = load64(block, t * 8) }
-            for t in 16..<80 {
-                let s0 = rotr(w[t - 15], 1) ^ rotr(w[t - 15], 8) ^ (w[t - 15] >> 7)
-                let s1 = rotr(w[t - 2], 19) ^ rotr(w[t - 2], 61) ^ (w[t - 2] >> 6)
-                w[t] = w[t - 16] &+ s0 &+ w[t - 7] &+ s1
-            }
-            var a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7]
-            for t in 0..<80 {
-                let s1 = rotr(e, 14) ^ rotr(e, 18) ^ rotr(e, 41)
-                let ch = (e & f) ^ (~e & g)
-                let t1 = hh &+ s1 &+ ch &+ k[t] &+ w[t]
-                let s0 = rotr(a, 28) ^ rotr(a, 34) ^ rotr(a, 39)
-                let maj = (a & b) ^ (a & c) ^ (b & c)
-                let t2 = s0 &+ maj
-                hh = g; g = f; f = e; e = d &+ t1; d = c; c = b; b = a; a = t1 &+ t2
-            }
-            h[0] &+= a; h[1] &+= b; h[2] &+= c; h[3] &+= d; h[4] &+= e; h[5] &+= f; h[6] &+= g; h[7] &+= hh
+            sha2Compress(&h, w, k: k, shifts)
         }
     }
 }
