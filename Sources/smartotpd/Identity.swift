@@ -24,9 +24,23 @@ struct PeerIdentifier: Sendable {
     let adminCAs: [Certificate]
     let revoked: RevocationList
 
-    init(adminCAPath: String, revoked: RevocationList) throws {
-        adminCAs = try NIOSSLCertificate.fromPEMFile(adminCAPath).map { try Certificate(derEncoded: try $0.toDERBytes()) }
+    /// Refuses (throws) when an administrators' CA is also a hosts' CA, the same
+    /// certificate or another with the same key: then every host would be an administrator.
+    init(adminCAPath: String, clientCAPath: String, revoked: RevocationList) throws {
+        adminCAs = try Self.load(adminCAPath)
+        let hostCAs = try Self.load(clientCAPath)
+        for admin in adminCAs where hostCAs.contains(where: { $0.publicKey == admin.publicKey }) {
+            throw RoleConfigurationError(description: "admin_ca (\(adminCAPath)) and client_ca (\(clientCAPath)) share a CA key (\(admin.subject)): every host would be an administrator; give administrators a CA of their own")
+        }
         self.revoked = revoked
+    }
+
+    static func load(_ path: String) throws -> [Certificate] {
+        try NIOSSLCertificate.fromPEMFile(path).map { try Certificate(derEncoded: try $0.toDERBytes()) }
+    }
+
+    struct RoleConfigurationError: Error, CustomStringConvertible {
+        let description: String
     }
 
     enum Refusal: Error, CustomStringConvertible {

@@ -39,7 +39,7 @@ struct VerifierService: Service {
         self.database = database
         self.logger = logger
         self.group = group
-        identifier = try PeerIdentifier(adminCAPath: config.adminCA, revoked: RevocationList(path: config.revoked))
+        identifier = try PeerIdentifier(adminCAPath: config.adminCA, clientCAPath: config.clientCA, revoked: RevocationList(path: config.revoked))
         var t = TLSConfiguration.makeServerConfiguration(
             certificateChain: try NIOSSLCertificate.fromPEMFile(config.tlsCert).map { .certificate($0) },
             privateKey: .privateKey(try NIOSSLPrivateKey(file: config.tlsKey, format: .pem)))

@@ -55,6 +55,16 @@ fleet_pg_start "${ADDR[db]}" 5432 "${P}db" && ok "PostgreSQL started in its name
 DBURL="postgres://smartotpd@${ADDR[db]}:5432/smartotp"
 fleet_config s1 "${ADDR[s1]}:8443" "$DBURL" "metrics_listen = ${ADDR[s1]}:9464"
 fleet_config s2 "${ADDR[s2]}:8443" "$DBURL"
+# Roles by CA: an administrators' CA that is also the hosts' (the same file, or another
+# certificate on the hosts' CA key) would make every host an administrator (Step 2).
+openssl req -x509 -key "$FLEET/pki/hosts-ca.key" -days 30 -subj "/CN=not the hosts CA" -out "$FLEET/pki/same-key.pem" 2>/dev/null
+for ca in hosts-ca same-key; do
+    sed "s#^admin_ca = .*#admin_ca = $FLEET/pki/$ca.pem#" "$FLEET/s1.conf" >"$FLEET/roles.conf"
+    out=$(timeout 20 "$SMARTOTPD" --config "$FLEET/roles.conf" 2>&1); rc=$?
+    case "$rc:$out" in 0:*|124:*) not_ok "smartotpd refuses admin_ca = client_ca ($ca)" "exit $rc";;
+        *"share a CA key"*) ok "smartotpd refuses to start when admin_ca shares the hosts' CA key ($ca.pem)";;
+        *) not_ok "smartotpd refuses admin_ca = client_ca ($ca)" "$out";; esac
+done
 out=$(in_ns s1 "$SMARTOTPD" migrate --config "$FLEET/s1.conf" 2>&1); rc=$?
 check "smartotpd migrate creates the schema" 0 "$rc"
 out=$(in_ns s2 "$SMARTOTPD" migrate --config "$FLEET/s2.conf" 2>&1)
