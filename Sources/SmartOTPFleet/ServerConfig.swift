@@ -54,8 +54,8 @@ public struct ServerURL: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// Where smartotpd finds PostgreSQL: a libpq-style URL,
-/// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=disable|require]`, or with the
-/// host part left empty and `?host=/run/postgresql` for a Unix socket directory.
+/// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=MODE[&sslrootcert=FILE]]`, or
+/// with the host part left empty and `?host=/run/postgresql` for a Unix socket directory.
 public struct DatabaseURL: Sendable, Equatable {
     public enum Endpoint: Sendable, Equatable {
         case tcp(host: String, port: Int)
@@ -66,7 +66,30 @@ public struct DatabaseURL: Sendable, Equatable {
     public var user: String
     public var password: String?
     public var database: String
-    public var requireTLS: Bool
+    /// libpq's `sslmode`, with libpq's meanings (PostgreSQL 15 manual, §34.19.1); libpq's
+    /// default, `prefer`, when the URL names none.
+    public var sslMode: SSLMode
+    /// `sslrootcert=PATH`: the CA of the database's certificate (a private one, normally).
+    /// With it, `require` checks the chain too, as libpq does when the file exists.
+    public var sslRootCert: String?
+
+    public enum SSLMode: String, Sendable, Equatable {
+        /// No TLS.
+        case disable
+        /// TLS when the server insists; no certificate check.
+        case allow
+        /// TLS when the server offers it; no certificate check.
+        case prefer
+        /// TLS or no connection; the chain checked only against `sslrootcert` when named.
+        case require
+        /// TLS, the chain checked (against `sslrootcert`, else the system's roots).
+        case verifyCA = "verify-ca"
+        /// TLS, the chain and the host name checked.
+        case verifyFull = "verify-full"
+    }
+
+    /// Whether a connection without TLS is refused.
+    public var requireTLS: Bool { sslMode == .require || sslMode == .verifyCA || sslMode == .verifyFull }
 
     public init?(_ text: String) {
         var rest: Substring
@@ -91,10 +114,11 @@ public struct DatabaseURL: Sendable, Equatable {
         database = String(afterAt[afterAt.index(after: slash)...])
         guard !database.isEmpty else { return nil }
         let hostPart = String(afterAt[..<slash])
-        switch query["sslmode"] {
-        case nil, "disable", "prefer", "allow": requireTLS = false
-        case "require", "verify-ca", "verify-full": requireTLS = true
-        default: return nil
+        guard let mode = SSLMode(rawValue: query["sslmode"] ?? "prefer") else { return nil }
+        sslMode = mode
+        if let root = query["sslrootcert"] {
+            guard root.hasPrefix("/") else { return nil }
+            sslRootCert = root
         }
         if hostPart.isEmpty {
             guard let dir = query["host"], dir.hasPrefix("/") else { return nil }

@@ -52,7 +52,7 @@ struct Database: VerdictStore {
         switch url.endpoint {
         case .tcp(let host, let port):
             c = .init(host: host, port: port, username: url.user, password: url.password, database: url.database,
-                      tls: url.requireTLS ? .require(.makeClientConfiguration()) : .disable)
+                      tls: try tls(url))
         case .socket(let path):
             c = .init(unixSocketPath: path, username: url.user, password: url.password, database: url.database)
         }
@@ -60,6 +60,28 @@ struct Database: VerdictStore {
         c.options.minimumConnections = 1
         c.options.connectTimeout = .seconds(3)
         return c
+    }
+
+    /// TLS to PostgreSQL as libpq's `sslmode` means it. PostgresNIO has no "plain TCP first"
+    /// order: `allow` tries TLS first and plain TCP after, so the same servers are reached.
+    static func tls(_ url: DatabaseURL) throws -> PostgresClient.Configuration.TLS {
+        var t = TLSConfiguration.makeClientConfiguration()
+        if let root = url.sslRootCert { t.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(root)) }
+        switch url.sslMode {
+        case .disable: return .disable
+        case .allow, .prefer:
+            t.certificateVerification = .none
+            return .prefer(t)
+        case .require:
+            t.certificateVerification = url.sslRootCert == nil ? .none : .noHostnameVerification
+            return .require(t)
+        case .verifyCA:
+            t.certificateVerification = .noHostnameVerification
+            return .require(t)
+        case .verifyFull:
+            t.certificateVerification = .fullVerification
+            return .require(t)
+        }
     }
 
     /// Applies the migrations not yet applied; returns their versions.

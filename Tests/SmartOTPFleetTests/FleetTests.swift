@@ -97,6 +97,16 @@ struct FleetTests {
         #expect(DatabaseURL("postgres://smartotpd@/otp?host=/run/postgresql")?.endpoint == .socket(path: "/run/postgresql/.s.PGSQL.5432"))
         #expect(DatabaseURL("postgres://db.example/otp") == nil)
         #expect(DatabaseURL("postgres://u@h/otp?sslmode=maybe") == nil)
+        // libpq's modes and default; a private CA named by sslrootcert.
+        #expect(DatabaseURL("postgres://u@h/otp")?.sslMode == .prefer, "libpq's default")
+        for (mode, required) in [("disable", false), ("allow", false), ("prefer", false), ("require", true), ("verify-ca", true), ("verify-full", true)] {
+            let url = DatabaseURL("postgres://u@h/otp?sslmode=\(mode)")
+            #expect(url?.sslMode.rawValue == mode)
+            #expect(url?.requireTLS == required, "\(mode)")
+        }
+        let verified = DatabaseURL("postgres://u@h/otp?sslmode=verify-full&sslrootcert=/etc/smartotpd/db-ca.pem")
+        #expect(verified?.sslMode == .verifyFull && verified?.sslRootCert == "/etc/smartotpd/db-ca.pem")
+        #expect(DatabaseURL("postgres://u@h/otp?sslmode=verify-ca&sslrootcert=db-ca.pem") == nil, "a relative CA path")
     }
 
     @Test func serverConfiguration() throws {
