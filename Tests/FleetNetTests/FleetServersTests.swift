@@ -27,17 +27,23 @@ struct FleetServersTests {
         return try body(dir.path)
     }
 
-    /// A loopback port that nothing listens on (bound, then closed).
-    func closedPort() throws -> Int {
+    /// A TCP socket bound to a free loopback port: the descriptor and the port.
+    func boundSocket() -> (fd: Int32, port: Int) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
         var a = sockaddr_in()
         a.sin_family = sa_family_t(AF_INET)
         a.sin_addr.s_addr = inet_addr("127.0.0.1")
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = withUnsafeMutablePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
         _ = withUnsafeMutablePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-        return Int(UInt16(bigEndian: a.sin_port))
+        return (fd, Int(UInt16(bigEndian: a.sin_port)))
+    }
+
+    /// A loopback port that nothing listens on (bound, then closed).
+    func closedPort() -> Int {
+        let s = boundSocket()
+        close(s.fd)
+        return s.port
     }
 
     @Test func aMissingIdentityIsNamed() {
@@ -76,17 +82,11 @@ struct FleetServersTests {
 
     @Test func aServerThatNeverAnswersCostsNoMoreThanTheTimeout() throws {
         // Accepts the connection (the kernel's backlog) and never speaks TLS.
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let (fd, port) = boundSocket()
         defer { close(fd) }
-        var a = sockaddr_in()
-        a.sin_family = sa_family_t(AF_INET)
-        a.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-        _ = withUnsafeMutablePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
         try #require(listen(fd, 8) == 0)
         try withIdentity { dir in
-            let url = try #require(ServerURL("https://127.0.0.1:\(UInt16(bigEndian: a.sin_port))"))
+            let url = try #require(ServerURL("https://127.0.0.1:\(port)"))
             let client = try FleetServers([url], tlsDirectory: dir)
             let started = Date()
             #expect(throws: FleetClientError.self) { try client.send(.POST, "/v1/verify/summary/alice", timeout: .seconds(1)) }

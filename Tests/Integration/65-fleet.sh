@@ -51,8 +51,11 @@ fleet_cert admin-ca admin1 clientAuth; ADMIN=$(fleet_identity admin1)
 fleet_cert rogue-ca rogue clientAuth; fleet_identity rogue >/dev/null
 : >"$FLEET/revoked"
 
-fleet_pg_start "${ADDR[db]}" 5432 "${P}db" && ok "PostgreSQL started in its namespace" || { not_ok "PostgreSQL starts" "$(tail -5 "$FLEET/pg/log" 2>/dev/null)"; finish; exit 1; }
-DBURL="postgres://smartotpd@${ADDR[db]}:5432/smartotp"
+# PostgreSQL over TLS with a private CA (the servers' here), replicas in by hostssl only,
+# smartotpd checking the chain and the address: the normal setup of docs/fleet.md.
+fleet_cert server-ca db serverAuth "IP:${ADDR[db]}"
+fleet_pg_start "${ADDR[db]}" 5432 "${P}db" && ok "PostgreSQL started in its namespace (TLS, hostssl)" || { not_ok "PostgreSQL starts" "$(tail -5 "$FLEET/pg/log" 2>/dev/null)"; finish; exit 1; }
+DBURL="postgres://smartotpd@${ADDR[db]}:5432/smartotp?sslmode=verify-full&sslrootcert=$FLEET/pki/server-ca.pem"
 fleet_config s1 "${ADDR[s1]}:8443" "$DBURL" "metrics_listen = ${ADDR[s1]}:9464"
 fleet_config s2 "${ADDR[s2]}:8443" "$DBURL"
 # Roles by CA: an administrators' CA that is also the hosts' (the same file, or another
@@ -69,6 +72,12 @@ out=$(in_ns s1 "$SMARTOTPD" migrate --config "$FLEET/s1.conf" 2>&1); rc=$?
 check "smartotpd migrate creates the schema" 0 "$rc"
 out=$(in_ns s2 "$SMARTOTPD" migrate --config "$FLEET/s2.conf" 2>&1)
 case "$out" in *"schema is current"*) ok "… and a second run has nothing to do";; *) not_ok "migrate is idempotent" "$out";; esac
+sed "s#sslrootcert=[^ ]*#sslrootcert=$FLEET/pki/rogue-ca.pem#" "$FLEET/s1.conf" >"$FLEET/rogue-db.conf"
+out=$(in_ns s1 timeout 20 "$SMARTOTPD" migrate --config "$FLEET/rogue-db.conf" 2>&1); rc=$?
+[ "$rc" -ne 0 ] && ok "verify-full: a database whose certificate another CA signed is refused (exit $rc)" || not_ok "verify-full refuses the wrong CA" "$out"
+sed "s#?sslmode=verify-full.*#?sslmode=disable#" "$FLEET/s1.conf" >"$FLEET/plain-db.conf"
+out=$(in_ns s1 timeout 20 "$SMARTOTPD" migrate --config "$FLEET/plain-db.conf" 2>&1); rc=$?
+[ "$rc" -ne 0 ] && ok "… and sslmode=disable finds no way in (hostssl only)" || not_ok "hostssl refuses plain connections" "$out"
 fleet_server_start s1 "${P}s1"; fleet_server_start s2 "${P}s2"
 curl_as() { local who=$1 ns=$2; shift 2; in_ns "$ns" curl -s --max-time 5 --cacert "$FLEET/tls/$who/ca.pem" --cert "$FLEET/tls/$who/cert.pem" --key "$FLEET/tls/$who/key.pem" "$@"; }
 ready() { local i; for i in $(seq 1 50); do curl_as admin1 h1 -f --max-time 1 "https://$1:8443/v1/health" >/dev/null 2>&1 && return 0; sleep 0.2; done; return 1; }

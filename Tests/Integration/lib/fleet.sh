@@ -39,6 +39,8 @@ fleet_identity() {
 
 # fleet_pg_start ADDRESS PORT [NETNS]: a cluster listening on ADDRESS:PORT, database
 # smartotp, role smartotpd (trust: the cluster is the test's own, on a private address).
+# With $FLEET/pki/db.{pem,key} it serves TLS with that certificate and lets the replicas
+# in over TLS only (hostssl), as docs/fleet.md sets it up.
 fleet_pg_start() {
     local addr=$1 port=$2 ns=${3:-}
     local run=(); [ -n "$ns" ] && run=(ip netns exec "$ns")
@@ -46,10 +48,17 @@ fleet_pg_start() {
     if [ ! -f "$FLEET/pg/data/PG_VERSION" ]; then
         runuser -u postgres -- "$PGBIN/initdb" -D "$FLEET/pg/data" -A trust -U postgres >"$FLEET/pg/initdb.log" 2>&1 || return 1
         # The replicas connect from their own namespaces on the test's private subnet.
-        echo "host smartotp smartotpd samenet trust" >>"$FLEET/pg/data/pg_hba.conf"
+        local kind=host; [ -f "$FLEET/pki/db.pem" ] && kind=hostssl
+        echo "$kind smartotp smartotpd samenet trust" >>"$FLEET/pg/data/pg_hba.conf"
+    fi
+    local ssl=""
+    if [ -f "$FLEET/pki/db.pem" ]; then
+        install -o postgres -m 600 "$FLEET/pki/db.pem" "$FLEET/pg/server.crt"
+        install -o postgres -m 600 "$FLEET/pki/db.key" "$FLEET/pg/server.key"
+        ssl="-c ssl=on -c ssl_cert_file=$FLEET/pg/server.crt -c ssl_key_file=$FLEET/pg/server.key"
     fi
     "${run[@]}" runuser -u postgres -- "$PGBIN/pg_ctl" -D "$FLEET/pg/data" -l "$FLEET/pg/log" -w -t 30 \
-        -o "-c listen_addresses=$addr -p $port -k $FLEET/pg -c fsync=on -c max_connections=200" start >/dev/null || return 1
+        -o "-c listen_addresses=$addr -p $port -k $FLEET/pg -c fsync=on -c max_connections=200 $ssl" start >/dev/null || return 1
     FLEET_PG_PID=$(head -1 "$FLEET/pg/data/postmaster.pid")
     runuser -u postgres -- "$PGBIN/psql" -h "$FLEET/pg" -p "$port" -U postgres -qc "SELECT 1 FROM pg_roles WHERE rolname='smartotpd'" -tA | grep -q 1 || {
         runuser -u postgres -- "$PGBIN/psql" -h "$FLEET/pg" -p "$port" -U postgres -qc "CREATE ROLE smartotpd LOGIN" &&
