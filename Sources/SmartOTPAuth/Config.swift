@@ -161,8 +161,11 @@ public struct ModuleConfig: Sendable, Equatable {
     }
 
     /// The policy file `arguments` name with `conf=` (the last one), else `defaultFile`.
-    public static func file(named arguments: [Argument], default file: String = defaultFile) -> String {
-        arguments.last(where: { $0.name == "conf" })?.value ?? file
+    /// Checked before anything is opened: an absolute path, never one relative to the
+    /// host process's working directory.
+    public static func file(named arguments: [Argument], default file: String = defaultFile) throws(ConfigError) -> String {
+        guard let conf = arguments.last(where: { $0.name == "conf" }) else { return file }
+        return try OptionValue(option: "conf", takesValue: true, text: conf.value).absolutePath()
     }
 }
 

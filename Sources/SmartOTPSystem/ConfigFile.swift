@@ -11,7 +11,7 @@ extension ModuleConfig {
     /// 64 KiB, as sshd and pam-u2f check theirs. A missing file is no error (the defaults
     /// apply); any other problem is, and the caller refuses to authenticate.
     public static func load(arguments: [Argument], file: String = defaultFile) throws(ConfigError) -> Parsed {
-        let path = self.file(named: arguments, default: file)
+        let path = try self.file(named: arguments, default: file)
         let contents = try read(path)
         return try parse(file: path, words: contents.withUnsafeBufferPointer { Setting.words(of: $0) }, arguments: arguments)
     }

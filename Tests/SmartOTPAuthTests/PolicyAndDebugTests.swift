@@ -47,8 +47,12 @@ struct PolicyLoadingTests {
 
     @Test func confNamesAnotherFileAndMustBeAbsolute() throws {
         let args = ["deny=2", "conf=/etc/other.conf"].map(ModuleConfig.Argument.init)
-        #expect(ModuleConfig.file(named: args) == "/etc/other.conf")
-        #expect(ModuleConfig.file(named: []) == ModuleConfig.defaultFile)
+        #expect(try ModuleConfig.file(named: args) == "/etc/other.conf")
+        #expect(try ModuleConfig.file(named: []) == ModuleConfig.defaultFile)
+        #expect(throws: ConfigError.self, "refused before anything is opened") {
+            try ModuleConfig.file(named: [ModuleConfig.Argument("conf=smartotp.conf")])
+        }
+        #expect(throws: ConfigError.missingValue("conf")) { try ModuleConfig.file(named: [ModuleConfig.Argument("conf")]) }
         #expect(throws: ConfigError.self) { try load("", ["conf=relative.conf"]) }
     }
 }
