@@ -117,6 +117,13 @@ struct SchemaCheck: Service {
 
 struct Migrate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "migrate", abstract: "Bring the database schema up to date.")
+    static let deadline: Duration = .seconds(15)
+
+    struct Unreachable: Error, CustomStringConvertible {
+        var description: String {
+            "PostgreSQL did not answer within 15 s: check database= (the address, sslmode and sslrootcert) and the server's pg_hba.conf"
+        }
+    }
     @OptionGroup var options: ConfigOption
 
     func run() async throws {
@@ -128,7 +135,18 @@ struct Migrate: AsyncParsableCommand {
             tasks.addTask { await client.run() }
             defer { tasks.cancelAll() }
             try await Task.sleep(for: .milliseconds(20))  // let run() start before the first lease
-            let applied = try await database.migrate()
+            // A one-shot command gives up with a reason: the pool retries a database that
+            // refuses it (TLS, pg_hba.conf) for as long as it is let.
+            let migrated = try await withThrowingTaskGroup(of: [Int]?.self) { attempt in
+                attempt.addTask { try await database.migrate() }
+                attempt.addTask {
+                    try await Task.sleep(for: Migrate.deadline)
+                    return nil
+                }
+                defer { attempt.cancelAll() }
+                return try await attempt.next() ?? nil
+            }
+            guard let applied = migrated else { throw Unreachable() }
             print(applied.isEmpty ? "smartotpd: schema is current (version \(Database.latest))"
                   : "smartotpd: applied migration\(applied.count == 1 ? "" : "s") \(applied.map(String.init).joined(separator: ", ")); schema version \(Database.latest)")
         }
