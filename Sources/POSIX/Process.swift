@@ -68,8 +68,7 @@ func socketPair(_ path: String) throws(SystemCallError) -> (ours: Int32, theirs:
 /// loaded the module (sudo's user). The program must be a regular file (not a symbolic
 /// link) owned by root (or by this process's user) and not writable by group or others, as
 /// a configuration file must: a `helper=` or `client=` that someone else could replace is
-/// refused. argv is
-/// built in one buffer: the path and each argument, each followed by a NUL.
+/// refused. argv is built in one buffer: the path and each argument, each followed by a NUL.
 func spawn(_ path: String, _ arguments: [String], input: Int32, output: Int32) throws(SystemCallError) -> pid_t {
     guard let program = try FileSystem.linkStatus(path) else { throw SystemCallError("posix_spawn", path, errno: ENOENT) }
     guard program.isRegular, program.owner == 0 || program.owner == geteuid(), program.permissions & 0o022 == 0 else {

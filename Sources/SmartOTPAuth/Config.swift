@@ -184,12 +184,3 @@ extension OptionValue {
         return urls
     }
 }
-
-extension ModuleConfig {
-    // The policy's settings by their argument names, for the callers and tests that set one.
-    public var skew: Int { get { policy.skew } set { policy.skew = newValue } }
-    public var window: Int { get { policy.window } set { policy.window = newValue } }
-    public var deny: Int { get { policy.lock.deny } set { policy.lock.deny = newValue } }
-    public var failInterval: Int64 { get { policy.lock.failInterval } set { policy.lock.failInterval = newValue } }
-    public var unlockTime: Int64 { get { policy.lock.unlockTime } set { policy.lock.unlockTime = newValue } }
-}

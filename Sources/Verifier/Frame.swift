@@ -5,7 +5,7 @@ import TokenStore
 /// say to each other, in one place.
 public enum WireLimits {
     /// A request's argument lines (a code, a password, a tap's hex): the helper's standard
-    /// input, a session frame after its request line, the body of smartotpd's verify call.
+    /// input, and a session frame after its request line.
     public static let request = 8192
     /// A session request frame: the line `USER OPERATION\n` and the argument lines.
     public static let requestFrame = request + 128
@@ -62,12 +62,13 @@ public enum Frame {
     /// The payload of a request frame: `USER OPERATION\n` and the request's argument
     /// lines. Holds the code or password: the caller wipes it.
     public static func requestPayload(_ request: HelperProtocol.Request, for user: UserName) -> [UInt8] {
-        var out = ByteWriter(capacity: 64 + request.input.utf8.count)
+        let input = request.input
+        var out = ByteWriter(capacity: 64 + input.utf8.count)
         out.add(user.value)
         out.add(byte: UInt8(ascii: " "))
         out.add(request.operation.rawValue)
         out.add(byte: UInt8(ascii: "\n"))
-        out.add(request.input)
+        out.add(input)
         return out.take()
     }
 

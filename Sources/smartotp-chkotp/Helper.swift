@@ -123,7 +123,6 @@ func run(_ arguments: [String], caller: UInt32) -> Never {
     }
     let now = Clocks.unixTime()
     let request: HelperProtocol.Request
-    alarm(Deadline.request)
     do throws(HelperProtocol.ParseError) { request = try HelperProtocol.request(operation, lines: readInput()) } catch {
         fail(error.description, 2)
     }

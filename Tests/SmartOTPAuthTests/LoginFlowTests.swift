@@ -118,8 +118,8 @@ struct LoginFlowTests {
     @Test func lockoutAfterDenyAndReleaseAfterUnlockTime() throws {
         var h = try Harness()
         h.reader.available = false
-        h.config.deny = 3
-        h.config.unlockTime = 60
+        h.config.policy.lock.deny = 3
+        h.config.policy.lock.unlockTime = 60
         for _ in 0..<3 { #expect(h.run(["000000"]).0 == .failure("wrong code")) }
         let (locked, p) = h.run([code(at: t0)])
         #expect(locked == .locked)
@@ -247,8 +247,8 @@ struct LoginFlowTests {
     @Test func anExpiredLockDoesNotRelockOnTheNextMistake() throws {
         var h = try Harness()
         h.reader.available = false
-        h.config.deny = 3
-        h.config.unlockTime = 60
+        h.config.policy.lock.deny = 3
+        h.config.policy.lock.unlockTime = 60
         for _ in 0..<3 { _ = h.run(["000000"]) }
         #expect(h.run([code(at: t0)]).0 == .locked)
         h.time = t0 + 61
@@ -261,8 +261,8 @@ struct LoginFlowTests {
     @Test func failuresAgeOutAfterFailInterval() throws {
         var h = try Harness()
         h.reader.available = false
-        h.config.deny = 2
-        h.config.failInterval = 100
+        h.config.policy.lock.deny = 2
+        h.config.policy.lock.failInterval = 100
         _ = h.run(["000000"])
         h.time = t0 + 150
         _ = h.run(["000000"])
@@ -277,7 +277,7 @@ struct LoginFlowTests {
             try LocalRecords(store: store, policy: c.policy, isRoot: { $0.value == "root" }).summary(root, now: t0 + 1)?.lock
         }
         var c = ModuleConfig()
-        c.deny = 3
+        c.policy.lock.deny = 3
         #expect(try lock(c) == .open)
         c.policy.lock.evenDenyRoot = true
         #expect(try lock(c) == .lockedUntil(t0 + 600))
@@ -322,10 +322,10 @@ struct ConfigTests {
         #expect(p.unknown == ["bogus", "x=y"])
         let c = p.config
         #expect(c.store == "/tmp/s" && c.methods == [.code, .password] && c.timeout == 5 && c.reader == "Virtual")
-        #expect(c.skew == 2 && c.window == 50 && c.deny == 3 && c.unlockTime == 0)
+        #expect(c.policy.skew == 2 && c.policy.window == 50 && c.policy.lock.deny == 3 && c.policy.lock.unlockTime == 0)
         #expect(c.nullok && c.tryFirstPass && c.useFirstPass && c.debug)
-        #expect(c.failInterval == 60 && c.policy.lock.evenDenyRoot && c.policy.lock.rootUnlockTime == 15)
-        #expect(ModuleConfig().failInterval == 900 && !ModuleConfig().policy.lock.evenDenyRoot && ModuleConfig().policy.lock.rootUnlockTime == nil)
+        #expect(c.policy.lock.failInterval == 60 && c.policy.lock.evenDenyRoot && c.policy.lock.rootUnlockTime == 15)
+        #expect(ModuleConfig().policy.lock.failInterval == 900 && !ModuleConfig().policy.lock.evenDenyRoot && ModuleConfig().policy.lock.rootUnlockTime == nil)
     }
 
     @Test func malformedValuesFailSafe() {

@@ -26,8 +26,8 @@ struct PolicyLoadingTests {
 
     @Test func argumentsWinForTheirServiceOnly() throws {
         let c = try load("deny=3\nskew=2\n", ["deny=7"]).config
-        #expect(c.deny == 7)
-        #expect(c.skew == 2, "what the arguments leave alone comes from the file")
+        #expect(c.policy.lock.deny == 7)
+        #expect(c.policy.skew == 2, "what the arguments leave alone comes from the file")
     }
 
     @Test func aMissingFileMeansTheDefaults() throws {
