@@ -146,6 +146,8 @@ let normalTargets: [Target] = [
     // The fleet: what smartotpd decides with (pure), the HTTPS client hosts and admins use,
     // the client process the module runs, and the verifier service itself.
     .target(name: "SmartOTPFleet", dependencies: ["Verifier", "TokenStore", "OTPCore"], swiftSettings: pcscHeaders),
+    // smartotpd's keys: secrets sealed with AES-256-GCM, the audit chain's macs.
+    .target(name: "SmartOTPVault", dependencies: ["TokenStore", "OTPCore", .product(name: "Crypto", package: "swift-crypto")]),
     .target(
         name: "FleetNet",
         dependencies: [
@@ -166,7 +168,7 @@ let normalTargets: [Target] = [
     .executableTarget(
         name: "smartotpd",
         dependencies: [
-            "SmartOTPFleet", "Verifier", "TokenStore", "OTPCore", "POSIX",
+            "SmartOTPFleet", "SmartOTPVault", "SmartOTPAdmin", "Verifier", "TokenStore", "OTPCore", "POSIX",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -220,7 +222,7 @@ let normalTargets: [Target] = [
     .testTarget(name: "POSIXTests", dependencies: ["POSIX", "CPOSIX"]),
     .testTarget(name: "VerifierTests", dependencies: ["Verifier", "TokenStore", "OTPCore"]),
     .testTarget(name: "SmartOTPAuthTests", dependencies: ["SmartOTPAuth", "Verifier", "SmartOTPAdmin", "SmartCard", "TokenStore", "OTPCore"]),
-    .testTarget(name: "SmartOTPFleetTests", dependencies: ["SmartOTPFleet", "Verifier", "TokenStore", "OTPCore"], swiftSettings: pcscHeaders),
+    .testTarget(name: "SmartOTPFleetTests", dependencies: ["SmartOTPFleet", "SmartOTPVault", "SmartOTPAdmin", "Verifier", "TokenStore", "OTPCore"], swiftSettings: pcscHeaders),
     .testTarget(
         name: "SmartOTPSystemTests",
         dependencies: ["SmartOTPSystem", "SmartOTPAuth", "Verifier", "SmartCard", "VirtualCard", "OTPCore", "POSIX", "CPOSIX", "TokenStore"],
@@ -229,7 +231,7 @@ let normalTargets: [Target] = [
 ]
 
 /// The targets that need SwiftNIO (left out with SMARTOTP_NO_FLEET=1).
-let fleetNetworkTargets: Set = ["FleetNet", "smartotp-fleet", "smartotpd", "smartotp", "fleet-load", "FleetNetTests"]
+let fleetNetworkTargets: Set = ["FleetNet", "smartotp-fleet", "smartotpd", "smartotp", "fleet-load", "FleetNetTests", "SmartOTPVault", "SmartOTPFleetTests"]
 
 let package = Package(
     name: "smartotp",
@@ -255,6 +257,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
         .package(url: "https://github.com/apple/swift-certificates", from: "1.10.0"),
         .package(url: "https://github.com/apple/swift-asn1", from: "1.3.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.1.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),

@@ -61,18 +61,20 @@ public func pam_sm_authenticate(_ handle: OpaquePointer?, _ flags: Int32, _ argc
     let pam = PamHandle(raw: handle)
     guard let config = loadConfig(pam, argc, argv) else { return PAM_SERVICE_ERR }
     guard let user = pam.user() else { return PAM_USER_UNKNOWN }
+    let service = pam.item(PAM_SERVICE) ?? "?"
+    let remoteHost = pam.item(PAM_RHOST) ?? ""
     var flow = LoginFlow(
         config: config,
         // Root reads the records itself; a caller running as the user (a screen locker)
         // asks the setuid helper, which checks only that user's own record, with root's policy.
-        records: SystemRecords(config),
+        records: SystemRecords(config, service: service, remoteHost: remoteHost),
         prompter: PamConversation(pam: pam, silent: UInt32(bitPattern: flags) & UInt32(PAM_SILENT) != 0),
         reader: PCSCTapReader(),
         clock: SystemClock(),
         audit: PamAudit(pam: pam, debugEnabled: config.debug),
         previousToken: config.tryFirstPass || config.useFirstPass ? pam.item(PAM_AUTHTOK) : nil)
-    flow.remoteHost = pam.item(PAM_RHOST) ?? ""
-    return pamCode(flow.authenticate(user: user, service: pam.item(PAM_SERVICE) ?? "?"))
+    flow.remoteHost = remoteHost
+    return pamCode(flow.authenticate(user: user, service: service))
 }
 
 /// An auth module has no credentials to set.

@@ -155,9 +155,11 @@ public final class OATHSession {
     /// VALIDATE with the answers computed elsewhere (by whoever holds the key: the setuid
     /// helper, for a module that runs as the user). `answers` gets the card's challenge and
     /// ours and returns (our response, the card's expected response); nil: no key.
-    public func validate(answers: ([UInt8], [UInt8]) -> (response: [UInt8], expected: [UInt8])?) throws(CardError) {
+    /// `ours` is the challenge the card must answer (8 random bytes when nil); a verifier
+    /// that holds the key answers only challenges it issued itself.
+    public func validate(ours given: [UInt8]? = nil, answers: ([UInt8], [UInt8]) -> (response: [UInt8], expected: [UInt8])?) throws(CardError) {
         guard let challenge = info?.challenge else { return }  // not protected
-        guard let ours = SecureRandom.bytes(8) else { throw .malformedResponse("no random bytes") }
+        guard let ours = given ?? SecureRandom.bytes(8) else { throw .malformedResponse("no random bytes") }
         guard let (answer, expected) = answers(challenge, ours) else { throw .accessCodeRequired }
         let data = [TLV(YKOATH.Tag.response, answer), TLV(YKOATH.Tag.challenge, ours)].encoded
         let r = try connection.send(CommandAPDU(ins: YKOATH.Instruction.validate, data: data))

@@ -19,6 +19,14 @@ public enum Importers {
         public var scratchCodes: [String]
         /// What could not be carried over, for the admin to read.
         public var notes: [String]
+
+        public init(user: UserName, token: Token, pin: String?, scratchCodes: [String], notes: [String]) {
+            self.user = user
+            self.token = token
+            self.pin = pin
+            self.scratchCodes = scratchCodes
+            self.notes = notes
+        }
     }
 
     /// pam_oath's users file (`/etc/users.oath`), as liboath reads it:

@@ -16,6 +16,14 @@ public enum RecordImport {
         public var recoverySkipped: Int
         /// The pam_oath PIN became the simple password (only when asked for by name).
         public var pinSet: Bool
+
+        public init(tokenID: String, newToken: Bool, recoveryAdded: Int, recoverySkipped: Int, pinSet: Bool) {
+            self.tokenID = tokenID
+            self.newToken = newToken
+            self.recoveryAdded = recoveryAdded
+            self.recoverySkipped = recoverySkipped
+            self.pinSet = pinSet
+        }
     }
 
     /// Merges `item` into `record` (nil: a new record). `pinAsPassword`: make a pam_oath

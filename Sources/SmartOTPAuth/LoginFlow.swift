@@ -206,7 +206,7 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
                 }
             },
             access: { tokenID, cardChallenge, ours in
-                try? records.accessAnswers(for: user, tokenID: tokenID, cardChallenge: cardChallenge, ourChallenge: ours)
+                try? records.accessAnswers(for: user, tokenID: tokenID, cardChallenge: cardChallenge, ourChallenge: ours, now: clock.now())
             })
         let result = flow.reader.tap(cards: summary.cards, filter: config.reader, timeoutSeconds: config.timeout,
                                      authority: authority) { notice in

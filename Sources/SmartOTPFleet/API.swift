@@ -1,3 +1,4 @@
+import OTPCore
 import TokenStore
 import Verifier
 
@@ -8,23 +9,31 @@ import Verifier
 ///     POST /v1/verify/OPERATION/USER    body: the helper's input lines
 ///                                        200: the helper's answer (HelperProtocol)
 ///
-/// Administrators (a certificate from `admin_ca`) also:
+/// Administrators (`admin_ca`) and the helpdesk (`helpdesk_ca`, the verbs marked ·):
 ///
-///     GET    /v1/admin/users             200: one user a line
-///     GET    /v1/admin/records/USER      200: the record (ETag: its version) · 404
-///     PUT    /v1/admin/records/USER      body: a record; If-Match: VERSION or If-None-Match: *
-///                                        204 · 412 when it changed meanwhile
-///     DELETE /v1/admin/records/USER      If-Match: VERSION · 204 · 412
+///     GET  /v1/admin/users              · 200: `USER TOKENS PASSWORD FAILURES` a line
+///     GET  /v1/admin/records/USER       · 200: the record with every secret taken out · 404
+///     POST /v1/admin/VERB/USER          enroll, remove, passwd, recovery, import, place,
+///                                        · resync, · unlock: body `AdminChange`'s lines;
+///                                        200: its outcome (never a secret)
+///     GET  /v1/admin/audit?user=U&host=H&since=UNIX&limit=N   · 200: audit rows, TSV
 ///
 /// Anyone with a valid certificate: `GET /v1/health` (200 when PostgreSQL answers).
-/// No host-callable path returns a secret: summaries carry none.
+/// No path returns a secret: an enrolment carries one in, once; nothing reads it back.
 public enum FleetAPI {
     public enum Route: Equatable, Sendable {
         case verify(HelperProtocol.Operation, UserName)
         case users
-        case record(UserName)
+        case show(UserName)
+        case change(String, UserName)
+        case audit
         case health
     }
+
+    /// The verbs of `POST /v1/admin/VERB/USER`.
+    public static let verbs: Set = ["enroll", "remove", "passwd", "recovery", "resync", "unlock", "import", "place"]
+    /// What the helpdesk may do besides reading: nothing that sets or removes a secret.
+    public static let helpdeskVerbs: Set = ["resync", "unlock"]
 
     /// The route of a path, or nil (404).
     public static func route(_ path: String) -> Route? {
@@ -36,16 +45,33 @@ public enum FleetAPI {
             guard let op = HelperProtocol.Operation(rawValue: String(parts[3])), let user = try? UserName(String(parts[4])) else { return nil }
             return .verify(op, user)
         case (4, "admin") where parts[3] == "users": return .users
-        case (5, "admin") where parts[3] == "records":
+        case (4, "admin") where parts[3] == "audit": return .audit
+        case (5, "admin"):
             guard let user = try? UserName(String(parts[4])) else { return nil }
-            return .record(user)
+            if parts[3] == "records" { return .show(user) }
+            guard verbs.contains(String(parts[3])) else { return nil }
+            return .change(String(parts[3]), user)
         default: return nil
         }
     }
 
+    /// The query of a path as name → value (percent-decoded); nil when malformed.
+    public static func query(_ path: String) -> [String: String]? {
+        guard let q = path.split(separator: "?", maxSplits: 1).dropFirst().first else { return [:] }
+        var out: [String: String] = [:]
+        for pair in q.split(separator: "&") {
+            let kv = pair.split(separator: "=", maxSplits: 1).map(String.init)
+            guard kv.count == 2, let v = OTPAuthURI.percentDecode(kv[1]) else { return nil }
+            out[kv[0]] = v
+        }
+        return out
+    }
+
     public static func verifyPath(_ op: HelperProtocol.Operation, _ user: UserName) -> String { "/v1/verify/\(op.rawValue)/\(user.value)" }
     public static func recordPath(_ user: UserName) -> String { "/v1/admin/records/\(user.value)" }
+    public static func changePath(_ verb: String, _ user: UserName) -> String { "/v1/admin/\(verb)/\(user.value)" }
     public static let usersPath = "/v1/admin/users"
+    public static let auditPath = "/v1/admin/audit"
     public static let healthPath = "/v1/health"
     /// The most a request body may hold (a record is at most 64 KB).
     public static let maxBody = RecordFormat.maxSize + 1024

@@ -141,9 +141,16 @@ public struct DatabaseURL: Sendable, Equatable {
 ///     tls_key = /etc/smartotpd/server.key
 ///     client_ca = /etc/smartotpd/hosts-ca.pem
 ///     admin_ca = /etc/smartotpd/admin-ca.pem
+///     seal_key = /etc/smartotpd/seal.key      (32 random bytes: smartotpd keygen; or credential:NAME)
+///     audit_key = /etc/smartotpd/audit.key    (the same, for the audit chain's macs)
+///     helpdesk_ca = /etc/smartotpd/helpdesk-ca.pem  (optional: show, list, unlock, resync, audit)
+///     unseal_keys = /etc/smartotpd/old.key    (optional: more keys that open, during a rekey)
+///     audit_keep = 365                        (optional: days of audit rows kept)
 ///     metrics_listen = 127.0.0.1:9464        (optional: Prometheus, plain HTTP)
 ///     revoked = /etc/smartotpd/revoked        (optional: host certificates refused)
-///     policy = deny=5 unlock_time=600 fail_interval=900   (optional: pam_smartotp(8) syntax)
+///     policy = deny=5 unlock_time=600 fail_interval=900   (optional: pam_smartotp(8) syntax;
+///              root is locked like anyone unless root_never_locked, and has no simple
+///              password unless root_password)
 public struct ServerConfig: Sendable {
     public var listen: HostPort
     public var database: DatabaseURL
@@ -151,9 +158,20 @@ public struct ServerConfig: Sendable {
     public var tlsKey: String
     public var clientCA: String
     public var adminCA: String
+    /// Certificates for the helpdesk role (optional).
+    public var helpdeskCA: String?
+    /// The key that seals token secrets, and further keys that only open (a rekey's old one).
+    public var sealKey: String
+    public var unsealKeys: [String]
+    /// The key of the audit chain's macs.
+    public var auditKey: String
+    /// Days of audit rows kept (0: kept for ever).
+    public var auditKeep: Int
     public var metricsListen: HostPort?
     public var revoked: String?
     public var policy: Policy
+    /// Whether root's simple password is accepted (policy word `root_password`; off).
+    public var rootPassword: Bool
     /// The most connections to PostgreSQL (default 16).
     public var databaseConnections: Int
 
@@ -162,8 +180,8 @@ public struct ServerConfig: Sendable {
         init(_ d: String) { description = d }
     }
 
-    public static let required = ["listen", "database", "tls_cert", "tls_key", "client_ca", "admin_ca"]
-    public static let optional = ["metrics_listen", "revoked", "policy", "database_connections"]
+    public static let required = ["listen", "database", "tls_cert", "tls_key", "client_ca", "admin_ca", "seal_key", "audit_key"]
+    public static let optional = ["metrics_listen", "revoked", "policy", "database_connections", "helpdesk_ca", "unseal_keys", "audit_keep"]
 
     public static func parse(_ text: String, path: String) throws -> ServerConfig {
         var values: [String: String] = [:]
@@ -187,12 +205,35 @@ public struct ServerConfig: Sendable {
             guard let hp = HostPort(m) else { throw Error("\(path): metrics_listen must be HOST:PORT") }
             metrics = hp
         }
-        for key in ["tls_cert", "tls_key", "client_ca", "admin_ca"] + (values["revoked"] == nil ? [] : ["revoked"]) where !value(key).hasPrefix("/") {
+        for key in ["tls_cert", "tls_key", "client_ca", "admin_ca"] + ["revoked", "helpdesk_ca"].filter({ values[$0] != nil })
+            where !value(key).hasPrefix("/") {
             throw Error("\(path): \(key) must be an absolute path")
         }
-        let policy: Policy
-        do throws(ConfigError) { policy = try Policy.parse(Setting.words(of: values["policy"] ?? "")) } catch {
-            throw Error("\(path): policy: \(error.description)")
+        let unseal = (values["unseal_keys"] ?? "").split(separator: ",").map { $0.trimmingSpaces() }
+        for (key, file) in [("seal_key", value("seal_key")), ("audit_key", value("audit_key"))] + unseal.map({ ("unseal_keys", $0) })
+            where !(file.hasPrefix("/") || (file.hasPrefix("credential:") && file.count > 11 && !file.contains("/"))) {
+            throw Error("\(path): \(key) must be an absolute path or credential:NAME (systemd's LoadCredential=)")
+        }
+        var keep = 365
+        if let k = values["audit_keep"] {
+            guard let n = Int(k), (0...36500).contains(n) else { throw Error("\(path): audit_keep must be 0-36500 days (0: for ever)") }
+            keep = n
+        }
+        // The fleet's defaults differ from a host's for root: every host certificate could
+        // guess at root's one record, so root is locked like anyone (`root_never_locked`
+        // turns that off on purpose) and has no simple password (`root_password` allows it).
+        var words = Setting.words(of: values["policy"] ?? "")
+        let rootNeverLocked = words.contains("root_never_locked")
+        let rootPassword = words.contains("root_password")
+        words.removeAll { $0 == "root_never_locked" || $0 == "root_password" }
+        var policy: Policy
+        do throws(ConfigError) { policy = try Policy.parse(words) } catch {
+            throw Error("\(path): policy: \(error.description) (or root_never_locked, root_password)")
+        }
+        if rootNeverLocked {
+            guard !words.contains("even_deny_root") else { throw Error("\(path): policy: even_deny_root and root_never_locked contradict each other") }
+        } else {
+            policy.lock.evenDenyRoot = true
         }
         var connections = 16
         if let c = values["database_connections"] {
@@ -200,7 +241,9 @@ public struct ServerConfig: Sendable {
             connections = n
         }
         return ServerConfig(listen: listen, database: db, tlsCert: value("tls_cert"), tlsKey: value("tls_key"),
-                            clientCA: value("client_ca"), adminCA: value("admin_ca"), metricsListen: metrics,
-                            revoked: values["revoked"], policy: policy, databaseConnections: connections)
+                            clientCA: value("client_ca"), adminCA: value("admin_ca"), helpdeskCA: values["helpdesk_ca"],
+                            sealKey: value("seal_key"), unsealKeys: unseal, auditKey: value("audit_key"), auditKeep: keep,
+                            metricsListen: metrics,
+                            revoked: values["revoked"], policy: policy, rootPassword: rootPassword, databaseConnections: connections)
     }
 }

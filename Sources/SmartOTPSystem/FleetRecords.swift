@@ -13,11 +13,16 @@ public final class FleetRecords: HelperSpeaking {
     let arguments: [String]
     private var session: Session?
 
-    public init(_ config: ModuleConfig) {
+    /// `service` and `remoteHost` (PAM's, for the fleet's audit trail) go on the client's
+    /// command line when known: they are not secret.
+    public init(_ config: ModuleConfig, service: String = "", remoteHost: String = "") {
         path = config.client ?? Installation.fleetClient
         var servers = ""
         for s in config.servers { servers += servers.isEmpty ? s : "," + s }
-        arguments = ["--server", servers, "--tls-dir", config.tlsDir, "--timeout", msg("\(config.serverTimeout)"), "--session"]
+        var arguments = ["--server", servers, "--tls-dir", config.tlsDir, "--timeout", msg("\(config.serverTimeout)"), "--session"]
+        if !service.isEmpty { arguments += ["--service", service] }
+        if !remoteHost.isEmpty { arguments += ["--rhost", remoteHost] }
+        self.arguments = arguments
     }
 
     /// One request frame out (`Frame.requestPayload`), one answer frame back.

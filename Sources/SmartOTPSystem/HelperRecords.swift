@@ -26,7 +26,7 @@ extension HelperSpeaking {
         return try decoded { () throws(HelperProtocol.ParseError) in try HelperProtocol.decodeChallenge(out) }
     }
 
-    public func accessAnswers(for user: UserName, tokenID: String, cardChallenge: [UInt8], ourChallenge: [UInt8]) throws(RecordError) -> AccessAnswers? {
+    public func accessAnswers(for user: UserName, tokenID: String, cardChallenge: [UInt8], ourChallenge: [UInt8], now: Int64) throws(RecordError) -> AccessAnswers? {
         let out = try answer(.access(tokenID: tokenID, cardChallenge: cardChallenge, ourChallenge: ourChallenge), for: user)
         return try decoded { () throws(HelperProtocol.ParseError) in try HelperProtocol.decodeAccess(out) }
     }

@@ -33,11 +33,12 @@ public enum SystemRecords: RecordService {
     /// Chooses by the effective uid, as pam_unix chooses unix_chkpwd: root asks the store,
     /// or with `server=` the fleet client; a user's process asks the setuid helper, which
     /// makes the same choice with root's settings.
-    public init(_ config: ModuleConfig) {
+    /// `service` and `remoteHost` (PAM_SERVICE, PAM_RHOST) go to the fleet's audit trail.
+    public init(_ config: ModuleConfig, service: String = "", remoteHost: String = "") {
         if Users.effectiveUID != 0 {
             self = .helper(HelperRecords(path: config.helper ?? Installation.helper))
         } else if !config.servers.isEmpty {
-            self = .fleet(FleetRecords(config))
+            self = .fleet(FleetRecords(config, service: service, remoteHost: remoteHost))
         } else {
             self = .local(.system(store: FileStore(root: config.store), policy: config.policy))
         }
@@ -59,11 +60,11 @@ public enum SystemRecords: RecordService {
         }
     }
 
-    public func accessAnswers(for user: UserName, tokenID: String, cardChallenge: [UInt8], ourChallenge: [UInt8]) throws(RecordError) -> AccessAnswers? {
+    public func accessAnswers(for user: UserName, tokenID: String, cardChallenge: [UInt8], ourChallenge: [UInt8], now: Int64) throws(RecordError) -> AccessAnswers? {
         switch self {
-        case .local(let r): return try r.accessAnswers(for: user, tokenID: tokenID, cardChallenge: cardChallenge, ourChallenge: ourChallenge)
-        case .helper(let r): return try r.accessAnswers(for: user, tokenID: tokenID, cardChallenge: cardChallenge, ourChallenge: ourChallenge)
-        case .fleet(let r): return try r.accessAnswers(for: user, tokenID: tokenID, cardChallenge: cardChallenge, ourChallenge: ourChallenge)
+        case .local(let r): return try r.accessAnswers(for: user, tokenID: tokenID, cardChallenge: cardChallenge, ourChallenge: ourChallenge, now: now)
+        case .helper(let r): return try r.accessAnswers(for: user, tokenID: tokenID, cardChallenge: cardChallenge, ourChallenge: ourChallenge, now: now)
+        case .fleet(let r): return try r.accessAnswers(for: user, tokenID: tokenID, cardChallenge: cardChallenge, ourChallenge: ourChallenge, now: now)
         }
     }
 

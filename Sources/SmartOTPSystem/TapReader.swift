@@ -74,7 +74,10 @@ public struct TapReader<Slots: CardSlots>: CardReader {
                 return .failure(.wrongCard)
             }
             if info.challenge != nil {
-                try session.validate { cardChallenge, ours in
+                // Our half of VALIDATE is a challenge the verifier issued (and uses up):
+                // it answers no other. The tap then asks for a fresh one.
+                guard let ours = authority.challenge(card.tokenID) else { return .failure(.verifierUnavailable) }
+                try session.validate(ours: ours) { cardChallenge, ours in
                     authority.access(card.tokenID, cardChallenge, ours).map { ($0.response, $0.expected) }
                 }
             }

@@ -127,7 +127,7 @@ extension HelperProtocol {
         case .summary: return .summary(try records.summary(user, now: now))
         case .challenge: return .challenge(try records.issueChallenge(for: user, now: now))
         case .access(let id, let card, let ours):
-            return .access(try records.accessAnswers(for: user, tokenID: id, cardChallenge: card, ourChallenge: ours))
+            return .access(try records.accessAnswers(for: user, tokenID: id, cardChallenge: card, ourChallenge: ours, now: now))
         case .perform(let operation): return .attempt(try records.perform(operation, for: user, now: now))
         }
     }

@@ -50,11 +50,26 @@ public struct LocalRecords<S: Store>: RecordService {
         }
     }
 
-    public func accessAnswers(for user: UserName, tokenID: String, cardChallenge: [UInt8], ourChallenge: [UInt8]) throws(RecordError) -> AccessAnswers? {
-        guard let record = try run({ () throws(StoreError) in try store.read(user) }),
-              let key = record.tokens.first(where: { $0.id == tokenID && $0.kind == .card })?.accessKey else { return nil }
-        return AccessAnswers(response: HMAC.authenticate(.sha1, key: key, message: cardChallenge),
-                             expected: HMAC.authenticate(.sha1, key: key, message: ourChallenge))
+    /// The VALIDATE answers for a protected card, only when `ourChallenge` is a challenge
+    /// issued to this requester (`issueChallenge`) and not yet used: it is used up here.
+    /// Otherwise nothing is answered and the attempt counts as a failure, so that no one
+    /// holding a host's certificate and a stolen card can have the access key's answer
+    /// to bytes of their choosing, or unlimited answers.
+    public func accessAnswers(for user: UserName, tokenID: String, cardChallenge: [UInt8], ourChallenge: [UInt8], now: Int64) throws(RecordError) -> AccessAnswers? {
+        try run { () throws(StoreError) in
+            try store.withLock(user) { (current: UserRecord?, commit: (UserRecord?) throws(StoreError) -> Void) throws(StoreError) -> AccessAnswers? in
+                guard var record = current, let key = record.tokens.first(where: { $0.id == tokenID && $0.kind == .card })?.accessKey,
+                      !record.lockState(policy.lock, isRoot: isRoot(user), now: now).isLocked else { return nil }
+                guard record.takeChallenge(ourChallenge, host: requester, now: now) else {
+                    record.countFailure(at: now, policy: policy.lock, isRoot: isRoot(user))
+                    try commit(record)
+                    return nil
+                }
+                try commit(record)
+                return AccessAnswers(response: HMAC.authenticate(.sha1, key: key, message: cardChallenge),
+                                     expected: HMAC.authenticate(.sha1, key: key, message: ourChallenge))
+            }
+        }
     }
 
     public func perform(_ operation: RecordOperation, for user: UserName, now: Int64) throws(RecordError) -> Attempt {

@@ -45,11 +45,19 @@ public enum FleetVerifier {
     /// Runs `request` for `user` on `record` with the server's `policy`, on behalf of
     /// `host` (a tap challenge is issued to it, and answered only by it). Root is told by
     /// name: the server does not know the hosts' user databases.
+    ///
+    /// `rootPassword` false: root's simple password is neither offered nor accepted (the
+    /// record keeps it: the fleet's policy may allow it again).
     public static func decide(_ request: HelperProtocol.Request, user: UserName, record: UserRecord?,
-                              policy: Policy, host: String, now: Int64) throws(RecordError) -> FleetDecision {
-        let held = TransactionRecord(user: user, record: record)
+                              policy: Policy, host: String, now: Int64, rootPassword: Bool = true) throws(RecordError) -> FleetDecision {
+        let hidden = user.value == "root" && !rootPassword ? record?.passwordHash : nil
+        var shown = record
+        if hidden != nil { shown?.passwordHash = nil }
+        let held = TransactionRecord(user: user, record: shown)
         let records = LocalRecords(store: held, policy: policy, requester: host, isRoot: { $0.value == "root" })
         let reply = try HelperProtocol.answer(request, for: user, by: records, now: now)
-        return FleetDecision(reply: reply, record: held.record, changed: held.changed)
+        var kept = held.record
+        if let hidden, kept != nil { kept?.passwordHash = hidden }
+        return FleetDecision(reply: reply, record: kept, changed: held.changed)
     }
 }

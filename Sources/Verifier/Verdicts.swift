@@ -140,7 +140,7 @@ public protocol RecordService {
     /// `TapChallenge.lifetime` seconds.
     func issueChallenge(for user: UserName, now: Int64) throws(RecordError) -> [UInt8]
     /// VALIDATE answers for a protected card of token `tokenID`; nil when it has no key.
-    func accessAnswers(for user: UserName, tokenID: String, cardChallenge: [UInt8], ourChallenge: [UInt8]) throws(RecordError) -> AccessAnswers?
+    func accessAnswers(for user: UserName, tokenID: String, cardChallenge: [UInt8], ourChallenge: [UInt8], now: Int64) throws(RecordError) -> AccessAnswers?
     /// Performs `operation`. The attempt is counted durably before its verdict is known,
     /// and the count cleared on success: nobody learns a verdict that was not counted.
     func perform(_ operation: RecordOperation, for user: UserName, now: Int64) throws(RecordError) -> Attempt

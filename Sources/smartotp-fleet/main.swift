@@ -58,12 +58,19 @@ func closeInheritedDescriptors() {
 
 closeInheritedDescriptors()
 
+/// A header value from PAM's items: printable ASCII only (no line breaks), at most 255.
+func printable(_ s: String) -> String {
+    String(String.UnicodeScalarView(s.unicodeScalars.prefix(255).map { $0.value >= 0x20 && $0.value < 0x7F ? $0 : "?" }))
+}
+
 var args = Array(CommandLine.arguments.dropFirst())
 var servers: [ServerURL] = []
 var tlsDir = "/etc/smartotp/tls"
 var timeout = 10
 var positional: [String] = []
 var session = false
+/// PAM_SERVICE and PAM_RHOST of the login, for the verifier's audit trail.
+var context: [(String, String)] = []
 while !args.isEmpty {
     let a = args.removeFirst()
     func value() -> String {
@@ -79,19 +86,22 @@ while !args.isEmpty {
         guard let t = Int(value()), (1...300).contains(t) else { fail("--timeout needs 1-300 seconds", 2) }
         timeout = t
     case "--session": session = true
+    case "--service": context.append(("X-SmartOTP-Service", printable(value())))
+    case "--rhost": context.append(("X-SmartOTP-RHost", printable(value())))
     case "--version": print("smartotp-fleet \(SmartOTPVersion.current)"); exit(0)
     default: positional.append(a)
     }
 }
 guard !servers.isEmpty, session ? positional.isEmpty : positional.count == 2 else {
-    fail("usage: smartotp-fleet --server URL[,URL…] --tls-dir DIR [--timeout S] (USER summary|challenge|access|code|password|tap | --session)", 2)
+    fail("usage: smartotp-fleet --server URL[,URL…] --tls-dir DIR [--timeout S] [--service S] [--rhost H] (USER summary|challenge|access|code|password|tap | --session)", 2)
 }
 
 /// The request `operation` for `user` with `input`: the verifier's helper answer, or exit 1.
-func verdict(_ client: FleetServers, _ user: UserName, _ operation: HelperProtocol.Operation, _ input: inout [UInt8], timeout: Int) -> String {
+func verdict(_ client: FleetServers, _ user: UserName, _ operation: HelperProtocol.Operation, _ input: inout [UInt8], timeout: Int,
+             context: [(String, String)]) -> String {
     defer { ConstantTime.wipe(&input) }
     do {
-        let response = try client.send(.POST, FleetAPI.verifyPath(operation, user), body: input, timeout: .seconds(Int64(timeout)))
+        let response = try client.send(.POST, FleetAPI.verifyPath(operation, user), headers: context, body: input, timeout: .seconds(Int64(timeout)))
         guard response.status == 200 else { fail("the verifier answered \(response.status): \(response.text.prefix(200))") }
         // Only a well-formed answer goes to the module.
         guard response.text.hasPrefix(HelperProtocol.version + "\n") else { fail("the verifier's answer is not a helper answer") }
@@ -135,7 +145,7 @@ if session {
         }
         ConstantTime.wipe(&frame)
         var input = request.arguments
-        put(1, String(decoding: Frame.encode(Array(verdict(client, request.user, request.operation, &input, timeout: timeout).utf8)), as: UTF8.self))
+        put(1, String(decoding: Frame.encode(Array(verdict(client, request.user, request.operation, &input, timeout: timeout, context: context).utf8)), as: UTF8.self))
     }
 }
 
@@ -145,5 +155,5 @@ guard let operation = HelperProtocol.Operation(rawValue: positional[1]) else { f
 var input: [UInt8] = []
 while input.count <= WireLimits.request, let b = readExactly(1) { input += b }
 if input.count > WireLimits.request { fail("request too long", 2) }
-put(1, verdict(client, user, operation, &input, timeout: timeout))
+put(1, verdict(client, user, operation, &input, timeout: timeout, context: context))
 exit(0)

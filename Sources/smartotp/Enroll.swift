@@ -6,6 +6,7 @@ import PCSC
 import POSIX
 import SmartOTPAuth
 import SmartOTPSystem
+import SmartOTPAdmin
 import TokenStore
 
 struct Enroll: ParsableCommand {
@@ -76,7 +77,7 @@ struct Enroll: ParsableCommand {
         }
         let store = try options.prepared()
         let created = now()
-        var token: Token
+        let token: Token
         var secretBytes: [UInt8]
         if card {
             guard let random = SecureRandom.bytes(20) else { throw Failure("the system random generator failed") }
@@ -94,14 +95,7 @@ struct Enroll: ParsableCommand {
             token = Token(id: "", kind: .code, parameters: parameters, secret: SecretBytes(secretBytes),
                           initialCounter: counter ?? 0, label: label, created: created)
         }
-        let id = try withStore {
-            try store.update(user) { (current: UserRecord?) -> (String, RecordChange) in
-                var r = current ?? UserRecord(user: user, created: created)
-                token.id = r.nextTokenID(prefix: card ? "card" : "code")
-                r.tokens.append(token)
-                return (token.id, .write(r))
-            }
-        }
+        guard case .token(let id) = try store.apply(user, .enroll(token)) else { throw Failure("the enrolment gave no token id") }
         let parameters = token.parameters
         let uriText = OTPAuthURI(parameters: parameters, secretBase32: Base32.encode(secretBytes), issuer: "smartotp",
                                  account: "\(user)@\(hostName())", counter: counter ?? 0).format()
@@ -182,14 +176,7 @@ struct Passwd: ParsableCommand {
         guard password.count >= Self.minimumLength else { throw Failure("the simple password needs at least \(Self.minimumLength) characters") }
         guard password.utf8.count <= 512 else { throw Failure("the simple password is longer than 512 bytes") }
         guard let hash = PasswordHash.make(password) else { throw Failure("libxcrypt could not hash the password") }
-        let store = try options.prepared()
-        try withStore {
-            try store.update(user) { (current: UserRecord?) -> RecordChange in
-                var record = current ?? UserRecord(user: user, created: now())
-                record.passwordHash = hash
-                return .write(record)
-            }
-        }
+        _ = try options.prepared().apply(user, .passwd(hash: hash))
         print("Simple password set for \(user).")
     }
 }

@@ -78,13 +78,7 @@ struct List: ParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
-        let store = try options.open()
-        let users = try withStore { try store.list() }
-        var rows: [UserRow] = []
-        for user in users {
-            guard let r = try withStore({ try store.read(user) }) else { continue }
-            rows.append(UserRow(user: user.value, tokens: r.tokens.count, password: r.passwordHash != nil, failures: r.failures))
-        }
+        let rows = try options.open().rows()
         if json { return try printJSON(rows) }
         for row in rows {
             print("\(row.user)\ttokens=\(row.tokens)\tpassword=\(row.password ? "yes" : "no")\tfailures=\(row.failures)")
@@ -100,7 +94,7 @@ struct Show: ParsableCommand {
 
     func run() throws {
         let user = try userName(self.user)
-        guard let r = try withStore({ try options.open().read(user) }) else { throw Failure("\(user) has no smartotp record") }
+        guard let r = try options.open().read(user) else { throw Failure("\(user) has no smartotp record") }
         let row = RecordRow(user: user.value, tokens: r.tokens.map(TokenRow.init), password: r.passwordHash != nil,
                             failures: r.failures, last_failure: r.lastFailure, recovery_codes: r.recoveryCodes.count)
         if json { return try printJSON(row) }
@@ -117,15 +111,7 @@ struct Remove: ParsableCommand {
 
     func run() throws {
         let user = try userName(self.user)
-        let removed = try withStore {
-            try options.open().update(user) { (current: UserRecord?) -> (Bool, RecordChange) in
-                guard var record = current else { return (false, .keep) }
-                guard let token else { return (true, .remove) }
-                guard let i = record.tokens.firstIndex(where: { $0.id == token }) else { return (false, .keep) }
-                record.tokens.remove(at: i)
-                return (true, .write(record))
-            }
-        }
+        let removed = try options.open().apply(user, token.map { .removeToken($0) } ?? .removeUser) == .done(true)
         guard removed else { throw Failure(token.map { "\(user) has no token \($0)" } ?? "\(user) has no smartotp record") }
         print(token.map { "Removed token \($0) of \(user)." } ?? "Removed the record of \(user).")
     }
@@ -138,11 +124,7 @@ struct Unlock: ParsableCommand {
 
     func run() throws {
         let user = try userName(self.user)
-        let found = try options.modify(user) { (record: inout UserRecord) -> Bool? in
-            record.clearFailures()
-            return true
-        } ?? false
-        guard found else { throw Failure("\(user) has no smartotp record") }
+        guard try options.open().apply(user, .unlock) == .done(true) else { throw Failure("\(user) has no smartotp record") }
         print("Unlocked \(user).")
     }
 }
@@ -159,18 +141,7 @@ struct Resync: ParsableCommand {
 
     func run() throws {
         let user = try userName(self.user)
-        let counter = try options.modify(user) { (record: inout UserRecord) -> UInt64? in
-            guard let i = record.tokens.firstIndex(where: { $0.parameters.kind == .hotp && (token == nil || $0.id == token) }) else {
-                return nil
-            }
-            let t = record.tokens[i]
-            let start = t.lastUsed.map { $0 &+ 1 } ?? t.initialCounter
-            guard let found = HOTPValidator(parameters: t.parameters, window: 1)
-                .resync(first: code1, second: code2, secret: t.secret, start: start, searchLimit: 10_000) else { return nil }
-            record.tokens[i].lastUsed = found
-            return found
-        }
-        guard let counter else { throw Failure("no HOTP token of \(user) produced those two codes in a row") }
+        guard case .counter(let counter?) = try options.open().apply(user, .resync(token: token, first: code1, second: code2)) else { throw Failure("no HOTP token of \(user) produced those two codes in a row") }
         print("Resynchronised: the next code is counter \(counter &+ 1).")
     }
 }
@@ -197,11 +168,7 @@ struct Recovery: ParsableCommand {
             codes.append(code)
             hashes.append(hash)
         }
-        let found = try options.modify(user) { (record: inout UserRecord) -> Bool? in
-            record.recoveryCodes = hashes
-            return true
-        } ?? false
-        guard found else { throw Failure("\(user) has no smartotp record; enroll first") }
+        guard try options.open().apply(user, .recovery(hashes: hashes)) == .done(true) else { throw Failure("\(user) has no smartotp record; enroll first") }
         print("Recovery codes for \(user) (each works once; they are not shown again):")
         for c in codes { print("  \(c)") }
     }
@@ -244,13 +211,8 @@ struct Import: ParsableCommand {
         }
         let store = try options.prepared()
         for item in imported {
-            let report = try withStore {
-                try store.update(item.user) { (current: UserRecord?) throws(StoreError) -> (RecordImport.Report, RecordChange) in
-                    guard let (merged, report) = RecordImport.merge(item, into: current, now: now(), pinAsPassword: pinAsPassword) else {
-                        throw .invalidValue("libxcrypt could not hash a code")
-                    }
-                    return (report, .write(merged))
-                }
+            guard case .imported(let report) = try store.apply(item.user, .merge(item, pinAsPassword: pinAsPassword)) else {
+                throw Failure("the import of \(item.user) gave no report")
             }
             var parts = [report.newToken ? "new token \(report.tokenID)" : "token \(report.tokenID) already there (replay state updated)"]
             if report.recoveryAdded + report.recoverySkipped > 0 {

@@ -7,6 +7,7 @@ import PCSC
 import POSIX
 import SmartOTPAuth
 import SmartOTPFleet
+import SmartOTPAdmin
 import SmartOTPSystem
 import TokenStore
 import Verifier
@@ -35,17 +36,57 @@ struct SmartOTP: ParsableCommand {
     )
 }
 
-/// A store the commands manage: the local files, or the fleet's records through smartotpd.
-protocol AdminStore: Store {
-    func list() throws(StoreError) -> [UserName]
+/// Where the commands make their changes: the local files, or the fleet's records through
+/// smartotpd, which makes each change itself (`AdminChange`) and never returns a secret.
+enum AdminTarget {
+    case local(FileStore)
+    case remote(RemoteAdmin)
+
+    /// Makes `change` to `user`'s record: under the file's lock here, in one transaction
+    /// on the server.
+    func apply(_ user: UserName, _ change: AdminChange) throws -> AdminChange.Outcome {
+        switch self {
+        case .local(let store):
+            return try withStore {
+                try store.update(user) { (current: UserRecord?) throws(StoreError) -> (AdminChange.Outcome, RecordChange) in
+                    do throws(AdminChange.Failure) { return try change.apply(to: current, user: user, now: now()) } catch {
+                        throw .invalidValue(error.description)
+                    }
+                }
+            }
+        case .remote(let admin):
+            var body = change.encode(for: user)
+            defer { ConstantTime.wipe(&body) }
+            let text = try withStore { try admin.change(change.verb, user, body: body) }
+            guard let outcome = AdminChange.Outcome(text: text) else { throw Failure("the server's answer is not understood: \(text)") }
+            return outcome
+        }
+    }
+
+    /// The record (on the server: with every secret taken out).
+    func read(_ user: UserName) throws -> UserRecord? {
+        switch self {
+        case .local(let store): return try withStore { try store.read(user) }
+        case .remote(let admin): return try withStore { try admin.show(user) }
+        }
+    }
+
+    func rows() throws -> [UserRow] {
+        switch self {
+        case .local(let store):
+            return try withStore { try store.list() }.compactMap { user in
+                guard let r = try withStore({ try store.read(user) }) else { return nil }
+                return UserRow(user: user.value, tokens: r.tokens.count, password: r.passwordHash != nil, failures: r.failures)
+            }
+        case .remote(let admin):
+            return try withStore { try admin.users() }.map { UserRow(user: $0.user, tokens: $0.tokens, password: $0.password, failures: $0.failures) }
+        }
+    }
+
     /// Creates the store when missing (a local one; the fleet's exists with its database).
-    func prepare() throws(StoreError)
-}
-
-extension FileStore: AdminStore {}
-
-extension RemoteStore: AdminStore {
-    func prepare() throws(StoreError) {}
+    func prepare() throws {
+        if case .local(let store) = self { try withStore { try store.prepare() } }
+    }
 }
 
 /// Options every command shares.
@@ -56,7 +97,7 @@ struct StoreOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("The fleet's verifiers instead of a local store (tried in order).", valueName: "https://HOST:PORT[,…]"))
     var server: String?
 
-    @Option(name: .customLong("tls-dir"), help: ArgumentHelp("With --server: an administrator's ca.pem, cert.pem and key.pem.", valueName: "DIR"))
+    @Option(name: .customLong("tls-dir"), help: ArgumentHelp("With --server: an administrator's (or the helpdesk's) ca.pem, cert.pem and key.pem.", valueName: "DIR"))
     var tlsDir: String = "/etc/smartotp/admin"
 
     /// The local store; in a directory the caller owns (tests, demos) the caller's uid owns it.
@@ -65,31 +106,23 @@ struct StoreOptions: ParsableArguments {
         return FileStore(root: store, owner: store == FileStore.defaultRoot ? 0 : getuid())
     }
 
-    /// The store the command manages: local, or the fleet's with --server.
-    func open() throws -> any AdminStore {
-        guard let server else { return try local() }
-        guard let urls = ServerURL.list(server) else { throw Failure("--server needs https://HOST[:PORT][,https://…]") }
-        do { return try RemoteStore(servers: urls, tlsDirectory: tlsDir) } catch { throw Failure("\(error)") }
+    func remote() throws -> RemoteAdmin {
+        guard let server, let urls = ServerURL.list(server) else { throw Failure("--server needs https://HOST[:PORT][,https://…]") }
+        do { return try RemoteAdmin(servers: urls, tlsDirectory: tlsDir) } catch { throw Failure("\(error)") }
     }
 
-    /// The store, created (0700, root's) when it does not exist yet: for the commands that
-    /// enroll. Every other command, and every login, refuses a missing store.
-    func prepared() throws -> any AdminStore {
-        let store = try open()
-        try withStore { try store.prepare() }
-        return store
+    /// Where the command works: local, or the fleet's with --server.
+    func open() throws -> AdminTarget {
+        server == nil ? .local(try local()) : .remote(try remote())
     }
 
-    /// Changes an existing record under its lock. `body` returns nil to leave it as it
-    /// was; the result is nil when there is no record or nothing changed.
-    func modify<R>(_ user: UserName, _ body: (inout UserRecord) -> R?) throws -> R? {
-        let store = try open()
-        return try withStore {
-            try store.update(user) { (current: UserRecord?) -> (R?, RecordChange) in
-                guard var record = current, let result = body(&record) else { return (nil, .keep) }
-                return (result, .write(record))
-            }
-        }
+    /// The same, created (0700, root's) when it is a local store that does not exist yet:
+    /// for the commands that enroll. Every other command, and every login, refuses a
+    /// missing store.
+    func prepared() throws -> AdminTarget {
+        let target = try open()
+        try target.prepare()
+        return target
     }
 }
 
@@ -100,7 +133,8 @@ struct MigrateStore: ParsableCommand {
         abstract: "Copy a local store's records into the fleet's verifier (smartotpd).",
         discussion: """
         Every record of --from goes to --server as it is (tokens, replay state, simple
-        password, recovery codes, failure count). A user who already has a record on the
+        password, recovery codes, failure count); the server seals every secret on the way
+        in. A user who already has a record on the
         server is left alone and named. The local store is not changed: point the hosts at
         the server (server= in /etc/smartotp/smartotp.conf) once this has run.
         """)
@@ -115,12 +149,11 @@ struct MigrateStore: ParsableCommand {
         var copied = 0, kept = 0
         for user in try withStore({ try local.list() }) {
             guard let record = try withStore({ try local.read(user) }) else { continue }
-            let written = try withStore {
-                try remote.update(user) { (current: UserRecord?) -> (Bool, RecordChange) in
-                    current == nil ? (true, .write(record)) : (false, .keep)
-                }
+            // The server seals every secret on the way in.
+            if try remote.apply(user, .place(record)) == .done(true) { copied += 1 } else {
+                kept += 1
+                print("\(user): already has a record on the server; left as it is")
             }
-            if written { copied += 1 } else { kept += 1; print("\(user): already has a record on the server; left as it is") }
         }
         print("Copied \(copied) record(s) to \(server); \(kept) already there.")
     }

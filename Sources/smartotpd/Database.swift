@@ -4,15 +4,22 @@ import NIOPosix
 import NIOSSL
 import OTPCore
 import PostgresNIO
+import SmartOTPAdmin
 import SmartOTPFleet
+import SmartOTPVault
 import TokenStore
 import Verifier
 
 /// The records in PostgreSQL: one row a user, the record in the file store's own text
-/// format, and a version that every change increments (the admin interface's ETag).
+/// format with every secret taken out (`SealedRecords`), the secrets sealed in a table of
+/// their own, and the audit trail; a version that every change increments.
 struct Database: VerdictStore {
     let client: PostgresClient
     let logger: Logger
+    let sealer: Sealer
+    let audit: AuditChain
+    /// Whether root's simple password counts (ServerConfig.rootPassword).
+    var rootPassword = false
 
     /// Versioned schema changes, applied in order by `smartotpd migrate`, each in the one
     /// transaction that records it. Never edit one that has shipped: add the next.
@@ -43,6 +50,46 @@ struct Database: VerdictStore {
         // dropped with the table: their taps are refused and asked again.
         (2, "tap challenges live in the record", [
             "DROP TABLE smartotp_challenges",
+        ]),
+        // Secrets leave the record's text for a table a verdict never writes, sealed under
+        // seal_key (the rows already there are sealed by `migrate`, in this transaction);
+        // every verdict and change appends an audit row to its user's chain.
+        (3, "sealed secrets and the audit trail", [
+            """
+            CREATE TABLE smartotp_secrets (
+                username text NOT NULL REFERENCES smartotp_records (username) ON DELETE CASCADE,
+                token_id text NOT NULL,
+                key_id   text NOT NULL,
+                sealed   text NOT NULL,
+                PRIMARY KEY (username, token_id)
+            )
+            """,
+            "CREATE INDEX smartotp_secrets_key ON smartotp_secrets (key_id)",
+            "CREATE SEQUENCE smartotp_audit_chains START 1",
+            """
+            ALTER TABLE smartotp_records
+                ADD COLUMN audit_chain bigint NOT NULL DEFAULT nextval('smartotp_audit_chains'),
+                ADD COLUMN audit_seq bigint NOT NULL DEFAULT 0,
+                ADD COLUMN audit_mac text NOT NULL DEFAULT ''
+            """,
+            """
+            CREATE TABLE smartotp_audit (
+                id bigserial PRIMARY KEY,
+                chain bigint NOT NULL, seq bigint NOT NULL, at_us bigint NOT NULL,
+                actor text NOT NULL, serial text NOT NULL, role text NOT NULL, peer text NOT NULL,
+                rhost text NOT NULL, service text NOT NULL, username text NOT NULL,
+                operation text NOT NULL, credential text NOT NULL, result text NOT NULL, reason text NOT NULL,
+                mac text NOT NULL,
+                UNIQUE (chain, seq)
+            )
+            """,
+            "CREATE INDEX smartotp_audit_user ON smartotp_audit (username, id)",
+            "CREATE INDEX smartotp_audit_time ON smartotp_audit (at_us)",
+            // Chain 0 (names without a record) and the closed chains of removed users.
+            "CREATE TABLE smartotp_audit_heads (chain bigint PRIMARY KEY, seq bigint NOT NULL, mac text NOT NULL)",
+            "INSERT INTO smartotp_audit_heads VALUES (0, 0, '')",
+            // Where pruning (audit_keep) cut each chain: its last pruned row, under the key.
+            "CREATE TABLE smartotp_audit_anchors (chain bigint PRIMARY KEY, seq bigint NOT NULL, mac text NOT NULL, anchor_mac text NOT NULL)",
         ]),
     ]
     static var latest: Int { migrations.map(\.version).max() ?? 0 }
@@ -95,10 +142,22 @@ struct Database: VerdictStore {
             var done: [Int] = []
             for m in Self.migrations where !applied.contains(m.version) {
                 for statement in m.sql { try await conn.query(PostgresQuery(unsafeSQL: statement), logger: logger) }
+                if m.version == 3 { try await sealExisting(conn) }
                 try await conn.query("INSERT INTO smartotp_schema (version, name) VALUES (\(m.version), \(m.name))", logger: logger)
                 done.append(m.version)
             }
             return done
+        }
+    }
+
+    /// Migration 3's own step: every record's secrets out of its text, sealed.
+    func sealExisting(_ conn: PostgresConnection) async throws {
+        var all: [(String, String)] = []
+        for try await row in try await conn.query("SELECT username, record FROM smartotp_records", logger: logger).decode((String, String).self) { all.append(row) }
+        for (name, text) in all {
+            let record = try RecordFormat.parse(text, path: "database:" + name)
+            try await conn.query("UPDATE smartotp_records SET record = \(RecordFormat.text(SealedRecords.stripped(record))), version = version + 1 WHERE username = \(name)", logger: logger)
+            try await storeSecrets(conn, record, replacing: [:])
         }
     }
 
@@ -117,83 +176,246 @@ struct Database: VerdictStore {
         try await client.query("SELECT 1", logger: logger)
     }
 
-    /// A read-only request (summary, access answers): no lock, no write.
-    func readOnly(_ request: HelperProtocol.Request, user: UserName, host: String, policy: Policy, now: Int64) async throws -> FleetDecision {
+    // MARK: verdicts
+
+    /// A user's row as a transaction reads it: the record with its secrets opened, where
+    /// its audit chain stands, and the database's clock.
+    struct Loaded {
         var record: UserRecord?
-        for try await text in try await client.query("SELECT record FROM smartotp_records WHERE username = \(user.value)", logger: logger).decode(String.self) {
-            record = try RecordFormat.parse(text, path: "database:" + user.value)
-        }
-        return try FleetVerifier.decide(request, user: user, record: record, policy: policy, host: host, now: now)
+        /// The stored secrets, by token id (what `open` used; an admin change compares).
+        var secrets: [String: SealedSecret]
+        var chain: Int64
+        var head: (seq: Int64, mac: String)
+        /// The database's clock (transaction start), microseconds since 1970.
+        var nowMicros: Int64
+        var now: Int64 { nowMicros / 1_000_000 }
+        /// Why the record cannot be used, if its secrets do not open.
+        var refusal: SealError?
     }
 
-    /// A request that changes the record (challenge, code, password, tap): one
-    /// transaction on the user's row. The verdict exists only if COMMIT succeeds.
-    func locked(_ request: HelperProtocol.Request, user: UserName, host: String, policy: Policy, now: Int64) async throws -> FleetDecision {
-        try await client.withTransaction(logger: logger) { conn in
-            var record: UserRecord?
-            for try await text in try await conn.query("SELECT record FROM smartotp_records WHERE username = \(user.value) FOR UPDATE", logger: logger).decode(String.self) {
-                record = try RecordFormat.parse(text, path: "database:" + user.value)
+    /// Reads `user`'s row (FOR UPDATE when `lock`), its sealed secrets and the clock in one
+    /// round trip; for a name without a record, chain 0's head (locked) instead.
+    func load(_ conn: PostgresConnection, _ user: UserName, lock: Bool) async throws -> Loaded {
+        var text: String?
+        var loaded = Loaded(record: nil, secrets: [:], chain: 0, head: (0, ""), nowMicros: 0)
+        let rows = lock
+            ? try await conn.query("""
+                SELECT r.record, r.audit_chain, r.audit_seq, r.audit_mac, (extract(epoch from now()) * 1000000)::bigint, s.token_id, s.key_id, s.sealed
+                FROM smartotp_records r LEFT JOIN smartotp_secrets s ON s.username = r.username
+                WHERE r.username = \(user.value) FOR UPDATE OF r
+                """, logger: logger)
+            : try await conn.query("""
+                SELECT r.record, r.audit_chain, r.audit_seq, r.audit_mac, (extract(epoch from now()) * 1000000)::bigint, s.token_id, s.key_id, s.sealed
+                FROM smartotp_records r LEFT JOIN smartotp_secrets s ON s.username = r.username
+                WHERE r.username = \(user.value)
+                """, logger: logger)
+        for try await (record, chain, seq, mac, now, token, keyID, sealed) in rows.decode((String, Int64, Int64, String, Int64, String?, String?, String?).self) {
+            text = record
+            loaded.chain = chain
+            loaded.head = (seq, mac)
+            loaded.nowMicros = now
+            if let token, let keyID, let sealed { loaded.secrets[token] = SealedSecret(keyID: keyID, box: sealed) }
+        }
+        if let text {
+            let stripped = try RecordFormat.parse(text, path: "database:" + user.value)
+            do throws(SealError) { loaded.record = try SealedRecords.open(stripped, secrets: loaded.secrets, with: sealer) } catch {
+                loaded.record = stripped
+                loaded.refusal = error
+            }
+            return loaded
+        }
+        let heads = lock
+            ? try await conn.query("SELECT seq, mac, (extract(epoch from now()) * 1000000)::bigint FROM smartotp_audit_heads WHERE chain = 0 FOR UPDATE", logger: logger)
+            : try await conn.query("SELECT seq, mac, (extract(epoch from now()) * 1000000)::bigint FROM smartotp_audit_heads WHERE chain = 0", logger: logger)
+        for try await (seq, mac, now) in heads.decode((Int64, String, Int64).self) {
+            loaded.head = (seq, mac)
+            loaded.nowMicros = now
+        }
+        return loaded
+    }
+
+    /// The refusal a record whose secrets do not open gets (logged, audited, answered 422).
+    struct Refused: Error, CustomStringConvertible {
+        let why: SealError
+        var description: String { "the record cannot be used: \(why)" }
+    }
+
+    /// A summary: read-only, no lock, no audit row (the journal has a line).
+    func readOnly(_ request: HelperProtocol.Request, user: UserName, by requester: Requester, policy: Policy) async throws -> FleetDecision {
+        try await client.withConnection { conn in
+            let loaded = try await load(conn, user, lock: false)
+            if let why = loaded.refusal { throw Refused(why: why) }
+            return try FleetVerifier.decide(request, user: user, record: loaded.record, policy: policy, host: requester.name, now: loaded.now, rootPassword: rootPassword)
+        }
+    }
+
+    /// A request that changes the record (challenge, access, code, password, tap): one
+    /// transaction on the user's row, its audit row in the same transaction. The verdict
+    /// exists only if COMMIT succeeds. Time is the database's: every replica agrees.
+    func locked(_ request: HelperProtocol.Request, user: UserName, by requester: Requester, policy: Policy) async throws -> FleetDecision {
+        let outcome: Result<FleetDecision, Refused> = try await client.withTransaction(logger: logger) { conn in
+            let loaded = try await load(conn, user, lock: true)
+            if let why = loaded.refusal {
+                let facts = AuditFacts(operation: request.operation.rawValue, credential: "", result: "refused", reason: why.description)
+                try await append(conn, user, loaded, event(facts, user, requester, loaded), text: nil, by: requester.name)
+                return .failure(Refused(why: why))
             }
             // The record holds the pending challenges with the host each was issued to: the
             // verifier issues and takes them for `host` in this same transaction.
-            let decision = try FleetVerifier.decide(request, user: user, record: record, policy: policy, host: host, now: now)
-            if decision.changed {
-                if let next = decision.record {
-                    try await conn.query("""
-                        UPDATE smartotp_records SET record = \(RecordFormat.text(next)), version = version + 1, updated_at = now(), updated_by = \(host)
-                        WHERE username = \(user.value)
-                        """, logger: logger)
-                } else {
-                    try await conn.query("DELETE FROM smartotp_records WHERE username = \(user.value)", logger: logger)
-                }
-            }
-            return decision
+            let decision = try FleetVerifier.decide(request, user: user, record: loaded.record, policy: policy, host: requester.name, now: loaded.now, rootPassword: rootPassword)
+            guard decision.record != nil || !decision.changed else { throw Refused(why: .missing(user: user.value, token: "*")) }
+            let text = decision.changed ? decision.record.map { RecordFormat.text(SealedRecords.stripped($0)) } : nil
+            try await append(conn, user, loaded, event(AuditFacts.of(request, decision.reply), user, requester, loaded), text: text, by: requester.name)
+            return .success(decision)
+        }
+        return try outcome.get()
+    }
+
+    func event(_ facts: AuditFacts, _ user: UserName, _ r: Requester, _ loaded: Loaded) -> AuditEvent {
+        AuditEvent(at: loaded.nowMicros, actor: r.name, serial: r.serial, role: r.role.rawValue, peer: r.address,
+                   remoteHost: r.remoteHost, service: r.service, user: user.value, operation: facts.operation,
+                   credential: facts.credential, result: facts.result, reason: facts.reason)
+    }
+
+    /// Appends `event` to the chain `loaded` names and moves its head, in one statement:
+    /// the head lives in the user's row (with the record's new `text`, when it changed) or,
+    /// for a name without a record, in chain 0's row.
+    func append(_ conn: PostgresConnection, _ user: UserName, _ loaded: Loaded, _ e: AuditEvent, text: String?, by who: String) async throws {
+        let seq = loaded.head.seq + 1
+        let mac = audit.mac(chain: loaded.chain, seq: seq, event: e, previous: loaded.head.mac)
+        let changed: Int64 = text == nil ? 0 : 1
+        if loaded.record != nil {
+            try await conn.query("""
+                WITH a AS (INSERT INTO smartotp_audit (chain, seq, at_us, actor, serial, role, peer, rhost, service, username, operation, credential, result, reason, mac)
+                           VALUES (\(loaded.chain), \(seq), \(e.at), \(e.actor), \(e.serial), \(e.role), \(e.peer), \(e.remoteHost), \(e.service), \(e.user), \(e.operation), \(e.credential), \(e.result), \(e.reason), \(mac)))
+                UPDATE smartotp_records SET record = coalesce(\(text), record), version = version + \(changed),
+                    updated_at = CASE WHEN \(changed) = 1 THEN now() ELSE updated_at END,
+                    updated_by = CASE WHEN \(changed) = 1 THEN \(who) ELSE updated_by END,
+                    audit_seq = \(seq), audit_mac = \(mac)
+                WHERE username = \(user.value)
+                """, logger: logger)
+        } else {
+            try await conn.query("""
+                WITH a AS (INSERT INTO smartotp_audit (chain, seq, at_us, actor, serial, role, peer, rhost, service, username, operation, credential, result, reason, mac)
+                           VALUES (\(loaded.chain), \(seq), \(e.at), \(e.actor), \(e.serial), \(e.role), \(e.peer), \(e.remoteHost), \(e.service), \(e.user), \(e.operation), \(e.credential), \(e.result), \(e.reason), \(mac)))
+                UPDATE smartotp_audit_heads SET seq = \(seq), mac = \(mac) WHERE chain = \(loaded.chain)
+                """, logger: logger)
         }
     }
 
     // MARK: administration
 
-    func users() async throws -> [String] {
-        var out: [String] = []
-        for try await name in try await client.query("SELECT username FROM smartotp_records ORDER BY username", logger: logger).decode(String.self) {
-            out.append(name)
+    /// Every user: name, tokens, whether a simple password is set, failures.
+    func users() async throws -> [(String, Int, Bool, Int)] {
+        var out: [(String, Int, Bool, Int)] = []
+        for try await (name, text) in try await client.query("SELECT username, record FROM smartotp_records ORDER BY username", logger: logger).decode((String, String).self) {
+            guard let r = try? RecordFormat.parse(text, path: "database:" + name) else { continue }
+            out.append((name, r.tokens.count, r.passwordHash != nil, r.failures))
         }
         return out
     }
 
-    func record(_ user: UserName) async throws -> (text: String, version: Int64)? {
-        for try await (text, version) in try await client.query(
-            "SELECT record, version FROM smartotp_records WHERE username = \(user.value)", logger: logger).decode((String, Int64).self) {
-            return (text, version)
+    /// The record as `show` sees it: every secret replaced by a marker (a card's access
+    /// key by 16 zero bytes, so that "protected" still shows). Nil: no record.
+    func view(_ user: UserName) async throws -> String? {
+        try await client.withConnection { conn in
+            let loaded = try await load(conn, user, lock: false)
+            guard var r = loaded.record else { return nil }
+            if loaded.refusal != nil { return RecordFormat.text(r) }  // already stripped
+            let protected = Set(r.tokens.filter { $0.accessKey != nil }.map(\.id))
+            r = SealedRecords.stripped(r)
+            for i in r.tokens.indices where protected.contains(r.tokens[i].id) {
+                r.tokens[i].accessKey = SecretBytes([UInt8](repeating: 0, count: 16))
+            }
+            return RecordFormat.text(r)
         }
-        return nil
     }
 
-    enum Condition { case version(Int64), absent }
-
-    /// Writes a record if the condition holds; the new version, or nil (412).
-    func put(_ user: UserName, text: String, when condition: Condition, by admin: String) async throws -> Int64? {
-        switch condition {
-        case .absent:
-            for try await v in try await client.query("""
-                INSERT INTO smartotp_records (username, record, updated_by) VALUES (\(user.value), \(text), \(admin))
-                ON CONFLICT (username) DO NOTHING RETURNING version
-                """, logger: logger).decode(Int64.self) { return v }
-        case .version(let expected):
-            for try await v in try await client.query("""
-                UPDATE smartotp_records SET record = \(text), version = version + 1, updated_at = now(), updated_by = \(admin)
-                WHERE username = \(user.value) AND version = \(expected) RETURNING version
-                """, logger: logger).decode(Int64.self) { return v }
+    /// An administrator's change: one transaction on the user's row, the new secrets sealed
+    /// (and only those: a secret already stored is never rewritten), the audit row in the
+    /// same transaction. The outcome never holds a secret.
+    func change(_ change: AdminChange, user: UserName, by requester: Requester) async throws -> AdminChange.Outcome {
+        let result: Result<AdminChange.Outcome, Refused> = try await client.withTransaction(logger: logger) { conn in
+            var loaded = try await load(conn, user, lock: true)
+            if let why = loaded.refusal, !(change.isRemoval) {
+                let facts = AuditFacts(operation: change.verb, credential: "", result: "refused", reason: why.description)
+                try await append(conn, user, loaded, event(facts, user, requester, loaded), text: nil, by: requester.name)
+                return .failure(Refused(why: why))
+            }
+            let (outcome, next) = try change.apply(to: loaded.record, user: user, now: loaded.now)
+            let facts = AuditFacts(operation: change.verb, credential: "", result: outcome.auditResult, reason: outcome.auditReason)
+            switch next {
+            case .keep:
+                try await append(conn, user, loaded, event(facts, user, requester, loaded), text: nil, by: requester.name)
+            case .remove:
+                let e = event(facts, user, requester, loaded)
+                let seq = loaded.head.seq + 1
+                let mac = audit.mac(chain: loaded.chain, seq: seq, event: e, previous: loaded.head.mac)
+                try await conn.query("DELETE FROM smartotp_records WHERE username = \(user.value)", logger: logger)
+                // The chain is closed: its head moves to the heads table, so that a cut-off
+                // tail is still found.
+                try await conn.query("""
+                    WITH a AS (INSERT INTO smartotp_audit (chain, seq, at_us, actor, serial, role, peer, rhost, service, username, operation, credential, result, reason, mac)
+                               VALUES (\(loaded.chain), \(seq), \(e.at), \(e.actor), \(e.serial), \(e.role), \(e.peer), \(e.remoteHost), \(e.service), \(e.user), \(e.operation), \(e.credential), \(e.result), \(e.reason), \(mac)))
+                    INSERT INTO smartotp_audit_heads (chain, seq, mac) VALUES (\(loaded.chain), \(seq), \(mac))
+                    """, logger: logger)
+            case .write(let record):
+                let text = RecordFormat.text(SealedRecords.stripped(record))
+                if loaded.record == nil {
+                    for try await chain in try await conn.query("""
+                        INSERT INTO smartotp_records (username, record, updated_by) VALUES (\(user.value), \(text), \(requester.name)) RETURNING audit_chain
+                        """, logger: logger).decode(Int64.self) { loaded.chain = chain }
+                    loaded.head = (0, AuditChain.genesis)
+                    loaded.record = record
+                }
+                try await storeSecrets(conn, record, replacing: loaded.secrets)
+                try await append(conn, user, loaded, event(facts, user, requester, loaded), text: text, by: requester.name)
+            }
+            return .success(outcome)
         }
-        return nil
+        return try result.get()
     }
 
-    func delete(_ user: UserName, version: Int64) async throws -> Bool {
-        for try await _ in try await client.query(
-            "DELETE FROM smartotp_records WHERE username = \(user.value) AND version = \(version) RETURNING 1", logger: logger).decode(Int.self) {
-            return true
+    /// Seals the tokens that have no stored secret yet and drops those of removed tokens.
+    func storeSecrets(_ conn: PostgresConnection, _ record: UserRecord, replacing stored: [String: SealedSecret]) async throws {
+        let ids = Set(record.tokens.map(\.id))
+        for gone in stored.keys where !ids.contains(gone) {
+            try await conn.query("DELETE FROM smartotp_secrets WHERE username = \(record.user.value) AND token_id = \(gone)", logger: logger)
         }
-        return false
+        for token in record.tokens where stored[token.id] == nil {
+            let sealed = sealer.seal(token, user: record.user)
+            try await conn.query("""
+                INSERT INTO smartotp_secrets (username, token_id, key_id, sealed) VALUES (\(record.user.value), \(token.id), \(sealed.keyID), \(sealed.box))
+                """, logger: logger)
+        }
+    }
+}
+
+extension AdminChange {
+    var isRemoval: Bool {
+        switch self {
+        case .removeUser, .removeToken: return true
+        default: return false
+        }
+    }
+}
+
+extension AdminChange.Outcome {
+    var auditResult: String {
+        switch self {
+        case .token, .imported: return "done"
+        case .done(let found): return found ? "done" : "not-found"
+        case .counter(let c): return c == nil ? "not-found" : "done"
+        }
+    }
+
+    var auditReason: String {
+        switch self {
+        case .token(let id): return "token \(id) added"
+        case .done: return ""
+        case .counter(let c): return c.map { "counter \($0)" } ?? "the two codes were not found in a row"
+        case .imported(let r): return "token \(r.tokenID)\(r.newToken ? " added" : " updated")"
+        }
     }
 }
 

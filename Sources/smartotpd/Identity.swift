@@ -14,7 +14,7 @@ struct Peer: Sendable, CustomStringConvertible {
     let serial: String
     let role: Role
 
-    var description: String { "\(role == .admin ? "admin" : "host") \(name) (serial \(serial))" }
+    var description: String { "\(role.rawValue) \(name) (serial \(serial))" }
 }
 
 /// Tells hosts from administrators. TLS has already checked the chain against both CAs;
@@ -22,16 +22,27 @@ struct Peer: Sendable, CustomStringConvertible {
 /// alone could be copied by a sub-CA of the hosts' CA).
 struct PeerIdentifier: Sendable {
     let adminCAs: [Certificate]
+    let helpdeskCAs: [Certificate]
     let revoked: RevocationList
 
-    /// Refuses (throws) when an administrators' CA is also a hosts' CA, the same
-    /// certificate or another with the same key: then every host would be an administrator.
-    init(adminCAPath: String, clientCAPath: String, revoked: RevocationList) throws {
-        adminCAs = try Self.load(adminCAPath)
+    /// Refuses (throws) when any two of the hosts', the administrators' and the helpdesk's
+    /// CAs are the same certificate or share a key: then every host would be an
+    /// administrator, or every helpdesk certificate one.
+    init(adminCAPath: String, clientCAPath: String, helpdeskCAPath: String? = nil, revoked: RevocationList) throws {
+        let admins = try Self.load(adminCAPath)
+        let helpdesk = try helpdeskCAPath.map(Self.load) ?? []
         let hostCAs = try Self.load(clientCAPath)
-        for admin in adminCAs where hostCAs.contains(where: { $0.publicKey == admin.publicKey }) {
-            throw RoleConfigurationError(description: "admin_ca (\(adminCAPath)) and client_ca (\(clientCAPath)) share a CA key (\(admin.subject)): every host would be an administrator; give administrators a CA of their own")
+        var roles: [(String, String, [Certificate])] = [("client_ca", clientCAPath, hostCAs), ("admin_ca", adminCAPath, admins)]
+        if let helpdeskCAPath { roles.append(("helpdesk_ca", helpdeskCAPath, helpdesk)) }
+        for (i, a) in roles.enumerated() {
+            for b in roles[(i + 1)...] {
+                for ca in a.2 where b.2.contains(where: { $0.publicKey == ca.publicKey }) {
+                    throw RoleConfigurationError(description: "\(a.0) (\(a.1)) and \(b.0) (\(b.1)) share a CA key (\(ca.subject)): one role's certificates would pass as the other's; give each role a CA of its own")
+                }
+            }
         }
+        adminCAs = admins
+        helpdeskCAs = helpdesk
         self.revoked = revoked
     }
 
@@ -65,8 +76,10 @@ struct PeerIdentifier: Sendable {
         let serial = RevocationList.normalised(cert.serialNumber.bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined())
         if name.isEmpty { name = "serial-" + serial }
         guard !revoked.contains(serial: serial, name: name) else { throw .revoked("\(name) (serial \(serial))") }
-        let admin = adminCAs.contains { ca in ca.subject == cert.issuer && ca.publicKey.isValidSignature(cert.signature, for: cert) }
-        return Peer(name: name, serial: serial, role: admin ? .admin : .host)
+        func signed(by cas: [Certificate]) -> Bool {
+            cas.contains { ca in ca.subject == cert.issuer && ca.publicKey.isValidSignature(cert.signature, for: cert) }
+        }
+        return Peer(name: name, serial: serial, role: signed(by: adminCAs) ? .admin : signed(by: helpdeskCAs) ? .helpdesk : .host)
     }
 }
 

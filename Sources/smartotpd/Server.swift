@@ -8,6 +8,7 @@ import NIOSSL
 import OTPCore
 import POSIX
 import ServiceLifecycle
+import SmartOTPAdmin
 import SmartOTPFleet
 import TokenStore
 import Verifier
@@ -33,20 +34,24 @@ struct VerifierService: Service {
     static let latency = "smartotpd_request_duration_seconds"
     static let databaseErrors = "smartotpd_database_errors_total"
     static let refusals = "smartotpd_refused_connections_total"
+    static let sealRefusals = "smartotpd_refused_records_total"
+    static let busy = "smartotpd_busy_refusals_total"
 
     init(config: ServerConfig, database: Database, logger: Logger, group: EventLoopGroup) throws {
         self.config = config
         self.database = database
         self.logger = logger
         self.group = group
-        identifier = try PeerIdentifier(adminCAPath: config.adminCA, clientCAPath: config.clientCA, revoked: RevocationList(path: config.revoked))
+        identifier = try PeerIdentifier(adminCAPath: config.adminCA, clientCAPath: config.clientCA, helpdeskCAPath: config.helpdeskCA,
+                                        revoked: RevocationList(path: config.revoked))
         var t = TLSConfiguration.makeServerConfiguration(
             certificateChain: try NIOSSLCertificate.fromPEMFile(config.tlsCert).map { .certificate($0) },
             privateKey: .privateKey(try NIOSSLPrivateKey(file: config.tlsKey, format: .pem)))
         // A client certificate is required and checked against both CAs; which one signed
         // it decides the role (PeerIdentifier).
         t.certificateVerification = .noHostnameVerification
-        t.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(config.clientCA) + NIOSSLCertificate.fromPEMFile(config.adminCA))
+        t.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(config.clientCA) + NIOSSLCertificate.fromPEMFile(config.adminCA)
+                                     + (config.helpdeskCA.map(NIOSSLCertificate.fromPEMFile) ?? []))
         t.minimumTLSVersion = .tlsv12
         tls = try NIOSSLContext(configuration: t)
     }
@@ -126,7 +131,10 @@ struct VerifierService: Service {
                         }
                         guard let p = peer else { return }
                         let started = ContinuousClock.now
-                        let (status, headers, text) = tooLarge ? (413, [], "request too large\n") : await handle(h, body: body, peer: p)
+                        let requester = Requester(name: p.name, serial: p.serial, role: p.role,
+                                                  address: channel.remoteAddress?.ipAddress ?? "?",
+                                                  remoteHost: Self.header(h, "X-SmartOTP-RHost"), service: Self.header(h, "X-SmartOTP-Service"))
+                        let (status, headers, text) = tooLarge ? (413, [], "request too large\n") : await handle(h, body: body, peer: requester)
                         ConstantTime.wipe(&body)
                         let elapsed = ContinuousClock.now - started
                         Metrics.Timer(label: Self.latency).recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
@@ -156,7 +164,12 @@ struct VerifierService: Service {
         try await outbound.write(contentsOf: [.head(head), .body(.byteBuffer(ByteBuffer(bytes: bytes))), .end(nil)])
     }
 
-    func handle(_ head: HTTPRequestHead, body: [UInt8], peer: Peer) async -> (Int, [(String, String)], String) {
+    /// A header a host's fleet client sends (PAM_RHOST, PAM_SERVICE), bounded and printable.
+    static func header(_ head: HTTPRequestHead, _ name: String) -> String {
+        String((head.headers.first(name: name) ?? "").prefix(255).map { $0.isASCII && !$0.isNewline && $0 != "\t" ? $0 : "?" })
+    }
+
+    func handle(_ head: HTTPRequestHead, body: [UInt8], peer: Requester) async -> (Int, [(String, String)], String) {
         guard let route = FleetAPI.route(head.uri) else { return (404, [], "no such path\n") }
         if let refusal = FleetHandlers.authorize(route, method: head.method.rawValue, role: peer.role) {
             if refusal.status == 403 { logger.warning("admin operation refused", metadata: ["peer": "\(peer)", "path": "\(head.uri)"]) }
@@ -169,9 +182,13 @@ struct VerifierService: Service {
                 return (200, [], "ok\n")
             case .verify(let op, let user):
                 return try await verify(op, user, body: body, peer: peer)
-            case .users, .record:
+            case .users, .show, .change, .audit:
                 return try await administer(route, head, body: body, peer: peer)
             }
+        } catch let refused as Database.Refused {
+            logger.critical("record refused", metadata: ["peer": "\(peer)", "path": "\(head.uri)", "why": "\(refused.why)"])
+            Counter(label: Self.sealRefusals).increment()
+            return (422, [], "\(refused)\n")
         } catch let refusal as RecordError {
             // The record logic refused (a challenge for a user without a card, …): the
             // request's fault, not the database's.
@@ -184,18 +201,41 @@ struct VerifierService: Service {
         }
     }
 
-    func verify(_ op: HelperProtocol.Operation, _ user: UserName, body: [UInt8], peer: Peer) async throws -> (Int, [(String, String)], String) {
-        let now = Clocks.unixTime()
-        let (database, policy, host) = (self.database, config.policy, peer.name)
+    /// Verdicts that hash (a simple password, a code that could be a recovery code: one
+    /// yescrypt per stored hash, tens of milliseconds each, with the row locked and a pool
+    /// connection held) at once; more are answered 503 at once, before a connection is
+    /// taken, so a burst of them cannot hold the pool that every other login needs.
+    static let hashingSlots = max(2, System.coreCount)
+    let hashing = NIOLockedValueBox(0)
+
+    static func hashes(_ op: HelperProtocol.Operation, _ body: [UInt8]) -> Bool {
+        op == .password || (op == .code && RecoveryCode.normalise(HelperProtocol.lines(body).first ?? "") != nil)
+    }
+
+    func verify(_ op: HelperProtocol.Operation, _ user: UserName, body: [UInt8], peer: Requester) async throws -> (Int, [(String, String)], String) {
+        if Self.hashes(op, body) {
+            let taken = hashing.withLockedValue { n in
+                guard n < Self.hashingSlots else { return false }
+                n += 1
+                return true
+            }
+            guard taken else {
+                Counter(label: Self.busy).increment()
+                logger.warning("hashing verdicts at their limit; refused", metadata: ["peer": "\(peer)", "user": "\(user.value)"])
+                return (503, [], "the verifier is busy; ask another\n")
+            }
+        }
+        defer { if Self.hashes(op, body) { hashing.withLockedValue { $0 -= 1 } } }
+        let (database, policy) = (self.database, config.policy)
         let (response, decision) = try await withDeadline(Self.databaseDeadline) {
-            try await FleetHandlers.verify(op, user, body: body, host: host, policy: policy, now: now, store: database)
+            try await FleetHandlers.verify(op, user, body: body, by: peer, policy: policy, store: database)
         }
         if let decision {
             let result = decision.reply.result
             Counter(label: Self.verdicts, dimensions: [("result", result)]).increment()
-            if case .attempt = decision.reply {
-                logger.notice("verdict", metadata: ["host": "\(peer.name)", "user": "\(user.value)", "operation": "\(op.rawValue)", "result": "\(result)"])
-            }
+            logger.notice("verdict", metadata: ["host": "\(peer.name)", "serial": "\(peer.serial)", "peer": "\(peer.address)",
+                                                "rhost": "\(peer.remoteHost)", "service": "\(peer.service)", "user": "\(user.value)",
+                                                "operation": "\(op.rawValue)", "result": "\(result)"])
         }
         return (response.status, [], response.text)
     }
@@ -218,38 +258,36 @@ struct VerifierService: Service {
         }
     }
 
-    func administer(_ route: FleetAPI.Route, _ head: HTTPRequestHead, body: [UInt8], peer: Peer) async throws -> (Int, [(String, String)], String) {
-        switch (route, head.method) {
-        case (.users, .GET):
-            return (200, [], try await database.users().map { $0 + "\n" }.joined())
-        case (.record(let user), .GET):
-            guard let (text, version) = try await database.record(user) else { return (404, [], "\(user.value) has no record\n") }
-            logger.notice("record read", metadata: ["admin": "\(peer.name)", "user": "\(user.value)"])
-            return (200, [("ETag", "\"\(version)\"")], text)
-        case (.record(let user), .PUT):
-            let record: UserRecord
-            do { record = try RecordFormat.parse(bytes: body, path: "request") } catch { return (400, [], "\(error)\n") }
-            guard record.user == user else { return (400, [], "the record is for \(record.user.value), not \(user.value)\n") }
-            guard let condition = Self.condition(head) else { return (428, [], "PUT needs If-Match: VERSION or If-None-Match: *\n") }
-            guard let version = try await database.put(user, text: RecordFormat.text(record), when: condition, by: peer.name) else {
-                return (412, [], "the record changed meanwhile\n")
+    func administer(_ route: FleetAPI.Route, _ head: HTTPRequestHead, body: [UInt8], peer: Requester) async throws -> (Int, [(String, String)], String) {
+        switch route {
+        case .users:
+            logger.notice("users listed", metadata: ["admin": "\(peer)"])
+            return (200, [], try await database.users().map { "\($0.0) \($0.1) \($0.2 ? 1 : 0) \($0.3)\n" }.joined())
+        case .show(let user):
+            guard let text = try await database.view(user) else { return (404, [], "\(user.value) has no record\n") }
+            logger.notice("record shown", metadata: ["admin": "\(peer)", "user": "\(user.value)"])
+            return (200, [], text)
+        case .change(let verb, let user):
+            let change: AdminChange
+            do throws(AdminChange.Failure) { change = try AdminChange.decode(verb: verb, body: body, user: user) } catch {
+                return (400, [], "\(error)\n")
             }
-            logger.notice("record written", metadata: ["admin": "\(peer.name)", "user": "\(user.value)"])
-            return (204, [("ETag", "\"\(version)\"")], "")
-        case (.record(let user), .DELETE):
-            guard case .version(let v) = Self.condition(head) else { return (428, [], "DELETE needs If-Match: VERSION\n") }
-            guard try await database.delete(user, version: v) else { return (412, [], "the record changed meanwhile or is gone\n") }
-            logger.notice("record removed", metadata: ["admin": "\(peer.name)", "user": "\(user.value)"])
-            return (204, [], "")
+            let outcome: AdminChange.Outcome
+            do { outcome = try await database.change(change, user: user, by: peer) } catch let e as AdminChange.Failure {
+                return (422, [], "\(e)\n")
+            }
+            logger.notice("record changed", metadata: ["admin": "\(peer)", "user": "\(user.value)", "change": "\(verb)", "outcome": "\(outcome.text.dropLast())"])
+            return (200, [], outcome.text)
+        case .audit:
+            guard let q = FleetAPI.query(head.uri) else { return (400, [], "a bad query\n") }
+            let since = Int64(q["since"] ?? "0") ?? -1
+            let limit = Int(q["limit"] ?? "1000") ?? -1
+            guard since >= 0, (1...100_000).contains(limit) else { return (400, [], "since must be a Unix time, limit 1-100000\n") }
+            logger.notice("audit read", metadata: ["admin": "\(peer)"])
+            return (200, [], try await database.auditRows(user: q["user"], host: q["host"], since: since, limit: limit))
         default:
             return (405, [], "method not allowed\n")
         }
-    }
-
-    static func condition(_ head: HTTPRequestHead) -> Database.Condition? {
-        if let m = head.headers.first(name: "If-Match"), let v = Int64(m.filter { $0 != "\"" }) { return .version(v) }
-        if head.headers.first(name: "If-None-Match") == "*" { return .absent }
-        return nil
     }
 }
 

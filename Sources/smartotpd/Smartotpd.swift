@@ -10,6 +10,7 @@ import PostgresNIO
 import Prometheus
 import ServiceLifecycle
 import SmartOTPFleet
+import SmartOTPVault
 import Verifier
 
 func loadConfig(_ path: String) throws -> ServerConfig {
@@ -24,6 +25,30 @@ func loadConfig(_ path: String) throws -> ServerConfig {
         if bytes.count > 1 << 20 { throw ValidationError("\(path) is too large") }
     }
     do { return try ServerConfig.parse(String(decoding: bytes, as: UTF8.self), path: path) } catch { throw ValidationError("\(error)") }
+}
+
+/// A key named in the configuration: a path, or `credential:NAME` for systemd's
+/// LoadCredential= (the file under $CREDENTIALS_DIRECTORY).
+func keyPath(_ value: String) throws -> String {
+    guard value.hasPrefix("credential:") else { return value }
+    guard let dir = getenv("CREDENTIALS_DIRECTORY").map({ String(cString: $0) }), dir.hasPrefix("/") else {
+        throw ValidationError("\(value): CREDENTIALS_DIRECTORY is not set (name the key's path, or give the unit LoadCredential=)")
+    }
+    return dir + "/" + value.dropFirst(11)
+}
+
+func loadKey(_ value: String) throws -> KeyFile {
+    let path = try keyPath(value)
+    do throws(KeyFile.Refusal) { return try KeyFile(path: path) } catch { throw ValidationError("\(error)") }
+}
+
+/// The keys a configuration names: the sealer (seal_key, and unseal_keys that only open)
+/// and the audit chain's. smartotpd will not start without them.
+func loadKeys(_ config: ServerConfig, extra: [KeyFile] = []) throws -> (Sealer, AuditChain) {
+    let seal = try loadKey(config.sealKey)
+    let audit = try loadKey(config.auditKey)
+    guard seal.id != audit.id else { throw ValidationError("seal_key and audit_key are the same key: give each its own (smartotpd keygen)") }
+    return (Sealer(current: seal, others: try config.unsealKeys.map(loadKey) + extra), AuditChain(key: audit))
 }
 
 func makeLogger() -> Logger {
@@ -43,10 +68,11 @@ struct Smartotpd: AsyncParsableCommand {
         discussion: """
         smartotpd --config FILE runs the service; smartotpd migrate --config FILE brings the
         database schema up to date (run it once before the first start and after upgrades).
-        See smartotpd(8).
+        smartotpd keygen PATH makes a seal_key or audit_key; rekey re-seals every secret
+        under a new key; audit-verify checks the audit trail's chains. See smartotpd(8).
         """,
         version: "smartotpd \(SmartOTPVersion.current)",
-        subcommands: [Serve.self, Migrate.self],
+        subcommands: [Serve.self, Migrate.self, Keygen.self, Rekey.self, AuditVerify.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -72,7 +98,9 @@ struct Serve: AsyncParsableCommand {
         let group = MultiThreadedEventLoopGroup.singleton
         let client = PostgresClient(configuration: try Database.configuration(config.database, connections: config.databaseConnections),
                                     eventLoopGroup: group, backgroundLogger: logger)
-        let database = Database(client: client, logger: logger)
+        let (sealer, audit) = try loadKeys(config)
+        var database = Database(client: client, logger: logger, sealer: sealer, audit: audit)
+        database.rootPassword = config.rootPassword
         let service = try VerifierService(config: config, database: database, logger: logger, group: group)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: client),
@@ -80,6 +108,7 @@ struct Serve: AsyncParsableCommand {
             .init(service: SchemaCheck(database: database, logger: logger), successTerminationBehavior: .ignore),
             .init(service: service),
         ]
+        if config.auditKeep > 0 { services.append(.init(service: AuditPruner(database: database, days: config.auditKeep, logger: logger))) }
         if let m = config.metricsListen {
             services.append(.init(service: MetricsEndpoint(address: m, registry: registry, logger: logger, group: group)))
         }
@@ -128,27 +157,109 @@ struct Migrate: AsyncParsableCommand {
 
     func run() async throws {
         let config = try loadConfig(options.config)
-        let logger = makeLogger()
-        let client = PostgresClient(configuration: try Database.configuration(config.database, connections: 1), backgroundLogger: logger)
-        let database = Database(client: client, logger: logger)
-        try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { await client.run() }
-            defer { tasks.cancelAll() }
-            try await Task.sleep(for: .milliseconds(20))  // let run() start before the first lease
-            // A one-shot command gives up with a reason: the pool retries a database that
-            // refuses it (TLS, pg_hba.conf) for as long as it is let.
-            let migrated = try await withThrowingTaskGroup(of: [Int]?.self) { attempt in
-                attempt.addTask { try await database.migrate() }
+        let (sealer, audit) = try loadKeys(config)
+        let applied = try await withDatabase(config, sealer: sealer, audit: audit, deadline: Migrate.deadline) { try await $0.migrate() }
+        print(applied.isEmpty ? "smartotpd: schema is current (version \(Database.latest))"
+              : "smartotpd: applied migration\(applied.count == 1 ? "" : "s") \(applied.map(String.init).joined(separator: ", ")); schema version \(Database.latest)")
+    }
+}
+
+/// Runs a one-shot command's `body` on the database. It gives up with a reason after
+/// `deadline` (when given): the pool retries a database that refuses it (TLS,
+/// pg_hba.conf) for as long as it is let.
+func withDatabase<T: Sendable>(_ config: ServerConfig, sealer: Sealer, audit: AuditChain, deadline: Duration?,
+                               _ body: @escaping @Sendable (Database) async throws -> T) async throws -> T {
+    let logger = makeLogger()
+    let client = PostgresClient(configuration: try Database.configuration(config.database, connections: 1), backgroundLogger: logger)
+    let database = Database(client: client, logger: logger, sealer: sealer, audit: audit)
+    return try await withThrowingTaskGroup(of: Void.self) { tasks in
+        tasks.addTask { await client.run() }
+        defer { tasks.cancelAll() }
+        try await Task.sleep(for: .milliseconds(20))  // let run() start before the first lease
+        let result = try await withThrowingTaskGroup(of: T?.self) { attempt in
+            attempt.addTask { try await body(database) }
+            if let deadline {
                 attempt.addTask {
-                    try await Task.sleep(for: Migrate.deadline)
+                    try await Task.sleep(for: deadline)
                     return nil
                 }
-                defer { attempt.cancelAll() }
-                return try await attempt.next() ?? nil
             }
-            guard let applied = migrated else { throw Unreachable() }
-            print(applied.isEmpty ? "smartotpd: schema is current (version \(Database.latest))"
-                  : "smartotpd: applied migration\(applied.count == 1 ? "" : "s") \(applied.map(String.init).joined(separator: ", ")); schema version \(Database.latest)")
+            defer { attempt.cancelAll() }
+            return try await attempt.next() ?? nil
+        }
+        guard let result else { throw Migrate.Unreachable() }
+        return result
+    }
+}
+
+struct Keygen: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Make a key file (seal_key, audit_key): 32 random bytes, mode 0400.",
+        discussion: "An existing file is never replaced: the values sealed under it would be lost.")
+    @Argument(help: "Where to write it.") var path: String
+
+    func run() throws {
+        do throws(KeyFile.Refusal) { print("smartotpd: wrote \(path) (key id \(try KeyFile.generate(at: path).id))") } catch { throw ValidationError("\(error)") }
+    }
+}
+
+struct Rekey: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Re-seal every secret under a new key, while the fleet runs.",
+        discussion: """
+        1. Make the key (smartotpd keygen) and give it to every replica as unseal_keys = PATH;
+           restart them one at a time. They now open what is sealed under either key.
+        2. smartotpd rekey --config FILE --new-key PATH (this command): every secret is
+           re-sealed under the new key, a user's row at a time.
+        3. Make the new key seal_key on every replica, drop the old one from unseal_keys,
+           restart them one at a time, and destroy the old key.
+        """)
+    @OptionGroup var options: ConfigOption
+    @Option(name: .customLong("new-key"), help: ArgumentHelp("The new key.", valueName: "PATH")) var newKey: String
+
+    func run() async throws {
+        let config = try loadConfig(options.config)
+        let fresh = try loadKey(newKey)
+        let (old, audit) = try loadKeys(config, extra: [fresh])
+        let target = Sealer(current: fresh, others: old.keyIDs.compactMap { old.key($0) })
+        let moved = try await withDatabase(config, sealer: target, audit: audit, deadline: nil) { try await $0.rekey(to: target) }
+        print("smartotpd: re-sealed \(moved) secret(s) under key \(fresh.id)")
+    }
+}
+
+struct AuditVerify: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "audit-verify",
+        abstract: "Check the audit trail: exit 0 when every chain is intact, 1 naming the first broken row.")
+    @OptionGroup var options: ConfigOption
+
+    func run() async throws {
+        let config = try loadConfig(options.config)
+        let (sealer, audit) = try loadKeys(config)
+        let (broken, rows) = try await withDatabase(config, sealer: sealer, audit: audit, deadline: Migrate.deadline) { try await $0.verifyAudit() }
+        if let broken {
+            print("smartotpd: the audit trail is broken: \(broken)")
+            throw ExitCode(1)
+        }
+        print("smartotpd: the audit trail is intact (\(rows) rows)")
+    }
+}
+
+/// Prunes audit rows older than audit_keep days, hourly.
+struct AuditPruner: Service {
+    let database: Database
+    let days: Int
+    let logger: Logger
+
+    func run() async throws {
+        while !Task.isCancelled {
+            do {
+                let n = try await database.pruneAudit(olderThanDays: days)
+                if n > 0 { logger.info("audit rows pruned", metadata: ["rows": "\(n)", "older than days": "\(days)"]) }
+            } catch {
+                logger.warning("audit pruning failed", metadata: ["error": "\(loggable(error))"])
+            }
+            try? await Task.sleep(for: .seconds(3600))
         }
     }
 }

@@ -69,7 +69,12 @@ struct FleetTests {
 
     @Test func routes() throws {
         #expect(FleetAPI.route("/v1/verify/code/alice") == .verify(.code, try UserName("alice")))
-        #expect(FleetAPI.route("/v1/admin/records/bob") == .record(try UserName("bob")))
+        #expect(FleetAPI.route("/v1/admin/records/bob") == .show(try UserName("bob")))
+        #expect(FleetAPI.route("/v1/admin/unlock/bob") == .change("unlock", try UserName("bob")))
+        #expect(FleetAPI.route("/v1/admin/steal/bob") == nil, "only the known verbs")
+        #expect(FleetAPI.route("/v1/admin/audit?user=bob") == .audit)
+        #expect(FleetAPI.query("/v1/admin/audit?user=bob&since=5") == ["user": "bob", "since": "5"])
+        #expect(FleetAPI.query("/v1/admin/audit?user") == nil)
         #expect(FleetAPI.route("/v1/admin/users") == .users)
         #expect(FleetAPI.route("/v1/health") == .health)
         #expect(FleetAPI.route("/v1/verify/code/../../etc") == nil)
@@ -118,9 +123,15 @@ struct FleetTests {
         tls_key = /etc/smartotpd/server.key
         client_ca = /etc/smartotpd/hosts-ca.pem
         admin_ca = /etc/smartotpd/admin-ca.pem
+        seal_key = /etc/smartotpd/seal.key
+        audit_key = /etc/smartotpd/audit.key
         policy = deny=3 unlock_time=60
         """
         let c = try ServerConfig.parse(text, path: "t")
+        #expect(c.auditKeep == 365 && c.helpdeskCA == nil && c.unsealKeys.isEmpty)
+        #expect(throws: ServerConfig.Error.self) { try ServerConfig.parse(text.replacingOccurrences(of: "seal_key = /etc/smartotpd/seal.key", with: ""), path: "t") }
+        #expect(try ServerConfig.parse(text + "\nunseal_keys = /a.key, credential:old\naudit_keep = 30", path: "t").unsealKeys == ["/a.key", "credential:old"])
+        #expect(throws: ServerConfig.Error.self) { try ServerConfig.parse(text + "\nunseal_keys = credential:../x", path: "t") }
         #expect(c.listen.port == 8443)
         #expect(c.policy.lock.deny == 3)
         #expect(throws: ServerConfig.Error.self) { try ServerConfig.parse(text + "\nlisten = 1.2.3.4:1", path: "t") }

@@ -1,0 +1,145 @@
+import Crypto
+import Foundation
+
+/// One row of the audit trail: who asked, from where, about whom, what was decided and
+/// why. Never a secret or a code.
+public struct AuditEvent: Sendable, Equatable {
+    /// The database's clock, in microseconds since 1970 (every replica judges by it).
+    public var at: Int64
+    /// The certificate that asked: its common name, its serial, its role.
+    public var actor: String
+    public var serial: String
+    public var role: String
+    /// The peer's address as smartotpd saw it.
+    public var peer: String
+    /// PAM's PAM_RHOST and PAM_SERVICE on the host (empty when not a login).
+    public var remoteHost: String
+    public var service: String
+    public var user: String
+    /// The operation: a verdict's (code, password, tap, access, challenge, summary) or an
+    /// administrator's (enroll, remove, passwd, …).
+    public var operation: String
+    /// The credential kind: tap, code, password, recovery, offline, or "" for none.
+    public var credential: String
+    /// accepted, rejected, replayed, locked, refused, done, …
+    public var result: String
+    public var reason: String
+
+    public init(at: Int64, actor: String, serial: String, role: String, peer: String, remoteHost: String, service: String,
+                user: String, operation: String, credential: String, result: String, reason: String) {
+        self.at = at
+        self.actor = actor
+        self.serial = serial
+        self.role = role
+        self.peer = peer
+        self.remoteHost = remoteHost
+        self.service = service
+        self.user = user
+        self.operation = operation
+        self.credential = credential
+        self.result = result
+        self.reason = reason
+    }
+
+    var fields: [String] { [actor, serial, role, peer, remoteHost, service, user, operation, credential, result, reason] }
+}
+
+/// The audit trail's chains. Each user has a chain of their own (the verdicts on one user
+/// are already serialised by the lock on their row, so the chain adds no contention); the
+/// verdicts on names without a record share chain 0. Row `seq` of a chain carries
+///
+///     mac = HMAC-SHA256(audit_key, "smartotp audit 1" ‖ chain ‖ seq ‖ at ‖ fields… ‖ previous mac)
+///
+/// (each part length-prefixed), so an edited row, a deleted one, or two swapped are found
+/// by `smartotpd audit-verify`; the chain's head (its last seq and mac) is kept beside the
+/// record, so a cut-off tail is found too. Pruning old rows leaves an anchor: the last
+/// pruned row's seq and mac, itself under the key.
+public struct AuditChain: Sendable {
+    let file: KeyFile
+    var key: SymmetricKey { file.key }
+    public var keyID: String { file.id }
+
+    public init(key: KeyFile) { file = key }
+
+    /// The mac of the first row of a chain stands on this.
+    public static let genesis = ""
+
+    public func mac(chain: Int64, seq: Int64, event: AuditEvent, previous: String) -> String {
+        var input = Array("smartotp audit 1".utf8)
+        func add(_ bytes: [UInt8]) {
+            let n = UInt32(bytes.count)
+            input += [UInt8(n >> 24), UInt8(n >> 16 & 0xFF), UInt8(n >> 8 & 0xFF), UInt8(n & 0xFF)]
+            input += bytes
+        }
+        add(Array(String(chain).utf8))
+        add(Array(String(seq).utf8))
+        add(Array(String(event.at).utf8))
+        for f in event.fields { add(Array(f.utf8)) }
+        add(Array(previous.utf8))
+        return Data(HMAC<SHA256>.authenticationCode(for: input, using: key)).base64EncodedString()
+    }
+
+    /// The mac of a pruning anchor (the last row pruned from a chain).
+    public func anchorMAC(chain: Int64, seq: Int64, mac: String) -> String {
+        let input = Array("smartotp audit anchor 1\0\(chain)\0\(seq)\0\(mac)".utf8)
+        return Data(HMAC<SHA256>.authenticationCode(for: input, using: key)).base64EncodedString()
+    }
+
+    /// A row as read back for verification.
+    public struct Row: Sendable {
+        public var id: Int64
+        public var chain: Int64
+        public var seq: Int64
+        public var event: AuditEvent
+        public var mac: String
+
+        public init(id: Int64, chain: Int64, seq: Int64, event: AuditEvent, mac: String) {
+            self.id = id
+            self.chain = chain
+            self.seq = seq
+            self.event = event
+            self.mac = mac
+        }
+    }
+
+    /// Where one chain stands: its head (from the record, or chain 0's own row) and the
+    /// anchor pruning left, if any.
+    public struct Ends: Sendable {
+        public var head: (seq: Int64, mac: String)?
+        public var anchor: (seq: Int64, mac: String, anchorMAC: String)?
+
+        public init(head: (seq: Int64, mac: String)?, anchor: (seq: Int64, mac: String, anchorMAC: String)?) {
+            self.head = head
+            self.anchor = anchor
+        }
+    }
+
+    /// Checks one chain's rows (in seq order) against its ends: nil when intact, else the
+    /// first broken place.
+    public func verify(chain: Int64, rows: [Row], ends: Ends) -> String? {
+        var previous = Self.genesis
+        var expected: Int64 = 1
+        if let a = ends.anchor {
+            guard anchorMAC(chain: chain, seq: a.seq, mac: a.mac) == a.anchorMAC else {
+                return "chain \(chain): the pruning anchor (seq \(a.seq)) was edited"
+            }
+            previous = a.mac
+            expected = a.seq + 1
+        }
+        for r in rows {
+            guard r.seq == expected else {
+                return r.seq > expected ? "chain \(chain): row seq \(expected) is missing (the next is id \(r.id), seq \(r.seq))"
+                    : "chain \(chain): row id \(r.id) (seq \(r.seq)) is out of order or repeated"
+            }
+            guard mac(chain: chain, seq: r.seq, event: r.event, previous: previous) == r.mac else {
+                return "chain \(chain): row id \(r.id) (seq \(r.seq), user \(r.event.user)) was edited or its predecessor removed"
+            }
+            previous = r.mac
+            expected += 1
+        }
+        if let head = ends.head, head.seq != expected - 1 || (head.seq > 0 && head.mac != previous) {
+            return "chain \(chain): the last rows are missing (the head says seq \(head.seq), the table ends at \(expected - 1))"
+        }
+        return nil
+    }
+}

@@ -1,0 +1,138 @@
+import Logging
+import PostgresNIO
+import SmartOTPVault
+import TokenStore
+
+/// The audit trail read back, checked and pruned; secrets re-sealed under a new key.
+extension Database {
+    /// Audit rows, newest first, as tab-separated lines (the header first).
+    func auditRows(user: String?, host: String?, since: Int64, limit: Int) async throws -> String {
+        var out = "id\ttime\tactor\tserial\trole\tpeer\trhost\tservice\tuser\toperation\tcredential\tresult\treason\n"
+        let rows = try await client.query("""
+            SELECT id, at_us, actor, serial, role, peer, rhost, service, username, operation, credential, result, reason
+            FROM smartotp_audit
+            WHERE (\(user)::text IS NULL OR username = \(user)) AND (\(host)::text IS NULL OR actor = \(host)) AND at_us >= \(since * 1_000_000)
+            ORDER BY id DESC LIMIT \(limit)
+            """, logger: logger)
+        for try await (id, at, actor, serial, role, peer, rhost, service, name, op, credential, result, reason)
+            in rows.decode((Int64, Int64, String, String, String, String, String, String, String, String, String, String, String).self) {
+            let fields = [String(id), String(at / 1_000_000), actor, serial, role, peer, rhost, service, name, op, credential, result, reason]
+            out += fields.map { $0.replacingTabs }.joined(separator: "\t") + "\n"
+        }
+        return out
+    }
+
+    /// Checks every chain: nil when the trail is intact, else the first broken place.
+    /// Returns how many rows were checked too.
+    func verifyAudit() async throws -> (broken: String?, rows: Int) {
+        try await client.withConnection { conn in
+            var heads: [Int64: (Int64, String)] = [:]
+            for try await (chain, seq, mac) in try await conn.query("SELECT audit_chain, audit_seq, audit_mac FROM smartotp_records", logger: logger).decode((Int64, Int64, String).self) {
+                heads[chain] = (seq, mac)
+            }
+            for try await (chain, seq, mac) in try await conn.query("SELECT chain, seq, mac FROM smartotp_audit_heads", logger: logger).decode((Int64, Int64, String).self) {
+                if heads[chain] != nil { return ("chain \(chain) has two heads (a live record and a closed chain)", 0) }
+                heads[chain] = (seq, mac)
+            }
+            var anchors: [Int64: (Int64, String, String)] = [:]
+            for try await (chain, seq, mac, a) in try await conn.query("SELECT chain, seq, mac, anchor_mac FROM smartotp_audit_anchors", logger: logger).decode((Int64, Int64, String, String).self) {
+                anchors[chain] = (seq, mac, a)
+            }
+            var checked = 0
+            var current: Int64?
+            var rows: [AuditChain.Row] = []
+            var seen: Set<Int64> = []
+            func finish() -> String? {
+                guard let chain = current else { return nil }
+                seen.insert(chain)
+                guard let head = heads[chain] else { return "chain \(chain) has rows but no head (user \(rows.first?.event.user ?? "?")): its record row was deleted by hand" }
+                let ends = AuditChain.Ends(head: head, anchor: anchors[chain].map { ($0.0, $0.1, $0.2) })
+                return audit.verify(chain: chain, rows: rows, ends: ends)
+            }
+            let all = try await conn.query("""
+                SELECT id, chain, seq, at_us, actor, serial, role, peer, rhost, service, username, operation, credential, result, reason, mac
+                FROM smartotp_audit ORDER BY chain, seq
+                """, logger: logger)
+            for try await (id, chain, seq, at, actor, serial, role, peer, rhost, service, name, op, credential, result, reason, mac)
+                in all.decode((Int64, Int64, Int64, Int64, String, String, String, String, String, String, String, String, String, String, String, String).self) {
+                if chain != current {
+                    if let broken = finish() { return (broken, checked) }
+                    current = chain
+                    rows = []
+                }
+                let e = AuditEvent(at: at, actor: actor, serial: serial, role: role, peer: peer, remoteHost: rhost, service: service,
+                                   user: name, operation: op, credential: credential, result: result, reason: reason)
+                rows.append(.init(id: id, chain: chain, seq: seq, event: e, mac: mac))
+                checked += 1
+            }
+            if let broken = finish() { return (broken, checked) }
+            // A chain whose rows are all gone must end where pruning left it.
+            for (chain, head) in heads.sorted(by: { $0.key < $1.key }) where !seen.contains(chain) && head.0 > 0 {
+                let ends = AuditChain.Ends(head: head, anchor: anchors[chain].map { ($0.0, $0.1, $0.2) })
+                if let broken = audit.verify(chain: chain, rows: [], ends: ends) { return (broken, checked) }
+            }
+            return (nil, checked)
+        }
+    }
+
+    /// Removes audit rows older than `days`, leaving each chain an anchor (its last pruned
+    /// row's seq and mac, under the audit key), so that verification still holds.
+    func pruneAudit(olderThanDays days: Int) async throws -> Int {
+        guard days > 0 else { return 0 }
+        return try await client.withTransaction(logger: logger) { conn in
+            try await conn.query("SELECT pg_advisory_xact_lock(7311002)", logger: logger)
+            var cuts: [(Int64, Int64, String)] = []
+            let rows = try await conn.query("""
+                SELECT DISTINCT ON (chain) chain, seq, mac FROM smartotp_audit
+                WHERE at_us < (extract(epoch from now()) * 1000000)::bigint - \(Int64(days) * 86_400_000_000)
+                ORDER BY chain, seq DESC
+                """, logger: logger)
+            for try await row in rows.decode((Int64, Int64, String).self) { cuts.append(row) }
+            var removed = 0
+            for (chain, seq, mac) in cuts {
+                let anchor = audit.anchorMAC(chain: chain, seq: seq, mac: mac)
+                try await conn.query("""
+                    INSERT INTO smartotp_audit_anchors (chain, seq, mac, anchor_mac) VALUES (\(chain), \(seq), \(mac), \(anchor))
+                    ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq, mac = excluded.mac, anchor_mac = excluded.anchor_mac
+                    """, logger: logger)
+                for try await n in try await conn.query("WITH d AS (DELETE FROM smartotp_audit WHERE chain = \(chain) AND seq <= \(seq) RETURNING 1) SELECT count(*)::bigint FROM d", logger: logger).decode(Int64.self) {
+                    removed += Int(n)
+                }
+            }
+            return removed
+        }
+    }
+
+    /// Re-seals every secret not sealed under `target`'s key, one user's row at a time
+    /// (each under that row's lock, so an administrator's change never interleaves).
+    /// Returns how many secrets moved.
+    func rekey(to target: Sealer) async throws -> Int {
+        var users: [String] = []
+        for try await name in try await client.query("SELECT DISTINCT username FROM smartotp_secrets WHERE key_id <> \(target.current.id) ORDER BY username", logger: logger).decode(String.self) {
+            users.append(name)
+        }
+        var moved = 0
+        for name in users {
+            moved += try await client.withTransaction(logger: logger) { conn in
+                try await conn.query("SELECT 1 FROM smartotp_records WHERE username = \(name) FOR UPDATE", logger: logger)
+                var rows: [(String, String, String)] = []
+                for try await row in try await conn.query("SELECT token_id, key_id, sealed FROM smartotp_secrets WHERE username = \(name) AND key_id <> \(target.current.id)", logger: logger).decode((String, String, String).self) {
+                    rows.append(row)
+                }
+                let user = try UserName(name)
+                for (token, keyID, box) in rows {
+                    let (secret, access) = try target.open(SealedSecret(keyID: keyID, box: box), user: user, token: token)
+                    let sealed = target.seal(secret: secret, accessKey: access, user: user, token: token)
+                    try await conn.query("UPDATE smartotp_secrets SET key_id = \(sealed.keyID), sealed = \(sealed.box) WHERE username = \(name) AND token_id = \(token)", logger: logger)
+                }
+                return rows.count
+            }
+        }
+        return moved
+    }
+}
+
+extension String {
+    /// A field for a TSV line: tabs and newlines as spaces.
+    var replacingTabs: String { String(map { $0 == "\t" || $0 == "\n" ? " " : $0 }) }
+}
