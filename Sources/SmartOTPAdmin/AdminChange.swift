@@ -116,7 +116,10 @@ extension AdminChange {
         var lines: [String] = []
         var record: UserRecord?
         switch self {
-        case .enroll(let token): record = UserRecord(user: user, tokens: [token], created: 0)
+        case .enroll(var token):
+            // The store names the token (`apply`); the wire needs a valid id meanwhile.
+            if !Token.isValidID(token.id) { token.id = "new" }
+            record = UserRecord(user: user, tokens: [token], created: 0)
         case .removeToken(let id): lines.append("token \(id)")
         case .removeUser: lines.append("all")
         case .passwd(let hash): lines.append("hash \(hash)")

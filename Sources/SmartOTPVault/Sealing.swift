@@ -100,7 +100,7 @@ public struct Sealer: Sendable {
 /// counters, the failures, the challenges: what a verdict rewrites), and the sealed
 /// secrets, one a token (written only by an administrator's change).
 public enum SealedRecords {
-    /// What stands for a secret in the record's text: one zero byte (`secret=AA======`).
+    /// What stands for a secret in the record's text: one zero byte (`secret=AA`).
     /// The file format needs a secret there; this one is never used (`open` replaces it
     /// and refuses a record whose text holds anything else).
     static let marker: [UInt8] = [0]

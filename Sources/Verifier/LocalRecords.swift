@@ -58,14 +58,14 @@ public struct LocalRecords<S: Store>: RecordService {
     public func accessAnswers(for user: UserName, tokenID: String, cardChallenge: [UInt8], ourChallenge: [UInt8], now: Int64) throws(RecordError) -> AccessAnswers? {
         try run { () throws(StoreError) in
             try store.withLock(user) { (current: UserRecord?, commit: (UserRecord?) throws(StoreError) -> Void) throws(StoreError) -> AccessAnswers? in
-                guard var record = current, let key = record.tokens.first(where: { $0.id == tokenID && $0.kind == .card })?.accessKey,
-                      !record.lockState(policy.lock, isRoot: isRoot(user), now: now).isLocked else { return nil }
+                guard var record = current, !record.lockState(policy.lock, isRoot: isRoot(user), now: now).isLocked else { return nil }
                 guard record.takeChallenge(ourChallenge, host: requester, now: now) else {
                     record.countFailure(at: now, policy: policy.lock, isRoot: isRoot(user))
                     try commit(record)
                     return nil
                 }
                 try commit(record)
+                guard let key = record.tokens.first(where: { $0.id == tokenID && $0.kind == .card })?.accessKey else { return nil }
                 return AccessAnswers(response: HMAC.authenticate(.sha1, key: key, message: cardChallenge),
                                      expected: HMAC.authenticate(.sha1, key: key, message: ourChallenge))
             }

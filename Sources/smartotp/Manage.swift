@@ -270,3 +270,50 @@ struct Verify: ParsableCommand {
         }
     }
 }
+
+struct Audit: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Read the fleet's audit trail (an administrator's or the helpdesk's certificate).",
+        discussion: """
+        One row for every verdict and every administrator's change, newest first: when, the
+        certificate that asked (name, serial, role), its address, PAM's remote host and
+        service, the user, the operation, the credential kind, the result and its reason.
+        Never a secret or a code. smartotpd audit-verify checks that no row was edited,
+        removed or reordered.
+
+          smartotp audit --server https://otp1:8443 --user alice --since 2026-12-01
+        """)
+    @OptionGroup var options: StoreOptions
+    @Option(help: "Only this user's rows.") var user: String?
+    @Option(help: "Only the rows of the certificate with this name (a host, an administrator).") var host: String?
+    @Option(help: ArgumentHelp("Only rows from this time on: a Unix time or YYYY-MM-DD (UTC).", valueName: "TIME")) var since: String?
+    @Option(help: "At most this many rows (default 1000).") var limit = 1000
+    @Flag(help: "Print JSON.") var json = false
+
+    func validate() throws {
+        guard (1...100_000).contains(limit) else { throw ValidationError("--limit must be 1 to 100000") }
+        if let since { guard Self.unixTime(since) != nil else { throw ValidationError("--since needs a Unix time or YYYY-MM-DD") } }
+    }
+
+    static func unixTime(_ text: String) -> Int64? {
+        if let n = Int64(text), n >= 0 { return n }
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "UTC")
+        f.dateFormat = "yyyy-MM-dd"
+        return f.date(from: text).map { Int64($0.timeIntervalSince1970) }
+    }
+
+    func run() throws {
+        guard options.server != nil else { throw Failure("the audit trail is the fleet's: give --server (and --tls-dir)") }
+        var query: [(String, String)] = [("limit", String(limit))]
+        if let user { query.append(("user", try userName(user).value)) }
+        if let host { query.append(("host", host)) }
+        if let since, let t = Self.unixTime(since) { query.append(("since", String(t))) }
+        let text = try withStore { try options.remote().audit(query: query) }
+        guard json else { return print(text, terminator: "") }
+        let lines = text.split(separator: "\n").map { $0.split(separator: "\t", omittingEmptySubsequences: false).map(String.init) }
+        guard let header = lines.first else { return try printJSON([[String: String]]()) }
+        try printJSON(lines.dropFirst().map { Dictionary(uniqueKeysWithValues: zip(header, $0)) })
+    }
+}

@@ -105,30 +105,44 @@ extension Database {
 
     /// Re-seals every secret not sealed under `target`'s key, one user's row at a time
     /// (each under that row's lock, so an administrator's change never interleaves).
-    /// Returns how many secrets moved.
-    func rekey(to target: Sealer) async throws -> Int {
+    /// Returns how many secrets moved, and the ones left as they were: those that do not
+    /// open (forged or moved: already refused at every verdict) and those under a key
+    /// `target` does not hold.
+    func rekey(to target: Sealer) async throws -> (moved: Int, left: [SealError]) {
         var users: [String] = []
         for try await name in try await client.query("SELECT DISTINCT username FROM smartotp_secrets WHERE key_id <> \(target.current.id) ORDER BY username", logger: logger).decode(String.self) {
             users.append(name)
         }
         var moved = 0
+        var left: [SealError] = []
         for name in users {
-            moved += try await client.withTransaction(logger: logger) { conn in
+            let (n, problems) = try await client.withTransaction(logger: logger) { conn -> (Int, [SealError]) in
                 try await conn.query("SELECT 1 FROM smartotp_records WHERE username = \(name) FOR UPDATE", logger: logger)
                 var rows: [(String, String, String)] = []
                 for try await row in try await conn.query("SELECT token_id, key_id, sealed FROM smartotp_secrets WHERE username = \(name) AND key_id <> \(target.current.id)", logger: logger).decode((String, String, String).self) {
                     rows.append(row)
                 }
                 let user = try UserName(name)
+                var n = 0
+                var problems: [SealError] = []
                 for (token, keyID, box) in rows {
-                    let (secret, access) = try target.open(SealedSecret(keyID: keyID, box: box), user: user, token: token)
-                    let sealed = target.seal(secret: secret, accessKey: access, user: user, token: token)
+                    let sealed: SealedSecret
+                    do throws(SealError) {
+                        let (secret, access) = try target.open(SealedSecret(keyID: keyID, box: box), user: user, token: token)
+                        sealed = target.seal(secret: secret, accessKey: access, user: user, token: token)
+                    } catch {
+                        problems.append(error)
+                        continue
+                    }
                     try await conn.query("UPDATE smartotp_secrets SET key_id = \(sealed.keyID), sealed = \(sealed.box) WHERE username = \(name) AND token_id = \(token)", logger: logger)
+                    n += 1
                 }
-                return rows.count
+                return (n, problems)
             }
+            moved += n
+            left += problems
         }
-        return moved
+        return (moved, left)
     }
 }
 

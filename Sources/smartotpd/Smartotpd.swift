@@ -108,7 +108,8 @@ struct Serve: AsyncParsableCommand {
             .init(service: SchemaCheck(database: database, logger: logger), successTerminationBehavior: .ignore),
             .init(service: service),
         ]
-        if config.auditKeep > 0 { services.append(.init(service: AuditPruner(database: database, days: config.auditKeep, logger: logger))) }
+        if config.auditKeep > 0 { services.append(.init(service: AuditPruner(database: database, days: config.auditKeep, logger: logger),
+                                                                successTerminationBehavior: .ignore)) }
         if let m = config.metricsListen {
             services.append(.init(service: MetricsEndpoint(address: m, registry: registry, logger: logger, group: group)))
         }
@@ -222,8 +223,11 @@ struct Rekey: AsyncParsableCommand {
         let fresh = try loadKey(newKey)
         let (old, audit) = try loadKeys(config, extra: [fresh])
         let target = Sealer(current: fresh, others: old.keyIDs.compactMap { old.key($0) })
-        let moved = try await withDatabase(config, sealer: target, audit: audit, deadline: nil) { try await $0.rekey(to: target) }
+        let (moved, problems) = try await withDatabase(config, sealer: target, audit: audit, deadline: nil) { try await $0.rekey(to: target) }
         print("smartotpd: re-sealed \(moved) secret(s) under key \(fresh.id)")
+        for p in problems { print("smartotpd: left as it was: \(p)") }
+        // A secret under a key this command does not hold would be lost with that key.
+        if problems.contains(where: { if case .unknownKey = $0 { return true } else { return false } }) { throw ExitCode(1) }
     }
 }
 
@@ -251,15 +255,21 @@ struct AuditPruner: Service {
     let days: Int
     let logger: Logger
 
+    /// Stops at shutdown (its sleep and any pruning in hand are cancelled: a pruning
+    /// transaction rolls back whole).
     func run() async throws {
-        while !Task.isCancelled {
-            do {
-                let n = try await database.pruneAudit(olderThanDays: days)
-                if n > 0 { logger.info("audit rows pruned", metadata: ["rows": "\(n)", "older than days": "\(days)"]) }
-            } catch {
-                logger.warning("audit pruning failed", metadata: ["error": "\(loggable(error))"])
+        try? await cancelWhenGracefulShutdown {
+            while true {
+                do {
+                    let n = try await database.pruneAudit(olderThanDays: days)
+                    if n > 0 { logger.info("audit rows pruned", metadata: ["rows": "\(n)", "older than days": "\(days)"]) }
+                } catch is CancellationError {
+                    return
+                } catch {
+                    logger.warning("audit pruning failed", metadata: ["error": "\(loggable(error))"])
+                }
+                try await Task.sleep(for: .seconds(3600))
             }
-            try? await Task.sleep(for: .seconds(3600))
         }
     }
 }

@@ -42,8 +42,10 @@ for n in db s1 s2 h1 h2 h3; do
 done
 in_ns() { local n=$1; shift; ip netns exec "$P$n" "$@"; }
 
-# Certificates: one CA for the servers, one for hosts, one for administrators, and a rogue.
+# Certificates: one CA for the servers, one for hosts, one for administrators, one for the
+# helpdesk, and a rogue.
 fleet_ca server-ca "smartotp servers"; fleet_ca hosts-ca "smartotp hosts"; fleet_ca admin-ca "smartotp admins"
+fleet_ca helpdesk-ca "smartotp helpdesk"; fleet_cert helpdesk-ca desk1 clientAuth; DESK=$(fleet_identity desk1)
 fleet_ca rogue-ca "smartotp hosts"   # same name as the hosts' CA, another key
 for s in s1 s2; do fleet_cert server-ca "$s" serverAuth "DNS:$s,IP:${ADDR[$s]}"; done
 for h in h1 h2 h3; do fleet_cert hosts-ca "$h" clientAuth; fleet_identity "$h" >/dev/null; done
@@ -58,6 +60,7 @@ fleet_pg_start "${ADDR[db]}" 5432 "${P}db" && ok "PostgreSQL started in its name
 DBURL="postgres://smartotpd@${ADDR[db]}:5432/smartotp?sslmode=verify-full&sslrootcert=$FLEET/pki/server-ca.pem"
 fleet_config s1 "${ADDR[s1]}:8443" "$DBURL" "metrics_listen = ${ADDR[s1]}:9464"
 fleet_config s2 "${ADDR[s2]}:8443" "$DBURL"
+for s in s1 s2; do echo "helpdesk_ca = $FLEET/pki/helpdesk-ca.pem" >>"$FLEET/$s.conf"; done
 # Roles by CA: an administrators' CA that is also the hosts' (the same file, or another
 # certificate on the hosts' CA key) would make every host an administrator (Step 2).
 openssl req -x509 -key "$FLEET/pki/hosts-ca.key" -days 30 -subj "/CN=not the hosts CA" -out "$FLEET/pki/same-key.pem" 2>/dev/null
@@ -67,6 +70,18 @@ for ca in hosts-ca same-key; do
     case "$rc:$out" in 0:*|124:*) not_ok "smartotpd refuses admin_ca = client_ca ($ca)" "exit $rc";;
         *"share a CA key"*) ok "smartotpd refuses to start when admin_ca shares the hosts' CA key ($ca.pem)";;
         *) not_ok "smartotpd refuses admin_ca = client_ca ($ca)" "$out";; esac
+done
+sed "s#^helpdesk_ca = .*#helpdesk_ca = $FLEET/pki/admin-ca.pem#" "$FLEET/s1.conf" >"$FLEET/roles.conf"
+out=$(timeout 20 "$SMARTOTPD" --config "$FLEET/roles.conf" 2>&1)
+case "$out" in *"admin_ca"*"helpdesk_ca"*"share a CA key"*) ok "… and when helpdesk_ca is the administrators' CA";; *) not_ok "helpdesk_ca = admin_ca refused" "$out";; esac
+# The keys: smartotpd will not start without them, or with one others can read.
+cp "$FLEET/seal.key" "$FLEET/open.key"; chmod 644 "$FLEET/open.key"
+for bad in "$FLEET/open.key" "$FLEET/missing.key"; do
+    sed "s#^seal_key = .*#seal_key = $bad#" "$FLEET/s1.conf" >"$FLEET/keys.conf"
+    out=$(timeout 20 "$SMARTOTPD" --config "$FLEET/keys.conf" 2>&1); rc=$?
+    case "$rc:$out" in 0:*|124:*) not_ok "smartotpd refuses seal_key $(basename "$bad")" "exit $rc";;
+        *"$(basename "$bad")"*) ok "smartotpd will not start with seal_key $(basename "$bad") ($(echo "$out" | grep -o 'can be read[^(]*\|cannot open[^:]*' | head -1))";;
+        *) not_ok "smartotpd refuses seal_key $(basename "$bad")" "$out";; esac
 done
 out=$(in_ns s1 "$SMARTOTPD" migrate --config "$FLEET/s1.conf" 2>&1); rc=$?
 check "smartotpd migrate creates the schema" 0 "$rc"
@@ -93,9 +108,9 @@ admin() { in_ns h1 "$CLI" "$@" --server "$SERVERS" --tls-dir "$ADMIN"; }
 HOTP_B32=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ
 hotp() { oathtool --hotp -c "$1" -b "$HOTP_B32"; }
 totp() { oathtool --totp -b "$1"; }
-# next USER: the user's next HOTP code (each user's counter kept here)
-declare -A COUNTER
-next() { COUNTER[$1]=$(( ${COUNTER[$1]:-0} + 1 )); hotp "${COUNTER[$1]}"; }
+# next USER: the user's next HOTP code (each user's counter in a file: \$(next …) runs in
+# a subshell)
+next() { local f="$FLEET/counter.$1" c; c=$(( $(cat "$f" 2>/dev/null || echo 0) + 1 )); echo "$c" >"$f"; hotp "$c"; }
 enroll_hotp() { echo "$HOTP_B32" | admin enroll "$1" --secret - --hotp --force >/dev/null 2>&1; }
 # What pamtester says for PAM_AUTHINFO_UNAVAIL: no verdict (the module failed closed).
 UNAVAIL="pamtester: Authentication service cannot retrieve authentication info"
@@ -109,7 +124,7 @@ spawn() { "$@" & JOBS+=($!); }
 reap() { local p; for p in "${JOBS[@]}"; do wait "$p"; done; JOBS=(); }
 
 # --- Enrolment by an administrator, through the fleet ------------------------------------
-echo "$HOTP_B32" | admin enroll racer --secret - --hotp --force >/dev/null 2>&1 && ok "smartotp --server enroll (HOTP) with the admin certificate" || not_ok "enroll through the fleet"
+out=$(echo "$HOTP_B32" | admin enroll racer --secret - --hotp --force 2>&1) && ok "smartotp --server enroll (HOTP) with the admin certificate" || not_ok "enroll through the fleet" "$out"
 TOTP_B32=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP
 echo "$TOTP_B32" | admin enroll walker --secret - --force >/dev/null 2>&1
 check "smartotp --server list shows both users" "racer walker" "$(admin list 2>/dev/null | cut -f1 | sort | tr '\n' ' ' | sed 's/ $//')"
@@ -122,7 +137,7 @@ check "… and on host 3" "pamtester: Authentication failure" "$(login h3 walker
 
 # --- 32 logins at once over three hosts, one valid code, 20 rounds -----------------------
 bad_rounds=0; lost=0
-for round in $(seq 1 20); do
+for round in $(seq 1 ${RACE_ROUNDS:-20}); do
     code=$(hotp "$round")
     rm -f "$FLEET"/race.*
     for i in $(seq 1 32); do
@@ -184,8 +199,8 @@ out=$(echo 123456 | in_ns h1 pamtester "$P-rogue" walker authenticate 2>&1 | gre
 check "a host certificate from another CA (same name) is refused: the login fails closed" "$UNAVAIL" "$out"
 code=$(curl_as h1 h1 -o /dev/null -w '%{http_code}' "https://${ADDR[s2]}:8443/v1/admin/records/walker")
 check "a host certificate cannot read a record (403)" 403 "$code"
-code=$(curl_as h2 h2 -o /dev/null -w '%{http_code}' -X PUT --data-binary 'x' -H 'If-None-Match: *' "https://${ADDR[s1]}:8443/v1/admin/records/mallory")
-check "… nor write one" 403 "$code"
+code=$(curl_as h2 h2 -o /dev/null -w '%{http_code}' -X POST --data-binary 'all' "https://${ADDR[s1]}:8443/v1/admin/remove/walker")
+check "… nor change one" 403 "$code"
 summary=$(curl_as h3 h3 -X POST --data-binary '' "https://${ADDR[s2]}:8443/v1/verify/summary/walker")
 case "$summary" in *"$TOTP_B32"*|*secret*) not_ok "a host's summary carries no secret" "$summary";; "smartotp-helper 1"*) ok "a host's summary carries no secret";; *) not_ok "summary answered" "$summary";; esac
 code=$(in_ns h1 curl -s --max-time 5 --cacert "$FLEET/tls/h1/ca.pem" -o /dev/null -w '%{http_code}' "https://${ADDR[s1]}:8443/v1/health")
@@ -207,8 +222,8 @@ open(path, "w").write("smartotp-record 1\nuser tapper\ncreated 1\n"
     "token id=card kind=card type=totp period=30 algorithm=sha1 digits=6 secret=%s last=- created=1 used=- label=- "
     "name=smartotp%%3Atapper device=- access-key=- touch=0\n" % b32)
 PY
-code=$(curl_as admin1 h1 -o /dev/null -w '%{http_code}' -X PUT --data-binary @"$FLEET/tapper" -H 'If-None-Match: *' "https://${ADDR[s1]}:8443/v1/admin/records/tapper")
-check "an administrator writes a card record (204)" 204 "$code"
+out=$({ echo record; cat "$FLEET/tapper"; } | curl_as admin1 h1 -X POST --data-binary @- "https://${ADDR[s1]}:8443/v1/admin/place/tapper")
+check "an administrator places a card record (sealed on the way in)" "done 1" "$out"
 fleet_ask() { local h=$1 op=$2; shift 2; printf '%s\n' "$@" | in_ns "$h" "$CLIENT" --server "$SERVERS" --tls-dir "$FLEET/tls/$h" tapper "$op"; }
 challenge=$(fleet_ask h1 challenge | awk '/^challenge/{print $2}')
 response=$(python3 -c "import hmac,hashlib,base64,sys; print(hmac.new(base64.b32decode('$CARD_B32'), bytes.fromhex('$challenge'), hashlib.sha1).hexdigest())")
@@ -218,6 +233,11 @@ challenge=$(fleet_ask h1 challenge | awk '/^challenge/{print $2}')
 response=$(python3 -c "import hmac,hashlib,base64,sys; print(hmac.new(base64.b32decode('$CARD_B32'), bytes.fromhex('$challenge'), hashlib.sha1).hexdigest())")
 check "… a challenge issued to h1, answered from h2, is refused" "verdict rejected" "$(fleet_ask h2 tap card "$challenge" "$response" | grep verdict)"
 check "… and h1 can still use it" "verdict accepted token card" "$(fleet_ask h1 tap card "$challenge" "$response" | grep verdict)"
+
+# access is no key oracle: bytes the server did not issue to this host get no answer, and count.
+before=$(fleet_ask h1 summary | awk '/^failures/{print $2}')
+check "access for bytes the server did not issue: no answer" "access none" "$(fleet_ask h1 access card 0102030405060708 1111111111111111 | grep access)"
+check "… and it counts as a failure" "$((before + 1))" "$(fleet_ask h1 summary | awk '/^failures/{print $2}')"
 
 # --- A real tap: pcscd, the virtual card, pamtester on host h2 -----------------------------
 # The card is enrolled through the fleet (the CLI writes the secret to the card, the record
@@ -238,6 +258,98 @@ echo "$HOTP_B32" | "$CLI" enroll migrant --store "$WORK/local/store" --secret - 
 out=$(in_ns h1 "$CLI" migrate-store --from "$WORK/local/store" --server "$SERVERS" --tls-dir "$ADMIN" 2>&1)
 case "$out" in *"Copied 1 record"*) ok "smartotp migrate-store copies a host's store";; *) not_ok "migrate-store" "$out";; esac
 check "… and the migrated user logs in through the fleet" "pamtester: successfully authenticated" "$(login h3 migrant "$(next migrant)")"
+
+# --- Sealed secrets: nothing in the database, its WAL or the logs; a database writer refused ---
+python3 - "$FLEET/leaks" "$HOTP_B32" "$TOTP_B32" "$CARD_B32" <<'PY'
+import base64, sys
+out, secrets = sys.argv[1], sys.argv[2:]
+forms = set()
+for b32 in secrets:
+    raw = base64.b32decode(b32)
+    for f in (b32, b32.lower(), raw.hex(), raw.hex().upper(), base64.b64encode(raw).decode().rstrip("=")):
+        forms.add(f.encode())
+    forms.add(raw)
+open(out, "w").write("\n".join(f.hex() for f in sorted(forms)))
+PY
+leaks() { python3 -c '
+import sys
+forms = [bytes.fromhex(l) for l in open(sys.argv[1]).read().split()]
+hits = []
+for path in sys.argv[2:]:
+    data = open(path, "rb").read()
+    hits += [path for f in forms if f in data]
+print(len(hits), " ".join(sorted(set(hits))[:3]))' "$FLEET/leaks" "$@"; }
+in_ns db runuser -u postgres -- "$PGBIN/pg_dump" -h "$FLEET/pg" -p 5432 smartotp >"$FLEET/dump.sql" 2>/dev/null
+in_ns db runuser -u postgres -- "$PGBIN/psql" -h "$FLEET/pg" -p 5432 -qAtc "CHECKPOINT" smartotp >/dev/null 2>&1
+grep -q "smartotp_secrets" "$FLEET/dump.sql" && check "pg_dump of the fleet holds no secret in any encoding (Base32 either case, hex, base64, raw)" "0" "$(leaks "$FLEET/dump.sql" | cut -d' ' -f1)" \
+    || not_ok "pg_dump ran" "$(head -3 "$FLEET/dump.sql")"
+check "… nor does the WAL" "0" "$(leaks "$FLEET"/pg/data/pg_wal/0* | cut -d' ' -f1)"
+check "… nor the servers' logs" "0" "$(leaks "$FLEET"/s1.log "$FLEET"/s2.log | cut -d' ' -f1)"
+out=$(admin show walker 2>&1; admin show tapper 2>&1; admin list 2>&1)
+echo "$out" >"$FLEET/admin.out"
+check "… nor what administrators read (show, list)" "0" "$(leaks "$FLEET/admin.out" | cut -d' ' -f1)"
+psql_db() { in_ns db runuser -u postgres -- "$PGBIN/psql" -h "$FLEET/pg" -p 5432 -qAt -d smartotp -c "$1"; }
+enroll_hotp victim
+code=$(next victim)
+psql_db "UPDATE smartotp_secrets SET sealed = (SELECT sealed FROM smartotp_secrets WHERE username = 'pgtest' AND token_id = 'code') WHERE username = 'victim'" >/dev/null
+check "a sealed secret moved to another user in SQL: that user's login is refused" "$UNAVAIL" "$(login h1 victim "$code")"
+grep -q "does not open for this user and token" "$FLEET"/s1.log "$FLEET"/s2.log && ok "… and logged" || not_ok "the refusal is logged"
+psql_db "UPDATE smartotp_records SET record = replace(record, 'secret=AA ', 'secret=$HOTP_B32 ') WHERE username = 'revtest'" >/dev/null
+check "a seed written in the clear into a record: refused" "$UNAVAIL" "$(login h1 revtest "$(next revtest)")"
+grep -q "in the clear" "$FLEET"/s1.log "$FLEET"/s2.log && ok "… and logged" || not_ok "the clear seed is logged"
+
+# --- Roles: the helpdesk unlocks and reads, never sets or removes a secret ------------------
+desk() { in_ns h1 "$CLI" "$@" --server "$SERVERS" --tls-dir "$DESK"; }
+for h in h1 h2 h3; do login "$h" locker 000000 >/dev/null; done
+desk unlock locker >/dev/null 2>&1 && ok "the helpdesk unlocks a user" || not_ok "helpdesk unlock"
+check "… who then logs in" "pamtester: successfully authenticated" "$(login h3 locker "$(next locker)")"
+check "the helpdesk lists users" "yes" "$(desk list 2>/dev/null | grep -q '^walker' && echo yes)"
+refused=0
+echo "$HOTP_B32" | desk enroll deskuser --secret - --hotp --force >/dev/null 2>&1 || refused=$((refused + 1))
+desk remove walker >/dev/null 2>&1 || refused=$((refused + 1))
+echo 1234567 | desk passwd walker --password-stdin --force >/dev/null 2>&1 || refused=$((refused + 1))
+desk recovery walker >/dev/null 2>&1 || refused=$((refused + 1))
+check "… and is refused enroll, remove, passwd and recovery" 4 "$refused"
+case "$(desk remove walker 2>&1)" in *403*) ok "… with the server's 403";; *) not_ok "helpdesk refusal says 403" "$(desk remove walker 2>&1)";; esac
+
+# --- The audit trail ----------------------------------------------------------------------------
+code=$(totp "$TOTP_B32")
+echo 000000 | in_ns h2 pamtester -I rhost=198.51.100.7 "$P-h2" walker authenticate >/dev/null 2>&1
+audit=$(desk audit --user walker 2>&1)
+case "$audit" in *$'\th2\t'*$'\thost\t'*$'\t198.51.100.7\t'*$'\twalker\tcode\tcode\trejected'*) ok "audit: a wrong code on h2 with its serial, remote host and result";;
+    *) not_ok "audit shows h2's wrong code" "$(echo "$audit" | head -3)";; esac
+h2serial=$(openssl x509 -in "$FLEET/pki/h2.pem" -noout -serial | cut -d= -f2 | tr 'A-F' 'a-f' | sed 's/^0*//')
+echo "$audit" | grep -q $'\th2\t'"$h2serial"$'\t' && ok "… naming h2's certificate serial" || not_ok "audit names the serial" "$h2serial"
+audit=$(desk audit --user tapper 2>&1)
+echo "$audit" | grep -q $'\th1\t.*\ttapper\ttap\ttap\taccepted' && ok "audit: a tap on h1, accepted" || not_ok "audit shows the tap" "$(echo "$audit" | head -3)"
+echo "$audit" | grep -q $'\taccess\ttap\taccess\tno issued challenge' && ok "audit: the refused access" || not_ok "audit shows the access"
+audit=$(desk audit --user locker 2>&1)
+echo "$audit" | grep -q $'\tdesk1\t.*\thelpdesk\t.*\tlocker\tunlock\t\tdone' && ok "audit: the helpdesk's unlock" || not_ok "audit shows the unlock" "$(echo "$audit" | head -3)"
+out=$(in_ns s1 "$SMARTOTPD" audit-verify --config "$FLEET/s1.conf" 2>&1); rc=$?
+check "smartotpd audit-verify: the trail is intact" "0" "$rc"
+psql_db "UPDATE smartotp_audit SET result = 'accepted' WHERE id = (SELECT max(id) FROM smartotp_audit WHERE username = 'walker' AND result = 'rejected')" >/dev/null
+out=$(in_ns s1 "$SMARTOTPD" audit-verify --config "$FLEET/s1.conf" 2>&1); rc=$?
+case "$rc:$out" in 1:*"was edited"*) ok "… a row edited in SQL is found ($(echo "$out" | grep -o 'row id [0-9]*'))";; *) not_ok "an edited row is found" "$rc: $out";; esac
+psql_db "UPDATE smartotp_audit SET result = 'rejected' WHERE id = (SELECT max(id) FROM smartotp_audit WHERE username = 'walker' AND result = 'accepted' AND operation = 'code' AND actor = 'h2')" >/dev/null
+psql_db "DELETE FROM smartotp_audit WHERE id = (SELECT min(id) FROM smartotp_audit WHERE username = 'locker')" >/dev/null
+out=$(in_ns s1 "$SMARTOTPD" audit-verify --config "$FLEET/s1.conf" 2>&1); rc=$?
+case "$rc:$out" in 1:*"missing"*) ok "… and a deleted one";; *) not_ok "a deleted row is found" "$rc: $out";; esac
+
+# --- Rekey while the fleet runs, then the old key gone ----------------------------------------
+"$SMARTOTPD" keygen "$FLEET/seal2.key" >/dev/null
+restart() { local s; for s in s1 s2; do fleet_kill "${FLEET_SERVER_PID[$s]}"; fleet_server_start "$s" "$P$s"; ready "${ADDR[$s]}" || true; done; }
+for s in s1 s2; do echo "unseal_keys = $FLEET/seal2.key" >>"$FLEET/$s.conf"; done
+restart
+out=$(in_ns s1 "$SMARTOTPD" rekey --config "$FLEET/s1.conf" --new-key "$FLEET/seal2.key" 2>&1); rc=$?
+case "$rc:$out" in 0:*"re-sealed"*) ok "smartotpd rekey: $(echo "$out" | grep -o 're-sealed [0-9]* secret(s)')";; *) not_ok "rekey" "$rc: $out";; esac
+for s in s1 s2; do sed -i -e "s#^seal_key = .*#seal_key = $FLEET/seal2.key#" -e '/^unseal_keys/d' "$FLEET/$s.conf"; done
+rm -f "$FLEET/seal.key"
+restart
+check "… the old key removed: logins still work" "pamtester: successfully authenticated" "$(login h2 migrant "$(next migrant)")"
+check "… taps too (the card's secret re-sealed)" "verdict accepted token card" "$(
+    challenge=$(fleet_ask h1 challenge | awk '/^challenge/{print $2}')
+    response=$(python3 -c "import hmac,hashlib,base64; print(hmac.new(base64.b32decode('$CARD_B32'), bytes.fromhex('$challenge'), hashlib.sha1).hexdigest())")
+    fleet_ask h1 tap card "$challenge" "$response" | grep verdict)"
 
 # --- Metrics ---------------------------------------------------------------------------------
 metrics=$(in_ns h1 curl -s --max-time 5 "http://${ADDR[s1]}:9464/metrics")

@@ -127,6 +127,12 @@ struct VaultTests {
         }
         #expect(throws: AdminChange.Failure.self) { try AdminChange.decode(verb: "place", body: AdminChange.place(r).encode(for: alice), user: try UserName("bob")) }
         #expect(throws: AdminChange.Failure.self) { try AdminChange.decode(verb: "steal", body: [], user: alice) }
+        var unnamed = r.tokens[0]
+        unnamed.id = ""
+        guard case .enroll(let sent) = try AdminChange.decode(verb: "enroll", body: AdminChange.enroll(unnamed).encode(for: alice), user: alice) else {
+            Issue.record("not an enrolment"); return
+        }
+        #expect(sent.secret.constantTimeEquals(unnamed.secret), "a token the store has not named yet travels too")
         #expect(throws: AdminChange.Failure.self) { try AdminChange.decode(verb: "passwd", body: Array("hash \n".utf8), user: alice) }
 
         let (enrolled, write) = try AdminChange.enroll(r.tokens[0]).apply(to: r, user: alice, now: 5)

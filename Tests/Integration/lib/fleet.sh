@@ -73,8 +73,13 @@ fleet_pg_stop() {
     return 0
 }
 
-# fleet_config NAME LISTEN DBURL [EXTRA]: $FLEET/NAME.conf for smartotpd
+# fleet_config NAME LISTEN DBURL [EXTRA]: $FLEET/NAME.conf for smartotpd (the fleet's
+# seal and audit keys made once, shared by every replica)
 fleet_config() {
+    local k
+    for k in seal audit; do
+        [ -f "$FLEET/$k.key" ] || "$SMARTOTPD" keygen "$FLEET/$k.key" >/dev/null || return 1
+    done
     cat >"$FLEET/$1.conf" <<CONF
 listen = $2
 database = $3
@@ -82,6 +87,8 @@ tls_cert = $FLEET/pki/$1.pem
 tls_key = $FLEET/pki/$1.key
 client_ca = $FLEET/pki/hosts-ca.pem
 admin_ca = $FLEET/pki/admin-ca.pem
+seal_key = $FLEET/seal.key
+audit_key = $FLEET/audit.key
 revoked = $FLEET/revoked
 policy = deny=3 unlock_time=600
 ${4:-}
