@@ -1,3 +1,4 @@
+import Foundation
 import OTPCore
 import SmartOTPFleet
 import Testing
@@ -132,6 +133,12 @@ struct FleetTests {
         #expect(throws: ServerConfig.Error.self) { try ServerConfig.parse(text.replacingOccurrences(of: "seal_key = /etc/smartotpd/seal.key", with: ""), path: "t") }
         #expect(try ServerConfig.parse(text + "\nunseal_keys = /a.key, credential:old\naudit_keep = 30", path: "t").unsealKeys == ["/a.key", "credential:old"])
         #expect(throws: ServerConfig.Error.self) { try ServerConfig.parse(text + "\nunseal_keys = credential:../x", path: "t") }
+        // The example administrators start from parses, keys from the unit's credentials.
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let example = try String(contentsOf: root.appendingPathComponent("docs/smartotpd.conf.example"), encoding: .utf8)
+        let parsed = try ServerConfig.parse(example, path: "smartotpd.conf.example")
+        #expect(parsed.sealKey == "credential:seal.key" && parsed.auditKey == "credential:audit.key")
+        #expect(parsed.policy.lock.evenDenyRoot && !parsed.rootPassword)
         #expect(c.listen.port == 8443)
         #expect(c.policy.lock.deny == 3)
         #expect(throws: ServerConfig.Error.self) { try ServerConfig.parse(text + "\nlisten = 1.2.3.4:1", path: "t") }
