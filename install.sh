@@ -34,7 +34,7 @@ PACKAGES_RUN=(pcscd libpcsclite1 libpam0g libpam-runtime libqrencode4)
 PACKAGES_DEV=(
     libssl-dev vsmartcard-vpcd pamtester oathtool libpam-oath yubikey-manager iproute2 util-linux procps python3
     sudo openssh-server openssh-client python3-pexpect valgrind hyperfine time
-    postgresql curl openssl
+    postgresql curl openssl libnss-wrapper gcc
     dpkg-dev debhelper po-debconf lintian debootstrap
 )
 PREFIX=/usr/local
@@ -198,11 +198,17 @@ enable_service() {
     #    (which would lock out everyone not yet enrolled, the administrator included), fails.
     #    Written out, not @included: Linux-PAM resolves @include from /etc/pam.d even for
     #    a private directory, and the snippet to test is the one in $PAMDIR.
-    local snippet=$PAMDIR/smartotp-auth
+    #    The user: a system account the name service knows (the module refuses names it
+    #    does not) and that has no record.
+    local snippet=$PAMDIR/smartotp-auth unenrolled=""
     [ -f "$snippet" ] || snippet=/etc/pam.d/smartotp-auth
+    for u in nobody daemon bin sys; do
+        getent passwd "$u" >/dev/null && [ ! -e "$STATE/users/$u" ] && { unenrolled=$u; break; }
+    done
+    [ -n "$unenrolled" ] || die "--enable: no system account without a record to self-test with (nobody, daemon, bin, sys)"
     { grep -v '^@include' "$snippet"; echo "auth required pam_permit.so"; } >"$tmpdir/smartotp-selftest"
     set +e
-    out=$("$harness" --confdir "$tmpdir" --service smartotp-selftest --user smartotp-selftest-nobody --conv-fail 2>&1)
+    out=$("$harness" --confdir "$tmpdir" --service smartotp-selftest --user "$unenrolled" --conv-fail 2>&1)
     rc=$?
     set -e
     if [ "$rc" -ne 0 ]; then

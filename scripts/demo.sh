@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# demo.sh — what `smartotp demo` runs: pcscd with the virtual reader, the virtual card, a
-# user "demo" enrolled on it in a temporary store, and three real PAM logins through
+# demo.sh — what `smartotp demo` runs: pcscd with the virtual reader, the virtual card, the
+# system's user "nobody" enrolled on it in a temporary store (the module logs in only users
+# the name service knows, and the demo adds none), and three real PAM logins through
 # pamtester — a tap, the fallback to the simple password once the card is gone, and a
 # wrong code refused. Everything it starts or writes is stopped and removed on exit.
 #
@@ -34,21 +35,22 @@ trap 'exit 130' INT TERM
 
 # login ANSWER…: pamtester on a pseudo-terminal, as at a console, answering each prompt
 # when it appears: prompts and the module's messages come out in the order a person sees.
-login() { python3 "$HERE/answer-prompts.py" "$@" -- pamtester -v "$SERVICE" demo authenticate; }
+DEMO_USER=nobody
+login() { python3 "$HERE/answer-prompts.py" "$@" -- pamtester -v "$SERVICE" "$DEMO_USER" authenticate; }
 
 say "Step 0: a reader and a card"
 start_pcscd
 say "  started pcscd (pid $PCSCD_PID) with the vpcd driver, in a private network namespace"
 start_card "$WORK/card.state"
 say "  the virtual card is in the reader \"$VIRTUAL_READER\""
-"$SMARTOTP" enroll demo --force --card --reader "$VIRTUAL_READER" --store "$WORK/store" >/dev/null
-echo 2468 | "$SMARTOTP" passwd demo --force --password-stdin --store "$WORK/store" >/dev/null
-say "  enrolled user \"demo\" on the card, simple password 2468, store $WORK/store"
+"$SMARTOTP" enroll "$DEMO_USER" --card --reader "$VIRTUAL_READER" --store "$WORK/store" >/dev/null
+echo 2468 | "$SMARTOTP" passwd "$DEMO_USER" --password-stdin --store "$WORK/store" >/dev/null
+say "  enrolled user \"$DEMO_USER\" on the card, simple password 2468, store $WORK/store (a temporary one)"
 echo "auth required $MODULE store=$WORK/store timeout=$TIMEOUT reader=Virtual" >"/etc/pam.d/$SERVICE"
 say "  PAM service /etc/pam.d/$SERVICE: $(cat "/etc/pam.d/$SERVICE")"
 
 say ""
-say "Step 1: log in with a tap (pamtester $SERVICE demo authenticate)"
+say "Step 1: log in with a tap (pamtester $SERVICE $DEMO_USER authenticate)"
 login || die "the tap login failed"
 
 say ""

@@ -2,24 +2,34 @@ internal import CPOSIX
 
 /// The user database and the process's own identity.
 public enum Users {
-    /// The uid of `name` through getpwnam_r(3); nil when there is no such user.
-    public static func uid(of name: String) -> UInt32? {
+    /// One passwd entry through a reentrant lookup (getpwnam_r or getpwuid_r), read by
+    /// `field` while its strings are still in the buffer; nil when there is none.
+    private static func entry<R>(_ lookup: (UnsafeMutablePointer<passwd>, UnsafeMutablePointer<CChar>, Int,
+                                            UnsafeMutablePointer<UnsafeMutablePointer<passwd>?>) -> Int32,
+                                 _ field: (passwd) -> R?) -> R? {
         var entry = passwd()
         var result: UnsafeMutablePointer<passwd>?
         var buffer = [CChar](repeating: 0, count: 16384)
-        guard getpwnam_r(name, &entry, &buffer, buffer.count, &result) == 0, result != nil else { return nil }
-        return entry.pw_uid
+        let count = buffer.count
+        guard buffer.withUnsafeMutableBufferPointer({ lookup(&entry, $0.baseAddress!, count, &result) }) == 0, result != nil else { return nil }
+        return buffer.withUnsafeBufferPointer { _ in field(entry) }
+    }
+
+    /// The uid of `name` through getpwnam_r(3); nil when there is no such user.
+    public static func uid(of name: String) -> UInt32? {
+        entry({ getpwnam_r(name, $0, $1, $2, $3) }) { $0.pw_uid }
+    }
+
+    /// The name service's own spelling of `name` (its `pw_name`, getpwnam_r(3)); nil when
+    /// it does not resolve. A case-insensitive or aliasing service (SSSD or winbind against
+    /// Active Directory) resolves `ALICE` or `alice@domain` to `alice`.
+    public static func canonicalName(of name: String) -> String? {
+        entry({ getpwnam_r(name, $0, $1, $2, $3) }) { $0.pw_name.map { String(cString: $0) } }
     }
 
     /// The login name of `uid` through getpwuid_r(3).
     public static func name(of uid: UInt32) -> String? {
-        var entry = passwd()
-        var result: UnsafeMutablePointer<passwd>?
-        var buffer = [CChar](repeating: 0, count: 16384)
-        guard getpwuid_r(uid, &entry, &buffer, buffer.count, &result) == 0, result != nil, let name = entry.pw_name else {
-            return nil
-        }
-        return String(cString: name)
+        entry({ getpwuid_r(uid, $0, $1, $2, $3) }) { $0.pw_name.map { String(cString: $0) } }
     }
 
     /// getuid(2): who started the process.

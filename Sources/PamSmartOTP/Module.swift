@@ -41,6 +41,22 @@ func loadConfig(_ pam: PamHandle, _ argc: Int32, _ argv: PamArgv) -> ModuleConfi
     }
 }
 
+/// The PAM user as the name service spells it, or nil (logged). Records are keyed by
+/// `pw_name`: a name that resolves to another spelling (`ALICE` through a case-insensitive
+/// SSSD, `alice@domain`) would find no record and pass `nullok` without a second factor,
+/// and a name that does not resolve is nobody's. Both are PAM_USER_UNKNOWN.
+func canonicalUser(_ pam: PamHandle, _ raw: String, _ step: StaticString) -> String? {
+    guard let name = Users.canonicalName(of: raw) else {
+        pam.syslog(LOG_NOTICE, msg("\(step): user=\(ConfigError.printable(raw)) is not known to the name service; refused"))
+        return nil
+    }
+    guard name == raw else {
+        pam.syslog(LOG_NOTICE, msg("\(step): user=\(ConfigError.printable(raw)) is spelled \(ConfigError.printable(name)) by the name service; refused (records are kept under that spelling)"))
+        return nil
+    }
+    return name
+}
+
 /// The PAM code for each outcome: one line each, documented in pam_smartotp(8).
 func pamCode(_ outcome: Outcome) -> Int32 {
     switch outcome {
@@ -61,6 +77,8 @@ public func pam_sm_authenticate(_ handle: OpaquePointer?, _ flags: Int32, _ argc
     let pam = PamHandle(raw: handle)
     guard let config = loadConfig(pam, argc, argv) else { return PAM_SERVICE_ERR }
     guard let user = pam.user() else { return PAM_USER_UNKNOWN }
+    // A name that is no valid record key is refused (and logged) by the flow itself.
+    if (try? UserName(user)) != nil { guard canonicalUser(pam, user, "auth") != nil else { return PAM_USER_UNKNOWN } }
     let service = pam.item(PAM_SERVICE) ?? "?"
     let remoteHost = pam.item(PAM_RHOST) ?? ""
     var flow = LoginFlow(
@@ -90,7 +108,7 @@ public func pam_sm_acct_mgmt(_ handle: OpaquePointer?, _ flags: Int32, _ argc: I
     guard let handle else { return PAM_SERVICE_ERR }
     let pam = PamHandle(raw: handle)
     guard let config = loadConfig(pam, argc, argv) else { return PAM_SERVICE_ERR }
-    guard let raw = pam.user(), let user = try? UserName(raw) else { return PAM_USER_UNKNOWN }
+    guard let raw = pam.user(), let name = canonicalUser(pam, raw, "account"), let user = try? UserName(name) else { return PAM_USER_UNKNOWN }
     let summary: RecordSummary?
     do { summary = try SystemRecords(config).summary(user, now: SystemClock().now()) } catch {
         pam.syslog(LOG_ERR, "account: " + error.description)

@@ -6,9 +6,9 @@ struct Demo: ParsableCommand {
         abstract: "Run real PAM logins with the virtual card, on a machine without a reader.",
         discussion: """
         Starts pcscd with vsmartcard's vpcd driver in a private network namespace, puts the
-        virtual card (smartotp-card) in the reader, enrolls the user "demo" in a temporary
-        store, and runs pamtester on a pseudo-terminal through the installed pam_smartotp.so
-        with a temporary service:
+        virtual card (smartotp-card) in the reader, enrolls the system's user "nobody" in a
+        temporary store, and runs pamtester on a pseudo-terminal through the installed
+        pam_smartotp.so with a temporary service:
 
           1. a tap on the card logs in;
           2. the card is taken away: the tap times out and the simple password logs in;

@@ -23,7 +23,8 @@ struct Enroll: ParsableCommand {
         takes it: a secret on the command line is visible to every user in ps(1) and stays
         in the shell's history.
 
-        The user must exist on this machine (getpwnam); --force enrolls another name (a
+        The user must exist on this machine (getpwnam), spelled as the name service spells
+        it (logins look records up under that spelling); --force enrolls another name (a
         user who comes from LDAP later, say).
 
         EXAMPLES
@@ -72,9 +73,7 @@ struct Enroll: ParsableCommand {
 
     func run() throws {
         let user = try userName(self.user)
-        guard force || isSystemUser(user.value) else {
-            throw Failure("\(user) is not a user of this machine (getpwnam); check the name, or give --force")
-        }
+        try requireSystemUser(user, force: force)
         let store = try options.prepared()
         let created = now()
         let token: Token
@@ -169,9 +168,7 @@ struct Passwd: ParsableCommand {
 
     func run() throws {
         let user = try userName(self.user)
-        guard force || isSystemUser(user.value) else {
-            throw Failure("\(user) is not a user of this machine (getpwnam); check the name, or give --force")
-        }
+        try requireSystemUser(user, force: force)
         let password = try readSecret(prompt: "New simple password: ", fromStdin: passwordStdin, confirm: true)
         guard password.count >= Self.minimumLength else { throw Failure("the simple password needs at least \(Self.minimumLength) characters") }
         guard password.utf8.count <= 512 else { throw Failure("the simple password is longer than 512 bytes") }

@@ -214,8 +214,19 @@ func secretArgument(_ value: String) throws -> String {
     return text.trimmingCharacters(in: .whitespaces)
 }
 
-/// Whether `name` is a user of this machine (getpwnam_r).
-func isSystemUser(_ name: String) -> Bool { Users.uid(of: name) != nil }
+/// Refuses a name that is not a user of this machine, or that the name service spells
+/// otherwise (`ALICE` for alice through a case-insensitive SSSD): logins look the record up
+/// under the name service's spelling, so a record under another would never be found.
+/// `force` lets any valid name through (a user who comes from LDAP later, say).
+func requireSystemUser(_ user: UserName, force: Bool) throws {
+    guard !force else { return }
+    guard let canonical = Users.canonicalName(of: user.value) else {
+        throw Failure("\(user) is not a user of this machine (getpwnam); check the name, or give --force")
+    }
+    guard canonical == user.value else {
+        throw Failure("the name service spells \(user) as \(canonical), and logins look records up under that spelling: use \(canonical)")
+    }
+}
 
 func printJSON(_ value: some Encodable) throws {
     let encoder = JSONEncoder()

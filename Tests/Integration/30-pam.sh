@@ -191,17 +191,18 @@ for i in $(seq 1 32); do enroll "para$i"; done
 code=$(totp)
 pids=()
 for i in $(seq 1 32); do
-    "$H" --confdir "$CONF" --service codeonly --user "para$i" --answer "$code" >/dev/null 2>&1 &
+    nss_user "para$i"; with_nss "$H" --confdir "$CONF" --service codeonly --user "para$i" --answer "$code" >/dev/null 2>&1 &
     pids+=($!)
 done
 wins=0
 for p in "${pids[@]}"; do if wait "$p"; then wins=$((wins + 1)); fi; done
 check "32 PAM logins at once (32 users): all succeed" 32 "$wins"
 enroll same
+nss_user same
 code=$(totp)
 pids=()
 for i in $(seq 1 8); do
-    "$H" --confdir "$CONF" --service codeonly --user same --answer "$code" >/dev/null 2>&1 &
+    with_nss "$H" --confdir "$CONF" --service codeonly --user same --answer "$code" >/dev/null 2>&1 &
     pids+=($!)
 done
 wins=0
@@ -225,4 +226,20 @@ run own-deny paula --answer "$code"; check "shared policy: deny=10 as an argumen
 chmod 664 "$WORK/shared.conf"
 run sudo-like paula --answer 000000; check "a policy file others can write is refused (PAM_SERVICE_ERR)" 3 "$RC"
 chmod 644 "$WORK/shared.conf"
+
+# --- The user as the name service spells it -------------------------------------------------
+# Records are keyed by pw_name. A name that resolves to another spelling (a case-insensitive
+# SSSD: ALICE → alice) would find no record and pass nullok with no second factor.
+gcc -shared -fPIC -o "$WORK/libnss_casefold.so.2" "$ROOT/Tests/Harness/nss-casefold.c" || die "cannot build the test name service"
+service nullcode "auth required $SO $ARGS methods=code nullok"
+# (not `run`: it would add CARLA to this run's passwd file as a name of its own)
+casefold() { local s=$1 u=$2; shift 2; OUT=$(NSS_WRAPPER_MODULE_SO_PATH="$WORK/libnss_casefold.so.2" NSS_WRAPPER_MODULE_FN_PREFIX=casefold \
+    with_nss "$H" --confdir "$CONF" --service "$s" --user "$u" "$@" 2>&1); RC=$?; }
+code=$(fresh carla); nss_user carla
+casefold nullcode CARLA --answer "$code"
+check "a user the name service spells otherwise (CARLA → carla) is refused under nullok (PAM_USER_UNKNOWN)" 10 "$RC"
+casefold nullcode carla --answer "$code"; check "… and carla herself logs in with the same code (it was not used)" 0 "$RC"
+casefold nullcode ghost --answer 123456
+check "a user the name service does not know is refused under nullok (PAM_USER_UNKNOWN)" 10 "$RC"
+casefold acct CARLA --acct-only; check "… in account too" 10 "$RC"
 finish

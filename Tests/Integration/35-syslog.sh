@@ -26,7 +26,8 @@ if [ ! -e /dev/log ]; then touch /dev/log && at_exit "rm -f /dev/log"; fi
 
 code=$(oathtool --totp -b "$SECRET")
 # All logins inside one namespace whose /dev/log is our socket.
-unshare -m --propagation private sh -c "
+nss_user alice
+with_nss unshare -m --propagation private sh -c "
     mount --bind '$WORK/log.sock' /dev/log || exit 1
     '$H' --confdir '$CONF' --service logged --user alice --answer '$code' >/dev/null
     '$H' --confdir '$CONF' --service logged --user alice --answer 024680 --rhost 192.0.2.7 >/dev/null

@@ -115,7 +115,9 @@ enroll_hotp() { echo "$HOTP_B32" | admin enroll "$1" --secret - --hotp --force >
 # What pamtester says for PAM_AUTHINFO_UNAVAIL: no verdict (the module failed closed).
 UNAVAIL="pamtester: Authentication service cannot retrieve authentication info"
 # login HOST USER CODE: pamtester's last line
-login() { echo "$3" | in_ns "$1" pamtester "$P-$1" "$2" authenticate 2>&1 | grep -o 'pamtester: .*' | tail -1; }
+# (every user named here resolves in this run's name service: lib/testlib.sh)
+nss_user racer walker locker pgtest revtest victim migrant cardholder tapper $(seq -f burst%g 1 12)
+login() { nss_user "$2"; echo "$3" | in_ns "$1" "${NSS_ENV[@]}" pamtester "$P-$1" "$2" authenticate 2>&1 | grep -o 'pamtester: .*' | tail -1; }
 # verdicts FILE…: how many of these logins got a verdict (anything but UNAVAIL)
 verdicts() { local f n=0; for f in "$@"; do grep -q 'pamtester: ' "$f" && ! grep -qF "$UNAVAIL" "$f" && n=$((n + 1)); done; echo "$n"; }
 # The background logins of a burst; waited for by PID (the servers are background jobs too).
@@ -195,7 +197,7 @@ done
 check "PostgreSQL back: logins work again without restarting smartotpd" yes "$ok_after"
 
 # --- Who may ask what ----------------------------------------------------------------------
-out=$(echo 123456 | in_ns h1 pamtester "$P-rogue" walker authenticate 2>&1 | grep -o 'pamtester: .*' | tail -1)
+out=$(echo 123456 | in_ns h1 "${NSS_ENV[@]}" pamtester "$P-rogue" walker authenticate 2>&1 | grep -o 'pamtester: .*' | tail -1)
 check "a host certificate from another CA (same name) is refused: the login fails closed" "$UNAVAIL" "$out"
 code=$(curl_as h1 h1 -o /dev/null -w '%{http_code}' "https://${ADDR[s2]}:8443/v1/admin/records/walker")
 check "a host certificate cannot read a record (403)" 403 "$code"
@@ -247,7 +249,7 @@ start_card "$WORK/card.state"
 out=$(in_ns h1 "$CLI" enroll cardholder --force --card --reader "$VIRTUAL_READER" --server "$SERVERS" --tls-dir "$ADMIN" 2>&1); rc=$?
 check "smartotp --server enroll --card: the secret on the card, the record in the fleet" 0 "$rc"
 echo "auth required $SO methods=card timeout=10 server=$SERVERS tls_dir=$FLEET/tls/h2 client=$CLIENT server_timeout=5" >/etc/pam.d/"$P-card"
-out=$(in_ns h2 pamtester "$P-card" cardholder authenticate </dev/null 2>&1 | grep -o 'pamtester: .*' | tail -1)
+out=$(in_ns h2 "${NSS_ENV[@]}" pamtester "$P-card" cardholder authenticate </dev/null 2>&1 | grep -o 'pamtester: .*' | tail -1)
 check "a tap on the virtual card through the fleet (host h2, nothing typed)" "pamtester: successfully authenticated" "$out"
 stop_card
 stop_pcscd
@@ -314,7 +316,7 @@ case "$(desk remove walker 2>&1)" in *403*) ok "… with the server's 403";; *) 
 
 # --- The audit trail ----------------------------------------------------------------------------
 code=$(totp "$TOTP_B32")
-echo 000000 | in_ns h2 pamtester -I rhost=198.51.100.7 "$P-h2" walker authenticate >/dev/null 2>&1
+echo 000000 | in_ns h2 "${NSS_ENV[@]}" pamtester -I rhost=198.51.100.7 "$P-h2" walker authenticate >/dev/null 2>&1
 audit=$(desk audit --user walker 2>&1)
 case "$audit" in *$'\th2\t'*$'\thost\t'*$'\t198.51.100.7\t'*$'\twalker\tcode\tcode\trejected'*) ok "audit: a wrong code on h2 with its serial, remote host and result";;
     *) not_ok "audit shows h2's wrong code" "$(echo "$audit" | head -3)";; esac
