@@ -5,8 +5,12 @@
 #
 #   Benchmarks/fleet-bench.sh          (root; after swift build -c release and scripts/build-embedded.sh)
 #
-# Prints: verdicts/s with p50/p99 at 1, 8 and 64 clients for valid codes over many users
-# and for wrong codes, with the CPU per verdict of smartotpd and of PostgreSQL; the racing
+# Prints: PostgreSQL's own ceiling (pgbench, a verdict-shaped transaction: BEGIN; SELECT …
+# FOR UPDATE; UPDATE; COMMIT; fsync on; one row a user, 100,000 users) at 1, 8 and 64
+# clients; verdicts/s with p50/p99 at 1, 8 and 64 clients for valid codes over many users
+# and for wrong codes, with the CPU per verdict of smartotpd and of PostgreSQL, with
+# sealed secrets and the audit trail (and, with BASE_SMARTOTPD=PATH, the same for a
+# smartotpd built before them, in the same run); the ratios to the ceiling; the racing
 # tests (one valid code sent by 32 connections at once, 1,000 rounds; 8 and 32 wrong codes
 # at once); smartotpd's memory with 100 and 100,000 users; and the wall time a fleet
 # login adds to a local one (pamtester, hyperfine).
@@ -38,17 +42,37 @@ sed -i 's/^policy = .*/policy = deny=10 unlock_time=600/' "$FLEET/s1.conf"
 "$SMARTOTPD" migrate --config "$FLEET/s1.conf" >/dev/null 2>&1
 psql_() { runuser -u postgres -- "$PGBIN/psql" -h "$FLEET/pg" -p "$PGPORT" -U smartotpd -d smartotp -qtA "$@"; }
 
-# users PREFIX COUNT [COUNTER]: HOTP records written straight into the table (COPY).
+# users PREFIX COUNT [COUNTER] [SECRET] [totp]: HOTP records (with totp: one TOTP record
+# named PREFIX itself) written straight into the tables
+# (COPY), as smartotpd keeps them: the record's text with the secret taken out
+# (secret=AA), the secret sealed under seal.key in smartotp_secrets (AES-256-GCM, the
+# user, the token id and the key id bound in: SmartOTPVault's format, written a second
+# time here in Python; a login that succeeds proves the two agree).
 users() {
-    python3 - "$1" "$2" "${3:-0}" <<'PY' | psql_ -c "COPY smartotp_records (username, record) FROM STDIN"
-import sys
-prefix, n, counter = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-for i in range(1, n + 1):
-    name = "%s%d" % (prefix, i)
-    rec = ("smartotp-record 1\nuser %s\ncreated 1\ntoken id=code kind=code type=hotp counter=%d algorithm=sha1 "
-           "digits=6 secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ last=- created=1 used=- label=-\n") % (name, counter)
-    print(name + "\t" + rec.replace("\\", "\\\\").replace("\n", "\\n"))
+    python3 - "$1" "$2" "${3:-0}" "${4:-GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ}" "$FLEET/seal.key" "$FLEET/users.records" "$FLEET/users.secrets" "${5:-hotp}" <<'PY'
+import base64, hashlib, os, sys
+totp = sys.argv[8] == "totp"
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+prefix, n, counter, b32, keyfile, records, secrets = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7]
+key = open(keyfile, "rb").read()
+kid = hashlib.sha256(b"smartotp key id 1" + key).digest()[:8].hex()
+secret = base64.b32decode(b32)
+aes = AESGCM(key)
+esc = lambda t: t.replace("\\", "\\\\").replace("\n", "\\n")
+with open(records, "w") as r, open(secrets, "w") as s:
+    for i in range(1, n + 1):
+        name = prefix if totp else "%s%d" % (prefix, i)
+        kind = "type=totp period=30" if totp else "type=hotp counter=%d" % counter
+        rec = ("smartotp-record 1\nuser %s\ncreated 1\ntoken id=code kind=code %s algorithm=sha1 "
+               "digits=6 secret=AA last=- created=1 used=- label=-\n") % (name, kind)
+        r.write(name + "\t" + esc(rec) + "\n")
+        nonce = os.urandom(12)
+        aad = b"smartotp sealed secret 1\0" + name.encode() + b"\0code\0" + kid.encode()
+        box = nonce + aes.encrypt(nonce, bytes([len(secret)]) + secret, aad)
+        s.write("%s\tcode\t%s\t%s\n" % (name, kid, base64.b64encode(box).decode()))
 PY
+    psql_ -c "COPY smartotp_records (username, record) FROM STDIN" <"$FLEET/users.records"
+    psql_ -c "COPY smartotp_secrets (username, token_id, key_id, sealed) FROM STDIN" <"$FLEET/users.secrets"
 }
 users u 100
 users r 1000
@@ -71,26 +95,99 @@ LOAD() { "$BIN/fleet-load" "$@" --server "$URL" --tls-dir "$HOST"; }
 
 echo "smartotpd fleet benchmark, $(date -u +%F), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo
-echo "| codes | clients | verdicts/s | p50 ms | p99 ms | smartotpd CPU ms/verdict | PostgreSQL CPU ms/verdict | answers |"
-echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
-for kind in valid wrong; do
-    for c in 1 8 64; do
-        s0=$(ticks "$SPID"); p0=$(ticks "$PGPID" tree)
-        out=$(LOAD throughput --clients "$c" --seconds "$SECONDS_EACH" --users "$([ $kind = valid ] && echo u || echo x)" --count "$([ $kind = valid ] && echo 100 || echo 5000)" --kind "$kind" --counters "$FLEET/counters")
-        s1=$(ticks "$SPID"); p1=$(ticks "$PGPID" tree)
-        n=$(sed -E 's/.*verdicts=([0-9]+).*/\1/' <<<"$out")
-        rate=$(sed -E 's/.*per_second=([0-9]+).*/\1/' <<<"$out")
-        p50=$(sed -E 's/.*p50_ms=([0-9.]+).*/\1/' <<<"$out"); p99=$(sed -E 's/.*p99_ms=([0-9.]+).*/\1/' <<<"$out")
-        answers=$(grep -oE '(accepted|rejected|replayed|locked|error|http[0-9]+)=[0-9]+' <<<"$out" | tr '\n' ' ')
-        cpu_s=$(python3 -c "print('%.2f' % (($s1 - $s0) * 1000 / $HZ / max($n, 1)))")
-        cpu_p=$(python3 -c "print('%.2f' % (($p1 - $p0) * 1000 / $HZ / max($n, 1)))")
-        echo "| $kind | $c | $rate | $p50 | $p99 | $cpu_s | $cpu_p | $answers|"
-        # Wrong codes lock a user after deny=10: every run starts from clean records.
-        psql_ <<'SQL'
+
+# PostgreSQL's own ceiling, in this run, on this server: pgbench with a verdict-shaped
+# transaction (a row a user, 100,000 users, a record-sized value rewritten; fsync on).
+runuser -u postgres -- "$PGBIN/psql" -h "$FLEET/pg" -p "$PGPORT" -U postgres -qc "CREATE DATABASE ceiling OWNER smartotpd"
+runuser -u postgres -- "$PGBIN/psql" -h "$FLEET/pg" -p "$PGPORT" -U smartotpd -d ceiling -qc \
+    "CREATE TABLE u (username text PRIMARY KEY, record text NOT NULL); INSERT INTO u SELECT 'u' || i, repeat('x', 300) FROM generate_series(1, 100000) i"
+runuser -u postgres -- "$PGBIN/psql" -h "$FLEET/pg" -p "$PGPORT" -U smartotpd -d ceiling -qc "VACUUM ANALYZE u"
+cat >"$FLEET/verdict.sql" <<'SQL'
+\set id random(1, 100000)
+BEGIN;
+SELECT record FROM u WHERE username = 'u' || :id FOR UPDATE;
+UPDATE u SET record = md5(random()::text) || substr(record, 33) WHERE username = 'u' || :id;
+COMMIT;
+SQL
+declare -A CEIL_TPS CEIL_MS
+echo "PostgreSQL's ceiling (pgbench, BEGIN; SELECT … FOR UPDATE; UPDATE; COMMIT over TCP, 100,000 users):"
+echo
+echo "| clients | transactions/s | mean latency ms |"
+echo "| ---: | ---: | ---: |"
+for c in 1 8 64; do
+    out=$(runuser -u postgres -- "$PGBIN/pgbench" -n -h 127.0.0.1 -p "$PGPORT" -U smartotpd -f "$FLEET/verdict.sql" \
+        -c "$c" -j "$([ "$c" -ge 2 ] && echo 2 || echo 1)" -T "$SECONDS_EACH" ceiling 2>&1)
+    CEIL_TPS[$c]=$(sed -nE 's/^tps = ([0-9.]+) .*/\1/p' <<<"$out" | head -1)
+    CEIL_MS[$c]=$(sed -nE 's/^latency average = ([0-9.]+) ms/\1/p' <<<"$out")
+    echo "| $c | ${CEIL_TPS[$c]%.*} | ${CEIL_MS[$c]} |"
+done
+echo
+
+# throughput LABEL SERVER-PID RESET-SQL: the verdicts table for the replica at $URL.
+throughput() {
+    local label=$1 spid=$2 reset=$3 kind c s0 p0 s1 p1 out n rate p50 p99 answers cpu_s cpu_p
+    echo "$label"
+    echo
+    echo "| codes | clients | verdicts/s | p50 ms | p99 ms | smartotpd CPU ms/verdict | PostgreSQL CPU ms/verdict | answers |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+    for kind in valid wrong; do
+        for c in 1 8 64; do
+            s0=$(ticks "$spid"); p0=$(ticks "$PGPID" tree)
+            out=$(LOAD throughput --clients "$c" --seconds "$SECONDS_EACH" --users "$([ $kind = valid ] && echo u || echo x)" --count "$([ $kind = valid ] && echo 100 || echo 5000)" --kind "$kind" --counters "$FLEET/counters.$spid")
+            s1=$(ticks "$spid"); p1=$(ticks "$PGPID" tree)
+            n=$(sed -E 's/.*verdicts=([0-9]+).*/\1/' <<<"$out")
+            rate=$(sed -E 's/.*per_second=([0-9]+).*/\1/' <<<"$out")
+            p50=$(sed -E 's/.*p50_ms=([0-9.]+).*/\1/' <<<"$out"); p99=$(sed -E 's/.*p99_ms=([0-9.]+).*/\1/' <<<"$out")
+            answers=$(grep -oE '(accepted|rejected|replayed|locked|error|http[0-9]+)=[0-9]+' <<<"$out" | tr '\n' ' ')
+            cpu_s=$(python3 -c "print('%.2f' % (($s1 - $s0) * 1000 / $HZ / max($n, 1)))")
+            cpu_p=$(python3 -c "print('%.2f' % (($p1 - $p0) * 1000 / $HZ / max($n, 1)))")
+            echo "| $kind | $c | $rate | $p50 | $p99 | $cpu_s | $cpu_p | $answers|"
+            [ "$kind" = valid ] && [ "$c" = 64 ] && RATE64=$rate
+            [ "$kind" = valid ] && [ "$c" = 1 ] && P99_1=$p99
+            "$reset" >/dev/null
+        done
+    done
+    python3 -c "print('\nAgainst the ceiling: %.0f %% of its transactions/s at 64 clients (target >= 40 %%); p99 at 1 client %.1fx its mean latency (target <= 4x)\n' % (100.0 * $RATE64 / ${CEIL_TPS[64]}, $P99_1 / ${CEIL_MS[1]}))"
+}
+# Wrong codes lock a user after deny=10: every run starts from clean records.
+reset_main() {
+    psql_ <<'SQL'
 UPDATE smartotp_records SET record = regexp_replace(record, E'failed-at[^\n]*\n', '', 'g') WHERE username LIKE 'x%';
 SQL
-    done
-done
+}
+reset_base() {
+    runuser -u postgres -- "$PGBIN/psql" -h "$FLEET/pg" -p "$PGPORT" -U smartotpd -d smartotp_base -qtA <<'SQL'
+UPDATE smartotp_records SET record = regexp_replace(record, E'failed-at[^\n]*\n', '', 'g') WHERE username LIKE 'x%';
+SQL
+}
+throughput "smartotpd with sealed secrets and the audit trail (every verdict appends a chained audit row):" "$SPID" reset_main
+echo "Audit rows written: $(psql_ -c "SELECT count(*) FROM smartotp_audit")"
+echo
+
+# The same load on a smartotpd built before sealing and the audit (BASE_SMARTOTPD), its own
+# database on the same server, records in its format (secrets in the record's text).
+if [ -n "${BASE_SMARTOTPD:-}" ]; then
+    runuser -u postgres -- "$PGBIN/psql" -h "$FLEET/pg" -p "$PGPORT" -U postgres -qc "CREATE DATABASE smartotp_base OWNER smartotpd"
+    grep -vE '^(seal_key|audit_key|unseal_keys|helpdesk_ca|audit_keep)' "$FLEET/s1.conf" \
+        | sed -e "s#:$PORT#:$((PORT + 1))#" -e 's#/smartotp$#/smartotp_base#' >"$FLEET/s0.conf"
+    "$BASE_SMARTOTPD" migrate --config "$FLEET/s0.conf" >/dev/null
+    python3 - <<'PY' >"$FLEET/base.records"
+for prefix, n in (("u", 100), ("x", 5000)):
+    for i in range(1, n + 1):
+        name = "%s%d" % (prefix, i)
+        rec = ("smartotp-record 1\nuser %s\ncreated 1\ntoken id=code kind=code type=hotp counter=0 algorithm=sha1 "
+               "digits=6 secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ last=- created=1 used=- label=-\n") % name
+        print(name + "\t" + rec.replace("\\", "\\\\").replace("\n", "\\n"))
+PY
+    runuser -u postgres -- "$PGBIN/psql" -h "$FLEET/pg" -p "$PGPORT" -U smartotpd -d smartotp_base -qc "COPY smartotp_records (username, record) FROM STDIN" <"$FLEET/base.records"
+    "$BASE_SMARTOTPD" --config "$FLEET/s0.conf" >>"$FLEET/s0.log" 2>&1 &
+    BASE_PID=$!; FLEET_PIDS+=($BASE_PID)
+    fleet_wait_ready s0 "https://127.0.0.1:$((PORT + 1))" "$HOST" || exit 1
+    URL_MAIN=$URL; URL=https://127.0.0.1:$((PORT + 1))
+    throughput "The same load on smartotpd before sealing and the audit ($("$BASE_SMARTOTPD" --version)), its own database on the same server:" "$BASE_PID" reset_base
+    fleet_kill "$BASE_PID"
+    URL=$URL_MAIN
+fi
 echo
 echo "Racing (one user a round, its next valid HOTP code, sent by all connections at once):"
 LOAD race --clients 32 --rounds 1000 --users r | sed 's/^/  /'
@@ -115,7 +212,7 @@ mkdir -p "$FLEET/store/users" "$FLEET/store/locks"; chmod -R 700 "$FLEET/store"
 rec="smartotp-record 1\nuser daemon\ncreated 1\ntoken id=code kind=code type=totp period=30 algorithm=sha1 digits=6 secret=$B32 last=- created=1 used=- label=-\n"
 printf "$rec" >"$FLEET/daemon.record"; chmod 600 "$FLEET/daemon.record"
 psql_ -c "DELETE FROM smartotp_records WHERE username = 'daemon'"
-printf "$rec" | python3 -c "import sys; r=sys.stdin.read(); print('daemon\t' + r.replace('\\\\','\\\\\\\\').replace('\n','\\\\n'))" | psql_ -c "COPY smartotp_records (username, record) FROM STDIN"
+users daemon 1 0 $B32 totp
 echo "auth required $SO store=$FLEET/store methods=code" >/etc/pam.d/smartotp-fleet-bench-local
 echo "auth required $SO methods=code server=$URL tls_dir=$HOST client=$BIN/smartotp-fleet" >/etc/pam.d/smartotp-fleet-bench-fleet
 echo "cp -p $FLEET/daemon.record $FLEET/store/users/daemon" >"$FLEET/reset-local.sh"
