@@ -178,6 +178,9 @@ final class ResponseCollector: ChannelInboundHandler, @unchecked Sendable {
 /// its database) moves on to the next and is returned only when it is the last word.
 /// None answering is an error: callers fail closed.
 public final class FleetServers {
+    /// How long a server may take to accept the connection before the next one is asked:
+    /// a verifier that silently drops packets costs a login this, not the whole timeout.
+    public static let connectTimeout: TimeAmount = .seconds(1)
     public let servers: [ServerURL]
     let identity: TLSIdentity
     let group: MultiThreadedEventLoopGroup
@@ -206,7 +209,8 @@ public final class FleetServers {
         for server in servers {
             guard NIODeadline.now() < deadline else { errors.append("\(server): not tried (out of time)"); continue }
             do {
-                let c = try FleetConnection(to: server, identity: identity, group: group, deadline: deadline)
+                let c = try FleetConnection(to: server, identity: identity, group: group,
+                                            deadline: min(deadline, NIODeadline.now() + Self.connectTimeout))
                 let r = try c.send(method, path, headers: headers, body: body, deadline: deadline)
                 connection = c
                 if r.status < 500 { return r }

@@ -106,6 +106,12 @@ struct Database: VerdictStore {
         c.options.maximumConnections = connections
         c.options.minimumConnections = 1
         c.options.connectTimeout = .seconds(3)
+        // Within a verdict's 2 s budget, set once a connection rather than per transaction
+        // (no round trip): a statement, or a wait for a row's lock, that runs past these
+        // fails and rolls its transaction back, so no verdict commits after the host was
+        // told 503.
+        c.options.additionalStartupParameters = [("statement_timeout", "1500"), ("lock_timeout", "1000"),
+                                                  ("idle_in_transaction_session_timeout", "5000")]
         return c
     }
 

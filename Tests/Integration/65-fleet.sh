@@ -116,7 +116,7 @@ enroll_hotp() { echo "$HOTP_B32" | admin enroll "$1" --secret - --hotp --force >
 UNAVAIL="pamtester: Authentication service cannot retrieve authentication info"
 # login HOST USER CODE: pamtester's last line
 # (every user named here resolves in this run's name service: lib/testlib.sh)
-nss_user racer walker locker pgtest revtest victim migrant cardholder tapper $(seq -f burst%g 1 12)
+nss_user racer walker locker pgtest revtest victim migrant cardholder tapper blackhole $(seq -f burst%g 1 12)
 login() { nss_user "$2"; echo "$3" | in_ns "$1" "${NSS_ENV[@]}" pamtester "$P-$1" "$2" authenticate 2>&1 | grep -o 'pamtester: .*' | tail -1; }
 # verdicts FILE…: how many of these logins got a verdict (anything but UNAVAIL)
 verdicts() { local f n=0; for f in "$@"; do grep -q 'pamtester: ' "$f" && ! grep -qF "$UNAVAIL" "$f" && n=$((n + 1)); done; echo "$n"; }
@@ -260,6 +260,15 @@ echo "$HOTP_B32" | "$CLI" enroll migrant --store "$WORK/local/store" --secret - 
 out=$(in_ns h1 "$CLI" migrate-store --from "$WORK/local/store" --server "$SERVERS" --tls-dir "$ADMIN" 2>&1)
 case "$out" in *"Copied 1 record"*) ok "smartotp migrate-store copies a host's store";; *) not_ok "migrate-store" "$out";; esac
 check "… and the migrated user logs in through the fleet" "pamtester: successfully authenticated" "$(login h3 migrant "$(next migrant)")"
+
+# --- A verifier that drops every packet: the next one is asked after a second, not the timeout ---
+enroll_hotp blackhole
+ip -n "${P}hub" link set vs1 down
+t0=$(date +%s%N); out=$(login h1 blackhole "$(next blackhole)"); t1=$(date +%s%N)
+ip -n "${P}hub" link set vs1 up
+check "s1 black-holed (its link down): a login succeeds through s2" "pamtester: successfully authenticated" "$out"
+ms=$(( (t1 - t0) / 1000000 ))
+[ "$ms" -lt 2500 ] && ok "… in $ms ms (the connect deadline is 1 s a server; server_timeout is 5 s)" || not_ok "a black-holed first server costs about a second" "$ms ms"
 
 # --- Sealed secrets: nothing in the database, its WAL or the logs; a database writer refused ---
 python3 - "$FLEET/leaks" "$HOTP_B32" "$TOTP_B32" "$CARD_B32" <<'PY'
