@@ -87,14 +87,12 @@ public struct AuditChain: Sendable {
 
     /// A row as read back for verification.
     public struct Row: Sendable {
-        public var id: Int64
         public var chain: Int64
         public var seq: Int64
         public var event: AuditEvent
         public var mac: String
 
-        public init(id: Int64, chain: Int64, seq: Int64, event: AuditEvent, mac: String) {
-            self.id = id
+        public init(chain: Int64, seq: Int64, event: AuditEvent, mac: String) {
             self.chain = chain
             self.seq = seq
             self.event = event
@@ -128,11 +126,11 @@ public struct AuditChain: Sendable {
         }
         for r in rows {
             guard r.seq == expected else {
-                return r.seq > expected ? "chain \(chain): row seq \(expected) is missing (the next is id \(r.id), seq \(r.seq))"
-                    : "chain \(chain): row id \(r.id) (seq \(r.seq)) is out of order or repeated"
+                return r.seq > expected ? "chain \(chain): row seq \(expected) is missing (the next is seq \(r.seq), user \(r.event.user))"
+                    : "chain \(chain): row seq \(r.seq) is out of order or repeated"
             }
             guard mac(chain: chain, seq: r.seq, event: r.event, previous: previous) == r.mac else {
-                return "chain \(chain): row id \(r.id) (seq \(r.seq), user \(r.event.user)) was edited or its predecessor removed"
+                return "chain \(chain): row seq \(r.seq) (user \(r.event.user), time \(r.event.at / 1_000_000)) was edited or its predecessor removed"
             }
             previous = r.mac
             expected += 1

@@ -7,16 +7,16 @@ import TokenStore
 extension Database {
     /// Audit rows, newest first, as tab-separated lines (the header first).
     func auditRows(user: String?, host: String?, since: Int64, limit: Int) async throws -> String {
-        var out = "id\ttime\tactor\tserial\trole\tpeer\trhost\tservice\tuser\toperation\tcredential\tresult\treason\n"
+        var out = "row\ttime\tactor\tserial\trole\tpeer\trhost\tservice\tuser\toperation\tcredential\tresult\treason\n"
         let rows = try await client.query("""
-            SELECT id, at_us, actor, serial, role, peer, rhost, service, username, operation, credential, result, reason
+            SELECT chain, seq, at_us, actor, serial, role, peer, rhost, service, username, operation, credential, result, reason
             FROM smartotp_audit
             WHERE (\(user)::text IS NULL OR username = \(user)) AND (\(host)::text IS NULL OR actor = \(host)) AND at_us >= \(since * 1_000_000)
-            ORDER BY id DESC LIMIT \(limit)
+            ORDER BY at_us DESC, chain, seq DESC LIMIT \(limit)
             """, logger: logger)
-        for try await (id, at, actor, serial, role, peer, rhost, service, name, op, credential, result, reason)
-            in rows.decode((Int64, Int64, String, String, String, String, String, String, String, String, String, String, String).self) {
-            let fields = [String(id), String(at / 1_000_000), actor, serial, role, peer, rhost, service, name, op, credential, result, reason]
+        for try await (chain, seq, at, actor, serial, role, peer, rhost, service, name, op, credential, result, reason)
+            in rows.decode((Int64, Int64, Int64, String, String, String, String, String, String, String, String, String, String, String).self) {
+            let fields = ["\(chain):\(seq)", String(at / 1_000_000), actor, serial, role, peer, rhost, service, name, op, credential, result, reason]
             out += fields.map { $0.replacingTabs }.joined(separator: "\t") + "\n"
         }
         return out
@@ -50,11 +50,11 @@ extension Database {
                 return audit.verify(chain: chain, rows: rows, ends: ends)
             }
             let all = try await conn.query("""
-                SELECT id, chain, seq, at_us, actor, serial, role, peer, rhost, service, username, operation, credential, result, reason, mac
+                SELECT chain, seq, at_us, actor, serial, role, peer, rhost, service, username, operation, credential, result, reason, mac
                 FROM smartotp_audit ORDER BY chain, seq
                 """, logger: logger)
-            for try await (id, chain, seq, at, actor, serial, role, peer, rhost, service, name, op, credential, result, reason, mac)
-                in all.decode((Int64, Int64, Int64, Int64, String, String, String, String, String, String, String, String, String, String, String, String).self) {
+            for try await (chain, seq, at, actor, serial, role, peer, rhost, service, name, op, credential, result, reason, mac)
+                in all.decode((Int64, Int64, Int64, String, String, String, String, String, String, String, String, String, String, String, String).self) {
                 if chain != current {
                     if let broken = finish() { return (broken, checked) }
                     current = chain
@@ -62,7 +62,7 @@ extension Database {
                 }
                 let e = AuditEvent(at: at, actor: actor, serial: serial, role: role, peer: peer, remoteHost: rhost, service: service,
                                    user: name, operation: op, credential: credential, result: result, reason: reason)
-                rows.append(.init(id: id, chain: chain, seq: seq, event: e, mac: mac))
+                rows.append(.init(chain: chain, seq: seq, event: e, mac: mac))
                 checked += 1
             }
             if let broken = finish() { return (broken, checked) }

@@ -338,11 +338,14 @@ audit=$(desk audit --user locker 2>&1)
 echo "$audit" | grep -q $'\tdesk1\t.*\thelpdesk\t.*\tlocker\tunlock\t\tdone' && ok "audit: the helpdesk's unlock" || not_ok "audit shows the unlock" "$(echo "$audit" | head -3)"
 out=$(in_ns s1 "$SMARTOTPD" audit-verify --config "$FLEET/s1.conf" 2>&1); rc=$?
 check "smartotpd audit-verify: the trail is intact" "0" "$rc"
-psql_db "UPDATE smartotp_audit SET result = 'accepted' WHERE id = (SELECT max(id) FROM smartotp_audit WHERE username = 'walker' AND result = 'rejected')" >/dev/null
+EDITED=$(psql_db "SELECT chain || ',' || seq FROM smartotp_audit WHERE username = 'walker' AND result = 'rejected' ORDER BY at_us DESC, seq DESC LIMIT 1")
+psql_db "UPDATE smartotp_audit SET result = 'accepted' WHERE (chain, seq) = ($EDITED)" >/dev/null
 out=$(in_ns s1 "$SMARTOTPD" audit-verify --config "$FLEET/s1.conf" 2>&1); rc=$?
-case "$rc:$out" in 1:*"was edited"*) ok "… a row edited in SQL is found ($(echo "$out" | grep -o 'row id [0-9]*'))";; *) not_ok "an edited row is found" "$rc: $out";; esac
-psql_db "UPDATE smartotp_audit SET result = 'rejected' WHERE id = (SELECT max(id) FROM smartotp_audit WHERE username = 'walker' AND result = 'accepted' AND operation = 'code' AND actor = 'h2')" >/dev/null
-psql_db "DELETE FROM smartotp_audit WHERE id = (SELECT min(id) FROM smartotp_audit WHERE username = 'locker')" >/dev/null
+case "$rc:$out" in 1:*"was edited"*) ok "… a row edited in SQL is found ($(echo "$out" | grep -o 'chain [0-9]*: row seq [0-9]*'))";; *) not_ok "an edited row is found" "$rc: $out";; esac
+psql_db "UPDATE smartotp_audit SET result = 'rejected' WHERE (chain, seq) = ($EDITED)" >/dev/null
+out=$(in_ns s1 "$SMARTOTPD" audit-verify --config "$FLEET/s1.conf" 2>&1); rc=$?
+check "… and passes again once the row is as it was" 0 "$rc"
+psql_db "DELETE FROM smartotp_audit WHERE (chain, seq) = (SELECT chain, seq FROM smartotp_audit WHERE username = 'locker' ORDER BY at_us, seq LIMIT 1)" >/dev/null
 out=$(in_ns s1 "$SMARTOTPD" audit-verify --config "$FLEET/s1.conf" 2>&1); rc=$?
 case "$rc:$out" in 1:*"missing"*) ok "… and a deleted one";; *) not_ok "a deleted row is found" "$rc: $out";; esac
 
