@@ -23,8 +23,11 @@ public enum Users {
     /// The name service's own spelling of `name` (its `pw_name`, getpwnam_r(3)); nil when
     /// it does not resolve. A case-insensitive or aliasing service (SSSD or winbind against
     /// Active Directory) resolves `ALICE` or `alice@domain` to `alice`.
-    public static func canonicalName(of name: String) -> String? {
-        entry({ getpwnam_r(name, $0, $1, $2, $3) }) { $0.pw_name.map { String(cString: $0) } }
+    public static func canonicalName(of name: String) -> String? { lookup(name)?.name }
+
+    /// `name`'s entry: the name service's spelling and the uid, in one lookup.
+    public static func lookup(_ name: String) -> (name: String, uid: UInt32)? {
+        entry({ getpwnam_r(name, $0, $1, $2, $3) }) { e in e.pw_name.map { (String(cString: $0), e.pw_uid) } }
     }
 
     /// The login name of `uid` through getpwuid_r(3).

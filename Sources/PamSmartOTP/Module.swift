@@ -45,16 +45,16 @@ func loadConfig(_ pam: PamHandle, _ argc: Int32, _ argv: PamArgv) -> ModuleConfi
 /// `pw_name`: a name that resolves to another spelling (`ALICE` through a case-insensitive
 /// SSSD, `alice@domain`) would find no record and pass `nullok` without a second factor,
 /// and a name that does not resolve is nobody's. Both are PAM_USER_UNKNOWN.
-func canonicalUser(_ pam: PamHandle, _ raw: String, _ step: StaticString) -> String? {
-    guard let name = Users.canonicalName(of: raw) else {
+func canonicalUser(_ pam: PamHandle, _ raw: String, _ step: StaticString) -> (name: String, uid: UInt32)? {
+    guard let entry = Users.lookup(raw) else {
         pam.syslog(LOG_NOTICE, msg("\(step): user=\(ConfigError.printable(raw)) is not known to the name service; refused"))
         return nil
     }
-    guard name == raw else {
-        pam.syslog(LOG_NOTICE, msg("\(step): user=\(ConfigError.printable(raw)) is spelled \(ConfigError.printable(name)) by the name service; refused (records are kept under that spelling)"))
+    guard entry.name == raw else {
+        pam.syslog(LOG_NOTICE, msg("\(step): user=\(ConfigError.printable(raw)) is spelled \(ConfigError.printable(entry.name)) by the name service; refused (records are kept under that spelling)"))
         return nil
     }
-    return name
+    return entry
 }
 
 /// The PAM code for each outcome: one line each, documented in pam_smartotp(8).
@@ -78,14 +78,18 @@ public func pam_sm_authenticate(_ handle: OpaquePointer?, _ flags: Int32, _ argc
     guard let config = loadConfig(pam, argc, argv) else { return PAM_SERVICE_ERR }
     guard let user = pam.user() else { return PAM_USER_UNKNOWN }
     // A name that is no valid record key is refused (and logged) by the flow itself.
-    if (try? UserName(user)) != nil { guard canonicalUser(pam, user, "auth") != nil else { return PAM_USER_UNKNOWN } }
+    var known: (name: String, uid: UInt32)?
+    if (try? UserName(user)) != nil {
+        guard let entry = canonicalUser(pam, user, "auth") else { return PAM_USER_UNKNOWN }
+        known = entry
+    }
     let service = pam.item(PAM_SERVICE) ?? "?"
     let remoteHost = pam.item(PAM_RHOST) ?? ""
     var flow = LoginFlow(
         config: config,
         // Root reads the records itself; a caller running as the user (a screen locker)
         // asks the setuid helper, which checks only that user's own record, with root's policy.
-        records: SystemRecords(config, service: service, remoteHost: remoteHost),
+        records: SystemRecords(config, service: service, remoteHost: remoteHost, known: known),
         prompter: PamConversation(pam: pam, silent: UInt32(bitPattern: flags) & UInt32(PAM_SILENT) != 0),
         reader: PCSCTapReader(),
         clock: SystemClock(),
@@ -108,9 +112,9 @@ public func pam_sm_acct_mgmt(_ handle: OpaquePointer?, _ flags: Int32, _ argc: I
     guard let handle else { return PAM_SERVICE_ERR }
     let pam = PamHandle(raw: handle)
     guard let config = loadConfig(pam, argc, argv) else { return PAM_SERVICE_ERR }
-    guard let raw = pam.user(), let name = canonicalUser(pam, raw, "account"), let user = try? UserName(name) else { return PAM_USER_UNKNOWN }
+    guard let raw = pam.user(), let entry = canonicalUser(pam, raw, "account"), let user = try? UserName(entry.name) else { return PAM_USER_UNKNOWN }
     let summary: RecordSummary?
-    do { summary = try SystemRecords(config).summary(user, now: SystemClock().now()) } catch {
+    do { summary = try SystemRecords(config, known: entry).summary(user, now: SystemClock().now()) } catch {
         pam.syslog(LOG_ERR, "account: " + error.description)
         return PAM_AUTHINFO_UNAVAIL
     }

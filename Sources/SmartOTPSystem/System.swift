@@ -16,9 +16,12 @@ public enum SystemUsers {
 }
 
 extension LocalRecords {
-    /// The record service over `store` with root told apart through the user database.
-    public static func system(store: S, policy: Policy) -> LocalRecords<S> {
-        LocalRecords(store: store, policy: policy, isRoot: SystemUsers.isRoot)
+    /// The record service over `store` with root told apart through the user database;
+    /// `known`, a user already looked up (the login's), is told apart without asking again
+    /// (each lookup reads the name service: tens of thousands of instructions).
+    public static func system(store: S, policy: Policy, known: (name: String, uid: UInt32)? = nil) -> LocalRecords<S> {
+        guard let known else { return LocalRecords(store: store, policy: policy, isRoot: SystemUsers.isRoot) }
+        return LocalRecords(store: store, policy: policy) { $0.value == known.name ? known.uid == 0 : SystemUsers.isRoot($0) }
     }
 }
 
@@ -34,13 +37,14 @@ public enum SystemRecords: RecordService {
     /// or with `server=` the fleet client; a user's process asks the setuid helper, which
     /// makes the same choice with root's settings.
     /// `service` and `remoteHost` (PAM_SERVICE, PAM_RHOST) go to the fleet's audit trail.
-    public init(_ config: ModuleConfig, service: String = "", remoteHost: String = "") {
+    /// `known`: the login's user as the name service gave it (name and uid).
+    public init(_ config: ModuleConfig, service: String = "", remoteHost: String = "", known: (name: String, uid: UInt32)? = nil) {
         if Users.effectiveUID != 0 {
             self = .helper(HelperRecords(path: config.helper ?? Installation.helper))
         } else if !config.servers.isEmpty {
             self = .fleet(FleetRecords(config, service: service, remoteHost: remoteHost))
         } else {
-            self = .local(.system(store: FileStore(root: config.store), policy: config.policy))
+            self = .local(.system(store: FileStore(root: config.store), policy: config.policy, known: known))
         }
     }
 
