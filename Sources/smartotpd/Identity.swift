@@ -55,12 +55,11 @@ struct PeerIdentifier: Sendable {
     }
 
     enum Refusal: Error, CustomStringConvertible {
-        case noCertificate, unreadable(String), revoked(String)
+        case noCertificate, unreadable(String)
         var description: String {
             switch self {
             case .noCertificate: return "no client certificate"
             case .unreadable(let why): return "unreadable client certificate: \(why)"
-            case .revoked(let who): return "revoked certificate: \(who)"
             }
         }
     }
@@ -75,7 +74,6 @@ struct PeerIdentifier: Sendable {
         }
         let serial = RevocationList.normalised(cert.serialNumber.bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined())
         if name.isEmpty { name = "serial-" + serial }
-        guard !revoked.contains(serial: serial, name: name) else { throw .revoked("\(name) (serial \(serial))") }
         func signed(by cas: [Certificate]) -> Bool {
             cas.contains { ca in ca.subject == cert.issuer && ca.publicKey.isValidSignature(cert.signature, for: cert) }
         }
@@ -85,13 +83,34 @@ struct PeerIdentifier: Sendable {
 
 /// Host certificates an administrator has revoked: a file of serial numbers (hex, colons
 /// allowed) or common names, one a line, `#` comments. Read again whenever it changes.
+/// A file that cannot be read (missing, unreadable to the service's user, no descriptor
+/// left) revokes everyone until it can be: an empty list would let every revoked host
+/// back in, silently.
 final class RevocationList: @unchecked Sendable {
     let path: String?
     private let lock = NIOLockedValueBox(State())
 
     struct State {
         var stamp: String = ""
-        var entries: Set<String> = []
+        /// nil: the file could not be read.
+        var entries: Set<String>? = []
+    }
+
+    /// Why every certificate is refused now, or nil.
+    func unreadable() -> String? {
+        guard let path else { return nil }
+        return lock.withLockedValue { state in
+            refresh(&state, path)
+            return state.entries == nil ? "the revocation list \(path) cannot be read" : nil
+        }
+    }
+
+    private func refresh(_ state: inout State, _ path: String) {
+        let stamp = Self.stamp(path)
+        if stamp != state.stamp || state.entries == nil {
+            state.stamp = stamp
+            state.entries = Self.load(path)
+        }
     }
 
     init(path: String?) { self.path = path }
@@ -99,12 +118,9 @@ final class RevocationList: @unchecked Sendable {
     func contains(serial: String, name: String) -> Bool {
         guard let path else { return false }
         return lock.withLockedValue { state in
-            let stamp = Self.stamp(path)
-            if stamp != state.stamp {
-                state.stamp = stamp
-                state.entries = Self.load(path)
-            }
-            return state.entries.contains(serial) || state.entries.contains("cn=" + name.lowercased())
+            refresh(&state, path)
+            guard let entries = state.entries else { return true }
+            return entries.contains(serial) || entries.contains("cn=" + name.lowercased())
         }
     }
 
@@ -120,8 +136,8 @@ final class RevocationList: @unchecked Sendable {
         return "\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec).\(st.st_size).\(st.st_ino)"
     }
 
-    static func load(_ path: String) -> Set<String> {
-        guard let f = fopen(path, "r") else { return [] }
+    static func load(_ path: String) -> Set<String>? {
+        guard let f = fopen(path, "re") else { return nil }
         defer { fclose(f) }
         var out: Set<String> = []
         var line: UnsafeMutablePointer<CChar>?

@@ -130,6 +130,15 @@ struct VerifierService: Service {
                             }
                         }
                         guard let p = peer else { return }
+                        // Revocation is checked on every request, not only the first: a
+                        // host revoked while its connection stays open is cut off too.
+                        if identifier.revoked.contains(serial: p.serial, name: p.name) {
+                            Counter(label: Self.refusals).increment()
+                            let why = identifier.revoked.unreadable() ?? "revoked certificate: \(p.name) (serial \(p.serial))"
+                            logger.warning("refused", metadata: ["why": "\(why)"])
+                            try await respond(outbound, 403, "\(why)\n", keepAlive: false)
+                            return
+                        }
                         let started = ContinuousClock.now
                         let requester = Requester(name: p.name, serial: p.serial, role: p.role,
                                                   address: channel.remoteAddress?.ipAddress ?? "?",

@@ -214,6 +214,41 @@ check "a revoked host (its serial in revoked=) is refused" "$UNAVAIL" \
     "$(login h3 revtest 000000)"
 check "… while the others go on" "pamtester: successfully authenticated" "$(login h1 revtest "$(next revtest)")"
 : >"$FLEET/revoked"
+# Revocation holds on a connection already open: one keep-alive TLS connection asks, h2 is
+# revoked, the same connection asks again.
+out=$(in_ns h2 python3 - "${ADDR[s1]}" "$FLEET/tls/h2" "$FLEET/revoked" "$(openssl x509 -in "$FLEET/pki/h2.pem" -noout -serial | cut -d= -f2)" <<'PY'
+import socket, ssl, sys, time
+host, tls, revoked, serial = sys.argv[1:5]
+ctx = ssl.create_default_context(cafile=tls + "/ca.pem")
+ctx.check_hostname = False
+ctx.load_cert_chain(tls + "/cert.pem", tls + "/key.pem")
+s = ctx.wrap_socket(socket.create_connection((host, 8443), timeout=5))
+f = s.makefile("rb")
+def ask():
+    s.sendall(b"POST /v1/verify/summary/walker HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+    status = f.readline().split(b" ", 2)[1].decode()
+    length = 0
+    while True:
+        line = f.readline().strip()
+        if not line:
+            break
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    f.read(length)
+    return status
+first = ask()
+open(revoked, "a").write(serial + "\n")
+time.sleep(1.1)
+print(first, ask())
+PY
+)
+check "a host revoked while its connection is open is refused at its next request" "200 403" "$out"
+: >"$FLEET/revoked"
+mv "$FLEET/revoked" "$FLEET/revoked.away"
+check "a revocation list that cannot be read refuses every host" "$UNAVAIL" "$(login h1 revtest "$(next revtest)")"
+grep -q "revocation list .* cannot be read" "$FLEET"/s1.log "$FLEET"/s2.log && ok "… and says why in the log" || not_ok "unreadable revocation list logged"
+mv "$FLEET/revoked.away" "$FLEET/revoked"
+check "… and lets them in again once it can be read" "pamtester: successfully authenticated" "$(login h1 revtest "$(next revtest)")"
 
 # --- A tap through the fleet: the challenge is the server's, bound to the host, single use ---
 CARD_B32=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ
