@@ -11,7 +11,11 @@ public enum Users {
         var result: UnsafeMutablePointer<passwd>?
         var buffer = [CChar](repeating: 0, count: 16384)
         let count = buffer.count
-        guard buffer.withUnsafeMutableBufferPointer({ lookup(&entry, $0.baseAddress!, count, &result) }) == 0, result != nil else { return nil }
+        let status = buffer.withUnsafeMutableBufferPointer { b -> Int32 in
+            guard let base = b.baseAddress else { return ERANGE }
+            return lookup(&entry, base, count, &result)
+        }
+        guard status == 0, result != nil else { return nil }
         return buffer.withUnsafeBufferPointer { _ in field(entry) }
     }
 
