@@ -174,6 +174,9 @@ public struct ServerConfig: Sendable {
     public var rootPassword: Bool
     /// The most connections to PostgreSQL (default 16).
     public var databaseConnections: Int
+    /// Failed verdicts one host certificate may cause in `window` seconds, across all users,
+    /// before its verdicts are refused (nil: no budget). `host_failure_budget = 30/15m`.
+    public var hostFailureBudget: (count: Int, window: Int64)?
 
     public struct Error: Swift.Error, CustomStringConvertible {
         public let description: String
@@ -181,7 +184,7 @@ public struct ServerConfig: Sendable {
     }
 
     public static let required = ["listen", "database", "tls_cert", "tls_key", "client_ca", "admin_ca", "seal_key", "audit_key"]
-    public static let optional = ["metrics_listen", "revoked", "policy", "database_connections", "helpdesk_ca", "unseal_keys", "audit_keep"]
+    public static let optional = ["metrics_listen", "revoked", "policy", "database_connections", "helpdesk_ca", "unseal_keys", "audit_keep", "host_failure_budget"]
 
     public static func parse(_ text: String, path: String) throws -> ServerConfig {
         var values: [String: String] = [:]
@@ -240,10 +243,24 @@ public struct ServerConfig: Sendable {
             guard let n = Int(c), (1...1000).contains(n) else { throw Error("\(path): database_connections must be 1-1000") }
             connections = n
         }
+        var budget: (count: Int, window: Int64)? = (30, 900)
+        if let b = values["host_failure_budget"] {
+            if b == "0" || b == "off" { budget = nil } else {
+                let parts = b.split(separator: "/").map(String.init)
+                let units: [Character: Int64] = ["s": 1, "m": 60, "h": 3600]
+                guard parts.count == 2, let n = Int(parts[0]), (1...100_000).contains(n), let unit = parts[1].last,
+                      let scale = units[unit] ?? (unit.isNumber ? 1 : nil),
+                      let amount = Int64(unit.isNumber ? parts[1] : String(parts[1].dropLast())), (1...86_400).contains(amount * scale) else {
+                    throw Error("\(path): host_failure_budget must be COUNT/DURATION (30/15m; s, m or h; at most a day) or off")
+                }
+                budget = (n, amount * scale)
+            }
+        }
         return ServerConfig(listen: listen, database: db, tlsCert: value("tls_cert"), tlsKey: value("tls_key"),
                             clientCA: value("client_ca"), adminCA: value("admin_ca"), helpdeskCA: values["helpdesk_ca"],
                             sealKey: value("seal_key"), unsealKeys: unseal, auditKey: value("audit_key"), auditKeep: keep,
                             metricsListen: metrics,
-                            revoked: values["revoked"], policy: policy, rootPassword: rootPassword, databaseConnections: connections)
+                            revoked: values["revoked"], policy: policy, rootPassword: rootPassword, databaseConnections: connections,
+                            hostFailureBudget: budget)
     }
 }

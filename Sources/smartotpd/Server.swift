@@ -36,6 +36,29 @@ struct VerifierService: Service {
     static let refusals = "smartotpd_refused_connections_total"
     static let sealRefusals = "smartotpd_refused_records_total"
     static let busy = "smartotpd_busy_refusals_total"
+    static let overBudget = "smartotpd_host_budget_refusals_total"
+
+    /// Each host certificate's failed verdicts (monotonic seconds), for its failure budget.
+    /// Kept by this replica: with N replicas a host may spend up to N budgets.
+    let failures = NIOLockedValueBox([String: [Int64]]())
+
+    /// Whether `host` has spent its failure budget (its failures within the window).
+    func overBudget(_ host: Requester) -> Bool {
+        guard let budget = config.hostFailureBudget else { return false }
+        let now = Int64(Clocks.monotonicMilliseconds() / 1000)
+        return failures.withLockedValue { all in
+            var times = all[host.serial] ?? []
+            times.removeAll { now - $0 >= budget.window }
+            all[host.serial] = times.isEmpty ? nil : times
+            return times.count >= budget.count
+        }
+    }
+
+    func countFailure(_ host: Requester) {
+        guard config.hostFailureBudget != nil else { return }
+        let now = Int64(Clocks.monotonicMilliseconds() / 1000)
+        failures.withLockedValue { $0[host.serial, default: []].append(now) }
+    }
 
     init(config: ServerConfig, database: Database, logger: Logger, group: EventLoopGroup) throws {
         self.config = config
@@ -235,12 +258,25 @@ struct VerifierService: Service {
             }
         }
         defer { if Self.hashes(op, body) { hashing.withLockedValue { $0 -= 1 } } }
+        // A host that has caused more failed verdicts than its budget gets no more verdicts
+        // (and its failures no longer count against users) until the window moves on: a
+        // stolen host certificate locks at most budget ÷ deny users a window.
+        if op != .summary && overBudget(peer) {
+            Counter(label: Self.overBudget).increment()
+            logger.warning("host over its failure budget; refused", metadata: ["host": "\(peer)", "user": "\(user.value)", "operation": "\(op.rawValue)"])
+            return (429, [], "this host has caused too many failed verdicts; try later\n")
+        }
         let (database, policy) = (self.database, config.policy)
         let (response, decision) = try await withDeadline(Self.databaseDeadline) {
             try await FleetHandlers.verify(op, user, body: body, by: peer, policy: policy, store: database)
         }
         if let decision {
             let result = decision.reply.result
+            switch decision.reply {
+            case .attempt(let a) where !decision.reply.accepted && a.verdict != .locked: countFailure(peer)
+            case .access(.none): countFailure(peer)
+            default: break
+            }
             Counter(label: Self.verdicts, dimensions: [("result", result)]).increment()
             logger.notice("verdict", metadata: ["host": "\(peer.name)", "serial": "\(peer.serial)", "peer": "\(peer.address)",
                                                 "rhost": "\(peer.remoteHost)", "service": "\(peer.service)", "user": "\(user.value)",

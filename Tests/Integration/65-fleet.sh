@@ -262,6 +262,7 @@ PY
 out=$({ echo record; cat "$FLEET/tapper"; } | curl_as admin1 h1 -X POST --data-binary @- "https://${ADDR[s1]}:8443/v1/admin/place/tapper")
 check "an administrator places a card record (sealed on the way in)" "done 1" "$out"
 fleet_ask() { local h=$1 op=$2; shift 2; printf '%s\n' "$@" | in_ns "$h" "$CLIENT" --server "$SERVERS" --tls-dir "$FLEET/tls/$h" tapper "$op"; }
+fleet_ask_user() { local h=$1 u=$2 op=$3; shift 3; printf '%s\n' "$@" | in_ns "$h" "$CLIENT" --server "$SERVERS" --tls-dir "$FLEET/tls/$h" "$u" "$op"; }
 challenge=$(fleet_ask h1 challenge | awk '/^challenge/{print $2}')
 response=$(python3 -c "import hmac,hashlib,base64,sys; print(hmac.new(base64.b32decode('$CARD_B32'), bytes.fromhex('$challenge'), hashlib.sha1).hexdigest())")
 check "a tap answering the server's challenge is accepted" "verdict accepted token card" "$(fleet_ask h1 tap card "$challenge" "$response" | grep verdict)"
@@ -384,9 +385,29 @@ psql_db "DELETE FROM smartotp_audit WHERE (chain, seq) = (SELECT chain, seq FROM
 out=$(in_ns s1 "$SMARTOTPD" audit-verify --config "$FLEET/s1.conf" 2>&1); rc=$?
 case "$rc:$out" in 1:*"missing"*) ok "… and a deleted one";; *) not_ok "a deleted row is found" "$rc: $out";; esac
 
+# --- A host's failure budget: one stolen certificate cannot lock the fleet's users ------------
+restart() { local s; for s in s1 s2; do fleet_kill "${FLEET_SERVER_PID[$s]}"; fleet_server_start "$s" "$P$s"; ready "${ADDR[$s]}" || true; done; }
+for s in s1 s2; do sed -i 's#^host_failure_budget = .*#host_failure_budget = 6/15m#' "$FLEET/$s.conf"; done
+restart
+for i in $(seq 1 8); do enroll_hotp "budget$i"; nss_user "budget$i"; done
+refused=0
+for i in $(seq 1 8); do for k in 1 2 3; do
+    [ "$(login h3 "budget$i" 000000)" = "$UNAVAIL" ] && refused=$((refused + 1))
+done; done
+locked=0
+for i in $(seq 1 8); do
+    [ "$(fleet_ask_user h1 "budget$i" summary | awk '/^lock/{print $2}')" = open ] || locked=$((locked + 1))
+done
+check "h3 sends 24 wrong codes for 8 users (deny=3, budget 6): only budget÷deny users are locked" 2 "$locked"
+check "… and h3's verdicts past its budget are refused" 18 "$refused"
+grep -q "over its failure budget" "$FLEET"/s1.log "$FLEET"/s2.log && ok "… logged" || not_ok "the budget refusal is logged"
+metrics=$(in_ns h1 curl -s --max-time 5 "http://${ADDR[s1]}:9464/metrics")
+case "$metrics" in *smartotpd_host_budget_refusals_total*) ok "… and counted in /metrics";; *) not_ok "budget refusals in /metrics";; esac
+check "… while another user's valid code works from h1" "pamtester: successfully authenticated" "$(login h1 budget8 "$(next budget8)")"
+for s in s1 s2; do sed -i 's#^host_failure_budget = .*#host_failure_budget = off#' "$FLEET/$s.conf"; done
+
 # --- Rekey while the fleet runs, then the old key gone ----------------------------------------
 "$SMARTOTPD" keygen "$FLEET/seal2.key" >/dev/null
-restart() { local s; for s in s1 s2; do fleet_kill "${FLEET_SERVER_PID[$s]}"; fleet_server_start "$s" "$P$s"; ready "${ADDR[$s]}" || true; done; }
 for s in s1 s2; do echo "unseal_keys = $FLEET/seal2.key" >>"$FLEET/$s.conf"; done
 restart
 out=$(in_ns s1 "$SMARTOTPD" rekey --config "$FLEET/s1.conf" --new-key "$FLEET/seal2.key" 2>&1); rc=$?

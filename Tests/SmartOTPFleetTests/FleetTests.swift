@@ -130,6 +130,12 @@ struct FleetTests {
         """
         let c = try ServerConfig.parse(text, path: "t")
         #expect(c.auditKeep == 365 && c.helpdeskCA == nil && c.unsealKeys.isEmpty)
+        #expect(c.hostFailureBudget?.count == 30 && c.hostFailureBudget?.window == 900, "30/15m by default")
+        #expect(try ServerConfig.parse(text + "\nhost_failure_budget = 6/2h", path: "t").hostFailureBudget?.window == 7200)
+        #expect(try ServerConfig.parse(text + "\nhost_failure_budget = off", path: "t").hostFailureBudget == nil)
+        for bad in ["30", "x/15m", "30/15d", "30/2h/1", "0/15m", "30/48h"] {
+            #expect(throws: ServerConfig.Error.self, "\(bad)") { try ServerConfig.parse(text + "\nhost_failure_budget = \(bad)", path: "t") }
+        }
         #expect(throws: ServerConfig.Error.self) { try ServerConfig.parse(text.replacingOccurrences(of: "seal_key = /etc/smartotpd/seal.key", with: ""), path: "t") }
         #expect(try ServerConfig.parse(text + "\nunseal_keys = /a.key, credential:old\naudit_keep = 30", path: "t").unsealKeys == ["/a.key", "credential:old"])
         #expect(throws: ServerConfig.Error.self) { try ServerConfig.parse(text + "\nunseal_keys = credential:../x", path: "t") }
