@@ -105,6 +105,10 @@ public enum SealedRecords {
     /// and refuses a record whose text holds anything else).
     static let marker: [UInt8] = [0]
 
+    /// Whether `secret` is the marker that stands for a sealed one (never to be sealed
+    /// itself: a record refused for a missing secret still holds markers).
+    public static func isMarker(_ secret: SecretBytes) -> Bool { secret.constantTimeEquals(SecretBytes(marker)) }
+
     /// The record with its secrets taken out.
     public static func stripped(_ record: UserRecord) -> UserRecord {
         var r = record
