@@ -47,14 +47,6 @@ public enum AdminChange: Sendable {
         }
     }
 
-    /// Whether the helpdesk role may make it (it never sets a secret or removes one).
-    public var helpdesk: Bool {
-        switch self {
-        case .resync, .unlock: return true
-        default: return false
-        }
-    }
-
     public struct Failure: Error, CustomStringConvertible, Equatable {
         public let description: String
         public init(_ d: String) { description = d }

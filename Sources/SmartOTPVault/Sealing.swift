@@ -28,6 +28,8 @@ public enum SealError: Error, Equatable, CustomStringConvertible {
     case forged(user: String, token: String)
     /// The record's own text carries a secret: written in the clear by someone else.
     case inTheClear(user: String, token: String)
+    /// The cipher refused to seal (it does not, with its own random nonce).
+    case cannotSeal(user: String, token: String)
 
     public var description: String {
         switch self {
@@ -35,6 +37,7 @@ public enum SealError: Error, Equatable, CustomStringConvertible {
         case .unknownKey(let u, let t, let k): return "\(u): token \(t) is sealed under key \(k), which this smartotpd does not hold (seal_key, unseal_keys)"
         case .forged(let u, let t): return "\(u): token \(t)'s sealed secret does not open for this user and token (edited or moved in the database)"
         case .inTheClear(let u, let t): return "\(u): token \(t) carries a secret in the clear in the record (not written by smartotpd)"
+        case .cannotSeal(let u, let t): return "\(u): token \(t)'s secret could not be sealed"
         }
     }
 }
@@ -64,19 +67,18 @@ public struct Sealer: Sendable {
     }
 
     /// The plaintext: the secret's length (one byte), the secret, the access key if any.
-    public func seal(_ token: Token, user: UserName) -> SealedSecret {
-        seal(secret: token.secret, accessKey: token.accessKey, user: user, token: token.id)
+    public func seal(_ token: Token, user: UserName) throws(SealError) -> SealedSecret {
+        try seal(secret: token.secret, accessKey: token.accessKey, user: user, token: token.id)
     }
 
-    public func seal(secret: SecretBytes, accessKey: SecretBytes?, user: UserName, token: String) -> SealedSecret {
+    public func seal(secret: SecretBytes, accessKey: SecretBytes?, user: UserName, token: String) throws(SealError) -> SealedSecret {
         var plain: [UInt8] = [UInt8(secret.count)]
         secret.withUnsafeBytes { plain += $0 }
         if let key = accessKey { key.withUnsafeBytes { plain += $0 } }
         defer { ConstantTime.wipe(&plain) }
-        // AES-GCM seals only fail on a nonce of a bad size; the random one is never so.
-        let box = try! AES.GCM.seal(plain, using: current.key,
-                                    authenticating: Self.associatedData(user: user, token: token, keyID: current.id))
-        return SealedSecret(keyID: current.id, box: box.combined!.base64EncodedString())
+        guard let box = try? AES.GCM.seal(plain, using: current.key, authenticating: Self.associatedData(user: user, token: token, keyID: current.id)),
+              let combined = box.combined else { throw .cannotSeal(user: user.value, token: token) }
+        return SealedSecret(keyID: current.id, box: combined.base64EncodedString())
     }
 
     /// The secret and the access key a sealed value holds for this user's token.
@@ -120,9 +122,9 @@ public enum SealedRecords {
     }
 
     /// The record's text for the database and each token's sealed secret.
-    public static func seal(_ record: UserRecord, with sealer: Sealer) -> (text: String, secrets: [String: SealedSecret]) {
+    public static func seal(_ record: UserRecord, with sealer: Sealer) throws(SealError) -> (text: String, secrets: [String: SealedSecret]) {
         var secrets: [String: SealedSecret] = [:]
-        for t in record.tokens { secrets[t.id] = sealer.seal(t, user: record.user) }
+        for t in record.tokens { secrets[t.id] = try sealer.seal(t, user: record.user) }
         return (RecordFormat.text(stripped(record)), secrets)
     }
 

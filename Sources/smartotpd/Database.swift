@@ -454,7 +454,7 @@ struct Database: VerdictStore {
         // A marker is never sealed: a token of a refused record (its sealed secret missing)
         // stays without one, and refused, rather than sealed with a known secret.
         for token in record.tokens where stored[token.id] == nil && !SealedRecords.isMarker(token.secret) {
-            let sealed = sealer.seal(token, user: record.user)
+            let sealed = try sealer.seal(token, user: record.user)
             try await conn.query("""
                 INSERT INTO smartotp_secrets (username, token_id, key_id, sealed) VALUES (\(record.user.value), \(token.id), \(sealed.keyID), \(sealed.box))
                 """, logger: logger)

@@ -129,7 +129,7 @@ extension Database {
                     let sealed: SealedSecret
                     do throws(SealError) {
                         let (secret, access) = try target.open(SealedSecret(keyID: keyID, box: box), user: user, token: token)
-                        sealed = target.seal(secret: secret, accessKey: access, user: user, token: token)
+                        sealed = try target.seal(secret: secret, accessKey: access, user: user, token: token)
                     } catch {
                         problems.append(error)
                         continue

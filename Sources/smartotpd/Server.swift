@@ -245,7 +245,8 @@ struct VerifierService: Service {
     }
 
     func verify(_ op: HelperProtocol.Operation, _ user: UserName, body: [UInt8], peer: Requester) async throws -> (Int, [(String, String)], String) {
-        if Self.hashes(op, body) {
+        let hashes = Self.hashes(op, body)
+        if hashes {
             let taken = hashing.withLockedValue { n in
                 guard n < Self.hashingSlots else { return false }
                 n += 1
@@ -257,7 +258,7 @@ struct VerifierService: Service {
                 return (503, [], "the verifier is busy; ask another\n")
             }
         }
-        defer { if Self.hashes(op, body) { hashing.withLockedValue { $0 -= 1 } } }
+        defer { if hashes { hashing.withLockedValue { $0 -= 1 } } }
         // A host that has caused more failed verdicts than its budget gets no more verdicts
         // (and its failures no longer count against users) until the window moves on: a
         // stolen host certificate locks at most budget ÷ deny users a window.

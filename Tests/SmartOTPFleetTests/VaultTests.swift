@@ -22,7 +22,7 @@ struct VaultTests {
     @Test func theRecordsTextHoldsNoSecretAndOpensOnlyForItsUserAndToken() throws {
         let sealer = Sealer(current: keyA)
         let alice = try record("alice")
-        let (text, secrets) = SealedRecords.seal(alice, with: sealer)
+        let (text, secrets) = try SealedRecords.seal(alice, with: sealer)
         #expect(!text.contains("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"), "the Base32 secret is not in the text")
         #expect(!text.contains("09090909"), "nor the access key")
         #expect(secrets["card"]?.keyID == keyA.id)
@@ -43,7 +43,7 @@ struct VaultTests {
         // A seed written in the clear into the record's text is refused.
         #expect(throws: SealError.inTheClear(user: "alice", token: "card")) { try SealedRecords.open(alice, secrets: secrets, with: sealer) }
         // A sealed value planted under a key the server does not hold, or edited.
-        let planted = Sealer(current: keyB).seal(alice.tokens[0], user: alice.user)
+        let planted = try Sealer(current: keyB).seal(alice.tokens[0], user: alice.user)
         #expect(throws: SealError.unknownKey(user: "alice", token: "card", keyID: keyB.id)) {
             try SealedRecords.open(stripped, secrets: ["card": planted], with: sealer)
         }
@@ -56,7 +56,7 @@ struct VaultTests {
         // During a rekey both keys open; the new one seals.
         let both = Sealer(current: keyB, others: [keyA])
         #expect(throws: Never.self) { try SealedRecords.open(stripped, secrets: secrets, with: both) }
-        #expect(both.seal(alice.tokens[0], user: alice.user).keyID == keyB.id)
+        #expect(try both.seal(alice.tokens[0], user: alice.user).keyID == keyB.id)
     }
 
     @Test func keyFilesAreRefusedWhenOthersCanReadThemOrTheSizeIsWrong() throws {
