@@ -134,7 +134,8 @@ public struct UserRecord: Sendable {
     public static let maxUsedRecovery = 64
     /// Tap challenges issued and not yet answered.
     public var challenges: [PendingChallenge]
-    public static let maxChallenges = 4
+    public static let maxChallenges = 16
+    public static let maxChallengesPerHost = 2
     public var created: Int64
 
     public init(user: UserName, tokens: [Token] = [], passwordHash: String? = nil, failureTimes: [Int64] = [],
@@ -200,12 +201,18 @@ public struct UserRecord: Sendable {
     /// Forgets every failure (a success, or `smartotp unlock`).
     public mutating func clearFailures() { failureTimes.removeAll() }
 
-    /// Remembers a new tap challenge for `host`, valid until `expires`; drops expired ones
-    /// and, past `maxChallenges`, the oldest.
-    public mutating func addChallenge(_ bytes: [UInt8], host: String, expires: Int64, now: Int64) {
+    /// Remembers a new tap challenge for `host`, valid until `expires`, and drops expired
+    /// ones. A host keeps at most `maxChallengesPerHost` pending (its own oldest goes), and
+    /// never pushes out another host's: with `maxChallenges` pending from other hosts the
+    /// new one is refused (false), so one host's certificate cannot cancel the tap that a
+    /// user is making on another.
+    public mutating func addChallenge(_ bytes: [UInt8], host: String, expires: Int64, now: Int64) -> Bool {
         challenges.removeAll { $0.expires <= now }
+        let own = challenges.indices.filter { challenges[$0].host == host }
+        if own.count >= Self.maxChallengesPerHost { challenges.remove(at: own[0]) }
+        guard challenges.count < Self.maxChallenges else { return false }
         challenges.append(PendingChallenge(bytes: bytes, expires: expires, host: host))
-        if challenges.count > Self.maxChallenges { challenges.removeFirst(challenges.count - Self.maxChallenges) }
+        return true
     }
 
     /// Removes `bytes` from `host`'s pending challenges; true when it was pending there and

@@ -43,7 +43,9 @@ public struct LocalRecords<S: Store>: RecordService {
                 guard var record = current else { throw StoreError.invalidValue(msg("\(user.value) has no record")) }
                 guard let bytes = SecureRandom.bytes(8) else { throw StoreError.invalidValue("no random bytes") }
                 let (expires, overflow) = now.addingReportingOverflow(TapChallenge.lifetime)
-                record.addChallenge(bytes, host: requester, expires: overflow ? Int64.max : expires, now: now)
+                guard record.addChallenge(bytes, host: requester, expires: overflow ? Int64.max : expires, now: now) else {
+                    throw StoreError.invalidValue(msg("\(user.value) has \(UserRecord.maxChallenges) taps pending on other hosts; try again in a minute"))
+                }
                 try commit(record)
                 return bytes
             }

@@ -152,18 +152,44 @@ struct RecordTests {
 
     @Test func challengesAreSingleUseAndExpire() throws {
         var r = try record(failures: [])
-        r.addChallenge([1], host: "", expires: 100, now: 0)
+        _ = r.addChallenge([1], host: "", expires: 100, now: 0)
         let first = r.takeChallenge([1], host: "", now: 50)
         let again = r.takeChallenge([1], host: "", now: 50)
         #expect(first && !again, "used once")
-        r.addChallenge([2], host: "", expires: 100, now: 0)
+        _ = r.addChallenge([2], host: "", expires: 100, now: 0)
         let late = r.takeChallenge([2], host: "", now: 100)
         #expect(!late && r.challenges.isEmpty, "expired, and used up too")
-        for i in 0..<10 { r.addChallenge([UInt8(i)], host: "", expires: 1000, now: 0) }
-        #expect(r.challenges.count == UserRecord.maxChallenges)
+        for i in 0..<10 {
+            let added = r.addChallenge([UInt8(i)], host: "", expires: 1000, now: 0)
+            #expect(added)
+        }
+        #expect(r.challenges.count == UserRecord.maxChallengesPerHost)
         let oldest = r.takeChallenge([0], host: "", now: 1)
         let newest = r.takeChallenge([9], host: "", now: 1)
-        #expect(!oldest && newest, "the oldest were dropped")
+        #expect(!oldest && newest, "a host's own oldest were dropped")
+    }
+
+    /// One host asking for challenges over and over cannot cancel the tap a user is making
+    /// on another: its own oldest go, the other host's stays; with the record full of other
+    /// hosts' challenges a new one is refused rather than pushing one out.
+    @Test func aHostCannotPushOutAnotherHostsChallenge() throws {
+        var r = try record(failures: [])
+        var added = r.addChallenge([1], host: "h1", expires: 1000, now: 0)
+        for i in 0..<50 { added = r.addChallenge([UInt8(100 + i)], host: "rogue", expires: 1000, now: 0) && added }
+        #expect(added, "a host's own oldest make room for its new ones")
+        #expect(r.challenges.filter { $0.host == "rogue" }.count == UserRecord.maxChallengesPerHost)
+        let h1 = r.takeChallenge([1], host: "h1", now: 1)
+        #expect(h1, "h1's tap still goes through")
+        _ = r.addChallenge([1], host: "h1", expires: 1000, now: 0)
+        for h in 0..<(UserRecord.maxChallenges - r.challenges.count) {
+            added = r.addChallenge([UInt8(h)], host: "host\(h)", expires: 1000, now: 0) && added
+        }
+        #expect(added)
+        let late = r.addChallenge([9], host: "late", expires: 1000, now: 0)
+        #expect(!late, "full: refused, nothing pushed out")
+        #expect(r.challenges.count == UserRecord.maxChallenges && r.challenges.contains { $0.host == "h1" })
+        let later = r.addChallenge([9], host: "late", expires: 2000, now: 1000)
+        #expect(later, "once they expire there is room again")
     }
 
     @Test func passwordHashIsYescryptAndVerifies() throws {
