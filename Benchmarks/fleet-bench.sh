@@ -13,7 +13,8 @@
 # smartotpd built before them, in the same run); the ratios to the ceiling; the racing
 # tests (one valid code sent by 32 connections at once, 1,000 rounds; 8 and 32 wrong codes
 # at once); smartotpd's memory with 100 and 100,000 users; and the wall time a fleet
-# login adds to a local one (pamtester, hyperfine).
+# login adds to a local one, and what a black-holed first verifier adds (pamtester,
+# hyperfine).
 # Everything lives in a private directory and is stopped by PID on exit.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,7 +28,11 @@ FLEET=$(mktemp -d /tmp/smartotp-fleet-bench.XXXXXX)
 chmod 711 "$FLEET"
 SMARTOTPD=$BIN/smartotpd
 source "$ROOT/Tests/Integration/lib/fleet.sh"
-cleanup() { fleet_stop; rm -rf "$FLEET" /etc/pam.d/smartotp-fleet-bench-local /etc/pam.d/smartotp-fleet-bench-fleet; }
+NS="sotpbench$$"   # the black-holed login's network namespace
+cleanup() {
+    fleet_stop; ip netns del "$NS" 2>/dev/null || true
+    rm -rf "$FLEET" /etc/pam.d/smartotp-fleet-bench-local /etc/pam.d/smartotp-fleet-bench-fleet /etc/pam.d/smartotp-fleet-bench-blackholed
+}
 trap cleanup EXIT
 
 PORT=18443 PGPORT=55433
@@ -226,9 +231,28 @@ for kind in local fleet; do
     hyperfine -N --runs 30 --warmup 3 --prepare "sh $FLEET/reset-$kind.sh" --export-json "$FLEET/h.$kind.json" \
         "sh -c 'oathtool --totp -b $B32 | pamtester smartotp-fleet-bench-$kind daemon authenticate'" >/dev/null 2>&1
 done
-python3 - "$FLEET/h.local.json" "$FLEET/h.fleet.json" <<'PY'
+# The same fleet login with the first verifier black-holed: in a network namespace of the
+# bench's own, the first server is an address on a dummy link (packets to it vanish) and
+# the second a replica started there on its loopback (PostgreSQL through its Unix socket).
+ip netns add "$NS" && ip -n "$NS" link set lo up && ip -n "$NS" link add d0 type dummy &&
+    ip -n "$NS" addr add 10.9.0.1/24 dev d0 && ip -n "$NS" link set d0 up
+fleet_config s2 "127.0.0.1:$((PORT + 1))" "postgres://smartotpd@/smartotp?host=$FLEET/pg&port=$PGPORT"
+cp "$FLEET/pki/s1.pem" "$FLEET/pki/s2.pem"; cp "$FLEET/pki/s1.key" "$FLEET/pki/s2.key"
+fleet_server_start s2 "$NS"
+for i in $(seq 1 100); do ip netns exec "$NS" curl -sf --cacert "$HOST/ca.pem" --cert "$HOST/cert.pem" --key "$HOST/key.pem" "https://127.0.0.1:$((PORT + 1))/v1/health" >/dev/null 2>&1 && break; sleep 0.1; done
+echo "auth required $SO methods=code server=https://10.9.0.2:$PORT,https://127.0.0.1:$((PORT + 1)) tls_dir=$HOST client=$BIN/smartotp-fleet" >/etc/pam.d/smartotp-fleet-bench-blackholed
+cp "$FLEET/reset-fleet.sh" "$FLEET/reset-blackholed.sh"
+sh "$FLEET/reset-fleet.sh"
+oathtool --totp -b $B32 | ip netns exec "$NS" pamtester smartotp-fleet-bench-blackholed daemon authenticate >/dev/null 2>&1 || {
+    echo "fleet-bench: a login with the first server black-holed failed"; tail -3 "$FLEET/s2.log"; exit 1; }
+hyperfine -N --runs 10 --warmup 1 --prepare "sh $FLEET/reset-blackholed.sh" --export-json "$FLEET/h.blackholed.json" \
+    "ip netns exec $NS sh -c 'oathtool --totp -b $B32 | pamtester smartotp-fleet-bench-blackholed daemon authenticate'" >/dev/null 2>&1
+rm -f /etc/pam.d/smartotp-fleet-bench-blackholed
+python3 - "$FLEET/h.local.json" "$FLEET/h.fleet.json" "$FLEET/h.blackholed.json" <<'PY'
 import json, sys
-l = json.load(open(sys.argv[1]))["results"][0]; f = json.load(open(sys.argv[2]))["results"][0]
+l, f, b = (json.load(open(p))["results"][0] for p in sys.argv[1:4])
 print("Login wall time (pamtester, hyperfine 30 runs): local store %.1f ms, fleet %.1f ms (median %.1f / %.1f): the fleet adds %.1f ms"
       % (l["mean"] * 1000, f["mean"] * 1000, l["median"] * 1000, f["median"] * 1000, (f["mean"] - l["mean"]) * 1000))
+print("  the first verifier black-holed (10 runs): %.1f ms (median %.1f): %.2f s more than the fleet login (the connect deadline is 1 s)"
+      % (b["mean"] * 1000, b["median"] * 1000, b["mean"] - f["mean"]))
 PY

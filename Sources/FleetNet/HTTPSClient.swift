@@ -3,6 +3,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
+import OTPCore
 import SmartOTPFleet
 
 /// An HTTPS response, whole.
@@ -200,6 +201,10 @@ public final class FleetServers {
     public func send(_ method: HTTPMethod, _ path: String, headers: [(String, String)] = [], body: [UInt8] = [],
                      timeout: TimeAmount) throws -> FleetResponse {
         let deadline = NIODeadline.now() + timeout
+        // One id for this request, the same at every server asked: a replica that finds it
+        // already decided (its first answer was lost) answers that verdict again rather
+        // than counting the attempt twice (RecentRequests).
+        let headers = headers + [("X-SmartOTP-Request", Hex.encode(SecureRandom.bytes(16) ?? []))]
         var errors: [String] = []
         var unavailable: FleetResponse?
         if let open = connection {

@@ -59,4 +59,18 @@ public final class RemoteAdmin {
         guard r.status == 200 else { throw .remote("the server refused the audit query (\(r.status)): \(r.text.trimmingSpaces())") }
         return r.text
     }
+
+    /// Revokes (or restores) a host certificate by name or serial; the server's answer.
+    public func revoke(_ entry: String, _ revoke: Bool) throws(StoreError) -> String {
+        let r = try call(.POST, FleetAPI.revokePath(revoke), body: Array(entry.utf8))
+        guard r.status == 200 else { throw .remote("the server refused (\(r.status)): \(r.text.trimmingSpaces())") }
+        return r.text
+    }
+
+    /// `ENTRY UNIX-TIME BY` lines.
+    public func revocations() throws(StoreError) -> String {
+        let r = try call(.GET, FleetAPI.revocationsPath)
+        guard r.status == 200 else { throw .remote("unexpected answer \(r.status) listing revocations") }
+        return r.text
+    }
 }

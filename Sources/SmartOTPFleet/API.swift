@@ -17,6 +17,9 @@ import Verifier
 ///                                        · resync, · unlock: body `AdminChange`'s lines;
 ///                                        200: its outcome (never a secret)
 ///     GET  /v1/admin/audit?user=U&host=H&since=UNIX&limit=N   · 200: audit rows, TSV
+///     GET  /v1/admin/revocations        · 200: `ENTRY UNIX-TIME BY` a line
+///     POST /v1/admin/revoke-host        body: a host's certificate name or serial; every
+///     POST /v1/admin/restore-host       replica refuses it within seconds (or no longer)
 ///
 /// Anyone with a valid certificate: `GET /v1/health` (200 when PostgreSQL answers).
 /// No path returns a secret: an enrolment carries one in, once; nothing reads it back.
@@ -27,6 +30,9 @@ public enum FleetAPI {
         case show(UserName)
         case change(String, UserName)
         case audit
+        case revocations
+        /// Revoke (true) or restore (false) a host certificate.
+        case revoke(Bool)
         case health
     }
 
@@ -46,6 +52,9 @@ public enum FleetAPI {
             return .verify(op, user)
         case (4, "admin") where parts[3] == "users": return .users
         case (4, "admin") where parts[3] == "audit": return .audit
+        case (4, "admin") where parts[3] == "revocations": return .revocations
+        case (4, "admin") where parts[3] == "revoke-host": return .revoke(true)
+        case (4, "admin") where parts[3] == "restore-host": return .revoke(false)
         case (5, "admin"):
             guard let user = try? UserName(String(parts[4])) else { return nil }
             if parts[3] == "records" { return .show(user) }
@@ -73,6 +82,14 @@ public enum FleetAPI {
     public static let usersPath = "/v1/admin/users"
     public static let auditPath = "/v1/admin/audit"
     public static let healthPath = "/v1/health"
+    public static let revocationsPath = "/v1/admin/revocations"
+    public static func revokePath(_ revoke: Bool) -> String { revoke ? "/v1/admin/revoke-host" : "/v1/admin/restore-host" }
+
+    /// A revocation entry as an administrator names it: a certificate's common name or its
+    /// serial (hex, colons allowed), printable ASCII without spaces, at most 128.
+    public static func isRevocationEntry(_ word: String) -> Bool {
+        (1...128).contains(word.utf8.count) && word.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "#") }
+    }
     /// The most a request body may hold (a record is at most 64 KB).
     public static let maxBody = RecordFormat.maxSize + 1024
 }

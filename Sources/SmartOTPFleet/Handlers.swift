@@ -13,8 +13,12 @@ public struct Requester: Sendable, Equatable, CustomStringConvertible {
     /// PAM_RHOST and PAM_SERVICE on the host, as its fleet client reports them.
     public var remoteHost: String
     public var service: String
+    /// The request's id (`X-SmartOTP-Request`; RecentRequests), or "".
+    public var requestID: String
 
-    public init(name: String, serial: String, role: FleetRole, address: String, remoteHost: String = "", service: String = "") {
+    public init(name: String, serial: String, role: FleetRole, address: String, remoteHost: String = "", service: String = "",
+                requestID: String = "") {
+        self.requestID = RecentRequests.isValid(requestID) ? requestID : ""
         self.name = name
         self.serial = serial
         self.role = role
@@ -105,7 +109,9 @@ public enum FleetHandlers {
     public static func authorize(_ route: FleetAPI.Route, method: String, role: FleetRole) -> Response? {
         switch (route, method) {
         case (.health, "GET"), (.verify, "POST"): return nil
-        case (.users, "GET"), (.show, "GET"), (.audit, "GET"):
+        case (.revoke, "POST"):
+            return role == .admin ? nil : Response(403, "revoking a host needs an administrator's certificate\n")
+        case (.users, "GET"), (.show, "GET"), (.audit, "GET"), (.revocations, "GET"):
             return role == .host ? Response(403, "administration needs an administrator's or the helpdesk's certificate\n") : nil
         case (.change(let verb, _), "POST"):
             switch role {

@@ -54,15 +54,27 @@ public struct ServerURL: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// Where smartotpd finds PostgreSQL: a libpq-style URL,
-/// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=MODE[&sslrootcert=FILE]]`, or
-/// with the host part left empty and `?host=/run/postgresql` for a Unix socket directory.
+/// `postgres://USER[:PASSWORD]@HOST[:PORT][,HOST[:PORT]…]/DATABASE[?sslmode=MODE[&sslrootcert=FILE]
+/// [&target_session_attrs=read-write|any]]`, or with the host part left empty and
+/// `?host=/run/postgresql` for a Unix socket directory.
 public struct DatabaseURL: Sendable, Equatable {
     public enum Endpoint: Sendable, Equatable {
         case tcp(host: String, port: Int)
         case socket(path: String)
     }
 
-    public var endpoint: Endpoint
+    /// Where the database is: one server, or several (libpq's `HOST:PORT,HOST:PORT` form),
+    /// of which smartotpd uses the first that accepts writes (`target_session_attrs`).
+    public var endpoints: [Endpoint]
+    public var endpoint: Endpoint { endpoints[0] }
+    /// libpq's `target_session_attrs`: `read-write` (or `primary`) makes smartotpd follow
+    /// whichever listed server accepts writes, e.g. a standby promoted after the primary
+    /// failed; `any` takes the first that answers. With several hosts, `read-write` is
+    /// the default here (libpq's is `any`): a verdict must be written.
+    public var targetSessionAttrs: SessionAttrs
+    public enum SessionAttrs: String, Sendable, Equatable {
+        case any, readWrite = "read-write"
+    }
     public var user: String
     public var password: String?
     public var database: String
@@ -122,13 +134,25 @@ public struct DatabaseURL: Sendable, Equatable {
         }
         if hostPart.isEmpty {
             guard let dir = query["host"], dir.hasPrefix("/") else { return nil }
-            endpoint = .socket(path: dir + "/.s.PGSQL." + (query["port"] ?? "5432"))
-        } else if let hp = HostPort(hostPart) {
-            endpoint = .tcp(host: hp.host, port: hp.port)
-        } else if HostPort(hostPart + ":5432") != nil {
-            endpoint = .tcp(host: hostPart, port: 5432)
+            endpoints = [.socket(path: dir + "/.s.PGSQL." + (query["port"] ?? "5432"))]
         } else {
-            return nil
+            var list: [Endpoint] = []
+            for one in hostPart.split(separator: ",", omittingEmptySubsequences: false).map(String.init) {
+                if let hp = HostPort(one) {
+                    list.append(.tcp(host: hp.host, port: hp.port))
+                } else if HostPort(one + ":5432") != nil {
+                    list.append(.tcp(host: one, port: 5432))
+                } else {
+                    return nil
+                }
+            }
+            guard (1...8).contains(list.count) else { return nil }
+            endpoints = list
+        }
+        switch query["target_session_attrs"] ?? (endpoints.count > 1 ? "read-write" : "any") {
+        case "any": targetSessionAttrs = .any
+        case "read-write", "primary": targetSessionAttrs = .readWrite
+        default: return nil
         }
     }
 }
@@ -148,6 +172,12 @@ public struct DatabaseURL: Sendable, Equatable {
 ///     audit_keep = 365                        (optional: days of audit rows kept)
 ///     metrics_listen = 127.0.0.1:9464        (optional: Prometheus, plain HTTP)
 ///     revoked = /etc/smartotpd/revoked        (optional: host certificates refused)
+///     host_failure_budget = 30/15m            (optional: failed verdicts a host may cause, or off)
+///     host_challenge_budget = 300/15m         (optional: tap challenges a host may ask for, or off)
+///     max_connections = 4096                  (optional: the listener's caps and deadlines)
+///     max_connections_per_source = 64
+///     handshake_timeout = 5s
+///     connection_lifetime = 5m
 ///     policy = deny=5 unlock_time=600 fail_interval=900   (optional: pam_smartotp(8) syntax;
 ///              root is locked like anyone unless root_never_locked, and has no simple
 ///              password unless root_password)
@@ -177,6 +207,17 @@ public struct ServerConfig: Sendable {
     /// Failed verdicts one host certificate may cause in `window` seconds, across all users,
     /// before its verdicts are refused (nil: no budget). `host_failure_budget = 30/15m`.
     public var hostFailureBudget: (count: Int, window: Int64)?
+    /// Tap challenges one host certificate may have issued in `window` seconds, across all
+    /// users (nil: no budget). `host_challenge_budget = 300/15m`.
+    public var hostChallengeBudget: (count: Int, window: Int64)?
+    /// The verifier's listener: at most this many connections (`max_connections`, 4096),
+    /// this many from one address (`max_connections_per_source`, 64), this long to finish
+    /// TLS and send a request head (`handshake_timeout`, 5s), and kept alive this long at
+    /// most (`connection_lifetime`, 5m). Seconds.
+    public var maxConnections: Int
+    public var maxConnectionsPerSource: Int
+    public var handshakeTimeout: Int64
+    public var connectionLifetime: Int64
 
     public struct Error: Swift.Error, CustomStringConvertible {
         public let description: String
@@ -184,7 +225,27 @@ public struct ServerConfig: Sendable {
     }
 
     public static let required = ["listen", "database", "tls_cert", "tls_key", "client_ca", "admin_ca", "seal_key", "audit_key"]
-    public static let optional = ["metrics_listen", "revoked", "policy", "database_connections", "helpdesk_ca", "unseal_keys", "audit_keep", "host_failure_budget"]
+    public static let optional = ["metrics_listen", "revoked", "policy", "database_connections", "helpdesk_ca", "unseal_keys", "audit_keep", "host_failure_budget",
+                                  "host_challenge_budget", "max_connections", "max_connections_per_source", "handshake_timeout",
+                                  "connection_lifetime"]
+
+    /// `30`, `90s`, `15m`, `2h`: seconds, within `range`.
+    static func duration(_ text: String, _ range: ClosedRange<Int64>) -> Int64? {
+        let units: [Character: Int64] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
+        guard let unit = text.last else { return nil }
+        let scale = units[unit] ?? (unit.isNumber ? 1 : nil)
+        guard let scale, let amount = Int64(unit.isNumber ? text : String(text.dropLast())), amount <= Int64.max / 86_400,
+              range.contains(amount * scale) else { return nil }
+        return amount * scale
+    }
+
+    /// `COUNT/DURATION` (at most a day), or `off`/`0` (nil, nil); nil when malformed.
+    static func budget(_ text: String) -> (count: Int, window: Int64)?? {
+        if text == "0" || text == "off" { return .some(nil) }
+        let parts = text.split(separator: "/").map(String.init)
+        guard parts.count == 2, let n = Int(parts[0]), (1...100_000).contains(n), let w = duration(parts[1], 1...86_400) else { return nil }
+        return (n, w)
+    }
 
     public static func parse(_ text: String, path: String) throws -> ServerConfig {
         var values: [String: String] = [:]
@@ -245,22 +306,40 @@ public struct ServerConfig: Sendable {
         }
         var budget: (count: Int, window: Int64)? = (30, 900)
         if let b = values["host_failure_budget"] {
-            if b == "0" || b == "off" { budget = nil } else {
-                let parts = b.split(separator: "/").map(String.init)
-                let units: [Character: Int64] = ["s": 1, "m": 60, "h": 3600]
-                guard parts.count == 2, let n = Int(parts[0]), (1...100_000).contains(n), let unit = parts[1].last,
-                      let scale = units[unit] ?? (unit.isNumber ? 1 : nil),
-                      let amount = Int64(unit.isNumber ? parts[1] : String(parts[1].dropLast())), (1...86_400).contains(amount * scale) else {
-                    throw Error("\(path): host_failure_budget must be COUNT/DURATION (30/15m; s, m or h; at most a day) or off")
-                }
-                budget = (n, amount * scale)
+            guard let parsed = Self.budget(b) else {
+                throw Error("\(path): host_failure_budget must be COUNT/DURATION (30/15m; s, m or h; at most a day) or off")
             }
+            budget = parsed
         }
+        var challengeBudget: (count: Int, window: Int64)? = (300, 900)
+        if let b = values["host_challenge_budget"] {
+            guard let parsed = Self.budget(b) else {
+                throw Error("\(path): host_challenge_budget must be COUNT/DURATION (300/15m; s, m or h; at most a day) or off")
+            }
+            challengeBudget = parsed
+        }
+        func number(_ key: String, _ fallback: Int, _ range: ClosedRange<Int>) throws -> Int {
+            guard let v = values[key] else { return fallback }
+            guard let n = Int(v), range.contains(n) else { throw Error("\(path): \(key) must be \(range.lowerBound)-\(range.upperBound)") }
+            return n
+        }
+        func seconds(_ key: String, _ fallback: Int64, _ range: ClosedRange<Int64>, _ example: String) throws -> Int64 {
+            guard let v = values[key] else { return fallback }
+            guard let n = Self.duration(v, range) else {
+                throw Error("\(path): \(key) must be a duration of \(range.lowerBound)-\(range.upperBound) s (\(example); s, m or h)")
+            }
+            return n
+        }
+        let total = try number("max_connections", 4096, 16...1_000_000)
+        let perSource = try number("max_connections_per_source", 64, 1...1_000_000)
+        let handshake = try seconds("handshake_timeout", 5, 1...60, "5s")
+        let lifetime = try seconds("connection_lifetime", 300, 10...86_400, "5m")
         return ServerConfig(listen: listen, database: db, tlsCert: value("tls_cert"), tlsKey: value("tls_key"),
                             clientCA: value("client_ca"), adminCA: value("admin_ca"), helpdeskCA: values["helpdesk_ca"],
                             sealKey: value("seal_key"), unsealKeys: unseal, auditKey: value("audit_key"), auditKeep: keep,
                             metricsListen: metrics,
                             revoked: values["revoked"], policy: policy, rootPassword: rootPassword, databaseConnections: connections,
-                            hostFailureBudget: budget)
+                            hostFailureBudget: budget, hostChallengeBudget: challengeBudget, maxConnections: total,
+                            maxConnectionsPerSource: perSource, handshakeTimeout: handshake, connectionLifetime: lifetime)
     }
 }

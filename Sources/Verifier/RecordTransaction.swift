@@ -39,6 +39,15 @@ public struct FleetDecision: Sendable {
     /// The record to write back before COMMIT, when `changed`.
     public var record: UserRecord?
     public var changed: Bool
+    /// An answer given again for a retried request id: nothing was decided or counted now.
+    public var repeated = false
+
+    public init(reply: HelperProtocol.Reply, record: UserRecord?, changed: Bool, repeated: Bool = false) {
+        self.reply = reply
+        self.record = record
+        self.changed = changed
+        self.repeated = repeated
+    }
 }
 
 public enum FleetVerifier {

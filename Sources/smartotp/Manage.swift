@@ -7,6 +7,7 @@ import SmartOTPSystem
 import TokenStore
 import Verifier
 import SmartOTPAdmin
+import SmartOTPFleet
 
 /// One user in `list`.
 struct UserRow: Encodable {
@@ -315,5 +316,45 @@ struct Audit: ParsableCommand {
         let lines = text.split(separator: "\n").map { $0.split(separator: "\t", omittingEmptySubsequences: false).map(String.init) }
         guard let header = lines.first else { return try printJSON([[String: String]]()) }
         try printJSON(lines.dropFirst().map { Dictionary(uniqueKeysWithValues: zip(header, $0)) })
+    }
+}
+
+struct RevokeHost: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "revoke-host",
+        abstract: "Revoke a host's certificate fleet-wide (an administrator's certificate).",
+        discussion: """
+        The revocation is kept in the fleet's database: every replica refuses the host within
+        a few seconds, on its next request, even on a connection it holds open. Name the
+        certificate by its common name or its serial (hex, as `openssl x509 -serial` prints
+        it). --restore lifts a revocation; --list shows them. Audited.
+
+          smartotp revoke-host --server https://otp1:8443 --tls-dir /etc/smartotp/admin web7
+        """)
+    @OptionGroup var options: StoreOptions
+    @Flag(help: "Lift the revocation instead.") var restore = false
+    @Flag(help: "List the revocations (name or serial, when, by whom).") var list = false
+    @Argument(help: ArgumentHelp("The host certificate's common name or serial.", valueName: "NAME|SERIAL")) var entry: String?
+
+    func validate() throws {
+        if list { guard entry == nil, !restore else { throw ValidationError("--list takes no name") } } else {
+            guard let entry, FleetAPI.isRevocationEntry(entry) else {
+                throw ValidationError("name the host certificate: its common name or serial (printable, no spaces, at most 128)")
+            }
+        }
+    }
+
+    func run() throws {
+        guard options.server != nil else { throw Failure("revocations are the fleet's: give --server (and --tls-dir)") }
+        let admin = try options.remote()
+        if list {
+            for line in try withStore({ try admin.revocations() }).split(separator: "\n") {
+                let w = line.split(separator: " ", maxSplits: 2).map(String.init)
+                guard w.count == 3, let t = Int64(w[1]) else { continue }
+                print("\(w[0])\t\(Date(timeIntervalSince1970: Double(t)))\t\(w[2])")
+            }
+            return
+        }
+        print(try withStore { try admin.revoke(entry ?? "", !restore) }, terminator: "")
     }
 }

@@ -14,7 +14,9 @@ import Verifier
 /// format with every secret taken out (`SealedRecords`), the secrets sealed in a table of
 /// their own, and the audit trail; a version that every change increments.
 struct Database: VerdictStore {
-    let client: PostgresClient
+    let pools: DatabasePools
+    /// The pool of the server in use (the writable one, when the URL lists several).
+    var client: PostgresClient { pools.current }
     let logger: Logger
     let sealer: Sealer
     let audit: AuditChain
@@ -95,12 +97,25 @@ struct Database: VerdictStore {
             // Where pruning (audit_keep) cut each chain: its last pruned row, under the key.
             "CREATE TABLE smartotp_audit_anchors (chain bigint PRIMARY KEY, seq bigint NOT NULL, mac text NOT NULL, anchor_mac text NOT NULL)",
         ]),
+        // A retried request (the same id at another replica) is answered from the row, not
+        // counted again (RecentRequests); host certificates revoked by an administrator,
+        // which every replica reads every two seconds.
+        (4, "request ids and revocations", [
+            "ALTER TABLE smartotp_records ADD COLUMN recent_requests text NOT NULL DEFAULT ''",
+            """
+            CREATE TABLE smartotp_revocations (
+                entry      text PRIMARY KEY,
+                revoked_at timestamptz NOT NULL DEFAULT now(),
+                revoked_by text NOT NULL
+            )
+            """,
+        ]),
     ]
     static var latest: Int { migrations.map(\.version).max() ?? 0 }
 
-    static func configuration(_ url: DatabaseURL, connections: Int) throws -> PostgresClient.Configuration {
+    static func configuration(_ url: DatabaseURL, _ endpoint: DatabaseURL.Endpoint, connections: Int) throws -> PostgresClient.Configuration {
         var c: PostgresClient.Configuration
-        switch url.endpoint {
+        switch endpoint {
         case .tcp(let host, let port):
             c = .init(host: host, port: port, username: url.user, password: url.password, database: url.database,
                       tls: try tls(url))
@@ -199,6 +214,8 @@ struct Database: VerdictStore {
         /// The row's version: every write increments it (an optimistic verdict writes only
         /// if it is still the one read).
         var version: Int64 = 0
+        /// The verdicts remembered by request id (RecentRequests).
+        var recent = ""
         /// The database's clock (transaction start), microseconds since 1970.
         var nowMicros: Int64
         var now: Int64 { nowMicros / 1_000_000 }
@@ -213,18 +230,20 @@ struct Database: VerdictStore {
         var loaded = Loaded(record: nil, secrets: [:], chain: 0, head: (0, ""), nowMicros: 0)
         let rows = lock
             ? try await conn.query("""
-                SELECT r.record, r.version, r.audit_chain, r.audit_seq, r.audit_mac, (extract(epoch from now()) * 1000000)::bigint, s.token_id, s.key_id, s.sealed
+                SELECT r.record, r.version, r.audit_chain, r.audit_seq, r.audit_mac, r.recent_requests, (extract(epoch from now()) * 1000000)::bigint, s.token_id, s.key_id, s.sealed
                 FROM smartotp_records r LEFT JOIN smartotp_secrets s ON s.username = r.username
                 WHERE r.username = \(user.value) FOR UPDATE OF r
                 """, logger: logger)
             : try await conn.query("""
-                SELECT r.record, r.version, r.audit_chain, r.audit_seq, r.audit_mac, (extract(epoch from now()) * 1000000)::bigint, s.token_id, s.key_id, s.sealed
+                SELECT r.record, r.version, r.audit_chain, r.audit_seq, r.audit_mac, r.recent_requests, (extract(epoch from now()) * 1000000)::bigint, s.token_id, s.key_id, s.sealed
                 FROM smartotp_records r LEFT JOIN smartotp_secrets s ON s.username = r.username
                 WHERE r.username = \(user.value)
                 """, logger: logger)
-        for try await (record, version, chain, seq, mac, now, token, keyID, sealed) in rows.decode((String, Int64, Int64, Int64, String, Int64, String?, String?, String?).self) {
+        for try await (record, version, chain, seq, mac, recent, now, token, keyID, sealed)
+            in rows.decode((String, Int64, Int64, Int64, String, String, Int64, String?, String?, String?).self) {
             text = record
             loaded.version = version
+            loaded.recent = recent
             loaded.chain = chain
             loaded.head = (seq, mac)
             loaded.nowMicros = now
@@ -238,6 +257,13 @@ struct Database: VerdictStore {
             }
             return loaded
         }
+        return try await chainZero(conn, lock: lock)
+    }
+
+    /// Chain 0's head (names without a record, and the fleet's own events such as a
+    /// revocation) and the clock; locked when `lock`.
+    func chainZero(_ conn: PostgresConnection, lock: Bool) async throws -> Loaded {
+        var loaded = Loaded(record: nil, secrets: [:], chain: 0, head: (0, ""), nowMicros: 0)
         let heads = lock
             ? try await conn.query("SELECT seq, mac, (extract(epoch from now()) * 1000000)::bigint FROM smartotp_audit_heads WHERE chain = 0 FOR UPDATE", logger: logger)
             : try await conn.query("SELECT seq, mac, (extract(epoch from now()) * 1000000)::bigint FROM smartotp_audit_heads WHERE chain = 0", logger: logger)
@@ -298,8 +324,10 @@ struct Database: VerdictStore {
                     policy: Policy) async throws -> Optimistic {
         let loaded = try await load(conn, user, lock: false)
         guard loaded.record != nil, loaded.refusal == nil else { return .needsLock }
+        if let repeated = Self.repeated(request, requester, loaded) { return .decided(repeated) }
         let decision = try FleetVerifier.decide(request, user: user, record: loaded.record, policy: policy, host: requester.name, now: loaded.now, rootPassword: rootPassword)
         guard decision.record != nil || !decision.changed else { return .needsLock }
+        let recent = Self.remembered(decision, requester, loaded)
         let text = decision.changed ? decision.record.map { RecordFormat.text(SealedRecords.stripped($0)) } : nil
         let e = event(AuditFacts.of(request, decision.reply), user, requester, loaded)
         let seq = loaded.head.seq + 1
@@ -309,7 +337,7 @@ struct Database: VerdictStore {
             WITH u AS (UPDATE smartotp_records SET record = coalesce(\(text), record), version = version + 1,
                            updated_at = CASE WHEN \(changed) = 1 THEN now() ELSE updated_at END,
                            updated_by = CASE WHEN \(changed) = 1 THEN \(requester.name) ELSE updated_by END,
-                           audit_seq = \(seq), audit_mac = \(mac)
+                           audit_seq = \(seq), audit_mac = \(mac), recent_requests = \(recent)
                        WHERE username = \(user.value) AND version = \(loaded.version) RETURNING 1)
             INSERT INTO smartotp_audit (chain, seq, at_us, actor, serial, role, peer, rhost, service, username, operation, credential, result, reason, mac)
             SELECT \(loaded.chain), \(seq), \(e.at), \(e.actor), \(e.serial), \(e.role), \(e.peer), \(e.remoteHost), \(e.service), \(e.user), \(e.operation), \(e.credential), \(e.result), \(e.reason), \(mac) FROM u
@@ -329,15 +357,32 @@ struct Database: VerdictStore {
                 try await append(conn, user, loaded, event(facts, user, requester, loaded), text: nil, by: requester.name)
                 return .failure(Refused(why: why))
             }
+            if let repeated = Self.repeated(request, requester, loaded) { return .success(repeated) }
             // The record holds the pending challenges with the host each was issued to: the
             // verifier issues and takes them for `host` in this same transaction.
             let decision = try FleetVerifier.decide(request, user: user, record: loaded.record, policy: policy, host: requester.name, now: loaded.now, rootPassword: rootPassword)
             guard decision.record != nil || !decision.changed else { throw Refused(why: .missing(user: user.value, token: "*")) }
             let text = decision.changed ? decision.record.map { RecordFormat.text(SealedRecords.stripped($0)) } : nil
-            try await append(conn, user, loaded, event(AuditFacts.of(request, decision.reply), user, requester, loaded), text: text, by: requester.name)
+            try await append(conn, user, loaded, event(AuditFacts.of(request, decision.reply), user, requester, loaded), text: text,
+                             by: requester.name, recent: Self.remembered(decision, requester, loaded))
             return .success(decision)
         }
         return try outcome.get()
+    }
+
+    /// The verdict already committed for this request's id (a host's retry at another
+    /// replica): answered again, neither decided nor counted nor audited a second time.
+    /// Only attempts (code, password, tap) are remembered.
+    static func repeated(_ request: HelperProtocol.Request, _ r: Requester, _ loaded: Loaded) -> FleetDecision? {
+        guard case .perform = request, !r.requestID.isEmpty, let attempt = RecentRequests.attempt(loaded.recent, id: r.requestID) else { return nil }
+        return FleetDecision(reply: .attempt(attempt), record: nil, changed: false, repeated: true)
+    }
+
+    /// The row's remembered verdicts after `decision` (unchanged when it is no attempt, or
+    /// the request carried no id).
+    static func remembered(_ decision: FleetDecision, _ r: Requester, _ loaded: Loaded) -> String {
+        guard case .attempt(let a) = decision.reply, !r.requestID.isEmpty else { return loaded.recent }
+        return RecentRequests.adding(loaded.recent, id: r.requestID, a)
     }
 
     func event(_ facts: AuditFacts, _ user: UserName, _ r: Requester, _ loaded: Loaded) -> AuditEvent {
@@ -349,18 +394,19 @@ struct Database: VerdictStore {
     /// Appends `event` to the chain `loaded` names and moves its head, in one statement:
     /// the head lives in the user's row (with the record's new `text`, when it changed) or,
     /// for a name without a record, in chain 0's row.
-    func append(_ conn: PostgresConnection, _ user: UserName, _ loaded: Loaded, _ e: AuditEvent, text: String?, by who: String) async throws {
+    func append(_ conn: PostgresConnection, _ user: UserName?, _ loaded: Loaded, _ e: AuditEvent, text: String?, by who: String,
+                recent: String? = nil) async throws {
         let seq = loaded.head.seq + 1
         let mac = audit.mac(chain: loaded.chain, seq: seq, event: e, previous: loaded.head.mac)
         let changed: Int64 = text == nil ? 0 : 1
-        if loaded.record != nil {
+        if loaded.record != nil, let user {
             try await conn.query("""
                 WITH a AS (INSERT INTO smartotp_audit (chain, seq, at_us, actor, serial, role, peer, rhost, service, username, operation, credential, result, reason, mac)
                            VALUES (\(loaded.chain), \(seq), \(e.at), \(e.actor), \(e.serial), \(e.role), \(e.peer), \(e.remoteHost), \(e.service), \(e.user), \(e.operation), \(e.credential), \(e.result), \(e.reason), \(mac)))
                 UPDATE smartotp_records SET record = coalesce(\(text), record), version = version + 1,
                     updated_at = CASE WHEN \(changed) = 1 THEN now() ELSE updated_at END,
                     updated_by = CASE WHEN \(changed) = 1 THEN \(who) ELSE updated_by END,
-                    audit_seq = \(seq), audit_mac = \(mac)
+                    audit_seq = \(seq), audit_mac = \(mac), recent_requests = coalesce(\(recent), recent_requests)
                 WHERE username = \(user.value)
                 """, logger: logger)
         } else {
@@ -373,6 +419,35 @@ struct Database: VerdictStore {
     }
 
     // MARK: administration
+
+    /// Revokes (or restores) a host certificate by name or serial, audited in chain 0;
+    /// false when there was nothing to do.
+    func revoke(_ entry: String, _ revoke: Bool, by requester: Requester) async throws -> Bool {
+        try await client.withTransaction(logger: logger) { conn in
+            let loaded = try await chainZero(conn, lock: true)
+            let rows = revoke
+                ? try await conn.query("INSERT INTO smartotp_revocations (entry, revoked_by) VALUES (\(entry), \(requester.name)) ON CONFLICT DO NOTHING RETURNING 1", logger: logger)
+                : try await conn.query("DELETE FROM smartotp_revocations WHERE entry = \(entry) RETURNING 1", logger: logger)
+            var changed = false
+            for try await _ in rows.decode(Int.self) { changed = true }
+            guard changed else { return false }
+            let r = requester
+            let e = AuditEvent(at: loaded.nowMicros, actor: r.name, serial: r.serial, role: r.role.rawValue, peer: r.address,
+                               remoteHost: r.remoteHost, service: r.service, user: "", operation: revoke ? "revoke-host" : "restore-host",
+                               credential: "", result: "changed", reason: entry)
+            try await append(conn, nil, loaded, e, text: nil, by: r.name)
+            return true
+        }
+    }
+
+    /// Every revocation: entry, when (Unix time), by whom.
+    func revocations() async throws -> [(String, Int64, String)] {
+        var out: [(String, Int64, String)] = []
+        let rows = try await client.query("SELECT entry, extract(epoch from revoked_at)::bigint, revoked_by FROM smartotp_revocations ORDER BY revoked_at",
+                                          logger: logger)
+        for try await row in rows.decode((String, Int64, String).self) { out.append(row) }
+        return out
+    }
 
     /// Every user: name, tokens, whether a simple password is set, failures.
     func users() async throws -> [(String, Int, Bool, Int)] {

@@ -81,11 +81,12 @@ struct PeerIdentifier: Sendable {
     }
 }
 
-/// Host certificates an administrator has revoked: a file of serial numbers (hex, colons
-/// allowed) or common names, one a line, `#` comments. Read again whenever it changes.
-/// A file that cannot be read (missing, unreadable to the service's user, no descriptor
-/// left) revokes everyone until it can be: an empty list would let every revoked host
-/// back in, silently.
+/// Host certificates an administrator has revoked: those in the database
+/// (`smartotp revoke-host`, read by `RevocationPoller` every two seconds) and, when
+/// `revoked=` names one, a file of serial numbers (hex, colons allowed) or common names,
+/// one a line, `#` comments, read again whenever it changes. A file that cannot be read
+/// (missing, unreadable to the service's user, no descriptor left) revokes everyone until
+/// it can be: an empty list would let every revoked host back in, silently.
 final class RevocationList: @unchecked Sendable {
     let path: String?
     private let lock = NIOLockedValueBox(State())
@@ -94,6 +95,14 @@ final class RevocationList: @unchecked Sendable {
         var stamp: String = ""
         /// nil: the file could not be read.
         var entries: Set<String>? = []
+        /// The database's entries, as last read.
+        var stored: Set<String> = []
+    }
+
+    /// Replaces the database's entries (RevocationPoller).
+    func setStored(_ words: [String]) {
+        let set = Set(words.flatMap(Self.entries(of:)))
+        lock.withLockedValue { $0.stored = set }
     }
 
     /// Why every certificate is refused now, or nil.
@@ -116,12 +125,20 @@ final class RevocationList: @unchecked Sendable {
     init(path: String?) { self.path = path }
 
     func contains(serial: String, name: String) -> Bool {
-        guard let path else { return false }
-        return lock.withLockedValue { state in
+        lock.withLockedValue { state in
+            let cn = "cn=" + name.lowercased()
+            if state.stored.contains(serial) || state.stored.contains(cn) { return true }
+            guard let path else { return false }
             refresh(&state, path)
             guard let entries = state.entries else { return true }
-            return entries.contains(serial) || entries.contains("cn=" + name.lowercased())
+            return entries.contains(serial) || entries.contains(cn)
         }
+    }
+
+    /// What an entry matches: a common name always, a serial too when it is hex.
+    static func entries(of word: String) -> [String] {
+        let hex = word.lowercased().filter { $0 != ":" }
+        return (!hex.isEmpty && hex.allSatisfy { $0.isHexDigit } ? [normalised(hex)] : []) + ["cn=" + word.lowercased()]
     }
 
     /// A serial as compared: lower-case hex without leading zeros.
@@ -147,9 +164,7 @@ final class RevocationList: @unchecked Sendable {
             let word = text.trimmingSpaces()
             guard !word.isEmpty else { continue }
             // A serial (hex digits, colons allowed) or a common name.
-            let hex = word.lowercased().filter { $0 != ":" }
-            if !hex.isEmpty, hex.allSatisfy({ $0.isHexDigit }) { out.insert(normalised(hex)) }
-            out.insert("cn=" + word.lowercased())
+            out.formUnion(entries(of: String(word)))
         }
         free(line)
         return out

@@ -16,25 +16,34 @@ struct MetricsEndpoint: Service {
 
     typealias Connection = NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
 
+    /// A scraper asks once every few seconds: a few connections, 5 s to send its request,
+    /// one answer, closed. Nothing a flood on this port opens can starve the verifier's.
+    static let limits = Admission.Limits(total: 64, perSource: 16, handshake: .seconds(5), lifetime: .seconds(30))
+    let admission = Admission(MetricsEndpoint.limits, listener: "metrics")
+
     func run() async throws {
+        let admission = self.admission
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .bind(host: address.host, port: address.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(AdmissionHandler(admission))
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    return try Connection(wrappingChannelSynchronously: channel)
+                    return (channel, try Connection(wrappingChannelSynchronously: channel))
                 }
             }
         logger.info("metrics listening", metadata: ["address": "\(address)"])
-        try await serveConnections(server) { await self.serve($0) }
+        try await serveConnections(server) { await self.serve($0.0, $0.1) }
     }
 
-    func serve(_ connection: Connection) async {
+    func serve(_ channel: Channel, _ connection: Connection) async {
         try? await connection.executeThenClose { inbound, outbound in
             var uri = ""
             for try await part in inbound {
                 switch part {
-                case .head(let h): uri = h.uri
+                case .head(let h):
+                    admission.admit(channel)
+                    uri = h.uri
                 case .body: continue
                 case .end:
                     let ok = uri == "/metrics"

@@ -38,33 +38,23 @@ struct VerifierService: Service {
     static let busy = "smartotpd_busy_refusals_total"
     static let overBudget = "smartotpd_host_budget_refusals_total"
 
-    /// Each host certificate's failed verdicts (monotonic seconds), for its failure budget.
-    /// Kept by this replica: with N replicas a host may spend up to N budgets.
-    let failures = NIOLockedValueBox([String: [Int64]]())
-
-    /// Whether `host` has spent its failure budget (its failures within the window).
-    func overBudget(_ host: Requester) -> Bool {
-        guard let budget = config.hostFailureBudget else { return false }
-        let now = Int64(Clocks.monotonicMilliseconds() / 1000)
-        return failures.withLockedValue { all in
-            var times = all[host.serial] ?? []
-            times.removeAll { now - $0 >= budget.window }
-            all[host.serial] = times.isEmpty ? nil : times
-            return times.count >= budget.count
-        }
-    }
-
-    func countFailure(_ host: Requester) {
-        guard config.hostFailureBudget != nil else { return }
-        let now = Int64(Clocks.monotonicMilliseconds() / 1000)
-        failures.withLockedValue { $0[host.serial, default: []].append(now) }
-    }
+    /// Each host certificate's failed verdicts, and the tap challenges it asked for: past
+    /// either budget its verdicts are refused until the window moves on.
+    let failures: HostBudget
+    let challenges: HostBudget
+    /// The listener's caps and deadlines (max_connections, …).
+    let admission: Admission
 
     init(config: ServerConfig, database: Database, logger: Logger, group: EventLoopGroup) throws {
         self.config = config
         self.database = database
         self.logger = logger
         self.group = group
+        failures = HostBudget(config.hostFailureBudget)
+        challenges = HostBudget(config.hostChallengeBudget)
+        admission = Admission(.init(total: config.maxConnections, perSource: config.maxConnectionsPerSource,
+                                    handshake: .seconds(config.handshakeTimeout), lifetime: .seconds(config.connectionLifetime)),
+                              listener: "verifier")
         identifier = try PeerIdentifier(adminCAPath: config.adminCA, clientCAPath: config.clientCA, helpdeskCAPath: config.helpdeskCA,
                                         revoked: RevocationList(path: config.revoked))
         var t = TLSConfiguration.makeServerConfiguration(
@@ -82,15 +72,16 @@ struct VerifierService: Service {
     typealias Connection = NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
 
     func run() async throws {
-        let context = tls
+        let (context, admission) = (tls, self.admission)
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .bind(host: config.listen.host, port: config.listen.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    // A connection that sends nothing for 30 s is closed: a slow or silent
-                    // client (slowloris) cannot hold connections open.
+                    // The caps and the handshake deadline come first (Admission); then a
+                    // connection that sends nothing for 30 s between requests is closed.
+                    try channel.pipeline.syncOperations.addHandler(AdmissionHandler(admission))
                     try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: Self.idleTimeout))
                     try channel.pipeline.syncOperations.addHandler(CloseWhenIdle())
                     try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
@@ -98,7 +89,8 @@ struct VerifierService: Service {
                     return (channel, try Connection(wrappingChannelSynchronously: channel))
                 }
             }
-        logger.info("listening", metadata: ["address": "\(config.listen)"])
+        logger.info("listening", metadata: ["address": "\(config.listen)", "max connections": "\(admission.limits.total)",
+                                            "per source": "\(admission.limits.perSource)"])
         // Stop accepting on shutdown; connections finish the request in hand.
         try await serveConnections(server) { accepted in await self.serve(accepted.0, accepted.1) }
         logger.info("stopped")
@@ -127,6 +119,7 @@ struct VerifierService: Service {
 
     func serveRequests(_ channel: Channel, _ connection: Connection, _ state: NIOLockedValueBox<ConnectionState>) async {
         do {
+            let opened = NIODeadline.now()
             try await connection.executeThenClose { inbound, outbound in
                 var head: HTTPRequestHead?
                 var body: [UInt8] = []
@@ -135,6 +128,7 @@ struct VerifierService: Service {
                 for try await part in inbound {
                     switch part {
                     case .head(let h):
+                        admission.admit(channel)
                         head = h
                         body = []
                         tooLarge = false
@@ -165,14 +159,18 @@ struct VerifierService: Service {
                         let started = ContinuousClock.now
                         let requester = Requester(name: p.name, serial: p.serial, role: p.role,
                                                   address: channel.remoteAddress?.ipAddress ?? "?",
-                                                  remoteHost: Self.header(h, "X-SmartOTP-RHost"), service: Self.header(h, "X-SmartOTP-Service"))
+                                                  remoteHost: Self.header(h, "X-SmartOTP-RHost"), service: Self.header(h, "X-SmartOTP-Service"),
+                                                  requestID: Self.header(h, "X-SmartOTP-Request"))
                         let (status, headers, text) = tooLarge ? (413, [], "request too large\n") : await handle(h, body: body, peer: requester)
                         ConstantTime.wipe(&body)
                         let elapsed = ContinuousClock.now - started
                         Metrics.Timer(label: Self.latency).recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+                        // Kept alive only within connection_lifetime: a host reconnects (and its
+                        // certificate is checked anew) at least that often.
+                        let young = NIODeadline.now() - opened < admission.limits.lifetime
                         let keepAlive = state.withLockedValue { s in
                             s.busy = false
-                            return h.isKeepAlive && !s.closing
+                            return h.isKeepAlive && !s.closing && young
                         }
                         try await respond(outbound, status, text, headers: headers, keepAlive: keepAlive)
                         if !keepAlive { return }
@@ -214,7 +212,7 @@ struct VerifierService: Service {
                 return (200, [], "ok\n")
             case .verify(let op, let user):
                 return try await verify(op, user, body: body, peer: peer)
-            case .users, .show, .change, .audit:
+            case .users, .show, .change, .audit, .revocations, .revoke:
                 return try await administer(route, head, body: body, peer: peer)
             }
         } catch let refused as Database.Refused {
@@ -262,20 +260,32 @@ struct VerifierService: Service {
         // A host that has caused more failed verdicts than its budget gets no more verdicts
         // (and its failures no longer count against users) until the window moves on: a
         // stolen host certificate locks at most budget ÷ deny users a window.
-        if op != .summary && overBudget(peer) {
-            Counter(label: Self.overBudget).increment()
+        if op != .summary && failures.spent(peer.serial) {
+            Counter(label: Self.overBudget, dimensions: [("budget", "failures")]).increment()
             logger.warning("host over its failure budget; refused", metadata: ["host": "\(peer)", "user": "\(user.value)", "operation": "\(op.rawValue)"])
             return (429, [], "this host has caused too many failed verdicts; try later\n")
+        }
+        // Challenges too: each one written into a user's record costs the host, so one
+        // certificate cannot churn every user's row.
+        if op == .challenge {
+            guard challenges.spend(peer.serial) else {
+                Counter(label: Self.overBudget, dimensions: [("budget", "challenges")]).increment()
+                logger.warning("host over its challenge budget; refused", metadata: ["host": "\(peer)", "user": "\(user.value)"])
+                return (429, [], "this host has asked for too many tap challenges; try later\n")
+            }
         }
         let (database, policy) = (self.database, config.policy)
         let (response, decision) = try await withDeadline(Self.databaseDeadline) {
             try await FleetHandlers.verify(op, user, body: body, by: peer, policy: policy, store: database)
         }
-        if let decision {
+        if let decision, decision.repeated {
+            logger.notice("verdict repeated for a retried request", metadata: ["host": "\(peer.name)", "user": "\(user.value)",
+                                                                             "operation": "\(op.rawValue)", "request": "\(peer.requestID)"])
+        } else if let decision {
             let result = decision.reply.result
             switch decision.reply {
-            case .attempt(let a) where !decision.reply.accepted && a.verdict != .locked: countFailure(peer)
-            case .access(.none): countFailure(peer)
+            case .attempt(let a) where !decision.reply.accepted && a.verdict != .locked: _ = failures.spend(peer.serial)
+            case .access(.none): _ = failures.spend(peer.serial)
             default: break
             }
             Counter(label: Self.verdicts, dimensions: [("result", result)]).increment()
@@ -331,8 +341,84 @@ struct VerifierService: Service {
             guard since >= 0, (1...100_000).contains(limit) else { return (400, [], "since must be a Unix time, limit 1-100000\n") }
             logger.notice("audit read", metadata: ["admin": "\(peer)"])
             return (200, [], try await database.auditRows(user: q["user"], host: q["host"], since: since, limit: limit))
+        case .revocations:
+            return (200, [], try await database.revocations().map { "\($0.0) \($0.1) \($0.2)\n" }.joined())
+        case .revoke(let revoke):
+            let entry = String(decoding: body, as: UTF8.self).trimmingSpaces()
+            guard FleetAPI.isRevocationEntry(entry) else { return (400, [], "name a host certificate by its common name or serial\n") }
+            let changed = try await database.revoke(entry, revoke, by: peer)
+            logger.notice(revoke ? "host revoked" : "host restored", metadata: ["admin": "\(peer)", "entry": "\(entry)", "changed": "\(changed)"])
+            // This replica at once; the others at their next read (RevocationPoller).
+            identifier.revoked.setStored(try await database.revocations().map(\.0))
+            return (200, [], changed ? (revoke ? "revoked \(entry)\n" : "restored \(entry)\n")
+                                      : (revoke ? "\(entry) was already revoked\n" : "\(entry) was not revoked\n"))
         default:
             return (405, [], "method not allowed\n")
+        }
+    }
+}
+
+/// Reads the revocations from PostgreSQL every two seconds, so that a host revoked on any
+/// replica is refused by all within a few seconds (on its next request, even on an open
+/// connection). While the database cannot be read the last list read stays.
+struct RevocationPoller: Service {
+    let database: Database
+    let revoked: RevocationList
+    let logger: Logger
+    static let interval: Duration = .seconds(2)
+
+    func run() async throws {
+        try? await cancelWhenGracefulShutdown {
+            var failing = false
+            while true {
+                do {
+                    revoked.setStored(try await database.revocations().map(\.0))
+                    if failing { logger.info("revocations read again from the database") }
+                    failing = false
+                } catch is CancellationError {
+                    return
+                } catch {
+                    if !failing { logger.warning("cannot read the revocations; the last list read stays", metadata: ["error": "\(loggable(error))"]) }
+                    failing = true
+                }
+                try await Task.sleep(for: Self.interval)
+            }
+        }
+    }
+}
+
+/// Events one host certificate (by serial) caused in a sliding window, against a budget of
+/// `count` a `window` seconds. Kept by this replica: with N replicas a host may spend up
+/// to N budgets.
+final class HostBudget: Sendable {
+    let limit: (count: Int, window: Int64)?
+    let events = NIOLockedValueBox([String: [Int64]]())
+
+    init(_ limit: (count: Int, window: Int64)?) { self.limit = limit }
+
+    /// Drops `host`'s events older than the window; returns how many remain.
+    private func current(_ all: inout [String: [Int64]], _ host: String, _ now: Int64, _ window: Int64) -> Int {
+        var times = all[host] ?? []
+        times.removeAll { now - $0 >= window }
+        all[host] = times.isEmpty ? nil : times
+        return times.count
+    }
+
+    /// Whether `host` has spent its budget.
+    func spent(_ host: String) -> Bool {
+        guard let limit else { return false }
+        let now = Int64(Clocks.monotonicMilliseconds() / 1000)
+        return events.withLockedValue { current(&$0, host, now, limit.window) >= limit.count }
+    }
+
+    /// Spends one event of `host`'s budget; false (nothing spent) when none is left.
+    func spend(_ host: String) -> Bool {
+        guard let limit else { return true }
+        let now = Int64(Clocks.monotonicMilliseconds() / 1000)
+        return events.withLockedValue { all in
+            guard current(&all, host, now, limit.window) < limit.count else { return false }
+            all[host, default: []].append(now)
+            return true
         }
     }
 }

@@ -87,8 +87,9 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup var options: ConfigOption
 
     func run() async throws {
-        let config = try loadConfig(options.config)
+        var config = try loadConfig(options.config)
         let logger = makeLogger()
+        config.maxConnections = fitDescriptors(config, logger: logger)
         let registry = PrometheusCollectorRegistry()
         var factory = PrometheusMetricsFactory(registry: registry)
         factory.defaultDurationHistogramBuckets = [.microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
@@ -96,17 +97,18 @@ struct Serve: AsyncParsableCommand {
                                                    .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5)]
         MetricsSystem.bootstrap(factory)
         let group = MultiThreadedEventLoopGroup.singleton
-        let client = PostgresClient(configuration: try Database.configuration(config.database, connections: config.databaseConnections),
-                                    eventLoopGroup: group, backgroundLogger: logger)
+        let pools = try DatabasePools(config.database, connections: config.databaseConnections, group: group, logger: logger)
         let (sealer, audit) = try loadKeys(config)
-        var database = Database(client: client, logger: logger, sealer: sealer, audit: audit)
+        var database = Database(pools: pools, logger: logger, sealer: sealer, audit: audit)
         database.rootPassword = config.rootPassword
         let service = try VerifierService(config: config, database: database, logger: logger, group: group)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-            .init(service: client),
+            .init(service: pools),
             // Done once the schema is known to be current; fails the whole group if not.
             .init(service: SchemaCheck(database: database, logger: logger), successTerminationBehavior: .ignore),
             .init(service: service),
+            .init(service: RevocationPoller(database: database, revoked: service.identifier.revoked, logger: logger),
+                  successTerminationBehavior: .ignore),
         ]
         if config.auditKeep > 0 { services.append(.init(service: AuditPruner(database: database, days: config.auditKeep, logger: logger),
                                                                 successTerminationBehavior: .ignore)) }
@@ -120,6 +122,28 @@ struct Serve: AsyncParsableCommand {
         lifecycle.maximumCancellationDuration = .seconds(5)
         try await ServiceGroup(configuration: lifecycle).run()
     }
+}
+
+/// The connection cap the descriptor limit allows: every connection is a descriptor, and so
+/// are the metrics listener's, the database pool's and the files smartotpd opens. The soft
+/// limit is raised to the hard one as needed (the unit's LimitNOFILE= sets both); if it is
+/// still too low the cap is lowered to fit, and the log says so: a cap above the limit
+/// would fail accept() with EMFILE for everyone, honest hosts first.
+func fitDescriptors(_ config: ServerConfig, logger: Logger) -> Int {
+    let reserve = MetricsEndpoint.limits.total + config.databaseConnections + 64
+    let wanted = rlim_t(config.maxConnections + reserve)
+    var limit = rlimit()
+    guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return config.maxConnections }
+    if limit.rlim_cur < wanted {
+        limit.rlim_cur = min(wanted, limit.rlim_max)
+        _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        _ = getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+    }
+    guard limit.rlim_cur < wanted else { return config.maxConnections }
+    let fits = max(16, Int(limit.rlim_cur) - reserve)
+    logger.warning("the descriptor limit is too low for max_connections; the cap is lowered to fit (raise LimitNOFILE=)",
+                   metadata: ["max_connections": "\(config.maxConnections)", "limit": "\(limit.rlim_cur)", "cap now": "\(fits)"])
+    return fits
 }
 
 /// Refuses to serve a database whose schema is not this version's (no guessing): it
@@ -171,14 +195,18 @@ struct Migrate: AsyncParsableCommand {
 func withDatabase<T: Sendable>(_ config: ServerConfig, sealer: Sealer, audit: AuditChain, deadline: Duration?,
                                _ body: @escaping @Sendable (Database) async throws -> T) async throws -> T {
     let logger = makeLogger()
-    let client = PostgresClient(configuration: try Database.configuration(config.database, connections: 1), backgroundLogger: logger)
-    let database = Database(client: client, logger: logger, sealer: sealer, audit: audit)
+    let pools = try DatabasePools(config.database, connections: 1, logger: logger)
+    let database = Database(pools: pools, logger: logger, sealer: sealer, audit: audit)
     return try await withThrowingTaskGroup(of: Void.self) { tasks in
-        tasks.addTask { await client.run() }
+        tasks.addTask { try await pools.run() }
         defer { tasks.cancelAll() }
         try await Task.sleep(for: .milliseconds(20))  // let run() start before the first lease
         let result = try await withThrowingTaskGroup(of: T?.self) { attempt in
-            attempt.addTask { try await body(database) }
+            attempt.addTask {
+                // With several servers listed: the one that accepts writes.
+                while pools.follow, await !pools.choose() { try await Task.sleep(for: DatabasePools.probeInterval) }
+                return try await body(database)
+            }
             if let deadline {
                 attempt.addTask {
                     try await Task.sleep(for: deadline)

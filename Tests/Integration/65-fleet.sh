@@ -30,17 +30,7 @@ teardown() {
 at_exit teardown
 
 # The network: a bridge in the hub namespace, one veth pair a node.
-ip netns add "${P}hub" && ip -n "${P}hub" link add br0 type bridge && ip -n "${P}hub" link set br0 up || {
-    echo "not ok 1 - cannot create network namespaces (needs root and CAP_NET_ADMIN)"; exit 1; }
-for n in db s1 s2 h1 h2 h3; do
-    ip netns add "$P$n"
-    ip -n "${P}hub" link add "v$n" type veth peer name eth0 netns "$P$n"
-    ip -n "${P}hub" link set "v$n" master br0 up
-    ip -n "$P$n" addr add "${ADDR[$n]}/24" dev eth0
-    ip -n "$P$n" link set eth0 up
-    ip -n "$P$n" link set lo up
-done
-in_ns() { local n=$1; shift; ip netns exec "$P$n" "$@"; }
+fleet_net db s1 s2 h1 h2 h3 || { echo "not ok 1 - cannot create network namespaces (needs root and CAP_NET_ADMIN)"; exit 1; }
 
 # Certificates: one CA for the servers, one for hosts, one for administrators, one for the
 # helpdesk, and a rogue.
@@ -216,32 +206,12 @@ check "… while the others go on" "pamtester: successfully authenticated" "$(lo
 : >"$FLEET/revoked"
 # Revocation holds on a connection already open: one keep-alive TLS connection asks, h2 is
 # revoked, the same connection asks again.
-out=$(in_ns h2 python3 - "${ADDR[s1]}" "$FLEET/tls/h2" "$FLEET/revoked" "$(openssl x509 -in "$FLEET/pki/h2.pem" -noout -serial | cut -d= -f2)" <<'PY'
-import socket, ssl, sys, time
-host, tls, revoked, serial = sys.argv[1:5]
-ctx = ssl.create_default_context(cafile=tls + "/ca.pem")
-ctx.check_hostname = False
-ctx.load_cert_chain(tls + "/cert.pem", tls + "/key.pem")
-s = ctx.wrap_socket(socket.create_connection((host, 8443), timeout=5))
-f = s.makefile("rb")
-def ask():
-    s.sendall(b"POST /v1/verify/summary/walker HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
-    status = f.readline().split(b" ", 2)[1].decode()
-    length = 0
-    while True:
-        line = f.readline().strip()
-        if not line:
-            break
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":")[1])
-    f.read(length)
-    return status
-first = ask()
-open(revoked, "a").write(serial + "\n")
-time.sleep(1.1)
-print(first, ask())
-PY
-)
+in_ns h2 python3 "$ROOT/Tests/Integration/lib/keepalive.py" "${ADDR[s1]}" "$FLEET/tls/h2" /v1/verify/summary/walker 3 >"$FLEET/revoke.out" &
+watch=$!
+sleep 1
+openssl x509 -in "$FLEET/pki/h2.pem" -noout -serial | cut -d= -f2 >>"$FLEET/revoked"
+wait "$watch"
+out="$(grep -m1 -o '^200' "$FLEET/revoke.out") $(grep -m1 -o '^403' "$FLEET/revoke.out")"
 check "a host revoked while its connection is open is refused at its next request" "200 403" "$out"
 : >"$FLEET/revoked"
 mv "$FLEET/revoked" "$FLEET/revoked.away"

@@ -7,6 +7,23 @@
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 FLEET_PIDS=()
 
+# fleet_net NODE…: a bridge in namespace ${P}hub and a namespace a node (${P}NODE), each
+# with ${ADDR[NODE]}/24 on its eth0, joined on the bridge: nothing leaves them. P and ADDR
+# are the caller's; the caller's teardown deletes the namespaces.
+fleet_net() {
+    ip netns add "${P}hub" && ip -n "${P}hub" link add br0 type bridge && ip -n "${P}hub" link set br0 up || return 1
+    local n
+    for n in "$@"; do
+        ip netns add "$P$n" &&
+        ip -n "${P}hub" link add "v$n" type veth peer name eth0 netns "$P$n" &&
+        ip -n "${P}hub" link set "v$n" master br0 up &&
+        ip -n "$P$n" addr add "${ADDR[$n]}/24" dev eth0 &&
+        ip -n "$P$n" link set eth0 up &&
+        ip -n "$P$n" link set lo up || return 1
+    done
+}
+in_ns() { local n=$1; shift; ip netns exec "$P$n" "$@"; }
+
 # fleet_ca NAME SUBJECT: a CA in $FLEET/pki/NAME.{pem,key}
 fleet_ca() {
     mkdir -p "$FLEET/pki"
@@ -50,6 +67,8 @@ fleet_pg_start() {
         # The replicas connect from their own namespaces on the test's private subnet.
         local kind=host; [ -f "$FLEET/pki/db.pem" ] && kind=hostssl
         echo "$kind smartotp smartotpd samenet trust" >>"$FLEET/pg/data/pg_hba.conf"
+        # A standby of the test's own streams from it (66-fleet-stays-up).
+        echo "host replication postgres samenet trust" >>"$FLEET/pg/data/pg_hba.conf"
     fi
     local ssl=""
     if [ -f "$FLEET/pki/db.pem" ]; then
@@ -58,7 +77,7 @@ fleet_pg_start() {
         ssl="-c ssl=on -c ssl_cert_file=$FLEET/pg/server.crt -c ssl_key_file=$FLEET/pg/server.key"
     fi
     "${run[@]}" runuser -u postgres -- "$PGBIN/pg_ctl" -D "$FLEET/pg/data" -l "$FLEET/pg/log" -w -t 30 \
-        -o "-c listen_addresses=$addr -p $port -k $FLEET/pg -c fsync=on -c max_connections=200 $ssl" start >/dev/null || return 1
+        -o "-c listen_addresses=$addr -p $port -k $FLEET/pg -c fsync=on -c max_connections=200 $ssl ${FLEET_PG_OPTS:-}" start >/dev/null || return 1
     FLEET_PG_PID=$(head -1 "$FLEET/pg/data/postmaster.pid")
     runuser -u postgres -- "$PGBIN/psql" -h "$FLEET/pg" -p "$port" -U postgres -qc "SELECT 1 FROM pg_roles WHERE rolname='smartotpd'" -tA | grep -q 1 || {
         runuser -u postgres -- "$PGBIN/psql" -h "$FLEET/pg" -p "$port" -U postgres -qc "CREATE ROLE smartotpd LOGIN" &&
@@ -103,6 +122,8 @@ declare -A FLEET_SERVER_PID
 fleet_server_start() {
     local name=$1 ns=${2:-}
     local run=(); [ -n "$ns" ] && run=(ip netns exec "$ns")
+    # FLEET_NOFILE: the descriptor limit the unit gives it (LimitNOFILE=).
+    [ -n "${FLEET_NOFILE:-}" ] && run+=(prlimit --nofile="$FLEET_NOFILE:$FLEET_NOFILE" --)
     "${run[@]}" "$SMARTOTPD" --config "$FLEET/$name.conf" >>"$FLEET/$name.log" 2>&1 &
     FLEET_SERVER_PID[$name]=$!
     FLEET_PIDS+=($!)
