@@ -43,6 +43,13 @@ public struct ModuleConfig: Sendable, Equatable {
     public var client: String?
     /// Seconds to get a verdict from the verifiers, all of them together.
     public var serverTimeout = 10
+    /// `offline=tap`: after each accepted tap the host keeps one more challenge and a slow
+    /// hash of the card's answer to it (never the card's secret); while no verifier
+    /// answers, a tap is checked against that pair. Typed codes and the simple password
+    /// are never checked offline.
+    public var offlineTap = false
+    /// `offline_max_age=`: the oldest pair accepted, in seconds (7 days).
+    public var offlineMaxAge: Int64 = 604_800
 
     public init() {}
 
@@ -108,6 +115,13 @@ public struct ModuleConfig: Sendable, Equatable {
         Option(name: "client", takesValue: true, help: "the program that asks the verifiers (default: smartotp-fleet where it was installed)") { c, v throws(ConfigError) in
             c.client = try v.absolutePath()
         },
+        Option(name: "offline", takesValue: true, help: "with server=: tap lets a tap log in while no verifier answers, against a pair kept after the last online tap (default no)") { c, v throws(ConfigError) in
+            guard v.text == "tap" || v.text == "no" else { throw .badValue(name: v.name, value: v.text, expected: "tap or no") }
+            c.offlineTap = v.text == "tap"
+        },
+        Option(name: "offline_max_age", takesValue: true, help: "the oldest offline pair accepted: seconds, or a number with m, h or d (default 7d)") { c, v throws(ConfigError) in
+            c.offlineMaxAge = try v.duration(60...31_536_000)
+        },
         Option(name: "server_timeout", takesValue: true, help: "seconds to get a verdict from the verifiers, all together; none answering fails closed (default 10)") { c, v throws(ConfigError) in
             c.serverTimeout = try v.int(1...300)
         },
@@ -170,6 +184,24 @@ public struct ModuleConfig: Sendable, Equatable {
 }
 
 extension OptionValue {
+    /// Seconds, or a number with `s`, `m`, `h` or `d`, within `range` (in seconds).
+    func duration(_ range: ClosedRange<Int64>) throws(ConfigError) -> Int64 {
+        var digits = text
+        var scale: Int64 = 1
+        switch text.utf8.last {
+        case UInt8(ascii: "s"): scale = 1
+        case UInt8(ascii: "m"): scale = 60
+        case UInt8(ascii: "h"): scale = 3600
+        case UInt8(ascii: "d"): scale = 86_400
+        default: scale = 0
+        }
+        if scale != 0 { digits = String(decoding: text.utf8.dropLast(), as: UTF8.self) } else { scale = 1 }
+        guard let n = Int64(digits), n >= 0, n <= Int64.max / 86_400, range.contains(n * scale) else {
+            throw .badValue(name: name, value: text, expected: msg("a duration from \(range.lowerBound) s to \(range.upperBound / 86_400) days (s, m, h or d)"))
+        }
+        return n * scale
+    }
+
     /// `https://HOST[:PORT]` pieces separated by commas (checked again by the client).
     func serverList() throws(ConfigError) -> [String] {
         let urls = text.splitBytes(UInt8(ascii: ","))

@@ -51,7 +51,7 @@ public struct AuditFacts: Sendable, Equatable {
         case .perform(.tap), .access, .challenge: credential = "tap"
         case .perform(.password): credential = "password"
         case .perform(.code): credential = "code"
-        case .summary: break
+        case .summary, .offline: break
         }
         var reason = ""
         switch reply {
@@ -67,6 +67,7 @@ public struct AuditFacts: Sendable, Equatable {
         case .access(let answers): reason = answers == nil ? "no issued challenge, or no access key" : "answered an issued challenge"
         case .summary(let s): reason = s == nil ? "not enrolled" : ""
         case .challenge: reason = "issued"
+        case .offline(let epoch): reason = "offline epoch \(epoch)"
         }
         return AuditFacts(operation: request.operation.rawValue, credential: credential, result: reply.result, reason: reason)
     }
@@ -136,7 +137,7 @@ public enum FleetHandlers {
         let decision: FleetDecision
         switch request {
         case .summary: decision = try await store.readOnly(request, user: user, by: requester, policy: policy)
-        case .challenge, .access, .perform: decision = try await store.locked(request, user: user, by: requester, policy: policy)
+        case .challenge, .access, .perform, .offline: decision = try await store.locked(request, user: user, by: requester, policy: policy)
         }
         return (Response(200, HelperProtocol.encode(decision.reply)), decision)
     }

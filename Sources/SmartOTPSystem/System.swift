@@ -79,4 +79,18 @@ public enum SystemRecords: RecordService {
         case .fleet(let r): return try r.perform(operation, for: user, now: now)
         }
     }
+
+    public var decidingOffline: Bool {
+        if case .fleet(let r) = self { return r.offlineMode }
+        return false
+    }
+
+    public func offlineChallenge(for user: UserName) -> [UInt8]? {
+        if case .fleet(let r) = self { return r.offlineChallenge(for: user) }
+        return nil
+    }
+
+    public func keepOffline(for user: UserName, card: RecordSummary.Card, challenge: [UInt8], response: [UInt8], now: Int64) {
+        if case .fleet(let r) = self { r.keepOffline(for: user, card: card, challenge: challenge, response: response, now: now) }
+    }
 }

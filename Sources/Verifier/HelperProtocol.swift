@@ -21,6 +21,9 @@ public enum HelperProtocol {
     /// The operations, as named on the helper's command line.
     public enum Operation: String, Sendable, CaseIterable {
         case summary, challenge, access, code, password, tap
+        /// A fleet host's report of its offline logins, answered with the user's offline
+        /// epoch (`OfflineReport`).
+        case offline
     }
 
     public struct ParseError: Error, Equatable, CustomStringConvertible {

@@ -10,6 +10,9 @@ extension HelperProtocol {
         case challenge
         case access(tokenID: String, cardChallenge: [UInt8], ourChallenge: [UInt8])
         case perform(RecordOperation)
+        /// Offline logins to report (`OfflineReport` lines; may be none): the fleet answers
+        /// the user's offline epoch.
+        case offline(report: [String])
 
         /// The operation's name on the command line and in URLs.
         public var operation: Operation {
@@ -20,6 +23,7 @@ extension HelperProtocol {
             case .perform(.code): return .code
             case .perform(.password): return .password
             case .perform(.tap): return .tap
+            case .offline: return .offline
             }
         }
 
@@ -32,6 +36,10 @@ extension HelperProtocol {
             case .perform(.password(let p)): return p + "\n"
             case .perform(.tap(let id, let challenge, let response)):
                 return id + "\n" + Hex.encode(challenge) + "\n" + Hex.encode(response) + "\n"
+            case .offline(let lines):
+                var text = ""
+                for l in lines { text += l + "\n" }
+                return text
             }
         }
     }
@@ -57,6 +65,14 @@ extension HelperProtocol {
                 throw ParseError("tap needs TOKEN, CHALLENGE-HEX, RESPONSE-HEX lines")
             }
             return .perform(.tap(tokenID: lines[0], challenge: challenge, response: response))
+        case .offline:
+            var report: [String] = []
+            for l in lines where !l.isEmpty {
+                guard OfflineReport.isValid(l) else { throw ParseError("offline needs report lines: UNIX-TIME RESULT SERVICE RHOST") }
+                report.append(l)
+            }
+            guard report.count <= OfflineReport.maxLines else { throw ParseError("too many offline report lines") }
+            return .offline(report: report)
         }
     }
 
@@ -75,6 +91,8 @@ extension HelperProtocol {
         case access(AccessAnswers?)
         /// A verdict and the lock after it.
         case attempt(Attempt)
+        /// The user's offline epoch: an offline pair made under an older one is void.
+        case offline(epoch: Int64)
 
         /// Whether it is an accepted verdict.
         public var accepted: Bool {
@@ -89,6 +107,7 @@ extension HelperProtocol {
             case .summary: return Operation.summary.rawValue
             case .challenge: return Operation.challenge.rawValue
             case .access: return Operation.access.rawValue
+            case .offline: return Operation.offline.rawValue
             case .attempt(let a):
                 switch a.verdict {
                 case .accepted: return "accepted"
@@ -107,6 +126,7 @@ extension HelperProtocol {
         case .challenge(let c): return encode(challenge: c)
         case .access(let a): return encode(access: a)
         case .attempt(let a): return encode(a)
+        case .offline(let epoch): return version + msg("\nepoch \(epoch)\n")
         }
     }
 
@@ -117,6 +137,10 @@ extension HelperProtocol {
         case .challenge: return .challenge(try decodeChallenge(text))
         case .access: return .access(try decodeAccess(text))
         case .code, .password, .tap: return .attempt(try decodeAttempt(text))
+        case .offline:
+            let lines = try body(text)
+            guard lines.count == 1, lines[0].key == "epoch", let epoch = Int64(lines[0].value), epoch >= 0 else { throw ParseError("bad epoch") }
+            return .offline(epoch: epoch)
         }
     }
 
@@ -129,6 +153,7 @@ extension HelperProtocol {
         case .access(let id, let card, let ours):
             return .access(try records.accessAnswers(for: user, tokenID: id, cardChallenge: card, ourChallenge: ours, now: now))
         case .perform(let operation): return .attempt(try records.perform(operation, for: user, now: now))
+        case .offline(let report): return .offline(epoch: try records.reportOffline(report, for: user, now: now))
         }
     }
 }

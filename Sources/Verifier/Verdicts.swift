@@ -144,4 +144,64 @@ public protocol RecordService {
     /// Performs `operation`. The attempt is counted durably before its verdict is known,
     /// and the count cleared on success: nobody learns a verdict that was not counted.
     func perform(_ operation: RecordOperation, for user: UserName, now: Int64) throws(RecordError) -> Attempt
+    /// Reports a fleet host's offline logins of `user`; the user's offline epoch.
+    func reportOffline(_ report: [String], for user: UserName, now: Int64) throws(RecordError) -> Int64
+    /// A fresh challenge for this host's offline pair of `user`, asked of the card after an
+    /// accepted tap; nil when this service keeps none (only a fleet host with offline=tap).
+    func offlineChallenge(for user: UserName) -> [UInt8]?
+    /// Keeps the card's answer to that challenge (hashed) as the next offline pair.
+    func keepOffline(for user: UserName, card: RecordSummary.Card, challenge: [UInt8], response: [UInt8], now: Int64)
+    /// Whether this login is being decided offline (no verifier answered; a fleet host's
+    /// offline pair stands in).
+    var decidingOffline: Bool { get }
+}
+
+extension RecordService {
+    /// A single host keeps no offline pairs: its records are always at hand.
+    public func reportOffline(_ report: [String], for user: UserName, now: Int64) throws(RecordError) -> Int64 { 0 }
+    public func offlineChallenge(for user: UserName) -> [UInt8]? { nil }
+    public func keepOffline(for user: UserName, card: RecordSummary.Card, challenge: [UInt8], response: [UInt8], now: Int64) {}
+    public var decidingOffline: Bool { false }
+}
+
+/// The last frame of a fleet client session that ends without a verdict: whether any
+/// verifier answered (a refusal: 403, 429, …) or none did (no answer, or only 5xx). Only
+/// the second lets an `offline=tap` host try its offline pair.
+public enum FleetNotice {
+    public static func text(reached: Bool, _ why: String) -> String {
+        (reached ? "smartotp-fleet no-verdict refused\n" : "smartotp-fleet no-verdict unreachable\n") + why + "\n"
+    }
+
+    /// nil: not a notice; else whether no verifier answered, and why.
+    public static func read(_ text: String) -> (unreachable: Bool, why: String)? {
+        let lines = text.splitBytes(UInt8(ascii: "\n"))
+        guard let first = lines.first else { return nil }
+        let why = lines.count > 1 ? lines[1] : ""
+        if first.utf8.spells("smartotp-fleet no-verdict unreachable") { return (true, why) }
+        if first.utf8.spells("smartotp-fleet no-verdict refused") { return (false, why) }
+        return nil
+    }
+}
+
+/// One offline login a fleet host reports once it reaches the verifiers again:
+/// `UNIX-TIME RESULT SERVICE RHOST` (RESULT success, failure or locked; `-` for an empty
+/// service or remote host), printable ASCII, at most 300 bytes.
+public enum OfflineReport {
+    public static let maxLines = 64
+
+    public static func line(at time: Int64, result: String, service: String, remoteHost: String) -> String {
+        func word(_ s: String) -> String {
+            var bytes: [UInt8] = []
+            for b in s.utf8.prefix(100) { bytes.append(b > 0x20 && b < 0x7F ? b : UInt8(ascii: "?")) }
+            return bytes.isEmpty ? "-" : String(decoding: bytes, as: UTF8.self)
+        }
+        return msg("\(time) \(result) \(word(service)) \(word(remoteHost))")
+    }
+
+    public static func isValid(_ line: String) -> Bool {
+        let words = line.splitBytes(UInt8(ascii: " "), omittingEmpty: false)
+        guard line.utf8.count <= 300, words.count == 4, let t = Int64(words[0]), t > 0 else { return false }
+        guard words[1] == "success" || words[1] == "failure" || words[1] == "locked" else { return false }
+        return line.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F } && !words[2].isEmpty && !words[3].isEmpty
+    }
 }

@@ -10,8 +10,9 @@
 // uses) it serves several requests on one connection, each in the verifier's `Frame`
 // (`LENGTH\n` and LENGTH bytes both ways, the request's first line `USER OPERATION`); it ends at
 // end-of-file, or at the first request it cannot answer. The servers are tried in order
-// within the timeout; when none answers it prints nothing and exits 1, and the module
-// fails closed (PAM_AUTHINFO_UNAVAIL). Run by root (the module in sshd/sudo) or by the
+// within the timeout; when none answers it exits 3 (1 when one refused: 403, 429, …) and
+// the module fails closed (PAM_AUTHINFO_UNAVAIL), or with offline=tap tries the host's
+// offline pair; in a session it first sends a frame saying which (FleetNotice). Run by root (the module in sshd/sudo) or by the
 // setuid helper for a screen locker: DIR/key.pem is root's.
 import FleetNet
 import Glibc
@@ -68,7 +69,7 @@ var servers: [ServerURL] = []
 var tlsDir = "/etc/smartotp/tls"
 var timeout = 10
 var positional: [String] = []
-var session = false
+nonisolated(unsafe) var session = false  // read by noVerdict (one thread)
 /// PAM_SERVICE and PAM_RHOST of the login, for the verifier's audit trail.
 var context: [(String, String)] = []
 while !args.isEmpty {
@@ -96,18 +97,29 @@ guard !servers.isEmpty, session ? positional.isEmpty : positional.count == 2 els
     fail("usage: smartotp-fleet --server URL[,URL…] --tls-dir DIR [--timeout S] [--service S] [--rhost H] (USER summary|challenge|access|code|password|tap | --session)", 2)
 }
 
-/// The request `operation` for `user` with `input`: the verifier's helper answer, or exit 1.
+/// Ends the run without a verdict. In a session the module first gets one frame saying
+/// whether a verifier answered at all (`FleetNotice`): only when none did (no answer, or
+/// only 5xx: the verifiers cannot reach their database) may it try an offline tap; a
+/// verifier that refused (403, 429, …) is a refusal. Exit 3 when none answered, else 1.
+func noVerdict(_ text: String, reached: Bool) -> Never {
+    if session { put(1, String(decoding: Frame.encode(Array(FleetNotice.text(reached: reached, text).utf8)), as: UTF8.self)) }
+    fail(text, reached ? 1 : 3)
+}
+
+/// The request `operation` for `user` with `input`: the verifier's helper answer, or the end.
 func verdict(_ client: FleetServers, _ user: UserName, _ operation: HelperProtocol.Operation, _ input: inout [UInt8], timeout: Int,
              context: [(String, String)]) -> String {
     defer { ConstantTime.wipe(&input) }
     do {
         let response = try client.send(.POST, FleetAPI.verifyPath(operation, user), headers: context, body: input, timeout: .seconds(Int64(timeout)))
-        guard response.status == 200 else { fail("the verifier answered \(response.status): \(response.text.prefix(200))") }
+        guard response.status == 200 else {
+            noVerdict("the verifier answered \(response.status): \(response.text.prefix(200))", reached: response.status < 500)
+        }
         // Only a well-formed answer goes to the module.
-        guard response.text.hasPrefix(HelperProtocol.version + "\n") else { fail("the verifier's answer is not a helper answer") }
+        guard response.text.hasPrefix(HelperProtocol.version + "\n") else { noVerdict("the verifier's answer is not a helper answer", reached: true) }
         return response.text
     } catch {
-        fail("\(error)")
+        noVerdict("\(error)", reached: false)
     }
 }
 

@@ -99,9 +99,11 @@ struct Database: VerdictStore {
         ]),
         // A retried request (the same id at another replica) is answered from the row, not
         // counted again (RecentRequests); host certificates revoked by an administrator,
-        // which every replica reads every two seconds.
-        (4, "request ids and revocations", [
+        // which every replica reads every two seconds; the user's offline epoch (a time in
+        // microseconds, never repeated): a host's offline pair made under another is void.
+        (4, "request ids, revocations and offline epochs", [
             "ALTER TABLE smartotp_records ADD COLUMN recent_requests text NOT NULL DEFAULT ''",
+            "ALTER TABLE smartotp_records ADD COLUMN offline_epoch bigint NOT NULL DEFAULT (extract(epoch from clock_timestamp()) * 1000000)::bigint",
             """
             CREATE TABLE smartotp_revocations (
                 entry      text PRIMARY KEY,
@@ -216,6 +218,8 @@ struct Database: VerdictStore {
         var version: Int64 = 0
         /// The verdicts remembered by request id (RecentRequests).
         var recent = ""
+        /// The user's offline epoch.
+        var offlineEpoch: Int64 = 0
         /// The database's clock (transaction start), microseconds since 1970.
         var nowMicros: Int64
         var now: Int64 { nowMicros / 1_000_000 }
@@ -230,20 +234,21 @@ struct Database: VerdictStore {
         var loaded = Loaded(record: nil, secrets: [:], chain: 0, head: (0, ""), nowMicros: 0)
         let rows = lock
             ? try await conn.query("""
-                SELECT r.record, r.version, r.audit_chain, r.audit_seq, r.audit_mac, r.recent_requests, (extract(epoch from now()) * 1000000)::bigint, s.token_id, s.key_id, s.sealed
+                SELECT r.record, r.version, r.audit_chain, r.audit_seq, r.audit_mac, r.recent_requests, r.offline_epoch, (extract(epoch from now()) * 1000000)::bigint, s.token_id, s.key_id, s.sealed
                 FROM smartotp_records r LEFT JOIN smartotp_secrets s ON s.username = r.username
                 WHERE r.username = \(user.value) FOR UPDATE OF r
                 """, logger: logger)
             : try await conn.query("""
-                SELECT r.record, r.version, r.audit_chain, r.audit_seq, r.audit_mac, r.recent_requests, (extract(epoch from now()) * 1000000)::bigint, s.token_id, s.key_id, s.sealed
+                SELECT r.record, r.version, r.audit_chain, r.audit_seq, r.audit_mac, r.recent_requests, r.offline_epoch, (extract(epoch from now()) * 1000000)::bigint, s.token_id, s.key_id, s.sealed
                 FROM smartotp_records r LEFT JOIN smartotp_secrets s ON s.username = r.username
                 WHERE r.username = \(user.value)
                 """, logger: logger)
-        for try await (record, version, chain, seq, mac, recent, now, token, keyID, sealed)
-            in rows.decode((String, Int64, Int64, Int64, String, String, Int64, String?, String?, String?).self) {
+        for try await (record, version, chain, seq, mac, recent, epoch, now, token, keyID, sealed)
+            in rows.decode((String, Int64, Int64, Int64, String, String, Int64, Int64, String?, String?, String?).self) {
             text = record
             loaded.version = version
             loaded.recent = recent
+            loaded.offlineEpoch = epoch
             loaded.chain = chain
             loaded.head = (seq, mac)
             loaded.nowMicros = now
@@ -301,6 +306,7 @@ struct Database: VerdictStore {
     /// and for names without a record or a record refused, the locked transaction decides
     /// (BEGIN; SELECT … FOR UPDATE; …; COMMIT: four round trips).
     func locked(_ request: HelperProtocol.Request, user: UserName, by requester: Requester, policy: Policy) async throws -> FleetDecision {
+        if case .offline(let report) = request { return try await offline(report, user: user, by: requester) }
         for _ in 0..<3 {
             let attempt = try await client.withConnection { conn in
                 try await optimistic(conn, request, user: user, by: requester, policy: policy)
@@ -370,6 +376,26 @@ struct Database: VerdictStore {
         return try outcome.get()
     }
 
+    /// A host's offline logins of `user`, each an audit row of the user's chain (the host's
+    /// time of the login in the reason; PAM's service and remote host as the host saw
+    /// them), all in one transaction; answers the user's offline epoch (0 for a name
+    /// without a record: the host's pair is then void).
+    func offline(_ report: [String], user: UserName, by r: Requester) async throws -> FleetDecision {
+        try await client.withTransaction(logger: logger) { conn in
+            var loaded = try await load(conn, user, lock: !report.isEmpty)
+            guard loaded.record != nil else { return FleetDecision(reply: .offline(epoch: 0), record: nil, changed: false) }
+            for line in report {
+                let w = line.splitBytes(UInt8(ascii: " "), omittingEmpty: false)
+                guard w.count == 4 else { continue }
+                let e = AuditEvent(at: loaded.nowMicros, actor: r.name, serial: r.serial, role: r.role.rawValue, peer: r.address,
+                                   remoteHost: w[3] == "-" ? "" : w[3], service: w[2] == "-" ? "" : w[2], user: user.value,
+                                   operation: "offline-tap", credential: "tap", result: w[1], reason: "offline on \(r.name) at \(w[0])")
+                loaded.head = try await append(conn, user, loaded, e, text: nil, by: r.name)
+            }
+            return FleetDecision(reply: .offline(epoch: loaded.offlineEpoch), record: nil, changed: false)
+        }
+    }
+
     /// The verdict already committed for this request's id (a host's retry at another
     /// replica): answered again, neither decided nor counted nor audited a second time.
     /// Only attempts (code, password, tap) are remembered.
@@ -394,8 +420,9 @@ struct Database: VerdictStore {
     /// Appends `event` to the chain `loaded` names and moves its head, in one statement:
     /// the head lives in the user's row (with the record's new `text`, when it changed) or,
     /// for a name without a record, in chain 0's row.
+    @discardableResult
     func append(_ conn: PostgresConnection, _ user: UserName?, _ loaded: Loaded, _ e: AuditEvent, text: String?, by who: String,
-                recent: String? = nil) async throws {
+                recent: String? = nil) async throws -> (seq: Int64, mac: String) {
         let seq = loaded.head.seq + 1
         let mac = audit.mac(chain: loaded.chain, seq: seq, event: e, previous: loaded.head.mac)
         let changed: Int64 = text == nil ? 0 : 1
@@ -416,6 +443,7 @@ struct Database: VerdictStore {
                 UPDATE smartotp_audit_heads SET seq = \(seq), mac = \(mac) WHERE chain = \(loaded.chain)
                 """, logger: logger)
         }
+        return (seq, mac)
     }
 
     // MARK: administration
@@ -514,6 +542,12 @@ struct Database: VerdictStore {
                 }
                 try await storeSecrets(conn, record, replacing: loaded.secrets)
                 try await append(conn, user, loaded, event(facts, user, requester, loaded), text: text, by: requester.name)
+                // A card enrolled, removed or replaced: every host's offline pair of this
+                // user is void once that host is online again.
+                if change.changesTokens {
+                    try await conn.query("UPDATE smartotp_records SET offline_epoch = (extract(epoch from clock_timestamp()) * 1000000)::bigint WHERE username = \(user.value)",
+                                         logger: logger)
+                }
             }
             return .success(outcome)
         }
@@ -542,6 +576,14 @@ extension AdminChange {
         switch self {
         case .removeUser, .removeToken: return true
         default: return false
+        }
+    }
+
+    /// Whether it adds, removes or replaces a token (the offline epoch moves).
+    var changesTokens: Bool {
+        switch self {
+        case .enroll, .removeToken, .removeUser, .merge, .place: return true
+        case .passwd, .recovery, .resync, .unlock: return false
         }
     }
 }

@@ -52,6 +52,28 @@ struct HelperProtocolTests {
         #expect(throws: HelperProtocol.ParseError.self) { try HelperProtocol.decodeAccess("smartotp-helper 1\naccess 01\n") }
     }
 
+    /// A fleet host's offline report travels as lines, the epoch comes back typed, and the
+    /// client's last frame tells "no verifier answered" from "one refused".
+    @Test func offlineReportsEpochsAndNotices() throws {
+        let lines = [OfflineReport.line(at: 1_764_000_000, result: "success", service: "sudo", remoteHost: ""),
+                     OfflineReport.line(at: 1_764_000_100, result: "failure", service: "ss hd\n", remoteHost: "203.0.113.9")]
+        #expect(lines[1] == "1764000100 failure ss?hd? 203.0.113.9", "one word each, printable")
+        let request = HelperProtocol.Request.offline(report: lines)
+        #expect(request.operation == .offline)
+        #expect(try HelperProtocol.request(.offline, lines: HelperProtocol.lines(Array(request.input.utf8))) == request)
+        #expect(try HelperProtocol.request(.offline, lines: [""]) == .offline(report: []), "nothing to report: the epoch only")
+        #expect(throws: HelperProtocol.ParseError.self) { try HelperProtocol.request(.offline, lines: ["1 success sudo"]) }
+        #expect(throws: HelperProtocol.ParseError.self) {
+            try HelperProtocol.request(.offline, lines: Array(repeating: lines[0], count: OfflineReport.maxLines + 1))
+        }
+        let reply = HelperProtocol.Reply.offline(epoch: 1_764_000_000_123_456)
+        #expect(try HelperProtocol.decode(HelperProtocol.encode(reply), for: .offline) == reply)
+        #expect(throws: HelperProtocol.ParseError.self) { try HelperProtocol.decode("smartotp-helper 1\nepoch -1\n", for: .offline) }
+        #expect(FleetNotice.read(FleetNotice.text(reached: false, "connect timed out"))! == (true, "connect timed out"))
+        #expect(FleetNotice.read(FleetNotice.text(reached: true, "403 revoked"))! == (false, "403 revoked"))
+        #expect(FleetNotice.read("smartotp-helper 1\nverdict rejected\nlock open\n") == nil)
+    }
+
     @Test func aTypedReplyIsEncodedOnceAndReadBackByItsOperation() throws {
         let replies: [(HelperProtocol.Operation, HelperProtocol.Reply, String)] = [
             (.summary, .summary(summary), "summary"), (.summary, .summary(nil), "summary"),
