@@ -43,7 +43,7 @@ public final class FleetRecords: HelperSpeaking {
     /// command line when known: they are not secret.
     public init(_ config: ModuleConfig, service: String = "", remoteHost: String = "") {
         path = config.client ?? Installation.fleetClient
-        offline = config.offlineTap ? OfflinePairs(directory: config.store + "/offline") : nil
+        offline = config.offlineTap ? OfflinePairs(store: config.store) : nil
         policy = config.policy.lock
         maxAge = config.offlineMaxAge
         self.service = service

@@ -97,15 +97,24 @@ public struct OfflineState: Sendable, Equatable {
 /// 0700 directory (`STORE/offline`, beside the local store's folders), each replaced
 /// whole (written, synced, renamed), every change under one lock on the directory.
 public struct OfflinePairs {
+    /// The local store's root (made root's 0700 when missing, as `smartotp enroll` makes it).
+    public let store: String
     public let directory: String
 
-    public init(directory: String) { self.directory = directory }
+    public init(store: String) {
+        self.store = store
+        directory = store + "/offline"
+    }
 
     func path(_ user: UserName) -> String { directory + "/" + user.value }
 
     /// The directory, made when missing; nil (no offline login) when it is not root's
-    /// 0700 directory.
+    /// 0700 directory in a store folder only root may write.
     func checkedDirectory() -> FileDescriptor? {
+        try? FileSystem.makeDirectory(store, mode: 0o700)
+        // Paths under a folder others could write could be swapped between check and use.
+        guard let root = try? FileSystem.linkStatus(store), root.isDirectory, root.owner == Users.effectiveUID,
+              root.permissions & 0o022 == 0 else { return nil }
         try? FileSystem.makeDirectory(directory, mode: 0o700)
         guard let st = try? FileSystem.linkStatus(directory), st.isDirectory, st.owner == Users.effectiveUID,
               st.permissions & 0o077 == 0, let fd = try? FileDescriptor.open(directory, [.readOnly, .directory]) else { return nil }

@@ -78,7 +78,7 @@ struct OfflineTests {
             #expect(right.verdict == .accepted(.token("card")))
             let again = try records.perform(.tap(tokenID: "card", challenge: challenge, response: mac(challenge)), for: user, now: now + 2)
             #expect(again.verdict == .rejected, "a pair is good for one login")
-            let state = try #require(OfflinePairs(directory: config.store + "/offline").read(user))
+            let state = try #require(OfflinePairs(store: config.store).read(user))
             #expect(state.reports.map { $0.split(separator: " ")[1] } == ["failure", "success", "failure"], "every offline attempt is reported later")
             // The card answered a fresh challenge in that tap: the next login's pair.
             let next: [UInt8] = [1, 1, 2, 3, 5, 8, 13, 21]
@@ -122,13 +122,28 @@ struct OfflineTests {
         }
     }
 
+    /// A pair in a folder others may write, or a pair file others may read, is no pair.
+    @Test func aPairOthersCouldReachIsNoPair() throws {
+        try withHost(notice: false) { config in
+            keep(config, challenge: [1, 2], created: now)
+            chmod(config.store, 0o777)
+            #expect(throws: RecordError.self) { try FleetRecords(config).summary(try UserName("alice"), now: now) }
+            chmod(config.store, 0o700)
+            chmod(config.store + "/offline/alice", 0o644)
+            #expect(throws: RecordError.self) { try FleetRecords(config).summary(try UserName("alice"), now: now) }
+            chmod(config.store + "/offline/alice", 0o600)
+            let summary = try FleetRecords(config).summary(try UserName("alice"), now: now)
+            #expect(summary != nil)
+        }
+    }
+
     @Test func afterAnUnansweredLoginTheNextAsksBriefly() throws {
         try withHost(notice: false) { config in
             keep(config, challenge: [1, 2], created: Clocks.unixTime())
             var c = config
             c.serverTimeout = 10
             _ = try FleetRecords(c).summary(try UserName("alice"), now: Clocks.unixTime())
-            let pairs = OfflinePairs(directory: config.store + "/offline")
+            let pairs = OfflinePairs(store: config.store)
             #expect(pairs.lastUnreachable() != nil)
             #expect(FleetRecords(c).arguments.joined(separator: " ").contains("--timeout 2 "), "not the whole server_timeout again")
         }
@@ -150,7 +165,7 @@ struct OfflineTests {
             """
         try withHost(script: script) { config in
             let user = try UserName("alice")
-            let pairs = OfflinePairs(directory: config.store + "/offline")
+            let pairs = OfflinePairs(store: config.store)
             pairs.update(user) { (state: inout OfflineState?) in
                 var s = OfflineState(card: card, pair: .init(challenge: [1], created: now, epoch: 5, hash: "x"))
                 s.report(OfflineReport.line(at: now, result: "success", service: "sudo", remoteHost: ""))
