@@ -56,4 +56,11 @@ map=$(sed -n '/^### The map of targets/,/^## /p' "$ROOT/CONTRIBUTING.md")
 unmapped=""
 for t in $targets; do grep -qF "\`$t\`" <<<"$map" || unmapped="$unmapped $t"; done
 check "CONTRIBUTING's map of targets names every target in Package.swift ($(echo $targets | wc -w))" "" "$unmapped"
+# The licence: Apache-2.0 in LICENSE, NOTICE, debian/copyright's Files: * and README.
+lic=""
+head -3 "$ROOT/LICENSE" 2>/dev/null | grep -q "Apache License" && grep -q "Version 2.0, January 2004" "$ROOT/LICENSE" || lic="$lic LICENSE"
+grep -q "Apache License, Version 2.0" "$ROOT/NOTICE" 2>/dev/null || lic="$lic NOTICE"
+awk '/^Files: \*$/{f=1; next} f && /^License:/{print $2; exit}' "$ROOT/debian/copyright" | grep -qx "Apache-2.0" || lic="$lic debian/copyright"
+grep -q "^## Licence" "$ROOT/README.md" || lic="$lic README"
+check "the licence is Apache-2.0: LICENSE, NOTICE, debian/copyright (DEP-5) and README say so" "" "$lic"
 finish
