@@ -24,10 +24,12 @@ import PackageDescription
 ///   nothing read from the host's environment and no signal handlers: what sshd and sudo
 ///   load. Only the targets they link are in that package.
 let embedded = Context.environment["SMARTOTP_EMBEDDED"] == "1"
-/// `SMARTOTP_NO_FLEET=1` leaves out the fleet's network side (smartotpd, its clients, the
-/// CLI that uses them) and SwiftNIO, swift-nio-ssl and postgres-nio with it: the sanitizer
-/// runs of the unit tests (Tests/sanitize.sh) build everything in folders of their own,
-/// and those packages would triple their time without being under test there.
+/// `SMARTOTP_NO_FLEET=1` leaves out the fleet's network side (smartotpd, smartotp-fleet,
+/// the load client) and SwiftNIO, swift-nio-ssl, swift-crypto and postgres-nio with it:
+/// the single host's build (./install.sh without --fleet: the module, the helper, the CLI,
+/// the virtual card; minutes instead of a quarter of an hour), and the sanitizer runs of
+/// the unit tests (Tests/sanitize.sh), where those packages are not under test. The CLI
+/// reaches the fleet through smartotp-fleet, so it links no TLS library either way.
 let withFleet = !embedded && Context.environment["SMARTOTP_NO_FLEET"] != "1"
 /// Where the setuid helper and the fleet client are installed, chosen when the module is
 /// built (their paths are compiled in as defaults, see Sources/CPOSIX): /usr/local/sbin
@@ -159,7 +161,8 @@ let normalTargets: [Target] = [
     ),
     .executableTarget(
         name: "smartotp-fleet",
-        dependencies: ["FleetNet", "SmartOTPFleet", "Verifier", "TokenStore", "OTPCore", .product(name: "NIOCore", package: "swift-nio")],
+        dependencies: ["FleetNet", "SmartOTPFleet", "Verifier", "TokenStore", "OTPCore", .product(name: "NIOCore", package: "swift-nio"),
+                       .product(name: "NIOHTTP1", package: "swift-nio")],
         swiftSettings: pcscHeaders,
         // Started twice a fleet login: the Swift libraries linked in, not loaded (and no
         // toolchain needed on the host).
@@ -187,7 +190,7 @@ let normalTargets: [Target] = [
         name: "smartotp",
         dependencies: [
             "SmartOTPSystem", "SmartOTPAuth", "Verifier", "SmartOTPAdmin", "TokenStore", "SmartCard", "PCSC", "POSIX", "OTPCore", "CQREncode",
-            "FleetNet", "SmartOTPFleet",
+            "SmartOTPFleet",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ],
         swiftSettings: pcscHeaders
@@ -231,7 +234,7 @@ let normalTargets: [Target] = [
 ]
 
 /// The targets that need SwiftNIO (left out with SMARTOTP_NO_FLEET=1).
-let fleetNetworkTargets: Set = ["FleetNet", "smartotp-fleet", "smartotpd", "smartotp", "fleet-load", "FleetNetTests", "SmartOTPVault", "SmartOTPFleetTests"]
+let fleetNetworkTargets: Set = ["FleetNet", "smartotp-fleet", "smartotpd", "fleet-load", "FleetNetTests", "SmartOTPVault", "SmartOTPFleetTests"]
 
 let package = Package(
     name: "smartotp",
@@ -242,8 +245,8 @@ let package = Package(
         ]
         : [
             .executable(name: "smartotp-card", targets: ["smartotp-card"]),
-        ] + (withFleet ? [
             .executable(name: "smartotp", targets: ["smartotp"]),
+        ] + (withFleet ? [
             .executable(name: "smartotpd", targets: ["smartotpd"]),
             .executable(name: "smartotp-fleet", targets: ["smartotp-fleet"]),
         ] : []),

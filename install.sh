@@ -2,7 +2,11 @@
 # install.sh — build and install smartotp on Debian 12, as root.
 #
 #   ./install.sh                 install the build and runtime packages, build, install,
-#                                self-test (a production machine: nothing for tests)
+#                                self-test (a production machine: nothing for tests): the
+#                                single host's product (module, helper, CLI, virtual card)
+#   ./install.sh --fleet         also the fleet: smartotpd and its unit, and smartotp-fleet
+#                                (what a fleet host's module and `smartotp --server` run);
+#                                kept by later runs once installed
 #   ./install.sh --demo          the same plus the test and demo packages, then run
 #                                `smartotp demo` (real PAM logins with the virtual card)
 #   ./install.sh --deps-dev      also install the test and demo packages (vsmartcard-vpcd,
@@ -49,7 +53,7 @@ die() { printf 'install.sh: error: %s\n' "$*" >&2; exit 1; }
 md5() { md5sum <"$1" | cut -d' ' -f1; }
 
 # Where PAM modules live: the CLI's answer, the one list of candidate directories.
-module_dir() { .build/release/smartotp check --module-directory || die "cannot tell where PAM modules are installed"; }
+module_dir() { "$BIN/smartotp" check --module-directory || die "cannot tell where PAM modules are installed"; }
 
 packages() {
     printf '%s\n' "${PACKAGES_BUILD[@]}" "${PACKAGES_RUN[@]}"
@@ -72,10 +76,24 @@ deps() {
     [ "$added" -eq 0 ] || rm -f "$policy"
 }
 
+# Where build() left the programs: .build-host (the single host's build, without the
+# fleet's network libraries) or .build (everything, with --fleet).
+BIN=.build-host/release
+
 build() {
+    local fleet=$1
     command -v swift >/dev/null || die "swift is not on PATH (Swift 6 toolchain needed)"
-    say "building (release): the CLIs, then the module and the helper in Embedded Swift"
-    with_private_tmp swift build -c release
+    if [ "$fleet" -eq 1 ]; then
+        say "building (release): the CLIs and the fleet (smartotpd, smartotp-fleet), then the module and the helper in Embedded Swift"
+        with_private_tmp swift build -c release
+        BIN=.build/release
+    else
+        # SwiftNIO, BoringSSL, swift-crypto and postgres-nio are the fleet's: a single host
+        # builds none of them (Package.swift, SMARTOTP_NO_FLEET).
+        say "building (release): the CLI and the virtual card, then the module and the helper in Embedded Swift (the fleet: --fleet)"
+        SMARTOTP_NO_FLEET=1 with_private_tmp swift build -c release --scratch-path .build-host
+        BIN=.build-host/release
+    fi
     scripts/build-embedded.sh
 }
 
@@ -109,7 +127,7 @@ put_conffile() {
 }
 
 install_files() {
-    local dev=$1 bin=.build/release ebin=.build-embedded/release moddir
+    local dev=$1 fleet=$2 bin=$BIN ebin=.build-embedded/release moddir
     [ "$(id -u)" -eq 0 ] || die "run as root"
     moddir=$(module_dir)
     install -d -o root -g root -m 0755 "$CONFDIR"
@@ -120,12 +138,14 @@ install_files() {
     put "$ebin/pam_smartotp.stripped.so" "$moddir/pam_smartotp.so" 0644
     put "$bin/smartotp" "$PREFIX/bin/smartotp" 0755
     put "$bin/smartotp-card" "$PREFIX/bin/smartotp-card" 0755
-    # The fleet: the client the module runs with server= (its key is root's), and the
-    # verifier service with its unit (installed disabled: smartotpd(8)).
-    put "$bin/smartotp-fleet" "$PREFIX/sbin/smartotp-fleet" 0755
-    put "$bin/smartotpd" "$PREFIX/sbin/smartotpd" 0755
-    put dist/smartotpd.service /etc/systemd/system/smartotpd.service 0644
-    [ -d /run/systemd/system ] && systemctl daemon-reload 2>/dev/null || true
+    # The fleet (--fleet): the client the module runs with server= (its key is root's),
+    # and the verifier service with its unit (installed disabled: smartotpd(8)).
+    if [ "$fleet" -eq 1 ]; then
+        put "$bin/smartotp-fleet" "$PREFIX/sbin/smartotp-fleet" 0755
+        put "$bin/smartotpd" "$PREFIX/sbin/smartotpd" 0755
+        put dist/smartotpd.service /etc/systemd/system/smartotpd.service 0644
+        [ -d /run/systemd/system ] && systemctl daemon-reload 2>/dev/null || true
+    fi
     put "$bin/pam-harness" "$PREFIX/lib/smartotp/pam-harness" 0755
     put scripts/demo.sh "$PREFIX/lib/smartotp/demo.sh" 0755
     put scripts/virtual-reader.sh "$PREFIX/lib/smartotp/virtual-reader.sh" 0644
@@ -150,12 +170,14 @@ install_files() {
         say "removed the test service /etc/pam.d/smartotp-test (installed for tests; --deps-dev keeps it)"
     fi
     local f
-    for f in pam.d/examples/* docs/operations.md docs/fleet.md docs/smartotpd.conf.example; do
+    for f in pam.d/examples/* docs/operations.md docs/fleet.md docs/smartotpd.conf.example LICENSE NOTICE; do
         put "$f" "$PREFIX/share/doc/smartotp/$(basename "$f")" 0644
     done
     put pam.d/pam-configs/smartotp /usr/share/pam-configs/smartotp 0644
     install -d -o root -g root -m 0700 "$STATE" "$STATE/users" "$STATE/locks"
-    say "module: $moddir/pam_smartotp.so; CLIs: $PREFIX/bin/smartotp, smartotp-card; fleet: $PREFIX/sbin/smartotpd, smartotp-fleet; records: $STATE (0700)"
+    local fleetsay="fleet: not installed (./install.sh --fleet)"
+    [ "$fleet" -eq 1 ] && fleetsay="fleet: $PREFIX/sbin/smartotpd, smartotp-fleet"
+    say "module: $moddir/pam_smartotp.so; CLIs: $PREFIX/bin/smartotp, smartotp-card; $fleetsay; records: $STATE (0700)"
 }
 
 self_test() {
@@ -316,13 +338,14 @@ uninstall() {
 }
 
 main() {
-    local do_deps=1 do_install=1 demo=0 dev=0 list=0 enable=()
+    local do_deps=1 do_install=1 demo=0 dev=0 list=0 fleet=0 enable=()
     while [ $# -gt 0 ]; do
         case "$1" in
             --deps-only) do_install=0 ;;
             --no-deps) do_deps=0 ;;
             --deps-dev) dev=1 ;;
             --demo) demo=1; dev=1 ;;
+            --fleet) fleet=1 ;;
             --list-packages) list=1 ;;
             --enable) [ $# -ge 2 ] || die "--enable needs a service"; enable+=("$2"); shift ;;
             --pam-dir) [ $# -ge 2 ] || die "--pam-dir needs a directory"; PAMDIR=$2; shift ;;
@@ -336,8 +359,11 @@ main() {
     [ "$(id -u)" -eq 0 ] || die "run as root"
     [ "$do_deps" -eq 1 ] && deps "$dev"
     [ "$do_install" -eq 1 ] || return 0
-    build
-    install_files "$dev"
+    # Once installed, the fleet's programs are rebuilt with the rest: never left behind
+    # at an older version.
+    grep -qxF "$PREFIX/sbin/smartotp-fleet" "$MANIFEST" 2>/dev/null && fleet=1
+    build "$fleet"
+    install_files "$dev" "$fleet"
     self_test
     if [ "$PAMDIR" != /etc/pam.d ] && [ ${#enable[@]} -gt 0 ]; then remember "pamdir:$PAMDIR"; fi
     for s in "${enable[@]}"; do enable_service "$s"; done

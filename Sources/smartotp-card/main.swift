@@ -1,5 +1,10 @@
 import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials  // not Foundation: its ICU data would be most of the package
+#else
 import Foundation
+#endif
+import Glibc
 import VirtualCard
 
 /// Signals that "remove" and "tap" the card: SIGUSR1 toggles whether it is in the field.
@@ -73,7 +78,7 @@ struct SmartOTPCard: ParsableCommand {
                 usleep(200_000)
                 continue
             }
-            FileHandle.standardError.write("smartotp-card: in reader on \(host):\(port)\n".data(using: .utf8) ?? Data())
+            say("smartotp-card: in reader on \(host):\(port)\n")
             applet.reset()
             var answered = 0
             serve: while stopRequested == 0 {
@@ -105,7 +110,7 @@ struct SmartOTPCard: ParsableCommand {
                     try link.send(response)
                 }
             }
-            if !inField { FileHandle.standardError.write("smartotp-card: removed from the reader\n".data(using: .utf8) ?? Data()) }
+            if !inField { say("smartotp-card: removed from the reader\n") }
         }
     }
 
@@ -131,4 +136,10 @@ struct SmartOTPCard: ParsableCommand {
         sigaction(SIGTERM, &stop, nil)
         sigaction(SIGINT, &stop, nil)
     }
+}
+
+/// A line on standard error (write(2): no stdio stream shared between threads).
+func say(_ text: String) {
+    let bytes = Array(text.utf8)
+    _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
 }

@@ -17,6 +17,7 @@
 import FleetNet
 import Glibc
 import NIOCore
+import NIOHTTP1
 import OTPCore
 import SmartOTPFleet
 import TokenStore
@@ -70,6 +71,8 @@ var tlsDir = "/etc/smartotp/tls"
 var timeout = 10
 var positional: [String] = []
 nonisolated(unsafe) var session = false  // read by noVerdict (one thread)
+/// `--admin METHOD PATH`: one administrator's request for `smartotp --server`.
+var admin: (method: HTTPMethod, path: String)?
 /// PAM_SERVICE and PAM_RHOST of the login, for the verifier's audit trail.
 var context: [(String, String)] = []
 while !args.isEmpty {
@@ -87,14 +90,19 @@ while !args.isEmpty {
         guard let t = Int(value()), (1...300).contains(t) else { fail("--timeout needs 1-300 seconds", 2) }
         timeout = t
     case "--session": session = true
+    case "--admin":
+        let method = value(), path = value()
+        guard ["GET", "POST"].contains(method), path.hasPrefix("/v1/admin/") || path == FleetAPI.healthPath,
+              path.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else { fail("--admin needs GET|POST and a /v1/admin/ path", 2) }
+        admin = (method == "GET" ? .GET : .POST, path)
     case "--service": context.append(("X-SmartOTP-Service", printable(value())))
     case "--rhost": context.append(("X-SmartOTP-RHost", printable(value())))
     case "--version": print("smartotp-fleet \(SmartOTPVersion.current)"); exit(0)
     default: positional.append(a)
     }
 }
-guard !servers.isEmpty, session ? positional.isEmpty : positional.count == 2 else {
-    fail("usage: smartotp-fleet --server URL[,URL…] --tls-dir DIR [--timeout S] [--service S] [--rhost H] (USER summary|challenge|access|code|password|tap | --session)", 2)
+guard !servers.isEmpty, session || admin != nil ? positional.isEmpty : positional.count == 2 else {
+    fail("usage: smartotp-fleet --server URL[,URL…] --tls-dir DIR [--timeout S] [--service S] [--rhost H] (USER summary|challenge|access|code|password|tap | --session | --admin GET|POST PATH)", 2)
 }
 
 /// Ends the run without a verdict. In a session the module first gets one frame saying
@@ -158,6 +166,36 @@ if session {
         ConstantTime.wipe(&frame)
         var input = request.arguments
         put(1, String(decoding: Frame.encode(Array(verdict(client, request.user, request.operation, &input, timeout: timeout, context: context).utf8)), as: UTF8.self))
+    }
+}
+
+/// An administrator's request (`smartotp --server` runs this, so that the CLI links no TLS
+/// library): the body on standard input, `STATUS` and a newline then the server's answer
+/// on standard output, exit 0 whatever the status; when no verifier answers, `0` and why,
+/// exit 3.
+if let admin {
+    var body: [UInt8] = []
+    while body.count <= FleetAPI.maxBody, let b = readExactly(1) { body += b }
+    defer { ConstantTime.wipe(&body) }
+    if body.count > FleetAPI.maxBody { fail("request too long", 2) }
+    do {
+        let r = try client.send(admin.method, admin.path, body: body, timeout: .seconds(Int64(timeout)))
+        put(1, "\(r.status)\n")
+        var out = r.body
+        out.withUnsafeBytes { b in
+            var done = 0
+            while done < b.count {
+                let n = write(1, b.baseAddress.map { $0 + done }, b.count - done)
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { break }
+                done += n
+            }
+        }
+        ConstantTime.wipe(&out)
+        exit(0)
+    } catch {
+        put(1, "0\n\(error)\n")
+        exit(3)
     }
 }
 

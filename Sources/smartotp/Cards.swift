@@ -1,5 +1,10 @@
 import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials  // not Foundation: its ICU data would be most of the package
+#else
 import Foundation
+#endif
+import Glibc
 import SmartCard
 import PCSC
 import SmartOTPAuth

@@ -1,5 +1,11 @@
 import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials  // not Foundation: its ICU data would be most of the package
+#else
 import Foundation
+#endif
+import Glibc
+import OTPCore
 import SmartCard
 import PCSC
 import SmartOTPAuth
@@ -26,7 +32,7 @@ struct Check: ParsableCommand {
         }
         var failed = false
         func line(_ level: String, _ text: String) {
-            print("\(level.padding(toLength: 5, withPad: " ", startingAt: 0)) \(text)")
+            print("\(level + String(repeating: " ", count: max(0, 5 - level.count))) \(text)")
             if level == "FAIL" { failed = true }
         }
         do {
@@ -100,7 +106,7 @@ struct Check: ParsableCommand {
         for name in ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted() {
             let text = (try? String(contentsOfFile: "\(dir)/\(name)", encoding: .utf8)) ?? ""
             let active = text.split(separator: "\n").contains { l in
-                let t = l.trimmingCharacters(in: .whitespaces)
+                let t = String(l).trimmingSpaces()
                 return !t.hasPrefix("#") && t.hasPrefix("LIBPATH") && t.contains("vpcd")
             }
             if active { return "\(dir)/\(name)" }

@@ -1,5 +1,10 @@
 import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials  // not Foundation: its ICU data would be most of the package
+#else
 import Foundation
+#endif
+import Glibc
 
 struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -35,22 +40,34 @@ struct Demo: ParsableCommand {
     }
 
     func run() throws {
-        let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        let here = me.deletingLastPathComponent()
+        guard let resolved = realpath("/proc/self/exe", nil) else { throw Failure("cannot tell where this program is") }
+        let me = String(cString: resolved)
+        free(resolved)
+        func parent(_ path: String) -> String {
+            guard let slash = path.lastIndex(of: "/"), slash != path.startIndex else { return "/" }
+            return String(path[..<slash])
+        }
+        let here = parent(me)
         // Installed (PREFIX/bin → PREFIX/lib/smartotp), or run from a build folder of the
         // checkout (.build/<triple>/release → scripts/).
-        var candidates = [script, "\(here.deletingLastPathComponent().path)/lib/smartotp/demo.sh"].compactMap { $0 }
+        var candidates = [script, "\(parent(here))/lib/smartotp/demo.sh"].compactMap { $0 }
         var dir = here
         for _ in 0..<4 {
-            dir = dir.deletingLastPathComponent()
-            candidates.append("\(dir.path)/scripts/demo.sh")
+            dir = parent(dir)
+            candidates.append("\(dir)/scripts/demo.sh")
         }
-        guard let path = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+        guard let path = candidates.first(where: { access($0, X_OK) == 0 }) else {
             throw Failure("cannot find demo.sh (looked in \(candidates.joined(separator: ", "))); give --script PATH")
         }
-        var environment = ProcessInfo.processInfo.environment
-        environment["SMARTOTP"] = me.path
-        environment["CARD_TOOL"] = here.appendingPathComponent("smartotp-card").path
+        var environment: [String: String] = [:]
+        var entry = environ
+        while let e = entry.pointee {
+            let pair = String(cString: e).split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            if pair.count == 2 { environment[String(pair[0])] = String(pair[1]) }
+            entry += 1
+        }
+        environment["SMARTOTP"] = me
+        environment["CARD_TOOL"] = here + "/smartotp-card"
         environment["TIMEOUT"] = String(timeout)
         if let module { environment["MODULE"] = module }
         let argv: [UnsafeMutablePointer<CChar>?] = [strdup(path), nil]

@@ -1,5 +1,10 @@
 import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials  // not Foundation: its ICU data would be most of the package
+#else
 import Foundation
+#endif
+import Glibc
 import OTPCore
 import SmartCard
 import PCSC
@@ -123,7 +128,7 @@ struct Enroll: ParsableCommand {
         let context: PCSCContext
         do { context = try PCSCContext() } catch { throw Failure("\(error) (start it: systemctl start pcscd)") }
         var skip: [String] = []
-        FileHandle.standardError.write(Data("Present the card on the reader...\n".utf8))
+        _ = "Present the card on the reader...\n".utf8CString.withUnsafeBufferPointer { write(2, $0.baseAddress, $0.count - 1) }
         let readerName: String
         do {
             readerName = try context.waitForCard(filter: reader, skip: &skip, timeoutMs: wait * 1000,

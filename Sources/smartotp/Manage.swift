@@ -1,5 +1,10 @@
 import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials  // not Foundation: its ICU data would be most of the package
+#else
 import Foundation
+#endif
+import Glibc
 import OTPCore
 import PCSC
 import SmartOTPAuth
@@ -298,11 +303,7 @@ struct Audit: ParsableCommand {
 
     static func unixTime(_ text: String) -> Int64? {
         if let n = Int64(text), n >= 0 { return n }
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "UTC")
-        f.dateFormat = "yyyy-MM-dd"
-        return f.date(from: text).map { Int64($0.timeIntervalSince1970) }
+        return CivilTime.parseDay(text)
     }
 
     func run() throws {
@@ -351,7 +352,7 @@ struct RevokeHost: ParsableCommand {
             for line in try withStore({ try admin.revocations() }).split(separator: "\n") {
                 let w = line.split(separator: " ", maxSplits: 2).map(String.init)
                 guard w.count == 3, let t = Int64(w[1]) else { continue }
-                print("\(w[0])\t\(Date(timeIntervalSince1970: Double(t)))\t\(w[2])")
+                print("\(w[0])\t\(CivilTime.format(t))\t\(w[2])")
             }
             return
         }

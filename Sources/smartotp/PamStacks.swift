@@ -1,4 +1,9 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials  // not Foundation: its ICU data would be most of the package
+#else
 import Foundation
+#endif
+import Glibc
 
 /// Reads /etc/pam.d the way Linux-PAM does for what `check` needs: which module lines a
 /// service's stack really runs once `@include FILE` and `TYPE include|substack FILE` are

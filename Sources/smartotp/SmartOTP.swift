@@ -1,6 +1,10 @@
 import ArgumentParser
-import FleetNet
+#if canImport(FoundationEssentials)
+import FoundationEssentials  // not Foundation: its ICU data would be most of the package
+#else
 import Foundation
+#endif
+import Glibc
 import OTPCore
 import SmartCard
 import PCSC
@@ -108,7 +112,7 @@ struct StoreOptions: ParsableArguments {
 
     func remote() throws -> RemoteAdmin {
         guard let server, let urls = ServerURL.list(server) else { throw Failure("--server needs https://HOST[:PORT][,https://…]") }
-        do { return try RemoteAdmin(servers: urls, tlsDirectory: tlsDir) } catch { throw Failure("\(error)") }
+        return RemoteAdmin(servers: urls, tlsDirectory: tlsDir)
     }
 
     /// Where the command works: local, or the fleet's with --server.
@@ -177,7 +181,41 @@ func pamModuleDirectory() -> String? {
      "/lib/security", "/usr/lib/security"].first { FileManager.default.fileExists(atPath: "\($0)/pam_unix.so") }
 }
 
-func hostName() -> String { ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "host" }
+func hostName() -> String {
+    var buffer = [CChar](repeating: 0, count: 256)
+    guard gethostname(&buffer, buffer.count - 1) == 0 else { return "host" }
+    let name = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    return name.split(separator: ".").first.map(String.init) ?? "host"
+}
+
+/// UTC dates without Foundation's calendar (and its ICU data): days from 1970-01-01 by the
+/// proleptic Gregorian calendar (Howard Hinnant's civil-date algorithm).
+enum CivilTime {
+    /// `YYYY-MM-DD` as the Unix time of that day's midnight, UTC; nil when not a real date.
+    static func parseDay(_ text: String) -> Int64? {
+        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[0].count == 4, parts[1].count == 2, parts[2].count == 2,
+              let y = Int64(parts[0]), let m = Int64(parts[1]), let d = Int64(parts[2]), (1...12).contains(m), d >= 1 else { return nil }
+        let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+        let lengths: [Int64] = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+        guard d <= lengths[Int(m - 1)] else { return nil }
+        let yy = m <= 2 ? y - 1 : y
+        let era = (yy >= 0 ? yy : yy - 399) / 400
+        let yoe = yy - era * 400
+        let doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return (era * 146_097 + doe - 719_468) * 86_400
+    }
+
+    /// A Unix time as `YYYY-MM-DDTHH:MM:SSZ`.
+    static func format(_ t: Int64) -> String {
+        var time = time_t(t)
+        var parts = tm()
+        guard gmtime_r(&time, &parts) != nil else { return String(t) }
+        func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))Z"
+    }
+}
 
 /// Reads a secret: from standard input when asked, else twice from the terminal.
 /// A NUL byte is refused: crypt(3) would ignore everything from it on.
@@ -211,7 +249,7 @@ func secretArgument(_ value: String) throws -> String {
     } else {
         text = value
     }
-    return text.trimmingCharacters(in: .whitespaces)
+    return text.trimmingSpaces()
 }
 
 /// Refuses a name that is not a user of this machine, or that the name service spells

@@ -11,6 +11,8 @@ source "$(dirname "$0")/lib/testlib.sh"
 MANIFEST=/etc/smartotp/installed-files
 again="--no-deps"
 [ -e /etc/pam.d/smartotp-test ] && again="--no-deps --deps-dev"
+had_fleet=0
+grep -qxF /usr/local/sbin/smartotp-fleet "$MANIFEST" 2>/dev/null && { had_fleet=1; again="$again --fleet"; }
 if [ -f "$MANIFEST" ]; then at_exit "'$ROOT/install.sh' $again >/dev/null 2>&1"; else at_exit "'$ROOT/install.sh' --uninstall >/dev/null 2>&1"; fi
 # pam-auth-update rewrites these; they are put back as they were.
 mkdir -p "$WORK/saved/pam.d"
@@ -45,6 +47,19 @@ for page in pam_smartotp smartotp smartotp-card smartotp-chkotp smartotp.conf; d
 done
 grep -q -- "-F _smartotp smartotp" /usr/share/bash-completion/completions/smartotp && ok "bash completion is installed" || not_ok "bash completion is installed"
 [ -f /usr/local/share/doc/smartotp/operations.md ] && ok "the operations page (lockout, backup, AppArmor/SELinux) is installed" || not_ok "operations page installed"
+cmp -s /usr/local/share/doc/smartotp/LICENSE "$ROOT/LICENSE" && [ -f /usr/local/share/doc/smartotp/NOTICE ] && ok "… and the licence (Apache-2.0) with its NOTICE" || not_ok "LICENSE and NOTICE installed"
+# The fleet is --fleet's: a single host's install builds and installs none of it.
+if [ "$had_fleet" -eq 0 ]; then
+    { [ -e /usr/local/sbin/smartotpd ] || [ -e /usr/local/sbin/smartotp-fleet ]; } && not_ok "a single host's install has no fleet programs" "$(ls /usr/local/sbin)" ||
+        ok "a single host's install has no smartotpd and no smartotp-fleet (--fleet adds them)"
+fi
+out=$("$ROOT/install.sh" --no-deps --fleet 2>&1); rc=$?
+check "install.sh --fleet (the fleet's build beside the single host's)" 0 "$rc"
+[ -x /usr/local/sbin/smartotpd ] && [ -x /usr/local/sbin/smartotp-fleet ] && [ -f /etc/systemd/system/smartotpd.service ] &&
+    ok "… installs smartotpd, its unit and smartotp-fleet" || not_ok "--fleet installs the fleet" "$(echo "$out" | tail -3)"
+"$ROOT/install.sh" --no-deps >/dev/null 2>&1
+grep -qxF /usr/local/sbin/smartotpd "$MANIFEST" && [ -x /usr/local/sbin/smartotpd ] && ok "… and a later run without --fleet keeps it, rebuilt with the rest" ||
+    not_ok "the fleet stays installed"
 
 # An admin drops nullok from the snippet: a re-run must not quietly put it back.
 sed -i 's/ nullok$//' /etc/pam.d/smartotp-auth
