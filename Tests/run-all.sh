@@ -8,16 +8,26 @@ source scripts/private-tmp.sh
 
 passed=0 failed=0
 log=$(mktemp -d)
-trap 'rm -rf "$log"' EXIT
-# What is in the temporary folder before: a test that leaves something there is a failure
-# (the toolchain's own leftovers are kept out by with_private_tmp).
-tmp_root=${TMPDIR:-/tmp}
-ls -A "$tmp_root" | sort >"$log/tmp-before"
+# A temporary folder of the run's own, the TMPDIR of everything the run starts: the last
+# check looks at what the run's own processes left there, not at the machine's /tmp (where
+# other programs write meanwhile). The toolchain's own leftovers are kept out by
+# with_private_tmp; the suites' folders (testlib's WORK) live here too. Traversable (0711):
+# the postgres user reaches the fleet suites' clusters below it.
+run_tmp=$(mktemp -d "${TMPDIR:-/tmp}/smartotp-run.XXXXXX")
+chmod 711 "$run_tmp"
+trap 'rm -rf "$log" "$run_tmp"' EXIT
+export TMPDIR=$run_tmp
+
+# What each step costs, printed at the end (CI keeps the whole run under 40 minutes).
+times=()
+mark=$SECONDS
+took() { times+=("$(printf '%5d s  %s' $((SECONDS - mark)) "$1")"); mark=$SECONDS; }
 
 echo "== swift build (release: the CLIs, the harness, the virtual card)"
 with_private_tmp swift build -c release
 echo "== scripts/build-embedded.sh (the module and the helper the integration tests load)"
 scripts/build-embedded.sh
+took "build (release and Embedded)"
 
 echo "== swift test (unit tests)"
 if with_private_tmp swift test 2>&1 | tee "$log/unit.txt"; then unit=ok; else unit=fail; fi
@@ -26,6 +36,7 @@ n_pass=$(grep -E '^✔ Test ' "$log/unit.txt" | grep -vc '^✔ Test run with' ||
 n_fail=$(grep -E '^✘ Test ' "$log/unit.txt" | grep -vc '^✘ Test run with' || true)
 passed=$((passed + n_pass)); failed=$((failed + n_fail))
 [ "$unit" = ok ] || [ "$n_fail" -gt 0 ] || failed=$((failed + 1))
+took "unit tests"
 
 for suite in Tests/Integration/*.sh; do
     [ -e "$suite" ] || continue
@@ -39,16 +50,20 @@ for suite in Tests/Integration/*.sh; do
         [ "$n_fail" -gt 0 ] || n_fail=1
     fi
     passed=$((passed + n_pass)); failed=$((failed + n_fail))
+    took "$(basename "$suite")"
 done
 
-echo "== $tmp_root after the run"
-left=$(ls -A "$tmp_root" | sort | comm -13 "$log/tmp-before" - | tr '\n' ' ')
+echo "== the run's temporary folder ($run_tmp) after the run"
+left=$(ls -A "$run_tmp" | tr '\n' ' ')
 if [ -z "$left" ]; then
-    echo "ok - the run leaves nothing new in $tmp_root"; passed=$((passed + 1))
+    echo "ok - the run's processes leave nothing in their temporary folder"; passed=$((passed + 1))
 else
-    echo "not ok - the run leaves nothing new in $tmp_root: $left"; failed=$((failed + 1))
+    echo "not ok - the run's processes leave nothing in their temporary folder: $left"; failed=$((failed + 1))
 fi
 
+echo
+echo "== what each step took ($SECONDS s in all)"
+printf '%s\n' "${times[@]}"
 echo
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

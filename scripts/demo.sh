@@ -21,7 +21,7 @@ for tool in pamtester pcscd unshare nsenter python3; do
     command -v "$tool" >/dev/null || die "$tool is missing (./install.sh --demo installs what the demo needs)"
 done
 # A plain path: PAM module arguments are split at spaces.
-WORK=$(mktemp -d /tmp/smartotp-demo.XXXXXX)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/smartotp-demo.XXXXXX")
 SERVICE=smartotp-demo-$$
 source "$HERE/virtual-reader.sh"
 cleanup() {

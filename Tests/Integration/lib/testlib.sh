@@ -6,7 +6,7 @@ set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
 BIN=${SMARTOTP_BIN:-$ROOT/.build/release}
-WORK=$(mktemp -d /tmp/smartotp-it.XXXXXX)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/smartotp-it.XXXXXX")
 chmod 700 "$WORK"
 # What sshd and sudo load, built in Embedded Swift (scripts/build-embedded.sh).
 EBIN=${SMARTOTP_EMBEDDED_BIN:-$ROOT/.build-embedded/release}
