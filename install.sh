@@ -144,6 +144,7 @@ install_files() {
         put "$bin/smartotp-fleet" "$PREFIX/sbin/smartotp-fleet" 0755
         put "$bin/smartotpd" "$PREFIX/sbin/smartotpd" 0755
         put dist/smartotpd.service /etc/systemd/system/smartotpd.service 0644
+        put dist/grafana-smartotpd.json "$PREFIX/share/doc/smartotp/grafana-smartotpd.json" 0644
         [ -d /run/systemd/system ] && systemctl daemon-reload 2>/dev/null || true
     fi
     put "$bin/pam-harness" "$PREFIX/lib/smartotp/pam-harness" 0755

@@ -56,6 +56,15 @@ map=$(sed -n '/^### The map of targets/,/^## /p' "$ROOT/CONTRIBUTING.md")
 unmapped=""
 for t in $targets; do grep -qF "\`$t\`" <<<"$map" || unmapped="$unmapped $t"; done
 check "CONTRIBUTING's map of targets names every target in Package.swift ($(echo $targets | wc -w))" "" "$unmapped"
+# The Grafana dashboard (dist/) is JSON and asks only for metrics smartotpd exports.
+missing=$(python3 - "$ROOT/dist/grafana-smartotpd.json" "$ROOT"/Sources/smartotpd/*.swift <<'PY'
+import json, re, sys
+d = json.load(open(sys.argv[1]))
+code = "".join(open(f).read() for f in sys.argv[2:])
+names = {re.sub(r"_(bucket|sum|count)$", "", m) for p in d["panels"] for t in p["targets"] for m in re.findall(r"smartotpd_[a-z_]+", t["expr"])}
+print(" ".join(sorted(n for n in names if '"%s"' % n not in code)))
+PY
+) && check "dist/grafana-smartotpd.json parses and names only metrics smartotpd exports" "" "$missing" || not_ok "dist/grafana-smartotpd.json parses" "$missing"
 # The licence: Apache-2.0 in LICENSE, NOTICE, debian/copyright's Files: * and README.
 lic=""
 head -3 "$ROOT/LICENSE" 2>/dev/null | grep -q "Apache License" && grep -q "Version 2.0, January 2004" "$ROOT/LICENSE" || lic="$lic LICENSE"
