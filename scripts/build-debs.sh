@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# build-debs.sh OUTDIR — builds the Debian packages (libpam-smartotp, smartotp, smartotpd)
+# build-debs.sh OUTDIR — builds the Debian packages (libpam-smartotp, smartotp,
+# smartotp-fleet-client, smartotpd)
 # from this working tree with `dpkg-buildpackage -b -us -uc` and puts the .deb files in
 # OUTDIR. The tree is copied to .build-deb/src first (dpkg-buildpackage writes next to
 # the source folder); the Swift scratch folders .build-deb/swift* are kept between runs.

@@ -53,7 +53,21 @@ fi
 LIBPAM=$DEBS/libpam-smartotp_${VERSION}_$ARCH.deb
 CLIDEB=$DEBS/smartotp_${VERSION}_$ARCH.deb
 DAEMON=$DEBS/smartotpd_${VERSION}_$ARCH.deb
-check "three packages, named by the one version ($VERSION)" "3" "$(ls "$LIBPAM" "$CLIDEB" "$DAEMON" 2>/dev/null | wc -l)"
+FLEETDEB=$DEBS/smartotp-fleet-client_${VERSION}_$ARCH.deb
+check "four packages, named by the one version ($VERSION)" "4" "$(ls "$LIBPAM" "$CLIDEB" "$DAEMON" "$FLEETDEB" 2>/dev/null | wc -l)"
+# Sized like their kind (Installed-Size, KiB): what every host needs is small (at most
+# 1 MiB); the fleet's TLS client is a package of its own. smartotp no longer carries
+# Foundation's ICU data (124 MB before; the target is 20 MiB) and smartotpd still does
+# (through postgres-nio and swift-crypto; the target is 40 MiB): their limits here are
+# where they stand, so that they only shrink.
+size_of() { dpkg-deb -f "$1" Installed-Size; }
+for limit in "$LIBPAM 1024" "$CLIDEB 32768" "$DAEMON 81920"; do
+    set -- $limit
+    n=$(size_of "$1")
+    [ "${n:-999999}" -le "$2" ] && ok "$(basename "${1%%_*}"): Installed-Size $n KiB (at most $2)" || not_ok "$(basename "${1%%_*}") is at most $2 KiB" "$n KiB"
+done
+ok "smartotp-fleet-client: Installed-Size $(size_of "$FLEETDEB") KiB (the TLS client: SwiftNIO and BoringSSL)"
+files_of "$LIBPAM" | grep -q smartotp-fleet && not_ok "libpam-smartotp has no fleet client" || ok "libpam-smartotp has no fleet client (it suggests smartotp-fleet-client)"
 
 # --- lintian -------------------------------------------------------------------------------
 # lintian leaves its mldbm-elf-* caches in TMPDIR: it gets one of its own.
@@ -109,6 +123,9 @@ else
     not_ok "apt install of the packages" "$(tail -8 "$WORK/apt.log" | tr '\n' '|')"; finish; exit 1
 fi
 check "smartotp --version runs without the toolchain" "smartotp $VERSION" "$(in_root smartotp --version 2>&1)"
+[ -e "$R/usr/sbin/smartotp-fleet" ] && not_ok "a single host gets no fleet client" || ok "a single host (libpam-smartotp, smartotp) gets no fleet client"
+case "$(in_root smartotp list --server https://127.0.0.1:9 2>&1)" in *"smartotp-fleet-client"*) ok "smartotp --server without the fleet client says which package it needs";;
+    *) not_ok "smartotp --server names the fleet client package" "$(in_root smartotp list --server https://127.0.0.1:9 2>&1)";; esac
 check "no Swift library is loaded by smartotp" "" "$(in_root ldd /usr/bin/smartotp | grep -E 'swift|not found')"
 out=$(in_root smartotp check 2>&1); rc=$?
 [ "$rc" -eq 0 ] && echo "$out" | grep -q "^OK .*module installed at .*/security/pam_smartotp.so" && echo "$out" | grep -q "^OK .*store /var/lib/smartotp" \
@@ -162,6 +179,8 @@ old_deb() {
     local deb=$1 name dir
     name=$(dpkg-deb -f "$deb" Package); dir=$WORK/old-$name
     rm -rf "$dir"; dpkg-deb -R "$deb" "$dir"
+    # Up to 0.2.0 libpam-smartotp carried the fleet client.
+    [ "$name" = libpam-smartotp ] && dpkg-deb -x "$FLEETDEB" "$dir"
     sed -i "s/^Version: .*/Version: $OLD/" "$dir/DEBIAN/control"
     local f
     while read -r f; do [ -n "$f" ] && echo "# as shipped in $OLD" >>"$dir$f"; done <"$dir/DEBIAN/conffiles"
@@ -176,8 +195,9 @@ check "smartotpd's system user is created" "_smartotpd:/usr/sbin/nologin" "$gete
 echo "deny=3 unlock_time=900" >>"$R/etc/smartotp/smartotp.conf"                            # the admin's edit
 sed -i 's/^listen.*/listen = 10.0.0.1:8443/' "$R/etc/smartotpd/smartotpd.conf"; grep -q '^listen = 10.0.0.1:8443' "$R/etc/smartotpd/smartotpd.conf" || echo "listen = 10.0.0.1:8443" >>"$R/etc/smartotpd/smartotpd.conf"
 echo "$S1" | in_root smartotp enroll alice --secret - --force >/dev/null 2>&1
-if apt_in install "/tmp/debs/libpam-smartotp_${VERSION}_$ARCH.deb" "/tmp/debs/smartotpd_${VERSION}_$ARCH.deb" >"$WORK/upgrade.log" 2>&1; then
-    ok "upgrade $OLD → $VERSION"
+if apt_in install "/tmp/debs/libpam-smartotp_${VERSION}_$ARCH.deb" "/tmp/debs/smartotpd_${VERSION}_$ARCH.deb" \
+        "/tmp/debs/smartotp-fleet-client_${VERSION}_$ARCH.deb" >"$WORK/upgrade.log" 2>&1; then
+    ok "upgrade $OLD → $VERSION (smartotp-fleet moves to smartotp-fleet-client: Breaks/Replaces)"
 else
     not_ok "upgrade $OLD → $VERSION" "$(tail -5 "$WORK/upgrade.log" | tr '\n' '|')"
 fi
@@ -191,6 +211,8 @@ check "smartotpd.conf stays root's 0600" "600 root" "$(stat -c '%a %U' "$R/etc/s
 grep -q '^User=_smartotpd' "$R/lib/systemd/system/smartotpd.service" && ok "smartotpd.service runs as _smartotpd" || not_ok "unit User="
 [ -e "$R/etc/systemd/system/multi-user.target.wants/smartotpd.service" ] && not_ok "smartotpd is installed disabled" || ok "smartotpd is installed disabled (it needs its database first)"
 check "smartotpd --version" "smartotpd $VERSION" "$(in_root smartotpd --version 2>&1)"
+check "smartotp-fleet --version (from smartotp-fleet-client) runs without the toolchain" "smartotp-fleet $VERSION" "$(in_root smartotp-fleet --version 2>&1)"
+check "… owned by smartotp-fleet-client now" "smartotp-fleet-client" "$(in_root dpkg -S /usr/sbin/smartotp-fleet 2>/dev/null | cut -d: -f1)"
 apt_in purge smartotpd >/dev/null 2>&1
 [ -e "$R/etc/smartotpd/smartotpd.conf" ] && not_ok "purging smartotpd removes its configuration" || ok "purging smartotpd removes its configuration"
 
