@@ -24,12 +24,13 @@ stop_card
 # --- A tap login: local records, and offline=tap with the verifiers unreachable -----------
 # The same virtual card (a known secret: the offline pair is made here as a host makes it,
 # a yescrypt hash of the card's answer to a random challenge), pam-harness through the
-# Embedded module. The fleet's one server is an address on a dummy link in a network
-# namespace of this run's own: its packets vanish, as when a laptop is off the network.
+# Embedded module. The fleet's one server is an address behind a link whose other end is
+# down, in a network namespace of this run's own: nothing answers, not even a refusal, as
+# when a laptop is off the network.
 NS="sotpcard$$"
 at_exit "ip netns del $NS 2>/dev/null"
-ip netns add "$NS" && ip -n "$NS" link set lo up && ip -n "$NS" link add d0 type dummy &&
-    ip -n "$NS" addr add 10.9.0.1/24 dev d0 && ip -n "$NS" link set d0 up
+ip netns add "$NS" && ip -n "$NS" link set lo up && ip -n "$NS" link add v0 type veth peer name v1 &&
+    ip -n "$NS" addr add 10.9.0.1/24 dev v0 && ip -n "$NS" link set v0 up
 SECRET=JBSWY3DPEHPK3PXP
 start_card "$WORK/login.state"
 timeout 30 ykman --reader "$READER" oath accounts add -f login "$SECRET" >/dev/null 2>&1

@@ -232,10 +232,11 @@ for kind in local fleet; do
         "sh -c 'oathtool --totp -b $B32 | pamtester smartotp-fleet-bench-$kind daemon authenticate'" >/dev/null 2>&1
 done
 # The same fleet login with the first verifier black-holed: in a network namespace of the
-# bench's own, the first server is an address on a dummy link (packets to it vanish) and
+# bench's own, the first server is an address behind a link whose other end is down (nothing
+# answers, not even a refusal) and
 # the second a replica started there on its loopback (PostgreSQL through its Unix socket).
-ip netns add "$NS" && ip -n "$NS" link set lo up && ip -n "$NS" link add d0 type dummy &&
-    ip -n "$NS" addr add 10.9.0.1/24 dev d0 && ip -n "$NS" link set d0 up
+ip netns add "$NS" && ip -n "$NS" link set lo up && ip -n "$NS" link add v0 type veth peer name v1 &&
+    ip -n "$NS" addr add 10.9.0.1/24 dev v0 && ip -n "$NS" link set v0 up
 fleet_config s2 "127.0.0.1:$((PORT + 1))" "postgres://smartotpd@/smartotp?host=$FLEET/pg&port=$PGPORT"
 cp "$FLEET/pki/s1.pem" "$FLEET/pki/s2.pem"; cp "$FLEET/pki/s1.key" "$FLEET/pki/s2.key"
 fleet_server_start s2 "$NS"
