@@ -190,15 +190,15 @@ let normalTargets: [Target] = [
         name: "smartotp",
         dependencies: [
             "SmartOTPSystem", "SmartOTPAuth", "Verifier", "SmartOTPAdmin", "TokenStore", "SmartCard", "PCSC", "POSIX", "OTPCore", "CQREncode",
-            "SmartOTPFleet",
+            "SmartOTPFleet", "CardEmulator",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ],
         swiftSettings: pcscHeaders
     ),
-    .executableTarget(
-        name: "smartotp-card",
-        dependencies: ["VirtualCard", .product(name: "ArgumentParser", package: "swift-argument-parser")]
-    ),
+    // The virtual card's command, shared by smartotp-card and smartotp (which runs it when
+    // called as smartotp-card: the package links the one name to the other).
+    .target(name: "CardEmulator", dependencies: ["VirtualCard", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+    .executableTarget(name: "smartotp-card", dependencies: ["CardEmulator"]),
     .executableTarget(
         name: "smartotp-bench",
         dependencies: ["OTPCore", "TokenStore", "SmartCard", "PCSC", "POSIX"],

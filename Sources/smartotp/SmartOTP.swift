@@ -1,4 +1,5 @@
 import ArgumentParser
+import CardEmulator
 #if canImport(FoundationEssentials)
 import FoundationEssentials  // not Foundation: its ICU data would be most of the package
 #else
@@ -18,6 +19,17 @@ import Verifier
 
 @main
 struct SmartOTP: ParsableCommand {
+    /// Called as `smartotp-card` (the smartotp package links that name here), it is the
+    /// virtual card; otherwise the administration commands.
+    static func main() {
+        let name = CommandLine.arguments.first.map { $0.split(separator: "/").last.map(String.init) ?? $0 } ?? ""
+        if name == "smartotp-card" {
+            SmartOTPCard.main(Array(CommandLine.arguments.dropFirst()))
+        } else {
+            main(nil)
+        }
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "smartotp",
         abstract: "Enroll smart OTP cards and codes, and manage the records pam_smartotp reads.",
