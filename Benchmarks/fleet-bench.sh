@@ -14,7 +14,7 @@
 # tests (one valid code sent by 32 connections at once, 1,000 rounds; 8 and 32 wrong codes
 # at once); smartotpd's memory with 100 and 100,000 users; and the wall time a fleet
 # login adds to a local one, and what a black-holed first verifier adds (pamtester,
-# hyperfine).
+# hyperfine). Writes fleet-bench.png (PLOT=PATH): verdicts/s and p99 against clients.
 # Everything lives in a private directory and is stopped by PID on exit.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -125,12 +125,14 @@ for c in 1 8 64; do
     CEIL_TPS[$c]=$(sed -nE 's/^tps = ([0-9.]+) .*/\1/p' <<<"$out" | head -1)
     CEIL_MS[$c]=$(sed -nE 's/^latency average = ([0-9.]+) ms/\1/p' <<<"$out")
     echo "| $c | ${CEIL_TPS[$c]%.*} | ${CEIL_MS[$c]} |"
+    printf 'PostgreSQL ceiling\t%s\t%s\t%s\n' "$c" "${CEIL_TPS[$c]}" "${CEIL_MS[$c]}" >>"$FLEET/plot.tsv"
 done
 echo
 
-# throughput LABEL SERVER-PID RESET-SQL: the verdicts table for the replica at $URL.
+# throughput LABEL SERVER-PID RESET-SQL [NAME]: the verdicts table for the replica at $URL
+# (NAME: its series in the plot).
 throughput() {
-    local label=$1 spid=$2 reset=$3 kind c s0 p0 s1 p1 out n rate p50 p99 answers cpu_s cpu_p
+    local label=$1 spid=$2 reset=$3 name=${4:-smartotpd} kind c s0 p0 s1 p1 out n rate p50 p99 answers cpu_s cpu_p
     echo "$label"
     echo
     echo "| codes | clients | verdicts/s | p50 ms | p99 ms | smartotpd CPU ms/verdict | PostgreSQL CPU ms/verdict | answers |"
@@ -147,6 +149,7 @@ throughput() {
             cpu_s=$(python3 -c "print('%.2f' % (($s1 - $s0) * 1000 / $HZ / max($n, 1)))")
             cpu_p=$(python3 -c "print('%.2f' % (($p1 - $p0) * 1000 / $HZ / max($n, 1)))")
             echo "| $kind | $c | $rate | $p50 | $p99 | $cpu_s | $cpu_p | $answers|"
+            printf '%s, %s codes\t%s\t%s\t%s\n' "$name" "$kind" "$c" "$rate" "$p99" >>"$FLEET/plot.tsv"
             [ "$kind" = valid ] && [ "$c" = 64 ] && RATE64=$rate
             [ "$kind" = valid ] && [ "$c" = 1 ] && P99_1=$p99
             "$reset" >/dev/null
@@ -189,7 +192,7 @@ PY
     BASE_PID=$!; FLEET_PIDS+=($BASE_PID)
     fleet_wait_ready s0 "https://127.0.0.1:$((PORT + 1))" "$HOST" || exit 1
     URL_MAIN=$URL; URL=https://127.0.0.1:$((PORT + 1))
-    throughput "The same load on smartotpd before sealing and the audit ($("$BASE_SMARTOTPD" --version)), its own database on the same server:" "$BASE_PID" reset_base
+    throughput "The same load on smartotpd before sealing and the audit ($("$BASE_SMARTOTPD" --version)), its own database on the same server:" "$BASE_PID" reset_base "$("$BASE_SMARTOTPD" --version)"
     fleet_kill "$BASE_PID"
     URL=$URL_MAIN
 fi
@@ -257,3 +260,13 @@ print("Login wall time (pamtester, hyperfine 30 runs): local store %.1f ms, flee
 print("  the first verifier black-holed (10 runs): %.1f ms (median %.1f): %.2f s more than the fleet login (the connect deadline is 1 s)"
       % (b["mean"] * 1000, b["median"] * 1000, b["mean"] - f["mean"]))
 PY
+
+# The figure: verdicts/s and p99 against clients, beside the ceiling (PLOT=PATH.png; the
+# SVG is always written beside it, the PNG when rsvg-convert is there: librsvg2-bin).
+PLOT=${PLOT:-$PWD/fleet-bench.png}
+python3 "$ROOT/Benchmarks/plot.py" "$FLEET/plot.tsv" "${PLOT%.png}.svg"
+if command -v rsvg-convert >/dev/null; then
+    rsvg-convert -o "$PLOT" "${PLOT%.png}.svg" && echo "Plot: $PLOT"
+else
+    echo "Plot: ${PLOT%.png}.svg (apt install librsvg2-bin for the PNG)"
+fi
