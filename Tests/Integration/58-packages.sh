@@ -217,4 +217,47 @@ check "… owned by smartotp-fleet-client now" "smartotp-fleet-client" "$(in_roo
 apt_in purge smartotpd >/dev/null 2>&1
 [ -e "$R/etc/smartotpd/smartotpd.conf" ] && not_ok "purging smartotpd removes its configuration" || ok "purging smartotpd removes its configuration"
 
+# --- The same packages in a Debian 13 root -------------------------------------------------
+# Built on Debian 12, they must install and work on the next release as they are (the
+# t64 libraries there provide the old names). Only when the package source carries it.
+if curl -sf --max-time 20 -o /dev/null "${mirror%/}/dists/trixie/Release"; then
+    CACHE13=$ROOT/.build-deb/trixie-minbase.tar
+    R=$WORK/root13
+    mkdir -p "$R"
+    if [ ! -s "$CACHE13" ]; then
+        echo "# debootstrap --variant=minbase trixie from $mirror"
+        mkdir -p "$WORK/base13"
+        if debootstrap --variant=minbase --include=pamtester trixie "$WORK/base13" "$mirror" >"$WORK/debootstrap13.log" 2>&1; then
+            tar -C "$WORK/base13" -cf "$CACHE13.tmp" . && mv "$CACHE13.tmp" "$CACHE13"
+        fi
+        rm -rf "$WORK/base13"
+    fi
+    if [ -s "$CACHE13" ]; then
+        tar -C "$R" -xf "$CACHE13"
+        printf '#!/bin/sh\nexit 101\n' >"$R/usr/sbin/policy-rc.d"; chmod 755 "$R/usr/sbin/policy-rc.d"
+        cp /etc/resolv.conf "$R/etc/resolv.conf" 2>/dev/null || true
+        mkdir -p "$R/tmp/debs"; cp "$LIBPAM" "$CLIDEB" "$FLEETDEB" "$R/tmp/debs/"
+        in_root apt-get -q update >"$WORK/apt13.log" 2>&1
+        if apt_in install "/tmp/debs/$(basename "$LIBPAM")" "/tmp/debs/$(basename "$CLIDEB")" "/tmp/debs/$(basename "$FLEETDEB")" >>"$WORK/apt13.log" 2>&1; then
+            ok "Debian 13 ($(cat "$R/etc/debian_version")): the same packages install"
+        else
+            not_ok "Debian 13: the packages install" "$(tail -6 "$WORK/apt13.log" | tr '\n' '|')"
+        fi
+        check "Debian 13: smartotp and smartotp-fleet run" "smartotp $VERSION smartotp-fleet $VERSION" \
+            "$(in_root smartotp --version 2>&1) $(in_root smartotp-fleet --version 2>&1)"
+        in_root useradd -m alice
+        echo "$SECRET" | in_root smartotp enroll alice --secret - >/dev/null 2>&1
+        printf 'auth required pam_smartotp.so methods=code\naccount required pam_permit.so\n' >"$R/etc/pam.d/pkgtest"
+        check "Debian 13: a wrong code is refused" "pamtester: Authentication failure" "$(login pkgtest alice 000000)"
+        check "Debian 13: alice's code logs in" "$SUCCESS" "$(login pkgtest alice "$(totp "$SECRET")")"
+        apt_in purge libpam-smartotp smartotp smartotp-fleet-client >"$WORK/purge13.log" 2>&1
+        left=$(for f in $(files_of "$LIBPAM") $(files_of "$CLIDEB") $(files_of "$FLEETDEB"); do [ -e "$R$f" ] && echo "$f"; done)
+        check "Debian 13: purge leaves none of their files" "" "$left"
+    else
+        not_ok "debootstrap a Debian 13 root" "$(tail -5 "$WORK/debootstrap13.log" 2>/dev/null | tr '\n' '|')"
+    fi
+else
+    echo "# skip: the package source here ($mirror) carries no Debian 13 (trixie)"
+fi
+
 finish
