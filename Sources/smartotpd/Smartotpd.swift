@@ -88,6 +88,7 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         var config = try loadConfig(options.config)
+        try checkReadable(config)
         let logger = makeLogger()
         config.maxConnections = fitDescriptors(config, logger: logger)
         let registry = PrometheusCollectorRegistry()
@@ -121,6 +122,16 @@ struct Serve: AsyncParsableCommand {
         lifecycle.maximumGracefulShutdownDuration = .seconds(10)
         lifecycle.maximumCancellationDuration = .seconds(5)
         try await ServiceGroup(configuration: lifecycle).run()
+    }
+}
+
+/// Names the file when a certificate or key the configuration names cannot be read (the
+/// TLS library's own error says only that a certificate failed to load).
+func checkReadable(_ config: ServerConfig) throws {
+    let files = [("tls_cert", config.tlsCert), ("tls_key", config.tlsKey), ("client_ca", config.clientCA), ("admin_ca", config.adminCA)]
+        + (config.helpdeskCA.map { [("helpdesk_ca", $0)] } ?? [])
+    for (key, path) in files where access(path, R_OK) != 0 {
+        throw ValidationError("\(key) \(path): \(String(cString: strerror(errno)))")
     }
 }
 

@@ -73,6 +73,10 @@ for bad in "$FLEET/open.key" "$FLEET/missing.key"; do
         *"$(basename "$bad")"*) ok "smartotpd will not start with seal_key $(basename "$bad") ($(echo "$out" | grep -o 'can be read[^(]*\|cannot open[^:]*' | head -1))";;
         *) not_ok "smartotpd refuses seal_key $(basename "$bad")" "$out";; esac
 done
+sed "s#^tls_cert = .*#tls_cert = $FLEET/pki/missing.pem#" "$FLEET/s1.conf" >"$FLEET/certs.conf"
+out=$(timeout 20 "$SMARTOTPD" --config "$FLEET/certs.conf" 2>&1)
+case "$out" in *"tls_cert $FLEET/pki/missing.pem: No such file"*) ok "a missing certificate file: smartotpd names it and will not start";;
+    *) not_ok "a missing tls_cert is named" "$out";; esac
 out=$(in_ns s1 "$SMARTOTPD" migrate --config "$FLEET/s1.conf" 2>&1); rc=$?
 check "smartotpd migrate creates the schema" 0 "$rc"
 out=$(in_ns s2 "$SMARTOTPD" migrate --config "$FLEET/s2.conf" 2>&1)
