@@ -40,20 +40,14 @@ struct Demo: ParsableCommand {
     }
 
     func run() throws {
-        guard let resolved = realpath("/proc/self/exe", nil) else { throw Failure("cannot tell where this program is") }
-        let me = String(cString: resolved)
-        free(resolved)
-        func parent(_ path: String) -> String {
-            guard let slash = path.lastIndex(of: "/"), slash != path.startIndex else { return "/" }
-            return String(path[..<slash])
-        }
-        let here = parent(me)
+        guard let me = ownPath() else { throw Failure("cannot tell where this program is") }
+        let here = parentFolder(me)
         // Installed (PREFIX/bin → PREFIX/lib/smartotp), or run from a build folder of the
         // checkout (.build/<triple>/release → scripts/).
-        var candidates = [script, "\(parent(here))/lib/smartotp/demo.sh"].compactMap { $0 }
+        var candidates = [script, "\(parentFolder(here))/lib/smartotp/demo.sh"].compactMap { $0 }
         var dir = here
         for _ in 0..<4 {
-            dir = parent(dir)
+            dir = parentFolder(dir)
             candidates.append("\(dir)/scripts/demo.sh")
         }
         guard let path = candidates.first(where: { access($0, X_OK) == 0 }) else {

@@ -23,14 +23,9 @@ public final class RemoteAdmin {
     }
 
     static func defaultClient() -> String {
-        var buffer = [CChar](repeating: 0, count: 4096)
-        let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-        if n > 0 {
-            let exe = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            if let slash = exe.lastIndex(of: "/") {
-                let beside = String(exe[..<slash]) + "/smartotp-fleet"
-                if access(beside, X_OK) == 0 { return beside }
-            }
+        if let me = ownPath() {
+            let beside = parentFolder(me) + "/smartotp-fleet"
+            if access(beside, X_OK) == 0 { return beside }
         }
         return Installation.fleetClient
     }

@@ -187,6 +187,19 @@ func userName(_ raw: String) throws -> UserName {
 
 func now() -> Int64 { Int64(Date().timeIntervalSince1970) }
 
+/// This program's own path, symbolic links resolved (`/proc/self/exe`), and the folder
+/// above a path: where the demo script and the fleet client are looked for.
+func ownPath() -> String? {
+    guard let resolved = realpath("/proc/self/exe", nil) else { return nil }
+    defer { free(resolved) }
+    return String(cString: resolved)
+}
+
+func parentFolder(_ path: String) -> String {
+    guard let slash = path.lastIndex(of: "/"), slash != path.startIndex else { return "/" }
+    return String(path[..<slash])
+}
+
 /// Where PAM modules live: the directory that holds pam_unix.so (as install.sh decides).
 func pamModuleDirectory() -> String? {
     ["/lib/x86_64-linux-gnu/security", "/lib/aarch64-linux-gnu/security", "/usr/lib/x86_64-linux-gnu/security",

@@ -387,9 +387,11 @@ struct Database: VerdictStore {
             for line in report {
                 let w = line.splitBytes(UInt8(ascii: " "), omittingEmpty: false)
                 guard w.count == 4 else { continue }
-                let e = AuditEvent(at: loaded.nowMicros, actor: r.name, serial: r.serial, role: r.role.rawValue, peer: r.address,
-                                   remoteHost: w[3] == "-" ? "" : w[3], service: w[2] == "-" ? "" : w[2], user: user.value,
-                                   operation: "offline-tap", credential: "tap", result: w[1], reason: "offline on \(r.name) at \(w[0])")
+                // PAM's service and remote host of that login, as the host saw them.
+                var login = r
+                (login.service, login.remoteHost) = (w[2] == "-" ? "" : w[2], w[3] == "-" ? "" : w[3])
+                let e = event(AuditFacts(operation: "offline-tap", credential: "tap", result: w[1], reason: "offline on \(r.name) at \(w[0])"),
+                              user, login, loaded)
                 loaded.head = try await append(conn, user, loaded, e, text: nil, by: r.name)
             }
             return FleetDecision(reply: .offline(epoch: loaded.offlineEpoch), record: nil, changed: false)
@@ -412,8 +414,13 @@ struct Database: VerdictStore {
     }
 
     func event(_ facts: AuditFacts, _ user: UserName, _ r: Requester, _ loaded: Loaded) -> AuditEvent {
+        event(facts, user.value, r, loaded)
+    }
+
+    /// The same for a name that is no user (a revocation's row names none).
+    func event(_ facts: AuditFacts, _ user: String, _ r: Requester, _ loaded: Loaded) -> AuditEvent {
         AuditEvent(at: loaded.nowMicros, actor: r.name, serial: r.serial, role: r.role.rawValue, peer: r.address,
-                   remoteHost: r.remoteHost, service: r.service, user: user.value, operation: facts.operation,
+                   remoteHost: r.remoteHost, service: r.service, user: user, operation: facts.operation,
                    credential: facts.credential, result: facts.result, reason: facts.reason)
     }
 
@@ -459,11 +466,9 @@ struct Database: VerdictStore {
             var changed = false
             for try await _ in rows.decode(Int.self) { changed = true }
             guard changed else { return false }
-            let r = requester
-            let e = AuditEvent(at: loaded.nowMicros, actor: r.name, serial: r.serial, role: r.role.rawValue, peer: r.address,
-                               remoteHost: r.remoteHost, service: r.service, user: "", operation: revoke ? "revoke-host" : "restore-host",
-                               credential: "", result: "changed", reason: entry)
-            try await append(conn, nil, loaded, e, text: nil, by: r.name)
+            let facts = AuditFacts(operation: revoke ? "revoke-host" : "restore-host", credential: "", result: "changed", reason: entry)
+            let e = event(facts, "", requester, loaded)
+            try await append(conn, nil, loaded, e, text: nil, by: requester.name)
             return true
         }
     }
