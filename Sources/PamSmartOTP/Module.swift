@@ -96,7 +96,15 @@ public func pam_sm_authenticate(_ handle: OpaquePointer?, _ flags: Int32, _ argc
         audit: PamAudit(pam: pam, debugEnabled: config.debug),
         previousToken: config.tryFirstPass || config.useFirstPass ? pam.item(PAM_AUTHTOK) : nil)
     flow.remoteHost = remoteHost
+    flow.window = config.windowPrompts ?? isWindow(pam)
     return pamCode(flow.authenticate(user: user, service: service))
+}
+
+/// Whether the application is a window (`prompts=auto`): it set PAM_XDISPLAY, or a
+/// PAM_TTY that names an X display (":0", as xscreensaver and LightDM do).
+func isWindow(_ pam: PamHandle) -> Bool {
+    if let display = pam.item(PAM_XDISPLAY), !display.isEmpty { return true }
+    return pam.item(PAM_TTY)?.utf8.first == UInt8(ascii: ":")
 }
 
 /// An auth module has no credentials to set.

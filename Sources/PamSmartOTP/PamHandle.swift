@@ -64,36 +64,52 @@ struct PamConversation: Prompter {
     func instruct(_ text: String) { _ = converse(PAM_TEXT_INFO, text) }
     func error(_ text: String) { if !silent { _ = converse(PAM_ERROR_MSG, text) } }
     func askSecret(_ prompt: String) -> String? { converse(PAM_PROMPT_ECHO_OFF, prompt) }
+    func askSecret(_ prompt: String, after note: String) -> String? { converse(PAM_PROMPT_ECHO_OFF, prompt, after: note) }
 
-    /// Sends one message through PAM_CONV. Returns the answer ("" for messages that get
-    /// none), or nil when there is no conversation or it failed. The answer buffer is
-    /// wiped and freed here, as the application malloc'd it for us.
-    func converse(_ style: Int32, _ text: String) -> String? {
+    /// Sends one message through PAM_CONV, after `note` (PAM_TEXT_INFO) in the same call
+    /// when there is one. Returns the answer to the last message ("" for messages that get
+    /// none), or nil when there is no conversation or it failed. The answers are wiped and
+    /// freed here, as the application malloc'd them for us.
+    func converse(_ style: Int32, _ text: String, after note: String? = nil) -> String? {
         var item: UnsafeRawPointer?
         guard pam_get_item(pam.raw, PAM_CONV, &item) == PAM_SUCCESS, let item else { return nil }
         let conv = item.assumingMemoryBound(to: pam_conv.self).pointee
         guard let function = conv.conv else { return nil }
         return text.withCString { cText -> String? in
-            var message = pam_message(msg_style: style, msg: cText)
-            return withUnsafePointer(to: &message) { messagePointer -> String? in
-                var messages: UnsafePointer<pam_message>? = messagePointer
-                var response: UnsafeMutablePointer<pam_response>?
-                let rc = function(1, &messages, &response, conv.appdata_ptr)
-                defer { Self.release(response) }
-                guard rc == PAM_SUCCESS else { return nil }
-                guard style == PAM_PROMPT_ECHO_OFF || style == PAM_PROMPT_ECHO_ON else { return "" }
-                guard let response, let answer = response.pointee.resp else { return nil }
-                return PamHandle.boundedString(answer, max: PamHandle.maxAnswerBytes)
+            (note ?? "").withCString { cNote -> String? in
+                // Linux-PAM's layout: an array of pointers to messages.
+                var first = pam_message(msg_style: PAM_TEXT_INFO, msg: cNote)
+                var last = pam_message(msg_style: style, msg: cText)
+                return withUnsafePointer(to: &first) { firstPointer -> String? in
+                    withUnsafePointer(to: &last) { lastPointer -> String? in
+                        var list: (UnsafePointer<pam_message>?, UnsafePointer<pam_message>?) =
+                            note == nil ? (lastPointer, nil) : (firstPointer, lastPointer)
+                        let count: Int32 = note == nil ? 1 : 2
+                        return withUnsafeMutablePointer(to: &list) { listPointer -> String? in
+                            listPointer.withMemoryRebound(to: Optional<UnsafePointer<pam_message>>.self, capacity: 2) { messages -> String? in
+                                var response: UnsafeMutablePointer<pam_response>?
+                                let rc = function(count, messages, &response, conv.appdata_ptr)
+                                defer { Self.release(response, count: Int(count)) }
+                                guard rc == PAM_SUCCESS else { return nil }
+                                guard style == PAM_PROMPT_ECHO_OFF || style == PAM_PROMPT_ECHO_ON else { return "" }
+                                guard let response, let answer = response[Int(count) - 1].resp else { return nil }
+                                return PamHandle.boundedString(answer, max: PamHandle.maxAnswerBytes)
+                            }
+                        }
+                    }
+                }
             }
         }
     }
 
-    /// Wipes and frees a response array of one element.
-    static func release(_ response: UnsafeMutablePointer<pam_response>?) {
+    /// Wipes and frees a response array of `count` elements.
+    static func release(_ response: UnsafeMutablePointer<pam_response>?, count: Int) {
         guard let response else { return }
-        if let answer = response.pointee.resp {
-            explicit_bzero(answer, PamHandle.boundedLength(answer, 1 << 20))
-            free(answer)
+        for i in 0..<count {
+            if let answer = response[i].resp {
+                explicit_bzero(answer, PamHandle.boundedLength(answer, 1 << 20))
+                free(answer)
+            }
         }
         free(response)
     }

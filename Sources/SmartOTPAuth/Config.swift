@@ -50,6 +50,12 @@ public struct ModuleConfig: Sendable, Equatable {
     public var offlineTap = false
     /// `offline_max_age=`: the oldest pair accepted, in seconds (7 days).
     public var offlineMaxAge: Int64 = 604_800
+    /// `prompts=`: how the tap is asked for. `text` (a terminal: a message, then the
+    /// wait, with reminders), `window` (a graphical locker or greeter, which holds every
+    /// lone message up until it is clicked away: one dialog, "hold your card on the reader
+    /// and press Enter, or type your code"), nil for `auto` (window when the application
+    /// set PAM_XDISPLAY or a PAM_TTY that names an X display, ":0").
+    public var windowPrompts: Bool?
 
     public init() {}
 
@@ -121,6 +127,14 @@ public struct ModuleConfig: Sendable, Equatable {
         },
         Option(name: "offline_max_age", takesValue: true, help: "the oldest offline pair accepted: seconds, or a number with m, h or d (default 7d)") { c, v throws(ConfigError) in
             c.offlineMaxAge = try v.duration(60...31_536_000)
+        },
+        Option(name: "prompts", takesValue: true, help: "text, window or auto: how the tap is asked for; window is one dialog, hold the card and press Enter or type a code (default auto: window where PAM_XDISPLAY or an X display as PAM_TTY is set)") { c, v throws(ConfigError) in
+            switch v.text {
+            case "auto": c.windowPrompts = nil
+            case "text": c.windowPrompts = false
+            case "window": c.windowPrompts = true
+            default: throw .badValue(name: v.name, value: v.text, expected: "text, window or auto")
+            }
         },
         Option(name: "server_timeout", takesValue: true, help: "seconds to get a verdict from the verifiers, all together; none answering fails closed (default 10)") { c, v throws(ConfigError) in
             c.serverTimeout = try v.int(1...300)

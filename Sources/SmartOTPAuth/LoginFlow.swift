@@ -24,6 +24,9 @@ public struct LoginFlow<Records: RecordService, Asker: Prompter, Reader: CardRea
     public var previousToken: String?
     /// PAM_RHOST, for the audit line.
     public var remoteHost: String = ""
+    /// Whether the application is a window (a graphical locker or greeter): the tap is
+    /// then asked for in one dialog with the code (`prompts=`, resolved by the module).
+    public var window = false
 
     public init(config: ModuleConfig, records: Records, prompter: Asker, reader: Reader,
                 clock: Time, audit: Audit, previousToken: String? = nil) {
@@ -49,6 +52,11 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
     let logUser: String
     let service: String
     var pending: String?
+    /// What the user typed at the window's tap prompt instead of tapping: tried as the
+    /// typed code, without asking again.
+    var typedAtTap: String?
+    /// A message for a window that goes out with the next prompt, in the same dialog.
+    var noteForPrompt: String?
 
     init(flow: LoginFlow<Records, Asker, Reader, Time, Audit>, logUser: String, service: String) {
         self.flow = flow
@@ -74,8 +82,12 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
     }
 
     /// Asks with echo off, after noting the prompt for `debug`.
-    func ask(_ method: Method, _ prompt: String) -> String? {
+    mutating func ask(_ method: Method, _ prompt: String) -> String? {
         if config.debug { trace(msg("\(method.rawValue): prompt shown: \"\(prompt)\"")) }
+        if let note = noteForPrompt {
+            noteForPrompt = nil
+            return prompter.askSecret(prompt, after: note)
+        }
         return prompter.askSecret(prompt)
     }
 
@@ -110,6 +122,12 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
             tellLocked(summary.lock)
             log("-", .locked, msg("\(summary.failures) failures"))
             return .locked
+        }
+        if flow.window && summary.failures > 0 {
+            // A greeter starts the next try at once, and its first message takes the place
+            // of the last one's "Wrong code.": the count says it instead.
+            noteForPrompt = summary.failures == 1 ? "1 failed attempt since your last login."
+                : msg("\(summary.failures) failed attempts since your last login.")
         }
         for method in config.methods {
             if config.debug { trace(msg("trying \(method.rawValue)")) }
@@ -192,13 +210,35 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
 
     // MARK: - Card
 
-    func tapStep(_ user: UserName, _ summary: RecordSummary) -> Step {
+    mutating func tapStep(_ user: UserName, _ summary: RecordSummary) -> Step {
         guard !summary.cards.isEmpty else { return .next }
         guard flow.reader.readerAvailable(filter: config.reader) else {
             log("card", .skipped, "no reader or pcscd not running")
             return .next
         }
-        prompter.instruct(msg("Tap your card on the reader (\(config.timeout) s)..."))
+        if flow.window {
+            // A window holds a lone message up until it is clicked away, and the module
+            // cannot take it down when the card comes: so one dialog asks for both, and
+            // the tap is read when the user presses Enter.
+            let codeNext = summary.acceptsCodes && (config.methods.firstIndex(of: .code).map { $0 > (config.methods.firstIndex(of: .card) ?? 0) } ?? false)
+            var note = codeNext ? "Hold your card on the reader and press Enter,\nor type your one-time code." : "Hold your card on the reader and press Enter."
+            if let earlier = noteForPrompt {
+                noteForPrompt = nil
+                note = earlier + "\n" + note
+            }
+            if config.debug { trace(msg("card: window prompt shown: \"\(note)\"")) }
+            guard let answer = prompter.askSecret(codeNext ? "Code:" : "Card:", after: note) else {
+                log("card", .error, "conversation failed")
+                return .done(.conversationError)
+            }
+            if !answer.isEmpty {
+                if codeNext { typedAtTap = answer }
+                log("card", .skipped, "a code was typed instead of a tap")
+                return .next
+            }
+        } else {
+            prompter.instruct(msg("Tap your card on the reader (\(config.timeout) s)..."))
+        }
         let records = flow.records
         let clock = flow.clock
         var verifierError: String?
@@ -215,10 +255,15 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
             },
             spare: { _ in records.offlineChallenge(for: user) },
             spareAnswer: { tokenID, challenge, mac in spare = (tokenID, challenge, mac) })
-        let result = flow.reader.tap(cards: summary.cards, filter: config.reader, timeoutSeconds: config.timeout,
+        let window = flow.window
+        // In a window the user pressed Enter with the card already held to the reader: a
+        // short wait for it, not the whole timeout with nothing on the screen.
+        let result = flow.reader.tap(cards: summary.cards, filter: config.reader, timeoutSeconds: window ? min(config.timeout, 5) : config.timeout,
                                      authority: authority) { notice in
             switch notice {
-            case .secondsLeft(let s): prompter.info(msg("Waiting for your card: \(s) s left..."))
+            case .secondsLeft(let s):
+                // In a window each reminder would be one more dialog to click away.
+                if !window { prompter.info(msg("Waiting for your card: \(s) s left...")) }
             case .touchRequired: prompter.instruct("Touch your key...")
             case .wrongCard: prompter.error("This is not your enrolled card.")
             }
@@ -242,7 +287,7 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
             log("card", .skipped, e.description)
             return .next
         case .timeout:
-            prompter.info("No card was presented.")
+            if window { noteForPrompt = "No card was on the reader." } else { prompter.info("No card was presented.") }
             log("card", .skipped, msg("no tap within \(config.timeout) s"))
             return .next
         case .failed(let e):
@@ -271,7 +316,11 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
         let typed: String
         let earlier = pending
         pending = nil
-        if let earlier, looksLikeCode(earlier, summary) {
+        if let atTap = typedAtTap {
+            // Typed at the window's tap prompt: that was the code.
+            typedAtTap = nil
+            typed = atTap
+        } else if let earlier, looksLikeCode(earlier, summary) {
             // try_first_pass / use_first_pass: an earlier module's token that has the shape
             // of a code is tried as one, and counted like any typed code.
             typed = earlier
@@ -279,7 +328,18 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
             log("code", .failure, "PAM_AUTHTOK from an earlier module is not a one-time code (use_first_pass)")
             return .next
         } else {
-            guard let answer = ask(.code, toPassword ? "One-time code (Enter for your simple password): " : "One-time code: ") else {
+            let prompt: String
+            if flow.window {
+                // A window's field label stays short; the hint goes in the message above it.
+                if toPassword {
+                    let hint = "No code? Press Enter for your simple password."
+                    noteForPrompt = noteForPrompt.map { $0 + "\n" + hint } ?? hint
+                }
+                prompt = "One-time code:"
+            } else {
+                prompt = toPassword ? "One-time code (Enter for your simple password): " : "One-time code: "
+            }
+            guard let answer = ask(.code, prompt) else {
                 log("code", .error, "conversation failed")
                 return .done(.conversationError)
             }

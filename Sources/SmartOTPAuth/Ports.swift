@@ -13,6 +13,10 @@ public protocol Prompter {
     func error(_ text: String)
     /// Asks with echo off (PAM_PROMPT_ECHO_OFF). nil when the conversation failed.
     func askSecret(_ prompt: String) -> String?
+    /// Shows `note` (PAM_TEXT_INFO, even under PAM_SILENT) and asks `prompt` with echo off
+    /// in one conversation call, so that a window shows both in one dialog: a window
+    /// locker such as xscreensaver holds a lone message up until the user clicks OK.
+    func askSecret(_ prompt: String, after note: String) -> String?
 }
 
 /// The verifier's side of a tap: it issues the challenge (so a captured challenge and

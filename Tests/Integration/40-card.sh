@@ -42,6 +42,17 @@ check "no prompt was shown for a tap" 0 "$(echo "$OUT" | grep -c '^prompt:')"
 run tap alice
 check "a second tap right away works too (fresh challenge, no replay window)" 0 "$RC"
 
+# A window (PAM_TTY ":0", as xscreensaver sets it): one conversation call, message and
+# prompt together; Enter with the card on the reader logs in (62-graphical: the real locker).
+run tap alice --tty :0 --answer ""
+check "as a window: the card held there and Enter logs in" 0 "$RC"
+check "… asked in one call: the message, then the short prompt" "info: Hold your card on the reader and press Enter,|or type your one-time code.|prompt: Code:" \
+    "$(echo "$OUT" | grep -v '^authenticate' | tr '\n' '|' | sed 's/|$//')"
+service tapastext "auth required $SO $ARGS timeout=5 prompts=text"
+run tapastext alice --tty :0
+check "prompts=text under an X display: the terminal's tap, no prompt" 0 "$RC"
+has "info: Tap your card on the reader (5 s)..." "… with the terminal's message"
+
 # The phone path: the same credential's code typed at the prompt.
 run codeonly alice --answer "$(oathtool --totp -b "$secret")"
 check "the card's TOTP typed at the prompt (what a phone reads from the card) logs in" 0 "$RC"
@@ -51,6 +62,9 @@ stop_card
 run quick alice --answer "" --answer 2468
 check "no tap in time: fallback to the simple password (PAM_SUCCESS)" 0 "$RC"
 has "info: No card was presented." "the user is told no card came"
+run quick alice --tty :0 --answer "" --answer "" --answer 2468
+check "as a window, Enter with no card: code, then the simple password (PAM_SUCCESS)" 0 "$RC"
+has "info: No card was on the reader." "… said with the code prompt"
 
 # A card pulled away mid-exchange: typed error, fallback, host survives.
 start_card "$WORK/card-a.state" --vanish-after 1

@@ -45,6 +45,10 @@ final class ScriptedPrompter: Prompter {
         guard !answers.isEmpty else { return nil }
         return answers.removeFirst()
     }
+    func askSecret(_ prompt: String, after note: String) -> String? {
+        transcript.append("note: \(note)")
+        return askSecret(prompt)
+    }
     var prompts: [String] { transcript.filter { $0.hasPrefix("prompt: ") } }
 }
 
@@ -53,6 +57,7 @@ final class FakeReader: CardReader {
     var available = true
     var result: (([RecordSummary.Card], TapAuthority) -> TapResult)?
     var taps = 0
+    var lastTimeout: Int?
     /// The last (challenge, response) a card gave: what an eavesdropper would capture.
     var lastExchange: (challenge: [UInt8], mac: [UInt8])?
 
@@ -61,6 +66,7 @@ final class FakeReader: CardReader {
     func tap(cards: [RecordSummary.Card], filter: String?, timeoutSeconds: Int, authority: TapAuthority,
              notice: (TapNotice) -> Void) -> TapResult {
         taps += 1
+        lastTimeout = timeoutSeconds
         let r = result?(cards, authority) ?? .timeout
         if case .response(_, let c, let m) = r { lastExchange = (c, m) }
         return r

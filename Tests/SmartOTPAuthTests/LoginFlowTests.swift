@@ -38,11 +38,12 @@ struct Harness {
         store.records[user] = record
     }
 
-    func run(_ answers: [String?], user: String = "alice", previous: String? = nil) -> (Outcome, ScriptedPrompter) {
+    func run(_ answers: [String?], user: String = "alice", previous: String? = nil, window: Bool = false) -> (Outcome, ScriptedPrompter) {
         let prompter = ScriptedPrompter(answers)
         let records = LocalRecords(store: store, policy: config.policy, isRoot: { $0.value == "root" })
-        let flow = LoginFlow(config: config, records: records, prompter: prompter, reader: reader,
+        var flow = LoginFlow(config: config, records: records, prompter: prompter, reader: reader,
                              clock: FixedClock(time: time), audit: audit, previousToken: previous)
+        flow.window = window
         return (flow.authenticate(user: user, service: "test"), prompter)
     }
 
@@ -60,6 +61,59 @@ struct LoginFlowTests {
         #expect(p.transcript.first?.hasPrefix("instruct: Tap your card") == true, "the tap cue survives PAM_SILENT")
         #expect(h.audit.events.last?.result == .success)
         #expect(h.record?.tokens.first?.lastUsedTime == t0)
+    }
+
+    // A window (xscreensaver, a greeter) holds every lone message up until it is clicked
+    // away: the tap is asked for in one dialog with the code, and read at Enter.
+    @Test func windowAsksForTapAndCodeInOneDialog() throws {
+        let h = try Harness()
+        h.reader.result = FakeReader.card(SecretBytes(secretBytes))
+        let (outcome, p) = h.run([""], window: true)
+        #expect(outcome == .success(.card))
+        #expect(p.transcript == ["note: Hold your card on the reader and press Enter,\nor type your one-time code.", "prompt: Code:"])
+        #expect(h.reader.lastTimeout == 5, "at Enter the card is already held there: a short wait")
+    }
+
+    @Test func windowCodeTypedAtTheTapPromptIsTheCode() throws {
+        let h = try Harness()
+        let (outcome, p) = h.run([code(at: t0)], window: true)
+        #expect(outcome == .success(.code))
+        #expect(h.reader.taps == 0)
+        #expect(p.prompts == ["prompt: Code:"], "not asked twice")
+        let (wrong, _) = h.run(["000000"], window: true)
+        #expect(wrong == .failure("wrong code"))
+        #expect(h.record?.failures == 1, "a wrong code typed there is counted like any other")
+    }
+
+    @Test func windowNoCardGoesWithTheNextPromptAndNoReminders() throws {
+        let h = try Harness()
+        let (outcome, p) = h.run(["", "", "1234"], window: true)
+        #expect(outcome == .success(.password))
+        #expect(p.transcript == ["note: Hold your card on the reader and press Enter,\nor type your one-time code.", "prompt: Code:",
+                                 "note: No card was on the reader.\nNo code? Press Enter for your simple password.", "prompt: One-time code:",
+                                 "prompt: Simple password: "])
+        #expect(!p.transcript.contains { $0.hasPrefix("info:") })
+    }
+
+    @Test func windowSaysHowManyFailedBeforeInItsFirstDialog() throws {
+        let h = try Harness()
+        #expect(h.run(["000000"], window: true).0 == .failure("wrong code"))
+        let (_, p) = h.run(["000001"], window: true)
+        #expect(p.transcript.first == "note: 1 failed attempt since your last login.\nHold your card on the reader and press Enter,\nor type your one-time code.")
+        h.reader.available = false
+        let (_, q) = h.run([""], window: true)
+        #expect(q.transcript.first == "note: 2 failed attempts since your last login.\nNo code? Press Enter for your simple password.")
+        let (_, text) = h.run([""])
+        #expect(!text.transcript.contains { $0.contains("failed attempt") }, "a terminal shows each error as it comes")
+    }
+
+    @Test func windowCardOnlyAsksForTheCardAlone() throws {
+        var h = try Harness(code: false, password: nil)
+        h.config.methods = [.card]
+        h.reader.result = FakeReader.card(SecretBytes(secretBytes))
+        let (outcome, p) = h.run([""], window: true)
+        #expect(outcome == .success(.card))
+        #expect(p.transcript == ["note: Hold your card on the reader and press Enter.", "prompt: Card:"])
     }
 
     @Test func wrongCardAnswerCountsAFailure() throws {

@@ -14,6 +14,7 @@
  *     --acct-only          run only pam_acct_mgmt
  *     --silent             pass PAM_SILENT to pam_authenticate / pam_acct_mgmt
  *     --rhost HOST         set PAM_RHOST (as sshd does)
+ *     --tty TTY            set PAM_TTY (":0": an X display, as screen lockers do)
  *
  * Output: "info: …", "error: …", "prompt: …" per message, then "authenticate: N NAME"
  * (and "acct_mgmt: N NAME"). Exit status: the last PAM return code.
@@ -110,7 +111,7 @@ static int usage(void)
 
 int main(int argc, char **argv)
 {
-    const char *confdir = NULL, *service = NULL, *user = NULL, *rhost = NULL;
+    const char *confdir = NULL, *service = NULL, *user = NULL, *rhost = NULL, *tty = NULL;
     int acct = 0, acct_only = 0, no_conv = 0, flags = 0;
     struct answers a = {0};
     for (int i = 1; i < argc; i++) {
@@ -120,6 +121,7 @@ int main(int argc, char **argv)
         else if (!strcmp(arg, "--service") && val) { service = val; i++; }
         else if (!strcmp(arg, "--user") && val) { user = val; i++; }
         else if (!strcmp(arg, "--rhost") && val) { rhost = val; i++; }
+        else if (!strcmp(arg, "--tty") && val) { tty = val; i++; }
         else if (!strcmp(arg, "--answer") && val && a.count < MAX_ANSWERS) {
             a.items[a.count] = strdup(val);
             a.lengths[a.count++] = strlen(val);
@@ -156,6 +158,11 @@ int main(int argc, char **argv)
         return rc;
     }
     if (rhost != NULL && (rc = pam_set_item(pamh, PAM_RHOST, rhost)) != PAM_SUCCESS) {
+        printf("pam_set_item: %d %s\n", rc, pam_strerror(pamh, rc));
+        pam_end(pamh, rc);
+        return rc;
+    }
+    if (tty != NULL && (rc = pam_set_item(pamh, PAM_TTY, tty)) != PAM_SUCCESS) {
         printf("pam_set_item: %d %s\n", rc, pam_strerror(pamh, rc));
         pam_end(pamh, rc);
         return rc;
