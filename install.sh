@@ -12,6 +12,8 @@
 #   ./install.sh --deps-dev      also install the test and demo packages (vsmartcard-vpcd,
 #                                openssh-server, pamtester, …) and the smartotp-test service
 #   ./install.sh --deps-only     only install the Debian packages
+#   ./install.sh --deps-gui      only install the graphical suite's packages (Xvfb,
+#                                xscreensaver, LightDM, …): Tests/run-all.sh does
 #   ./install.sh --no-deps       skip apt-get (packages already there)
 #   ./install.sh --list-packages print the packages these options would install, and stop
 #   ./install.sh --enable SVC    also add pam_smartotp to /etc/pam.d/SVC (sudo, sshd, login,
@@ -41,6 +43,12 @@ PACKAGES_DEV=(
     postgresql curl openssl libnss-wrapper gcc
     dpkg-dev debhelper po-debconf lintian debootstrap
 )
+# The graphical suite only (62-graphical: a screen locker and a display manager under
+# Xvfb, read back from screenshots): Tests/run-all.sh installs them (--deps-gui) when they
+# are missing, so the quick start does not download a desktop's worth of libraries.
+PACKAGES_GUI=(
+    xvfb xauth xdotool imagemagick tesseract-ocr xscreensaver lightdm lightdm-gtk-greeter dbus
+)
 PREFIX=/usr/local
 STATE=/var/lib/smartotp
 CONFDIR=/etc/smartotp
@@ -55,14 +63,16 @@ md5() { md5sum <"$1" | cut -d' ' -f1; }
 # Where PAM modules live: the CLI's answer, the one list of candidate directories.
 module_dir() { "$BIN/smartotp" check --module-directory || die "cannot tell where PAM modules are installed"; }
 
+# packages DEV [GUI]: the list to install (GUI=1: the graphical suite's alone)
 packages() {
+    if [ "${2:-0}" -eq 1 ]; then printf '%s\n' "${PACKAGES_GUI[@]}"; return; fi
     printf '%s\n' "${PACKAGES_BUILD[@]}" "${PACKAGES_RUN[@]}"
     [ "$1" -eq 0 ] || printf '%s\n' "${PACKAGES_DEV[@]}"
 }
 
 deps() {
     local list
-    mapfile -t list < <(packages "$1")
+    mapfile -t list < <(packages "$1" "${2:-0}")
     say "installing Debian packages: ${list[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
@@ -339,12 +349,13 @@ uninstall() {
 }
 
 main() {
-    local do_deps=1 do_install=1 demo=0 dev=0 list=0 fleet=0 enable=()
+    local do_deps=1 do_install=1 demo=0 dev=0 gui=0 list=0 fleet=0 enable=()
     while [ $# -gt 0 ]; do
         case "$1" in
             --deps-only) do_install=0 ;;
             --no-deps) do_deps=0 ;;
             --deps-dev) dev=1 ;;
+            --deps-gui) gui=1; do_install=0 ;;
             --demo) demo=1; dev=1 ;;
             --fleet) fleet=1 ;;
             --list-packages) list=1 ;;
@@ -356,9 +367,9 @@ main() {
         esac
         shift
     done
-    if [ "$list" -eq 1 ]; then packages "$dev"; return; fi
+    if [ "$list" -eq 1 ]; then packages "$dev" "$gui"; return; fi
     [ "$(id -u)" -eq 0 ] || die "run as root"
-    [ "$do_deps" -eq 1 ] && deps "$dev"
+    [ "$do_deps" -eq 1 ] && deps "$dev" "$gui"
     [ "$do_install" -eq 1 ] || return 0
     # Once installed, the fleet's programs are rebuilt with the rest: never left behind
     # at an older version.

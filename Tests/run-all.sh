@@ -23,6 +23,16 @@ times=()
 mark=$SECONDS
 took() { times+=("$(printf '%5d s  %s' $((SECONDS - mark)) "$1")"); mark=$SECONDS; }
 
+# The graphical suite's packages (Xvfb, xscreensaver, LightDM, …): not in the quick
+# start's list, installed here when one is missing.
+missing=$(./install.sh --list-packages --deps-gui | while read -r p; do
+    dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "ok installed" || echo "$p"; done)
+if [ -n "$missing" ]; then
+    echo "== ./install.sh --deps-gui (missing: $(echo $missing))"
+    ./install.sh --deps-gui
+    took "the graphical suite's packages"
+fi
+
 echo "== swift build (release: the CLIs, the harness, the virtual card)"
 with_private_tmp swift build -c release
 echo "== scripts/build-embedded.sh (the module and the helper the integration tests load)"

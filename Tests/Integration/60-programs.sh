@@ -13,26 +13,12 @@ source "$(dirname "$0")/lib/testlib.sh"
 S_SUDO=JBSWY3DPEHPK3PXP S_LOCK=ONSWG4TFORPWK6DQ S_HELPER=KRSXG5CTMVRXEZLU   # smartotp-t1
 S_SU=GEZDGNBVGY3TQOJQ S_SSH=MFRGGZDFMZTWQ2LK                          # smartotp-t2
 READER="Virtual PCD 00 00"
-PUB=$(mktemp -d /usr/local/lib/smartotp-test.XXXXXX)   # not under a nosuid /tmp
-chmod 755 "$PUB"
-at_exit "rm -rf '$PUB'"
-STORE="$PUB/store"
-mkdir -m 700 "$STORE"
+public_dir
 for cmd in sudo su sshd ssh ssh-keygen python3; do
     command -v "$cmd" >/dev/null || [ -x "/usr/sbin/$cmd" ] || die "$cmd is missing (./install.sh --deps-only)"
 done
 python3 -c 'import pexpect' 2>/dev/null || die "python3-pexpect is missing"
 
-# backup FILE: restore it (or remove it if it did not exist) on exit.
-backup() {
-    local f=$1 b="$WORK/backup.$(echo "$1" | tr / _)"
-    if [ -e "$f" ]; then cp -p "$f" "$b"; at_exit "cp -p '$b' '$f'"; else at_exit "rm -f '$f'"; fi
-}
-add_user() {
-    id "$1" >/dev/null 2>&1 && die "user $1 exists already; remove it first"
-    useradd -m -s /bin/sh "$1" && usermod -p '*' "$1"
-    at_exit "userdel -r '$1' 2>/dev/null || userdel '$1'"
-}
 totp() { oathtool --totp -b "$1"; }
 
 add_user smartotp-t1

@@ -38,6 +38,28 @@ trap 'exit 130' INT TERM
 # Registers a command to run at exit (in reverse order).
 at_exit() { CLEANUPS+=("$1"); }
 
+# backup FILE: restores FILE on exit (or removes it if it did not exist).
+backup() {
+    local f=$1 b="$WORK/backup.$(echo "$1" | tr / _)"
+    if [ -e "$f" ]; then cp -p "$f" "$b"; at_exit "cp -p '$b' '$f'"; else at_exit "rm -f '$f'"; fi
+}
+# public_dir: sets PUB, a folder the test users can read (not under a nosuid /tmp: the
+# setuid helper's copy goes there), and STORE, a record store (0700) in it; removed on exit.
+public_dir() {
+    PUB=$(mktemp -d /usr/local/lib/smartotp-test.XXXXXX)
+    chmod 755 "$PUB"
+    at_exit "rm -rf '$PUB'"
+    STORE="$PUB/store"
+    mkdir -m 700 "$STORE"
+}
+# add_user NAME: a real user with a home and no password, removed on exit once none of
+# its processes is left (a screen locker's take a moment to go).
+add_user() {
+    id "$1" >/dev/null 2>&1 && die "user $1 exists already; remove it first"
+    useradd -m -s /bin/sh "$1" && usermod -p '*' "$1"
+    at_exit "for _w in \$(seq 1 50); do pgrep -u '$1' >/dev/null || break; sleep 0.1; done; userdel -r '$1' 2>/dev/null || userdel '$1'"
+}
+
 # service NAME LINE…: writes a private PAM service into $CONF.
 service() { local name=$1; shift; printf '%s\n' "$@" >"$CONF/$name"; }
 # The name service of this run's PAM transactions. The module refuses a user the name
