@@ -47,7 +47,7 @@ PACKAGES_DEV=(
 # Xvfb, read back from screenshots): Tests/run-all.sh installs them (--deps-gui) when they
 # are missing, so the quick start does not download a desktop's worth of libraries.
 PACKAGES_GUI=(
-    xvfb xauth xdotool imagemagick tesseract-ocr xscreensaver lightdm lightdm-gtk-greeter dbus
+    xvfb xauth xdotool imagemagick tesseract-ocr fonts-dejavu-core xscreensaver lightdm lightdm-gtk-greeter dbus
 )
 PREFIX=/usr/local
 STATE=/var/lib/smartotp

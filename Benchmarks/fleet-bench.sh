@@ -18,7 +18,9 @@
 # Everything lives in a private directory and is stopped by PID on exit.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN=$ROOT/.build/release
+# SMARTOTP_BIN: the programs to measure (default .build/release). A folder of links to
+# them with smartotpd swapped for an earlier build measures that build in the same setup.
+BIN=${SMARTOTP_BIN:-$ROOT/.build/release}
 SO=$ROOT/.build-embedded/release/libpam_smartotp.so
 SECONDS_EACH=${BENCH_SECONDS:-10}
 for t in openssl curl pamtester oathtool hyperfine python3; do command -v "$t" >/dev/null || { echo "fleet-bench: $t missing (./install.sh --deps-dev)"; exit 1; }; done
