@@ -41,9 +41,15 @@ took "build (release and Embedded)"
 
 echo "== swift test (unit tests)"
 if with_private_tmp swift test 2>&1 | tee "$log/unit.txt"; then unit=ok; else unit=fail; fi
-# One line per test; the closing "Test run with N tests" line is not a test.
-n_pass=$(grep -E '^✔ Test ' "$log/unit.txt" | grep -vc '^✔ Test run with' || true)
-n_fail=$(grep -E '^✘ Test ' "$log/unit.txt" | grep -vc '^✘ Test run with' || true)
+# The closing "Test run with N tests in M suites passed|failed …" line is the count (the
+# per-test lines are not: one CI log held 79 "✔ Test" lines for 184 tests that all ran);
+# the failed ones are the "✘ Test" lines. XCTest's "Executed N tests, with K failures"
+# adds its own (none today).
+n_run=$(sed -n 's/^.* Test run with \([0-9]*\) tests\{0,1\} in .*/\1/p' "$log/unit.txt" | tail -1)
+n_fail=$(grep -E '^✘ Test ' "$log/unit.txt" | grep -vc 'Test run with' || true)
+read -r x_run x_fail < <(sed -n 's/^[[:space:]]*Executed \([0-9]*\) tests\{0,1\}, with \([0-9]*\) failures.*/\1 \2/p' "$log/unit.txt" | tail -1; echo)
+n_pass=$(( ${n_run:-0} - n_fail + ${x_run:-0} - ${x_fail:-0} ))
+n_fail=$(( n_fail + ${x_fail:-0} ))
 passed=$((passed + n_pass)); failed=$((failed + n_fail))
 [ "$unit" = ok ] || [ "$n_fail" -gt 0 ] || failed=$((failed + 1))
 took "unit tests"
