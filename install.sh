@@ -84,6 +84,11 @@ deps() {
     fi
     apt-get install -y -q --no-install-recommends "${list[@]}" || { [ "$added" -eq 0 ] || rm -f "$policy"; die "apt-get install failed"; }
     [ "$added" -eq 0 ] || rm -f "$policy"
+    # LightDM is there for 62-graphical, which starts its own on Xvfb: a test machine must
+    # not come up with a display manager on its console at the next boot.
+    if [ "${2:-0}" -eq 1 ] && [ -d /run/systemd/system ]; then
+        systemctl disable --quiet lightdm.service 2>/dev/null || true
+    fi
 }
 
 # Where build() left the programs: .build-host (the single host's build, without the
