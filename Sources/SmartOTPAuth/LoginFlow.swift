@@ -231,8 +231,9 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
                 log("card", .error, "conversation failed")
                 return .done(.conversationError)
             }
-            if !answer.isEmpty {
-                if codeNext { typedAtTap = answer }
+            // Typed text is the code where one is offered; at "Card:" it is only Enter.
+            if !answer.isEmpty && codeNext {
+                typedAtTap = answer
                 log("card", .skipped, "a code was typed instead of a tap")
                 return .next
             }
@@ -258,7 +259,8 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
         let window = flow.window
         // In a window the user pressed Enter with the card already held to the reader: a
         // short wait for it, not the whole timeout with nothing on the screen.
-        let result = flow.reader.tap(cards: summary.cards, filter: config.reader, timeoutSeconds: window ? min(config.timeout, 5) : config.timeout,
+        let wait = window ? min(config.timeout, 5) : config.timeout
+        let result = flow.reader.tap(cards: summary.cards, filter: config.reader, timeoutSeconds: wait,
                                      authority: authority) { notice in
             switch notice {
             case .secondsLeft(let s):
@@ -288,7 +290,7 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
             return .next
         case .timeout:
             if window { noteForPrompt = "No card was on the reader." } else { prompter.info("No card was presented.") }
-            log("card", .skipped, msg("no tap within \(config.timeout) s"))
+            log("card", .skipped, msg("no tap within \(wait) s"))
             return .next
         case .failed(let e):
             prompter.error(msg("The card could not be used: \(e.description)."))

@@ -114,6 +114,8 @@ struct LoginFlowTests {
         let (outcome, p) = h.run([""], window: true)
         #expect(outcome == .success(.card))
         #expect(p.transcript == ["note: Hold your card on the reader and press Enter.", "prompt: Card:"])
+        let (typed, _) = h.run(["123456"], window: true)
+        #expect(typed == .success(.card), "no code is offered there: what was typed is only Enter")
     }
 
     @Test func wrongCardAnswerCountsAFailure() throws {
