@@ -83,12 +83,24 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
 
     /// Asks with echo off, after noting the prompt for `debug`.
     mutating func ask(_ method: Method, _ prompt: String) -> String? {
-        if config.debug { trace(msg("\(method.rawValue): prompt shown: \"\(prompt)\"")) }
         if let note = noteForPrompt {
             noteForPrompt = nil
+            if config.debug { trace(msg("\(method.rawValue): prompt shown: \"\(note)\" \"\(prompt)\"")) }
             return prompter.askSecret(prompt, after: note)
         }
+        if config.debug { trace(msg("\(method.rawValue): prompt shown: \"\(prompt)\"")) }
         return prompter.askSecret(prompt)
+    }
+
+    /// Adds a line to the message that goes out with the next prompt (a window's dialog).
+    mutating func addNote(_ line: String) {
+        noteForPrompt = noteForPrompt.map { $0 + "\n" + line } ?? line
+    }
+
+    /// Whether `later` is offered after `earlier` in the service's methods.
+    func offered(_ later: Method, after earlier: Method) -> Bool {
+        let earlierIndex = config.methods.firstIndex(of: earlier) ?? 0
+        return config.methods.firstIndex(of: later).map { $0 > earlierIndex } ?? false
     }
 
     enum Step {
@@ -126,8 +138,8 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
         if flow.window && summary.failures > 0 {
             // A greeter starts the next try at once, and its first message takes the place
             // of the last one's "Wrong code.": the count says it instead.
-            noteForPrompt = summary.failures == 1 ? "1 failed attempt since your last login."
-                : msg("\(summary.failures) failed attempts since your last login.")
+            addNote(summary.failures == 1 ? "1 failed attempt since your last login."
+                : msg("\(summary.failures) failed attempts since your last login."))
         }
         for method in config.methods {
             if config.debug { trace(msg("trying \(method.rawValue)")) }
@@ -220,14 +232,9 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
             // A window holds a lone message up until it is clicked away, and the module
             // cannot take it down when the card comes: so one dialog asks for both, and
             // the tap is read when the user presses Enter.
-            let codeNext = summary.acceptsCodes && (config.methods.firstIndex(of: .code).map { $0 > (config.methods.firstIndex(of: .card) ?? 0) } ?? false)
-            var note = codeNext ? "Hold your card on the reader and press Enter,\nor type your one-time code." : "Hold your card on the reader and press Enter."
-            if let earlier = noteForPrompt {
-                noteForPrompt = nil
-                note = earlier + "\n" + note
-            }
-            if config.debug { trace(msg("card: window prompt shown: \"\(note)\"")) }
-            guard let answer = prompter.askSecret(codeNext ? "Code:" : "Card:", after: note) else {
+            let codeNext = summary.acceptsCodes && offered(.code, after: .card)
+            addNote(codeNext ? "Hold your card on the reader and press Enter,\nor type your one-time code." : "Hold your card on the reader and press Enter.")
+            guard let answer = ask(.card, codeNext ? "Code:" : "Card:") else {
                 log("card", .error, "conversation failed")
                 return .done(.conversationError)
             }
@@ -289,7 +296,7 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
             log("card", .skipped, e.description)
             return .next
         case .timeout:
-            if window { noteForPrompt = "No card was on the reader." } else { prompter.info("No card was presented.") }
+            if window { addNote("No card was on the reader.") } else { prompter.info("No card was presented.") }
             log("card", .skipped, msg("no tap within \(wait) s"))
             return .next
         case .failed(let e):
@@ -303,9 +310,7 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
 
     /// Whether an empty answer at the code prompt may move on to the simple password.
     func offersPassword(_ summary: RecordSummary) -> Bool {
-        let codeIndex = config.methods.firstIndex(of: .code) ?? 0
-        return summary.hasPassword && !config.useFirstPass
-            && (config.methods.firstIndex(of: .password).map { $0 > codeIndex } ?? false)
+        summary.hasPassword && !config.useFirstPass && offered(.password, after: .code)
     }
 
     func looksLikeCode(_ s: String, _ summary: RecordSummary) -> Bool {
@@ -333,10 +338,7 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
             let prompt: String
             if flow.window {
                 // A window's field label stays short; the hint goes in the message above it.
-                if toPassword {
-                    let hint = "No code? Press Enter for your simple password."
-                    noteForPrompt = noteForPrompt.map { $0 + "\n" + hint } ?? hint
-                }
+                if toPassword { addNote("No code? Press Enter for your simple password.") }
                 prompt = "One-time code:"
             } else {
                 prompt = toPassword ? "One-time code (Enter for your simple password): " : "One-time code: "
