@@ -41,7 +41,7 @@ PACKAGES_DEV=(
     libssl-dev vsmartcard-vpcd pamtester oathtool libpam-oath yubikey-manager iproute2 util-linux procps python3
     sudo openssh-server openssh-client python3-pexpect valgrind hyperfine time
     postgresql curl openssl libnss-wrapper gcc
-    dpkg-dev debhelper po-debconf lintian debootstrap
+    build-essential dpkg-dev debhelper po-debconf lintian debootstrap
 )
 # The graphical suite only (62-graphical: a screen locker and a display manager under
 # Xvfb, read back from screenshots): Tests/run-all.sh installs them (--deps-gui) when they
@@ -270,14 +270,16 @@ enable_service() {
     say "enabled smartotp in $file (backup: $backup; ./install.sh --uninstall restores it)"
 }
 
-# uses_smartotp DIR FILE: whether FILE's stack runs pam_smartotp, following @include,
-# include and substack as Linux-PAM does (at most 16 deep).
+# uses_smartotp DIR FILE: whether FILE's stack runs the installed pam_smartotp (by its name,
+# which PAM looks up in its module directory, or by a path there), following @include,
+# include and substack as Linux-PAM does (at most 16 deep). A stack that loads a copy from
+# elsewhere (a build tree's libpam_smartotp.so, a test's) does not lose it with --uninstall.
 uses_smartotp() {
     local dir=$1 f=$2 depth=${3:-0} type control module rest
     [ "$depth" -lt 16 ] || return 1
     case "$f" in /*) ;; *) f="$dir/$f" ;; esac
     [ -f "$f" ] || return 1
-    grep -qE '^[^#]*pam_smartotp\.so' "$f" && return 0
+    grep -qE '^[^#]*(^|[[:space:]]|\])([^[:space:]#]*/security/)?pam_smartotp\.so([[:space:]]|$)' "$f" && return 0
     while read -r type control module rest; do
         if [ "$type" = "@include" ]; then uses_smartotp "$dir" "$control" $((depth + 1)) && return 0; continue; fi
         case "$control" in include|substack) uses_smartotp "$dir" "$module" $((depth + 1)) && return 0 ;; esac
@@ -301,8 +303,10 @@ module_users() {
 uninstall() {
     [ "$(id -u)" -eq 0 ] || die "run as root"
     local entry f sum users
-    # 1. The profile pam-auth-update may have put in common-auth and its siblings.
-    if [ -e /usr/share/pam-configs/smartotp ] && command -v pam-auth-update >/dev/null; then
+    # 1. The profile pam-auth-update may have put in common-auth and its siblings (only where
+    #    it did: pam-auth-update is a debconf client and fails while another holds debconf).
+    if [ -e /usr/share/pam-configs/smartotp ] && command -v pam-auth-update >/dev/null &&
+       grep -qsE '^[^#]*pam_smartotp\.so' "$PAMDIR"/common-*; then
         DEBIAN_FRONTEND=noninteractive pam-auth-update --package --remove smartotp || die "pam-auth-update --remove smartotp failed"
     fi
     # 2. Services --enable changed: the backup if the file is as we left it, else only our line.

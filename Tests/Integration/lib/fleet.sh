@@ -7,10 +7,31 @@
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 FLEET_PIDS=()
 
+# fleet_sweep: what an earlier run of this suite left when it was killed outright (SIGKILL
+# gives no EXIT trap): its namespaces and its /etc/pam.d services, named ${P}'s letters and
+# that run's PID. Only a PID no process has any more is swept.
+fleet_sweep() {
+    local fam=${P%%[0-9]*} name pid
+    while read -r name _; do
+        [[ $name =~ ^${fam}([0-9]+) ]] || continue
+        pid=${BASH_REMATCH[1]}
+        [ "$fam$pid" != "$P" ] && ! kill -0 "$pid" 2>/dev/null || continue
+        ip netns del "$name" 2>/dev/null && echo "# swept namespace $name (a killed run's)"
+    done < <(ip netns list 2>/dev/null)
+    for name in /etc/pam.d/"$fam"[0-9]*-*; do
+        [ -e "$name" ] || continue
+        [[ ${name##*/} =~ ^${fam}([0-9]+)- ]] || continue
+        pid=${BASH_REMATCH[1]}
+        [ "$fam$pid" != "$P" ] && ! kill -0 "$pid" 2>/dev/null || continue
+        rm -f "$name" && echo "# swept $name (a killed run's)"
+    done
+}
+
 # fleet_net NODE…: a bridge in namespace ${P}hub and a namespace a node (${P}NODE), each
 # with ${ADDR[NODE]}/24 on its eth0, joined on the bridge: nothing leaves them. P and ADDR
 # are the caller's; the caller's teardown deletes the namespaces.
 fleet_net() {
+    fleet_sweep
     ip netns add "${P}hub" && ip -n "${P}hub" link add br0 type bridge && ip -n "${P}hub" link set br0 up || return 1
     local n
     for n in "$@"; do
