@@ -25,7 +25,7 @@ import PackageDescription
 ///   load. Only the targets they link are in that package.
 let embedded = Context.environment["SMARTOTP_EMBEDDED"] == "1"
 /// `SMARTOTP_NO_FLEET=1` leaves out the fleet's network side (smartotpd, smartotp-fleet,
-/// the load client) and SwiftNIO, swift-nio-ssl, swift-crypto and postgres-nio with it:
+/// the load client) and SwiftNIO, swift-nio-ssl, swift-crypto and libpq with it:
 /// the single host's build (./install.sh without --fleet: the module, the helper, the CLI,
 /// the virtual card; minutes instead of a quarter of an hour), and the sanitizer runs of
 /// the unit tests (Tests/sanitize.sh), where those packages are not under test. The CLI
@@ -139,6 +139,8 @@ let normalTargets: [Target] = [
     // libcrypto is used by the tests only, as an independent reference for the hashes.
     .systemLibrary(name: "CLibCrypto", path: "Sources/CLibCrypto", providers: [.apt(["libssl-dev"])]),
     .systemLibrary(name: "CQREncode", path: "Sources/CQREncode", providers: [.apt(["libqrencode-dev"])]),
+    // libpq: smartotpd's PostgreSQL client (TLS, SCRAM, timeouts are PostgreSQL's own).
+    .systemLibrary(name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
     // What only the administrator's tools use (the CLI): importers of other modules'
     // files, merging them into records, recovery-code generation. Normal Swift: never
     // linked into the module or the helper.
@@ -176,7 +178,7 @@ let normalTargets: [Target] = [
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
-            .product(name: "PostgresNIO", package: "postgres-nio"),
+            "CLibPQ",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
@@ -208,7 +210,7 @@ let normalTargets: [Target] = [
     // The load client of Benchmarks/fleet-bench.sh.
     .executableTarget(
         name: "fleet-load",
-        dependencies: ["FleetNet", "SmartOTPFleet", "Verifier", "TokenStore", "OTPCore", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
+        dependencies: ["FleetNet", "SmartOTPFleet", "SmartOTPAuth", "Verifier", "TokenStore", "OTPCore", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
         path: "Benchmarks/fleet-load",
         // A benchmark's threads and blocking connections, in a script: Swift 5 checking.
         swiftSettings: pcscHeaders + [.swiftLanguageMode(.v5)]
@@ -234,7 +236,7 @@ let normalTargets: [Target] = [
 ]
 
 /// The targets that need SwiftNIO (left out with SMARTOTP_NO_FLEET=1).
-let fleetNetworkTargets: Set = ["FleetNet", "smartotp-fleet", "smartotpd", "fleet-load", "FleetNetTests", "SmartOTPVault", "SmartOTPFleetTests"]
+let fleetNetworkTargets: Set = ["FleetNet", "CLibPQ", "smartotp-fleet", "smartotpd", "fleet-load", "FleetNetTests", "SmartOTPVault", "SmartOTPFleetTests"]
 
 let package = Package(
     name: "smartotp",
@@ -260,8 +262,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
         .package(url: "https://github.com/apple/swift-certificates", from: "1.10.0"),
         .package(url: "https://github.com/apple/swift-asn1", from: "1.3.0"),
-        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
-        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.1.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
     ]),

@@ -32,7 +32,7 @@ cd "$(dirname "$0")"
 source scripts/private-tmp.sh
 
 # What a production machine needs: the build (from source) and the runtime.
-PACKAGES_BUILD=(pkg-config libpam0g-dev libpcsclite-dev libcrypt-dev libqrencode-dev)
+PACKAGES_BUILD=(pkg-config libpam0g-dev libpcsclite-dev libcrypt-dev libqrencode-dev libpq-dev)
 PACKAGES_RUN=(pcscd libpcsclite1 libpam0g libpam-runtime libqrencode4)
 # Tests, benchmarks and the demo only. Never on a machine that authenticates real users:
 # vsmartcard-vpcd is a virtual reader that listens on the network when the system's pcscd
@@ -103,7 +103,7 @@ build() {
         with_private_tmp swift build -c release
         BIN=.build/release
     else
-        # SwiftNIO, BoringSSL, swift-crypto and postgres-nio are the fleet's: a single host
+        # SwiftNIO, BoringSSL, swift-crypto and libpq are the fleet's: a single host
         # builds none of them (Package.swift, SMARTOTP_NO_FLEET).
         say "building (release): the CLI and the virtual card, then the module and the helper in Embedded Swift (the fleet: --fleet)"
         SMARTOTP_NO_FLEET=1 with_private_tmp swift build -c release --scratch-path .build-host

@@ -1,5 +1,9 @@
 import Crypto
+#if canImport(FoundationEssentials)
+import FoundationEssentials  // Data and Base64: no ICU data in smartotpd
+#else
 import Foundation
+#endif
 
 /// One row of the audit trail: who asked, from where, about whom, what was decided and
 /// why. Never a secret or a code.

@@ -1,5 +1,9 @@
 import Crypto
+#if canImport(FoundationEssentials)
+import FoundationEssentials  // Data and Base64: no ICU data in smartotpd
+#else
 import Foundation
+#endif
 import OTPCore
 import TokenStore
 

@@ -1,9 +1,5 @@
 import Logging
-import NIOCore
-import NIOPosix
-import NIOSSL
 import OTPCore
-import PostgresNIO
 import SmartOTPAdmin
 import SmartOTPFleet
 import SmartOTPVault
@@ -16,7 +12,7 @@ import Verifier
 struct Database: VerdictStore {
     let pools: DatabasePools
     /// The pool of the server in use (the writable one, when the URL lists several).
-    var client: PostgresClient { pools.current }
+    var client: PGPool { pools.current }
     let logger: Logger
     let sealer: Sealer
     let audit: AuditChain
@@ -115,49 +111,6 @@ struct Database: VerdictStore {
     ]
     static var latest: Int { migrations.map(\.version).max() ?? 0 }
 
-    static func configuration(_ url: DatabaseURL, _ endpoint: DatabaseURL.Endpoint, connections: Int) throws -> PostgresClient.Configuration {
-        var c: PostgresClient.Configuration
-        switch endpoint {
-        case .tcp(let host, let port):
-            c = .init(host: host, port: port, username: url.user, password: url.password, database: url.database,
-                      tls: try tls(url))
-        case .socket(let path):
-            c = .init(unixSocketPath: path, username: url.user, password: url.password, database: url.database)
-        }
-        c.options.maximumConnections = connections
-        c.options.minimumConnections = 1
-        c.options.connectTimeout = .seconds(3)
-        // Within a verdict's 2 s budget, set once a connection rather than per transaction
-        // (no round trip): a statement, or a wait for a row's lock, that runs past these
-        // fails and rolls its transaction back, so no verdict commits after the host was
-        // told 503.
-        c.options.additionalStartupParameters = [("statement_timeout", "1500"), ("lock_timeout", "1000"),
-                                                  ("idle_in_transaction_session_timeout", "5000")]
-        return c
-    }
-
-    /// TLS to PostgreSQL as libpq's `sslmode` means it. PostgresNIO has no "plain TCP first"
-    /// order: `allow` tries TLS first and plain TCP after, so the same servers are reached.
-    static func tls(_ url: DatabaseURL) throws -> PostgresClient.Configuration.TLS {
-        var t = TLSConfiguration.makeClientConfiguration()
-        if let root = url.sslRootCert { t.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(root)) }
-        switch url.sslMode {
-        case .disable: return .disable
-        case .allow, .prefer:
-            t.certificateVerification = .none
-            return .prefer(t)
-        case .require:
-            t.certificateVerification = url.sslRootCert == nil ? .none : .noHostnameVerification
-            return .require(t)
-        case .verifyCA:
-            t.certificateVerification = .noHostnameVerification
-            return .require(t)
-        case .verifyFull:
-            t.certificateVerification = .fullVerification
-            return .require(t)
-        }
-    }
-
     /// Applies the migrations not yet applied; returns their versions.
     func migrate() async throws -> [Int] {
         try await client.withTransaction(logger: logger) { conn in
@@ -165,10 +118,10 @@ struct Database: VerdictStore {
             try await conn.query("SELECT pg_advisory_xact_lock(7311001)", logger: logger)
             try await conn.query("CREATE TABLE IF NOT EXISTS smartotp_schema (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())", logger: logger)
             var applied: Set<Int> = []
-            for try await v in try await conn.query("SELECT version FROM smartotp_schema", logger: logger).decode(Int.self) { applied.insert(v) }
+            for v in try await conn.query("SELECT version FROM smartotp_schema", logger: logger).decode(Int.self) { applied.insert(v) }
             var done: [Int] = []
             for m in Self.migrations where !applied.contains(m.version) {
-                for statement in m.sql { try await conn.query(PostgresQuery(unsafeSQL: statement), logger: logger) }
+                for statement in m.sql { try await conn.query(PGQuery(unsafeSQL: statement), logger: logger) }
                 if m.version == 3 { try await sealExisting(conn) }
                 try await conn.query("INSERT INTO smartotp_schema (version, name) VALUES (\(m.version), \(m.name))", logger: logger)
                 done.append(m.version)
@@ -178,9 +131,9 @@ struct Database: VerdictStore {
     }
 
     /// Migration 3's own step: every record's secrets out of its text, sealed.
-    func sealExisting(_ conn: PostgresConnection) async throws {
+    func sealExisting(_ conn: PGConnection) async throws {
         var all: [(String, String)] = []
-        for try await row in try await conn.query("SELECT username, record FROM smartotp_records", logger: logger).decode((String, String).self) { all.append(row) }
+        for row in try await conn.query("SELECT username, record FROM smartotp_records", logger: logger).decode((String, String).self) { all.append(row) }
         for (name, text) in all {
             let record = try RecordFormat.parse(text, path: "database:" + name)
             try await conn.query("UPDATE smartotp_records SET record = \(RecordFormat.text(SealedRecords.stripped(record))), version = version + 1 WHERE username = \(name)", logger: logger)
@@ -192,10 +145,10 @@ struct Database: VerdictStore {
     func schemaVersion() async throws -> Int {
         let exists = try await client.query("SELECT to_regclass('smartotp_schema') IS NOT NULL", logger: logger)
         var present = false
-        for try await p in exists.decode(Bool.self) { present = p }
+        for p in try exists.decode(Bool.self) { present = p }
         guard present else { return 0 }
         var v = 0
-        for try await n in try await client.query("SELECT coalesce(max(version), 0) FROM smartotp_schema", logger: logger).decode(Int.self) { v = n }
+        for n in try await client.query("SELECT coalesce(max(version), 0) FROM smartotp_schema", logger: logger).decode(Int.self) { v = n }
         return v
     }
 
@@ -229,7 +182,7 @@ struct Database: VerdictStore {
 
     /// Reads `user`'s row (FOR UPDATE when `lock`), its sealed secrets and the clock in one
     /// round trip; for a name without a record, chain 0's head (locked) instead.
-    func load(_ conn: PostgresConnection, _ user: UserName, lock: Bool) async throws -> Loaded {
+    func load(_ conn: PGConnection, _ user: UserName, lock: Bool) async throws -> Loaded {
         var text: String?
         var loaded = Loaded(record: nil, secrets: [:], chain: 0, head: (0, ""), nowMicros: 0)
         let rows = lock
@@ -243,8 +196,8 @@ struct Database: VerdictStore {
                 FROM smartotp_records r LEFT JOIN smartotp_secrets s ON s.username = r.username
                 WHERE r.username = \(user.value)
                 """, logger: logger)
-        for try await (record, version, chain, seq, mac, recent, epoch, now, token, keyID, sealed)
-            in rows.decode((String, Int64, Int64, Int64, String, String, Int64, Int64, String?, String?, String?).self) {
+        for (record, version, chain, seq, mac, recent, epoch, now, token, keyID, sealed)
+            in try rows.decode((String, Int64, Int64, Int64, String, String, Int64, Int64, String?, String?, String?).self) {
             text = record
             loaded.version = version
             loaded.recent = recent
@@ -267,12 +220,12 @@ struct Database: VerdictStore {
 
     /// Chain 0's head (names without a record, and the fleet's own events such as a
     /// revocation) and the clock; locked when `lock`.
-    func chainZero(_ conn: PostgresConnection, lock: Bool) async throws -> Loaded {
+    func chainZero(_ conn: PGConnection, lock: Bool) async throws -> Loaded {
         var loaded = Loaded(record: nil, secrets: [:], chain: 0, head: (0, ""), nowMicros: 0)
         let heads = lock
             ? try await conn.query("SELECT seq, mac, (extract(epoch from now()) * 1000000)::bigint FROM smartotp_audit_heads WHERE chain = 0 FOR UPDATE", logger: logger)
             : try await conn.query("SELECT seq, mac, (extract(epoch from now()) * 1000000)::bigint FROM smartotp_audit_heads WHERE chain = 0", logger: logger)
-        for try await (seq, mac, now) in heads.decode((Int64, String, Int64).self) {
+        for (seq, mac, now) in try heads.decode((Int64, String, Int64).self) {
             loaded.head = (seq, mac)
             loaded.nowMicros = now
         }
@@ -326,7 +279,7 @@ struct Database: VerdictStore {
         case needsLock
     }
 
-    func optimistic(_ conn: PostgresConnection, _ request: HelperProtocol.Request, user: UserName, by requester: Requester,
+    func optimistic(_ conn: PGConnection, _ request: HelperProtocol.Request, user: UserName, by requester: Requester,
                     policy: Policy) async throws -> Optimistic {
         let loaded = try await load(conn, user, lock: false)
         guard loaded.record != nil, loaded.refusal == nil else { return .needsLock }
@@ -350,7 +303,7 @@ struct Database: VerdictStore {
             RETURNING 1
             """, logger: logger)
         var written = false
-        for try await _ in rows.decode(Int.self) { written = true }
+        for _ in try rows.decode(Int.self) { written = true }
         return written ? .decided(decision) : .changedMeanwhile
     }
 
@@ -428,7 +381,7 @@ struct Database: VerdictStore {
     /// the head lives in the user's row (with the record's new `text`, when it changed) or,
     /// for a name without a record, in chain 0's row.
     @discardableResult
-    func append(_ conn: PostgresConnection, _ user: UserName?, _ loaded: Loaded, _ e: AuditEvent, text: String?, by who: String,
+    func append(_ conn: PGConnection, _ user: UserName?, _ loaded: Loaded, _ e: AuditEvent, text: String?, by who: String,
                 recent: String? = nil) async throws -> (seq: Int64, mac: String) {
         let seq = loaded.head.seq + 1
         let mac = audit.mac(chain: loaded.chain, seq: seq, event: e, previous: loaded.head.mac)
@@ -464,7 +417,7 @@ struct Database: VerdictStore {
                 ? try await conn.query("INSERT INTO smartotp_revocations (entry, revoked_by) VALUES (\(entry), \(requester.name)) ON CONFLICT DO NOTHING RETURNING 1", logger: logger)
                 : try await conn.query("DELETE FROM smartotp_revocations WHERE entry = \(entry) RETURNING 1", logger: logger)
             var changed = false
-            for try await _ in rows.decode(Int.self) { changed = true }
+            for _ in try rows.decode(Int.self) { changed = true }
             guard changed else { return false }
             let facts = AuditFacts(operation: revoke ? "revoke-host" : "restore-host", credential: "", result: "changed", reason: entry)
             let e = event(facts, "", requester, loaded)
@@ -478,14 +431,14 @@ struct Database: VerdictStore {
         var out: [(String, Int64, String)] = []
         let rows = try await client.query("SELECT entry, extract(epoch from revoked_at)::bigint, revoked_by FROM smartotp_revocations ORDER BY revoked_at",
                                           logger: logger)
-        for try await row in rows.decode((String, Int64, String).self) { out.append(row) }
+        for row in try rows.decode((String, Int64, String).self) { out.append(row) }
         return out
     }
 
     /// Every user: name, tokens, whether a simple password is set, failures.
     func users() async throws -> [(String, Int, Bool, Int)] {
         var out: [(String, Int, Bool, Int)] = []
-        for try await (name, text) in try await client.query("SELECT username, record FROM smartotp_records ORDER BY username", logger: logger).decode((String, String).self) {
+        for (name, text) in try await client.query("SELECT username, record FROM smartotp_records ORDER BY username", logger: logger).decode((String, String).self) {
             guard let r = try? RecordFormat.parse(text, path: "database:" + name) else { continue }
             out.append((name, r.tokens.count, r.passwordHash != nil, r.failures))
         }
@@ -539,7 +492,7 @@ struct Database: VerdictStore {
             case .write(let record):
                 let text = RecordFormat.text(SealedRecords.stripped(record))
                 if loaded.record == nil {
-                    for try await chain in try await conn.query("""
+                    for chain in try await conn.query("""
                         INSERT INTO smartotp_records (username, record, updated_by) VALUES (\(user.value), \(text), \(requester.name)) RETURNING audit_chain
                         """, logger: logger).decode(Int64.self) { loaded.chain = chain }
                     loaded.head = (0, AuditChain.genesis)
@@ -560,7 +513,7 @@ struct Database: VerdictStore {
     }
 
     /// Seals the tokens that have no stored secret yet and drops those of removed tokens.
-    func storeSecrets(_ conn: PostgresConnection, _ record: UserRecord, replacing stored: [String: SealedSecret]) async throws {
+    func storeSecrets(_ conn: PGConnection, _ record: UserRecord, replacing stored: [String: SealedSecret]) async throws {
         let ids = Set(record.tokens.map(\.id))
         for gone in stored.keys where !ids.contains(gone) {
             try await conn.query("DELETE FROM smartotp_secrets WHERE username = \(record.user.value) AND token_id = \(gone)", logger: logger)
@@ -616,8 +569,6 @@ extension AdminChange.Outcome {
 /// message only: their debug text carries the query and its bound values, and a record
 /// holds secrets.
 func loggable(_ error: any Error) -> String {
-    if let e = error as? PSQLError {
-        return "PostgreSQL \(e.code): \(e.serverInfo?[.message] ?? "no message from the server")"
-    }
+    if let e = error as? PGError { return e.description }
     return "\(error)"
 }

@@ -1,5 +1,4 @@
 import Logging
-import PostgresNIO
 import SmartOTPVault
 import TokenStore
 
@@ -14,8 +13,8 @@ extension Database {
             WHERE (\(user)::text IS NULL OR username = \(user)) AND (\(host)::text IS NULL OR actor = \(host)) AND at_us >= \(since * 1_000_000)
             ORDER BY at_us DESC, chain, seq DESC LIMIT \(limit)
             """, logger: logger)
-        for try await (chain, seq, at, actor, serial, role, peer, rhost, service, name, op, credential, result, reason)
-            in rows.decode((Int64, Int64, Int64, String, String, String, String, String, String, String, String, String, String, String).self) {
+        for (chain, seq, at, actor, serial, role, peer, rhost, service, name, op, credential, result, reason)
+            in try rows.decode((Int64, Int64, Int64, String, String, String, String, String, String, String, String, String, String, String).self) {
             let fields = ["\(chain):\(seq)", String(at / 1_000_000), actor, serial, role, peer, rhost, service, name, op, credential, result, reason]
             out += fields.map { $0.replacingTabs }.joined(separator: "\t") + "\n"
         }
@@ -25,17 +24,20 @@ extension Database {
     /// Checks every chain: nil when the trail is intact, else the first broken place.
     /// Returns how many rows were checked too.
     func verifyAudit() async throws -> (broken: String?, rows: Int) {
-        try await client.withConnection { conn in
+        // One snapshot for the heads and the rows (verdicts go on meanwhile); the rows
+        // through a cursor, a few thousand at a time: a year's trail is not held in memory.
+        try await client.withTransaction(logger: logger) { conn in
+            try await conn.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", logger: logger)
             var heads: [Int64: (Int64, String)] = [:]
-            for try await (chain, seq, mac) in try await conn.query("SELECT audit_chain, audit_seq, audit_mac FROM smartotp_records", logger: logger).decode((Int64, Int64, String).self) {
+            for (chain, seq, mac) in try await conn.query("SELECT audit_chain, audit_seq, audit_mac FROM smartotp_records", logger: logger).decode((Int64, Int64, String).self) {
                 heads[chain] = (seq, mac)
             }
-            for try await (chain, seq, mac) in try await conn.query("SELECT chain, seq, mac FROM smartotp_audit_heads", logger: logger).decode((Int64, Int64, String).self) {
+            for (chain, seq, mac) in try await conn.query("SELECT chain, seq, mac FROM smartotp_audit_heads", logger: logger).decode((Int64, Int64, String).self) {
                 if heads[chain] != nil { return ("chain \(chain) has two heads (a live record and a closed chain)", 0) }
                 heads[chain] = (seq, mac)
             }
             var anchors: [Int64: (Int64, String, String)] = [:]
-            for try await (chain, seq, mac, a) in try await conn.query("SELECT chain, seq, mac, anchor_mac FROM smartotp_audit_anchors", logger: logger).decode((Int64, Int64, String, String).self) {
+            for (chain, seq, mac, a) in try await conn.query("SELECT chain, seq, mac, anchor_mac FROM smartotp_audit_anchors", logger: logger).decode((Int64, Int64, String, String).self) {
                 anchors[chain] = (seq, mac, a)
             }
             var checked = 0
@@ -49,21 +51,26 @@ extension Database {
                 let ends = AuditChain.Ends(head: head, anchor: anchors[chain].map { ($0.0, $0.1, $0.2) })
                 return audit.verify(chain: chain, rows: rows, ends: ends)
             }
-            let all = try await conn.query("""
+            try await conn.query("""
+                DECLARE audit_scan NO SCROLL CURSOR FOR
                 SELECT chain, seq, at_us, actor, serial, role, peer, rhost, service, username, operation, credential, result, reason, mac
                 FROM smartotp_audit ORDER BY chain, seq
                 """, logger: logger)
-            for try await (chain, seq, at, actor, serial, role, peer, rhost, service, name, op, credential, result, reason, mac)
-                in all.decode((Int64, Int64, Int64, String, String, String, String, String, String, String, String, String, String, String, String).self) {
-                if chain != current {
-                    if let broken = finish() { return (broken, checked) }
-                    current = chain
-                    rows = []
+            while true {
+                let batch = try await conn.query("FETCH 5000 FROM audit_scan", logger: logger)
+                    .decode((Int64, Int64, Int64, String, String, String, String, String, String, String, String, String, String, String, String).self)
+                if batch.isEmpty { break }
+                for (chain, seq, at, actor, serial, role, peer, rhost, service, name, op, credential, result, reason, mac) in batch {
+                    if chain != current {
+                        if let broken = finish() { return (broken, checked) }
+                        current = chain
+                        rows = []
+                    }
+                    let e = AuditEvent(at: at, actor: actor, serial: serial, role: role, peer: peer, remoteHost: rhost, service: service,
+                                       user: name, operation: op, credential: credential, result: result, reason: reason)
+                    rows.append(.init(chain: chain, seq: seq, event: e, mac: mac))
+                    checked += 1
                 }
-                let e = AuditEvent(at: at, actor: actor, serial: serial, role: role, peer: peer, remoteHost: rhost, service: service,
-                                   user: name, operation: op, credential: credential, result: result, reason: reason)
-                rows.append(.init(chain: chain, seq: seq, event: e, mac: mac))
-                checked += 1
             }
             if let broken = finish() { return (broken, checked) }
             // A chain whose rows are all gone must end where pruning left it.
@@ -87,7 +94,7 @@ extension Database {
                 WHERE at_us < (extract(epoch from now()) * 1000000)::bigint - \(Int64(days) * 86_400_000_000)
                 ORDER BY chain, seq DESC
                 """, logger: logger)
-            for try await row in rows.decode((Int64, Int64, String).self) { cuts.append(row) }
+            for row in try rows.decode((Int64, Int64, String).self) { cuts.append(row) }
             var removed = 0
             for (chain, seq, mac) in cuts {
                 let anchor = audit.anchorMAC(chain: chain, seq: seq, mac: mac)
@@ -95,7 +102,7 @@ extension Database {
                     INSERT INTO smartotp_audit_anchors (chain, seq, mac, anchor_mac) VALUES (\(chain), \(seq), \(mac), \(anchor))
                     ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq, mac = excluded.mac, anchor_mac = excluded.anchor_mac
                     """, logger: logger)
-                for try await n in try await conn.query("WITH d AS (DELETE FROM smartotp_audit WHERE chain = \(chain) AND seq <= \(seq) RETURNING 1) SELECT count(*)::bigint FROM d", logger: logger).decode(Int64.self) {
+                for n in try await conn.query("WITH d AS (DELETE FROM smartotp_audit WHERE chain = \(chain) AND seq <= \(seq) RETURNING 1) SELECT count(*)::bigint FROM d", logger: logger).decode(Int64.self) {
                     removed += Int(n)
                 }
             }
@@ -110,7 +117,7 @@ extension Database {
     /// `target` does not hold.
     func rekey(to target: Sealer) async throws -> (moved: Int, left: [SealError]) {
         var users: [String] = []
-        for try await name in try await client.query("SELECT DISTINCT username FROM smartotp_secrets WHERE key_id <> \(target.current.id) ORDER BY username", logger: logger).decode(String.self) {
+        for name in try await client.query("SELECT DISTINCT username FROM smartotp_secrets WHERE key_id <> \(target.current.id) ORDER BY username", logger: logger).decode(String.self) {
             users.append(name)
         }
         var moved = 0
@@ -119,7 +126,7 @@ extension Database {
             let (n, problems) = try await client.withTransaction(logger: logger) { conn -> (Int, [SealError]) in
                 try await conn.query("SELECT 1 FROM smartotp_records WHERE username = \(name) FOR UPDATE", logger: logger)
                 var rows: [(String, String, String)] = []
-                for try await row in try await conn.query("SELECT token_id, key_id, sealed FROM smartotp_secrets WHERE username = \(name) AND key_id <> \(target.current.id)", logger: logger).decode((String, String, String).self) {
+                for row in try await conn.query("SELECT token_id, key_id, sealed FROM smartotp_secrets WHERE username = \(name) AND key_id <> \(target.current.id)", logger: logger).decode((String, String, String).self) {
                     rows.append(row)
                 }
                 let user = try UserName(name)

@@ -1,7 +1,6 @@
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
-import PostgresNIO
 import ServiceLifecycle
 import SmartOTPFleet
 
@@ -16,7 +15,7 @@ import SmartOTPFleet
 /// Nothing accepted before the switch is accepted after it only if every commit was on
 /// the standby first: run it as a synchronous standby (docs/fleet.md).
 final class DatabasePools: Service, Sendable {
-    let clients: [PostgresClient]
+    let clients: [PGPool]
     let names: [String]
     let follow: Bool
     let logger: Logger
@@ -25,9 +24,9 @@ final class DatabasePools: Service, Sendable {
     static let probeInterval: Duration = .seconds(1)
     static let probeDeadline: Duration = .milliseconds(900)
 
-    init(_ url: DatabaseURL, connections: Int, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger) throws {
-        clients = try url.endpoints.map {
-            PostgresClient(configuration: try Database.configuration(url, $0, connections: connections), eventLoopGroup: group, backgroundLogger: logger)
+    init(_ url: DatabaseURL, connections: Int, logger: Logger) {
+        clients = url.endpoints.map {
+            PGPool(url, $0, connections: connections)
         }
         names = url.endpoints.map { e in
             switch e {
@@ -39,7 +38,7 @@ final class DatabasePools: Service, Sendable {
         self.logger = logger
     }
 
-    var current: PostgresClient { clients[chosen.withLockedValue { $0 }] }
+    var current: PGPool { clients[chosen.withLockedValue { $0 }] }
 
     /// Runs every pool, and with several servers the probe, until cancelled or shutdown.
     func run() async throws {
@@ -83,11 +82,11 @@ final class DatabasePools: Service, Sendable {
     }
 
     /// Whether `client`'s server answers within the probe's deadline and accepts writes.
-    static func acceptsWrites(_ client: PostgresClient) async -> Bool {
+    static func acceptsWrites(_ client: PGPool) async -> Bool {
         await withTaskGroup(of: Bool?.self) { group in
             group.addTask {
                 do {
-                    for try await standby in try await client.query("SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'").decode(Bool.self) {
+                    for standby in try await client.query("SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'").decode(Bool.self) {
                         return !standby
                     }
                 } catch {}

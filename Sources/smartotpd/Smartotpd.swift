@@ -4,9 +4,9 @@ import ArgumentParser
 import Glibc
 import Logging
 import Metrics
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
-import PostgresNIO
 import Prometheus
 import ServiceLifecycle
 import SmartOTPFleet
@@ -98,7 +98,7 @@ struct Serve: AsyncParsableCommand {
                                                    .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5)]
         MetricsSystem.bootstrap(factory)
         let group = MultiThreadedEventLoopGroup.singleton
-        let pools = try DatabasePools(config.database, connections: config.databaseConnections, group: group, logger: logger)
+        let pools = DatabasePools(config.database, connections: config.databaseConnections, logger: logger)
         let (sealer, audit) = try loadKeys(config)
         var database = Database(pools: pools, logger: logger, sealer: sealer, audit: audit)
         database.rootPassword = config.rootPassword
@@ -185,8 +185,11 @@ struct Migrate: AsyncParsableCommand {
     static let deadline: Duration = .seconds(15)
 
     struct Unreachable: Error, CustomStringConvertible {
+        /// What the last try was told (libpq's words: a refused certificate, pg_hba.conf).
+        var last: String?
         var description: String {
             "PostgreSQL did not answer within 15 s: check database= (the address, sslmode and sslrootcert) and the server's pg_hba.conf"
+                + (last.map { " (last: \($0))" } ?? "")
         }
     }
     @OptionGroup var options: ConfigOption
@@ -201,22 +204,29 @@ struct Migrate: AsyncParsableCommand {
 }
 
 /// Runs a one-shot command's `body` on the database. It gives up with a reason after
-/// `deadline` (when given): the pool retries a database that refuses it (TLS,
-/// pg_hba.conf) for as long as it is let.
+/// `deadline` (when given): a database that cannot be reached or refuses the connection
+/// (TLS, pg_hba.conf: libpq's errors, no SQLSTATE) is tried again each second for as long
+/// as it is let — one that is still starting is waited for.
 func withDatabase<T: Sendable>(_ config: ServerConfig, sealer: Sealer, audit: AuditChain, deadline: Duration?,
                                _ body: @escaping @Sendable (Database) async throws -> T) async throws -> T {
     let logger = makeLogger()
-    let pools = try DatabasePools(config.database, connections: 1, logger: logger)
+    let pools = DatabasePools(config.database, connections: 1, logger: logger)
     let database = Database(pools: pools, logger: logger, sealer: sealer, audit: audit)
     return try await withThrowingTaskGroup(of: Void.self) { tasks in
         tasks.addTask { try await pools.run() }
         defer { tasks.cancelAll() }
         try await Task.sleep(for: .milliseconds(20))  // let run() start before the first lease
+        let last = NIOLockedValueBox<String?>(nil)
         let result = try await withThrowingTaskGroup(of: T?.self) { attempt in
             attempt.addTask {
-                // With several servers listed: the one that accepts writes.
-                while pools.follow, await !pools.choose() { try await Task.sleep(for: DatabasePools.probeInterval) }
-                return try await body(database)
+                while true {
+                    // With several servers listed: the one that accepts writes.
+                    while pools.follow, await !pools.choose() { try await Task.sleep(for: DatabasePools.probeInterval) }
+                    do { return try await body(database) } catch let e as PGError where e.code.isEmpty && deadline != nil {
+                        last.withLockedValue { $0 = e.message }
+                        try await Task.sleep(for: .seconds(1))
+                    }
+                }
             }
             if let deadline {
                 attempt.addTask {
@@ -227,7 +237,7 @@ func withDatabase<T: Sendable>(_ config: ServerConfig, sealer: Sealer, audit: Au
             defer { attempt.cancelAll() }
             return try await attempt.next() ?? nil
         }
-        guard let result else { throw Migrate.Unreachable() }
+        guard let result else { throw Migrate.Unreachable(last: last.withLockedValue { $0 }) }
         return result
     }
 }

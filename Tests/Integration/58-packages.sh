@@ -57,16 +57,17 @@ FLEETDEB=$DEBS/smartotp-fleet-client_${VERSION}_$ARCH.deb
 check "four packages, named by the one version ($VERSION)" "4" "$(ls "$LIBPAM" "$CLIDEB" "$DAEMON" "$FLEETDEB" 2>/dev/null | wc -l)"
 # Sized like their kind (Installed-Size, KiB): what every host needs is small (at most
 # 1 MiB); the fleet's TLS client is a package of its own; smartotp carries no ICU data
-# (FoundationEssentials) and one Swift program (smartotp-card is a link to smartotp).
-# smartotpd still carries Foundation's ICU data (postgres-nio and swift-crypto import
-# Foundation; the target is 40 MiB): its limit here is where it stands, so it only shrinks.
+# (FoundationEssentials) and one Swift program (smartotp-card is a link to smartotp);
+# smartotpd neither (libpq, FoundationEssentials): at most 40 MiB.
 size_of() { dpkg-deb -f "$1" Installed-Size; }
-for limit in "$LIBPAM 1024" "$CLIDEB 20480" "$DAEMON 81920"; do
+for limit in "$LIBPAM 1024" "$CLIDEB 20480" "$DAEMON 40960"; do
     set -- $limit
     n=$(size_of "$1")
     [ "${n:-999999}" -le "$2" ] && ok "$(basename "${1%%_*}"): Installed-Size $n KiB (at most $2)" || not_ok "$(basename "${1%%_*}") is at most $2 KiB" "$n KiB"
 done
 ok "smartotp-fleet-client: Installed-Size $(size_of "$FLEETDEB") KiB (the TLS client: SwiftNIO and BoringSSL)"
+dpkg-deb -f "$DAEMON" Depends | grep -q 'libpq5' && ok "smartotpd depends on libpq5 (its PostgreSQL client, found by dpkg-shlibdeps)" ||
+    not_ok "smartotpd depends on libpq5" "$(dpkg-deb -f "$DAEMON" Depends)"
 files_of "$LIBPAM" | grep -q smartotp-fleet && not_ok "libpam-smartotp has no fleet client" || ok "libpam-smartotp has no fleet client (it suggests smartotp-fleet-client)"
 
 # --- lintian -------------------------------------------------------------------------------
