@@ -13,7 +13,12 @@ again="--no-deps"
 [ -e /etc/pam.d/smartotp-test ] && again="--no-deps --deps-dev"
 had_fleet=0
 grep -qxF /usr/local/sbin/smartotp-fleet "$MANIFEST" 2>/dev/null && { had_fleet=1; again="$again --fleet"; }
-if [ -f "$MANIFEST" ]; then at_exit "'$ROOT/install.sh' $again >/dev/null 2>&1"; else at_exit "'$ROOT/install.sh' --uninstall >/dev/null 2>&1"; fi
+# The machine's install is put back as it was: a single host's stays without the fleet (a
+# run without --fleet keeps an installed fleet, so the one this suite adds goes first).
+if [ -f "$MANIFEST" ]; then
+    if [ "$had_fleet" -eq 1 ]; then at_exit "'$ROOT/install.sh' $again >/dev/null 2>&1"
+    else at_exit "'$ROOT/install.sh' --uninstall >/dev/null 2>&1; '$ROOT/install.sh' $again >/dev/null 2>&1"; fi
+else at_exit "'$ROOT/install.sh' --uninstall >/dev/null 2>&1"; fi
 # pam-auth-update rewrites these; they are put back as they were.
 mkdir -p "$WORK/saved/pam.d"
 cp -p /etc/pam.d/common-* "$WORK/saved/pam.d/"
