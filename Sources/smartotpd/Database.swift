@@ -113,17 +113,17 @@ struct Database: VerdictStore {
 
     /// Applies the migrations not yet applied; returns their versions.
     func migrate() async throws -> [Int] {
-        try await client.withTransaction(logger: logger) { conn in
+        try await client.withTransaction { conn in
             // One migrator at a time, however many replicas start together.
-            try await conn.query("SELECT pg_advisory_xact_lock(7311001)", logger: logger)
-            try await conn.query("CREATE TABLE IF NOT EXISTS smartotp_schema (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())", logger: logger)
+            try await conn.query("SELECT pg_advisory_xact_lock(7311001)")
+            try await conn.query("CREATE TABLE IF NOT EXISTS smartotp_schema (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
             var applied: Set<Int> = []
-            for v in try await conn.query("SELECT version FROM smartotp_schema", logger: logger).decode(Int.self) { applied.insert(v) }
+            for v in try await conn.query("SELECT version FROM smartotp_schema").decode(Int.self) { applied.insert(v) }
             var done: [Int] = []
             for m in Self.migrations where !applied.contains(m.version) {
-                for statement in m.sql { try await conn.query(PGQuery(unsafeSQL: statement), logger: logger) }
+                for statement in m.sql { try await conn.query(PGQuery(unsafeSQL: statement)) }
                 if m.version == 3 { try await sealExisting(conn) }
-                try await conn.query("INSERT INTO smartotp_schema (version, name) VALUES (\(m.version), \(m.name))", logger: logger)
+                try await conn.query("INSERT INTO smartotp_schema (version, name) VALUES (\(m.version), \(m.name))")
                 done.append(m.version)
             }
             return done
@@ -133,27 +133,27 @@ struct Database: VerdictStore {
     /// Migration 3's own step: every record's secrets out of its text, sealed.
     func sealExisting(_ conn: PGConnection) async throws {
         var all: [(String, String)] = []
-        for row in try await conn.query("SELECT username, record FROM smartotp_records", logger: logger).decode((String, String).self) { all.append(row) }
+        for row in try await conn.query("SELECT username, record FROM smartotp_records").decode((String, String).self) { all.append(row) }
         for (name, text) in all {
             let record = try RecordFormat.parse(text, path: "database:" + name)
-            try await conn.query("UPDATE smartotp_records SET record = \(RecordFormat.text(SealedRecords.stripped(record))), version = version + 1 WHERE username = \(name)", logger: logger)
+            try await conn.query("UPDATE smartotp_records SET record = \(RecordFormat.text(SealedRecords.stripped(record))), version = version + 1 WHERE username = \(name)")
             try await storeSecrets(conn, record, replacing: [:])
         }
     }
 
     /// The schema version in the database (0: none).
     func schemaVersion() async throws -> Int {
-        let exists = try await client.query("SELECT to_regclass('smartotp_schema') IS NOT NULL", logger: logger)
+        let exists = try await client.query("SELECT to_regclass('smartotp_schema') IS NOT NULL")
         var present = false
         for p in try exists.decode(Bool.self) { present = p }
         guard present else { return 0 }
         var v = 0
-        for n in try await client.query("SELECT coalesce(max(version), 0) FROM smartotp_schema", logger: logger).decode(Int.self) { v = n }
+        for n in try await client.query("SELECT coalesce(max(version), 0) FROM smartotp_schema").decode(Int.self) { v = n }
         return v
     }
 
     func check() async throws {
-        try await client.query("SELECT 1", logger: logger)
+        try await client.query("SELECT 1")
     }
 
     // MARK: verdicts
@@ -190,12 +190,12 @@ struct Database: VerdictStore {
                 SELECT r.record, r.version, r.audit_chain, r.audit_seq, r.audit_mac, r.recent_requests, r.offline_epoch, (extract(epoch from now()) * 1000000)::bigint, s.token_id, s.key_id, s.sealed
                 FROM smartotp_records r LEFT JOIN smartotp_secrets s ON s.username = r.username
                 WHERE r.username = \(user.value) FOR UPDATE OF r
-                """, logger: logger)
+                """)
             : try await conn.query("""
                 SELECT r.record, r.version, r.audit_chain, r.audit_seq, r.audit_mac, r.recent_requests, r.offline_epoch, (extract(epoch from now()) * 1000000)::bigint, s.token_id, s.key_id, s.sealed
                 FROM smartotp_records r LEFT JOIN smartotp_secrets s ON s.username = r.username
                 WHERE r.username = \(user.value)
-                """, logger: logger)
+                """)
         for (record, version, chain, seq, mac, recent, epoch, now, token, keyID, sealed)
             in try rows.decode((String, Int64, Int64, Int64, String, String, Int64, Int64, String?, String?, String?).self) {
             text = record
@@ -223,8 +223,8 @@ struct Database: VerdictStore {
     func chainZero(_ conn: PGConnection, lock: Bool) async throws -> Loaded {
         var loaded = Loaded(record: nil, secrets: [:], chain: 0, head: (0, ""), nowMicros: 0)
         let heads = lock
-            ? try await conn.query("SELECT seq, mac, (extract(epoch from now()) * 1000000)::bigint FROM smartotp_audit_heads WHERE chain = 0 FOR UPDATE", logger: logger)
-            : try await conn.query("SELECT seq, mac, (extract(epoch from now()) * 1000000)::bigint FROM smartotp_audit_heads WHERE chain = 0", logger: logger)
+            ? try await conn.query("SELECT seq, mac, (extract(epoch from now()) * 1000000)::bigint FROM smartotp_audit_heads WHERE chain = 0 FOR UPDATE")
+            : try await conn.query("SELECT seq, mac, (extract(epoch from now()) * 1000000)::bigint FROM smartotp_audit_heads WHERE chain = 0")
         for (seq, mac, now) in try heads.decode((Int64, String, Int64).self) {
             loaded.head = (seq, mac)
             loaded.nowMicros = now
@@ -301,7 +301,7 @@ struct Database: VerdictStore {
             INSERT INTO smartotp_audit (chain, seq, at_us, actor, serial, role, peer, rhost, service, username, operation, credential, result, reason, mac)
             SELECT \(loaded.chain), \(seq), \(e.at), \(e.actor), \(e.serial), \(e.role), \(e.peer), \(e.remoteHost), \(e.service), \(e.user), \(e.operation), \(e.credential), \(e.result), \(e.reason), \(mac) FROM u
             RETURNING 1
-            """, logger: logger)
+            """)
         var written = false
         for _ in try rows.decode(Int.self) { written = true }
         return written ? .decided(decision) : .changedMeanwhile
@@ -309,7 +309,7 @@ struct Database: VerdictStore {
 
     /// The locked transaction (see `locked`).
     func lockedTransaction(_ request: HelperProtocol.Request, user: UserName, by requester: Requester, policy: Policy) async throws -> FleetDecision {
-        let outcome: Result<FleetDecision, Refused> = try await client.withTransaction(logger: logger) { conn in
+        let outcome: Result<FleetDecision, Refused> = try await client.withTransaction { conn in
             let loaded = try await load(conn, user, lock: true)
             if let why = loaded.refusal {
                 let facts = AuditFacts(operation: request.operation.rawValue, credential: "", result: "refused", reason: why.description)
@@ -334,7 +334,7 @@ struct Database: VerdictStore {
     /// them), all in one transaction; answers the user's offline epoch (0 for a name
     /// without a record: the host's pair is then void).
     func offline(_ report: [String], user: UserName, by r: Requester) async throws -> FleetDecision {
-        try await client.withTransaction(logger: logger) { conn in
+        try await client.withTransaction { conn in
             var loaded = try await load(conn, user, lock: !report.isEmpty)
             guard loaded.record != nil else { return FleetDecision(reply: .offline(epoch: 0), record: nil, changed: false) }
             for line in report {
@@ -395,13 +395,13 @@ struct Database: VerdictStore {
                     updated_by = CASE WHEN \(changed) = 1 THEN \(who) ELSE updated_by END,
                     audit_seq = \(seq), audit_mac = \(mac), recent_requests = coalesce(\(recent), recent_requests)
                 WHERE username = \(user.value)
-                """, logger: logger)
+                """)
         } else {
             try await conn.query("""
                 WITH a AS (INSERT INTO smartotp_audit (chain, seq, at_us, actor, serial, role, peer, rhost, service, username, operation, credential, result, reason, mac)
                            VALUES (\(loaded.chain), \(seq), \(e.at), \(e.actor), \(e.serial), \(e.role), \(e.peer), \(e.remoteHost), \(e.service), \(e.user), \(e.operation), \(e.credential), \(e.result), \(e.reason), \(mac)))
                 UPDATE smartotp_audit_heads SET seq = \(seq), mac = \(mac) WHERE chain = \(loaded.chain)
-                """, logger: logger)
+                """)
         }
         return (seq, mac)
     }
@@ -411,11 +411,11 @@ struct Database: VerdictStore {
     /// Revokes (or restores) a host certificate by name or serial, audited in chain 0;
     /// false when there was nothing to do.
     func revoke(_ entry: String, _ revoke: Bool, by requester: Requester) async throws -> Bool {
-        try await client.withTransaction(logger: logger) { conn in
+        try await client.withTransaction { conn in
             let loaded = try await chainZero(conn, lock: true)
             let rows = revoke
-                ? try await conn.query("INSERT INTO smartotp_revocations (entry, revoked_by) VALUES (\(entry), \(requester.name)) ON CONFLICT DO NOTHING RETURNING 1", logger: logger)
-                : try await conn.query("DELETE FROM smartotp_revocations WHERE entry = \(entry) RETURNING 1", logger: logger)
+                ? try await conn.query("INSERT INTO smartotp_revocations (entry, revoked_by) VALUES (\(entry), \(requester.name)) ON CONFLICT DO NOTHING RETURNING 1")
+                : try await conn.query("DELETE FROM smartotp_revocations WHERE entry = \(entry) RETURNING 1")
             var changed = false
             for _ in try rows.decode(Int.self) { changed = true }
             guard changed else { return false }
@@ -429,8 +429,7 @@ struct Database: VerdictStore {
     /// Every revocation: entry, when (Unix time), by whom.
     func revocations() async throws -> [(String, Int64, String)] {
         var out: [(String, Int64, String)] = []
-        let rows = try await client.query("SELECT entry, extract(epoch from revoked_at)::bigint, revoked_by FROM smartotp_revocations ORDER BY revoked_at",
-                                          logger: logger)
+        let rows = try await client.query("SELECT entry, extract(epoch from revoked_at)::bigint, revoked_by FROM smartotp_revocations ORDER BY revoked_at")
         for row in try rows.decode((String, Int64, String).self) { out.append(row) }
         return out
     }
@@ -438,7 +437,7 @@ struct Database: VerdictStore {
     /// Every user: name, tokens, whether a simple password is set, failures.
     func users() async throws -> [(String, Int, Bool, Int)] {
         var out: [(String, Int, Bool, Int)] = []
-        for (name, text) in try await client.query("SELECT username, record FROM smartotp_records ORDER BY username", logger: logger).decode((String, String).self) {
+        for (name, text) in try await client.query("SELECT username, record FROM smartotp_records ORDER BY username").decode((String, String).self) {
             guard let r = try? RecordFormat.parse(text, path: "database:" + name) else { continue }
             out.append((name, r.tokens.count, r.passwordHash != nil, r.failures))
         }
@@ -465,7 +464,7 @@ struct Database: VerdictStore {
     /// (and only those: a secret already stored is never rewritten), the audit row in the
     /// same transaction. The outcome never holds a secret.
     func change(_ change: AdminChange, user: UserName, by requester: Requester) async throws -> AdminChange.Outcome {
-        let result: Result<AdminChange.Outcome, Refused> = try await client.withTransaction(logger: logger) { conn in
+        let result: Result<AdminChange.Outcome, Refused> = try await client.withTransaction { conn in
             var loaded = try await load(conn, user, lock: true)
             if let why = loaded.refusal, !(change.isRemoval) {
                 let facts = AuditFacts(operation: change.verb, credential: "", result: "refused", reason: why.description)
@@ -481,20 +480,20 @@ struct Database: VerdictStore {
                 let e = event(facts, user, requester, loaded)
                 let seq = loaded.head.seq + 1
                 let mac = audit.mac(chain: loaded.chain, seq: seq, event: e, previous: loaded.head.mac)
-                try await conn.query("DELETE FROM smartotp_records WHERE username = \(user.value)", logger: logger)
+                try await conn.query("DELETE FROM smartotp_records WHERE username = \(user.value)")
                 // The chain is closed: its head moves to the heads table, so that a cut-off
                 // tail is still found.
                 try await conn.query("""
                     WITH a AS (INSERT INTO smartotp_audit (chain, seq, at_us, actor, serial, role, peer, rhost, service, username, operation, credential, result, reason, mac)
                                VALUES (\(loaded.chain), \(seq), \(e.at), \(e.actor), \(e.serial), \(e.role), \(e.peer), \(e.remoteHost), \(e.service), \(e.user), \(e.operation), \(e.credential), \(e.result), \(e.reason), \(mac)))
                     INSERT INTO smartotp_audit_heads (chain, seq, mac) VALUES (\(loaded.chain), \(seq), \(mac))
-                    """, logger: logger)
+                    """)
             case .write(let record):
                 let text = RecordFormat.text(SealedRecords.stripped(record))
                 if loaded.record == nil {
                     for chain in try await conn.query("""
                         INSERT INTO smartotp_records (username, record, updated_by) VALUES (\(user.value), \(text), \(requester.name)) RETURNING audit_chain
-                        """, logger: logger).decode(Int64.self) { loaded.chain = chain }
+                        """).decode(Int64.self) { loaded.chain = chain }
                     loaded.head = (0, AuditChain.genesis)
                     loaded.record = record
                 }
@@ -503,8 +502,7 @@ struct Database: VerdictStore {
                 // A card enrolled, removed or replaced: every host's offline pair of this
                 // user is void once that host is online again.
                 if change.changesTokens {
-                    try await conn.query("UPDATE smartotp_records SET offline_epoch = (extract(epoch from clock_timestamp()) * 1000000)::bigint WHERE username = \(user.value)",
-                                         logger: logger)
+                    try await conn.query("UPDATE smartotp_records SET offline_epoch = (extract(epoch from clock_timestamp()) * 1000000)::bigint WHERE username = \(user.value)")
                 }
             }
             return .success(outcome)
@@ -516,7 +514,7 @@ struct Database: VerdictStore {
     func storeSecrets(_ conn: PGConnection, _ record: UserRecord, replacing stored: [String: SealedSecret]) async throws {
         let ids = Set(record.tokens.map(\.id))
         for gone in stored.keys where !ids.contains(gone) {
-            try await conn.query("DELETE FROM smartotp_secrets WHERE username = \(record.user.value) AND token_id = \(gone)", logger: logger)
+            try await conn.query("DELETE FROM smartotp_secrets WHERE username = \(record.user.value) AND token_id = \(gone)")
         }
         // A marker is never sealed: a token of a refused record (its sealed secret missing)
         // stays without one, and refused, rather than sealed with a known secret.
@@ -524,7 +522,7 @@ struct Database: VerdictStore {
             let sealed = try sealer.seal(token, user: record.user)
             try await conn.query("""
                 INSERT INTO smartotp_secrets (username, token_id, key_id, sealed) VALUES (\(record.user.value), \(token.id), \(sealed.keyID), \(sealed.box))
-                """, logger: logger)
+                """)
         }
     }
 }

@@ -12,7 +12,7 @@ extension Database {
             FROM smartotp_audit
             WHERE (\(user)::text IS NULL OR username = \(user)) AND (\(host)::text IS NULL OR actor = \(host)) AND at_us >= \(since * 1_000_000)
             ORDER BY at_us DESC, chain, seq DESC LIMIT \(limit)
-            """, logger: logger)
+            """)
         for (chain, seq, at, actor, serial, role, peer, rhost, service, name, op, credential, result, reason)
             in try rows.decode((Int64, Int64, Int64, String, String, String, String, String, String, String, String, String, String, String).self) {
             let fields = ["\(chain):\(seq)", String(at / 1_000_000), actor, serial, role, peer, rhost, service, name, op, credential, result, reason]
@@ -26,18 +26,18 @@ extension Database {
     func verifyAudit() async throws -> (broken: String?, rows: Int) {
         // One snapshot for the heads and the rows (verdicts go on meanwhile); the rows
         // through a cursor, a few thousand at a time: a year's trail is not held in memory.
-        try await client.withTransaction(logger: logger) { conn in
-            try await conn.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", logger: logger)
+        try await client.withTransaction { conn in
+            try await conn.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             var heads: [Int64: (Int64, String)] = [:]
-            for (chain, seq, mac) in try await conn.query("SELECT audit_chain, audit_seq, audit_mac FROM smartotp_records", logger: logger).decode((Int64, Int64, String).self) {
+            for (chain, seq, mac) in try await conn.query("SELECT audit_chain, audit_seq, audit_mac FROM smartotp_records").decode((Int64, Int64, String).self) {
                 heads[chain] = (seq, mac)
             }
-            for (chain, seq, mac) in try await conn.query("SELECT chain, seq, mac FROM smartotp_audit_heads", logger: logger).decode((Int64, Int64, String).self) {
+            for (chain, seq, mac) in try await conn.query("SELECT chain, seq, mac FROM smartotp_audit_heads").decode((Int64, Int64, String).self) {
                 if heads[chain] != nil { return ("chain \(chain) has two heads (a live record and a closed chain)", 0) }
                 heads[chain] = (seq, mac)
             }
             var anchors: [Int64: (Int64, String, String)] = [:]
-            for (chain, seq, mac, a) in try await conn.query("SELECT chain, seq, mac, anchor_mac FROM smartotp_audit_anchors", logger: logger).decode((Int64, Int64, String, String).self) {
+            for (chain, seq, mac, a) in try await conn.query("SELECT chain, seq, mac, anchor_mac FROM smartotp_audit_anchors").decode((Int64, Int64, String, String).self) {
                 anchors[chain] = (seq, mac, a)
             }
             var checked = 0
@@ -55,9 +55,9 @@ extension Database {
                 DECLARE audit_scan NO SCROLL CURSOR FOR
                 SELECT chain, seq, at_us, actor, serial, role, peer, rhost, service, username, operation, credential, result, reason, mac
                 FROM smartotp_audit ORDER BY chain, seq
-                """, logger: logger)
+                """)
             while true {
-                let batch = try await conn.query("FETCH 5000 FROM audit_scan", logger: logger)
+                let batch = try await conn.query("FETCH 5000 FROM audit_scan")
                     .decode((Int64, Int64, Int64, String, String, String, String, String, String, String, String, String, String, String, String).self)
                 if batch.isEmpty { break }
                 for (chain, seq, at, actor, serial, role, peer, rhost, service, name, op, credential, result, reason, mac) in batch {
@@ -86,14 +86,14 @@ extension Database {
     /// row's seq and mac, under the audit key), so that verification still holds.
     func pruneAudit(olderThanDays days: Int) async throws -> Int {
         guard days > 0 else { return 0 }
-        return try await client.withTransaction(logger: logger) { conn in
-            try await conn.query("SELECT pg_advisory_xact_lock(7311002)", logger: logger)
+        return try await client.withTransaction { conn in
+            try await conn.query("SELECT pg_advisory_xact_lock(7311002)")
             var cuts: [(Int64, Int64, String)] = []
             let rows = try await conn.query("""
                 SELECT DISTINCT ON (chain) chain, seq, mac FROM smartotp_audit
                 WHERE at_us < (extract(epoch from now()) * 1000000)::bigint - \(Int64(days) * 86_400_000_000)
                 ORDER BY chain, seq DESC
-                """, logger: logger)
+                """)
             for row in try rows.decode((Int64, Int64, String).self) { cuts.append(row) }
             var removed = 0
             for (chain, seq, mac) in cuts {
@@ -101,8 +101,8 @@ extension Database {
                 try await conn.query("""
                     INSERT INTO smartotp_audit_anchors (chain, seq, mac, anchor_mac) VALUES (\(chain), \(seq), \(mac), \(anchor))
                     ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq, mac = excluded.mac, anchor_mac = excluded.anchor_mac
-                    """, logger: logger)
-                for n in try await conn.query("WITH d AS (DELETE FROM smartotp_audit WHERE chain = \(chain) AND seq <= \(seq) RETURNING 1) SELECT count(*)::bigint FROM d", logger: logger).decode(Int64.self) {
+                    """)
+                for n in try await conn.query("WITH d AS (DELETE FROM smartotp_audit WHERE chain = \(chain) AND seq <= \(seq) RETURNING 1) SELECT count(*)::bigint FROM d").decode(Int64.self) {
                     removed += Int(n)
                 }
             }
@@ -117,16 +117,16 @@ extension Database {
     /// `target` does not hold.
     func rekey(to target: Sealer) async throws -> (moved: Int, left: [SealError]) {
         var users: [String] = []
-        for name in try await client.query("SELECT DISTINCT username FROM smartotp_secrets WHERE key_id <> \(target.current.id) ORDER BY username", logger: logger).decode(String.self) {
+        for name in try await client.query("SELECT DISTINCT username FROM smartotp_secrets WHERE key_id <> \(target.current.id) ORDER BY username").decode(String.self) {
             users.append(name)
         }
         var moved = 0
         var left: [SealError] = []
         for name in users {
-            let (n, problems) = try await client.withTransaction(logger: logger) { conn -> (Int, [SealError]) in
-                try await conn.query("SELECT 1 FROM smartotp_records WHERE username = \(name) FOR UPDATE", logger: logger)
+            let (n, problems) = try await client.withTransaction { conn -> (Int, [SealError]) in
+                try await conn.query("SELECT 1 FROM smartotp_records WHERE username = \(name) FOR UPDATE")
                 var rows: [(String, String, String)] = []
-                for row in try await conn.query("SELECT token_id, key_id, sealed FROM smartotp_secrets WHERE username = \(name) AND key_id <> \(target.current.id)", logger: logger).decode((String, String, String).self) {
+                for row in try await conn.query("SELECT token_id, key_id, sealed FROM smartotp_secrets WHERE username = \(name) AND key_id <> \(target.current.id)").decode((String, String, String).self) {
                     rows.append(row)
                 }
                 let user = try UserName(name)
@@ -141,7 +141,7 @@ extension Database {
                         problems.append(error)
                         continue
                     }
-                    try await conn.query("UPDATE smartotp_secrets SET key_id = \(sealed.keyID), sealed = \(sealed.box) WHERE username = \(name) AND token_id = \(token)", logger: logger)
+                    try await conn.query("UPDATE smartotp_secrets SET key_id = \(sealed.keyID), sealed = \(sealed.box) WHERE username = \(name) AND token_id = \(token)")
                     n += 1
                 }
                 return (n, problems)

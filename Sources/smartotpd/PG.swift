@@ -1,8 +1,8 @@
 import CLibPQ
 import Glibc
-import Logging
 import NIOConcurrencyHelpers
 import NIOPosix
+import OTPCore
 import SmartOTPFleet
 
 // smartotpd's PostgreSQL client: libpq, PostgreSQL's own, under a small pool. libpq brings
@@ -78,19 +78,15 @@ extension String: PGDecodable {
     }
 }
 
-extension Int64: PGDecodable {
-    static func decode(_ text: String?) throws(PGError) -> Int64 {
-        guard let text, let v = Int64(text) else { throw unexpected(text) }
+extension PGDecodable where Self: FixedWidthInteger {
+    static func decode(_ text: String?) throws(PGError) -> Self {
+        guard let text, let v = Self(text) else { throw unexpected(text) }
         return v
     }
 }
 
-extension Int: PGDecodable {
-    static func decode(_ text: String?) throws(PGError) -> Int {
-        guard let text, let v = Int(text) else { throw unexpected(text) }
-        return v
-    }
-}
+extension Int64: PGDecodable {}
+extension Int: PGDecodable {}
 
 extension Bool: PGDecodable {
     static func decode(_ text: String?) throws(PGError) -> Bool {
@@ -162,7 +158,7 @@ final class PGConnection: @unchecked Sendable {
 
     /// Runs `query` on the pool's thread; its rows.
     @discardableResult
-    func query(_ query: PGQuery, logger: Logger? = nil) async throws -> PGRows {
+    func query(_ query: PGQuery) async throws -> PGRows {
         try await threads.runIfActive { [self] () throws(PGError) -> PGRows in try execute(query) }
     }
 
@@ -196,9 +192,7 @@ final class PGConnection: @unchecked Sendable {
             return PGRows(rows: rows)
         default:
             let code = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) } ?? ""
-            let message = PQresultErrorField(result, Int32(UInt8(ascii: "M"))).map { String(cString: $0) }
-            if PQstatus(raw) != CONNECTION_OK { broken = true }
-            throw PGError(code: code, message: message ?? Self.text(PQerrorMessage(raw)))
+            throw failure(code: code, message: PQresultErrorField(result, Int32(UInt8(ascii: "M"))).map { String(cString: $0) })
         }
     }
 
@@ -214,24 +208,16 @@ final class PGConnection: @unchecked Sendable {
         return poll(&p, 1, 0) == 0
     }
 
-    private func failure() -> PGError {
+    /// The error to throw (the server's, else libpq's own words); notes a connection gone.
+    private func failure(code: String = "", message: String? = nil) -> PGError {
         if PQstatus(raw) != CONNECTION_OK { broken = true }
-        return PGError(code: "", message: Self.text(PQerrorMessage(raw)))
+        return PGError(code: code, message: message ?? Self.text(PQerrorMessage(raw)))
     }
 
     /// libpq's message, on one line.
     static func text(_ message: UnsafePointer<CChar>?) -> String {
         guard let message else { return "no message" }
-        return String(cString: message).split(separator: "\n").map { $0.trimmingSpaces }.joined(separator: " ")
-    }
-}
-
-extension Substring {
-    fileprivate var trimmingSpaces: Substring {
-        var s = self
-        while s.first == " " || s.first == "\t" { s = s.dropFirst() }
-        while s.last == " " || s.last == "\t" { s = s.dropLast() }
-        return s
+        return String(cString: message).split(separator: "\n").map { $0.trimmingSpaces() }.joined(separator: " ")
     }
 }
 
@@ -256,8 +242,9 @@ final class PGPool: Sendable {
     init(settings: [(String, String)], maximum: Int) {
         self.settings = settings
         self.maximum = max(1, maximum)
-        // One thread a connection, and one for the failover probe's.
-        threads = NIOThreadPool(numberOfThreads: self.maximum + 1)
+        // One thread a connection: every blocking call (a connect, a statement) holds one
+        // of the `maximum` slots, the failover probe's too.
+        threads = NIOThreadPool(numberOfThreads: self.maximum)
         threads.start()
     }
 
@@ -276,18 +263,12 @@ final class PGPool: Sendable {
 
     func withConnection<T: Sendable>(_ body: (PGConnection) async throws -> T) async throws -> T {
         let conn = try await borrow()
-        do {
-            let value = try await body(conn)
-            give(back: conn)
-            return value
-        } catch {
-            give(back: conn)
-            throw error
-        }
+        defer { give(back: conn) }
+        return try await body(conn)
     }
 
     /// BEGIN, `body`, COMMIT on one connection; ROLLBACK when `body` throws.
-    func withTransaction<T: Sendable>(logger: Logger? = nil, _ body: (PGConnection) async throws -> T) async throws -> T {
+    func withTransaction<T: Sendable>(_ body: (PGConnection) async throws -> T) async throws -> T {
         try await withConnection { conn in
             _ = try await conn.query("BEGIN")
             do {
@@ -303,38 +284,33 @@ final class PGPool: Sendable {
 
     /// One statement on a connection of the pool.
     @discardableResult
-    func query(_ query: PGQuery, logger: Logger? = nil) async throws -> PGRows {
+    func query(_ query: PGQuery) async throws -> PGRows {
         try await withConnection { try await $0.query(query) }
     }
 
     private func borrow() async throws -> PGConnection {
-        enum Next { case use(PGConnection), open, wait }
-        let next: Next = state.withLockedValue { s in
-            if let c = s.idle.popLast() { return .use(c) }
-            if s.open < maximum { s.open += 1; return .open }
-            return .wait
+        // An idle connection, or nil: a free slot to open one in; no answer: all are busy.
+        func take(_ s: inout State) -> PGConnection?? {
+            if let c = s.idle.popLast() { return .some(c) }
+            if s.open < maximum { s.open += 1; return .some(nil) }
+            return .none
         }
-        switch next {
-        case .use(let c):
-            if c.alive() { return c }
-            release(slot: nil)  // gone while idle: its slot is opened anew
-            return try await borrow()
-        case .open: return try await connect()
-        case .wait:
-            let handed: PGConnection? = await withCheckedContinuation { k in
-                let now: PGConnection?? = state.withLockedValue { s in
-                    // Given back meanwhile: take it at once.
-                    if let c = s.idle.popLast() { return .some(c) }
-                    if s.open < maximum { s.open += 1; return .some(nil) }
-                    s.waiting.append(k)
-                    return .none
+        var next = state.withLockedValue { take(&$0) }
+        if next == nil {
+            next = await withCheckedContinuation { k in
+                // Given back meanwhile: taken at once, else handed over by `release`.
+                let now = state.withLockedValue { s -> PGConnection?? in
+                    let got = take(&s)
+                    if got == nil { s.waiting.append(k) }
+                    return got
                 }
                 if let now { k.resume(returning: now) }
             }
-            if let handed, handed.alive() { return handed }
-            if handed != nil { release(slot: nil) ; return try await borrow() }
-            return try await connect()
         }
+        guard let handed = next ?? nil else { return try await connect() }
+        if handed.alive() { return handed }
+        release(slot: nil)  // gone while idle: its slot is opened anew
+        return try await borrow()
     }
 
     /// Opens a connection in a slot already counted; gives the slot up when that fails.

@@ -11,20 +11,16 @@ FLEET_PIDS=()
 # gives no EXIT trap): its namespaces and its /etc/pam.d services, named ${P}'s letters and
 # that run's PID. Only a PID no process has any more is swept.
 fleet_sweep() {
-    local fam=${P%%[0-9]*} name pid
+    local fam=${P%%[0-9]*} name
+    # stale NAME: NAME is another run's (its letters and PID) and that PID is gone.
+    stale() { [[ $1 =~ ^${fam}([0-9]+) ]] && [ "$fam${BASH_REMATCH[1]}" != "$P" ] && ! kill -0 "${BASH_REMATCH[1]}" 2>/dev/null; }
     while read -r name _; do
-        [[ $name =~ ^${fam}([0-9]+) ]] || continue
-        pid=${BASH_REMATCH[1]}
-        [ "$fam$pid" != "$P" ] && ! kill -0 "$pid" 2>/dev/null || continue
-        ip netns del "$name" 2>/dev/null && echo "# swept namespace $name (a killed run's)"
+        stale "$name" && ip netns del "$name" 2>/dev/null && echo "# swept namespace $name (a killed run's)"
     done < <(ip netns list 2>/dev/null)
     for name in /etc/pam.d/"$fam"[0-9]*-*; do
-        [ -e "$name" ] || continue
-        [[ ${name##*/} =~ ^${fam}([0-9]+)- ]] || continue
-        pid=${BASH_REMATCH[1]}
-        [ "$fam$pid" != "$P" ] && ! kill -0 "$pid" 2>/dev/null || continue
-        rm -f "$name" && echo "# swept $name (a killed run's)"
+        [ -e "$name" ] && stale "${name##*/}" && rm -f "$name" && echo "# swept $name (a killed run's)"
     done
+    return 0
 }
 
 # fleet_net NODE…: a bridge in namespace ${P}hub and a namespace a node (${P}NODE), each
