@@ -147,11 +147,32 @@ let normalTargets: [Target] = [
     .target(name: "SmartOTPAdmin", dependencies: ["Verifier", "TokenStore", "OTPCore", "POSIX"]),
     // The virtual card's applet: a library so that tests drive it without a socket.
     .target(name: "VirtualCard", dependencies: ["OTPCore", "SmartCard"]),
-    // The fleet: what smartotpd decides with (pure), the HTTPS client hosts and admins use,
-    // the client process the module runs, and the verifier service itself.
+    // The fleet: its wire (routes, addresses, roles: what hosts, administrators and the
+    // verifier share), the HTTPS client hosts and admins use, the client process the module
+    // runs, and the verifier service itself.
     .target(name: "SmartOTPFleet", dependencies: ["Verifier", "TokenStore", "OTPCore"], swiftSettings: pcscHeaders),
     // smartotpd's keys: secrets sealed with AES-256-GCM, the audit chain's macs.
     .target(name: "SmartOTPVault", dependencies: ["TokenStore", "OTPCore", .product(name: "Crypto", package: "swift-crypto")]),
+    // smartotpd as a service library: its middleware (identity and role, revocation,
+    // routing, budgets, hashing slots), its handlers, its configuration, and the Ledger port
+    // every verdict, offline report, admin change and revocation goes through, with the
+    // in-memory ledger its tests run on. No NIO, no libpq: tested in process.
+    .target(
+        name: "SmartOTPService",
+        dependencies: [
+            "SmartOTPFleet", "SmartOTPVault", "SmartOTPAdmin", "Verifier", "TokenStore", "OTPCore", "POSIX",
+            .product(name: "Logging", package: "swift-log"), .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "X509", package: "swift-certificates"), .product(name: "SwiftASN1", package: "swift-asn1"),
+        ]
+    ),
+    // The ledger in PostgreSQL, through libpq: the pool, the schema, the commit.
+    .target(
+        name: "SmartOTPPostgres",
+        dependencies: [
+            "SmartOTPService", "SmartOTPVault", "Verifier", "TokenStore", "OTPCore", "CLibPQ",
+            .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
+        ]
+    ),
     .target(
         name: "FleetNet",
         dependencies: [
@@ -173,18 +194,15 @@ let normalTargets: [Target] = [
     .executableTarget(
         name: "smartotpd",
         dependencies: [
-            "SmartOTPFleet", "SmartOTPVault", "SmartOTPAdmin", "Verifier", "TokenStore", "OTPCore", "POSIX",
+            "SmartOTPService", "SmartOTPPostgres", "SmartOTPFleet", "SmartOTPVault", "Verifier", "OTPCore", "POSIX",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
-            "CLibPQ",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            .product(name: "X509", package: "swift-certificates"),
-            .product(name: "SwiftASN1", package: "swift-asn1"),
         ],
         swiftSettings: pcscHeaders
     ),
@@ -229,6 +247,16 @@ let normalTargets: [Target] = [
     .testTarget(name: "SmartOTPAuthTests", dependencies: ["SmartOTPAuth", "Verifier", "SmartOTPAdmin", "SmartCard", "TokenStore", "OTPCore"]),
     .testTarget(name: "SmartOTPFleetTests", dependencies: ["SmartOTPFleet", "SmartOTPVault", "SmartOTPAdmin", "Verifier", "TokenStore", "OTPCore"], swiftSettings: pcscHeaders),
     .testTarget(
+        name: "SmartOTPServiceTests",
+        dependencies: [
+            "SmartOTPService", "SmartOTPFleet", "SmartOTPVault", "SmartOTPAdmin", "Verifier", "TokenStore", "OTPCore",
+            .product(name: "X509", package: "swift-certificates"), .product(name: "SwiftASN1", package: "swift-asn1"),
+            .product(name: "Crypto", package: "swift-crypto"), .product(name: "Logging", package: "swift-log"),
+        ]
+    ),
+    .testTarget(name: "SmartOTPPostgresTests", dependencies: ["SmartOTPPostgres", "SmartOTPService", "SmartOTPVault", "SmartOTPFleet", "Verifier", "TokenStore", "OTPCore", "POSIX",
+                                                               .product(name: "Logging", package: "swift-log")]),
+    .testTarget(
         name: "SmartOTPSystemTests",
         dependencies: ["SmartOTPSystem", "SmartOTPAuth", "Verifier", "SmartCard", "VirtualCard", "OTPCore", "POSIX", "CPOSIX", "TokenStore"],
         swiftSettings: pcscHeaders
@@ -236,7 +264,8 @@ let normalTargets: [Target] = [
 ]
 
 /// The targets that need SwiftNIO (left out with SMARTOTP_NO_FLEET=1).
-let fleetNetworkTargets: Set = ["FleetNet", "CLibPQ", "smartotp-fleet", "smartotpd", "fleet-load", "FleetNetTests", "SmartOTPVault", "SmartOTPFleetTests"]
+let fleetNetworkTargets: Set = ["FleetNet", "CLibPQ", "smartotp-fleet", "smartotpd", "fleet-load", "FleetNetTests", "SmartOTPVault", "SmartOTPFleetTests",
+                                "SmartOTPService", "SmartOTPPostgres", "SmartOTPServiceTests", "SmartOTPPostgresTests"]
 
 let package = Package(
     name: "smartotp",

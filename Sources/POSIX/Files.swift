@@ -8,6 +8,8 @@ public struct FileStatus: Sendable, Equatable {
     public var group: UInt32
     public var size: Int64
     public var inode: UInt64
+    /// The last change of its contents, in nanoseconds since 1970.
+    public var modified: Int64
 
     init(_ st: stat) {
         mode = UInt32(st.st_mode)
@@ -15,6 +17,7 @@ public struct FileStatus: Sendable, Equatable {
         group = st.st_gid
         size = Int64(st.st_size)
         inode = UInt64(st.st_ino)
+        modified = Int64(st.st_mtim.tv_sec) &* 1_000_000_000 &+ Int64(st.st_mtim.tv_nsec)
     }
 
     public var isDirectory: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFDIR) }
@@ -140,6 +143,22 @@ public struct FileDescriptor: Sendable {
 
 /// Calls on paths.
 public enum FileSystem {
+    /// The whole of a file, at most `limit` bytes; nil when it is larger. Throws when it
+    /// cannot be opened or read (ENOENT included). A symbolic link is followed only when
+    /// `followingLinks` (a server's certificates, which certbot and others link).
+    public static func read(_ path: String, limit: Int, followingLinks: Bool = false) throws(SystemCallError) -> [UInt8]? {
+        let fd: FileDescriptor
+        if followingLinks {
+            let raw = path.withCString { p in retryingOnInterrupt { cposix_open(p, O_RDONLY | O_CLOEXEC, 0) } }
+            guard raw >= 0 else { throw .last("open", path) }
+            fd = FileDescriptor(rawValue: raw)
+        } else {
+            fd = try FileDescriptor.open(path, .readOnly)
+        }
+        defer { fd.close() }
+        return try fd.readAll(path, limit: limit)
+    }
+
     /// `lstat(2)`; nil when the path does not exist.
     public static func linkStatus(_ path: String) throws(SystemCallError) -> FileStatus? {
         var st = stat()

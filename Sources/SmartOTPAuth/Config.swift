@@ -62,12 +62,7 @@ public struct ModuleConfig: Sendable, Equatable {
     /// One module argument: its name, whether it takes a value, what it means (for the
     /// man page and errors), and how it sets the config. The table below and the
     /// verifier's `Policy.options` are the only places an argument's name is written.
-    public struct Option: Sendable {
-        public let name: String
-        public let takesValue: Bool
-        public let help: String
-        let apply: @Sendable (inout ModuleConfig, OptionValue) throws(ConfigError) -> Void
-    }
+    public typealias Option = ConfigOption<ModuleConfig>
 
     /// The module's own settings. Both tables are literals, read-only data: nothing is
     /// built at each login to look a name up.
@@ -164,13 +159,9 @@ public struct ModuleConfig: Sendable, Equatable {
         var c = base
         var unknown: [String] = []
         for arg in arguments {
-            if let option = options.first(where: { $0.name == arg.name }) {
-                try option.apply(&c, try OptionValue(option: arg.name, takesValue: option.takesValue, text: arg.value))
-            } else if let setting = Policy.options.first(where: { $0.name == arg.name }) {
-                try setting.apply(&c.policy, try OptionValue(option: arg.name, takesValue: setting.takesValue, text: arg.value))
-            } else {
-                unknown.append(arg.reported)
-            }
+            if try options.apply(arg, to: &c) { continue }
+            if try Policy.options.apply(arg, to: &c.policy) { continue }
+            unknown.append(arg.reported)
         }
         return Parsed(config: c, unknown: unknown)
     }
@@ -198,35 +189,12 @@ public struct ModuleConfig: Sendable, Equatable {
 }
 
 extension OptionValue {
-    /// Seconds, or a number with `s`, `m`, `h` or `d`, within `range` (in seconds).
-    func duration(_ range: ClosedRange<Int64>) throws(ConfigError) -> Int64 {
-        var digits = text
-        var scale: Int64 = 1
-        switch text.utf8.last {
-        case UInt8(ascii: "s"): scale = 1
-        case UInt8(ascii: "m"): scale = 60
-        case UInt8(ascii: "h"): scale = 3600
-        case UInt8(ascii: "d"): scale = 86_400
-        default: scale = 0
-        }
-        if scale != 0 { digits = String(decoding: text.utf8.dropLast(), as: UTF8.self) } else { scale = 1 }
-        guard let n = Int64(digits), n >= 0, n <= Int64.max / 86_400, range.contains(n * scale) else {
-            throw .badValue(name: name, value: text, expected: msg("a duration from \(range.lowerBound) s to \(range.upperBound / 86_400) days (s, m, h or d)"))
-        }
-        return n * scale
-    }
-
     /// `https://HOST[:PORT]` pieces separated by commas (checked again by the client).
     func serverList() throws(ConfigError) -> [String] {
-        let urls = text.splitBytes(UInt8(ascii: ","))
-        for u in urls {
+        try list(UInt8(ascii: ","), expected: "https://HOST[:PORT][,https://…]") { u in
             let b = Array(u.utf8)
-            guard b.count > 8, b.count < 256, u.utf8.begins(with: "https://"),
-                  b.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "@") }) else {
-                throw .badValue(name: name, value: text, expected: "https://HOST[:PORT][,https://…]")
-            }
+            return b.count > 8 && b.count < 256 && u.utf8.begins(with: "https://")
+                && b.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "@") }) ? u : nil
         }
-        guard !urls.isEmpty else { throw .badValue(name: name, value: text, expected: "https://HOST[:PORT][,https://…]") }
-        return urls
     }
 }

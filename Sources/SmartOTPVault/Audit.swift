@@ -7,7 +7,7 @@ import Foundation
 
 /// One row of the audit trail: who asked, from where, about whom, what was decided and
 /// why. Never a secret or a code.
-public struct AuditEvent: Sendable, Equatable {
+public struct AuditEntry: Sendable, Equatable {
     /// The database's clock, in microseconds since 1970 (every replica judges by it).
     public var at: Int64
     /// The certificate that asked: its common name, its serial, its role.
@@ -68,7 +68,7 @@ public struct AuditChain: Sendable {
     /// The mac of the first row of a chain stands on this.
     public static let genesis = ""
 
-    public func mac(chain: Int64, seq: Int64, event: AuditEvent, previous: String) -> String {
+    public func mac(chain: Int64, seq: Int64, event: AuditEntry, previous: String) -> String {
         var input = Array("smartotp audit 1".utf8)
         func add(_ bytes: [UInt8]) {
             let n = UInt32(bytes.count)
@@ -83,6 +83,46 @@ public struct AuditChain: Sendable {
         return Data(HMAC<SHA256>.authenticationCode(for: input, using: key)).base64EncodedString()
     }
 
+    /// Where a chain stands: its last row's seq and mac (0 and `genesis` when it has none).
+    public struct Head: Sendable, Equatable {
+        public var seq: Int64
+        public var mac: String
+
+        public init(seq: Int64, mac: String) {
+            self.seq = seq
+            self.mac = mac
+        }
+
+        public static let empty = Head(seq: 0, mac: AuditChain.genesis)
+    }
+
+    /// The chain's step, the one place it is taken: `entries` appended to chain `chain`
+    /// after `head`, each row's mac over the one before; the rows and the new head.
+    public func extend(chain: Int64, head: Head, with entries: [AuditEntry]) -> (rows: [Row], head: Head) {
+        var rows: [Row] = []
+        var at = head
+        for e in entries {
+            let seq = at.seq + 1
+            let m = mac(chain: chain, seq: seq, event: e, previous: at.mac)
+            rows.append(Row(chain: chain, seq: seq, event: e, mac: m))
+            at = Head(seq: seq, mac: m)
+        }
+        return (rows, at)
+    }
+
+    /// A keyed tag of `parts` under this chain's key and `label` (each part length-prefixed),
+    /// hex of its first 16 bytes: what binds a request id to its request.
+    public func tag(label: String, parts: [[UInt8]]) -> String {
+        var input = Array(label.utf8)
+        for p in parts {
+            let n = UInt32(p.count)
+            input += [UInt8(n >> 24), UInt8(n >> 16 & 0xFF), UInt8(n >> 8 & 0xFF), UInt8(n & 0xFF)]
+            input += p
+        }
+        defer { for i in input.indices { input[i] = 0 } }
+        return HMAC<SHA256>.authenticationCode(for: input, using: key).prefix(16).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+    }
+
     /// The mac of a pruning anchor (the last row pruned from a chain).
     public func anchorMAC(chain: Int64, seq: Int64, mac: String) -> String {
         let input = Array("smartotp audit anchor 1\0\(chain)\0\(seq)\0\(mac)".utf8)
@@ -93,10 +133,10 @@ public struct AuditChain: Sendable {
     public struct Row: Sendable {
         public var chain: Int64
         public var seq: Int64
-        public var event: AuditEvent
+        public var event: AuditEntry
         public var mac: String
 
-        public init(chain: Int64, seq: Int64, event: AuditEvent, mac: String) {
+        public init(chain: Int64, seq: Int64, event: AuditEntry, mac: String) {
             self.chain = chain
             self.seq = seq
             self.event = event

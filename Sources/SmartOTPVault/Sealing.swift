@@ -125,11 +125,33 @@ public enum SealedRecords {
         return r
     }
 
-    /// The record's text for the database and each token's sealed secret.
-    public static func seal(_ record: UserRecord, with sealer: Sealer) throws(SealError) -> (text: String, secrets: [String: SealedSecret]) {
+    /// The record's text for the database and each token's sealed secret. A token whose
+    /// secret and access key are those `stored` already holds sealed for it (as `opened`, the
+    /// record they opened into, shows) keeps that sealed value: a secret already stored is
+    /// never sealed again, so a verdict never rewrites one. Every other token is sealed
+    /// anew; a marker (the stand-in of a secret that did not open) is never sealed.
+    public static func seal(_ record: UserRecord, with sealer: Sealer, keeping stored: [String: SealedSecret] = [:],
+                            opened: UserRecord? = nil) throws(SealError) -> (text: String, secrets: [String: SealedSecret]) {
         var secrets: [String: SealedSecret] = [:]
-        for t in record.tokens { secrets[t.id] = try sealer.seal(t, user: record.user) }
+        for t in record.tokens {
+            if let kept = stored[t.id], let was = opened?.tokens.first(where: { $0.id == t.id }),
+               was.secret.constantTimeEquals(t.secret), sameKey(was.accessKey, t.accessKey) {
+                secrets[t.id] = kept
+            } else {
+                guard !isMarker(t.secret) else { throw .missing(user: record.user.value, token: t.id) }
+                secrets[t.id] = try sealer.seal(t, user: record.user)
+            }
+        }
         return (RecordFormat.text(stripped(record)), secrets)
+    }
+
+    /// Whether two access keys (or none) are the same, in constant time.
+    public static func sameKey(_ a: SecretBytes?, _ b: SecretBytes?) -> Bool {
+        switch (a, b) {
+        case (nil, nil): return true
+        case (let x?, let y?): return x.constantTimeEquals(y)
+        default: return false
+        }
     }
 
     /// The record with its secrets back in. Refuses a token whose text carries a secret

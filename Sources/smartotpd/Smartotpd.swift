@@ -7,24 +7,28 @@ import Metrics
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
+import POSIX
 import Prometheus
 import ServiceLifecycle
 import SmartOTPFleet
+import SmartOTPPostgres
+import SmartOTPService
 import SmartOTPVault
 import Verifier
 
+/// smartotpd.conf, read through the grammar every setting of smartotp shares; each
+/// error names the file and line.
 func loadConfig(_ path: String) throws -> ServerConfig {
-    guard let f = fopen(path, "r") else { throw ValidationError("cannot open \(path): \(String(cString: strerror(errno)))") }
-    defer { fclose(f) }
-    var bytes: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 4096)
-    while true {
-        let n = fread(&buffer, 1, buffer.count, f)
-        if n <= 0 { break }
-        bytes += buffer[0..<n]
-        if bytes.count > 1 << 20 { throw ValidationError("\(path) is too large") }
-    }
-    do { return try ServerConfig.parse(String(decoding: bytes, as: UTF8.self), path: path) } catch { throw ValidationError("\(error)") }
+    let bytes: [UInt8]?
+    do { bytes = try FileSystem.read(path, limit: 1 << 20, followingLinks: true) } catch { throw ValidationError("cannot read \(error.description)") }
+    guard let bytes else { throw ValidationError("\(path) is larger than 1 MiB") }
+    let config: ServerConfig
+    do throws(ConfigError) { config = try ServerConfig.parse(String(decoding: bytes, as: UTF8.self), path: path) } catch { throw ValidationError(error.description) }
+    // libpq's own parser: a connection string it cannot read is refused now, not at the
+    // first verdict.
+    do throws(PGError) { _ = try ConnectionString.parse(config.database) } catch { throw ValidationError("\(path): \(error.message)") }
+    return config
 }
 
 /// A key named in the configuration: a path, or `credential:NAME` for systemd's
@@ -44,6 +48,11 @@ func loadKey(_ value: String) throws -> KeyFile {
 
 /// The keys a configuration names: the sealer (seal_key, and unseal_keys that only open)
 /// and the audit chain's. smartotpd will not start without them.
+func loadCodec(_ config: ServerConfig) throws -> LedgerCodec {
+    let (sealer, audit) = try loadKeys(config)
+    return LedgerCodec(sealer: sealer, audit: audit)
+}
+
 func loadKeys(_ config: ServerConfig, extra: [KeyFile] = []) throws -> (Sealer, AuditChain) {
     let seal = try loadKey(config.sealKey)
     let audit = try loadKey(config.auditKey)
@@ -98,20 +107,31 @@ struct Serve: AsyncParsableCommand {
                                                    .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5)]
         MetricsSystem.bootstrap(factory)
         let group = MultiThreadedEventLoopGroup.singleton
-        let pools = DatabasePools(config.database, connections: config.databaseConnections, logger: logger)
-        let (sealer, audit) = try loadKeys(config)
-        var database = Database(pools: pools, logger: logger, sealer: sealer, audit: audit)
-        database.rootPassword = config.rootPassword
-        let service = try VerifierService(config: config, database: database, logger: logger, group: group)
+        let codec = try loadCodec(config)
+        let pool = try PostgresLedger.pool(config.database, connections: config.databaseConnections, logger: logger)
+        let ledger = PostgresLedger(pool: pool, codec: codec, logger: logger)
+        let identifier: PeerIdentifier
+        do {
+            identifier = try PeerIdentifier(hostCAs: PeerIdentifier.load(config.clientCA), adminCAs: PeerIdentifier.load(config.adminCA),
+                                            helpdeskCAs: config.helpdeskCA.map(PeerIdentifier.load) ?? [],
+                                            names: ("client_ca (\(config.clientCA))", "admin_ca (\(config.adminCA))", "helpdesk_ca (\(config.helpdeskCA ?? "-"))"))
+        } catch let e as PeerIdentifier.RoleConfigurationError { throw ValidationError(e.description) }
+        let revoked = RevocationList(path: config.revoked)
+        let service = VerifierService(config: config, ledger: ledger, identifier: identifier, revoked: revoked,
+                                      binder: RequestBinder(audit: codec.audit), logger: logger,
+                                      clock: { Int64(Clocks.monotonicMilliseconds() / 1000) }, hashingSlots: max(2, System.coreCount))
+        let admission = Admission(.init(total: config.maxConnections, perSource: config.maxConnectionsPerSource,
+                                        handshake: .seconds(config.handshakeTimeout), lifetime: .seconds(config.connectionLifetime)),
+                                  listener: "verifier")
+        let edge = VerifierEdge(service: service, listen: config.listen, tls: try serverTLS(config), admission: admission, logger: logger, group: group)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-            .init(service: pools),
+            .init(service: PoolService(pool: pool)),
             // Done once the schema is known to be current; fails the whole group if not.
-            .init(service: SchemaCheck(database: database, logger: logger), successTerminationBehavior: .ignore),
-            .init(service: service),
-            .init(service: RevocationPoller(database: database, revoked: service.identifier.revoked, logger: logger),
-                  successTerminationBehavior: .ignore),
+            .init(service: SchemaCheck(ledger: ledger, logger: logger), successTerminationBehavior: .ignore),
+            .init(service: edge),
+            .init(service: RevocationPoller(ledger: ledger, revoked: revoked, logger: logger), successTerminationBehavior: .ignore),
         ]
-        if config.auditKeep > 0 { services.append(.init(service: AuditPruner(database: database, days: config.auditKeep, logger: logger),
+        if config.auditKeep > 0 { services.append(.init(service: AuditPruner(ledger: ledger, days: config.auditKeep, logger: logger),
                                                                 successTerminationBehavior: .ignore)) }
         if let m = config.metricsListen {
             services.append(.init(service: MetricsEndpoint(address: m, registry: registry, logger: logger, group: group)))
@@ -122,6 +142,30 @@ struct Serve: AsyncParsableCommand {
         lifecycle.maximumGracefulShutdownDuration = .seconds(10)
         lifecycle.maximumCancellationDuration = .seconds(5)
         try await ServiceGroup(configuration: lifecycle).run()
+    }
+}
+
+/// The server's TLS: its certificate and key; a client certificate required and checked
+/// against the hosts', the administrators' and the helpdesk's CAs (which one signed it
+/// decides the role: PeerIdentifier); TLS 1.2 at least.
+func serverTLS(_ config: ServerConfig) throws -> NIOSSLContext {
+    var t = TLSConfiguration.makeServerConfiguration(
+        certificateChain: try NIOSSLCertificate.fromPEMFile(config.tlsCert).map { .certificate($0) },
+        privateKey: .privateKey(try NIOSSLPrivateKey(file: config.tlsKey, format: .pem)))
+    t.certificateVerification = .noHostnameVerification
+    t.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(config.clientCA) + NIOSSLCertificate.fromPEMFile(config.adminCA)
+                                 + (config.helpdeskCA.map(NIOSSLCertificate.fromPEMFile) ?? []))
+    t.minimumTLSVersion = .tlsv12
+    return try NIOSSLContext(configuration: t)
+}
+
+/// The pool's life: open until shutdown, then every connection closed.
+struct PoolService: Service {
+    let pool: PGPool
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        await pool.close()
     }
 }
 
@@ -160,23 +204,23 @@ func fitDescriptors(_ config: ServerConfig, logger: Logger) -> Int {
 /// Refuses to serve a database whose schema is not this version's (no guessing): it
 /// waits for PostgreSQL, checks, and stays until shutdown.
 struct SchemaCheck: Service {
-    let database: Database
+    let ledger: PostgresLedger
     let logger: Logger
 
     func run() async throws {
         var version: Int?
         while version == nil {
-            do { version = try await database.schemaVersion() } catch {
+            do { version = try await ledger.schemaVersion() } catch {
                 logger.warning("PostgreSQL does not answer yet; verdicts fail closed until it does", metadata: ["error": "\(loggable(error))"])
                 try await Task.sleep(for: .seconds(2))
                 if Task.isCancelled { return }
             }
         }
-        guard version == Database.latest else {
-            logger.critical("the database schema is version \(version ?? 0), this smartotpd needs \(Database.latest): run smartotpd migrate")
+        guard version == PostgresLedger.latest else {
+            logger.critical("the database schema is version \(version ?? 0), this smartotpd needs \(PostgresLedger.latest): run smartotpd migrate")
             throw ExitCode(1)
         }
-        logger.info("database schema is current", metadata: ["version": "\(Database.latest)"])
+        logger.info("database schema is current", metadata: ["version": "\(PostgresLedger.latest)"])
     }
 }
 
@@ -196,10 +240,9 @@ struct Migrate: AsyncParsableCommand {
 
     func run() async throws {
         let config = try loadConfig(options.config)
-        let (sealer, audit) = try loadKeys(config)
-        let applied = try await withDatabase(config, sealer: sealer, audit: audit, deadline: Migrate.deadline) { try await $0.migrate() }
-        print(applied.isEmpty ? "smartotpd: schema is current (version \(Database.latest))"
-              : "smartotpd: applied migration\(applied.count == 1 ? "" : "s") \(applied.map(String.init).joined(separator: ", ")); schema version \(Database.latest)")
+        let applied = try await withDatabase(config, codec: try loadCodec(config), deadline: Migrate.deadline) { try await $0.migrate() }
+        print(applied.isEmpty ? "smartotpd: schema is current (version \(PostgresLedger.latest))"
+              : "smartotpd: applied migration\(applied.count == 1 ? "" : "s") \(applied.map(String.init).joined(separator: ", ")); schema version \(PostgresLedger.latest)")
     }
 }
 
@@ -207,39 +250,32 @@ struct Migrate: AsyncParsableCommand {
 /// `deadline` (when given): a database that cannot be reached or refuses the connection
 /// (TLS, pg_hba.conf: libpq's errors, no SQLSTATE) is tried again each second for as long
 /// as it is let — one that is still starting is waited for.
-func withDatabase<T: Sendable>(_ config: ServerConfig, sealer: Sealer, audit: AuditChain, deadline: Duration?,
-                               _ body: @escaping @Sendable (Database) async throws -> T) async throws -> T {
-    let logger = makeLogger()
-    let pools = DatabasePools(config.database, connections: 1, logger: logger)
-    let database = Database(pools: pools, logger: logger, sealer: sealer, audit: audit)
-    return try await withThrowingTaskGroup(of: Void.self) { tasks in
-        tasks.addTask { try await pools.run() }
-        defer { tasks.cancelAll() }
-        try await Task.sleep(for: .milliseconds(20))  // let run() start before the first lease
-        let last = NIOLockedValueBox<String?>(nil)
-        let result = try await withThrowingTaskGroup(of: T?.self) { attempt in
-            attempt.addTask {
-                while true {
-                    // With several servers listed: the one that accepts writes.
-                    while pools.follow, await !pools.choose() { try await Task.sleep(for: DatabasePools.probeInterval) }
-                    do { return try await body(database) } catch let e as PGError where e.code.isEmpty && deadline != nil {
-                        last.withLockedValue { $0 = e.message }
-                        try await Task.sleep(for: .seconds(1))
-                    }
+func withDatabase<T: Sendable>(_ config: ServerConfig, codec: LedgerCodec, deadline: Duration?,
+                               _ body: @escaping @Sendable (PostgresLedger) async throws -> T) async throws -> T {
+    let pool = try PostgresLedger.pool(config.database, connections: 1)
+    let ledger = PostgresLedger(pool: pool, codec: codec, logger: makeLogger())
+    defer { Task { await pool.close() } }
+    let last = NIOLockedValueBox<String?>(nil)
+    let result = try await withThrowingTaskGroup(of: T?.self) { attempt in
+        attempt.addTask {
+            while true {
+                do { return try await body(ledger) } catch let e as PGError where e.code.isEmpty && deadline != nil {
+                    last.withLockedValue { $0 = e.message }
+                    try await Task.sleep(for: .seconds(1))
                 }
             }
-            if let deadline {
-                attempt.addTask {
-                    try await Task.sleep(for: deadline)
-                    return nil
-                }
-            }
-            defer { attempt.cancelAll() }
-            return try await attempt.next() ?? nil
         }
-        guard let result else { throw Migrate.Unreachable(last: last.withLockedValue { $0 }) }
-        return result
+        if let deadline {
+            attempt.addTask {
+                try await Task.sleep(for: deadline)
+                return nil
+            }
+        }
+        defer { attempt.cancelAll() }
+        return try await attempt.next() ?? nil
     }
+    guard let result else { throw Migrate.Unreachable(last: last.withLockedValue { $0 }) }
+    return result
 }
 
 struct Keygen: ParsableCommand {
@@ -272,7 +308,7 @@ struct Rekey: AsyncParsableCommand {
         let fresh = try loadKey(newKey)
         let (old, audit) = try loadKeys(config, extra: [fresh])
         let target = Sealer(current: fresh, others: old.keyIDs.compactMap { old.key($0) })
-        let (moved, problems) = try await withDatabase(config, sealer: target, audit: audit, deadline: nil) { try await $0.rekey(to: target) }
+        let (moved, problems) = try await withDatabase(config, codec: LedgerCodec(sealer: target, audit: audit), deadline: nil) { try await $0.rekey(to: target) }
         print("smartotpd: re-sealed \(moved) secret(s) under key \(fresh.id)")
         for p in problems { print("smartotpd: left as it was: \(p)") }
         // A secret under a key this command does not hold would be lost with that key.
@@ -288,8 +324,7 @@ struct AuditVerify: AsyncParsableCommand {
 
     func run() async throws {
         let config = try loadConfig(options.config)
-        let (sealer, audit) = try loadKeys(config)
-        let (broken, rows) = try await withDatabase(config, sealer: sealer, audit: audit, deadline: Migrate.deadline) { try await $0.verifyAudit() }
+        let (broken, rows) = try await withDatabase(config, codec: try loadCodec(config), deadline: Migrate.deadline) { try await $0.verifyAudit() }
         if let broken {
             print("smartotpd: the audit trail is broken: \(broken)")
             throw ExitCode(1)
@@ -300,7 +335,7 @@ struct AuditVerify: AsyncParsableCommand {
 
 /// Prunes audit rows older than audit_keep days, hourly.
 struct AuditPruner: Service {
-    let database: Database
+    let ledger: PostgresLedger
     let days: Int
     let logger: Logger
 
@@ -310,7 +345,7 @@ struct AuditPruner: Service {
         try? await cancelWhenGracefulShutdown {
             while true {
                 do {
-                    let n = try await database.pruneAudit(olderThanDays: days)
+                    let n = try await ledger.pruneAudit(olderThanDays: days)
                     if n > 0 { logger.info("audit rows pruned", metadata: ["rows": "\(n)", "older than days": "\(days)"]) }
                 } catch is CancellationError {
                     return
@@ -318,6 +353,35 @@ struct AuditPruner: Service {
                     logger.warning("audit pruning failed", metadata: ["error": "\(loggable(error))"])
                 }
                 try await Task.sleep(for: .seconds(3600))
+            }
+        }
+    }
+}
+
+/// Reads the revocations from the ledger every two seconds, so that a host revoked on any
+/// replica is refused by all within a few seconds (on its next request, even on an open
+/// connection). While the database cannot be read the last list read stays.
+struct RevocationPoller: Service {
+    let ledger: PostgresLedger
+    let revoked: RevocationList
+    let logger: Logger
+    static let interval: Duration = .seconds(2)
+
+    func run() async throws {
+        try? await cancelWhenGracefulShutdown {
+            var failing = false
+            while true {
+                do {
+                    revoked.setStored(try await ledger.read(.fleet).revocations.map(\.entry))
+                    if failing { logger.info("revocations read again from the database") }
+                    failing = false
+                } catch is CancellationError {
+                    return
+                } catch {
+                    if !failing { logger.warning("cannot read the revocations; the last list read stays", metadata: ["error": "\(loggable(error))"]) }
+                    failing = true
+                }
+                try await Task.sleep(for: Self.interval)
             }
         }
     }

@@ -5,7 +5,7 @@
 # unwraps, fatalError, precondition, assert, unowned, and implicitly unwrapped optionals.
 source "$(dirname "$0")/lib/testlib.sh"
 
-TARGETS=(POSIX OTPCore SmartCard PCSC TokenStore SmartOTPAuth SmartOTPSystem PamSmartOTP smartotp-chkotp)
+TARGETS=(POSIX OTPCore SmartCard PCSC TokenStore Verifier SmartOTPAuth SmartOTPSystem PamSmartOTP smartotp-chkotp)
 patterns=(
     'try!'                          # try! traps on error
     'as!'                           # as! traps on a failed cast
@@ -57,7 +57,7 @@ unmapped=""
 for t in $targets; do grep -qF "\`$t\`" <<<"$map" || unmapped="$unmapped $t"; done
 check "CONTRIBUTING's map of targets names every target in Package.swift ($(echo $targets | wc -w))" "" "$unmapped"
 # The Grafana dashboard (dist/) is JSON and asks only for metrics smartotpd exports.
-missing=$(python3 - "$ROOT/dist/grafana-smartotpd.json" "$ROOT"/Sources/smartotpd/*.swift <<'PY'
+missing=$(python3 - "$ROOT/dist/grafana-smartotpd.json" "$ROOT"/Sources/smartotpd/*.swift "$ROOT"/Sources/SmartOTPService/*.swift <<'PY'
 import json, re, sys
 d = json.load(open(sys.argv[1]))
 code = "".join(open(f).read() for f in sys.argv[2:])

@@ -35,7 +35,7 @@ struct PolicyLoadingTests {
     }
 
     @Test func aBadValueInTheFileNamesTheFile() {
-        #expect(throws: ConfigError.unreadableFile(path: file, reason: "module argument deny=lots is invalid: expected a number from 0 to 1000")) {
+        #expect(throws: ConfigError.unreadableFile(path: file, reason: "setting deny=lots is invalid: expected a number from 0 to 1000")) {
             try load("deny=lots\n", [])
         }
     }

@@ -73,8 +73,8 @@ struct VaultTests {
         #expect(throws: KeyFile.Refusal.self) { try KeyFile(path: dir + "/missing") }
     }
 
-    func event(_ user: String, _ result: String, at: Int64) -> AuditEvent {
-        AuditEvent(at: at, actor: "h1", serial: "0a", role: "host", peer: "192.0.2.1", remoteHost: "198.51.100.7", service: "sshd",
+    func event(_ user: String, _ result: String, at: Int64) -> AuditEntry {
+        AuditEntry(at: at, actor: "h1", serial: "0a", role: "host", peer: "192.0.2.1", remoteHost: "198.51.100.7", service: "sshd",
                    user: user, operation: "code", credential: "code", result: result, reason: "")
     }
 

@@ -3,30 +3,13 @@ import SmartOTPVault
 import TokenStore
 
 /// The audit trail read back, checked and pruned; secrets re-sealed under a new key.
-extension Database {
-    /// Audit rows, newest first, as tab-separated lines (the header first).
-    func auditRows(user: String?, host: String?, since: Int64, limit: Int) async throws -> String {
-        var out = "row\ttime\tactor\tserial\trole\tpeer\trhost\tservice\tuser\toperation\tcredential\tresult\treason\n"
-        let rows = try await client.query("""
-            SELECT chain, seq, at_us, actor, serial, role, peer, rhost, service, username, operation, credential, result, reason
-            FROM smartotp_audit
-            WHERE (\(user)::text IS NULL OR username = \(user)) AND (\(host)::text IS NULL OR actor = \(host)) AND at_us >= \(since * 1_000_000)
-            ORDER BY at_us DESC, chain, seq DESC LIMIT \(limit)
-            """)
-        for (chain, seq, at, actor, serial, role, peer, rhost, service, name, op, credential, result, reason)
-            in try rows.decode((Int64, Int64, Int64, String, String, String, String, String, String, String, String, String, String, String).self) {
-            let fields = ["\(chain):\(seq)", String(at / 1_000_000), actor, serial, role, peer, rhost, service, name, op, credential, result, reason]
-            out += fields.map { $0.replacingTabs }.joined(separator: "\t") + "\n"
-        }
-        return out
-    }
-
+extension PostgresLedger {
     /// Checks every chain: nil when the trail is intact, else the first broken place.
     /// Returns how many rows were checked too.
-    func verifyAudit() async throws -> (broken: String?, rows: Int) {
+    public func verifyAudit() async throws -> (broken: String?, rows: Int) {
         // One snapshot for the heads and the rows (verdicts go on meanwhile); the rows
         // through a cursor, a few thousand at a time: a year's trail is not held in memory.
-        try await client.withTransaction { conn in
+        try await pool.withTransaction { conn in
             try await conn.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             var heads: [Int64: (Int64, String)] = [:]
             for (chain, seq, mac) in try await conn.query("SELECT audit_chain, audit_seq, audit_mac FROM smartotp_records").decode((Int64, Int64, String).self) {
@@ -49,7 +32,7 @@ extension Database {
                 seen.insert(chain)
                 guard let head = heads[chain] else { return "chain \(chain) has rows but no head (user \(rows.first?.event.user ?? "?")): its record row was deleted by hand" }
                 let ends = AuditChain.Ends(head: head, anchor: anchors[chain].map { ($0.0, $0.1, $0.2) })
-                return audit.verify(chain: chain, rows: rows, ends: ends)
+                return codec.audit.verify(chain: chain, rows: rows, ends: ends)
             }
             try await conn.query("""
                 DECLARE audit_scan NO SCROLL CURSOR FOR
@@ -66,7 +49,7 @@ extension Database {
                         current = chain
                         rows = []
                     }
-                    let e = AuditEvent(at: at, actor: actor, serial: serial, role: role, peer: peer, remoteHost: rhost, service: service,
+                    let e = AuditEntry(at: at, actor: actor, serial: serial, role: role, peer: peer, remoteHost: rhost, service: service,
                                        user: name, operation: op, credential: credential, result: result, reason: reason)
                     rows.append(.init(chain: chain, seq: seq, event: e, mac: mac))
                     checked += 1
@@ -76,7 +59,7 @@ extension Database {
             // A chain whose rows are all gone must end where pruning left it.
             for (chain, head) in heads.sorted(by: { $0.key < $1.key }) where !seen.contains(chain) && head.0 > 0 {
                 let ends = AuditChain.Ends(head: head, anchor: anchors[chain].map { ($0.0, $0.1, $0.2) })
-                if let broken = audit.verify(chain: chain, rows: [], ends: ends) { return (broken, checked) }
+                if let broken = codec.audit.verify(chain: chain, rows: [], ends: ends) { return (broken, checked) }
             }
             return (nil, checked)
         }
@@ -84,9 +67,9 @@ extension Database {
 
     /// Removes audit rows older than `days`, leaving each chain an anchor (its last pruned
     /// row's seq and mac, under the audit key), so that verification still holds.
-    func pruneAudit(olderThanDays days: Int) async throws -> Int {
+    public func pruneAudit(olderThanDays days: Int) async throws -> Int {
         guard days > 0 else { return 0 }
-        return try await client.withTransaction { conn in
+        return try await pool.withTransaction { conn in
             try await conn.query("SELECT pg_advisory_xact_lock(7311002)")
             var cuts: [(Int64, Int64, String)] = []
             let rows = try await conn.query("""
@@ -97,7 +80,7 @@ extension Database {
             for row in try rows.decode((Int64, Int64, String).self) { cuts.append(row) }
             var removed = 0
             for (chain, seq, mac) in cuts {
-                let anchor = audit.anchorMAC(chain: chain, seq: seq, mac: mac)
+                let anchor = codec.audit.anchorMAC(chain: chain, seq: seq, mac: mac)
                 try await conn.query("""
                     INSERT INTO smartotp_audit_anchors (chain, seq, mac, anchor_mac) VALUES (\(chain), \(seq), \(mac), \(anchor))
                     ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq, mac = excluded.mac, anchor_mac = excluded.anchor_mac
@@ -115,15 +98,15 @@ extension Database {
     /// Returns how many secrets moved, and the ones left as they were: those that do not
     /// open (forged or moved: already refused at every verdict) and those under a key
     /// `target` does not hold.
-    func rekey(to target: Sealer) async throws -> (moved: Int, left: [SealError]) {
+    public func rekey(to target: Sealer) async throws -> (moved: Int, left: [SealError]) {
         var users: [String] = []
-        for name in try await client.query("SELECT DISTINCT username FROM smartotp_secrets WHERE key_id <> \(target.current.id) ORDER BY username").decode(String.self) {
+        for name in try await pool.query("SELECT DISTINCT username FROM smartotp_secrets WHERE key_id <> \(target.current.id) ORDER BY username").decode(String.self) {
             users.append(name)
         }
         var moved = 0
         var left: [SealError] = []
         for name in users {
-            let (n, problems) = try await client.withTransaction { conn -> (Int, [SealError]) in
+            let (n, problems) = try await pool.withTransaction { conn -> (Int, [SealError]) in
                 try await conn.query("SELECT 1 FROM smartotp_records WHERE username = \(name) FOR UPDATE")
                 var rows: [(String, String, String)] = []
                 for row in try await conn.query("SELECT token_id, key_id, sealed FROM smartotp_secrets WHERE username = \(name) AND key_id <> \(target.current.id)").decode((String, String, String).self) {
@@ -153,7 +136,3 @@ extension Database {
     }
 }
 
-extension String {
-    /// A field for a TSV line: tabs and newlines as spaces.
-    var replacingTabs: String { String(map { $0 == "\t" || $0 == "\n" ? " " : $0 }) }
-}

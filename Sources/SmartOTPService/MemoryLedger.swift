@@ -1,0 +1,148 @@
+import OTPCore
+import SmartOTPVault
+import Synchronization
+import TokenStore
+import Verifier
+
+/// The ledger in memory: the service's handlers run on it in process, in the tests, with
+/// the very codec PostgreSQL's adapter uses (records without secrets, secrets sealed,
+/// audit rows chained). Every commit runs under one lock, so it is atomic by construction.
+/// Its clock is its own: a test sets it.
+public final class MemoryLedger: Ledger {
+    /// Everything the ledger holds, as the tests may read and plant it.
+    public struct Contents: Sendable {
+        public var rows: [String: StoredRow] = [:]
+        /// Chain 0's head: names without a record and the fleet's own events.
+        public var zero = AuditChain.Head.empty
+        /// The heads of closed chains (users removed).
+        public var closed: [Int64: AuditChain.Head] = [:]
+        public var audit: [AuditChain.Row] = []
+        public var revocations: [Revocation] = []
+        public var nextChain: Int64 = 1
+        /// The clock, in microseconds since 1970.
+        public var nowMicros: Int64
+        /// Errors the next commits, reads or checks throw instead of running (a database
+        /// that fails), oldest first.
+        public var failures: [any Error & Sendable] = []
+    }
+
+    public let codec: LedgerCodec
+    let contents: Mutex<Contents>
+
+    public init(codec: LedgerCodec, now: Int64) {
+        self.codec = codec
+        contents = Mutex(Contents(nowMicros: now * 1_000_000))
+    }
+
+    /// Reads or changes the contents directly (a test's hand in the database).
+    public func withContents<T>(_ body: (inout Contents) throws -> T) rethrows -> T {
+        try contents.withLock { try body(&$0) }
+    }
+
+    /// Moves the clock to `now` (Unix time).
+    public func set(now: Int64) { contents.withLock { $0.nowMicros = now * 1_000_000 } }
+
+    static func failing(_ c: inout Contents) throws {
+        if !c.failures.isEmpty { throw c.failures.removeFirst() }
+    }
+
+    public func commit<T: Sendable>(_ subject: LedgerSubject, _ body: @escaping @Sendable (inout LedgerState) throws -> T) async throws -> T {
+        try Task.checkCancellation()
+        return try contents.withLock { c in
+            try Self.failing(&c)
+            let row = subject.userName.flatMap { c.rows[$0] }
+            let before = try codec.state(subject, row: row, nowMicros: c.nowMicros, revocations: c.revocations)
+            var after = before
+            let value = try body(&after)
+            let diff = try codec.diff(before: before, after: after, row: row)
+            guard !diff.isEmpty else { return value }
+            try apply(diff, to: &c, subject: subject, row: row, now: c.nowMicros)
+            // Each commit a microsecond on, as a database's clock moves: two commits never
+            // share a time (the offline epoch is one).
+            c.nowMicros += 1
+            return value
+        }
+    }
+
+    func apply(_ diff: LedgerCodec.Diff, to c: inout Contents, subject: LedgerSubject, row: StoredRow?, now: Int64) throws {
+        guard let name = subject.userName else {
+            let (rows, head) = codec.audit.extend(chain: 0, head: c.zero, with: diff.entries)
+            c.audit += rows
+            c.zero = head
+            c.revocations.removeAll { diff.revocationsRemoved.contains($0.entry) }
+            c.revocations += diff.revocationsAdded
+            return
+        }
+        switch (row, diff.record) {
+        case (nil, .write(let text, let secrets, _)):
+            let chain = c.nextChain
+            c.nextChain += 1
+            let (rows, head) = codec.audit.extend(chain: chain, head: .empty, with: diff.entries)
+            c.audit += rows
+            c.rows[name] = StoredRow(text: text, secrets: secrets, recent: diff.recent ?? [], offlineEpoch: now,
+                                     chain: chain, head: head, version: 1)
+        case (nil, _):
+            // A name without a record: chain 0.
+            let (rows, head) = codec.audit.extend(chain: 0, head: c.zero, with: diff.entries)
+            c.audit += rows
+            c.zero = head
+        case (let r?, .remove):
+            let (rows, head) = codec.audit.extend(chain: r.chain, head: r.head, with: diff.entries)
+            c.audit += rows
+            c.closed[r.chain] = head
+            c.rows[name] = nil
+        case (var r?, let write):
+            let (rows, head) = codec.audit.extend(chain: r.chain, head: r.head, with: diff.entries)
+            c.audit += rows
+            r.head = head
+            if case .write(let text, let secrets, _) = write {
+                r.text = text
+                r.secrets = secrets
+            }
+            if let recent = diff.recent { r.recent = recent }
+            if diff.renewsOfflineEpoch { r.offlineEpoch = now }
+            r.version += 1
+            c.rows[name] = r
+        }
+    }
+
+    public func read(_ subject: LedgerSubject) async throws -> LedgerState {
+        try contents.withLock { c in
+            try Self.failing(&c)
+            return try codec.state(subject, row: subject.userName.flatMap { c.rows[$0] }, nowMicros: c.nowMicros, revocations: c.revocations)
+        }
+    }
+
+    public func users() async throws -> [UserListing] {
+        try contents.withLock { c in
+            try Self.failing(&c)
+            return c.rows.keys.sorted().compactMap { name in
+                guard let row = c.rows[name], let r = try? RecordFormat.parse(row.text, path: "ledger:" + name) else { return nil }
+                return UserListing(user: name, tokens: r.tokens.count, hasPassword: r.passwordHash != nil, failures: r.failures)
+            }
+        }
+    }
+
+    public func auditRows(_ query: AuditQuery) async throws -> [AuditChain.Row] {
+        try contents.withLock { c in
+            try Self.failing(&c)
+            let chosen = c.audit.filter { r in
+                (query.user == nil || r.event.user == query.user) && (query.host == nil || r.event.actor == query.host)
+                    && r.event.at >= query.since * 1_000_000
+            }
+            return Array(chosen.sorted { ($0.event.at, $1.chain, $0.seq) > ($1.event.at, $0.chain, $1.seq) }.prefix(query.limit))
+        }
+    }
+
+    public func check() async throws {
+        try contents.withLock { try Self.failing(&$0) }
+    }
+}
+
+extension LedgerSubject {
+    /// The user's name, the key of their row.
+    public var userName: String? {
+        if case .user(let u) = self { return u.value }
+        return nil
+    }
+}

@@ -1,0 +1,192 @@
+import OTPCore
+import SmartOTPFleet
+import Verifier
+
+/// A budget of events one host certificate may cause: `count` in `window` seconds.
+public struct Budget: Sendable, Equatable {
+    public var count: Int
+    public var window: Int64
+
+    public init(count: Int, window: Int64) {
+        self.count = count
+        self.window = window
+    }
+}
+
+/// smartotpd's configuration: `key = value` lines, `#` comments, read through the grammar
+/// every setting of smartotp shares (`ConfigOption`, `OptionValue`: Verifier/Settings.swift),
+/// from the one table below. smartotpd.conf(5) lists the same.
+public struct ServerConfig: Sendable {
+    public var listen = HostPort(host: "0.0.0.0", port: 8443)
+    /// PostgreSQL, as libpq takes it: a URI (`postgresql://…`) or `key=value` words, handed
+    /// to libpq as written (every libpq keyword and PG* variable applies).
+    public var database = ""
+    public var tlsCert = ""
+    public var tlsKey = ""
+    public var clientCA = ""
+    public var adminCA = ""
+    /// Certificates for the helpdesk role (optional).
+    public var helpdeskCA: String?
+    /// The key that seals token secrets, and further keys that only open (a rekey's old one):
+    /// paths, or `credential:NAME` (systemd's LoadCredential=).
+    public var sealKey = ""
+    public var unsealKeys: [String] = []
+    /// The key of the audit chain's macs.
+    public var auditKey = ""
+    /// Days of audit rows kept (0: for ever).
+    public var auditKeep = 365
+    public var metricsListen: HostPort?
+    public var revoked: String?
+    public var policy: Policy = ServerConfig.fleetPolicy(Policy())
+    /// Whether root's simple password is accepted (policy word `root_password`; off).
+    public var rootPassword = false
+    /// The most connections to PostgreSQL.
+    public var databaseConnections = 16
+    /// Failed verdicts one host certificate may cause, across all users, before its
+    /// verdicts are refused (nil: no budget).
+    public var hostFailureBudget: Budget? = Budget(count: 30, window: 900)
+    /// Tap challenges one host certificate may have issued, across all users (nil: none).
+    public var hostChallengeBudget: Budget? = Budget(count: 300, window: 900)
+    /// The verifier's listener: at most this many connections, this many from one address,
+    /// this long (seconds) to finish TLS and send a request head, kept alive this long.
+    public var maxConnections = 4096
+    public var maxConnectionsPerSource = 64
+    public var handshakeTimeout: Int64 = 5
+    public var connectionLifetime: Int64 = 300
+
+    public init() {}
+
+    /// The settings every file must name.
+    public static let required = ["listen", "database", "tls_cert", "tls_key", "client_ca", "admin_ca", "seal_key", "audit_key"]
+
+    public typealias Option = ConfigOption<ServerConfig>
+
+    /// Every setting of smartotpd.conf: the one list of their names.
+    public static let options: [Option] = [
+        Option(name: "listen", takesValue: true, help: "HOST:PORT the verifier listens on") { c, v throws(ConfigError) in
+            c.listen = try v.address()
+        },
+        Option(name: "database", takesValue: true, help: "PostgreSQL as libpq takes it: postgresql://USER@HOST/DB?sslmode=verify-full&… or key=value words") { c, v throws(ConfigError) in
+            guard !v.text.isEmpty, v.text.utf8.count < 4096 else { throw v.invalid("a libpq connection string") }
+            c.database = v.text
+        },
+        Option(name: "tls_cert", takesValue: true, help: "the server's certificate (PEM)") { c, v throws(ConfigError) in c.tlsCert = try v.absolutePath() },
+        Option(name: "tls_key", takesValue: true, help: "its private key (PEM)") { c, v throws(ConfigError) in c.tlsKey = try v.absolutePath() },
+        Option(name: "client_ca", takesValue: true, help: "the CA of the hosts' certificates") { c, v throws(ConfigError) in c.clientCA = try v.absolutePath() },
+        Option(name: "admin_ca", takesValue: true, help: "the CA of the administrators' certificates") { c, v throws(ConfigError) in c.adminCA = try v.absolutePath() },
+        Option(name: "helpdesk_ca", takesValue: true, help: "the CA of the helpdesk's certificates: list, show, audit, unlock, resync (optional)") { c, v throws(ConfigError) in
+            c.helpdeskCA = try v.absolutePath()
+        },
+        Option(name: "seal_key", takesValue: true, help: "the key that seals secrets: a path or credential:NAME (smartotpd keygen)") { c, v throws(ConfigError) in
+            c.sealKey = try v.keyFile()
+        },
+        Option(name: "unseal_keys", takesValue: true, help: "more keys that only open, during a rekey: comma-separated") { c, v throws(ConfigError) in
+            c.unsealKeys = try v.list(UInt8(ascii: ","), expected: "paths or credential:NAME, comma-separated") { ServerConfig.isKeyFile($0) ? $0 : nil }
+        },
+        Option(name: "audit_key", takesValue: true, help: "the key of the audit chain's macs: a path or credential:NAME") { c, v throws(ConfigError) in
+            c.auditKey = try v.keyFile()
+        },
+        Option(name: "audit_keep", takesValue: true, help: "days of audit rows kept, 0 = for ever (default 365)") { c, v throws(ConfigError) in
+            c.auditKeep = try v.int(0...36500)
+        },
+        Option(name: "metrics_listen", takesValue: true, help: "HOST:PORT for Prometheus, plain HTTP (optional; keep it on loopback)") { c, v throws(ConfigError) in
+            c.metricsListen = try v.address()
+        },
+        Option(name: "revoked", takesValue: true, help: "a file of revoked host certificates, serials or names (optional)") { c, v throws(ConfigError) in
+            c.revoked = try v.absolutePath()
+        },
+        Option(name: "policy", takesValue: true, help: "deny=5 unlock_time=600 …: pam_smartotp(8)'s policy words, and root_never_locked, root_password") { c, v throws(ConfigError) in
+            var words = Setting.words(of: v.text)
+            c.rootPassword = words.contains("root_password")
+            let rootNeverLocked = words.contains("root_never_locked")
+            words.removeAll { $0 == "root_never_locked" || $0 == "root_password" }
+            var policy: Policy
+            do throws(ConfigError) { policy = try Policy.parse(words) } catch {
+                throw v.invalid(error.description + "; or root_never_locked, root_password")
+            }
+            // The fleet's defaults differ from a host's for root: every host certificate
+            // could guess at root's one record, so root is locked like anyone
+            // (`root_never_locked` turns that off on purpose) and has no simple password
+            // (`root_password` allows it).
+            if rootNeverLocked {
+                guard !words.contains("even_deny_root") else { throw v.invalid("not both even_deny_root and root_never_locked") }
+            } else {
+                policy = fleetPolicy(policy)
+            }
+            c.policy = policy
+        },
+        Option(name: "database_connections", takesValue: true, help: "connections to PostgreSQL, 1-1000 (default 16)") { c, v throws(ConfigError) in
+            c.databaseConnections = try v.int(1...1000)
+        },
+        Option(name: "host_failure_budget", takesValue: true, help: "failed verdicts one host may cause: COUNT/DURATION, or off (default 30/15m)") { c, v throws(ConfigError) in
+            c.hostFailureBudget = try v.budget()
+        },
+        Option(name: "host_challenge_budget", takesValue: true, help: "tap challenges one host may ask for: COUNT/DURATION, or off (default 300/15m)") { c, v throws(ConfigError) in
+            c.hostChallengeBudget = try v.budget()
+        },
+        Option(name: "max_connections", takesValue: true, help: "connections the verifier holds at most (default 4096)") { c, v throws(ConfigError) in
+            c.maxConnections = try v.int(16...1_000_000)
+        },
+        Option(name: "max_connections_per_source", takesValue: true, help: "… from one address (default 64)") { c, v throws(ConfigError) in
+            c.maxConnectionsPerSource = try v.int(1...1_000_000)
+        },
+        Option(name: "handshake_timeout", takesValue: true, help: "time to finish TLS and send a request, 1s-1m (default 5s)") { c, v throws(ConfigError) in
+            c.handshakeTimeout = try v.duration(1...60)
+        },
+        Option(name: "connection_lifetime", takesValue: true, help: "the longest a connection is kept alive, 10s-1d (default 5m)") { c, v throws(ConfigError) in
+            c.connectionLifetime = try v.duration(10...86_400)
+        },
+    ]
+
+    /// Root locked like anyone: the fleet's default.
+    static func fleetPolicy(_ p: Policy) -> Policy {
+        var p = p
+        p.lock.evenDenyRoot = true
+        return p
+    }
+
+    static func isKeyFile(_ text: String) -> Bool {
+        OptionValue.isAbsolutePath(text) || (text.hasPrefix("credential:") && text.count > 11 && !text.contains("/"))
+    }
+
+    /// Reads a configuration file's text: every setting known, none twice, every required
+    /// one present; each error names the file and line.
+    public static func parse(_ text: String, path: String) throws(ConfigError) -> ServerConfig {
+        var config = ServerConfig()
+        var seen: Set<String> = []
+        for setting in try Setting.lines(of: text, path: path) {
+            guard !seen.contains(setting.name) else { throw .atPlace(setting.place, "'\(setting.name)' is given twice") }
+            guard try options.apply(setting, to: &config) else {
+                throw .atPlace(setting.place, "unknown setting '\(ConfigError.printable(setting.name))' (known: \(options.names()))")
+            }
+            seen.insert(setting.name)
+        }
+        for key in required where !seen.contains(key) { throw .atPlace(path, "'\(key)' is required") }
+        return config
+    }
+}
+
+extension OptionValue {
+    /// `HOST:PORT` (`[V6]:PORT`).
+    func address() throws(ConfigError) -> HostPort {
+        guard let a = HostPort(text) else { throw invalid("HOST:PORT") }
+        return a
+    }
+
+    /// A key's place: an absolute path or `credential:NAME`.
+    func keyFile() throws(ConfigError) -> String {
+        guard ServerConfig.isKeyFile(text) else { throw invalid("an absolute path or credential:NAME (systemd's LoadCredential=)") }
+        return text
+    }
+
+    /// `COUNT/DURATION` (at most a day), or `off`/`0` (nil).
+    func budget() throws(ConfigError) -> Budget? {
+        if text == "0" || text == "off" { return nil }
+        let parts = text.splitBytes(UInt8(ascii: "/"), omittingEmpty: false)
+        guard parts.count == 2, let n = Int(parts[0]), (1...100_000).contains(n),
+              let w = OptionValue.duration(parts[1]), (1...86_400).contains(w) else {
+            throw invalid("COUNT/DURATION (30/15m: a count of 1-100000 in 1s-1d), or off")
+        }
+        return Budget(count: n, window: w)
+    }
+}

@@ -1,0 +1,337 @@
+import Logging
+import Metrics
+import OTPCore
+import SmartOTPFleet
+import Synchronization
+import TokenStore
+import Verifier
+
+/// One request as the HTTP edge hands it over: everything the service decides on, and
+/// nothing of TLS or HTTP framing.
+public struct ServiceRequest: Sendable {
+    public var method: String
+    public var uri: String
+    /// Header values by lower-case name (the first of each).
+    public var headers: [String: String]
+    public var body: [UInt8]
+    /// The client certificate TLS verified (DER), nil when none.
+    public var certificate: [UInt8]?
+    /// The peer's address as the edge saw it.
+    public var address: String
+    /// Whether the body was larger than `FleetAPI.maxBody` (and cut).
+    public var bodyTooLarge = false
+
+    public init(method: String, uri: String, headers: [String: String] = [:], body: [UInt8] = [], certificate: [UInt8]?,
+                address: String, bodyTooLarge: Bool = false) {
+        self.method = method
+        self.uri = uri
+        self.headers = headers
+        self.body = body
+        self.certificate = certificate
+        self.address = address
+        self.bodyTooLarge = bodyTooLarge
+    }
+
+    /// A header a host's fleet client sends (PAM_RHOST, PAM_SERVICE, the request id),
+    /// bounded and printable.
+    public func header(_ name: String) -> String {
+        String((headers[name.lowercased()] ?? "").prefix(255).map { $0.isASCII && !$0.isNewline && $0 != "\t" ? $0 : "?" })
+    }
+}
+
+/// The service's answer: a status and a text; `close` when the connection must end with it
+/// (a refused certificate).
+public struct ServiceResponse: Sendable, Equatable {
+    public var status: Int
+    public var text: String
+    public var close = false
+
+    public init(_ status: Int, _ text: String, close: Bool = false) {
+        self.status = status
+        self.text = text
+        self.close = close
+    }
+}
+
+/// Who asked, as the audit trail names them.
+public struct Requester: Sendable, Equatable, CustomStringConvertible {
+    /// The certificate's common name (a host's name, an administrator's) and serial.
+    public var name: String
+    public var serial: String
+    public var role: FleetRole
+    /// The peer's address as the server saw it.
+    public var address: String
+    /// PAM_RHOST and PAM_SERVICE on the host, as its fleet client reports them.
+    public var remoteHost: String
+    public var service: String
+    /// The request's id (`X-SmartOTP-Request`; RecentRequests), or "".
+    public var requestID: String
+
+    public init(name: String, serial: String, role: FleetRole, address: String, remoteHost: String = "", service: String = "",
+                requestID: String = "") {
+        self.requestID = RecentRequests.isValid(requestID) ? requestID : ""
+        self.name = name
+        self.serial = serial
+        self.role = role
+        self.address = address
+        self.remoteHost = remoteHost
+        self.service = service
+    }
+
+    public var description: String { "\(role.rawValue) \(name) (serial \(serial), \(address))" }
+}
+
+/// What a request carries through the middleware: who asks (once identified) and which
+/// route it takes (once routed).
+public struct RequestContext: Sendable {
+    public let request: ServiceRequest
+    public var peer: Peer?
+    public var route: FleetAPI.Route?
+    public var requester: Requester?
+
+    public init(_ request: ServiceRequest) { self.request = request }
+}
+
+/// The rest of the chain, as a middleware calls it.
+public typealias Responder = @Sendable (inout RequestContext) async -> ServiceResponse
+
+/// One step before the handlers: it answers itself (a refusal) or passes the request on.
+public protocol ServiceMiddleware: Sendable {
+    func handle(_ context: inout RequestContext, next: Responder) async -> ServiceResponse
+}
+
+/// The metrics the service counts (Prometheus names; dist/grafana-smartotpd.json reads them).
+public enum ServiceMetrics {
+    public static let verdicts = "smartotpd_verdicts_total"
+    public static let latency = "smartotpd_request_duration_seconds"
+    public static let databaseErrors = "smartotpd_database_errors_total"
+    public static let refusals = "smartotpd_refused_connections_total"
+    public static let sealRefusals = "smartotpd_refused_records_total"
+    public static let busy = "smartotpd_busy_refusals_total"
+    public static let overBudget = "smartotpd_host_budget_refusals_total"
+}
+
+/// The verifier as a service: middleware (identity and role, revocation, routing, budgets,
+/// hashing slots) and handlers over one `Ledger`. The NIO server is only its edge (TLS and
+/// HTTP framing); the tests call `respond` in process.
+public struct VerifierService: Sendable {
+    public let config: ServerConfig
+    public let ledger: any Ledger
+    public let identifier: PeerIdentifier
+    public let revoked: RevocationList
+    public let logger: Logger
+    /// Each host certificate's failed verdicts, and the tap challenges it asked for.
+    public let failures: HostBudget
+    public let challenges: HostBudget
+    /// Verdicts that hash (yescrypt) at once.
+    public let hashing: Slots
+    /// What ties a request id to what it asked (RecentRequests): a key outside the ledger.
+    public let binder: RequestBinder
+    /// How long a verdict may wait for the ledger: past it the commit is cancelled (nothing
+    /// is written after) and the host is told 503 in time to ask another replica.
+    public var deadline: Duration = .seconds(2)
+    /// The same for an administrator's request (a change, a list, an audit read).
+    public var adminDeadline: Duration = .seconds(15)
+
+    public init(config: ServerConfig, ledger: any Ledger, identifier: PeerIdentifier, revoked: RevocationList, binder: RequestBinder,
+                logger: Logger, clock: @escaping @Sendable () -> Int64, hashingSlots: Int) {
+        self.config = config
+        self.ledger = ledger
+        self.identifier = identifier
+        self.revoked = revoked
+        self.binder = binder
+        self.logger = logger
+        failures = HostBudget(config.hostFailureBudget, clock: clock)
+        challenges = HostBudget(config.hostChallengeBudget, clock: clock)
+        hashing = Slots(max(1, hashingSlots))
+    }
+
+    /// The middleware, in order.
+    var middleware: [any ServiceMiddleware] {
+        [Identify(service: self), Revoked(service: self), Route(service: self)]
+    }
+
+    /// The answer to one request: through every middleware, then its route's handler.
+    public func respond(_ request: ServiceRequest) async -> ServiceResponse {
+        var context = RequestContext(request)
+        let chain = middleware
+        @Sendable func run(_ i: Int, _ c: inout RequestContext) async -> ServiceResponse {
+            guard i < chain.count else { return await handle(&c) }
+            return await chain[i].handle(&c) { next in await run(i + 1, &next) }
+        }
+        return await run(0, &context)
+    }
+}
+
+/// The peer's certificate names who asks (403 and the connection closed when it names
+/// nobody a role knows).
+struct Identify: ServiceMiddleware {
+    let service: VerifierService
+
+    func handle(_ context: inout RequestContext, next: Responder) async -> ServiceResponse {
+        do throws(PeerIdentifier.Refusal) { context.peer = try service.identifier.identify(context.request.certificate) } catch {
+            Counter(label: ServiceMetrics.refusals).increment()
+            service.logger.warning("refused", metadata: ["why": "\(error)", "peer": "\(context.request.address)"])
+            return ServiceResponse(403, "\(error)\n", close: true)
+        }
+        return await next(&context)
+    }
+}
+
+/// A revoked certificate is refused on every request, not only a connection's first: a
+/// host revoked while its connection stays open is cut off too.
+struct Revoked: ServiceMiddleware {
+    let service: VerifierService
+
+    func handle(_ context: inout RequestContext, next: Responder) async -> ServiceResponse {
+        guard let p = context.peer else { return ServiceResponse(403, "no client certificate\n", close: true) }
+        if service.revoked.contains(serial: p.serial, name: p.name) {
+            Counter(label: ServiceMetrics.refusals).increment()
+            let why = service.revoked.unreadable() ?? "revoked certificate: \(p.name) (serial \(p.serial))"
+            service.logger.warning("refused", metadata: ["why": "\(why)"])
+            return ServiceResponse(403, "\(why)\n", close: true)
+        }
+        return await next(&context)
+    }
+}
+
+/// The path names a route (404), the method and the peer's role may call it (405, 403),
+/// the body is within its limit (413); the requester is named for the handlers.
+struct Route: ServiceMiddleware {
+    let service: VerifierService
+
+    func handle(_ context: inout RequestContext, next: Responder) async -> ServiceResponse {
+        let request = context.request
+        guard let p = context.peer else { return ServiceResponse(403, "no client certificate\n", close: true) }
+        guard let route = FleetAPI.route(request.uri) else { return ServiceResponse(404, "no such path\n") }
+        if let refusal = VerifierService.authorize(route, method: request.method, role: p.role) {
+            if refusal.status == 403 {
+                service.logger.warning("operation refused for this role", metadata: ["peer": "\(p)", "path": "\(request.uri)"])
+            }
+            return refusal
+        }
+        guard !request.bodyTooLarge else { return ServiceResponse(413, "request too large\n") }
+        context.route = route
+        context.requester = Requester(name: p.name, serial: p.serial, role: p.role, address: request.address,
+                                      remoteHost: request.header("X-SmartOTP-RHost"), service: request.header("X-SmartOTP-Service"),
+                                      requestID: request.header("X-SmartOTP-Request"))
+        return await next(&context)
+    }
+}
+
+extension VerifierService {
+    /// Whether `role` may call `route` with `method`: nil when it may, else the refusal.
+    /// Verdicts are for hosts only: an administrator's or the helpdesk's certificate is no
+    /// host, and asking as one would turn an unlock into unlimited guesses.
+    public static func authorize(_ route: FleetAPI.Route, method: String, role: FleetRole) -> ServiceResponse? {
+        switch (route, method) {
+        case (.health, "GET"): return nil
+        case (.verify, "POST"):
+            return role == .host ? nil : ServiceResponse(403, "verdicts are for host certificates only\n")
+        case (.revoke, "POST"):
+            return role == .admin ? nil : ServiceResponse(403, "revoking a host needs an administrator's certificate\n")
+        case (.users, "GET"), (.show, "GET"), (.audit, "GET"), (.revocations, "GET"):
+            return role == .host ? ServiceResponse(403, "administration needs an administrator's or the helpdesk's certificate\n") : nil
+        case (.change(let verb, _), "POST"):
+            switch role {
+            case .admin: return nil
+            case .helpdesk where FleetAPI.helpdeskVerbs.contains(verb): return nil
+            case .helpdesk: return ServiceResponse(403, "the helpdesk may not \(verb): it needs an administrator's certificate\n")
+            case .host: return ServiceResponse(403, "administration needs an administrator's certificate\n")
+            }
+        default: return ServiceResponse(405, "method not allowed\n")
+        }
+    }
+}
+
+/// Events one host certificate (by serial) caused in a sliding window, against a budget:
+/// a unit is reserved before the verdict it pays for, so a burst of concurrent requests
+/// cannot all pass a check made before any of them was counted; what turned out not to
+/// cost (a verdict that was not a failure) is given back. Kept by this replica.
+public final class HostBudget: Sendable {
+    public let limit: Budget?
+    let clock: @Sendable () -> Int64
+    let events = Mutex([String: [Int64]]())
+
+    /// `clock`: monotonic seconds.
+    public init(_ limit: Budget?, clock: @escaping @Sendable () -> Int64) {
+        self.limit = limit
+        self.clock = clock
+    }
+
+    /// A unit reserved: give it back with `refund`.
+    public struct Reservation: Sendable {
+        let host: String
+        let at: Int64
+    }
+
+    /// Drops `host`'s events older than the window; returns how many remain.
+    private static func current(_ all: inout [String: [Int64]], _ host: String, _ now: Int64, _ window: Int64) -> Int {
+        var times = all[host] ?? []
+        times.removeAll { now - $0 >= window }
+        all[host] = times.isEmpty ? nil : times
+        return times.count
+    }
+
+    /// Reserves one unit of `host`'s budget; nil when none is left (nothing reserved).
+    /// Without a budget every request gets a unit that costs nothing.
+    public func reserve(_ host: String) -> Reservation? {
+        guard let limit else { return Reservation(host: host, at: -1) }
+        let now = clock()
+        return events.withLock { all in
+            guard Self.current(&all, host, now, limit.window) < limit.count else { return nil }
+            all[host, default: []].append(now)
+            return Reservation(host: host, at: now)
+        }
+    }
+
+    /// Gives a reserved unit back.
+    public func refund(_ r: Reservation) {
+        guard r.at >= 0 else { return }
+        events.withLock { all in
+            guard var times = all[r.host], let i = times.lastIndex(of: r.at) else { return }
+            times.remove(at: i)
+            all[r.host] = times.isEmpty ? nil : times
+        }
+    }
+}
+
+/// A number of slots, taken and given back (the verdicts that hash at once).
+public final class Slots: Sendable {
+    public let count: Int
+    let taken = Mutex(0)
+
+    public init(_ count: Int) { self.count = count }
+
+    /// Takes a slot; false when all are taken.
+    public func take() -> Bool {
+        taken.withLock { n in
+            guard n < count else { return false }
+            n += 1
+            return true
+        }
+    }
+
+    public func give() { taken.withLock { $0 = max(0, $0 - 1) } }
+}
+
+/// `body`, or `DeadlineExceeded` once `limit` has passed: `body` is then cancelled, and
+/// this returns only once it has ended (nothing it does happens after the answer).
+public func withDeadline<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try await Task.sleep(for: limit)
+            return nil
+        }
+        defer { group.cancelAll() }
+        guard let first = try await group.next(), let value = first else { throw DeadlineExceeded() }
+        return value
+    }
+}
+
+/// The ledger did not answer within a request's deadline.
+public struct DeadlineExceeded: Error, CustomStringConvertible, Sendable {
+    public init() {}
+    public var description: String { "the database did not answer in time" }
+}

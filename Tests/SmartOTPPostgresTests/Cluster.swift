@@ -1,0 +1,160 @@
+import Foundation
+import Glibc
+import Logging
+import SmartOTPPostgres
+import SmartOTPService
+import SmartOTPVault
+
+/// A PostgreSQL cluster of the tests' own: initdb and pg_ctl as the postgres user in a
+/// folder of their own, listening on a Unix socket only. Started once per test process; a
+/// watchdog (a shell of its own session) stops it and removes its folder once this process
+/// is gone, however it ends. Needs root (to run as postgres) and Debian's PostgreSQL: where
+/// either is missing, the tests that need it are skipped, and say why.
+final class TestCluster: Sendable {
+    static let shared: TestCluster? = try? TestCluster()
+    /// Why there is no cluster, for the skip's words.
+    static var missing: String {
+        if getuid() != 0 { return "needs root (initdb runs as the postgres user)" }
+        if bin == nil { return "needs PostgreSQL (/usr/lib/postgresql/*/bin)" }
+        return "the test cluster did not start"
+    }
+    static var available: Bool { shared != nil }
+
+    static let bin: String? = {
+        let base = "/usr/lib/postgresql"
+        let versions = (try? FileManager.default.contentsOfDirectory(atPath: base))?.compactMap(Int.init).sorted() ?? []
+        return versions.last.map { "\(base)/\($0)/bin" }
+    }()
+
+    let dir: String
+    let port = 5999
+
+    struct Failed: Error { let why: String }
+
+    init() throws {
+        guard getuid() == 0, let bin = Self.bin else { throw Failed(why: Self.missing) }
+        var template = Array("\(ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp")/smartotp-pgtest.XXXXXX".utf8CString)
+        guard let made = mkdtemp(&template) else { throw Failed(why: "mkdtemp") }
+        dir = String(cString: made)
+        chmod(dir, 0o755)
+        guard let pw = getpwnam("postgres") else { throw Failed(why: "no postgres user") }
+        chown(dir, pw.pointee.pw_uid, pw.pointee.pw_gid)
+        // The watchdog first: whatever happens next, the cluster and its folder go with us.
+        let watchdog = """
+            while kill -0 \(getpid()) 2>/dev/null; do sleep 0.3; done
+            [ -f '\(dir)/data/postmaster.pid' ] && runuser -u postgres -- '\(bin)/pg_ctl' -D '\(dir)/data' -m immediate -w stop >/dev/null 2>&1
+            rm -rf '\(dir)'
+            """
+        try Self.spawn(["/usr/bin/setsid", "/bin/sh", "-c", watchdog], wait: false)
+        try Self.spawn(["/usr/sbin/runuser", "-u", "postgres", "--", "\(bin)/initdb", "-D", "\(dir)/data", "-A", "trust", "-U", "postgres"])
+        try Self.spawn(["/usr/sbin/runuser", "-u", "postgres", "--", "\(bin)/pg_ctl", "-D", "\(dir)/data", "-l", "\(dir)/log", "-w", "-t", "30",
+                        "-o", "-c listen_addresses='' -k \(dir) -p \(port) -c fsync=off -c max_connections=100", "start"])
+        try Self.spawn(["/usr/sbin/runuser", "-u", "postgres", "--", "\(bin)/psql", "-h", dir, "-p", "\(port)", "-qc", "CREATE DATABASE smartotp"])
+    }
+
+    /// libpq's connection string for the tests' database.
+    var conninfo: String { "host=\(dir) port=\(port) user=postgres dbname=smartotp" }
+
+    /// Runs `sql` as postgres in the tests' database (psql), returning its output.
+    @discardableResult
+    func psql(_ sql: String, db: String = "smartotp") throws -> String {
+        try Self.spawn(["/usr/sbin/runuser", "-u", "postgres", "--", "\(Self.bin ?? "")/psql", "-h", dir, "-p", "\(port)", "-d", db, "-qAtc", sql])
+    }
+
+    /// The PIDs of the cluster's processes: the postmaster and its children.
+    func processes() -> [pid_t] {
+        guard let text = try? String(contentsOfFile: "\(dir)/data/postmaster.pid", encoding: .utf8),
+              let pm = text.split(separator: "\n").first.flatMap({ pid_t($0) }) else { return [] }
+        var out = [pm]
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = pid_t(entry), let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { continue }
+            // "PID (NAME) STATE PPID …": the fields after the name's closing parenthesis.
+            guard let close = stat.lastIndex(of: ")") else { continue }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if fields.count > 1, pid_t(fields[1]) == pm { out.append(pid) }
+        }
+        return out
+    }
+
+    /// Stops every process of the cluster for `seconds`, then lets them go on.
+    func freeze(for duration: Duration) async throws {
+        let pids = processes()
+        for p in pids { kill(p, SIGSTOP) }
+        defer { for p in pids { kill(p, SIGCONT) } }
+        try await Task.sleep(for: duration)
+    }
+
+    /// Runs `arguments` (posix_spawn; Foundation's Process can wait for ever inside a test
+    /// process's run loop) and, unless it is a watchdog (`wait` false), waits for it and
+    /// returns its output; throws when it fails.
+    @discardableResult
+    static func spawn(_ arguments: [String], wait: Bool = true) throws -> String {
+        var pipe: [Int32] = [-1, -1]
+        guard Glibc.pipe(&pipe) == 0 else { throw Failed(why: "pipe") }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        if wait {
+            posix_spawn_file_actions_adddup2(&actions, pipe[1], 1)
+            posix_spawn_file_actions_adddup2(&actions, pipe[1], 2)
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+            posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        }
+        posix_spawn_file_actions_addclose(&actions, pipe[0])
+        posix_spawn_file_actions_addclose(&actions, pipe[1])
+        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, arguments[0], &actions, nil, &argv, environ)
+        close(pipe[1])
+        defer { close(pipe[0]) }
+        guard rc == 0 else { throw Failed(why: "cannot run \(arguments[0])") }
+        guard wait else { return "" }
+        var output: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = read(pipe[0], &buffer, buffer.count)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            output += buffer[0..<n]
+        }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let text = String(decoding: output, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard status == 0 else { throw Failed(why: "\(arguments.joined(separator: " ")): \(text)") }
+        return text
+    }
+}
+
+/// A ledger on the test cluster, in a database of its own (so tests do not see each other).
+func testLedger(_ name: String) async throws -> PostgresLedger {
+    let cluster = try requireCluster()
+    try cluster.psql("DROP DATABASE IF EXISTS \(name)")
+    try cluster.psql("CREATE DATABASE \(name)")
+    let pool = try PostgresLedger.pool("host=\(cluster.dir) port=\(cluster.port) user=postgres dbname=\(name)", connections: 4)
+    let codec = LedgerCodec(sealer: Sealer(current: KeyFile(bytes: Array(repeating: 1, count: 32))),
+                            audit: AuditChain(key: KeyFile(bytes: Array(repeating: 2, count: 32))))
+    var logger = Logger(label: "test")
+    logger.logLevel = .critical
+    let ledger = PostgresLedger(pool: pool, codec: codec, logger: logger)
+    _ = try await ledger.migrate()
+    return ledger
+}
+
+func requireCluster() throws -> TestCluster {
+    guard let c = TestCluster.shared else { throw TestCluster.Failed(why: TestCluster.missing) }
+    return c
+}
+
+/// A value one task sets and another reads.
+final class Box<T: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: T
+    init(_ value: T) { stored = value }
+    var value: T {
+        get { lock.withLock { stored } }
+        set { lock.withLock { stored = newValue } }
+    }
+}

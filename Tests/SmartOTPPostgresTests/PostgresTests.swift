@@ -1,0 +1,297 @@
+import Foundation
+import Logging
+import OTPCore
+import SmartOTPPostgres
+import SmartOTPService
+import SmartOTPVault
+import Testing
+import TokenStore
+import Verifier
+
+/// What only the PostgreSQL adapter can get wrong: a statement cancelled mid-flight, a
+/// connection lost, a connection given back inside a transaction, a stall of the whole
+/// database under a commit. On a cluster of the tests' own (TestCluster).
+@Suite("PostgreSQL: the pool and the ledger", .serialized, .enabled(if: TestCluster.available, Comment(rawValue: TestCluster.missing)))
+struct PostgresTests {
+    func pool(_ connections: Int = 2) throws -> PGPool {
+        try PostgresLedger.pool(try requireCluster().conninfo, connections: connections)
+    }
+
+    func backend(_ conn: PGConnection) async throws -> Int64 {
+        try await conn.query("SELECT pg_backend_pid()::bigint").decode(Int64.self).first ?? -1
+    }
+
+    /// A connection given back with a transaction open is never lent again: the next
+    /// borrower gets another session, idle, and the abandoned one is gone.
+    @Test func aConnectionInATransactionIsNotLentAgain() async throws {
+        let pool = try pool(1)
+        defer { Task { await pool.close() } }
+        let first = try await pool.withConnection { conn in
+            try await conn.query("BEGIN")
+            #expect(conn.transactionStatus == .inTransaction && !conn.reusable)
+            return try await backend(conn)
+        }
+        let second = try await pool.withConnection { conn in
+            #expect(conn.transactionStatus == .idle)
+            return try await backend(conn)
+        }
+        #expect(first != second, "a new session")
+        try await Task.sleep(for: .milliseconds(200))
+        let left = try requireCluster().psql("SELECT count(*) FROM pg_stat_activity WHERE pid = \(first)")
+        #expect(left == "0", "the abandoned session ended (and rolled back)")
+        let reused = try await pool.withConnection { try await backend($0) }
+        #expect(reused == second, "an idle one is kept and lent again")
+    }
+
+    /// A statement cancelled mid-flight (a deadline) ends at once; the connection is closed,
+    /// not lent again; the pool opens another for the next borrower.
+    @Test func aCancelledStatementEndsAtOnceAndItsConnectionIsClosed() async throws {
+        let pool = try pool(1)
+        defer { Task { await pool.close() } }
+        let started = ContinuousClock.now
+        let pid = Box<Int64>(-1)
+        let task = Task {
+            try await pool.withConnection { conn in
+                pid.value = try await backend(conn)
+                try await conn.query("SELECT pg_sleep(10)")
+            }
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        task.cancel()
+        let result = await task.result
+        #expect(throws: (any Error).self) { try result.get() }
+        #expect(ContinuousClock.now - started < .seconds(3), "not the statement's 10 s")
+        let after = try await pool.withConnection { try await backend($0) }
+        #expect(after != pid.value && after > 0)
+        #expect(pool.counts.open == 1)
+    }
+
+    /// A borrower cancelled while every connection is lent stops waiting at once.
+    @Test func aWaitingBorrowerIsCancelledAtOnce() async throws {
+        let pool = try pool(1)
+        defer { Task { await pool.close() } }
+        let holder = Task { try await pool.withConnection { try await $0.query("SELECT pg_sleep(1.2)") } }
+        try await Task.sleep(for: .milliseconds(200))
+        let started = ContinuousClock.now
+        let waiter = Task { try await pool.withConnection { try await backend($0) } }
+        try await Task.sleep(for: .milliseconds(100))
+        waiter.cancel()
+        let r = await waiter.result
+        #expect(throws: CancellationError.self) { try r.get() }
+        #expect(ContinuousClock.now - started < .seconds(1))
+        _ = try await holder.value
+        #expect(try await pool.withConnection { try await backend($0) } > 0)
+    }
+
+    /// A connection the server ended (a restart, an administrator's pg_terminate_backend):
+    /// found before use, or failing the statement it was given; either way replaced.
+    @Test func aLostConnectionIsReplaced() async throws {
+        let pool = try pool(1)
+        defer { Task { await pool.close() } }
+        let pid = try await pool.withConnection { try await backend($0) }
+        try requireCluster().psql("SELECT pg_terminate_backend(\(pid))")
+        try await Task.sleep(for: .milliseconds(200))
+        let next = try await pool.withConnection { try await backend($0) }
+        #expect(next != pid && next > 0)
+    }
+
+    @Test func errorsAndValues() async throws {
+        let pool = try pool(1)
+        defer { Task { await pool.close() } }
+        do {
+            try await pool.query("SELECT * FROM no_such_table")
+            Issue.record("no error")
+        } catch let e as PGError {
+            #expect(e.code == "42P01" && e.description.contains("no_such_table"))
+        }
+        let name = "o'neil \"quoted\" \\ back"
+        let rows = try await pool.query("SELECT \(name)::text, \(Int64(42)), \(["a b", "c\"d", "e\\f", ""])::text[], NULL::text")
+        let (text, n, array, null) = try #require(try rows.decode((String, Int64, [String], String?).self).first)
+        #expect(text == name && n == 42 && array == ["a b", "c\"d", "e\\f", ""] && null == nil)
+        #expect(throws: PGError.self) { try rows.decode((Int64, Int64).self) }
+        #expect(throws: PGError.self) { try PGRows(rows: [[nil]]).decode(String.self) }
+        #expect(throws: PGError.self) { try PGRows(rows: [["x"]]).decode(Bool.self) }
+        for bad in ["", "{", "{\"a}", "{a,}", "{NULL}", "{\"a\"x}"] { #expect(throws: PGError.self, "\(bad)") { try PGArray.parse(bad) } }
+        #expect(try PGArray.parse("{}") == [] && PGArray.literal([]) == "{}")
+    }
+
+    @Test func theConnectionStringAsWrittenWithDefaultsBeforeIt() throws {
+        let none: (String) -> String? = { _ in nil }
+        let s = try ConnectionString.settings("postgresql://u@a,b/db?target_session_attrs=any&connect_timeout=7", environment: none)
+        #expect(s.last?.0 == "dbname" && s.last?.1 == "postgresql://u@a,b/db?target_session_attrs=any&connect_timeout=7")
+        let keys = s.map(\.0)
+        #expect(!keys.contains("target_session_attrs") && !keys.contains("connect_timeout"), "the string's own win")
+        #expect(keys.contains("tcp_user_timeout") && keys.contains("application_name"))
+        #expect(!keys.contains("sslrootcert"))
+        let verified = try ConnectionString.settings("host=db sslmode=verify-full", environment: none)
+        #expect(verified.contains { $0 == ("sslrootcert", "/etc/ssl/certs/ca-certificates.crt") }, "the system's roots")
+        let withRoot = try ConnectionString.settings("host=db sslmode=verify-full sslrootcert=/etc/db-ca.pem", environment: none)
+        #expect(!withRoot.contains { $0.0 == "sslrootcert" })
+        let fromEnv = try ConnectionString.settings("host=db", environment: { ["PGSSLMODE": "verify-ca", "PGCONNECT_TIMEOUT": "9"][$0] })
+        #expect(fromEnv.contains { $0.0 == "sslrootcert" } && !fromEnv.contains { $0.0 == "connect_timeout" }, "PG* variables count as written")
+        #expect(throws: PGError.self) { try ConnectionString.settings("not a connection string", environment: none) }
+        #expect(try ConnectionString.parse("postgresql://u:p@h:6543/d?sslcert=/c.pem")["sslcert"] == "/c.pem", "every libpq keyword")
+    }
+
+    // MARK: the ledger
+
+    func enroll(_ ledger: PostgresLedger, _ user: String, by who: String = "admin1") async throws {
+        let name = try UserName(user)
+        let token = Token(id: "code", kind: .code, parameters: try OTPParameters(kind: .totp(period: 30)),
+                          secret: SecretBytes(Array("12345678901234567890".utf8)), created: 1)
+        let r = Requester(name: who, serial: "1", role: .admin, address: "x")
+        try await ledger.commit(.user(name)) { state in
+            var record = state.record ?? UserRecord(user: name, created: state.now)
+            record.tokens.append(token)
+            state.record = record
+            state.renewOfflineEpoch()
+            state.audit(AuditFacts(operation: "enroll", credential: "", result: "done", reason: ""), by: r)
+        }
+    }
+
+    static let host = Requester(name: "h1", serial: "2", role: .host, address: "x")
+
+    func countFailure(_ ledger: PostgresLedger, _ user: String) async throws {
+        try await ledger.commit(.user(try UserName(user))) { state in
+            let now = state.now
+            state.record?.countFailure(at: now, policy: LockPolicy(deny: 0), isRoot: false)
+            state.audit(AuditFacts(operation: "code", credential: "code", result: "rejected", reason: "wrong"), by: Self.host)
+        }
+    }
+
+    @Test func theLedgerKeepsWhatACommitChangedAndItsChain() async throws {
+        let ledger = try await testLedger("ledger_basic")
+        defer { Task { await ledger.pool.close() } }
+        #expect(try await ledger.schemaVersion() == PostgresLedger.latest)
+        #expect(try await ledger.migrate() == [], "a second migrate has nothing to do")
+        try await enroll(ledger, "alice")
+        let state = try await ledger.read(.user(try UserName("alice")))
+        #expect(state.record?.tokens.first?.secret.constantTimeEquals(SecretBytes(Array("12345678901234567890".utf8))) == true)
+        #expect(state.offlineEpoch > 0)
+        let text = try requireCluster().psql("SELECT record FROM smartotp_records WHERE username = 'alice'", db: "ledger_basic")
+        #expect(!text.isEmpty && !text.contains("GEZDGNBVGY3TQOJQ"), "no secret in the row's text")
+        for _ in 0..<3 { try await countFailure(ledger, "alice") }
+        #expect(try await ledger.read(.user(try UserName("alice"))).record?.failures == 3)
+        // A verdict for a name without a record: chain 0.
+        try await ledger.commit(.user(try UserName("ghost"))) { state in
+            state.audit(AuditFacts(operation: "code", credential: "code", result: "rejected", reason: "wrong"), by: Self.host)
+        }
+        // Remembered verdicts, typed.
+        let remembered = RememberedVerdict(requestID: "0123456789abcdef", binding: "b", attempt: Attempt(.rejected, lock: .open))
+        try await ledger.commit(.user(try UserName("alice"))) { $0.recent = [remembered] }
+        #expect(try await ledger.read(.user(try UserName("alice"))).recent == [remembered])
+        // The fleet's own state.
+        try await ledger.commit(.fleet) { state in
+            state.revocations.append(Revocation(entry: "h9", at: state.now, by: "admin1"))
+            state.audit(AuditFacts(operation: "revoke-host", credential: "", result: "changed", reason: "h9"), by: Self.host)
+        }
+        #expect(try await ledger.read(.fleet).revocations.map(\.entry) == ["h9"])
+        try await ledger.commit(.fleet) { $0.revocations = [] }
+        #expect(try await ledger.read(.fleet).revocations.isEmpty)
+        #expect(try await ledger.users() == [UserListing(user: "alice", tokens: 1, hasPassword: false, failures: 3)])
+        let rows = try await ledger.auditRows(AuditQuery(user: "alice"))
+        #expect(rows.map(\.event.operation) == ["code", "code", "code", "enroll"], "newest first")
+        #expect(try await ledger.auditRows(AuditQuery(host: "h1", limit: 2)).count == 2)
+        var (broken, checked) = try await ledger.verifyAudit()
+        #expect(broken == nil && checked == 6)
+        // Removed: the chain is closed and still verifies; a row deleted by hand is found.
+        try await ledger.commit(.user(try UserName("alice"))) { state in
+            state.record = nil
+            state.audit(AuditFacts(operation: "remove", credential: "", result: "done", reason: ""), by: Self.host)
+        }
+        #expect(try await ledger.read(.user(try UserName("alice"))).record == nil)
+        (broken, _) = try await ledger.verifyAudit()
+        #expect(broken == nil)
+        try requireCluster().psql("DELETE FROM smartotp_audit WHERE username = 'alice' AND operation = 'enroll'", db: "ledger_basic")
+        (broken, _) = try await ledger.verifyAudit()
+        #expect(broken?.contains("missing") == true)
+    }
+
+    /// Concurrent commits on one row: each decided on what the others committed (the
+    /// optimistic statement loses and decides again, or the locked transaction waits).
+    @Test func racingCommitsAllCount() async throws {
+        let ledger = try await testLedger("ledger_race")
+        defer { Task { await ledger.pool.close() } }
+        try await enroll(ledger, "alice")
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<40 { group.addTask { try await countFailure(ledger, "alice") } }
+            try await group.waitForAll()
+        }
+        #expect(try await ledger.read(.user(try UserName("alice"))).record?.failures == 40)
+        let (broken, checked) = try await ledger.verifyAudit()
+        #expect(broken == nil && checked == 41)
+    }
+
+    /// A body that throws writes nothing.
+    @Test func aFailedBodyWritesNothing() async throws {
+        let ledger = try await testLedger("ledger_throw")
+        defer { Task { await ledger.pool.close() } }
+        try await enroll(ledger, "alice")
+        struct No: Error {}
+        await #expect(throws: No.self) {
+            try await ledger.commit(.user(try UserName("alice"))) { state in
+                let now = state.now
+            state.record?.countFailure(at: now, policy: LockPolicy(deny: 0), isRoot: false)
+                throw No()
+            }
+        }
+        #expect(try await ledger.read(.user(try UserName("alice"))).record?.failures == 0)
+    }
+
+    /// The whole cluster stopped under commits in flight, past their deadline: each is
+    /// answered "no verdict" at the deadline, none commits afterwards, no session is left in
+    /// a transaction, and the next commits work.
+    @Test func aStallUnderACommitLeavesNothingHalfDone() async throws {
+        let ledger = try await testLedger("ledger_stall")
+        defer { Task { await ledger.pool.close() } }
+        let cluster = try requireCluster()
+        try await enroll(ledger, "alice")
+        try await enroll(ledger, "bob")
+        // Held locks make some commits take the locked path: BEGIN, then a statement that
+        // the stall freezes.
+        let freeze = Task { try await cluster.freeze(for: .milliseconds(2500)) }
+        try await Task.sleep(for: .milliseconds(100))
+        let outcomes = await withTaskGroup(of: Bool.self) { group in
+            for i in 0..<8 {
+                group.addTask {
+                    do {
+                        try await withDeadline(.seconds(1)) { try await countFailure(ledger, i % 2 == 0 ? "alice" : "ghost") }
+                        return true
+                    } catch { return false }
+                }
+            }
+            var out: [Bool] = []
+            for await o in group { out.append(o) }
+            return out
+        }
+        try await freeze.value
+        #expect(outcomes.allSatisfy { !$0 }, "nothing answered during the stall")
+        try await Task.sleep(for: .milliseconds(500))
+        let idle = try cluster.psql("SELECT count(*) FROM pg_stat_activity WHERE datname = 'ledger_stall' AND state LIKE 'idle in transaction%'")
+        #expect(idle == "0")
+        try await Task.sleep(for: .seconds(1))
+        #expect(try await ledger.read(.user(try UserName("alice"))).record?.failures == 0, "no commit after its deadline")
+        try await countFailure(ledger, "alice")
+        #expect(try await ledger.read(.user(try UserName("alice"))).record?.failures == 1, "and the next works")
+        let (broken, _) = try await ledger.verifyAudit()
+        #expect(broken == nil)
+    }
+
+    @Test func pruneAndRekey() async throws {
+        let ledger = try await testLedger("ledger_keys")
+        defer { Task { await ledger.pool.close() } }
+        try await enroll(ledger, "alice")
+        #expect(try await ledger.pruneAudit(olderThanDays: 1) == 0)
+        try requireCluster().psql("UPDATE smartotp_audit SET at_us = at_us - 86400000000 * 10", db: "ledger_keys")
+        // Rows whose time moved are no longer what their macs say: re-chain is not the point
+        // here, the anchor is. Prune cuts them and leaves an anchor.
+        #expect(try await ledger.pruneAudit(olderThanDays: 1) == 1)
+        let next = KeyFile(bytes: Array(repeating: 3, count: 32))
+        let target = Sealer(current: next, others: [KeyFile(bytes: Array(repeating: 1, count: 32))])
+        let (moved, left) = try await ledger.rekey(to: target)
+        #expect(moved == 1 && left.isEmpty)
+        let rekeyed = PostgresLedger(pool: ledger.pool, codec: LedgerCodec(sealer: Sealer(current: next), audit: ledger.codec.audit),
+                                     logger: Logger(label: "t"))
+        #expect(try await rekeyed.read(.user(try UserName("alice"))).refusal == nil, "opens under the new key alone")
+    }
+}
