@@ -182,10 +182,14 @@ let normalTargets: [Target] = [
         ],
         swiftSettings: pcscHeaders
     ),
+    // The fleet client's decisions: asking the verifiers, and the host's offline stock
+    // (offline=tap) decided through the one verdict procedure. What the module no longer
+    // carries: it only sends frames to smartotp-fleet.
+    .target(name: "FleetClient", dependencies: ["SmartOTPFleet", "Verifier", "TokenStore", "OTPCore", "POSIX"]),
     .executableTarget(
         name: "smartotp-fleet",
-        dependencies: ["FleetNet", "SmartOTPFleet", "Verifier", "TokenStore", "OTPCore", .product(name: "NIOCore", package: "swift-nio"),
-                       .product(name: "NIOHTTP1", package: "swift-nio")],
+        dependencies: ["FleetClient", "FleetNet", "SmartOTPFleet", "SmartOTPAuth", "SmartOTPSystem", "Verifier", "TokenStore", "OTPCore", "POSIX",
+                       .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio")],
         swiftSettings: pcscHeaders,
         // Started twice a fleet login: the Swift libraries linked in, not loaded (and no
         // toolchain needed on the host).
@@ -240,6 +244,7 @@ let normalTargets: [Target] = [
     .testTarget(name: "OTPCoreTests", dependencies: ["OTPCore", "CLibCrypto"], exclude: ["Vectors"]),
     .testTarget(name: "TokenStoreTests", dependencies: ["TokenStore", "OTPCore"]),
     .testTarget(name: "SmartCardTests", dependencies: ["SmartCard", "VirtualCard", "OTPCore"]),
+    .testTarget(name: "FleetClientTests", dependencies: ["FleetClient", "SmartOTPFleet", "Verifier", "TokenStore", "OTPCore", "POSIX"]),
     .testTarget(name: "FleetNetTests", dependencies: ["FleetNet", "SmartOTPFleet", .product(name: "NIOCore", package: "swift-nio")]),
     .testTarget(name: "SmartOTPAdminTests", dependencies: ["SmartOTPAdmin", "Verifier", "TokenStore", "OTPCore"]),
     .testTarget(name: "POSIXTests", dependencies: ["POSIX", "CPOSIX"]),
@@ -265,7 +270,7 @@ let normalTargets: [Target] = [
 
 /// The targets that need SwiftNIO (left out with SMARTOTP_NO_FLEET=1).
 let fleetNetworkTargets: Set = ["FleetNet", "CLibPQ", "smartotp-fleet", "smartotpd", "fleet-load", "FleetNetTests", "SmartOTPVault", "SmartOTPFleetTests",
-                                "SmartOTPService", "SmartOTPPostgres", "SmartOTPServiceTests", "SmartOTPPostgresTests"]
+                                "SmartOTPService", "SmartOTPPostgres", "SmartOTPServiceTests", "SmartOTPPostgresTests", "FleetClient", "FleetClientTests"]
 
 let package = Package(
     name: "smartotp",

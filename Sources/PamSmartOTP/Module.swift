@@ -30,9 +30,9 @@ func moduleArguments(_ argc: Int32, _ argv: PamArgv) -> [ModuleConfig.Argument] 
 
 /// The policy file, then the arguments over it; logs unknown names; nil (after logging)
 /// when the file cannot be trusted or a value is malformed.
-func loadConfig(_ pam: PamHandle, _ argc: Int32, _ argv: PamArgv) -> ModuleConfig? {
+func loadConfig(_ pam: PamHandle, _ arguments: [ModuleConfig.Argument]) -> ModuleConfig? {
     do {
-        let parsed = try ModuleConfig.load(arguments: moduleArguments(argc, argv))
+        let parsed = try ModuleConfig.load(arguments: arguments)
         for name in parsed.unknown { pam.syslog(LOG_ERR, msg("unknown module argument ignored: \(ConfigError.printable(name))")) }
         return parsed.config
     } catch {
@@ -75,7 +75,8 @@ func pamCode(_ outcome: Outcome) -> Int32 {
 public func pam_sm_authenticate(_ handle: OpaquePointer?, _ flags: Int32, _ argc: Int32, _ argv: PamArgv) -> Int32 {
     guard let handle else { return PAM_SERVICE_ERR }
     let pam = PamHandle(raw: handle)
-    guard let config = loadConfig(pam, argc, argv) else { return PAM_SERVICE_ERR }
+    let arguments = moduleArguments(argc, argv)
+    guard let config = loadConfig(pam, arguments) else { return PAM_SERVICE_ERR }
     guard let user = pam.user() else { return PAM_USER_UNKNOWN }
     // A name that is no valid record key is refused (and logged) by the flow itself.
     var known: (name: String, uid: UInt32)?
@@ -89,7 +90,7 @@ public func pam_sm_authenticate(_ handle: OpaquePointer?, _ flags: Int32, _ argc
         config: config,
         // Root reads the records itself; a caller running as the user (a screen locker)
         // asks the setuid helper, which checks only that user's own record, with root's policy.
-        records: SystemRecords(config, service: service, remoteHost: remoteHost, known: known),
+        records: SystemRecords(config, service: service, remoteHost: remoteHost, known: known, arguments: arguments),
         prompter: PamConversation(pam: pam, silent: UInt32(bitPattern: flags) & UInt32(PAM_SILENT) != 0),
         reader: PCSCTapReader(),
         clock: SystemClock(),
@@ -119,10 +120,11 @@ public func pam_sm_setcred(_ handle: OpaquePointer?, _ flags: Int32, _ argc: Int
 public func pam_sm_acct_mgmt(_ handle: OpaquePointer?, _ flags: Int32, _ argc: Int32, _ argv: PamArgv) -> Int32 {
     guard let handle else { return PAM_SERVICE_ERR }
     let pam = PamHandle(raw: handle)
-    guard let config = loadConfig(pam, argc, argv) else { return PAM_SERVICE_ERR }
+    let arguments = moduleArguments(argc, argv)
+    guard let config = loadConfig(pam, arguments) else { return PAM_SERVICE_ERR }
     guard let raw = pam.user(), let entry = canonicalUser(pam, raw, "account"), let user = try? UserName(entry.name) else { return PAM_USER_UNKNOWN }
     let summary: RecordSummary?
-    do { summary = try SystemRecords(config, known: entry).summary(user, now: SystemClock().now()) } catch {
+    do { summary = try SystemRecords(config, service: pam.item(PAM_SERVICE) ?? "", known: entry, arguments: arguments).summary(user, now: SystemClock().now()) } catch {
         pam.syslog(LOG_ERR, "account: " + error.description)
         return PAM_AUTHINFO_UNAVAIL
     }

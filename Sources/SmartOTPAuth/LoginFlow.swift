@@ -126,7 +126,7 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
             return .unavailable(error.description)
         }
         if config.debug { trace(Self.describe(summary)) }
-        if flow.records.decidingOffline {
+        if summary.offline {
             log("-", .skipped, "no verifier answered: the host's offline pair decides (a tap only)")
             prompter.info("The verifiers cannot be reached: only your card can log you in now.")
         }
@@ -250,7 +250,6 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
         let records = flow.records
         let clock = flow.clock
         var verifierError: String?
-        var spare: (tokenID: String, challenge: [UInt8], mac: [UInt8])?
         let authority = TapAuthority(
             challenge: { _ in
                 do throws(RecordError) { return try records.issueChallenge(for: user, now: clock.now()) } catch {
@@ -260,9 +259,7 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
             },
             access: { tokenID, cardChallenge, ours in
                 try? records.accessAnswers(for: user, tokenID: tokenID, cardChallenge: cardChallenge, ourChallenge: ours, now: clock.now())
-            },
-            spare: { _ in records.offlineChallenge(for: user) },
-            spareAnswer: { tokenID, challenge, mac in spare = (tokenID, challenge, mac) })
+            })
         let window = flow.window
         // In a window the user pressed Enter with the card already held to the reader: a
         // short wait for it, not the whole timeout with nothing on the screen.
@@ -283,15 +280,8 @@ struct LoginAttempt<Records: RecordService, Asker: Prompter, Reader: CardReader,
         }
         switch result {
         case .response(let tokenID, let challenge, let mac):
-            let step = verdict(.tap(tokenID: tokenID, challenge: challenge, response: mac), .card, user,
-                               wrong: "The card's answer is wrong.", reason: msg("wrong response from card \(tokenID)"))
-            // Accepted: the card's answer to the spare challenge is the host's next
-            // offline pair (offline=tap).
-            if case .done(.success) = step, let s = spare, s.tokenID == tokenID,
-               let card = summary.cards.first(where: { $0.tokenID == tokenID }) {
-                records.keepOffline(for: user, card: card, challenge: s.challenge, response: s.mac, now: clock.now())
-            }
-            return step
+            return verdict(.tap(tokenID: tokenID, challenge: challenge, response: mac), .card, user,
+                           wrong: "The card's answer is wrong.", reason: msg("wrong response from card \(tokenID)"))
         case .unavailable(let e):
             log("card", .skipped, e.description)
             return .next

@@ -27,21 +27,11 @@ public struct TapAuthority {
     public var challenge: (_ tokenID: String) -> [UInt8]?
     /// VALIDATE answers for token `tokenID`'s card; nil when the verifier has no key.
     public var access: (_ tokenID: String, _ cardChallenge: [UInt8], _ ourChallenge: [UInt8]) -> AccessAnswers?
-    /// A second challenge for token `tokenID`'s card, for the host's next offline pair
-    /// (`offline=tap`), asked of the card after the verifier's in the same tap when the card
-    /// needs neither a touch nor VALIDATE; nil: none.
-    public var spare: (_ tokenID: String) -> [UInt8]?
-    /// The card's full answer to that challenge.
-    public var spareAnswer: (_ tokenID: String, _ challenge: [UInt8], _ mac: [UInt8]) -> Void
 
     public init(challenge: @escaping (String) -> [UInt8]?,
-                access: @escaping (String, [UInt8], [UInt8]) -> AccessAnswers?,
-                spare: @escaping (String) -> [UInt8]? = { _ in nil },
-                spareAnswer: @escaping (String, [UInt8], [UInt8]) -> Void = { _, _, _ in }) {
+                access: @escaping (String, [UInt8], [UInt8]) -> AccessAnswers?) {
         self.challenge = challenge
         self.access = access
-        self.spare = spare
-        self.spareAnswer = spareAnswer
     }
 }
 

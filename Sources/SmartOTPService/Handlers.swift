@@ -67,7 +67,9 @@ public struct RequestBinder: Sendable {
 
 /// What a verdict's commit came to.
 enum VerdictOutcome: Sendable {
-    case decided(FleetDecision)
+    /// The decision, and for an accepted tap from an `offline=tap` host its offline stock
+    /// (`OfflineWire`'s lines).
+    case decided(FleetDecision, offline: String)
     /// The verdict already committed for this request id: answered again, not counted.
     case repeated(Attempt)
     case refused(SealError)
@@ -159,6 +161,7 @@ extension VerifierService {
         }
         defer { if hashes { hashing.give() } }
         let reply: HelperProtocol.Reply
+        var offlineLines = ""
         var countsAsFailure = false
         do {
             switch request {
@@ -172,8 +175,9 @@ extension VerifierService {
                     logger.notice("verdict repeated for a retried request", metadata: ["host": "\(requester.name)", "user": "\(user.value)",
                                                                                      "operation": "\(op.rawValue)", "request": "\(requester.requestID)"])
                     return ServiceResponse(200, HelperProtocol.encode(.attempt(attempt)))
-                case .decided(let decision):
+                case .decided(let decision, let stock):
                     reply = decision.reply
+                    offlineLines = stock
                     switch reply {
                     case .attempt(let a) where !reply.accepted && a.verdict != .locked: countsAsFailure = true
                     case .access(.none): countsAsFailure = true
@@ -191,7 +195,7 @@ extension VerifierService {
         logger.notice("verdict", metadata: ["host": "\(requester.name)", "serial": "\(requester.serial)", "peer": "\(requester.address)",
                                             "rhost": "\(requester.remoteHost)", "service": "\(requester.service)", "user": "\(user.value)",
                                             "operation": "\(op.rawValue)", "result": "\(reply.result)"])
-        return ServiceResponse(200, HelperProtocol.encode(reply))
+        return ServiceResponse(200, HelperProtocol.encode(reply) + offlineLines)
     }
 
     func overBudget(_ budget: String, _ r: Requester, _ user: UserName, _ op: HelperProtocol.Operation, _ text: String) -> ServiceResponse {
@@ -223,7 +227,7 @@ extension VerifierService {
                     state.audit(AuditFacts(operation: request.operation.rawValue, credential: "", result: "refused", reason: why.description), by: requester)
                     return .refused(why)
                 }
-                if case .offline(let report) = request { return .decided(Self.offline(report, &state, by: requester)) }
+                if case .offline(let report) = request { return .decided(Self.offline(report, &state, by: requester), offline: "") }
                 if case .perform = request, !binding.isEmpty,
                    let attempt = RecentRequests.find(state.recent, id: requester.requestID, binding: binding) {
                     return .repeated(attempt)
@@ -236,7 +240,15 @@ extension VerifierService {
                     state.recent = RecentRequests.adding(state.recent, RememberedVerdict(requestID: requester.requestID, binding: binding, attempt: a))
                 }
                 state.audit(AuditFacts.of(request, decision.reply), by: requester)
-                return .decided(decision)
+                // An accepted tap from an offline=tap host: the stock of offline pairs for its
+                // spare challenges, derived here from the card's secret.
+                var stock = ""
+                if case .perform(.tap(let id, _, _)) = request, decision.reply.accepted,
+                   let card = state.record?.tokens.first(where: { $0.id == id }) {
+                    stock = OfflineWire.answerLines(card: card, spares: OfflineWire.spares(HelperProtocol.lines(body)),
+                                                    epoch: state.offlineEpoch, now: state.now)
+                }
+                return .decided(decision, offline: stock)
             }
         }
     }

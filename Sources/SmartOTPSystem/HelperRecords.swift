@@ -5,7 +5,7 @@ import TokenStore
 import Verifier
 
 /// A record service behind a program that speaks the helper's protocol: the setuid helper
-/// (`HelperRecords`, one run a request) or the fleet client (`FleetRecords`, one process a
+/// (`HelperRecords`, one run a request) or the fleet client (`SessionRecords`, one process a
 /// login). The requests and answers are HelperProtocol's; only the way to the program
 /// differs. No secret ever comes back.
 public protocol HelperSpeaking: RecordService {

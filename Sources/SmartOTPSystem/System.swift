@@ -31,18 +31,21 @@ extension LocalRecords {
 public enum SystemRecords: RecordService {
     case local(LocalRecords<FileStore>)
     case helper(HelperRecords)
-    case fleet(FleetRecords)
+    case fleet(SessionRecords)
 
     /// Chooses by the effective uid, as pam_unix chooses unix_chkpwd: root asks the store,
     /// or with `server=` the fleet client; a user's process asks the setuid helper, which
     /// makes the same choice with root's settings.
     /// `service` and `remoteHost` (PAM_SERVICE, PAM_RHOST) go to the fleet's audit trail.
-    /// `known`: the login's user as the name service gave it (name and uid).
-    public init(_ config: ModuleConfig, service: String = "", remoteHost: String = "", known: (name: String, uid: UInt32)? = nil) {
+    /// `known`: the login's user as the name service gave it (name and uid); `arguments`:
+    /// the module's, which the fleet client reads as the module does.
+    public init(_ config: ModuleConfig, service: String = "", remoteHost: String = "", known: (name: String, uid: UInt32)? = nil,
+                arguments: [Setting] = []) {
         if Users.effectiveUID != 0 {
             self = .helper(HelperRecords(path: config.helper ?? Installation.helper))
         } else if !config.servers.isEmpty {
-            self = .fleet(FleetRecords(config, service: service, remoteHost: remoteHost))
+            self = .fleet(SessionRecords(client: config.client ?? Installation.fleetClient, service: service, remoteHost: remoteHost,
+                                         settings: arguments))
         } else {
             self = .local(.system(store: FileStore(root: config.store), policy: config.policy, known: known))
         }
@@ -78,19 +81,5 @@ public enum SystemRecords: RecordService {
         case .helper(let r): return try r.perform(operation, for: user, now: now)
         case .fleet(let r): return try r.perform(operation, for: user, now: now)
         }
-    }
-
-    public var decidingOffline: Bool {
-        if case .fleet(let r) = self { return r.offlineMode }
-        return false
-    }
-
-    public func offlineChallenge(for user: UserName) -> [UInt8]? {
-        if case .fleet(let r) = self { return r.offlineChallenge(for: user) }
-        return nil
-    }
-
-    public func keepOffline(for user: UserName, card: RecordSummary.Card, challenge: [UInt8], response: [UInt8], now: Int64) {
-        if case .fleet(let r) = self { r.keepOffline(for: user, card: card, challenge: challenge, response: response, now: now) }
     }
 }

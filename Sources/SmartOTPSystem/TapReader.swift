@@ -85,12 +85,6 @@ public struct TapReader<Slots: CardSlots>: CardReader {
             if card.touch { notice(.touchRequired) }
             let value = try session.calculate(name: card.credentialName, challenge: challenge, truncated: false)
             guard case .full(_, let mac) = value else { return .failure(.malformedResponse("no full response")) }
-            // The host's next offline pair, while the card is still on the reader: only a
-            // card that asks no touch and no VALIDATE (offline, neither could be had).
-            if !card.touch, info.challenge == nil, let spare = authority.spare(card.tokenID),
-               case .full(_, let answer)? = try? session.calculate(name: card.credentialName, challenge: spare, truncated: false) {
-                authority.spareAnswer(card.tokenID, spare, answer)
-            }
             return .success(.response(tokenID: card.tokenID, challenge: challenge, mac: mac))
         } catch {
             return .failure(error)

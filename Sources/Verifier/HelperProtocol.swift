@@ -59,6 +59,7 @@ public enum HelperProtocol {
         }
         out += "digits" + s.codeDigits.map { msg(" \($0)") }.joined() + "\n"
         out += msg("recovery \(s.recoveryCodes)\npassword \(s.hasPassword ? 1 : 0)\nfailures \(s.failures)\nlock \(encode(s.lock))\n")
+        if s.offline { out += "offline 1\n" }
         return out
     }
 
@@ -91,6 +92,7 @@ public enum HelperProtocol {
             case "lock":
                 s.lock = try decodeLock(value)
                 sawLock = true
+            case "offline": s.offline = value == "1"
             default: throw ParseError("unknown line")
             }
         }

@@ -153,7 +153,10 @@ extension HelperProtocol {
         case .access(let id, let card, let ours):
             return .access(try records.accessAnswers(for: user, tokenID: id, cardChallenge: card, ourChallenge: ours, now: now))
         case .perform(let operation): return .attempt(try records.perform(operation, for: user, now: now))
-        case .offline(let report): return .offline(epoch: try records.reportOffline(report, for: user, now: now))
+        case .offline:
+            // Offline logins are reported by the fleet client to the verifiers, and by
+            // nothing else: a report a caller could hand in would be audit rows of its making.
+            throw .verifier("offline reports go from the fleet client to the verifiers only")
         }
     }
 }

@@ -76,23 +76,16 @@ public struct LocalRecords<S: Store>: RecordService {
 
     public func perform(_ operation: RecordOperation, for user: UserName, now: Int64) throws(RecordError) -> Attempt {
         return try run { () throws(StoreError) in
-          try store.withLock(user) { (current: UserRecord?, commit: (UserRecord?) throws(StoreError) -> Void) throws(StoreError) -> Attempt in
-            guard var record = current else { return Attempt(.rejected, lock: .open) }
-            let before = record.lockState(policy.lock, isRoot: isRoot(user), now: now)
-            if before.isLocked { return Attempt(.locked, lock: before) }
-            // Count first: the attempt (and the challenge it uses) is on disk before the
-            // verdict exists. A caller killed, limited or signalled from here on has paid.
-            var challengeValid = true
-            if case .tap(_, let challenge, _) = operation { challengeValid = record.takeChallenge(challenge, host: requester, now: now) }
-            record.countFailure(at: now, policy: policy.lock, isRoot: isRoot(user))
-            try commit(record)
-            let verdict = challengeValid ? Self.decide(operation, record: &record, policy: policy, now: now) : .rejected
-            if case .accepted = verdict {
-                record.clearFailures()
-                try commit(record)
+            try store.withLock(user) { (current: UserRecord?, commit: (UserRecord?) throws(StoreError) -> Void) throws(StoreError) -> Attempt in
+                try VerdictProcedure.perform(current, policy: policy.lock, isRoot: { isRoot(user) }, now: now,
+                                             commit: { (r: UserRecord) throws(StoreError) in try commit(r) },
+                                             use: { record in
+                                                 // A tap uses up its challenge, whatever the answer.
+                                                 guard case .tap(_, let challenge, _) = operation else { return true }
+                                                 return record.takeChallenge(challenge, host: requester, now: now)
+                                             },
+                                             decide: { record in Self.decide(operation, record: &record, policy: policy, now: now) })
             }
-            return Attempt(verdict, lock: record.lockState(policy.lock, isRoot: isRoot(user), now: now))
-          }
         }
     }
 
@@ -118,5 +111,42 @@ public struct LocalRecords<S: Store>: RecordService {
             record.tokens[i].lastUsedTime = now
             return .accepted(.token(id))
         }
+    }
+}
+
+/// What the verdict procedure counts on: a tally of failures that locks, with
+/// pam_faillock's meaning (`UserRecord`'s; a fleet host's offline stock has one too).
+public protocol Tally {
+    func lockState(_ policy: LockPolicy, isRoot: @autoclosure () -> Bool, now: Int64) -> LockState
+    mutating func countFailure(at now: Int64, policy: LockPolicy, isRoot: @autoclosure () -> Bool)
+    mutating func clearFailures()
+}
+
+extension UserRecord: Tally {}
+
+/// The one procedure every verdict goes through, on a record (or an offline stock) held
+/// under its lock: refused while locked; what the attempt uses up (a challenge, an offline
+/// pair) and the attempt itself counted and written (`commit`) before anything is
+/// decided; then the decision; on success the count cleared and written again. A caller
+/// killed, limited or signalled after the first write has paid; nobody learns a verdict
+/// that was not counted.
+public enum VerdictProcedure {
+    /// `use` takes what the attempt spends and says whether it is valid (false: rejected
+    /// without a decision); `decide` decides on the record as counted.
+    public static func perform<R: Tally, E: Error>(_ current: R?, policy: LockPolicy, isRoot: () -> Bool, now: Int64,
+                                                   commit: (R) throws(E) -> Void, use: (inout R) -> Bool,
+                                                   decide: (inout R) -> RecordVerdict) throws(E) -> Attempt {
+        guard var record = current else { return Attempt(.rejected, lock: .open) }
+        let before = record.lockState(policy, isRoot: isRoot(), now: now)
+        if before.isLocked { return Attempt(.locked, lock: before) }
+        let usable = use(&record)
+        record.countFailure(at: now, policy: policy, isRoot: isRoot())
+        try commit(record)
+        let verdict = usable ? decide(&record) : .rejected
+        if case .accepted = verdict {
+            record.clearFailures()
+            try commit(record)
+        }
+        return Attempt(verdict, lock: record.lockState(policy, isRoot: isRoot(), now: now))
     }
 }

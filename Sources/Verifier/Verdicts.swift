@@ -78,14 +78,18 @@ public struct RecordSummary: Sendable, Equatable {
     /// Failures that count towards the lock now.
     public var failures: Int
     public var lock: LockState
+    /// No verifier answered: the fleet client decides with the host's offline pairs (a tap
+    /// only; the summary offers neither codes nor the simple password).
+    public var offline: Bool
 
-    public init(cards: [Card], codeDigits: [Int], recoveryCodes: Int, hasPassword: Bool, failures: Int, lock: LockState) {
+    public init(cards: [Card], codeDigits: [Int], recoveryCodes: Int, hasPassword: Bool, failures: Int, lock: LockState, offline: Bool = false) {
         self.cards = cards
         self.codeDigits = codeDigits
         self.recoveryCodes = recoveryCodes
         self.hasPassword = hasPassword
         self.failures = failures
         self.lock = lock
+        self.offline = offline
     }
 
     /// A typed code can be checked (a token or a recovery code exists).
@@ -144,45 +148,22 @@ public protocol RecordService {
     /// Performs `operation`. The attempt is counted durably before its verdict is known,
     /// and the count cleared on success: nobody learns a verdict that was not counted.
     func perform(_ operation: RecordOperation, for user: UserName, now: Int64) throws(RecordError) -> Attempt
-    /// Reports a fleet host's offline logins of `user`; the user's offline epoch.
-    func reportOffline(_ report: [String], for user: UserName, now: Int64) throws(RecordError) -> Int64
-    /// A fresh challenge for this host's offline pair of `user`, asked of the card after an
-    /// accepted tap; nil when this service keeps none (only a fleet host with offline=tap).
-    func offlineChallenge(for user: UserName) -> [UInt8]?
-    /// Keeps the card's answer to that challenge (hashed) as the next offline pair.
-    func keepOffline(for user: UserName, card: RecordSummary.Card, challenge: [UInt8], response: [UInt8], now: Int64)
-    /// Whether this login is being decided offline (no verifier answered; a fleet host's
-    /// offline pair stands in).
-    var decidingOffline: Bool { get }
 }
 
-extension RecordService {
-    /// A single host keeps no offline pairs: its records are always at hand.
-    public func reportOffline(_ report: [String], for user: UserName, now: Int64) throws(RecordError) -> Int64 { 0 }
-    public func offlineChallenge(for user: UserName) -> [UInt8]? { nil }
-    public func keepOffline(for user: UserName, card: RecordSummary.Card, challenge: [UInt8], response: [UInt8], now: Int64) {}
-    public var decidingOffline: Bool { false }
-}
-
-/// The last frame of a fleet client session that ends without a verdict: whether any
-/// verifier answered (a refusal: 403, 429, …) or none did (no answer, or only 5xx). Only
-/// the second lets an `offline=tap` host try its offline pair.
+/// The last frame of a fleet client session that ends without a verdict: `smartotp-fleet
+/// no-verdict` and why, on a second line. The module fails closed on it.
 public enum FleetNotice {
-    public static func text(reached: Bool, _ why: String) -> String {
-        (reached ? "smartotp-fleet no-verdict refused\n" : "smartotp-fleet no-verdict unreachable\n") + why + "\n"
-    }
+    public static let first = "smartotp-fleet no-verdict"
 
-    /// nil: not a notice; else whether no verifier answered, and why.
-    public static func read(_ text: String) -> (unreachable: Bool, why: String)? {
+    public static func text(_ why: String) -> String { first + "\n" + why + "\n" }
+
+    /// nil: not a notice; else why.
+    public static func read(_ text: String) -> String? {
+        guard text.utf8.begins(with: "smartotp-fleet no-verdict\n") else { return nil }
         let lines = text.splitBytes(UInt8(ascii: "\n"))
-        guard let first = lines.first else { return nil }
-        let why = lines.count > 1 ? lines[1] : ""
-        if first.utf8.spells("smartotp-fleet no-verdict unreachable") { return (true, why) }
-        if first.utf8.spells("smartotp-fleet no-verdict refused") { return (false, why) }
-        return nil
+        return lines.count > 1 ? lines[1] : "no reason given"
     }
 }
-
 /// One offline login a fleet host reports once it reaches the verifiers again:
 /// `UNIX-TIME RESULT SERVICE RHOST` (RESULT success, failure or locked; `-` for an empty
 /// service or remote host), printable ASCII, at most 300 bytes.

@@ -6,6 +6,9 @@
 //
 //     smartotp-chkotp USER summary|challenge|access|code|password|tap   (arguments on stdin)
 //
+//   (`offline`, a fleet host's report of its offline logins, is the fleet client's to send
+//   and refused here.)
+//
 // - USER must be the caller's own name (real uid), unless the caller is root.
 // - The secret comes on standard input, never on the command line.
 // - The store and the lock policy come from root's /etc/smartotp/smartotp.conf, the file
@@ -113,7 +116,7 @@ func run(_ arguments: [String], caller: UInt32) -> Never {
     guard caller == 0 || arguments[1] == callerName else { fail("may check only the caller's own record", 2) }
     let user: UserName
     do throws(StoreError) { user = try UserName(arguments[1]) } catch { fail(error.description, 2) }
-    guard let operation = HelperProtocol.Operation(rawValue: arguments[2]) else {
+    guard let operation = HelperProtocol.Operation(rawValue: arguments[2]), operation != .offline else {
         fail("unknown operation " + ConfigError.printable(String(arguments[2].prefix(16))), 2)
     }
     // Root's settings only: nothing from the caller.
@@ -132,7 +135,7 @@ func run(_ arguments: [String], caller: UInt32) -> Never {
         // else the store here. Either way the lock is decided by root's policy.
         let reply = config.servers.isEmpty
             ? try HelperProtocol.answer(request, for: user, by: LocalRecords.system(store: FileStore(root: config.store), policy: config.policy), now: now)
-            : try HelperProtocol.answer(request, for: user, by: FleetRecords(config), now: now)
+            : try HelperProtocol.answer(request, for: user, by: SessionRecords(client: config.client ?? Installation.fleetClient), now: now)
         var counted = false
         if case .perform = request { counted = true }
         answer(HelperProtocol.encode(reply), slow: caller != 0 && counted && !reply.accepted)

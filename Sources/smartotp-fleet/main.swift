@@ -1,30 +1,35 @@
 // smartotp-fleet — the network half of a fleet login, in a process of its own (as
 // pam_unix leaves passwords to unix_chkpwd): the PAM module loads no TLS library and
 // starts no thread in sshd or sudo; it runs this program instead, which asks smartotpd.
+// See smartotp-fleet(8).
 //
+//     smartotp-fleet --session [--service S] [--rhost H] -- MODULE-SETTINGS…
 //     smartotp-fleet --server URL[,URL…] --tls-dir DIR [--timeout SECONDS] USER OPERATION
-//     smartotp-fleet --server URL[,URL…] --tls-dir DIR [--timeout SECONDS] --session
+//     smartotp-fleet --server URL[,URL…] --tls-dir DIR --admin GET|POST PATH
 //
-// Speaks exactly as the setuid helper does (HelperProtocol): the operation's arguments on
-// standard input, the answer on standard output, exit 0. With --session (what the module
-// uses) it serves several requests on one connection, each in the verifier's `Frame`
-// (`LENGTH\n` and LENGTH bytes both ways, the request's first line `USER OPERATION`); it ends at
-// end-of-file, or at the first request it cannot answer. The servers are tried in order
-// within the timeout; when none answers it exits 3 (1 when one refused: 403, 429, …) and
-// the module fails closed (PAM_AUTHINFO_UNAVAIL), or with offline=tap tries the host's
-// offline pair; in a session it first sends a frame saying which (FleetNotice). Run by root (the module in sshd/sudo) or by the
-// setuid helper for a screen locker: DIR/key.pem is root's.
+// With --session (what the module and the setuid helper use) it reads the module's own
+// settings — the module arguments after `--`, over /etc/smartotp/smartotp.conf, as the
+// module reads them — and serves several requests on one connection, each in the
+// verifier's `Frame` (`LENGTH\n` and LENGTH bytes both ways, the request's first line
+// `USER OPERATION`); it ends at end-of-file. A request that gets no verdict is answered
+// with a `FleetNotice` frame (the module fails closed); with offline=tap, a tap is decided
+// here from the host's offline stock while no verifier answers (FleetClient). Without it,
+// one request: its arguments on standard input, the answer on standard output, exit 0;
+// when no verifier answers, exit 3 (1 when one refused: 403, 429, …).
+import FleetClient
 import FleetNet
 import Glibc
 import NIOCore
 import NIOHTTP1
 import OTPCore
+import POSIX
+import SmartOTPAuth
 import SmartOTPFleet
+import SmartOTPSystem
 import TokenStore
 import Verifier
 
-func put(_ fd: Int32, _ text: String) {
-    let bytes = Array(text.utf8)
+func put(_ fd: Int32, _ bytes: [UInt8]) {
     var done = 0
     while done < bytes.count {
         let n = bytes[done...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
@@ -40,7 +45,7 @@ func put(_ fd: Int32, _ text: String) {
 func fail(_ text: String, _ code: Int32 = 1) -> Never {
     openlog("smartotp-fleet", LOG_PID, LOG_AUTHPRIV)
     text.withCString { message in withVaList([message]) { vsyslog(LOG_AUTHPRIV | (code == 2 ? LOG_NOTICE : LOG_ERR), "%s", $0) } }
-    put(2, "smartotp-fleet: \(text)\n")
+    put(2, Array("smartotp-fleet: \(text)\n".utf8))
     exit(code)
 }
 
@@ -58,77 +63,9 @@ func closeInheritedDescriptors() {
     for fd in open { close(fd) }
 }
 
-closeInheritedDescriptors()
-
 /// A header value from PAM's items: printable ASCII only (no line breaks), at most 255.
 func printable(_ s: String) -> String {
     String(String.UnicodeScalarView(s.unicodeScalars.prefix(255).map { $0.value >= 0x20 && $0.value < 0x7F ? $0 : "?" }))
-}
-
-var args = Array(CommandLine.arguments.dropFirst())
-var servers: [ServerURL] = []
-var tlsDir = "/etc/smartotp/tls"
-var timeout = 10
-var positional: [String] = []
-nonisolated(unsafe) var session = false  // read by noVerdict (one thread)
-/// `--admin METHOD PATH`: one administrator's request for `smartotp --server`.
-var admin: (method: HTTPMethod, path: String)?
-/// PAM_SERVICE and PAM_RHOST of the login, for the verifier's audit trail.
-var context: [(String, String)] = []
-while !args.isEmpty {
-    let a = args.removeFirst()
-    func value() -> String {
-        guard !args.isEmpty else { fail("\(a) needs a value", 2) }
-        return args.removeFirst()
-    }
-    switch a {
-    case "--server":
-        guard let list = ServerURL.list(value()) else { fail("--server needs https://HOST[:PORT][,…]", 2) }
-        servers = list
-    case "--tls-dir": tlsDir = value()
-    case "--timeout":
-        guard let t = Int(value()), (1...300).contains(t) else { fail("--timeout needs 1-300 seconds", 2) }
-        timeout = t
-    case "--session": session = true
-    case "--admin":
-        let method = value(), path = value()
-        guard ["GET", "POST"].contains(method), path.hasPrefix("/v1/admin/") || path == FleetAPI.healthPath,
-              path.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else { fail("--admin needs GET|POST and a /v1/admin/ path", 2) }
-        admin = (method == "GET" ? .GET : .POST, path)
-    case "--service": context.append(("X-SmartOTP-Service", printable(value())))
-    case "--rhost": context.append(("X-SmartOTP-RHost", printable(value())))
-    case "--version": print("smartotp-fleet \(SmartOTPVersion.current)"); exit(0)
-    default: positional.append(a)
-    }
-}
-guard !servers.isEmpty, session || admin != nil ? positional.isEmpty : positional.count == 2 else {
-    fail("usage: smartotp-fleet --server URL[,URL…] --tls-dir DIR [--timeout S] [--service S] [--rhost H] (USER summary|challenge|access|code|password|tap | --session | --admin GET|POST PATH)", 2)
-}
-
-/// Ends the run without a verdict. In a session the module first gets one frame saying
-/// whether a verifier answered at all (`FleetNotice`): only when none did (no answer, or
-/// only 5xx: the verifiers cannot reach their database) may it try an offline tap; a
-/// verifier that refused (403, 429, …) is a refusal. Exit 3 when none answered, else 1.
-func noVerdict(_ text: String, reached: Bool) -> Never {
-    if session { put(1, String(decoding: Frame.encode(Array(FleetNotice.text(reached: reached, text).utf8)), as: UTF8.self)) }
-    fail(text, reached ? 1 : 3)
-}
-
-/// The request `operation` for `user` with `input`: the verifier's helper answer, or the end.
-func verdict(_ client: FleetServers, _ user: UserName, _ operation: HelperProtocol.Operation, _ input: inout [UInt8], timeout: Int,
-             context: [(String, String)]) -> String {
-    defer { ConstantTime.wipe(&input) }
-    do {
-        let response = try client.send(.POST, FleetAPI.verifyPath(operation, user), headers: context, body: input, timeout: .seconds(Int64(timeout)))
-        guard response.status == 200 else {
-            noVerdict("the verifier answered \(response.status): \(response.text.prefix(200))", reached: response.status < 500)
-        }
-        // Only a well-formed answer goes to the module.
-        guard response.text.hasPrefix(HelperProtocol.version + "\n") else { noVerdict("the verifier's answer is not a helper answer", reached: true) }
-        return response.text
-    } catch {
-        noVerdict("\(error)", reached: false)
-    }
 }
 
 /// Reads exactly `count` bytes of standard input; nil at end-of-file.
@@ -136,7 +73,7 @@ func readExactly(_ count: Int) -> [UInt8]? {
     var out = [UInt8](repeating: 0, count: count)
     var filled = 0
     while filled < count {
-        let n = out.withUnsafeMutableBytes { read(0, $0.baseAddress! + filled, count - filled) }
+        let n = out.withUnsafeMutableBytes { b in read(0, b.baseAddress.map { $0 + filled }, count - filled) }
         if n < 0 && errno == EINTR { continue }
         if n <= 0 { ConstantTime.wipe(&out); return nil }
         filled += n
@@ -144,66 +81,215 @@ func readExactly(_ count: Int) -> [UInt8]? {
     return out
 }
 
-let client: FleetServers
-do { client = try FleetServers(servers, tlsDirectory: tlsDir) } catch { fail("\(error)") }
+/// Standard input to its end, at most `limit` bytes (nil beyond).
+func readAll(limit: Int) -> [UInt8]? {
+    var input: [UInt8] = []
+    while input.count <= limit, let b = readExactly(1) { input += b }
+    return input.count > limit ? nil : input
+}
 
-if session {
-    while true {
-        var header = Frame.Header(limit: WireLimits.requestFrame)
-        var length: Int?
+/// The verifiers through FleetNet's HTTPS client: one connection kept for a session.
+final class HTTPSVerifiers: Verifiers {
+    let client: FleetServers
+    let context: [(String, String)]
+
+    init(_ client: FleetServers, context: [(String, String)]) {
+        self.client = client
+        self.context = context
+    }
+
+    func ask(_ operation: HelperProtocol.Operation, _ user: UserName, body: [UInt8], timeout: Int) -> Asked {
         do {
-            while length == nil {
-                guard let b = readExactly(1) else { exit(header.isEmpty ? 0 : 2) }
-                length = try header.feed(b[0])
+            let response = try client.send(.POST, FleetAPI.verifyPath(operation, user), headers: context, body: body, timeout: .seconds(Int64(timeout)))
+            guard response.status == 200 else {
+                let why = "the verifier answered \(response.status): \(response.text.prefix(200))"
+                return response.status < 500 ? .refused(why) : .unreachable(why)
             }
-        } catch { fail("\(error)", 2) }
-        guard var frame = readExactly(length ?? 0) else { fail("a frame cut short", 2) }
-        let request: (user: UserName, operation: HelperProtocol.Operation, arguments: [UInt8])
-        do { request = try Frame.parseRequest(frame) } catch {
+            // Only a well-formed answer goes on.
+            guard response.text.hasPrefix(HelperProtocol.version + "\n") else { return .refused("the verifier's answer is not a helper answer") }
+            return .answer(response.text)
+        } catch {
+            return .unreachable("\(error)")
+        }
+    }
+}
+
+/// The command line, read through the grammar every setting of smartotp shares (a table of
+/// `ConfigOption`s): `--NAME VALUE` and `--NAME` are settings `NAME=VALUE` and `NAME`.
+struct Command {
+    var server: String?
+    var tlsDir: String?
+    var timeout: Int?
+    var session = false
+    var service: String?
+    var rhost: String?
+    var admin: [String] = []
+    var request: [String] = []
+    /// The module's settings, after `--`.
+    var moduleSettings: [String]?
+
+    static let usage = """
+        usage: smartotp-fleet --session [--service S] [--rhost H] -- MODULE-SETTINGS…
+               smartotp-fleet --server URL[,URL…] --tls-dir DIR [--timeout S] [--service S] [--rhost H] USER OPERATION
+               smartotp-fleet --server URL[,URL…] --tls-dir DIR [--timeout S] --admin GET|POST PATH
+        """
+
+    static let options: [ConfigOption<Command>] = [
+        .init(name: "server", takesValue: true, help: "the verifiers, https://HOST[:PORT][,…], tried in order") { c, v throws(ConfigError) in
+            guard ServerURL.list(v.text) != nil else { throw v.invalid("https://HOST[:PORT][,…]") }
+            c.server = v.text
+        },
+        .init(name: "tls-dir", takesValue: true, help: "the TLS identity: ca.pem, cert.pem, key.pem") { c, v throws(ConfigError) in c.tlsDir = try v.absolutePath() },
+        .init(name: "timeout", takesValue: true, help: "seconds for a verdict, all verifiers together") { c, v throws(ConfigError) in c.timeout = try v.int(1...300) },
+        .init(name: "session", takesValue: false, help: "serve framed requests (the module's way)") { c, _ throws(ConfigError) in c.session = true },
+        .init(name: "service", takesValue: true, help: "PAM_SERVICE, for the audit trail") { c, v throws(ConfigError) in c.service = v.text },
+        .init(name: "rhost", takesValue: true, help: "PAM_RHOST, for the audit trail") { c, v throws(ConfigError) in c.rhost = v.text },
+    ]
+
+    /// Reads the words of the command line (without the program's name).
+    static func parse(_ words: [String]) throws -> Command {
+        var c = Command()
+        var rest = words[...]
+        while let word = rest.popFirst() {
+            if word == "--" {
+                c.moduleSettings = Array(rest)
+                break
+            }
+            if word == "--version" {
+                print("smartotp-fleet \(SmartOTPVersion.current)")
+                Glibc.exit(0)
+            }
+            if word == "--admin" {
+                guard rest.count >= 2 else { throw ConfigError.missingValue("admin") }
+                c.admin = [rest.removeFirst(), rest.removeFirst()]
+                continue
+            }
+            guard word.hasPrefix("--") else {
+                c.request.append(word)
+                continue
+            }
+            let name = String(word.dropFirst(2))
+            guard let option = options.first(where: { $0.name == name }) else { throw ConfigError.atPlace(word, "unknown option") }
+            var value: String?
+            if option.takesValue {
+                guard let v = rest.popFirst() else { throw ConfigError.missingValue(name) }
+                value = v
+            }
+            _ = try options.apply(Setting(name: name, value: value), to: &c)
+        }
+        try c.validate()
+        return c
+    }
+
+    func validate() throws {
+        if !admin.isEmpty {
+            guard ["GET", "POST"].contains(admin[0]), admin[1].hasPrefix("/v1/admin/") || admin[1] == FleetAPI.healthPath,
+                  admin[1].utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else { throw Failure("--admin needs GET|POST and a /v1/admin/ path") }
+        }
+        let modes = (session ? 1 : 0) + (admin.isEmpty ? 0 : 1) + (request.isEmpty ? 0 : 1)
+        guard modes == 1 else { throw Failure("give one of --session, --admin METHOD PATH, or USER OPERATION") }
+        guard request.isEmpty || request.count == 2 else { throw Failure("a request is USER OPERATION") }
+        if moduleSettings != nil {
+            guard session, server == nil, tlsDir == nil, timeout == nil else {
+                throw Failure("module settings after -- go with --session alone: they name the servers, the TLS identity and the timeout")
+            }
+        } else {
+            guard server != nil else { throw Failure("--server is required (or, with --session, the module's settings after --)") }
+        }
+    }
+
+    struct Failure: Error, CustomStringConvertible {
+        let description: String
+        init(_ d: String) { description = d }
+    }
+
+    func run() throws {
+        var context: [(String, String)] = []
+        if let service { context.append(("X-SmartOTP-Service", printable(service))) }
+        if let rhost { context.append(("X-SmartOTP-RHost", printable(rhost))) }
+        // Where the verifiers are and how to ask them: the module's settings, or the flags.
+        var settings = ClientSettings(timeout: timeout ?? 10)
+        var servers: [ServerURL]
+        var identity = tlsDir ?? "/etc/smartotp/tls"
+        if let words = moduleSettings {
+            let config: ModuleConfig
+            do { config = try ModuleConfig.load(arguments: words.map(Setting.init)).config } catch { fail("\(error)", 2) }
+            guard let list = ServerURL.list(config.servers.joined(separator: ",")) else { fail("the module's settings name no server (server=)", 2) }
+            servers = list
+            identity = config.tlsDir
+            settings = ClientSettings(timeout: config.serverTimeout, offlineStore: config.offlineTap ? config.store : nil,
+                                      offlineMaxAge: config.offlineMaxAge, policy: config.policy.lock)
+        } else {
+            guard let list = ServerURL.list(server ?? "") else { fail("--server needs https://HOST[:PORT][,…]", 2) }
+            servers = list
+        }
+        let https: FleetServers
+        do { https = try FleetServers(servers, tlsDirectory: identity) } catch { fail("\(error)") }
+
+        if !admin.isEmpty { return administer(https) }
+        let client = FleetClient(verifiers: HTTPSVerifiers(https, context: context), settings: settings,
+                                 service: service ?? "", remoteHost: rhost ?? "")
+        if session { serve(client) }
+        let user: UserName
+        do { user = try UserName(request[0]) } catch { fail("\(error)", 2) }
+        guard let operation = HelperProtocol.Operation(rawValue: request[1]) else { fail("unknown operation", 2) }
+        guard var input = readAll(limit: WireLimits.request) else { fail("request too long", 2) }
+        let parsed: HelperProtocol.Request
+        do { parsed = try HelperProtocol.request(operation, lines: HelperProtocol.lines(input)) } catch { fail("\(error)", 2) }
+        ConstantTime.wipe(&input)
+        let answer = client.answer(parsed, for: user)
+        if let why = FleetNotice.read(answer) { fail(why, client.refused ? 1 : 3) }
+        put(1, Array(answer.utf8))
+    }
+
+    /// Frames until end-of-file.
+    func serve(_ client: FleetClient) -> Never {
+        while true {
+            var header = Frame.Header(limit: WireLimits.requestFrame)
+            var length: Int?
+            do {
+                while length == nil {
+                    guard let b = readExactly(1) else { Glibc.exit(header.isEmpty ? 0 : 2) }
+                    length = try header.feed(b[0])
+                }
+            } catch { fail("\(error)", 2) }
+            guard var frame = readExactly(length ?? 0) else { fail("a frame cut short", 2) }
+            let request: HelperProtocol.Request
+            let user: UserName
+            do {
+                let parsed = try Frame.parseRequest(frame)
+                user = parsed.user
+                request = try HelperProtocol.request(parsed.operation, lines: HelperProtocol.lines(parsed.arguments))
+            } catch {
+                ConstantTime.wipe(&frame)
+                fail("\(error)", 2)
+            }
             ConstantTime.wipe(&frame)
-            fail("\(error)", 2)
+            put(1, Frame.encode(Array(client.answer(request, for: user).utf8)))
         }
-        ConstantTime.wipe(&frame)
-        var input = request.arguments
-        put(1, String(decoding: Frame.encode(Array(verdict(client, request.user, request.operation, &input, timeout: timeout, context: context).utf8)), as: UTF8.self))
+    }
+
+    /// An administrator's request (`smartotp --server` runs this, so that the CLI links no
+    /// TLS library): the body on standard input, `STATUS` and a newline then the server's
+    /// answer on standard output, exit 0 whatever the status; when no verifier answers, `0`
+    /// and why, exit 3.
+    func administer(_ https: FleetServers) {
+        guard var body = readAll(limit: FleetAPI.maxBody) else { fail("request too long", 2) }
+        defer { ConstantTime.wipe(&body) }
+        do {
+            let r = try https.send(admin[0] == "GET" ? .GET : .POST, admin[1], body: body, timeout: .seconds(Int64(timeout ?? 10)))
+            put(1, Array("\(r.status)\n".utf8))
+            var out = r.body
+            put(1, out)
+            ConstantTime.wipe(&out)
+        } catch {
+            put(1, Array("0\n\(error)\n".utf8))
+            Glibc.exit(3)
+        }
     }
 }
 
-/// An administrator's request (`smartotp --server` runs this, so that the CLI links no TLS
-/// library): the body on standard input, `STATUS` and a newline then the server's answer
-/// on standard output, exit 0 whatever the status; when no verifier answers, `0` and why,
-/// exit 3.
-if let admin {
-    var body: [UInt8] = []
-    while body.count <= FleetAPI.maxBody, let b = readExactly(1) { body += b }
-    defer { ConstantTime.wipe(&body) }
-    if body.count > FleetAPI.maxBody { fail("request too long", 2) }
-    do {
-        let r = try client.send(admin.method, admin.path, body: body, timeout: .seconds(Int64(timeout)))
-        put(1, "\(r.status)\n")
-        var out = r.body
-        out.withUnsafeBytes { b in
-            var done = 0
-            while done < b.count {
-                let n = write(1, b.baseAddress.map { $0 + done }, b.count - done)
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { break }
-                done += n
-            }
-        }
-        ConstantTime.wipe(&out)
-        exit(0)
-    } catch {
-        put(1, "0\n\(error)\n")
-        exit(3)
-    }
-}
-
-let user: UserName
-do { user = try UserName(positional[0]) } catch { fail("\(error)", 2) }
-guard let operation = HelperProtocol.Operation(rawValue: positional[1]) else { fail("unknown operation", 2) }
-var input: [UInt8] = []
-while input.count <= WireLimits.request, let b = readExactly(1) { input += b }
-if input.count > WireLimits.request { fail("request too long", 2) }
-put(1, verdict(client, user, operation, &input, timeout: timeout, context: context))
-exit(0)
+closeInheritedDescriptors()
+let command: Command
+do { command = try Command.parse(Array(CommandLine.arguments.dropFirst())) } catch { fail("\(error)\n\(Command.usage)", 2) }
+try command.run()

@@ -265,7 +265,8 @@ struct Verify: ParsableCommand {
                 let store = FileStore(root: policy.store, owner: policy.store == FileStore.defaultRoot ? 0 : getuid())
                 attempt = try LocalRecords.system(store: store, policy: policy.policy).perform(.code(typed), for: user, now: at ?? now())
             } else {
-                attempt = try FleetRecords(policy).perform(.code(typed), for: user, now: at ?? now())
+                attempt = try SessionRecords(client: policy.client ?? RemoteAdmin.defaultClient(), settings: [Setting(name: "conf", value: config)])
+                    .perform(.code(typed), for: user, now: at ?? now())
             }
         } catch { throw Failure(error.description) }
         switch attempt.verdict {

@@ -268,17 +268,21 @@ for m in card code password; do
     echo "auth required $SO methods=$m timeout=5 server=$SERVERS tls_dir=$FLEET/tls/h2 client=$CLIENT server_timeout=5 offline=tap store=$OFF" >/etc/pam.d/"$P-off-$m"
 done
 offline_login() { local m=$1; shift; printf '%s\n' "$@" | in_ns h2 "${NSS_ENV[@]}" pamtester "$P-off-$m" cardholder authenticate 2>&1 | grep -o 'pamtester: .*' | tail -1; }
-check "offline=tap, online: a tap logs in and leaves h2 a pair" "pamtester: successfully authenticated" "$(offline_login card)"
+check "offline=tap, online: a tap logs in and leaves h2 a stock of offline pairs" "pamtester: successfully authenticated" "$(offline_login card)"
 pairfile="$OFF/offline/cardholder"
 case "$(stat -c %a:%U "$pairfile" 2>/dev/null):$(grep -c '^pair ' "$pairfile" 2>/dev/null)" in
-    600:root:1) ok "… a root-only 0600 file with one pair (a challenge and a yescrypt hash: $(awk '/^pair/{print substr($5, 1, 4)}' "$pairfile")…)";;
-    *) not_ok "the offline pair is kept root-only" "$(ls -l "$pairfile" 2>&1)";; esac
+    600:root:16) ok "… a root-only 0600 file with the verifiers' 16 pairs (a challenge and a verifier of the card's answer: $(awk '/^pair/{print substr($3, 1, 8); exit}' "$pairfile")…)";;
+    *) not_ok "the offline stock is kept root-only" "$(ls -l "$pairfile" 2>&1; grep -c '^pair ' "$pairfile")";; esac
+# A card's answer (HMAC-SHA1) would be 40 hex digits: the stock has challenges (16) and
+# verifiers (64) only.
+grep -qE '(^| )[0-9a-f]{40}( |$)' "$pairfile" && not_ok "the stock holds no answer of the card" "$(cat "$pairfile")" ||
+    ok "… and no answer of the card (nor its secret): only the verifiers can make a pair"
 ip -n "${P}hub" link set vh2 down
 t0=$(date +%s%N); out=$(offline_login card); t1=$(date +%s%N)
-check "h2's link down: a tap logs in against the pair" "pamtester: successfully authenticated" "$out"
+check "h2's link down: a tap logs in against a pair of the stock" "pamtester: successfully authenticated" "$out"
 first=$(( (t1 - t0) / 1000000 ))
 t0=$(date +%s%N); out=$(offline_login card); t1=$(date +%s%N)
-check "… and a second tap, against the pair rolled in the first" "pamtester: successfully authenticated" "$out"
+check "… and a second tap, against the next pair" "pamtester: successfully authenticated" "$out"
 second=$(( (t1 - t0) / 1000000 ))
 # The first waits for both verifiers' connect deadlines (1 s each); the next ask them for
 # 2 s at most (server_timeout is 5 s here), then check the pair.
@@ -286,7 +290,7 @@ second=$(( (t1 - t0) / 1000000 ))
     not_ok "an offline login does not wait the whole server_timeout" "$first ms, then $second ms"
 check "… a typed code is not checked offline" "pamtester: Authentication failure" "$(offline_login code 123456)"
 check "… nor the simple password" "pamtester: Authentication failure" "$(offline_login password 1234)"
-sed -i 's/^pair \([^ ]*\) [0-9]* /pair \1 1000000000 /' "$pairfile"
+sed -i 's/^stock \([0-9]*\) [0-9]*$/stock \1 1000000000/' "$pairfile"
 check "… and a pair older than offline_max_age is refused (no verdict)" "$UNAVAIL" "$(offline_login card)"
 ip -n "${P}hub" link set vh2 up
 check "link up: a tap logs in online" "pamtester: successfully authenticated" "$(offline_login card)"

@@ -78,10 +78,6 @@ final class FakeReader: CardReader {
             guard let c = cards.first else { return .failed(.wrongCard) }
             guard let challenge = authority.challenge(c.tokenID) else { return .failed(.verifierUnavailable) }
             let mac = ChallengeResponse.full(secret: secret, challenge: challenge, algorithm: .sha1)
-            // The spare challenge for the host's offline pair, as TapReader asks it.
-            if !c.touch, !c.protected, let spare = authority.spare(c.tokenID) {
-                authority.spareAnswer(c.tokenID, spare, ChallengeResponse.full(secret: secret, challenge: spare, algorithm: .sha1))
-            }
             return .response(tokenID: c.tokenID, challenge: challenge, mac: mac)
         }
     }

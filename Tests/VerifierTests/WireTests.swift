@@ -69,8 +69,8 @@ struct HelperProtocolTests {
         let reply = HelperProtocol.Reply.offline(epoch: 1_764_000_000_123_456)
         #expect(try HelperProtocol.decode(HelperProtocol.encode(reply), for: .offline) == reply)
         #expect(throws: HelperProtocol.ParseError.self) { try HelperProtocol.decode("smartotp-helper 1\nepoch -1\n", for: .offline) }
-        #expect(FleetNotice.read(FleetNotice.text(reached: false, "connect timed out"))! == (true, "connect timed out"))
-        #expect(FleetNotice.read(FleetNotice.text(reached: true, "403 revoked"))! == (false, "403 revoked"))
+        #expect(FleetNotice.read(FleetNotice.text("connect timed out")) == "connect timed out")
+        #expect(FleetNotice.read("smartotp-fleet no-verdict\n") == "no reason given")
         #expect(FleetNotice.read("smartotp-helper 1\nverdict rejected\nlock open\n") == nil)
     }
 

@@ -1,0 +1,64 @@
+import OTPCore
+import POSIX
+import SmartOTPAuth
+import TokenStore
+import Verifier
+
+/// The record service of a fleet host: the fleet client (`smartotp-fleet --session`) asks
+/// the verifiers, and with `offline=tap` decides a tap itself while none answers. One
+/// client process, and one TLS connection, serve a whole login (summary, challenge,
+/// verdict): the process starts at the first request and ends with this object. The module
+/// loads no TLS library, starts no thread and keeps no fleet state: it sends each request
+/// in the verifier's `Frame` and reads the answer, as it would ask the setuid helper.
+///
+/// The client gets the module's own settings (its arguments, over smartotp.conf, which it
+/// reads itself), and PAM's service and remote host for the fleet's audit trail.
+public final class SessionRecords: HelperSpeaking {
+    public let path: String
+    public let arguments: [String]
+    private var session: Session?
+
+    /// `settings`: the module's arguments, as PAM gave them.
+    public init(client: String, service: String = "", remoteHost: String = "", settings: [Setting] = []) {
+        path = client
+        var arguments = ["--session"]
+        if !service.isEmpty { arguments += ["--service", service] }
+        if !remoteHost.isEmpty { arguments += ["--rhost", remoteHost] }
+        arguments.append("--")
+        for s in settings { arguments.append(s.value.map { s.name + "=" + $0 } ?? s.name) }
+        self.arguments = arguments
+    }
+
+    /// One request frame out (`Frame.requestPayload`), one answer frame back.
+    public func answer(_ request: HelperProtocol.Request, for user: UserName) throws(RecordError) -> String {
+        let text: String
+        do throws(SystemCallError) {
+            if session == nil { session = try Session(path, arguments) }
+            guard let session else { throw SystemCallError("posix_spawn", path, errno: 0) }
+            var payload = Frame.requestPayload(request, for: user)
+            var frame = Frame.encode(payload)
+            ConstantTime.wipe(&payload)
+            defer { ConstantTime.wipe(&frame) }
+            try session.send(frame)
+            var header = Frame.Header(limit: WireLimits.answer)
+            var length: Int?
+            while length == nil {
+                let byte = try session.receive(1)
+                do throws(FrameError) { length = try header.feed(byte.first ?? 0) } catch {
+                    throw SystemCallError("read", path, errno: Errno.protocolError)
+                }
+            }
+            text = String(decoding: try session.receive(length ?? 0), as: UTF8.self)
+        } catch {
+            // A client that failed once is not asked again: the next request starts anew.
+            session = nil
+            throw .verifier(path + ": no verdict from the fleet (" + error.description + ")")
+        }
+        // The client's last word when it got no verdict (and decided nothing offline).
+        if let why = FleetNotice.read(text) {
+            session = nil
+            throw .verifier(path + ": no verdict from the fleet (" + why + ")")
+        }
+        return text
+    }
+}
