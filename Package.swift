@@ -92,7 +92,7 @@ let moduleTargets: [Target] = [
     // Transport → ISO 7816 → YKOATH; knows nothing of PC/SC.
     .target(name: "SmartCard", dependencies: ["OTPCore"], swiftSettings: moduleSwiftSettings),
     // The PC/SC leaf.
-    .target(name: "PCSC", dependencies: ["SmartCard", "CPCSCOnUse"], swiftSettings: moduleSwiftSettings),
+    .target(name: "PCSC", dependencies: ["SmartCard", "OTPCore", "CPCSCOnUse"], swiftSettings: moduleSwiftSettings),
     .target(name: "TokenStore", dependencies: ["OTPCore", "POSIX", "CCryptOnUse"], swiftSettings: moduleSwiftSettings),
     // The verifier: the verdict procedure (count first, check, clear), the policy and its
     // settings, tap challenges bound to the host that asked, and the typed request/reply

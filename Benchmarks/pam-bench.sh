@@ -2,7 +2,10 @@
 # pam-bench.sh — pamtester logins through pam_smartotp and Debian's pam_oath with the same
 # TOTP secret, side by side, plus a pam_permit stack for what pamtester and libpam cost
 # alone. Prints a Markdown table: instructions (callgrind), wall time (hyperfine), peak
-# RSS, module size, and the growth with 10, 10,000 and 100,000 enrolled users.
+# RSS, module size, and the growth with 10, 10,000 and 100,000 enrolled users. The *nss
+# stacks put pam_succeed_if (a getpwnam, as pam_unix makes in every real stack) before
+# each module, so the name service is loaded before either module runs; the closing
+# lines give the module's instructions over pam_permit's as a ratio to pam_oath's there.
 #
 #   Benchmarks/pam-bench.sh [MODULE]     (root; MODULE defaults to the Embedded build)
 #
@@ -21,7 +24,7 @@ OATH=$(ls /lib/*/security/pam_oath.so 2>/dev/null | head -1)
 
 W=$(mktemp -d /tmp/smartotp-bench.XXXXXX)
 chmod 700 "$W"
-trap 'rm -rf "$W" /etc/pam.d/smartotp-bench-permit /etc/pam.d/smartotp-bench-oath /etc/pam.d/smartotp-bench-faillock /etc/pam.d/smartotp-bench-smartotp /etc/pam.d/smartotp-bench-smartotpconf' EXIT
+trap 'rm -rf "$W" /etc/pam.d/smartotp-bench-permit /etc/pam.d/smartotp-bench-oath /etc/pam.d/smartotp-bench-faillock /etc/pam.d/smartotp-bench-smartotp /etc/pam.d/smartotp-bench-smartotpconf /etc/pam.d/smartotp-bench-permitnss /etc/pam.d/smartotp-bench-oathnss /etc/pam.d/smartotp-bench-smartotpnss' EXIT
 HEX=3132333435363738393031323334353637383930
 B32=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ
 
@@ -77,6 +80,12 @@ echo "auth required $MODULE store=$W/store methods=code skew=1" >/etc/pam.d/smar
 install -m 0644 "$(dirname "$0")/../docs/smartotp.conf.example" "$W/smartotp.conf"
 echo "auth required $MODULE conf=$W/smartotp.conf store=$W/store methods=code skew=1" >/etc/pam.d/smartotp-bench-smartotpconf
 reset_smartotpconf=$reset_smartotp
+# After a name-service user: pam_succeed_if looks the user up first, as pam_unix does.
+nss="auth required pam_succeed_if.so uid >= 0 quiet"
+printf '%s\n' "$nss" "auth required pam_permit.so" >/etc/pam.d/smartotp-bench-permitnss
+printf '%s\n' "$nss" "auth required $OATH usersfile=$W/users.oath window=1 digits=6" >/etc/pam.d/smartotp-bench-oathnss
+printf '%s\n' "$nss" "auth required $MODULE store=$W/store methods=code skew=1" >/etc/pam.d/smartotp-bench-smartotpnss
+reset_permitnss=$reset_permit reset_oathnss=$reset_oath reset_smartotpnss=$reset_smartotp
 
 reset_of() { local v="reset_$1"; printf "%s" "${!v}"; }
 login() { echo "$(oathtool --totp -b "$B32")" | pamtester "smartotp-bench-$1" $BUSER authenticate >/dev/null 2>&1; }
@@ -99,19 +108,26 @@ rss() {  # peak RSS (KiB) of one pamtester login, from GNU time (a small parent:
 }
 
 stripped=$(mktemp); strip --strip-unneeded -o "$stripped" "$MODULE"
-echo "Module: $(stat -c %s "$MODULE") bytes as built, $(stat -c %s "$stripped") stripped (as install.sh installs it); pam_oath.so: $(stat -c %s "$OATH") bytes + liboath $(stat -L -c %s "$(ldd "$OATH" | awk '/liboath/{print $3}')") bytes"
+size=$(stat -c %s "$stripped")
+echo "Module: $(stat -c %s "$MODULE") bytes as built, $size stripped (as install.sh installs it; budget 300,000: $([ "$size" -le 300000 ] && echo within || echo OVER)); pam_oath.so: $(stat -c %s "$OATH") bytes + liboath $(stat -L -c %s "$(ldd "$OATH" | awk '/liboath/{print $3}')") bytes"
 rm -f "$stripped"
 echo
-echo "| stack | users | instructions | minus pam_permit | wall time (ms) | peak RSS (KiB) |"
+echo "| stack | users | instructions | minus pam_permit (its own stack) | wall time (ms) | peak RSS (KiB) |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+ratios=()
 for n in $COUNTS; do
     populate "$n"
     base=$(instructions permit)
-    for svc in permit oath faillock smartotp smartotpconf; do
+    nssbase=$(instructions permitnss)
+    for svc in permit oath faillock smartotp smartotpconf permitnss oathnss smartotpnss; do
         ir=$(instructions "$svc")
-        if [ "$svc" != permit ]; then
+        case $svc in *nss) over=$((ir - nssbase));; *) over=$((ir - base));; esac
+        case $svc in oathnss) oath_over=$over;; smartotpnss) ratios+=("$n users: pam_smartotp $over, pam_oath $oath_over instructions over pam_permit after a name-service user: $(python3 -c "print('%.3f' % ($over / $oath_over))")× pam_oath");; esac
+        if [ "$svc" != permit ] && [ "$svc" != permitnss ]; then
             eval "$reset"; login "$svc" || { echo "pam-bench: a $svc login failed:"; echo "$(oathtool --totp -b "$B32")" | pamtester -v "smartotp-bench-$svc" $BUSER authenticate; exit 1; }
         fi
-        echo "| $svc | $n | $ir | $((ir - base)) | $(wall "$svc") | $(rss "$svc") |"
+        echo "| $svc | $n | $ir | $over | $(wall "$svc") | $(rss "$svc") |"
     done
 done
+echo
+printf '%s\n' "${ratios[@]}"

@@ -1,6 +1,61 @@
+#define _GNU_SOURCE
 #include "cposix.h"
+#include <dlfcn.h>
+#include <pthread.h>
+
+// What only a login through the setuid helper or the fleet client needs (starting a
+// program, talking to it over a socket pair, waiting for it, its SIGCHLD), what only an
+// error message needs (strerror), a first record (mkdir) and a tap's challenge
+// (arc4random_buf): found in libc with dlsym at the first use rather than
+// imported, because libpam opens a module with RTLD_NOW and every import is looked up at
+// every load (0.7-1 K instructions each), also by the root logins that never start one.
+static struct {
+    int (*spawn)(pid_t *, const char *, const posix_spawn_file_actions_t *, const posix_spawnattr_t *, char *const [], char *const []);
+    int (*actions_init)(posix_spawn_file_actions_t *);
+    int (*actions_destroy)(posix_spawn_file_actions_t *);
+    int (*actions_adddup2)(posix_spawn_file_actions_t *, int, int);
+    int (*socketpair)(int, int, int, int [2]);
+    ssize_t (*send)(int, const void *, size_t, int);
+    pid_t (*waitpid)(pid_t, int *, int);
+    int (*sigaction)(int, const struct sigaction *, struct sigaction *);
+    char *(*strerror)(int);
+    int (*mkdir)(const char *, mode_t);
+    void (*random)(void *, size_t);
+} libc_on_use;
+static pthread_once_t libc_once = PTHREAD_ONCE_INIT;
+
+static void load_libc(void)
+{
+    *(void **)&libc_on_use.spawn = dlsym(RTLD_DEFAULT, "posix_spawn");
+    *(void **)&libc_on_use.actions_init = dlsym(RTLD_DEFAULT, "posix_spawn_file_actions_init");
+    *(void **)&libc_on_use.actions_destroy = dlsym(RTLD_DEFAULT, "posix_spawn_file_actions_destroy");
+    *(void **)&libc_on_use.actions_adddup2 = dlsym(RTLD_DEFAULT, "posix_spawn_file_actions_adddup2");
+    *(void **)&libc_on_use.socketpair = dlsym(RTLD_DEFAULT, "socketpair");
+    *(void **)&libc_on_use.send = dlsym(RTLD_DEFAULT, "send");
+    *(void **)&libc_on_use.waitpid = dlsym(RTLD_DEFAULT, "waitpid");
+    *(void **)&libc_on_use.sigaction = dlsym(RTLD_DEFAULT, "sigaction");
+    *(void **)&libc_on_use.strerror = dlsym(RTLD_DEFAULT, "strerror");
+    *(void **)&libc_on_use.mkdir = dlsym(RTLD_DEFAULT, "mkdir");
+    *(void **)&libc_on_use.random = dlsym(RTLD_DEFAULT, "arc4random_buf");
+}
+
+#define LIBC(name) (pthread_once(&libc_once, load_libc), libc_on_use.name)
+
 
 int cposix_errno(void) { return errno; }
+
+int cposix_mkdir(const char *path, mode_t mode)
+{
+    if (!LIBC(mkdir)) { errno = ENOSYS; return -1; }
+    return libc_on_use.mkdir(path, mode);
+}
+
+int cposix_random(void *bytes, size_t count)
+{
+    if (!LIBC(random)) return -1;
+    libc_on_use.random(bytes, count);
+    return 0;
+}
 
 int cposix_open(const char *path, int flags, mode_t mode) { return open(path, flags, mode); }
 
@@ -17,12 +72,14 @@ int cposix_set_signal(int signal, int ignore, struct sigaction *previous)
     struct sigaction action;
     memset(&action, 0, sizeof action);
     action.sa_handler = ignore ? SIG_IGN : SIG_DFL;
-    return sigaction(signal, &action, previous);
+    if (!LIBC(sigaction)) { errno = ENOSYS; return -1; }
+    return libc_on_use.sigaction(signal, &action, previous);
 }
 
 int cposix_restore_signal(int signal, const struct sigaction *previous)
 {
-    return sigaction(signal, previous, NULL);
+    if (!LIBC(sigaction)) { errno = ENOSYS; return -1; }
+    return libc_on_use.sigaction(signal, previous, NULL);
 }
 
 // The paths of the programs the module runs, fixed when it is built (Package.swift's
@@ -34,3 +91,42 @@ int cposix_restore_signal(int signal, const struct sigaction *previous)
 #endif
 const char *cposix_helper_path(void) { return SMARTOTP_SBINDIR "/smartotp-chkotp"; }
 const char *cposix_fleet_client_path(void) { return SMARTOTP_SBINDIR "/smartotp-fleet"; }
+
+int cposix_spawn(pid_t *pid, const char *path, int input, int output, int error, char *const argv[], char *const envp[])
+{
+    posix_spawn_file_actions_t actions;
+    if (!LIBC(spawn) || !libc_on_use.actions_init || !libc_on_use.actions_destroy || !libc_on_use.actions_adddup2)
+        return ENOSYS;
+    if (libc_on_use.actions_init(&actions) != 0)
+        return ENOMEM;
+    int rc = libc_on_use.actions_adddup2(&actions, input, 0);
+    if (rc == 0) rc = libc_on_use.actions_adddup2(&actions, output, 1);
+    if (rc == 0) rc = libc_on_use.actions_adddup2(&actions, error, 2);
+    if (rc == 0) rc = libc_on_use.spawn(pid, path, &actions, NULL, argv, envp);
+    libc_on_use.actions_destroy(&actions);
+    return rc;
+}
+
+int cposix_socketpair(int domain, int type, int protocol, int pair[2])
+{
+    if (!LIBC(socketpair)) { errno = ENOSYS; return -1; }
+    return libc_on_use.socketpair(domain, type, protocol, pair);
+}
+
+ssize_t cposix_send(int fd, const void *bytes, size_t count, int flags)
+{
+    if (!LIBC(send)) { errno = ENOSYS; return -1; }
+    return libc_on_use.send(fd, bytes, count, flags);
+}
+
+pid_t cposix_waitpid(pid_t pid, int *status, int options)
+{
+    if (!LIBC(waitpid)) { errno = ENOSYS; return -1; }
+    return libc_on_use.waitpid(pid, status, options);
+}
+
+const char *cposix_strerror(int error)
+{
+    if (!LIBC(strerror)) return NULL;
+    return libc_on_use.strerror(error);
+}

@@ -1,6 +1,48 @@
 /// Text handled as UTF-8 bytes: what the record, helper and config parsers need, without
 /// grapheme breaking or Unicode case tables (both costly in the module, see README).
 extension String {
+    /// Byte-for-byte equality. What the module and the helper compare (user names, token
+    /// ids, settings, protocol words) is compared as written: String's `==` is canonical
+    /// equivalence, which normalises non-ASCII text and links Unicode's normalisation
+    /// tables (26 KB, a twelfth of the module) into every program that uses it.
+    /// `10-module.sh` checks the module holds no such table.
+    @inline(__always)
+    public func equals(_ other: String) -> Bool {
+        // The lengths inline: most comparisons (a setting's name against a table's) end here.
+        utf8.count == other.utf8.count && sameBytes(other)
+    }
+
+    @inline(never)
+    func sameBytes(_ other: String) -> Bool {
+        // Both are contiguous UTF-8 (native and small strings are): compared eight bytes a
+        // step; a bridged or foreign string, byte by byte.
+        let contiguous = utf8.withContiguousStorageIfAvailable { a in
+            other.utf8.withContiguousStorageIfAvailable { b in ConstantTime.equals(UnsafeRawBufferPointer(a), UnsafeRawBufferPointer(b)) }
+        }
+        if case .some(.some(let same)) = contiguous { return same }
+        return utf8.elementsEqual(other.utf8)
+    }
+
+    /// Without its first `n` bytes (an ASCII prefix already matched with `begins(with:)`):
+    /// `dropFirst` on a String walks Characters, and brings grapheme breaking along.
+    public func droppingBytes(_ n: Int) -> String {
+        String(decoding: utf8.dropFirst(n), as: UTF8.self)
+    }
+
+    /// Without leading and trailing spaces, tabs and line ends, over the bytes.
+    public var trimmingASCIISpaces: String {
+        let bytes = utf8
+        func blank(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 || b == 0x0D || b == 0x0A }
+        var start = bytes.startIndex, end = bytes.endIndex
+        while start != end && blank(bytes[start]) { start = bytes.index(after: start) }
+        while end != start {
+            let before = bytes.index(before: end)
+            guard blank(bytes[before]) else { break }
+            end = before
+        }
+        return String(decoding: bytes[start..<end], as: UTF8.self)
+    }
+
     /// A–Z turned into a–z, every other byte left alone: enough for algorithm names, hex
     /// and device ids, and free of the Unicode case tables `lowercased()` pulls into the
     /// module.
@@ -26,6 +68,11 @@ extension String {
         if !(omittingEmpty && start == bytes.endIndex) { out.append(String(decoding: bytes[start..<bytes.endIndex], as: UTF8.self)) }
         return out
     }
+}
+
+extension Sequence where Element == String {
+    /// Whether one element has `text`'s bytes (`String.equals`: no Unicode normalisation).
+    public func containsBytes(of text: String) -> Bool { contains { $0.equals(text) } }
 }
 
 /// Text built as UTF-8 bytes in one reserved buffer: what a record is written as, twice a

@@ -28,13 +28,11 @@ public enum HashAlgorithm: UInt8, Sendable, CaseIterable, CustomStringConvertibl
 
     /// Parses `sha1`, `SHA1`, `sha-256`, … as written in records, otpauth URIs and options.
     public init?(name: String) {
-        var folded = ""
-        for ch in name.asciiLowercased where ch != "-" { folded.append(ch) }
-        switch folded {
-        case "sha1": self = .sha1
-        case "sha256": self = .sha256
-        case "sha512": self = .sha512
-        default: return nil
-        }
+        // Over the bytes: iterating Characters brings grapheme breaking into the module.
+        let folded = String(decoding: name.asciiLowercased.utf8.filter { $0 != UInt8(ascii: "-") }, as: UTF8.self)
+        if folded.equals("sha1") { self = .sha1 }
+        else if folded.equals("sha256") { self = .sha256 }
+        else if folded.equals("sha512") { self = .sha512 }
+        else { return nil }
     }
 }

@@ -12,7 +12,11 @@ public enum ValidationResult: Sendable, Equatable {
 /// Checks TOTP codes (RFC 6238) with a skew of ±`skew` steps and the replay rule.
 ///
 /// Codes are compared as numbers below 10^digits: a fixed-width integer comparison takes
-/// the same time whatever the digits, and every candidate in the window is computed.
+/// the same time whatever the digits. The steps are tried newest first and the first match
+/// decides (the newest step a code matches is the one the replay rule needs): a login with
+/// a clock in step computes two codes, not three. How long that takes tells at most which
+/// step matched — the token's clock against ours, which is no secret; whether it matched
+/// at all the verdict says anyway.
 public struct TOTPValidator: Sendable {
     public let period: Int
     public let algorithm: HashAlgorithm
@@ -26,9 +30,8 @@ public struct TOTPValidator: Sendable {
         self.skew = max(0, min(skew, 100))
     }
 
-    /// Checks `typed` against every step in `now ± skew`. Every candidate is computed
-    /// and compared in constant time, so timing does not tell which step matched.
-    /// `lastUsedStep` is the last step accepted before (nil: none yet).
+    /// Checks `typed` against the steps in `now ± skew`, newest first. `lastUsedStep` is
+    /// the last step accepted before (nil: none yet).
     public func validate(_ typed: String, secret: SecretBytes, at unixTime: Int64, lastUsedStep: UInt64?) -> ValidationResult {
         guard let code = OTP.typedValue(typed, digits: digits),
               let current = OTP.timeStep(at: unixTime, period: period) else { return .rejected }
@@ -39,18 +42,16 @@ public struct TOTPValidator: Sendable {
     }
 
     private func matchNewest(_ code: UInt32, secret: SecretBytes, range: ClosedRange<UInt64>, lastUsed: UInt64?) -> ValidationResult {
-        var accepted: UInt64?
-        var replayed: UInt64?
         let key = HMACKey(algorithm, key: secret)
-        for step in range {
-            guard let candidate = OTP.hotpValue(key: key, counter: step, digits: digits) else { continue }
-            if candidate == code {
-                if let last = lastUsed, step <= last { replayed = step } else { accepted = step }
+        var step = range.upperBound
+        while true {
+            if OTP.hotpValue(key: key, counter: step, digits: digits) == code {
+                if let last = lastUsed, step <= last { return .replayed(counter: step) }
+                return .accepted(counter: step)
             }
+            guard step > range.lowerBound else { return .rejected }
+            step -= 1
         }
-        if let step = accepted { return .accepted(counter: step) }
-        if let step = replayed { return .replayed(counter: step) }
-        return .rejected
     }
 }
 

@@ -1,5 +1,6 @@
 internal import CPCSCOnUse
 import SmartCard
+import OTPCore
 
 /// The only file that calls libpcsclite. Each method names the SCard* call it wraps.
 ///
@@ -48,7 +49,13 @@ public final class PCSCContext: CardSlots {
         if rv == SCARD_E_NO_READERS_AVAILABLE { return [] }
         guard rv == SCARD_S_SUCCESS else { throw Self.error(rv, "SCardListReaders") }
         // A multi-string: names separated by NUL, ended by an empty name.
-        let names = buffer.split(separator: 0).map { String(decoding: $0.map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+        // The multi-string: names, each ended by a NUL, an empty one at the end.
+        var names: [String] = []
+        var start = 0
+        for i in buffer.indices where buffer[i] == 0 {
+            if i > start { names.append(String(decoding: buffer[start..<i].map { UInt8(bitPattern: $0) }, as: UTF8.self)) }
+            start = i + 1
+        }
         guard let filter, !filter.isEmpty else { return names }
         return names.filter { Self.name($0, contains: filter) }
     }
@@ -93,10 +100,10 @@ public final class PCSCContext: CardSlots {
         let deadline = now() + max(0, timeoutMs)
         // The last state seen of each reader (a short list: no hashing code in the module).
         var known: [(reader: String, state: UInt)] = []
-        func lastState(_ reader: String) -> UInt? { known.first(where: { $0.reader == reader })?.state }
+        func lastState(_ reader: String) -> UInt? { known.first(where: { $0.reader.equals(reader) })?.state }
         while true {
             let names = try readers(matching: filter)
-            skip.removeAll { !names.contains($0) }
+            skip.removeAll { !names.containsBytes(of: $0) }
             var states: [(String, UInt)] = names.map { ($0, lastState($0) ?? 0) }
             states.append((Self.plugAndPlayReader, lastState(Self.plugAndPlayReader) ?? 0))
             let remaining = deadline - now()
@@ -106,11 +113,11 @@ public final class PCSCContext: CardSlots {
             if !firstPass && remaining <= 0 { throw .timeout }
             let result = try getStatusChange(states, timeoutMs: wait)
             for s in result {
-                known.removeAll { $0.reader == s.reader }
+                known.removeAll { $0.reader.equals(s.reader) }
                 known.append((s.reader, s.eventState & ~UInt(SCARD_STATE_CHANGED)))
-                if s.reader != Self.plugAndPlayReader && !s.cardPresent { skip.removeAll { $0 == s.reader } }
+                if !s.reader.equals(Self.plugAndPlayReader) && !s.cardPresent { skip.removeAll { $0.equals(s.reader) } }
             }
-            if let ready = result.first(where: { $0.reader != Self.plugAndPlayReader && $0.cardPresent && !skip.contains($0.reader) }) {
+            if let ready = result.first(where: { r in !r.reader.equals(Self.plugAndPlayReader) && r.cardPresent && !skip.containsBytes(of: r.reader) }) {
                 return ready.reader
             }
             if firstPass && names.isEmpty && remaining <= 0 { throw .noReaders }

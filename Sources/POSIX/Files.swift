@@ -27,6 +27,15 @@ public struct FileStatus: Sendable, Equatable {
     public var permissions: UInt32 { mode & 0o777 }
 }
 
+/// `count` zero bytes, cleared by memset(3): `[UInt8](repeating: 0, count:)` is a loop in
+/// Embedded Swift, a byte an iteration.
+func zeroedBytes(_ count: Int) -> [UInt8] {
+    [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+        if let base = buffer.baseAddress { memset(base, 0, count) }
+        initialized = count
+    }
+}
+
 /// Flags of `open(2)`, by their C names.
 public struct OpenFlags: OptionSet, Sendable {
     public let rawValue: Int32
@@ -81,7 +90,7 @@ public struct FileDescriptor: Sendable {
     public func readAll(_ path: String, limit: Int) throws(SystemCallError) -> [UInt8]? {
         var st = stat()
         let expected = fstat(rawValue, &st) == 0 && st.st_size > 0 ? min(Int(st.st_size), limit) : 0
-        var out = [UInt8](repeating: 0, count: expected + 1)
+        var out = zeroedBytes(expected + 1)
         var filled = 0
         while true {
             if filled == out.count {
@@ -89,7 +98,7 @@ public struct FileDescriptor: Sendable {
                     ConstantTime.wipe(&out)
                     return nil
                 }
-                var larger = [UInt8](repeating: 0, count: min(out.count * 2, limit + 1))
+                var larger = zeroedBytes(min(out.count * 2, limit + 1))
                 larger.withUnsafeMutableBytes { dst in
                     out.withUnsafeBytes { src in if let d = dst.baseAddress, let s = src.baseAddress { d.copyMemory(from: s, byteCount: src.count) } }
                 }
@@ -169,7 +178,7 @@ public enum FileSystem {
 
     /// `mkdir(2)`; an existing entry is left for the caller to check.
     public static func makeDirectory(_ path: String, mode: UInt32 = 0o700) throws(SystemCallError) {
-        if path.withCString({ mkdir($0, mode_t(mode)) }) != 0 && cposix_errno() != EEXIST { throw .last("mkdir", path) }
+        if path.withCString({ cposix_mkdir($0, mode_t(mode)) }) != 0 && cposix_errno() != EEXIST { throw .last("mkdir", path) }
     }
 
     /// `rename(2)`: atomic replacement within one directory.

@@ -47,7 +47,7 @@ public enum Subprocess {
         let answer = (try? output.readAll(path, limit: outputLimit)) ?? nil
         output.close()
         var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && cposix_errno() == EINTR {}
+        while cposix_waitpid(pid, &status, 0) < 0 && cposix_errno() == EINTR {}
         return Result(exitCode: cposix_exited(status) != 0 ? cposix_exit_status(status) : nil, output: answer ?? [])
     }
 }
@@ -56,7 +56,7 @@ public enum Subprocess {
 /// standard input or output (posix_spawn's dup2 clears the flag on that copy only).
 func socketPair(_ path: String) throws(SystemCallError) -> (ours: Int32, theirs: Int32) {
     var pair: [Int32] = [-1, -1]
-    guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
+    guard cposix_socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
         throw .last("socketpair", path)
     }
     return (pair[0], pair[1])
@@ -83,19 +83,13 @@ func spawn(_ path: String, _ arguments: [String], input: Int32, output: Int32) t
         for byte in word.utf8 { strings.append(CChar(bitPattern: byte)) }
         strings.append(0)
     }
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_adddup2(&actions, input, 0)
-    posix_spawn_file_actions_adddup2(&actions, output, 1)
-    posix_spawn_file_actions_adddup2(&actions, devNull.rawValue, 2)
     var pid: pid_t = 0
     let rc = strings.withUnsafeMutableBufferPointer { buffer -> Int32 in
         guard let base = buffer.baseAddress else { return EINVAL }  // never: the path's NUL is there
         var argv: [UnsafeMutablePointer<CChar>?] = offsets.map { base + $0 }
         argv.append(nil)
         var envp: [UnsafeMutablePointer<CChar>?] = [nil]
-        return posix_spawn(&pid, path, &actions, nil, argv, &envp)
+        return cposix_spawn(&pid, path, input, output, devNull.rawValue, argv, &envp)
     }
     guard rc == 0 else { throw SystemCallError("posix_spawn", path, errno: rc) }
     return pid
@@ -107,7 +101,7 @@ func sendAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
     var offset = 0
     while offset < bytes.count {
         let sent = bytes.withUnsafeBytes { b in
-            retryingOnInterrupt { send(fd, b.baseAddress.map { $0 + offset }, b.count - offset, Int32(MSG_NOSIGNAL)) }
+            retryingOnInterrupt { cposix_send(fd, b.baseAddress.map { $0 + offset }, b.count - offset, Int32(MSG_NOSIGNAL)) }
         }
         guard sent > 0 else { return false }
         offset += sent
@@ -146,7 +140,7 @@ public final class Session {
         var previous = sigaction()
         _ = cposix_set_signal(SIGCHLD, 0, &previous)
         var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && cposix_errno() == EINTR {}
+        while cposix_waitpid(pid, &status, 0) < 0 && cposix_errno() == EINTR {}
         _ = cposix_restore_signal(SIGCHLD, &previous)
     }
 

@@ -28,7 +28,7 @@ public enum Errno {
 
     /// strerror(3).
     public static func describe(_ e: Int32) -> String {
-        guard let s = strerror(e) else { return "error \(e)" }
+        guard let s = cposix_strerror(e) else { return "error \(e)" }
         return String(cString: s)
     }
 }

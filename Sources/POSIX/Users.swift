@@ -9,19 +9,17 @@ public enum Users {
                                  _ field: (passwd) -> R?) -> R? {
         var entry = passwd()
         var result: UnsafeMutablePointer<passwd>?
-        var buffer = [CChar](repeating: 0, count: 16384)
-        let count = buffer.count
-        let status = buffer.withUnsafeMutableBufferPointer { b -> Int32 in
-            guard let base = b.baseAddress else { return ERANGE }
-            return lookup(&entry, base, count, &result)
+        // Uninitialised: getpwnam_r writes what it returns (zero-filling 16 KiB first was
+        // a tenth of a login's instructions in Embedded Swift, where it is a loop).
+        return withUnsafeTemporaryAllocation(of: CChar.self, capacity: 16384) { b -> R? in
+            guard let base = b.baseAddress, lookup(&entry, base, b.count, &result) == 0, result != nil else { return nil }
+            return field(entry)
         }
-        guard status == 0, result != nil else { return nil }
-        return buffer.withUnsafeBufferPointer { _ in field(entry) }
     }
 
     /// The uid of `name` through getpwnam_r(3); nil when there is no such user.
     public static func uid(of name: String) -> UInt32? {
-        entry({ getpwnam_r(name, $0, $1, $2, $3) }) { $0.pw_uid }
+        name.withCString { n in entry({ getpwnam_r(n, $0, $1, $2, $3) }) { $0.pw_uid } }
     }
 
     /// The name service's own spelling of `name` (its `pw_name`, getpwnam_r(3)); nil when
@@ -31,7 +29,7 @@ public enum Users {
 
     /// `name`'s entry: the name service's spelling and the uid, in one lookup.
     public static func lookup(_ name: String) -> (name: String, uid: UInt32)? {
-        entry({ getpwnam_r(name, $0, $1, $2, $3) }) { e in e.pw_name.map { (String(cString: $0), e.pw_uid) } }
+        name.withCString { n in entry({ getpwnam_r(n, $0, $1, $2, $3) }) { e in e.pw_name.map { (String(cString: $0), e.pw_uid) } } }
     }
 
     /// The login name of `uid` through getpwuid_r(3).

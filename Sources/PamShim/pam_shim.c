@@ -1,7 +1,8 @@
 #include "pam_shim.h"
-#include <security/pam_ext.h>
+#include <syslog.h>
 
-void smartotp_pam_syslog(const pam_handle_t *pamh, int priority, const char *message)
+void smartotp_pam_syslog(const char *service, const char *step, int priority, const char *message)
 {
-    pam_syslog(pamh, priority, "%s", message);
+    /* pam_syslog's own words ("MODULE(SERVICE:STEP): "), without its two asprintf calls. */
+    syslog(LOG_AUTHPRIV | priority, "pam_smartotp(%s:%s): %s", service, step, message);
 }

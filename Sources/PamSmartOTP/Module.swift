@@ -50,7 +50,7 @@ func canonicalUser(_ pam: PamHandle, _ raw: String, _ step: StaticString) -> (na
         pam.syslog(LOG_NOTICE, msg("\(step): user=\(ConfigError.printable(raw)) is not known to the name service; refused"))
         return nil
     }
-    guard entry.name == raw else {
+    guard entry.name.equals(raw) else {
         pam.syslog(LOG_NOTICE, msg("\(step): user=\(ConfigError.printable(raw)) is spelled \(ConfigError.printable(entry.name)) by the name service; refused (records are kept under that spelling)"))
         return nil
     }
@@ -119,7 +119,7 @@ public func pam_sm_setcred(_ handle: OpaquePointer?, _ flags: Int32, _ argc: Int
 @_cdecl("pam_sm_acct_mgmt")
 public func pam_sm_acct_mgmt(_ handle: OpaquePointer?, _ flags: Int32, _ argc: Int32, _ argv: PamArgv) -> Int32 {
     guard let handle else { return PAM_SERVICE_ERR }
-    let pam = PamHandle(raw: handle)
+    let pam = PamHandle(raw: handle, step: "account")
     let arguments = moduleArguments(argc, argv)
     guard let config = loadConfig(pam, arguments) else { return PAM_SERVICE_ERR }
     guard let raw = pam.user(), let entry = canonicalUser(pam, raw, "account"), let user = try? UserName(entry.name) else { return PAM_USER_UNKNOWN }

@@ -8,6 +8,9 @@ import Verifier
 /// wraps; nothing here trusts a pointer or a string that came from the application.
 struct PamHandle {
     let raw: OpaquePointer
+    /// The management group the module was called for, as log lines name it ("auth",
+    /// "account").
+    var step: StaticString = "auth"
 
     /// Longest conversation answer read: beyond it the answer is refused unread (a 1 MiB
     /// "password" must not cost the host process anything but a failed login).
@@ -46,9 +49,16 @@ struct PamHandle {
         }
     }
 
-    /// `pam_syslog(pamh, priority, "%s", text)` (auth facility), through the C shim.
+    /// A line as `pam_syslog(pamh, priority, "%s", text)` writes it (auth facility,
+    /// "pam_smartotp(SERVICE:STEP): "), through the C shim.
     func syslog(_ priority: Int32, _ text: String) {
-        text.withCString { smartotp_pam_syslog(raw, priority, $0) }
+        var value: UnsafeRawPointer?
+        let service = pam_get_item(raw, PAM_SERVICE, &value) == PAM_SUCCESS ? value?.assumingMemoryBound(to: CChar.self) : nil
+        let unknown: StaticString = "?"
+        let serviceName = service ?? UnsafeRawPointer(unknown.utf8Start).assumingMemoryBound(to: CChar.self)
+        // A StaticString's bytes are NUL-terminated.
+        let stepName = UnsafeRawPointer(step.utf8Start).assumingMemoryBound(to: CChar.self)
+        text.withCString { smartotp_pam_syslog(serviceName, stepName, priority, $0) }
     }
 }
 

@@ -79,7 +79,9 @@ public enum StatusWord {
     public static let memoryFailure: UInt16 = 0x6581
 
     public static func hex(_ sw: UInt16) -> String {
-        let s = String(sw, radix: 16, uppercase: true)
-        return String(repeating: "0", count: max(0, 4 - s.count)) + s
+        let digits = Array("0123456789ABCDEF".utf8)
+        var out: [UInt8] = []
+        for shift in [12, 8, 4, 0] { out.append(digits[Int((sw >> UInt16(shift)) & 0xF)]) }
+        return String(decoding: out, as: UTF8.self)
     }
 }

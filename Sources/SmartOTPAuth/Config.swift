@@ -7,6 +7,10 @@ public enum Method: String, Sendable, CaseIterable {
     case card
     case code
     case password
+
+    /// The method spelled `name` (`init(rawValue:)` compares as String's `==` does: see
+    /// `String.equals`).
+    public static func named(_ name: String) -> Method? { allCases.first { $0.rawValue.equals(name) } }
 }
 
 /// Module settings: `/etc/smartotp/smartotp.conf` first, then the arguments in
@@ -68,16 +72,19 @@ public struct ModuleConfig: Sendable, Equatable {
     /// built at each login to look a name up.
     public static let options: [Option] = [
         // Read before everything else (ModuleConfig.load); here only checked.
-        Option(name: "conf", takesValue: true, help: "read this policy file instead of /etc/smartotp/smartotp.conf (the setuid helper always reads that one)") { _, v throws(ConfigError) in
+        // read this policy file instead of /etc/smartotp/smartotp.conf (the setuid helper always reads that one)
+        Option(name: "conf", takesValue: true) { _, v throws(ConfigError) in
             _ = try v.absolutePath()
         },
-        Option(name: "store", takesValue: true, help: "directory of the user records (default /var/lib/smartotp)") { c, v throws(ConfigError) in
+        // directory of the user records (default /var/lib/smartotp)
+        Option(name: "store", takesValue: true) { c, v throws(ConfigError) in
             c.store = try v.absolutePath()
         },
-        Option(name: "methods", takesValue: true, help: "ways offered, in order: card,code,password (default all three)") { c, v throws(ConfigError) in
+        // ways offered, in order: card,code,password (default all three)
+        Option(name: "methods", takesValue: true) { c, v throws(ConfigError) in
             var list: [Method] = []
             for item in v.text.splitBytes(UInt8(ascii: ","), omittingEmpty: false) {
-                guard let m = Method(rawValue: item), !list.contains(m) else {
+                guard let m = Method.named(item), !list.contains(m) else {
                     throw .badValue(name: v.name, value: v.text, expected: "a list of card, code, password")
                 }
                 list.append(m)
@@ -85,53 +92,65 @@ public struct ModuleConfig: Sendable, Equatable {
             guard !list.isEmpty else { throw .badValue(name: v.name, value: v.text, expected: "a list of card, code, password") }
             c.methods = list
         },
-        Option(name: "timeout", takesValue: true, help: "seconds to wait for a tap, 1-600 (default 30)") { c, v throws(ConfigError) in
+        // seconds to wait for a tap, 1-600 (default 30)
+        Option(name: "timeout", takesValue: true) { c, v throws(ConfigError) in
             c.timeout = try v.int(1...600)
         },
-        Option(name: "reader", takesValue: true, help: "use only readers whose name contains this text") { c, v throws(ConfigError) in
+        // use only readers whose name contains this text
+        Option(name: "reader", takesValue: true) { c, v throws(ConfigError) in
             guard !v.text.isEmpty, v.text.utf8.count <= 128 else { throw .badValue(name: v.name, value: v.text, expected: "part of a reader name") }
             c.reader = v.text
         },
-        Option(name: "nullok", takesValue: false, help: "a user without a record in an existing store is ignored (PAM_IGNORE)") { c, _ throws(ConfigError) in
+        // a user without a record in an existing store is ignored (PAM_IGNORE)
+        Option(name: "nullok", takesValue: false) { c, _ throws(ConfigError) in
             c.nullok = true
         },
-        Option(name: "try_first_pass", takesValue: false, help: "try PAM_AUTHTOK from an earlier module as a one-time code, then prompt") { c, _ throws(ConfigError) in
+        // try PAM_AUTHTOK from an earlier module as a one-time code, then prompt
+        Option(name: "try_first_pass", takesValue: false) { c, _ throws(ConfigError) in
             c.tryFirstPass = true
         },
-        Option(name: "use_first_pass", takesValue: false, help: "only PAM_AUTHTOK from an earlier module, as a one-time code; never prompt") { c, _ throws(ConfigError) in
+        // only PAM_AUTHTOK from an earlier module, as a one-time code; never prompt
+        Option(name: "use_first_pass", takesValue: false) { c, _ throws(ConfigError) in
             c.useFirstPass = true
         },
-        Option(name: "debug", takesValue: false, help: "log each step to syslog at debug level") { c, _ throws(ConfigError) in
+        // log each step to syslog at debug level
+        Option(name: "debug", takesValue: false) { c, _ throws(ConfigError) in
             c.debug = true
         },
-        Option(name: "helper", takesValue: true, help: "setuid helper for callers that are not root (default: smartotp-chkotp where it was installed)") { c, v throws(ConfigError) in
+        // setuid helper for callers that are not root (default: smartotp-chkotp where it was installed)
+        Option(name: "helper", takesValue: true) { c, v throws(ConfigError) in
             c.helper = try v.absolutePath()
         },
-        Option(name: "server", takesValue: true, help: "the fleet's verifiers, https://HOST:PORT[,…] tried in order (default: none, the local store)") { c, v throws(ConfigError) in
+        // the fleet's verifiers, https://HOST:PORT[,…] tried in order (default: none, the local store)
+        Option(name: "server", takesValue: true) { c, v throws(ConfigError) in
             c.servers = try v.serverList()
         },
-        Option(name: "tls_dir", takesValue: true, help: "the host's TLS identity for server=: ca.pem, cert.pem, key.pem (default /etc/smartotp/tls)") { c, v throws(ConfigError) in
+        // the host's TLS identity for server=: ca.pem, cert.pem, key.pem (default /etc/smartotp/tls)
+        Option(name: "tls_dir", takesValue: true) { c, v throws(ConfigError) in
             c.tlsDir = try v.absolutePath()
         },
-        Option(name: "client", takesValue: true, help: "the program that asks the verifiers (default: smartotp-fleet where it was installed)") { c, v throws(ConfigError) in
+        // the program that asks the verifiers (default: smartotp-fleet where it was installed)
+        Option(name: "client", takesValue: true) { c, v throws(ConfigError) in
             c.client = try v.absolutePath()
         },
-        Option(name: "offline", takesValue: true, help: "with server=: tap lets a tap log in while no verifier answers, against a pair kept after the last online tap (default no)") { c, v throws(ConfigError) in
-            guard v.text == "tap" || v.text == "no" else { throw .badValue(name: v.name, value: v.text, expected: "tap or no") }
-            c.offlineTap = v.text == "tap"
+        // with server=: tap lets a tap log in while no verifier answers, against a pair kept after the last online tap (default no)
+        Option(name: "offline", takesValue: true) { c, v throws(ConfigError) in
+            guard v.text.equals("tap") || v.text.equals("no") else { throw .badValue(name: v.name, value: v.text, expected: "tap or no") }
+            c.offlineTap = v.text.equals("tap")
         },
-        Option(name: "offline_max_age", takesValue: true, help: "the oldest offline pair accepted: seconds, or a number with m, h or d (default 7d)") { c, v throws(ConfigError) in
+        // the oldest offline pair accepted: seconds, or a number with m, h or d (default 7d)
+        Option(name: "offline_max_age", takesValue: true) { c, v throws(ConfigError) in
             c.offlineMaxAge = try v.duration(60...31_536_000)
         },
-        Option(name: "prompts", takesValue: true, help: "text, window or auto: how the tap is asked for; window is one dialog, hold the card and press Enter or type a code (default auto: window where PAM_XDISPLAY or an X display as PAM_TTY is set)") { c, v throws(ConfigError) in
-            switch v.text {
-            case "auto": c.windowPrompts = nil
-            case "text": c.windowPrompts = false
-            case "window": c.windowPrompts = true
-            default: throw .badValue(name: v.name, value: v.text, expected: "text, window or auto")
-            }
+        // text, window or auto: how the tap is asked for; window is one dialog, hold the card and press Enter or type a code (default auto: window where PAM_XDISPLAY or an X display as PAM_TTY is set)
+        Option(name: "prompts", takesValue: true) { c, v throws(ConfigError) in
+            if v.text.equals("auto") { c.windowPrompts = nil }
+            else if v.text.equals("text") { c.windowPrompts = false }
+            else if v.text.equals("window") { c.windowPrompts = true }
+            else { throw .badValue(name: v.name, value: v.text, expected: "text, window or auto") }
         },
-        Option(name: "server_timeout", takesValue: true, help: "seconds to get a verdict from the verifiers, all together; none answering fails closed (default 10)") { c, v throws(ConfigError) in
+        // seconds to get a verdict from the verifiers, all together; none answering fails closed (default 10)
+        Option(name: "server_timeout", takesValue: true) { c, v throws(ConfigError) in
             c.serverTimeout = try v.int(1...300)
         },
     ]
@@ -183,7 +202,7 @@ public struct ModuleConfig: Sendable, Equatable {
     /// Checked before anything is opened: an absolute path, never one relative to the
     /// host process's working directory.
     public static func file(named arguments: [Argument], default file: String = defaultFile) throws(ConfigError) -> String {
-        guard let conf = arguments.last(where: { $0.name == "conf" }) else { return file }
+        guard let conf = arguments.last(where: { $0.name.equals("conf") }) else { return file }
         return try OptionValue(option: "conf", takesValue: true, text: conf.value).absolutePath()
     }
 }

@@ -40,7 +40,7 @@ public struct LoginFlow<Records: RecordService, Asker: Prompter, Reader: CardRea
     }
 
     /// One login of `user` for `service`.
-    public func authenticate(user rawUser: String, service: String) -> Outcome {
+    public consuming func authenticate(user rawUser: String, service: String) -> Outcome {
         var run = LoginAttempt(flow: self, logUser: ConfigError.printable(rawUser), service: ConfigError.printable(service))
         return run.authenticate(rawUser)
     }

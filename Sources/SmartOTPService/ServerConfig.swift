@@ -63,39 +63,53 @@ public struct ServerConfig: Sendable {
 
     /// Every setting of smartotpd.conf: the one list of their names.
     public static let options: [Option] = [
-        Option(name: "listen", takesValue: true, help: "HOST:PORT the verifier listens on") { c, v throws(ConfigError) in
+        // HOST:PORT the verifier listens on
+        Option(name: "listen", takesValue: true) { c, v throws(ConfigError) in
             c.listen = try v.address()
         },
-        Option(name: "database", takesValue: true, help: "PostgreSQL as libpq takes it: postgresql://USER@HOST/DB?sslmode=verify-full&… or key=value words") { c, v throws(ConfigError) in
+        // PostgreSQL as libpq takes it: postgresql://USER@HOST/DB?sslmode=verify-full&… or key=value words
+        Option(name: "database", takesValue: true) { c, v throws(ConfigError) in
             guard !v.text.isEmpty, v.text.utf8.count < 4096 else { throw v.invalid("a libpq connection string") }
             c.database = v.text
         },
-        Option(name: "tls_cert", takesValue: true, help: "the server's certificate (PEM)") { c, v throws(ConfigError) in c.tlsCert = try v.absolutePath() },
-        Option(name: "tls_key", takesValue: true, help: "its private key (PEM)") { c, v throws(ConfigError) in c.tlsKey = try v.absolutePath() },
-        Option(name: "client_ca", takesValue: true, help: "the CA of the hosts' certificates") { c, v throws(ConfigError) in c.clientCA = try v.absolutePath() },
-        Option(name: "admin_ca", takesValue: true, help: "the CA of the administrators' certificates") { c, v throws(ConfigError) in c.adminCA = try v.absolutePath() },
-        Option(name: "helpdesk_ca", takesValue: true, help: "the CA of the helpdesk's certificates: list, show, audit, unlock, resync (optional)") { c, v throws(ConfigError) in
+        // the server's certificate (PEM)
+        Option(name: "tls_cert", takesValue: true) { c, v throws(ConfigError) in c.tlsCert = try v.absolutePath() },
+        // its private key (PEM)
+        Option(name: "tls_key", takesValue: true) { c, v throws(ConfigError) in c.tlsKey = try v.absolutePath() },
+        // the CA of the hosts' certificates
+        Option(name: "client_ca", takesValue: true) { c, v throws(ConfigError) in c.clientCA = try v.absolutePath() },
+        // the CA of the administrators' certificates
+        Option(name: "admin_ca", takesValue: true) { c, v throws(ConfigError) in c.adminCA = try v.absolutePath() },
+        // the CA of the helpdesk's certificates: list, show, audit, unlock, resync (optional)
+        Option(name: "helpdesk_ca", takesValue: true) { c, v throws(ConfigError) in
             c.helpdeskCA = try v.absolutePath()
         },
-        Option(name: "seal_key", takesValue: true, help: "the key that seals secrets: a path or credential:NAME (smartotpd keygen)") { c, v throws(ConfigError) in
+        // the key that seals secrets: a path or credential:NAME (smartotpd keygen)
+        Option(name: "seal_key", takesValue: true) { c, v throws(ConfigError) in
             c.sealKey = try v.keyFile()
         },
-        Option(name: "unseal_keys", takesValue: true, help: "more keys that only open, during a rekey: comma-separated") { c, v throws(ConfigError) in
-            c.unsealKeys = try v.list(UInt8(ascii: ","), expected: "paths or credential:NAME, comma-separated") { ServerConfig.isKeyFile($0) ? $0 : nil }
+        // more keys that only open, during a rekey: comma-separated
+        Option(name: "unseal_keys", takesValue: true) { c, v throws(ConfigError) in
+            c.unsealKeys = try v.list(UInt8(ascii: ","), expected: "paths or credential:NAME, comma-separated") { ServerConfig.isKeyFile($0.trimmingASCIISpaces) ? $0.trimmingASCIISpaces : nil }
         },
-        Option(name: "audit_key", takesValue: true, help: "the key of the audit chain's macs: a path or credential:NAME") { c, v throws(ConfigError) in
+        // the key of the audit chain's macs: a path or credential:NAME
+        Option(name: "audit_key", takesValue: true) { c, v throws(ConfigError) in
             c.auditKey = try v.keyFile()
         },
-        Option(name: "audit_keep", takesValue: true, help: "days of audit rows kept, 0 = for ever (default 365)") { c, v throws(ConfigError) in
+        // days of audit rows kept, 0 = for ever (default 365)
+        Option(name: "audit_keep", takesValue: true) { c, v throws(ConfigError) in
             c.auditKeep = try v.int(0...36500)
         },
-        Option(name: "metrics_listen", takesValue: true, help: "HOST:PORT for Prometheus, plain HTTP (optional; keep it on loopback)") { c, v throws(ConfigError) in
+        // HOST:PORT for Prometheus, plain HTTP (optional; keep it on loopback)
+        Option(name: "metrics_listen", takesValue: true) { c, v throws(ConfigError) in
             c.metricsListen = try v.address()
         },
-        Option(name: "revoked", takesValue: true, help: "a file of revoked host certificates, serials or names (optional)") { c, v throws(ConfigError) in
+        // a file of revoked host certificates, serials or names (optional)
+        Option(name: "revoked", takesValue: true) { c, v throws(ConfigError) in
             c.revoked = try v.absolutePath()
         },
-        Option(name: "policy", takesValue: true, help: "deny=5 unlock_time=600 …: pam_smartotp(8)'s policy words, and root_never_locked, root_password") { c, v throws(ConfigError) in
+        // deny=5 unlock_time=600 …: pam_smartotp(8)'s policy words, and root_never_locked, root_password
+        Option(name: "policy", takesValue: true) { c, v throws(ConfigError) in
             var words = Setting.words(of: v.text)
             c.rootPassword = words.contains("root_password")
             let rootNeverLocked = words.contains("root_never_locked")
@@ -115,25 +129,32 @@ public struct ServerConfig: Sendable {
             }
             c.policy = policy
         },
-        Option(name: "database_connections", takesValue: true, help: "connections to PostgreSQL, 1-1000 (default 16)") { c, v throws(ConfigError) in
+        // connections to PostgreSQL, 1-1000 (default 16)
+        Option(name: "database_connections", takesValue: true) { c, v throws(ConfigError) in
             c.databaseConnections = try v.int(1...1000)
         },
-        Option(name: "host_failure_budget", takesValue: true, help: "failed verdicts one host may cause: COUNT/DURATION, or off (default 30/15m)") { c, v throws(ConfigError) in
+        // failed verdicts one host may cause: COUNT/DURATION, or off (default 30/15m)
+        Option(name: "host_failure_budget", takesValue: true) { c, v throws(ConfigError) in
             c.hostFailureBudget = try v.budget()
         },
-        Option(name: "host_challenge_budget", takesValue: true, help: "tap challenges one host may ask for: COUNT/DURATION, or off (default 300/15m)") { c, v throws(ConfigError) in
+        // tap challenges one host may ask for: COUNT/DURATION, or off (default 300/15m)
+        Option(name: "host_challenge_budget", takesValue: true) { c, v throws(ConfigError) in
             c.hostChallengeBudget = try v.budget()
         },
-        Option(name: "max_connections", takesValue: true, help: "connections the verifier holds at most (default 4096)") { c, v throws(ConfigError) in
+        // connections the verifier holds at most (default 4096)
+        Option(name: "max_connections", takesValue: true) { c, v throws(ConfigError) in
             c.maxConnections = try v.int(16...1_000_000)
         },
-        Option(name: "max_connections_per_source", takesValue: true, help: "… from one address (default 64)") { c, v throws(ConfigError) in
+        // … from one address (default 64)
+        Option(name: "max_connections_per_source", takesValue: true) { c, v throws(ConfigError) in
             c.maxConnectionsPerSource = try v.int(1...1_000_000)
         },
-        Option(name: "handshake_timeout", takesValue: true, help: "time to finish TLS and send a request, 1s-1m (default 5s)") { c, v throws(ConfigError) in
+        // time to finish TLS and send a request, 1s-1m (default 5s)
+        Option(name: "handshake_timeout", takesValue: true) { c, v throws(ConfigError) in
             c.handshakeTimeout = try v.duration(1...60)
         },
-        Option(name: "connection_lifetime", takesValue: true, help: "the longest a connection is kept alive, 10s-1d (default 5m)") { c, v throws(ConfigError) in
+        // the longest a connection is kept alive, 10s-1d (default 5m)
+        Option(name: "connection_lifetime", takesValue: true) { c, v throws(ConfigError) in
             c.connectionLifetime = try v.duration(10...86_400)
         },
     ]

@@ -1,3 +1,4 @@
+import OTPCore
 import POSIX
 import SmartOTPAuth
 import TokenStore
@@ -21,7 +22,7 @@ extension LocalRecords {
     /// (each lookup reads the name service: tens of thousands of instructions).
     public static func system(store: S, policy: Policy, known: (name: String, uid: UInt32)? = nil) -> LocalRecords<S> {
         guard let known else { return LocalRecords(store: store, policy: policy, isRoot: SystemUsers.isRoot) }
-        return LocalRecords(store: store, policy: policy) { $0.value == known.name ? known.uid == 0 : SystemUsers.isRoot($0) }
+        return LocalRecords(store: store, policy: policy) { $0.value.equals(known.name) ? known.uid == 0 : SystemUsers.isRoot($0) }
     }
 }
 

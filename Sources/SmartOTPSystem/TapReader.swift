@@ -56,7 +56,7 @@ public struct TapReader<Slots: CardSlots>: CardReader {
             case .failure(let error):
                 // Not this card, or it left too early: wait for another tap on that reader.
                 lastError = error
-                if !skip.contains(reader) { skip.append(reader) }
+                if !skip.containsBytes(of: reader) { skip.append(reader) }
                 if error == .wrongCard { notice(.wrongCard) }
             }
         }
@@ -70,7 +70,7 @@ public struct TapReader<Slots: CardSlots>: CardReader {
         do {
             let session = OATHSession(transport: try slots.connect(reader: reader))
             let info = try session.select()
-            guard let card = cards.first(where: { $0.deviceID == nil || $0.deviceID == info.deviceID }) else {
+            guard let card = cards.first(where: { card in card.deviceID.map { $0.equals(info.deviceID) } ?? true }) else {
                 return .failure(.wrongCard)
             }
             if info.challenge != nil {

@@ -91,13 +91,21 @@ public final class FileStore: Store {
         while r.utf8.count > 1 && r.utf8.last == UInt8(ascii: "/") { r = String(decoding: r.utf8.dropLast(), as: UTF8.self) }
         self.root = r
         self.owner = owner
-        usersDirectory = r + "/users"
-        locksDirectory = r + "/locks"
+        usersDirectory = Self.path(r, "/users", "")
+        locksDirectory = Self.path(r, "/locks", "")
     }
 
     let usersDirectory: String
     let locksDirectory: String
-    func recordPath(_ user: UserName) -> String { Self.path(usersDirectory, "/", user.value) }
+    /// The record's path, made once for the login's user (the summary reads it, the locked
+    /// update reads and writes it).
+    func recordPath(_ user: UserName) -> String {
+        if let known = lastPath, known.user == user { return known.path }
+        let path = Self.path(usersDirectory, "/", user.value)
+        lastPath = (user, path)
+        return path
+    }
+    private var lastPath: (user: UserName, path: String)?
     func lockPath(_ user: UserName) -> String { Self.path(locksDirectory, "/", user.value) }
     /// The temporary file a write of `user`'s record goes through. One name per user:
     /// only the holder of the user's lock writes it, so a writer killed half-way leaves

@@ -183,7 +183,7 @@ public enum RecordFormat {
                 usedRecovery.append(text())
             } else if keyword.spells("token") {
                 do { tokens.append(try parseToken(value)) } catch { throw fail(error.description) }
-                if let last = tokens.last, tokens.dropLast().contains(where: { $0.id == last.id }) {
+                if let last = tokens.last, tokens.dropLast().contains(where: { $0.id.equals(last.id) }) {
                     throw fail(msg("duplicate token id \(last.id)"))
                 }
             } else if keyword.spells("recovery") {

@@ -144,7 +144,7 @@ public struct UserRecord: Sendable {
         self.user = user
         self.tokens = tokens
         self.passwordHash = passwordHash
-        self.failureTimes = Array(failureTimes.sorted().suffix(Self.maxFailureTimes))
+        self.failureTimes = Array(Self.ascending(failureTimes).suffix(Self.maxFailureTimes))
         self.recoveryCodes = recoveryCodes
         self.usedRecoveryCodes = usedRecoveryCodes
         self.challenges = challenges
@@ -194,8 +194,27 @@ public struct UserRecord: Sendable {
             return overflow || age >= policy.failInterval
         }
         failureTimes.append(now)
-        failureTimes.sort()
+        failureTimes = Self.ascending(failureTimes)
         if failureTimes.count > Self.maxFailureTimes { failureTimes.removeFirst(failureTimes.count - Self.maxFailureTimes) }
+    }
+
+    /// `times` in ascending order. An insertion sort: a tally is written sorted and gets one
+    /// time at a time, so this is one pass, and it keeps the standard library's general
+    /// sort (a kilobyte and a half) out of the module.
+    static func ascending(_ times: [Int64]) -> [Int64] {
+        var out = times
+        var i = 1
+        while i < out.count {
+            let t = out[i]
+            var j = i - 1
+            while j >= 0 && out[j] > t {
+                out[j + 1] = out[j]
+                j -= 1
+            }
+            out[j + 1] = t
+            i += 1
+        }
+        return out
     }
 
     /// Forgets every failure (a success, or `smartotp unlock`).
@@ -208,7 +227,7 @@ public struct UserRecord: Sendable {
     /// user is making on another.
     public mutating func addChallenge(_ bytes: [UInt8], host: String, expires: Int64, now: Int64) -> Bool {
         challenges.removeAll { $0.expires <= now }
-        let own = challenges.indices.filter { challenges[$0].host == host }
+        let own = challenges.indices.filter { challenges[$0].host.equals(host) }
         if own.count >= Self.maxChallengesPerHost { challenges.remove(at: own[0]) }
         guard challenges.count < Self.maxChallenges else { return false }
         challenges.append(PendingChallenge(bytes: bytes, expires: expires, host: host))
@@ -220,7 +239,7 @@ public struct UserRecord: Sendable {
     /// host's answer to it finds nothing (refused, and counted as a failure by the
     /// verifier), and leaves it to the host it was issued to.
     public mutating func takeChallenge(_ bytes: [UInt8], host: String, now: Int64) -> Bool {
-        guard let i = challenges.firstIndex(where: { $0.host == host && ConstantTime.equals($0.bytes, bytes) }) else { return false }
+        guard let i = challenges.firstIndex(where: { $0.host.equals(host) && ConstantTime.equals($0.bytes, bytes) }) else { return false }
         let valid = challenges[i].expires > now
         challenges.remove(at: i)
         return valid

@@ -77,7 +77,7 @@ public enum Frame {
     public static func parseRequest(_ payload: [UInt8]) throws(FrameError) -> (user: UserName, operation: HelperProtocol.Operation, arguments: [UInt8]) {
         let newline = payload.firstIndex(of: UInt8(ascii: "\n")) ?? payload.count
         let words = String(decoding: payload[..<newline], as: UTF8.self).splitBytes(UInt8(ascii: " "))
-        guard words.count == 2, let user = try? UserName(words[0]), let operation = HelperProtocol.Operation(rawValue: words[1]) else {
+        guard words.count == 2, let user = try? UserName(words[0]), let operation = HelperProtocol.Operation.named(words[1]) else {
             throw FrameError("a bad request line (USER OPERATION)")
         }
         return (user, operation, Array(payload[min(newline + 1, payload.count)...]))

@@ -24,6 +24,9 @@ public enum HelperProtocol {
         /// A fleet host's report of its offline logins, answered with the user's offline
         /// epoch (`OfflineReport`).
         case offline
+
+        /// The operation spelled `name` (as `init(rawValue:)`, over bytes: `String.equals`).
+        public static func named(_ name: String) -> Operation? { allCases.first { $0.rawValue.equals(name) } }
     }
 
     public struct ParseError: Error, Equatable, CustomStringConvertible {
@@ -42,9 +45,9 @@ public enum HelperProtocol {
     }
 
     static func decodeLock(_ v: String) throws(ParseError) -> LockState {
-        if v == "open" { return .open }
-        if v == "forever" { return .lockedForGood }
-        if v.utf8.begins(with: "until "), let t = Int64(v.dropFirst(6)) { return .lockedUntil(t) }
+        if v.equals("open") { return .open }
+        if v.equals("forever") { return .lockedForGood }
+        if v.utf8.begins(with: "until "), let t = ByteNumber.parse(v.utf8.dropFirst(6), as: Int64.self) { return .lockedUntil(t) }
         throw ParseError("bad lock state")
     }
 
@@ -65,35 +68,37 @@ public enum HelperProtocol {
 
     public static func decodeSummary(_ text: String) throws(ParseError) -> RecordSummary? {
         let lines = try body(text)
-        if lines.count == 1, lines[0].key == "none" { return nil }
+        if lines.count == 1, lines[0].key.equals("none") { return nil }
         var s = RecordSummary(cards: [], codeDigits: [], recoveryCodes: 0, hasPassword: false, failures: 0, lock: .open)
         var sawLock = false
         for (key, value) in lines {
             let words = value.splitBytes(UInt8(ascii: " "))
-            switch key {
-            case "card":
+            if key.equals("card") {
                 guard words.count == 5, Token.isValidID(words[0]), let name = OTPAuthURI.percentDecode(words[2]) else {
                     throw ParseError("bad card line")
                 }
-                s.cards.append(.init(tokenID: words[0], deviceID: words[1] == "-" ? nil : words[1], credentialName: name,
-                                     touch: words[3] == "1", protected: words[4] == "1"))
-            case "digits":
+                s.cards.append(.init(tokenID: words[0], deviceID: words[1].equals("-") ? nil : words[1], credentialName: name,
+                                     touch: words[3].equals("1"), protected: words[4].equals("1")))
+            } else if key.equals("digits") {
                 for w in words {
                     guard let d = Int(w), (6...8).contains(d) else { throw ParseError("bad digits") }
                     s.codeDigits.append(d)
                 }
-            case "recovery":
+            } else if key.equals("recovery") {
                 guard let n = Int(value), n >= 0 else { throw ParseError("bad recovery count") }
                 s.recoveryCodes = n
-            case "password": s.hasPassword = value == "1"
-            case "failures":
+            } else if key.equals("password") {
+                s.hasPassword = value.equals("1")
+            } else if key.equals("failures") {
                 guard let n = Int(value), n >= 0 else { throw ParseError("bad failure count") }
                 s.failures = n
-            case "lock":
+            } else if key.equals("lock") {
                 s.lock = try decodeLock(value)
                 sawLock = true
-            case "offline": s.offline = value == "1"
-            default: throw ParseError("unknown line")
+            } else if key.equals("offline") {
+                s.offline = value.equals("1")
+            } else {
+                throw ParseError("unknown line")
             }
         }
         guard sawLock else { throw ParseError("no lock line") }
@@ -115,21 +120,20 @@ public enum HelperProtocol {
 
     public static func decodeAttempt(_ text: String) throws(ParseError) -> Attempt {
         let lines = try body(text)
-        guard lines.count == 2, lines[0].key == "verdict", lines[1].key == "lock" else { throw ParseError("bad verdict") }
+        guard lines.count == 2, lines[0].key.equals("verdict"), lines[1].key.equals("lock") else { throw ParseError("bad verdict") }
         let words = lines[0].value.splitBytes(UInt8(ascii: " "), maxSplits: 1)
         let verdict: RecordVerdict
-        switch words.first {
-        case "accepted":
+        let first = words.first ?? ""
+        if first.equals("accepted") {
             let what = words.count > 1 ? words[1] : ""
-            if what == "password" { verdict = .accepted(.password) }
-            else if what == "recovery-code" { verdict = .accepted(.recoveryCode) }
-            else if what.utf8.begins(with: "token "), Token.isValidID(String(what.dropFirst(6))) { verdict = .accepted(.token(String(what.dropFirst(6)))) }
+            if what.equals("password") { verdict = .accepted(.password) }
+            else if what.equals("recovery-code") { verdict = .accepted(.recoveryCode) }
+            else if what.utf8.begins(with: "token "), Token.isValidID(what.droppingBytes(6)) { verdict = .accepted(.token(what.droppingBytes(6))) }
             else { throw ParseError("bad verdict") }
-        case "replayed": verdict = .replayed(tokenID: words.count > 1 ? words[1] : "")
-        case "rejected": verdict = .rejected
-        case "locked": verdict = .locked
-        default: throw ParseError("bad verdict")
-        }
+        } else if first.equals("replayed") { verdict = .replayed(tokenID: words.count > 1 ? words[1] : "")
+        } else if first.equals("rejected") { verdict = .rejected
+        } else if first.equals("locked") { verdict = .locked
+        } else { throw ParseError("bad verdict") }
         return Attempt(verdict, lock: try decodeLock(lines[1].value))
     }
 
@@ -137,7 +141,7 @@ public enum HelperProtocol {
 
     public static func decodeChallenge(_ text: String) throws(ParseError) -> [UInt8] {
         let lines = try body(text)
-        guard lines.count == 1, lines[0].key == "challenge", let bytes = try? Hex.decode(lines[0].value),
+        guard lines.count == 1, lines[0].key.equals("challenge"), let bytes = try? Hex.decode(lines[0].value),
               (1...64).contains(bytes.count) else { throw ParseError("bad challenge") }
         return bytes
     }
@@ -149,8 +153,8 @@ public enum HelperProtocol {
 
     public static func decodeAccess(_ text: String) throws(ParseError) -> AccessAnswers? {
         let lines = try body(text)
-        guard lines.count == 1, lines[0].key == "access" else { throw ParseError("bad access answer") }
-        if lines[0].value == "none" { return nil }
+        guard lines.count == 1, lines[0].key.equals("access") else { throw ParseError("bad access answer") }
+        if lines[0].value.equals("none") { return nil }
         let words = lines[0].value.splitBytes(UInt8(ascii: " "))
         guard words.count == 2, let r = try? Hex.decode(words[0]), let e = try? Hex.decode(words[1]) else {
             throw ParseError("bad access answer")
@@ -161,7 +165,7 @@ public enum HelperProtocol {
     /// The lines after the version line, split at the first space.
     static func body(_ text: String) throws(ParseError) -> [(key: String, value: String)] {
         var lines = text.splitBytes(UInt8(ascii: "\n"))
-        guard lines.first == version else { throw ParseError(msg("not a \(version) answer")) }
+        guard (lines.first ?? "").equals(version) else { throw ParseError(msg("not a \(version) answer")) }
         lines.removeFirst()
         return lines.map { line in
             let parts = line.splitBytes(UInt8(ascii: " "), maxSplits: 1, omittingEmpty: false)

@@ -67,7 +67,7 @@ public struct LocalRecords<S: Store>: RecordService {
                     return nil
                 }
                 try commit(record)
-                guard let key = record.tokens.first(where: { $0.id == tokenID && $0.kind == .card })?.accessKey else { return nil }
+                guard let key = record.tokens.first(where: { $0.id.equals(tokenID) && $0.kind == .card })?.accessKey else { return nil }
                 return AccessAnswers(response: HMAC.authenticate(.sha1, key: key, message: cardChallenge),
                                      expected: HMAC.authenticate(.sha1, key: key, message: ourChallenge))
             }
@@ -105,7 +105,7 @@ public struct LocalRecords<S: Store>: RecordService {
                   PasswordHash.verify(typed, hash: hash) else { return .rejected }
             return .accepted(.password)
         case .tap(let id, let challenge, let response):
-            guard let i = record.tokens.firstIndex(where: { $0.id == id && $0.kind == .card }),
+            guard let i = record.tokens.firstIndex(where: { $0.id.equals(id) && $0.kind == .card }),
                   ChallengeResponse.verify(response: response, secret: record.tokens[i].secret, challenge: challenge,
                                            algorithm: record.tokens[i].parameters.algorithm) else { return .rejected }
             record.tokens[i].lastUsedTime = now

@@ -23,25 +23,32 @@ public struct Policy: Sendable, Equatable {
 
     /// The policy's settings: the one list of their names.
     public static let options: [Option] = [
-        Option(name: "skew", takesValue: true, help: "TOTP steps accepted either side of now, 0-10 (default 1)") { p, v throws(ConfigError) in
+        // TOTP steps accepted either side of now, 0-10 (default 1)
+        Option(name: "skew", takesValue: true) { p, v throws(ConfigError) in
             p.skew = try v.int(0...10)
         },
-        Option(name: "window", takesValue: true, help: "HOTP look-ahead, 1-1000 (default 20)") { p, v throws(ConfigError) in
+        // HOTP look-ahead, 1-1000 (default 20)
+        Option(name: "window", takesValue: true) { p, v throws(ConfigError) in
             p.window = try v.int(1...1000)
         },
-        Option(name: "deny", takesValue: true, help: "lock after this many failures within fail_interval, 0 = never (default 5)") { p, v throws(ConfigError) in
+        // lock after this many failures within fail_interval, 0 = never (default 5)
+        Option(name: "deny", takesValue: true) { p, v throws(ConfigError) in
             p.lock.deny = try v.int(0...1000)
         },
-        Option(name: "fail_interval", takesValue: true, help: "seconds within which failures add up, 1-31536000 (default 900)") { p, v throws(ConfigError) in
+        // seconds within which failures add up, 1-31536000 (default 900)
+        Option(name: "fail_interval", takesValue: true) { p, v throws(ConfigError) in
             p.lock.failInterval = try v.seconds(1...year)
         },
-        Option(name: "unlock_time", takesValue: true, help: "seconds a lock lasts after the last failure, 0 = until smartotp unlock (default 600)") { p, v throws(ConfigError) in
+        // seconds a lock lasts after the last failure, 0 = until smartotp unlock (default 600)
+        Option(name: "unlock_time", takesValue: true) { p, v throws(ConfigError) in
             p.lock.unlockTime = try v.seconds(0...year)
         },
-        Option(name: "even_deny_root", takesValue: false, help: "root can be locked too (by default root is never locked)") { p, _ throws(ConfigError) in
+        // root can be locked too (by default root is never locked)
+        Option(name: "even_deny_root", takesValue: false) { p, _ throws(ConfigError) in
             p.lock.evenDenyRoot = true
         },
-        Option(name: "root_unlock_time", takesValue: true, help: "with even_deny_root: seconds root's lock lasts (default unlock_time)") { p, v throws(ConfigError) in
+        // with even_deny_root: seconds root's lock lasts (default unlock_time)
+        Option(name: "root_unlock_time", takesValue: true) { p, v throws(ConfigError) in
             p.lock.rootUnlockTime = try v.seconds(0...year)
         },
     ]

@@ -59,11 +59,11 @@ public enum FleetVerifier {
     /// record keeps it: the fleet's policy may allow it again).
     public static func decide(_ request: HelperProtocol.Request, user: UserName, record: UserRecord?,
                               policy: Policy, host: String, now: Int64, rootPassword: Bool = true) throws(RecordError) -> FleetDecision {
-        let hidden = user.value == "root" && !rootPassword ? record?.passwordHash : nil
+        let hidden = user.value.equals("root") && !rootPassword ? record?.passwordHash : nil
         var shown = record
         if hidden != nil { shown?.passwordHash = nil }
         let held = TransactionRecord(user: user, record: shown)
-        let records = LocalRecords(store: held, policy: policy, requester: host, isRoot: { $0.value == "root" })
+        let records = LocalRecords(store: held, policy: policy, requester: host, isRoot: { $0.value.equals("root") })
         let reply = try HelperProtocol.answer(request, for: user, by: records, now: now)
         var kept = held.record
         if let hidden, kept != nil { kept?.passwordHash = hidden }

@@ -76,12 +76,12 @@ public struct Setting: Sendable {
         var out: [Setting] = []
         for (number, raw) in text.splitBytes(UInt8(ascii: "\n"), omittingEmpty: false).enumerated() {
             let line = raw.splitBytes(UInt8(ascii: "#"), maxSplits: 1, omittingEmpty: false).first ?? ""
-            let trimmed = line.trimmingSpaces()
+            let trimmed = line.trimmingASCIISpaces
             if trimmed.isEmpty { continue }
             let place = msg("\(path):\(number + 1)")
             let kv = trimmed.splitBytes(UInt8(ascii: "="), maxSplits: 1, omittingEmpty: false)
-            guard kv.count == 2, !kv[0].trimmingSpaces().isEmpty else { throw .atPlace(place, "expected key = value") }
-            out.append(Setting(name: kv[0].trimmingSpaces(), value: kv[1].trimmingSpaces(), place: place))
+            guard kv.count == 2, !kv[0].trimmingASCIISpaces.isEmpty else { throw .atPlace(place, "expected key = value") }
+            out.append(Setting(name: kv[0].trimmingASCIISpaces, value: kv[1].trimmingASCIISpaces, place: place))
         }
         return out
     }
@@ -93,21 +93,18 @@ public struct Setting: Sendable {
     }
 }
 
-/// One setting a configuration knows: its name, whether it takes a value, what it means
-/// (for the man pages and errors), and how it sets the configuration. Every setting of
-/// every configuration is one of these, in one table per configuration; nothing else
-/// writes a setting's name.
+/// One setting a configuration knows: its name, whether it takes a value, and how it sets
+/// the configuration (what it means is the comment above it in its table, and the man
+/// page's; the module carries no help text). Every setting of every configuration is one
+/// of these, in one table per configuration; nothing else writes a setting's name.
 public struct ConfigOption<Config>: Sendable {
     public let name: String
     public let takesValue: Bool
-    public let help: String
     public let apply: @Sendable (inout Config, OptionValue) throws(ConfigError) -> Void
 
-    public init(name: String, takesValue: Bool, help: String,
-                _ apply: @escaping @Sendable (inout Config, OptionValue) throws(ConfigError) -> Void) {
+    public init(name: String, takesValue: Bool, _ apply: @escaping @Sendable (inout Config, OptionValue) throws(ConfigError) -> Void) {
         self.name = name
         self.takesValue = takesValue
-        self.help = help
         self.apply = apply
     }
 }
@@ -117,7 +114,12 @@ extension Array {
     /// when the table has none (the caller decides whether an unknown name is an error).
     public func apply<Config>(_ setting: Setting, to config: inout Config) throws(ConfigError) -> Bool
     where Element == ConfigOption<Config> {
-        guard let option = first(where: { $0.name == setting.name }) else { return false }
+        // An index loop (a login looks up each of its arguments in a table of twenty),
+        // names compared as bytes (String.equals).
+        var i = startIndex
+        while i != endIndex && !self[i].name.equals(setting.name) { i = index(after: i) }
+        guard i != endIndex else { return false }
+        let option = self[i]
         let value: OptionValue
         do throws(ConfigError) {
             value = try OptionValue(option: setting.name, takesValue: option.takesValue, text: setting.value)
@@ -198,11 +200,12 @@ public struct OptionValue: Sendable {
     }
 
     /// The items of a `separator`-separated list, each checked by `item` (nil: refused,
-    /// and `expected` says why); an empty list or an empty item is refused too.
+    /// and `expected` says why); an empty list or an empty item is refused too. Items are
+    /// as written (a caller that allows spaces trims them itself).
     public func list<T>(_ separator: UInt8, expected: String, _ item: (String) -> T?) throws(ConfigError) -> [T] {
         var out: [T] = []
         for part in text.splitBytes(separator, omittingEmpty: false) {
-            guard let value = item(part.trimmingSpaces()) else { throw invalid(expected) }
+            guard let value = item(part) else { throw invalid(expected) }
             out.append(value)
         }
         guard !out.isEmpty else { throw invalid(expected) }
@@ -246,14 +249,19 @@ public enum ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
     }
 
     /// Shows a value from outside safely in a log line: anything but printable ASCII
-    /// escaped, at most 64 characters.
+    /// escaped (each other byte as `\xNN`), at most 64 bytes of it shown.
     public static func printable(_ s: String) -> String {
         // Most values are already printable ASCII: those come back as they are.
         if s.utf8.count <= 64 && s.utf8.allSatisfy({ (0x20...0x7E).contains($0) }) { return s }
-        var out = ""
-        for scalar in s.unicodeScalars.prefix(64) {
-            out += (0x20...0x7E).contains(scalar.value) ? String(scalar) : msg("\\u{\(String(scalar.value, radix: 16))}")
+        let digits = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        for b in s.utf8.prefix(64) {
+            if (0x20...0x7E).contains(b) {
+                out.append(b)
+            } else {
+                out += [UInt8(ascii: "\\"), UInt8(ascii: "x"), digits[Int(b >> 4)], digits[Int(b & 0xF)]]
+            }
         }
-        return out
+        return String(decoding: out, as: UTF8.self)
     }
 }

@@ -182,7 +182,7 @@ public enum OfflineReport {
     public static func isValid(_ line: String) -> Bool {
         let words = line.splitBytes(UInt8(ascii: " "), omittingEmpty: false)
         guard line.utf8.count <= 300, words.count == 4, let t = Int64(words[0]), t > 0 else { return false }
-        guard words[1] == "success" || words[1] == "failure" || words[1] == "locked" else { return false }
+        guard words[1].equals("success") || words[1].equals("failure") || words[1].equals("locked") else { return false }
         return line.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F } && !words[2].isEmpty && !words[3].isEmpty
     }
 }

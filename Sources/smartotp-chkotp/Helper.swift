@@ -113,10 +113,10 @@ func run(_ arguments: [String], caller: UInt32) -> Never {
     guard arguments.count == 3 else { fail("usage: smartotp-chkotp USER summary|challenge|access|code|password|tap", 2) }
     guard Users.effectiveUID == 0 else { fail("not installed setuid root (chmod 4755, owner root)") }
     guard let callerName = Users.name(of: caller) else { fail(msg("the calling uid \(caller) has no name")) }
-    guard caller == 0 || arguments[1] == callerName else { fail("may check only the caller's own record", 2) }
+    guard caller == 0 || arguments[1].equals(callerName) else { fail("may check only the caller's own record", 2) }
     let user: UserName
     do throws(StoreError) { user = try UserName(arguments[1]) } catch { fail(error.description, 2) }
-    guard let operation = HelperProtocol.Operation(rawValue: arguments[2]), operation != .offline else {
+    guard let operation = HelperProtocol.Operation.named(arguments[2]), operation != .offline else {
         fail("unknown operation " + ConfigError.printable(String(arguments[2].prefix(16))), 2)
     }
     // Root's settings only: nothing from the caller.

@@ -135,15 +135,21 @@ struct Command {
         """
 
     static let options: [ConfigOption<Command>] = [
-        .init(name: "server", takesValue: true, help: "the verifiers, https://HOST[:PORT][,…], tried in order") { c, v throws(ConfigError) in
+        // the verifiers, https://HOST[:PORT][,…], tried in order
+        .init(name: "server", takesValue: true) { c, v throws(ConfigError) in
             guard ServerURL.list(v.text) != nil else { throw v.invalid("https://HOST[:PORT][,…]") }
             c.server = v.text
         },
-        .init(name: "tls-dir", takesValue: true, help: "the TLS identity: ca.pem, cert.pem, key.pem") { c, v throws(ConfigError) in c.tlsDir = try v.absolutePath() },
-        .init(name: "timeout", takesValue: true, help: "seconds for a verdict, all verifiers together") { c, v throws(ConfigError) in c.timeout = try v.int(1...300) },
-        .init(name: "session", takesValue: false, help: "serve framed requests (the module's way)") { c, _ throws(ConfigError) in c.session = true },
-        .init(name: "service", takesValue: true, help: "PAM_SERVICE, for the audit trail") { c, v throws(ConfigError) in c.service = v.text },
-        .init(name: "rhost", takesValue: true, help: "PAM_RHOST, for the audit trail") { c, v throws(ConfigError) in c.rhost = v.text },
+        // the TLS identity: ca.pem, cert.pem, key.pem
+        .init(name: "tls-dir", takesValue: true) { c, v throws(ConfigError) in c.tlsDir = try v.absolutePath() },
+        // seconds for a verdict, all verifiers together
+        .init(name: "timeout", takesValue: true) { c, v throws(ConfigError) in c.timeout = try v.int(1...300) },
+        // serve framed requests (the module's way)
+        .init(name: "session", takesValue: false) { c, _ throws(ConfigError) in c.session = true },
+        // PAM_SERVICE, for the audit trail
+        .init(name: "service", takesValue: true) { c, v throws(ConfigError) in c.service = v.text },
+        // PAM_RHOST, for the audit trail
+        .init(name: "rhost", takesValue: true) { c, v throws(ConfigError) in c.rhost = v.text },
     ]
 
     /// Reads the words of the command line (without the program's name).

@@ -121,7 +121,7 @@ struct OfflineTests {
             #expect(FleetNotice.read(c.answer(.perform(.password("1234")), for: alice)) != nil)
             // Online again: the offline logins reported, the stock kept (the same epoch).
             v.down = false
-            _ = c.answer(.summary, for: alice)
+            _ = client(v, store: store).answer(.summary, for: alice)  // the next login: a session of its own
             #expect(v.reported.count == 2 && v.reported.allSatisfy { $0.hasPrefix("\(now) success sudo") })
             #expect(OfflineStocks(store: store).read(alice)?.reports.isEmpty == true)
         }
@@ -139,7 +139,7 @@ struct OfflineTests {
             #expect(try offlineTap(c, v)?.verdict == .locked, "three failures lock, offline too")
             #expect(OfflineStocks(store: store).read(alice)?.failures.count == 3)
             v.down = false
-            _ = c.answer(.summary, for: alice)
+            _ = client(v, store: store).answer(.summary, for: alice)
             #expect(v.reported.filter { $0.contains(" failure ") || $0.contains(" locked ") }.count == 3)
             #expect(OfflineStocks(store: store).read(alice)?.failures.isEmpty == true, "online, the fleet's count rules again")
         }
@@ -187,11 +187,13 @@ struct OfflineTests {
             v.down = true
             let c = client(v, store: store)
             _ = c.answer(.summary, for: alice)
-            _ = c.answer(.summary, for: alice)
-            #expect(v.asked.map(\.1) == [10, FleetClient.briefTimeout])
+            _ = c.answer(.challenge, for: alice)
+            #expect(v.asked.count == 1, "within one login, no verifier is asked again after none answered")
+            _ = client(v, store: store).answer(.summary, for: alice)
+            #expect(v.asked.map(\.1) == [10, FleetClient.briefTimeout], "the next login asks briefly")
             v.down = false
-            _ = c.answer(.perform(.code("123456")), for: alice)
-            _ = c.answer(.perform(.code("123456")), for: alice)
+            _ = client(v, store: store).answer(.perform(.code("123456")), for: alice)
+            _ = client(v, store: store).answer(.perform(.code("123456")), for: alice)
             #expect(v.asked.last?.1 == 10, "answered: the whole timeout again")
         }
     }

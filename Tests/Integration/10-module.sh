@@ -19,14 +19,19 @@ check "every symbol resolves (ldd -r: nothing undefined)" 0 "$(ldd -r "$SO" 2>&1
 # libpam opens modules with RTLD_NOW: every imported function is looked up at every load of
 # every sudo and sshd (~0.7-1 K instructions each). The list is closed: a new import must be
 # added here on purpose (README, Benchmarks; CONTRIBUTING "The module's imports").
-allowed="__errno_location __stack_chk_fail arc4random_buf clock_gettime close dlclose dlopen dlsym
+allowed="__errno_location __stack_chk_fail clock_gettime close dlclose dlopen dlsym
 explicit_bzero fchmod fchown flock free fstat fsync geteuid getpwnam_r lstat memcmp memmove
-memset mkdir open pam_get_item pam_get_user pam_syslog posix_memalign posix_spawn
-posix_spawn_file_actions_adddup2 posix_spawn_file_actions_destroy posix_spawn_file_actions_init
-pthread_once read rename send sigaction socketpair strerror strlen unlink waitpid write"
+memset open pam_get_item pam_get_user posix_memalign pthread_once read rename strlen
+syslog unlink write"
 imports=$(nm -D --undefined-only "$SO" | awk '{print $2}' | sed 's/@.*//' | sort -u)
 extra=$(comm -23 <(echo "$imports") <(echo "$allowed" | tr ' ' '\n' | sort -u) | tr '\n' ' ')
 check "imports only the $(echo "$allowed" | wc -w) libc and libpam functions on the list (no C start files)" "" "$extra"
+# Names, ids and protocol words are compared as bytes (OTPCore's String.equals): String's ==
+# would link Unicode's normalisation tables, a seventh of the module.
+for f in "$SO" "$HELPER"; do
+    check "$(basename "$f") links no Unicode normalisation (no String ==, no String-keyed switch)" \
+        0 "$(nm "$f" | grep -cE 'nfd_decomp|normData|_stringCompareInternal|_findStringSwitchCase')"
+done
 # As installed (stripped: the debug info records the compiler's -D flags, not code).
 for f in "$SO" "$HELPER"; do
     strip --strip-unneeded -o "$WORK/stripped" "$f"

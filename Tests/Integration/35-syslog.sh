@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What the module writes to syslog, for real: a private mount namespace puts a datagram
-# socket of ours on /dev/log, pam-harness runs logins in it, and the lines pam_syslog sent
+# socket of ours on /dev/log, pam-harness runs logins in it, and the lines the module sent
 # are checked: auth facility, user, service, method, result, reason — and never a code,
 # password or secret. If /dev/log does not exist, an empty file is made for the bind mount
 # and removed on exit; the host's own /dev/log, if any, is never touched.

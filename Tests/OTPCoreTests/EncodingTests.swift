@@ -98,4 +98,15 @@ struct ByteSplitTests {
         #expect("a\r\nb".splitBytes(UInt8(ascii: "\n")) == ["a\r", "b"])
         #expect("ÄB=é".splitBytes(UInt8(ascii: "=")) == ["ÄB", "é"])
     }
+
+    /// `equals` compares bytes: canonically equivalent spellings (é precomposed and
+    /// decomposed) differ, as a record, a user name or a protocol word must; a small, a
+    /// native and a decoded string of the same bytes are equal.
+    @Test func equalsComparesBytes() {
+        #expect("sha256".equals("sha256") && !"sha256".equals("sha25") && !"sha256".equals("sha257") && "".equals(""))
+        #expect("\u{E9}" == "e\u{301}" && !"\u{E9}".equals("e\u{301}"), "String's == is canonical equivalence; equals is not")
+        let long = String(repeating: "a-long-token-id-", count: 4)
+        #expect(long.equals(String(decoding: Array(long.utf8), as: UTF8.self)) && !long.equals(long + "x"))
+        #expect(["a", "b", "\u{E9}"].containsBytes(of: "b") && !["a", "\u{E9}"].containsBytes(of: "e\u{301}"))
+    }
 }

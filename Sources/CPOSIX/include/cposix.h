@@ -30,6 +30,12 @@ const char *cposix_helper_path(void);
 const char *cposix_fleet_client_path(void);
 /// errno of the calling thread.
 int cposix_errno(void);
+
+/// mkdir(2), found at the first use (see cposix.c).
+int cposix_mkdir(const char *path, mode_t mode);
+/// `count` bytes from the kernel's CSPRNG (arc4random_buf, found at the first use): 0, or
+/// -1 when libc has none.
+int cposix_random(void *bytes, size_t count);
 /// open(2) with a mode (the variadic argument).
 int cposix_open(const char *path, int flags, mode_t mode);
 /// Whether a wait(2) status is a normal exit, and its code.
@@ -41,5 +47,12 @@ const char *cposix_dirent_name(const struct dirent *entry);
 /// in *previous (opaque, for cposix_restore_signal).
 int cposix_set_signal(int signal, int ignore, struct sigaction *previous);
 int cposix_restore_signal(int signal, const struct sigaction *previous);
+/// posix_spawn with `input`, `output` and `error` as the child's 0, 1 and 2; socketpair,
+/// send, waitpid and strerror: found in libc at the first use, not imported (cposix.c).
+int cposix_spawn(pid_t *pid, const char *path, int input, int output, int error, char *const argv[], char *const envp[]);
+int cposix_socketpair(int domain, int type, int protocol, int pair[2]);
+ssize_t cposix_send(int fd, const void *bytes, size_t count, int flags);
+pid_t cposix_waitpid(pid_t pid, int *status, int options);
+const char *cposix_strerror(int error);
 
 #endif
