@@ -118,7 +118,7 @@ let pamTargets: [Target] = [
     .target(name: "PamShim", dependencies: ["CPAM"], cSettings: [.unsafeFlags(["-gdwarf-4"])]),
     .target(
         name: "PamSmartOTP",
-        dependencies: ["SmartOTPSystem", "SmartOTPAuth", "Verifier", "TokenStore", "POSIX", "CPOSIX", "CPAM", "PamShim"],
+        dependencies: ["SmartOTPSystem", "SmartOTPAuth", "Verifier", "TokenStore", "OTPCore", "POSIX", "CPOSIX", "CPAM", "PamShim"],
         exclude: ["exports.map"],
         swiftSettings: moduleSwiftSettings,
         linkerSettings: embedded ? [.unsafeFlags(moduleLinkFlags)] : []

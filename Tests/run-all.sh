@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/private-tmp.sh
 
-passed=0 failed=0
+passed=0 failed=0 skipped=0
 log=$(mktemp -d)
 # A temporary folder of the run's own, the TMPDIR of everything the run starts: the last
 # check looks at what the run's own processes left there, not at the machine's /tmp (where
@@ -48,9 +48,13 @@ if with_private_tmp swift test 2>&1 | tee "$log/unit.txt"; then unit=ok; else un
 n_run=$(sed -n 's/^.* Test run with \([0-9]*\) tests\{0,1\} in .*/\1/p' "$log/unit.txt" | tail -1)
 n_fail=$(grep -E '^✘ Test ' "$log/unit.txt" | grep -vc 'Test run with' || true)
 read -r x_run x_fail < <(sed -n 's/^[[:space:]]*Executed \([0-9]*\) tests\{0,1\}, with \([0-9]*\) failures.*/\1 \2/p' "$log/unit.txt" | tail -1; echo)
-n_pass=$(( ${n_run:-0} - n_fail + ${x_run:-0} - ${x_fail:-0} ))
+# A skipped test ("Test name() skipped: why", e.g. PostgreSQL's suite without root) is in
+# the run's count but is no pass.
+n_skip=$(grep -cE 'Test [^ ]+\(.*\) skipped' "$log/unit.txt" || true)
+grep -E 'Test [^ ]+\(.*\) skipped' "$log/unit.txt" | sed 's/^[^T]*/unit tests: /' >>"$log/skips.txt" || true
+n_pass=$(( ${n_run:-0} - n_fail - n_skip + ${x_run:-0} - ${x_fail:-0} ))
 n_fail=$(( n_fail + ${x_fail:-0} ))
-passed=$((passed + n_pass)); failed=$((failed + n_fail))
+passed=$((passed + n_pass)); failed=$((failed + n_fail)); skipped=$((skipped + n_skip))
 [ "$unit" = ok ] || [ "$n_fail" -gt 0 ] || failed=$((failed + 1))
 took "unit tests"
 
@@ -65,7 +69,9 @@ for suite in Tests/Integration/*.sh; do
         n_fail=$(grep -cE '^not ok ' "$log/suite.txt" || true)
         [ "$n_fail" -gt 0 ] || n_fail=1
     fi
-    passed=$((passed + n_pass)); failed=$((failed + n_fail))
+    n_skip=$(grep -cE '^skip ' "$log/suite.txt" || true)
+    grep -E '^skip ' "$log/suite.txt" | sed "s|^skip - |$(basename "$suite"): |" >>"$log/skips.txt" || true
+    passed=$((passed + n_pass)); failed=$((failed + n_fail)); skipped=$((skipped + n_skip))
     took "$(basename "$suite")"
 done
 
@@ -81,5 +87,6 @@ echo
 echo "== what each step took ($SECONDS s in all)"
 printf '%s\n' "${times[@]}"
 echo
-echo "$passed passed, $failed failed"
+[ "$skipped" -eq 0 ] || { echo "skipped (could not run here; counted as neither passed nor failed):"; sed 's/^/  /' "$log/skips.txt"; }
+echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

@@ -19,10 +19,9 @@ int helper_argc(void) { return saved_argc; }
 
 const char *helper_argv(int i) { return (i >= 0 && i < saved_argc && saved_argv) ? saved_argv[i] : 0; }
 
-void helper_syslog(int priority, const char *message)
+void helper_syslog(int misuse, const char *message)
 {
     openlog("smartotp-chkotp", LOG_PID, LOG_AUTHPRIV);
-    syslog(LOG_AUTHPRIV | priority, "%s", message);
+    syslog(LOG_AUTHPRIV | (misuse ? LOG_NOTICE : LOG_ERR), "%s", message);
 }
 
-int helper_close_from(int lowest) { return close_range((unsigned)lowest, ~0U, 0); }

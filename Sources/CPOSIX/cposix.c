@@ -5,8 +5,8 @@
 
 // What only a login through the setuid helper or the fleet client needs (starting a
 // program, talking to it over a socket pair, waiting for it, its SIGCHLD), what only an
-// error message needs (strerror), a first record (mkdir) and a tap's challenge
-// (arc4random_buf): found in libc with dlsym at the first use rather than
+// error message needs (strerror), a first record (mkdir), a tap's challenge
+// (arc4random_buf) and the setuid helper's start (close_range): found in libc with dlsym at the first use rather than
 // imported, because libpam opens a module with RTLD_NOW and every import is looked up at
 // every load (0.7-1 K instructions each), also by the root logins that never start one.
 static struct {
@@ -21,6 +21,7 @@ static struct {
     char *(*strerror)(int);
     int (*mkdir)(const char *, mode_t);
     void (*random)(void *, size_t);
+    int (*close_range)(unsigned, unsigned, int);
 } libc_on_use;
 static pthread_once_t libc_once = PTHREAD_ONCE_INIT;
 
@@ -37,12 +38,19 @@ static void load_libc(void)
     *(void **)&libc_on_use.strerror = dlsym(RTLD_DEFAULT, "strerror");
     *(void **)&libc_on_use.mkdir = dlsym(RTLD_DEFAULT, "mkdir");
     *(void **)&libc_on_use.random = dlsym(RTLD_DEFAULT, "arc4random_buf");
+    *(void **)&libc_on_use.close_range = dlsym(RTLD_DEFAULT, "close_range");
 }
 
 #define LIBC(name) (pthread_once(&libc_once, load_libc), libc_on_use.name)
 
 
 int cposix_errno(void) { return errno; }
+
+int cposix_close_from(int lowest)
+{
+    if (!LIBC(close_range)) { errno = ENOSYS; return -1; }
+    return libc_on_use.close_range((unsigned)lowest, ~0U, 0);
+}
 
 int cposix_mkdir(const char *path, mode_t mode)
 {

@@ -197,6 +197,9 @@ public final class FleetClient {
             if let stocks, !lines.isEmpty, let stock = OfflineStock.from(lines, user: user) {
                 try? stocks.update(user) { (state: inout OfflineStock?) in
                     var next = stock
+                    // Its age is counted on the host's clock, the one usable() reads: the
+                    // verifiers' clock may differ from the host's.
+                    next.created = clock()
                     next.reports = state?.reports ?? []
                     state = next
                 }

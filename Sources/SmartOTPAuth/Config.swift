@@ -47,10 +47,11 @@ public struct ModuleConfig: Sendable, Equatable {
     public var client: String?
     /// Seconds to get a verdict from the verifiers, all of them together.
     public var serverTimeout = 10
-    /// `offline=tap`: after each accepted tap the host keeps one more challenge and a slow
-    /// hash of the card's answer to it (never the card's secret); while no verifier
-    /// answers, a tap is checked against that pair. Typed codes and the simple password
-    /// are never checked offline.
+    /// `offline=tap`: after each accepted tap the fleet client keeps the stock of pairs the
+    /// verifiers made for the card (a challenge and a verifier of the card's answer: never
+    /// the answer, never the secret); while no verifier answers, a tap is checked against
+    /// one pair, which it uses up (FleetClient). Typed codes and the simple password are
+    /// never checked offline.
     public var offlineTap = false
     /// `offline_max_age=`: the oldest pair accepted, in seconds (7 days).
     public var offlineMaxAge: Int64 = 604_800

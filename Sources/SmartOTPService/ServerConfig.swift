@@ -15,12 +15,15 @@ public struct Budget: Sendable, Equatable {
 
 /// smartotpd's configuration: `key = value` lines, `#` comments, read through the grammar
 /// every setting of smartotp shares (`ConfigOption`, `OptionValue`: Verifier/Settings.swift),
-/// from the one table below. smartotpd.conf(5) lists the same.
+/// from the one table below. smartotpd(8) lists the same.
 public struct ServerConfig: Sendable {
     public var listen = HostPort(host: "0.0.0.0", port: 8443)
     /// PostgreSQL, as libpq takes it: a URI (`postgresql://…`) or `key=value` words, handed
     /// to libpq as written (every libpq keyword and PG* variable applies).
     public var database = ""
+    /// Where each setting was read (`PATH:LINE`), for errors found after parsing (libpq's
+    /// reading of `database`).
+    public var places: [String: String] = [:]
     public var tlsCert = ""
     public var tlsKey = ""
     public var clientCA = ""
@@ -181,6 +184,7 @@ public struct ServerConfig: Sendable {
                 throw .atPlace(setting.place, "unknown setting '\(ConfigError.printable(setting.name))' (known: \(options.names()))")
             }
             seen.insert(setting.name)
+            config.places[setting.name] = setting.place
         }
         for key in required where !seen.contains(key) { throw .atPlace(path, "'\(key)' is required") }
         return config

@@ -1,8 +1,10 @@
 import OTPCore
 import TokenStore
 
-/// Every size limit of what the module, the setuid helper, smartotp-fleet and smartotpd
-/// say to each other, in one place.
+/// The size limits of the session frames and the helper's input and answers: what the
+/// module says to the setuid helper and to smartotp-fleet. (An HTTPS body between
+/// smartotp-fleet and smartotpd is bounded by `FleetAPI.maxBody` in SmartOTPFleet, which
+/// the module does not link; a card's answers by PCSC's and SmartCard's own limits.)
 public enum WireLimits {
     /// A request's argument lines (a code, a password, a tap's hex): the helper's standard
     /// input, and a session frame after its request line.

@@ -35,21 +35,21 @@ public struct Policy: Sendable, Equatable {
         Option(name: "deny", takesValue: true) { p, v throws(ConfigError) in
             p.lock.deny = try v.int(0...1000)
         },
-        // seconds within which failures add up, 1-31536000 (default 900)
+        // how long failures add up: seconds, or a number with s, m, h or d, 1s-365d (default 15m)
         Option(name: "fail_interval", takesValue: true) { p, v throws(ConfigError) in
-            p.lock.failInterval = try v.seconds(1...year)
+            p.lock.failInterval = try v.duration(1...Int64(year))
         },
-        // seconds a lock lasts after the last failure, 0 = until smartotp unlock (default 600)
+        // how long a lock lasts after the last failure (a duration), 0 = until smartotp unlock (default 10m)
         Option(name: "unlock_time", takesValue: true) { p, v throws(ConfigError) in
-            p.lock.unlockTime = try v.seconds(0...year)
+            p.lock.unlockTime = try v.duration(0...Int64(year))
         },
         // root can be locked too (by default root is never locked)
         Option(name: "even_deny_root", takesValue: false) { p, _ throws(ConfigError) in
             p.lock.evenDenyRoot = true
         },
-        // with even_deny_root: seconds root's lock lasts (default unlock_time)
+        // with even_deny_root: how long root's lock lasts (a duration; default unlock_time)
         Option(name: "root_unlock_time", takesValue: true) { p, v throws(ConfigError) in
-            p.lock.rootUnlockTime = try v.seconds(0...year)
+            p.lock.rootUnlockTime = try v.duration(0...Int64(year))
         },
     ]
 

@@ -69,13 +69,14 @@ public struct Setting: Sendable {
         return out
     }
 
-    /// The settings of a file of `key = value` lines (smartotpd.conf): `#` starts a comment,
-    /// blank lines are skipped, spaces around the key and the value are dropped. A line
-    /// without `=` is an error naming its place (`PATH:LINE`).
+    /// The settings of a file of `key = value` lines (smartotpd.conf): `#` at a line's start
+    /// or after a space or tab starts a comment (one inside a value, such as a password in
+    /// `database=`, does not), blank lines are skipped, spaces around the key and the value
+    /// are dropped. A line without `=` is an error naming its place (`PATH:LINE`).
     public static func lines(of text: String, path: String) throws(ConfigError) -> [Setting] {
         var out: [Setting] = []
         for (number, raw) in text.splitBytes(UInt8(ascii: "\n"), omittingEmpty: false).enumerated() {
-            let line = raw.splitBytes(UInt8(ascii: "#"), maxSplits: 1, omittingEmpty: false).first ?? ""
+            let line = withoutComment(raw)
             let trimmed = line.trimmingASCIISpaces
             if trimmed.isEmpty { continue }
             let place = msg("\(path):\(number + 1)")
@@ -84,6 +85,18 @@ public struct Setting: Sendable {
             out.append(Setting(name: kv[0].trimmingASCIISpaces, value: kv[1].trimmingASCIISpaces, place: place))
         }
         return out
+    }
+
+    /// `line` up to its comment: a `#` first on the line or after a space or tab.
+    static func withoutComment(_ line: String) -> String {
+        var previous = UInt8(ascii: " ")
+        var end = 0
+        for b in line.utf8 {
+            if b == UInt8(ascii: "#") && (previous == UInt8(ascii: " ") || previous == UInt8(ascii: "\t")) { break }
+            previous = b
+            end += 1
+        }
+        return String(decoding: line.utf8.prefix(end), as: UTF8.self)
     }
 
     /// As written, cut to 64 bytes: how an unknown argument is reported.
@@ -163,7 +176,6 @@ public struct OptionValue: Sendable {
         return n
     }
 
-    public func seconds(_ range: ClosedRange<Int>) throws(ConfigError) -> Int64 { Int64(try int(range)) }
 
     /// Seconds, or a number with `s`, `m`, `h` or `d`, within `range` (in seconds): the one
     /// way every setting of smartotp writes a duration (`30`, `30s`, `15m`, `8h`, `7d`).

@@ -21,7 +21,6 @@
 // - Every attempt is counted on disk before its verdict exists; when the count cannot be
 //   written, no verdict is printed at all.
 // - It prints one answer in HelperProtocol's format. Exit 0; 1 on error; 2 on misuse.
-internal import CPOSIX
 import CHelper
 import OTPCore
 import POSIX
@@ -35,10 +34,9 @@ import Verifier
 /// nothing reaches the terminal of the program that asked) and to standard error (for an
 /// administrator running it by hand).
 func fail(_ text: String, _ code: Int32 = 1) -> Never {
-    text.withCString { helper_syslog(code == 2 ? LOG_NOTICE : LOG_ERR, $0) }
-    let line = Array(msg("smartotp-chkotp: \(text)\n").utf8)
-    _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
-    exit(code)
+    text.withCString { helper_syslog(code == 2 ? 1 : 0, $0) }
+    SetuidProcess.write(2, Array(msg("smartotp-chkotp: \(text)\n").utf8))
+    SetuidProcess.exit(code)
 }
 
 /// How long the helper may take to be handed its request, and then to decide (beyond the
@@ -48,48 +46,6 @@ func fail(_ text: String, _ code: Int32 = 1) -> Never {
 enum Deadline {
     static let request: UInt32 = 10
     static let decision: UInt32 = 15
-}
-
-/// Undoes what a caller can hand a setuid program: limits, signals, group, real uid.
-func dropInheritedState() {
-    // Limits a caller could use to make a write fail half-way (RLIMIT_FSIZE), or to kill
-    // us between the count and the verdict (RLIMIT_CPU): back to none where root may raise
-    // them (CAP_SYS_RESOURCE; a container may withhold it), else up to the hard limit. A
-    // limit that remains can only make the count fail to write, and then no verdict is
-    // given at all. No core dumps: the memory holds secrets.
-    for resource in [RLIMIT_FSIZE, RLIMIT_CPU, RLIMIT_DATA, RLIMIT_AS] {
-        let r = __rlimit_resource_t(resource.rawValue)
-        var unlimited = rlimit(rlim_cur: rlim_t.max, rlim_max: rlim_t.max)  // RLIM_INFINITY
-        if setrlimit(r, &unlimited) != 0 {
-            var current = rlimit()
-            guard getrlimit(r, &current) == 0 else { fail("cannot read resource limits") }
-            current.rlim_cur = current.rlim_max
-            guard setrlimit(r, &current) == 0 else { fail("cannot reset resource limits") }
-        }
-    }
-    var files = rlimit(rlim_cur: 1024, rlim_max: 1024)
-    var noCore = rlimit(rlim_cur: 0, rlim_max: 0)
-    _ = setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &files)  // may exceed a lower hard limit: best effort
-    guard setrlimit(__rlimit_resource_t(RLIMIT_CORE.rawValue), &noCore) == 0 else { fail("cannot disable core dumps") }
-    // Ignored signals stay ignored across exec: reset every disposition, unblock all.
-    for signal in 1..<Int32(65) where signal != SIGKILL && signal != SIGSTOP {
-        _ = cposix_set_signal(signal, 0, nil)
-    }
-    // Except SIGXFSZ, which we ignore ourselves: a write over a remaining file-size limit
-    // then fails with EFBIG, the temporary file is removed, and no verdict is given,
-    // instead of a kill half-way through the write.
-    _ = cposix_set_signal(SIGXFSZ, 1, nil)
-    var none = sigset_t()
-    sigemptyset(&none)
-    _ = sigprocmask(SIG_SETMASK, &none, nil)
-    // Root's group for every file we write, and no supplementary groups of the caller.
-    // Then root as the real uid too: the caller can no longer send us signals.
-    // (With an effective uid of 0, setgid and setuid set the real, effective and saved ids.)
-    guard setgroups(0, nil) == 0, setgid(0) == 0, setuid(0) == 0 else {
-        fail("cannot drop the caller's identity")
-    }
-    _ = clearenv()
-    umask(0o077)
 }
 
 func readInput() -> [String] {
@@ -102,10 +58,8 @@ func readInput() -> [String] {
 
 /// Prints the answer and leaves. A refusal costs the caller a second, after the answer.
 func answer(_ text: String, slow: Bool = false) -> Never {
-    let bytes = Array(text.utf8)
-    _ = bytes.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
-    if slow { sleep(1) }
-    exit(0)
+    SetuidProcess.write(1, Array(text.utf8))
+    SetuidProcess.exit(0, after: slow ? 1 : 0)
 }
 
 /// The whole run: who asks, for whom, what; then one answer.
@@ -129,7 +83,7 @@ func run(_ arguments: [String], caller: UInt32) -> Never {
     do throws(HelperProtocol.ParseError) { request = try HelperProtocol.request(operation, lines: readInput()) } catch {
         fail(error.description, 2)
     }
-    alarm(UInt32(clamping: config.serverTimeout) + Deadline.decision)
+    SetuidProcess.deadline(seconds: UInt32(clamping: config.serverTimeout) + Deadline.decision)
     do throws(RecordError) {
         // With server= in root's settings the fleet client asks the verifiers, as root;
         // else the store here. Either way the lock is decided by root's policy.
@@ -152,13 +106,9 @@ func run(_ arguments: [String], caller: UInt32) -> Never {
 struct Helper {
     static func main() {
         let caller = Users.realUID
-        // Only the request's socket pair (0, 1) and standard error: nothing the caller
-        // left open (sshd's or a locker's descriptors) stays in a process of root's.
-        if helper_close_from(3) != 0 {
-            for fd in Int32(3)..<1024 { _ = close(fd) }
-        }
-        alarm(Deadline.request)
-        dropInheritedState()
+        SetuidProcess.closeInheritedDescriptors()
+        SetuidProcess.deadline(seconds: Deadline.request)
+        do throws(SetuidProcess.Refusal) { try SetuidProcess.dropInheritedState() } catch { fail(error.description) }
         var arguments: [String] = []
         for i in 0..<min(Int(helper_argc()), 16) {
             if let p = helper_argv(Int32(i)) { arguments.append(String(cString: p)) }

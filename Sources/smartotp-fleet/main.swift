@@ -238,7 +238,8 @@ struct Command {
         if session { serve(client) }
         let user: UserName
         do { user = try UserName(request[0]) } catch { fail("\(error)", 2) }
-        guard let operation = HelperProtocol.Operation(rawValue: request[1]) else { fail("unknown operation", 2) }
+        guard let operation = HelperProtocol.Operation.named(request[1]) else { fail("unknown operation", 2) }
+        guard operation != .offline else { fail("offline reports are the fleet client's own to send, not a caller's", 2) }
         guard var input = readAll(limit: WireLimits.request) else { fail("request too long", 2) }
         let parsed: HelperProtocol.Request
         do { parsed = try HelperProtocol.request(operation, lines: HelperProtocol.lines(input)) } catch { fail("\(error)", 2) }

@@ -17,17 +17,27 @@ import SmartOTPService
 import SmartOTPVault
 import Verifier
 
+/// Why smartotpd will not start or run a command: a setting, a key or a file. Printed as
+/// `Error: …` and exit 1 (ArgumentParser's ValidationError would add the usage text and
+/// exit 64, as for a mistyped option).
+struct StartRefused: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
 /// smartotpd.conf, read through the grammar every setting of smartotp shares; each
 /// error names the file and line.
 func loadConfig(_ path: String) throws -> ServerConfig {
     let bytes: [UInt8]?
-    do { bytes = try FileSystem.read(path, limit: 1 << 20, followingLinks: true) } catch { throw ValidationError("cannot read \(error.description)") }
-    guard let bytes else { throw ValidationError("\(path) is larger than 1 MiB") }
+    do { bytes = try FileSystem.read(path, limit: 1 << 20, followingLinks: true) } catch { throw StartRefused("cannot read \(error.description)") }
+    guard let bytes else { throw StartRefused("\(path) is larger than 1 MiB") }
     let config: ServerConfig
-    do throws(ConfigError) { config = try ServerConfig.parse(String(decoding: bytes, as: UTF8.self), path: path) } catch { throw ValidationError(error.description) }
+    do throws(ConfigError) { config = try ServerConfig.parse(String(decoding: bytes, as: UTF8.self), path: path) } catch { throw StartRefused(error.description) }
     // libpq's own parser: a connection string it cannot read is refused now, not at the
     // first verdict.
-    do throws(PGError) { _ = try ConnectionString.parse(config.database) } catch { throw ValidationError("\(path): \(error.message)") }
+    do throws(PGError) { _ = try ConnectionString.parse(config.database) } catch {
+        throw StartRefused("\(config.places["database"] ?? path): setting database is invalid: \(error.message)")
+    }
     return config
 }
 
@@ -36,14 +46,14 @@ func loadConfig(_ path: String) throws -> ServerConfig {
 func keyPath(_ value: String) throws -> String {
     guard value.hasPrefix("credential:") else { return value }
     guard let dir = getenv("CREDENTIALS_DIRECTORY").map({ String(cString: $0) }), dir.hasPrefix("/") else {
-        throw ValidationError("\(value): CREDENTIALS_DIRECTORY is not set (name the key's path, or give the unit LoadCredential=)")
+        throw StartRefused("\(value): CREDENTIALS_DIRECTORY is not set (name the key's path, or give the unit LoadCredential=)")
     }
     return dir + "/" + value.dropFirst(11)
 }
 
 func loadKey(_ value: String) throws -> KeyFile {
     let path = try keyPath(value)
-    do throws(KeyFile.Refusal) { return try KeyFile(path: path) } catch { throw ValidationError("\(error)") }
+    do throws(KeyFile.Refusal) { return try KeyFile(path: path) } catch { throw StartRefused("\(error)") }
 }
 
 /// The keys a configuration names: the sealer (seal_key, and unseal_keys that only open)
@@ -56,7 +66,7 @@ func loadCodec(_ config: ServerConfig) throws -> LedgerCodec {
 func loadKeys(_ config: ServerConfig, extra: [KeyFile] = []) throws -> (Sealer, AuditChain) {
     let seal = try loadKey(config.sealKey)
     let audit = try loadKey(config.auditKey)
-    guard seal.id != audit.id else { throw ValidationError("seal_key and audit_key are the same key: give each its own (smartotpd keygen)") }
+    guard seal.id != audit.id else { throw StartRefused("seal_key and audit_key are the same key: give each its own (smartotpd keygen)") }
     return (Sealer(current: seal, others: try config.unsealKeys.map(loadKey) + extra), AuditChain(key: audit))
 }
 
@@ -115,7 +125,7 @@ struct Serve: AsyncParsableCommand {
             identifier = try PeerIdentifier(hostCAs: PeerIdentifier.load(config.clientCA), adminCAs: PeerIdentifier.load(config.adminCA),
                                             helpdeskCAs: config.helpdeskCA.map(PeerIdentifier.load) ?? [],
                                             names: ("client_ca (\(config.clientCA))", "admin_ca (\(config.adminCA))", "helpdesk_ca (\(config.helpdeskCA ?? "-"))"))
-        } catch let e as PeerIdentifier.RoleConfigurationError { throw ValidationError(e.description) }
+        } catch let e as PeerIdentifier.RoleConfigurationError { throw StartRefused(e.description) }
         let revoked = RevocationList(path: config.revoked)
         let service = VerifierService(config: config, ledger: ledger, identifier: identifier, revoked: revoked,
                                       binder: RequestBinder(audit: codec.audit), logger: logger,
@@ -175,7 +185,7 @@ func checkReadable(_ config: ServerConfig) throws {
     let files = [("tls_cert", config.tlsCert), ("tls_key", config.tlsKey), ("client_ca", config.clientCA), ("admin_ca", config.adminCA)]
         + (config.helpdeskCA.map { [("helpdesk_ca", $0)] } ?? [])
     for (key, path) in files where access(path, R_OK) != 0 {
-        throw ValidationError("\(key) \(path): \(String(cString: strerror(errno)))")
+        throw StartRefused("\(key) \(path): \(String(cString: strerror(errno)))")
     }
 }
 
@@ -285,7 +295,7 @@ struct Keygen: ParsableCommand {
     @Argument(help: "Where to write it.") var path: String
 
     func run() throws {
-        do throws(KeyFile.Refusal) { print("smartotpd: wrote \(path) (key id \(try KeyFile.generate(at: path).id))") } catch { throw ValidationError("\(error)") }
+        do throws(KeyFile.Refusal) { print("smartotpd: wrote \(path) (key id \(try KeyFile.generate(at: path).id))") } catch { throw StartRefused("\(error)") }
     }
 }
 

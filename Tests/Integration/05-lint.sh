@@ -56,6 +56,38 @@ map=$(sed -n '/^### The map of targets/,/^## /p' "$ROOT/CONTRIBUTING.md")
 unmapped=""
 for t in $targets; do grep -qF "\`$t\`" <<<"$map" || unmapped="$unmapped $t"; done
 check "CONTRIBUTING's map of targets names every target in Package.swift ($(echo $targets | wc -w))" "" "$unmapped"
+# LeakSanitizer drops a leak when any frame of its stack matches a suppression: an entry
+# naming a whole library (libswift_Testing.so is on every test's stack) would hide every leak.
+check "Tests/lsan.supp names functions, never a whole library" "" "$(grep -E '^leak:.*\.so' "$ROOT/Tests/lsan.supp")"
+# README's layout table names every folder of Sources/ (C targets under `Sources/C*`).
+layout=$(sed -n '/^## Layout/,/^## /p' "$ROOT/README.md")
+unlisted=""
+for d in "$ROOT"/Sources/*/; do
+    t=$(basename "$d")
+    grep -qF "\`Sources/$t\`" <<<"$layout" || { [[ $t == C* ]] && grep -qF '`Sources/C*`' <<<"$layout"; } || unlisted="$unlisted $t"
+done
+check "README's layout table names every folder of Sources/" "" "$unlisted"
+# Every target declares in Package.swift each target it imports: SwiftPM would find one a
+# dependency brings along, and the build order (and what links what) would rest on that.
+undeclared=$(python3 - "$ROOT" <<'PY'
+import glob, re, sys
+root = sys.argv[1]
+pkg = open(root + "/Package.swift").read()
+found = []
+for m in re.finditer(r'\.(?:target|executableTarget|testTarget)\(\s*name:\s*"([^"]+)"\s*,\s*dependencies:\s*\[(.*?)\]\s*[,)]', pkg, re.S):
+    name, deps = m.group(1), set(re.findall(r'"([^"]+)"', m.group(2)))
+    folder = ("Tests/" if name.endswith("Tests") else "Sources/") + name
+    imports = set()
+    for f in glob.glob(root + "/" + folder + "/**/*.swift", recursive=True):
+        for line in open(f):
+            i = re.match(r'^(?:@_implementationOnly |@testable |internal |public |private )*import (\w+)', line)
+            if i: imports.add(i.group(1))
+    system = {"Glibc", "Foundation", "FoundationEssentials", "Synchronization", "Dispatch", "Testing", "XCTest", "_Concurrency"}
+    for i in sorted(imports - deps - system): found.append(name + " imports " + i)
+print(" ".join(found))
+PY
+)
+check "every target declares in Package.swift each target it imports" "" "$undeclared"
 # The Grafana dashboard (dist/) is JSON and asks only for metrics smartotpd exports.
 missing=$(python3 - "$ROOT/dist/grafana-smartotpd.json" "$ROOT"/Sources/smartotpd/*.swift "$ROOT"/Sources/SmartOTPService/*.swift <<'PY'
 import json, re, sys

@@ -5,16 +5,8 @@
 # Embedded module, which asks the verifiers through smartotp-fleet.
 #   db 10.77.0.2 · s1 10.77.0.11 · s2 10.77.0.12 · h1 10.77.0.21 · h2 .22 · h3 .23
 source "$(dirname "$0")/lib/testlib.sh"
-
-for t in ip openssl curl pamtester oathtool python3; do
-    command -v "$t" >/dev/null || { echo "not ok 1 - $t is missing (./install.sh --deps-dev)"; exit 1; }
-done
-FLEET="$WORK/fleet"
-mkdir -p "$FLEET"; chmod 711 "$WORK" "$FLEET"   # the postgres user reaches its data folder below
-SMARTOTPD="$BIN/smartotpd"
-CLIENT="$BIN/smartotp-fleet"
 source "$ROOT/Tests/Integration/lib/fleet.sh"
-[ -n "$PGBIN" ] || { echo "not ok 1 - PostgreSQL is missing (./install.sh --deps-dev)"; exit 1; }
+fleet_suite ip openssl curl pamtester oathtool python3
 
 P="sotp$$"                     # namespace prefix: this run's own
 NODES=(hub db s1 s2 h1 h2 h3)
@@ -154,7 +146,7 @@ check "… and every login got a verdict" 0 "$lost"
 enroll_hotp locker
 for h in h1 h2 h3; do login "$h" locker 000000 >/dev/null; done
 code=$(next locker)
-case "$(login h1 locker "$code")" in *"successfully"*) not_ok "three wrong codes on three hosts lock the user everywhere";; *) ok "three wrong codes on three hosts lock the user everywhere";; esac
+check "three wrong codes on three hosts lock the user everywhere (PAM_MAXTRIES)" "pamtester: Have exhausted maximum number of retries for service" "$(login h1 locker "$code")"
 admin unlock locker >/dev/null 2>&1 && ok "smartotp --server unlock" || not_ok "unlock through the fleet"
 check "… releases the user on every host" "pamtester: successfully authenticated" "$(login h2 locker "$code")"
 
@@ -181,7 +173,9 @@ t0=$(date +%s)
 out=$(login h1 pgtest "$code")
 t1=$(date +%s)
 check "PostgreSQL stopped: the login fails closed (PAM_AUTHINFO_UNAVAIL)" "$UNAVAIL" "$out"
-[ $((t1 - t0)) -le 7 ] && ok "… within server_timeout ($((t1 - t0)) s)" || not_ok "fails within the timeout" "$((t1 - t0)) s"
+# An order of magnitude, not a target: without server_timeout (5 s) the login would wait on
+# TCP's own retries (two minutes).
+[ $((t1 - t0)) -le 15 ] && ok "… within a few times server_timeout, not TCP's minutes ($((t1 - t0)) s)" || not_ok "fails within the timeout" "$((t1 - t0)) s"
 fleet_pg_start "${ADDR[db]}" 5432 "${P}db" >/dev/null
 ok_after=""
 for i in $(seq 1 30); do
@@ -200,7 +194,7 @@ check "… nor change one" 403 "$code"
 summary=$(curl_as h3 h3 -X POST --data-binary '' "https://${ADDR[s2]}:8443/v1/verify/summary/walker")
 case "$summary" in *"$TOTP_B32"*|*secret*) not_ok "a host's summary carries no secret" "$summary";; "smartotp-helper 1"*) ok "a host's summary carries no secret";; *) not_ok "summary answered" "$summary";; esac
 code=$(in_ns h1 curl -s --max-time 5 --cacert "$FLEET/tls/h1/ca.pem" -o /dev/null -w '%{http_code}' "https://${ADDR[s1]}:8443/v1/health")
-[ "$code" != 200 ] && ok "no client certificate: no answer (TLS refuses)" || not_ok "a client certificate is required"
+check "no client certificate: no answer (the TLS handshake fails: curl's 000)" 000 "$code"
 serial=$(openssl x509 -in "$FLEET/pki/h3.pem" -noout -serial | cut -d= -f2)
 echo "$serial  # h3, revoked" >>"$FLEET/revoked"
 enroll_hotp revtest
@@ -284,9 +278,10 @@ first=$(( (t1 - t0) / 1000000 ))
 t0=$(date +%s%N); out=$(offline_login card); t1=$(date +%s%N)
 check "… and a second tap, against the next pair" "pamtester: successfully authenticated" "$out"
 second=$(( (t1 - t0) / 1000000 ))
-# The first waits for both verifiers' connect deadlines (1 s each); the next ask them for
-# 2 s at most (server_timeout is 5 s here), then check the pair.
-[ "$second" -lt 3000 ] && ok "offline logins took $first ms, then $second ms: the verifiers, found unreachable, are asked briefly" ||
+# The first waits for both verifiers' connect deadlines (1 s each); the next asks them for
+# 2 s at most (server_timeout is 5 s here), then checks the pair. Below server_timeout
+# proves the brief ask exists (the whole timeout would be 5 s); the figures are printed.
+[ "$second" -lt 5000 ] && ok "offline logins took $first ms, then $second ms: the verifiers, found unreachable, are asked briefly (under server_timeout)" ||
     not_ok "an offline login does not wait the whole server_timeout" "$first ms, then $second ms"
 check "… a typed code is not checked offline" "pamtester: Authentication failure" "$(offline_login code 123456)"
 check "… nor the simple password" "pamtester: Authentication failure" "$(offline_login password 1234)"
@@ -313,7 +308,9 @@ t0=$(date +%s%N); out=$(login h1 blackhole "$(next blackhole)"); t1=$(date +%s%N
 ip -n "${P}hub" link set vs1 up
 check "s1 black-holed (its link down): a login succeeds through s2" "pamtester: successfully authenticated" "$out"
 ms=$(( (t1 - t0) / 1000000 ))
-[ "$ms" -lt 2500 ] && ok "… in $ms ms (the connect deadline is 1 s a server; server_timeout is 5 s)" || not_ok "a black-holed first server costs about a second" "$ms ms"
+# Without a connect deadline a server the first asked would take all of server_timeout
+# (5 s) and the login would fail: under it proves the deadline (1 s a server) exists.
+[ "$ms" -lt 5000 ] && ok "… in $ms ms, under server_timeout (the connect deadline is 1 s a server)" || not_ok "a black-holed first server costs less than server_timeout" "$ms ms"
 
 # --- Sealed secrets: nothing in the database, its WAL or the logs; a database writer refused ---
 python3 - "$FLEET/leaks" "$HOTP_B32" "$TOTP_B32" "$CARD_B32" <<'PY'

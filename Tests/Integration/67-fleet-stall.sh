@@ -7,16 +7,8 @@
 # be), no smartotpd connection was ever left idle in a transaction, and fresh codes log in.
 #   db 10.79.0.2 · s1 .11 · s2 .12 · h1 .21 · h2 .22
 source "$(dirname "$0")/lib/testlib.sh"
-
-for t in ip openssl curl pamtester oathtool; do
-    command -v "$t" >/dev/null || { echo "not ok 1 - $t is missing (./install.sh --deps-dev)"; exit 1; }
-done
-FLEET="$WORK/fleet"
-mkdir -p "$FLEET"; chmod 711 "$WORK" "$FLEET"
-SMARTOTPD="$BIN/smartotpd"
-CLIENT="$BIN/smartotp-fleet"
 source "$ROOT/Tests/Integration/lib/fleet.sh"
-[ -n "$PGBIN" ] || { echo "not ok 1 - PostgreSQL is missing (./install.sh --deps-dev)"; exit 1; }
+fleet_suite ip openssl curl pamtester oathtool
 
 P="sots$$"
 NODES=(hub db s1 s2 h1 h2)

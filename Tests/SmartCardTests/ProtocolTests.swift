@@ -144,7 +144,9 @@ struct OATHAppletTests {
         #expect(ChallengeResponse.verify(response: mac, secret: secret, challenge: challenge, algorithm: .sha1))
         // HOTP counts on the card: RFC 4226 codes 755224, 287082.
         for expected in ["755224", "287082"] {
-            guard case .truncated(let d, let value) = try s.calculate(name: "hotp", challenge: [], truncated: true) else { return }
+            guard case .truncated(let d, let value) = try s.calculate(name: "hotp", challenge: [], truncated: true) else {
+                Issue.record("no truncated response"); return
+            }
             #expect(OTP.format(value, digits: d) == expected)
         }
         let all = try s.calculateAll(challenge: OTP.counterBytes(1))

@@ -24,6 +24,9 @@ struct ServerConfigTests {
         #expect(c.auditKeep == 365 && c.helpdeskCA == nil && c.unsealKeys.isEmpty)
         #expect(c.hostFailureBudget == Budget(count: 30, window: 900), "30/15m by default")
         #expect(try ServerConfig.parse(text + "\nhost_failure_budget = 6/2h", path: "t").hostFailureBudget?.window == 7200)
+        // A # inside a value (a password) is part of it; one after a blank starts a comment.
+        let hashed = try ServerConfig.parse(text.replacingOccurrences(of: "database = postgres://smartotpd@127.0.0.1/smartotp", with: "database = host=db password=pa#ss#  # the primary\n\t# indented comment"), path: "t")
+        #expect(hashed.database == "host=db password=pa#ss#")
         #expect(try ServerConfig.parse(text + "\nhost_failure_budget = off", path: "t").hostFailureBudget == nil)
         for bad in ["30", "x/15m", "30/15d", "30/2h/1", "0/15m", "30/48h"] {
             #expect(throws: ConfigError.self, "\(bad)") { try ServerConfig.parse(text + "\nhost_failure_budget = \(bad)", path: "t") }

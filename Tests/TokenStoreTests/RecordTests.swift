@@ -251,7 +251,7 @@ struct FileStoreTests {
         try t.store.update(user) { _ in .write(UserRecord(user: user, created: 1)) }
         var onDiskWhileLocked: Int?
         try t.store.withLock(user) { (current: UserRecord?, commit: (UserRecord?) throws(StoreError) -> Void) throws(StoreError) in
-            guard var r = current else { return }
+            guard var r = current else { Issue.record("the record written above is not there"); return }
             r.countFailure(at: 10, policy: LockPolicy(), isRoot: false)
             try commit(r)
             // Already on disk while the lock is still held.

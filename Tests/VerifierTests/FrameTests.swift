@@ -107,6 +107,16 @@ struct PolicyTests {
         #expect(try Policy.parse([]) == Policy())
     }
 
+    /// The lock's times are durations, written as every other duration of smartotp.
+    @Test func lockTimesAreDurations() throws {
+        let p = try Policy.parse(["fail_interval=15m", "unlock_time=2h", "root_unlock_time=1d", "even_deny_root"])
+        #expect(p.lock.failInterval == 900 && p.lock.unlockTime == 7200 && p.lock.rootUnlockTime == 86_400)
+        #expect(try Policy.parse(["unlock_time=600"]).lock.unlockTime == 600 && Policy.parse(["unlock_time=0"]).lock.unlockTime == 0)
+        for bad in ["fail_interval=0", "unlock_time=366d", "unlock_time=5x", "unlock_time=-1"] {
+            #expect(throws: ConfigError.self, "\(bad)") { try Policy.parse([bad]) }
+        }
+    }
+
     @Test func onlyPolicySettingsAreTaken() {
         #expect(throws: ConfigError.badValue(name: "store", value: "/x", expected: "a policy setting (skew, window, deny, fail_interval, unlock_time, even_deny_root, root_unlock_time)")) {
             try Policy.parse(["store=/x"])

@@ -31,6 +31,9 @@ const char *cposix_fleet_client_path(void);
 /// errno of the calling thread.
 int cposix_errno(void);
 
+/// Closes every descriptor from `lowest` up (close_range(2)); 0 on success.
+int cposix_close_from(int lowest);
+
 /// mkdir(2), found at the first use (see cposix.c).
 int cposix_mkdir(const char *path, mode_t mode);
 /// `count` bytes from the kernel's CSPRNG (arc4random_buf, found at the first use): 0, or

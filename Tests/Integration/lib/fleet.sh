@@ -7,6 +7,21 @@
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 FLEET_PIDS=()
 
+# fleet_suite TOOL…: a fleet suite's start (after testlib.sh): the tools it needs and
+# PostgreSQL, or a failed check that names what is missing; FLEET under the suite's WORK
+# (traversable: the postgres user reaches its data folder below it), the programs.
+fleet_suite() {
+    local t
+    for t in "$@"; do
+        command -v "$t" >/dev/null || { echo "not ok 1 - $t is missing (./install.sh --deps-dev)"; exit 1; }
+    done
+    [ -n "$PGBIN" ] || { echo "not ok 1 - PostgreSQL is missing (./install.sh --deps-dev)"; exit 1; }
+    FLEET="$WORK/fleet"
+    mkdir -p "$FLEET"; chmod 711 "$WORK" "$FLEET"
+    SMARTOTPD="$BIN/smartotpd"
+    CLIENT="$BIN/smartotp-fleet"
+}
+
 # fleet_sweep: what an earlier run of this suite left when it was killed outright (SIGKILL
 # gives no EXIT trap): its namespaces and its /etc/pam.d services, named ${P}'s letters and
 # that run's PID. Only a PID no process has any more is swept.
