@@ -19,7 +19,9 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # SMARTOTP_BIN: the programs to measure (default .build/release). A folder of links to
-# them with smartotpd swapped for an earlier build measures that build in the same setup.
+# them with smartotpd swapped for an earlier build measures that build in the same setup
+# (QUICK=1 stops after the verdicts table: run two builds alternately, each with its own
+# ceiling, to tell a change from the machine's spread).
 BIN=${SMARTOTP_BIN:-$ROOT/.build/release}
 SO=$ROOT/.build-embedded/release/libpam_smartotp.so
 SECONDS_EACH=${BENCH_SECONDS:-10}
@@ -173,6 +175,8 @@ SQL
 throughput "smartotpd with sealed secrets and the audit trail (every verdict appends a chained audit row):" "$SPID" reset_main
 echo "Audit rows written: $(psql_ -c "SELECT count(*) FROM smartotp_audit")"
 echo
+# QUICK=1: the ceiling and the verdicts table only (A/B runs of two builds, back to back).
+[ -z "${QUICK:-}" ] || exit 0
 
 # The same load on a smartotpd built before sealing and the audit (BASE_SMARTOTPD), its own
 # database on the same server, records in its format (secrets in the record's text).

@@ -30,6 +30,11 @@ public struct PeerIdentifier: Sendable {
     public let adminCAs: [Certificate]
     public let helpdeskCAs: [Certificate]
     public let hostCAs: [Certificate]
+    /// The peers already told apart, by their certificate's DER: parsing a certificate and
+    /// checking a CA's signature on it cost more than the rest of a verdict's own work, and
+    /// a host sends many requests with one certificate (a keep-alive connection, and its next
+    /// ones). A certificate's role never changes; revocation is checked apart, every request.
+    let known = KnownPeers()
 
     public struct RoleConfigurationError: Error, CustomStringConvertible, Sendable {
         public let description: String
@@ -77,6 +82,13 @@ public struct PeerIdentifier: Sendable {
     /// The peer a verified client certificate (DER) names.
     public func identify(_ der: [UInt8]?) throws(Refusal) -> Peer {
         guard let der, !der.isEmpty else { throw .noCertificate }
+        if let peer = known.peer(der) { return peer }
+        let peer = try identifyAnew(der)
+        known.remember(der, peer)
+        return peer
+    }
+
+    func identifyAnew(_ der: [UInt8]) throws(Refusal) -> Peer {
         let cert: Certificate
         do { cert = try Certificate(derEncoded: der) } catch { throw .unreadable("\(error)") }
         var name = ""
@@ -92,6 +104,22 @@ public struct PeerIdentifier: Sendable {
         if signed(by: helpdeskCAs) { return Peer(name: name, serial: serial, role: .helpdesk) }
         if signed(by: hostCAs) { return Peer(name: name, serial: serial, role: .host) }
         throw .unknownIssuer
+    }
+}
+
+/// `PeerIdentifier`'s memory: at most `limit` certificates (forgotten all at once when full:
+/// a fleet has fewer hosts than that, and a flood of new certificates each passed TLS).
+final class KnownPeers: Sendable {
+    static let limit = 10_000
+    private let peers = Mutex<[[UInt8]: Peer]>([:])
+
+    func peer(_ der: [UInt8]) -> Peer? { peers.withLock { $0[der] } }
+
+    func remember(_ der: [UInt8], _ peer: Peer) {
+        peers.withLock { known in
+            if known.count >= Self.limit { known.removeAll(keepingCapacity: true) }
+            known[der] = peer
+        }
     }
 }
 
