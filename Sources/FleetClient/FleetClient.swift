@@ -174,8 +174,8 @@ public final class FleetClient {
     /// offline epoch comes back; a stock made under another epoch is void (the fleet
     /// changed the user's cards meanwhile, or removed the user). Never fails the login.
     func synchronise(_ user: UserName) {
-        guard let stocks else { return }
-        let pending = stocks.read(user)?.reports ?? []
+        guard let stocks, let stock = stocks.read(user) else { return }
+        let pending = stock.reports
         guard case .answer(let text) = ask(.offline(report: pending), user),
               case .offline(let epoch)? = try? HelperProtocol.decode(text, for: .offline) else { return }
         try? stocks.update(user) { (state: inout OfflineStock?) in

@@ -9,6 +9,10 @@ public struct OTPParameters: Sendable, Equatable {
     /// Longest secret accepted: 64 bytes, a SHA-512 block's half and more than any
     /// authenticator app issues.
     public static let maxSecretLength = 64
+    /// Shortest secret a new token may have: 16 bytes. RFC 4226 §4 (R6): "The length of the
+    /// shared secret MUST be at least 128 bits" (160 recommended). Records written before
+    /// this rule keep their tokens; enrolment and import refuse shorter ones.
+    public static let minSecretLength = 16
 
     public var kind: OTPKind
     public var algorithm: HashAlgorithm

@@ -1,7 +1,8 @@
 internal import CPOSIX
 
-/// What a setuid program does about what its caller handed it, and how it ends: the setuid
-/// helper's system calls (only the helper calls these; the module links none of them).
+/// What a program root runs on a user's behalf does about what the user handed it, and how
+/// it ends: the setuid helper's system calls, and the fleet client's when the module starts
+/// it inside an application (the module links none of them).
 public enum SetuidProcess {
     /// Why the inherited state could not be dropped.
     public enum Refusal: Error, Equatable, Sendable, CustomStringConvertible {
@@ -55,6 +56,10 @@ public enum SetuidProcess {
         _ = clearenv()
         umask(0o077)
     }
+
+    /// A session of its own (setsid(2)): the terminal's job control and its signals
+    /// (Ctrl-Z, Ctrl-C) no longer reach the process.
+    public static func newSession() { _ = setsid() }
 
     /// Closes every descriptor from 3 up: only the request's socket pair (0, 1) and
     /// standard error stay, nothing the caller left open (sshd's or a locker's).

@@ -56,6 +56,9 @@ public enum AdminChange: Sendable {
     public func apply(to current: UserRecord?, user: UserName, now: Int64) throws(Failure) -> (Outcome, RecordChange) {
         switch self {
         case .enroll(var token):
+            guard token.secret.count >= OTPParameters.minSecretLength else {
+                throw Failure(msg("the token's secret is \(token.secret.count * 8) bits: RFC 4226 requires at least 128"))
+            }
             var r = current ?? UserRecord(user: user, created: now)
             token.id = r.nextTokenID(prefix: token.kind == .card ? "card" : "code")
             r.tokens.append(token)

@@ -69,7 +69,10 @@ public enum Importers {
             do { user = try UserName(String(line[1])) } catch { throw fail(error.description) }
             var secret: [UInt8]
             do { secret = try Hex.decode(String(line[3])) } catch { throw fail(msg("secret: \(error)")) }
-            guard (1...OTPParameters.maxSecretLength).contains(secret.count) else { throw fail("secret length") }
+            guard secret.count >= OTPParameters.minSecretLength else {
+                throw fail(msg("the secret is \(secret.count * 8) bits: RFC 4226 requires at least 128 (give the user a new one)"))
+            }
+            guard secret.count <= OTPParameters.maxSecretLength else { throw fail("secret length") }
             var counter: UInt64 = 0
             if line.count >= 5 {
                 guard let c = UInt64(line[4]) else { throw fail("counter is not a number") }
@@ -139,7 +142,10 @@ public enum Importers {
         guard let first = lines.first else { throw .malformed(path: path, line: 1, reason: "empty file") }
         var secret: [UInt8]
         do { secret = try Base32.decode(String(first)) } catch { throw .malformed(path: path, line: 1, reason: msg("secret: \(error)")) }
-        guard (1...OTPParameters.maxSecretLength).contains(secret.count) else {
+        guard secret.count >= OTPParameters.minSecretLength else {
+            throw .malformed(path: path, line: 1, reason: msg("the secret is \(secret.count * 8) bits: RFC 4226 requires at least 128 (give the user a new one)"))
+        }
+        guard secret.count <= OTPParameters.maxSecretLength else {
             throw .malformed(path: path, line: 1, reason: "secret length")
         }
         var hotpCounter: UInt64?

@@ -40,6 +40,25 @@ public enum ConnectionString {
         return out
     }
 
+    /// Refuses a connection string that reaches a server over TCP without
+    /// `sslmode=verify-full` (as written, or PGSSLMODE): anyone on the path could read and
+    /// change every verdict, record and audit row. A Unix socket (a host that is a
+    /// directory, or none: libpq's default) needs no TLS. `insecureAllowed`: the
+    /// configuration said `database_tls = insecure`.
+    public static func checkTransport(_ conninfo: String, insecureAllowed: Bool,
+                                      environment: (String) -> String? = { getenv($0).map { String(cString: $0) } }) throws(PGError) {
+        guard !insecureAllowed else { return }
+        let written = try parse(conninfo)
+        let mode = written["sslmode"] ?? environment("PGSSLMODE") ?? "prefer"
+        guard mode != "verify-full" else { return }
+        let hosts = (written["host"] ?? environment("PGHOST") ?? "").split(separator: ",").map(String.init)
+        let addresses = (written["hostaddr"] ?? environment("PGHOSTADDR") ?? "").split(separator: ",").filter { !$0.isEmpty }
+        let tcp = !addresses.isEmpty || hosts.contains { !$0.isEmpty && !$0.hasPrefix("/") && !$0.hasPrefix("@") }
+        guard tcp else { return }
+        throw PGError(code: "", message: "reaches the database over TCP with sslmode=\(mode): anyone on the path could read and change every verdict. "
+                      + "Use sslmode=verify-full (with sslrootcert= the database's CA), a Unix socket, or say database_tls = insecure")
+    }
+
     /// libpq's keywords and values for `conninfo`: smartotpd's defaults first (for what
     /// neither the string nor the environment sets), then the string itself, expanded by
     /// libpq (`dbname`).

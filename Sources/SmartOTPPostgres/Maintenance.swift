@@ -1,4 +1,6 @@
 import Logging
+import OTPCore
+import SmartOTPService
 import SmartOTPVault
 import TokenStore
 
@@ -11,6 +13,8 @@ extension PostgresLedger {
         // through a cursor, a few thousand at a time: a year's trail is not held in memory.
         try await pool.withTransaction { conn in
             try await conn.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            // Every row and revocation under its mac first: what a verdict would refuse.
+            if let broken = try await verifyRows(conn) { return (broken, 0) }
             var heads: [Int64: (Int64, String)] = [:]
             for (chain, seq, mac) in try await conn.query("SELECT audit_chain, audit_seq, audit_mac FROM smartotp_records").decode((Int64, Int64, String).self) {
                 heads[chain] = (seq, mac)
@@ -65,6 +69,62 @@ extension PostgresLedger {
         }
     }
 
+    /// Each chain against its latest checkpoint from the journal: its head must be at least
+    /// that far, and the row at the checkpoint's place must carry the checkpoint's mac (or
+    /// have been pruned past it). nil when every chain reaches its checkpoint.
+    public func verifyCheckpoints(_ marks: [Int64: AuditChain.Head]) async throws -> String? {
+        guard !marks.isEmpty else { return nil }
+        return try await pool.withTransaction { conn -> String? in
+            try await conn.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            var heads: [Int64: Int64] = [:]
+            for (chain, seq) in try await conn.query("SELECT audit_chain, audit_seq FROM smartotp_records").decode((Int64, Int64).self) { heads[chain] = seq }
+            for (chain, seq) in try await conn.query("SELECT chain, seq FROM smartotp_audit_heads").decode((Int64, Int64).self) { heads[chain] = seq }
+            var anchors: [Int64: Int64] = [:]
+            for (chain, seq) in try await conn.query("SELECT chain, seq FROM smartotp_audit_anchors").decode((Int64, Int64).self) { anchors[chain] = seq }
+            for (chain, mark) in marks.sorted(by: { $0.key < $1.key }) {
+                let head = heads[chain] ?? 0
+                guard head >= mark.seq else {
+                    return "chain \(chain) ends at seq \(head), but a replica's checkpoint saw it at seq \(mark.seq): its last rows were cut, or it was wiped"
+                }
+                var found: String?
+                for m in try await conn.query("SELECT mac FROM smartotp_audit WHERE chain = \(chain) AND seq = \(mark.seq)").decode(String.self) { found = m }
+                if let found {
+                    guard found == mark.mac else { return "chain \(chain): row seq \(mark.seq) is not the row a replica's checkpoint saw there (rewritten)" }
+                } else if (anchors[chain] ?? 0) < mark.seq {
+                    return "chain \(chain): row seq \(mark.seq), which a replica's checkpoint saw, is gone (and was not pruned)"
+                }
+            }
+            return nil
+        }
+    }
+
+    /// The first row or revocation whose mac fails, if any.
+    func verifyRows(_ conn: PGConnection) async throws -> String? {
+        let rows = try await conn.query("""
+            SELECT r.username, r.record, r.version, r.audit_chain, r.audit_seq, r.audit_mac, r.recent, r.offline_epoch, r.row_mac,
+                   coalesce(array_agg(s.token_id) FILTER (WHERE s.token_id IS NOT NULL), '{}'),
+                   coalesce(array_agg(s.key_id) FILTER (WHERE s.token_id IS NOT NULL), '{}'),
+                   coalesce(array_agg(s.sealed) FILTER (WHERE s.token_id IS NOT NULL), '{}')
+            FROM smartotp_records r LEFT JOIN smartotp_secrets s ON s.username = r.username
+            GROUP BY r.username ORDER BY r.username
+            """)
+        for (name, text, version, chain, seq, mac, recent, epoch, rowMAC, tokens, keys, boxes)
+            in try rows.decode((String, String, Int64, Int64, Int64, String, [String], Int64, String, [String], [String], [String]).self) {
+            guard let user = try? UserName(name), tokens.count == keys.count, keys.count == boxes.count else { return "the row of \(name) is malformed" }
+            var secrets: [String: SealedSecret] = [:]
+            for i in tokens.indices { secrets[tokens[i]] = SealedSecret(keyID: keys[i], box: boxes[i]) }
+            let row = StoredRow(text: text, secrets: secrets, recent: recent, offlineEpoch: epoch, chain: chain,
+                                head: AuditChain.Head(seq: seq, mac: mac), version: version, mac: rowMAC)
+            if !ConstantTime.equals(Array(codec.mac(user, row).utf8), Array(rowMAC.utf8)) {
+                return "the row of \(name) was changed outside smartotpd (its mac does not match)"
+            }
+        }
+        for r in try await storedRevocations(conn) where !ConstantTime.equals(Array(codec.mac(r).utf8), Array(r.mac.utf8)) {
+            return "the revocation row of \(r.entry) was changed outside smartotpd (its mac does not match)"
+        }
+        return nil
+    }
+
     /// Removes audit rows older than `days`, leaving each chain an anchor (its last pruned
     /// row's seq and mac, under the audit key), so that verification still holds.
     public func pruneAudit(olderThanDays days: Int) async throws -> Int {
@@ -94,10 +154,10 @@ extension PostgresLedger {
     }
 
     /// Re-seals every secret not sealed under `target`'s key, one user's row at a time
-    /// (each under that row's lock, so an administrator's change never interleaves).
-    /// Returns how many secrets moved, and the ones left as they were: those that do not
-    /// open (forged or moved: already refused at every verdict) and those under a key
-    /// `target` does not hold.
+    /// (each under that row's lock, so an administrator's change never interleaves), and
+    /// signs the row again (its mac covers the sealed secrets). Returns how many secrets
+    /// moved, and what was left as it was: rows whose mac fails (already refused at every
+    /// verdict), secrets that do not open, and those under a key `target` does not hold.
     public func rekey(to target: Sealer) async throws -> (moved: Int, left: [SealError]) {
         var users: [String] = []
         for name in try await pool.query("SELECT DISTINCT username FROM smartotp_secrets WHERE key_id <> \(target.current.id) ORDER BY username").decode(String.self) {
@@ -107,26 +167,31 @@ extension PostgresLedger {
         var left: [SealError] = []
         for name in users {
             let (n, problems) = try await pool.withTransaction { conn -> (Int, [SealError]) in
-                try await conn.query("SELECT 1 FROM smartotp_records WHERE username = \(name) FOR UPDATE")
-                var rows: [(String, String, String)] = []
-                for row in try await conn.query("SELECT token_id, key_id, sealed FROM smartotp_secrets WHERE username = \(name) AND key_id <> \(target.current.id)").decode((String, String, String).self) {
-                    rows.append(row)
-                }
                 let user = try UserName(name)
+                guard var row = try await load(conn, user, lock: true).row else { return (0, []) }
+                guard ConstantTime.equals(Array(codec.mac(user, row).utf8), Array(row.mac.utf8)) else { return (0, [.tampered(user: name)]) }
+                let record = try RecordFormat.parse(row.text, path: "database:" + name)
                 var n = 0
                 var problems: [SealError] = []
-                for (token, keyID, box) in rows {
-                    let sealed: SealedSecret
+                for token in record.tokens {
+                    guard let old = row.secrets[token.id], old.keyID != target.current.id else { continue }
                     do throws(SealError) {
-                        let (secret, access) = try target.open(SealedSecret(keyID: keyID, box: box), user: user, token: token)
-                        sealed = try target.seal(secret: secret, accessKey: access, user: user, token: token)
+                        let (secret, access) = try target.open(old, user: user, token: SealedRecords.binding(token))
+                        row.secrets[token.id] = try target.seal(secret: secret, accessKey: access, user: user, token: SealedRecords.binding(token))
                     } catch {
                         problems.append(error)
                         continue
                     }
-                    try await conn.query("UPDATE smartotp_secrets SET key_id = \(sealed.keyID), sealed = \(sealed.box) WHERE username = \(name) AND token_id = \(token)")
                     n += 1
                 }
+                guard n > 0 else { return (0, problems) }
+                row.version += 1
+                let signed = codec.signed(user, row)
+                for token in record.tokens {
+                    guard let s = signed.secrets[token.id] else { continue }
+                    try await conn.query("UPDATE smartotp_secrets SET key_id = \(s.keyID), sealed = \(s.box) WHERE username = \(name) AND token_id = \(token.id)")
+                }
+                try await conn.query("UPDATE smartotp_records SET version = \(signed.version), row_mac = \(signed.mac) WHERE username = \(name)")
                 return (n, problems)
             }
             moved += n

@@ -58,6 +58,7 @@ public struct PGQuery: ExpressibleByStringInterpolation, Sendable {
         public mutating func appendInterpolation(_ value: String?) { bind(value, Self.text) }
         public mutating func appendInterpolation(_ value: Int) { bind(String(value), Self.bigint) }
         public mutating func appendInterpolation(_ value: Int64) { bind(String(value), Self.bigint) }
+        public mutating func appendInterpolation(_ value: Int64?) { bind(value.map { String($0) }, Self.bigint) }
         public mutating func appendInterpolation(_ value: [String]) { bind(PGArray.literal(value), Self.textArray) }
         public mutating func appendInterpolation(_ value: [String]?) { bind(value.map(PGArray.literal), Self.textArray) }
         /// Another statement spliced in (a part of this one), its parameters renumbered after

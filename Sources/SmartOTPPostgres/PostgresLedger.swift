@@ -20,7 +20,7 @@ import Verifier
 /// changed meanwhile is read and decided again. After three such losses, and for
 /// everything else (a new record, a removal, sealed secrets, names without a record, the
 /// fleet's own state), the locked transaction decides: BEGIN; SELECT … FOR UPDATE; …; COMMIT.
-public struct PostgresLedger: Ledger {
+public struct PostgresLedger: Ledger, BudgetStore {
     public let pool: PGPool
     public let codec: LedgerCodec
     let logger: Logger
@@ -135,11 +135,25 @@ public struct PostgresLedger: Ledger {
             "ALTER TABLE smartotp_records DROP COLUMN recent_requests",
             "ALTER TABLE smartotp_records ADD COLUMN recent text[] NOT NULL DEFAULT '{}'",
         ]),
+        // Everything a verdict trusts under the audit key: each row's mac (LedgerCodec.mac),
+        // each revocation's, and a restore that keeps the revocation's row. The rows and
+        // revocations already there get theirs from `migrate` in this transaction, and every
+        // secret is sealed again bound to its token's enrolment (SealedRecords.binding).
+        (6, "authenticated rows and revocations", [
+            "ALTER TABLE smartotp_records ADD COLUMN row_mac text NOT NULL DEFAULT ''",
+            "ALTER TABLE smartotp_revocations ADD COLUMN restored_at bigint",
+            "ALTER TABLE smartotp_revocations ADD COLUMN restored_by text NOT NULL DEFAULT ''",
+            "ALTER TABLE smartotp_revocations ADD COLUMN mac text NOT NULL DEFAULT ''",
+            // The fleet's budgets (HostBudget): units spent by key in the current window;
+            // `granted`, what the last lease took (RETURNING sees only the new row).
+            "CREATE TABLE smartotp_budgets (key text PRIMARY KEY, bucket bigint NOT NULL, spent integer NOT NULL, granted integer NOT NULL)",
+        ]),
     ]
     public static var latest: Int { migrations.map(\.version).max() ?? 0 }
 
-    /// Applies the migrations not yet applied; returns their versions.
-    public func migrate() async throws -> [Int] {
+    /// Applies the migrations not yet applied (up to `last`: a test that needs an older
+    /// schema); returns their versions.
+    public func migrate(upTo last: Int = .max) async throws -> [Int] {
         try await pool.withTransaction { conn in
             // One migrator at a time, however many replicas start together.
             try await conn.query("SELECT pg_advisory_xact_lock(7311001)")
@@ -147,9 +161,10 @@ public struct PostgresLedger: Ledger {
             var applied: Set<Int> = []
             for v in try await conn.query("SELECT version FROM smartotp_schema").decode(Int.self) { applied.insert(v) }
             var done: [Int] = []
-            for m in Self.migrations where !applied.contains(m.version) {
+            for m in Self.migrations where !applied.contains(m.version) && m.version <= last {
                 for statement in m.sql { try await conn.query(PGQuery(unsafeSQL: statement)) }
                 if m.version == 3 { try await sealExisting(conn) }
+                if m.version == 6 { try await signExisting(conn) }
                 try await conn.query("INSERT INTO smartotp_schema (version, name) VALUES (\(m.version), \(m.name))")
                 done.append(m.version)
             }
@@ -168,6 +183,35 @@ public struct PostgresLedger: Ledger {
             for (token, secret) in sealed.secrets {
                 try await conn.query("INSERT INTO smartotp_secrets (username, token_id, key_id, sealed) VALUES (\(name), \(token), \(secret.keyID), \(secret.box))")
             }
+        }
+    }
+
+    /// Migration 6's own step: every secret sealed again bound to its token's enrolment
+    /// (those sealed before, under the user and token id alone, are opened the old way),
+    /// every row's mac, every revocation's.
+    func signExisting(_ conn: PGConnection) async throws {
+        var names: [String] = []
+        for name in try await conn.query("SELECT username FROM smartotp_records ORDER BY username").decode(String.self) { names.append(name) }
+        for name in names {
+            let user = try UserName(name)
+            guard var row = try await load(conn, user, lock: true).row else { continue }
+            let record = try RecordFormat.parse(row.text, path: "database:" + name)
+            for token in record.tokens {
+                guard let old = row.secrets[token.id] else { continue }
+                // Sealed by migration 3 in this same run: already bound to the enrolment.
+                if (try? codec.sealer.open(old, user: user, token: SealedRecords.binding(token))) != nil { continue }
+                let (secret, access) = try codec.sealer.openUnbound(old, user: user, token: token.id)
+                let sealed = try codec.sealer.seal(secret: secret, accessKey: access, user: user, token: SealedRecords.binding(token))
+                row.secrets[token.id] = sealed
+                try await conn.query("UPDATE smartotp_secrets SET key_id = \(sealed.keyID), sealed = \(sealed.box) WHERE username = \(name) AND token_id = \(token.id)")
+            }
+            row.version += 1
+            let signed = codec.signed(user, row)
+            try await conn.query("UPDATE smartotp_records SET version = \(signed.version), row_mac = \(signed.mac) WHERE username = \(name)")
+        }
+        for r in try await storedRevocations(conn) {
+            let signed = codec.signed(r)
+            try await conn.query("UPDATE smartotp_revocations SET mac = \(signed.mac) WHERE entry = \(r.entry)")
         }
     }
 
@@ -200,7 +244,7 @@ public struct PostgresLedger: Ledger {
     /// head `write` locks).
     func load(_ conn: PGConnection, _ user: UserName, lock: Bool) async throws -> Loaded {
         let sql = """
-            SELECT r.record, r.version, r.audit_chain, r.audit_seq, r.audit_mac, r.recent, r.offline_epoch, \(Self.clock), s.token_id, s.key_id, s.sealed
+            SELECT r.record, r.version, r.audit_chain, r.audit_seq, r.audit_mac, r.recent, r.offline_epoch, r.row_mac, \(Self.clock), s.token_id, s.key_id, s.sealed
             FROM smartotp_records r LEFT JOIN smartotp_secrets s ON s.username = r.username
             WHERE r.username = $1
             """ + (lock ? " FOR UPDATE OF r" : "")
@@ -208,11 +252,11 @@ public struct PostgresLedger: Ledger {
         query.values = [user.value]
         query.types = [25]
         var loaded = Loaded(row: nil, nowMicros: 0)
-        for (text, version, chain, seq, mac, recent, epoch, now, token, keyID, sealed)
-            in try await conn.query(query).decode((String, Int64, Int64, Int64, String, [String], Int64, Int64, String?, String?, String?).self) {
+        for (text, version, chain, seq, mac, recent, epoch, rowMAC, now, token, keyID, sealed)
+            in try await conn.query(query).decode((String, Int64, Int64, Int64, String, [String], Int64, String, Int64, String?, String?, String?).self) {
             if loaded.row == nil {
                 loaded.row = StoredRow(text: text, secrets: [:], recent: recent, offlineEpoch: epoch, chain: chain,
-                                       head: AuditChain.Head(seq: seq, mac: mac), version: version)
+                                       head: AuditChain.Head(seq: seq, mac: mac), version: version, mac: rowMAC)
             }
             loaded.nowMicros = now
             if let token, let keyID, let sealed { loaded.row?.secrets[token] = SealedSecret(keyID: keyID, box: sealed) }
@@ -231,11 +275,24 @@ public struct PostgresLedger: Ledger {
         return out
     }
 
-    func revocations(_ conn: PGConnection) async throws -> [Revocation] {
-        var out: [Revocation] = []
-        let rows = try await conn.query("SELECT entry, extract(epoch from revoked_at)::bigint, revoked_by FROM smartotp_revocations ORDER BY revoked_at, entry")
-        for (entry, at, by) in try rows.decode((String, Int64, String).self) { out.append(Revocation(entry: entry, at: at, by: by)) }
+    /// The revocation rows as stored (their macs unchecked: `LedgerCodec.revocations`).
+    func storedRevocations(_ conn: PGConnection) async throws -> [RevocationRow] {
+        var out: [RevocationRow] = []
+        let rows = try await conn.query("""
+            SELECT entry, extract(epoch from revoked_at)::bigint, revoked_by, restored_at, restored_by, mac
+            FROM smartotp_revocations ORDER BY revoked_at, entry
+            """)
+        for (entry, at, by, restoredAt, restoredBy, mac) in try rows.decode((String, Int64, String, Int64?, String, String).self) {
+            out.append(RevocationRow(entry: entry, at: at, by: by, restoredAt: restoredAt, restoredBy: restoredBy, mac: mac))
+        }
         return out
+    }
+
+    /// The fleet's state read: its revocations, and what was wrong with them logged.
+    func fleetState(_ conn: PGConnection, nowMicros: Int64) async throws -> LedgerState {
+        let state = try codec.state(.fleet, row: nil, nowMicros: nowMicros, revocations: try await storedRevocations(conn))
+        for w in state.warnings { logger.error("revocations: \(w)") }
+        return state
     }
 
     public func read(_ subject: LedgerSubject) async throws -> LedgerState {
@@ -243,10 +300,13 @@ public struct PostgresLedger: Ledger {
             switch subject {
             case .user(let user):
                 let loaded = try await load(conn, user, lock: false)
-                return try codec.state(subject, row: loaded.row, nowMicros: loaded.nowMicros)
+                let state = try codec.state(subject, row: loaded.row, nowMicros: loaded.nowMicros)
+                guard case .rolledBack? = state.refusal else { return state }
+                // A read that raced a commit, or a copy put back: read the last committed.
+                let again = try await load(conn, user, lock: false)
+                return try codec.state(subject, row: again.row, nowMicros: again.nowMicros)
             case .fleet:
-                let now = try await chainZero(conn, lock: false).now
-                return try codec.state(subject, row: nil, nowMicros: now, revocations: try await revocations(conn))
+                return try await fleetState(conn, nowMicros: try await chainZero(conn, lock: false).now)
             }
         }
     }
@@ -279,15 +339,19 @@ public struct PostgresLedger: Ledger {
         let loaded = try await load(conn, user, lock: false)
         guard let row = loaded.row else { return .needsLock }
         let before = try codec.state(.user(user), row: row, nowMicros: loaded.nowMicros)
+        // Older than a version seen meanwhile: a read that raced a commit, or a copy put
+        // back. The locked read (the last committed version) tells them apart.
+        if case .rolledBack? = before.refusal { return .changedMeanwhile }
         var after = before
         let value = try body(&after)
         let diff = try codec.diff(before: before, after: after, row: row)
         if diff.isEmpty { return .done(value) }
         guard diff.rowOnly else { return .needsLock }
         let (rows, head) = codec.audit.extend(chain: row.chain, head: row.head, with: diff.entries)
+        guard let next = codec.next(user, from: row, chain: row.chain, diff: diff, head: head, nowMicros: loaded.nowMicros) else { return .needsLock }
         var text: String?
         if case .write(let t, _, _) = diff.record { text = t }
-        let update = Self.rowUpdate(user, text: text, head: head, recent: diff.recent, renew: diff.renewsOfflineEpoch, by: rows.first?.event.actor)
+        let update = Self.rowUpdate(user, text: text, next, by: rows.first?.event.actor)
         let statement: PGQuery
         if let r = rows.first {
             let e = r.event
@@ -302,20 +366,26 @@ public struct PostgresLedger: Ledger {
         }
         var written = false
         for _ in try await conn.query(statement).decode(Int.self) { written = true }
-        return written ? .done(value) : .changedMeanwhile
+        guard written else { return .changedMeanwhile }
+        noteHeads(rows)
+        return .done(value)
     }
 
-    /// The UPDATE of a user's row (its WHERE clause open for more): the text when it
-    /// changed, the chain's head, the remembered verdicts, the epoch.
-    static func rowUpdate(_ user: UserName, text: String?, head: AuditChain.Head, recent: [String]?, renew: Bool, by who: String?) -> PGQuery {
+    /// The last of each chain's `rows` (all durable) for the journal's checkpoints.
+    func noteHeads(_ rows: [AuditChain.Row]) {
+        for r in rows { codec.checkpoints.note(chain: r.chain, head: AuditChain.Head(seq: r.seq, mac: r.mac)) }
+    }
+
+    /// The UPDATE of a user's row to `next` (its WHERE clause open for more): the text only
+    /// when it changed (`text`), everything else as `next` holds it, its mac with it.
+    static func rowUpdate(_ user: UserName, text: String?, _ next: StoredRow, by who: String?) -> PGQuery {
         let changed: Int64 = text == nil ? 0 : 1
-        let renewed: Int64 = renew ? 1 : 0
         return """
-            UPDATE smartotp_records SET record = coalesce(\(text), record), version = version + 1,
+            UPDATE smartotp_records SET record = coalesce(\(text), record), version = \(next.version),
                 updated_at = CASE WHEN \(changed) = 1 THEN now() ELSE updated_at END,
                 updated_by = CASE WHEN \(changed) = 1 THEN \(who ?? "") ELSE updated_by END,
-                audit_seq = \(head.seq), audit_mac = \(head.mac), recent = coalesce(\(recent), recent),
-                offline_epoch = CASE WHEN \(renewed) = 1 THEN (extract(epoch from clock_timestamp()) * 1000000)::bigint ELSE offline_epoch END
+                audit_seq = \(next.head.seq), audit_mac = \(next.head.mac), recent = \(next.recent),
+                offline_epoch = \(next.offlineEpoch), row_mac = \(next.mac)
             WHERE username = \(user.value)
             """
     }
@@ -323,36 +393,47 @@ public struct PostgresLedger: Ledger {
     /// The locked transaction: the subject's row (or chain 0's head) read FOR UPDATE,
     /// decided, everything written, COMMIT.
     func locked<T: Sendable>(_ subject: LedgerSubject, _ body: @escaping @Sendable (inout LedgerState) throws -> T) async throws -> T {
-        try await pool.withTransaction { conn in
+        let (value, closed, written) = try await pool.withTransaction { conn -> (T, Int64?, [AuditChain.Row]) in
             switch subject {
             case .fleet:
                 let (head, now) = try await chainZero(conn, lock: true)
-                let before = try codec.state(subject, row: nil, nowMicros: now, revocations: try await revocations(conn))
+                let stored = try await storedRevocations(conn)
+                let before = try await fleetState(conn, nowMicros: now)
                 var after = before
                 let value = try body(&after)
                 let diff = try codec.diff(before: before, after: after, row: nil)
-                for r in diff.revocationsAdded {
-                    try await conn.query("INSERT INTO smartotp_revocations (entry, revoked_by) VALUES (\(r.entry), \(r.by)) ON CONFLICT DO NOTHING")
+                for r in codec.revocationRows(diff, stored: stored, now: now / 1_000_000) {
+                    try await conn.query("""
+                        INSERT INTO smartotp_revocations (entry, revoked_at, revoked_by, restored_at, restored_by, mac)
+                        VALUES (\(r.entry), to_timestamp(\(r.at)), \(r.by), \(r.restoredAt), \(r.restoredBy), \(r.mac))
+                        ON CONFLICT (entry) DO UPDATE SET revoked_at = excluded.revoked_at, revoked_by = excluded.revoked_by,
+                            restored_at = excluded.restored_at, restored_by = excluded.restored_by, mac = excluded.mac
+                        """)
                 }
-                for entry in diff.revocationsRemoved { try await conn.query("DELETE FROM smartotp_revocations WHERE entry = \(entry)") }
-                try await appendZero(conn, head: head, diff.entries)
-                return value
+                let rows = try await appendZero(conn, head: head, diff.entries)
+                return (value, nil, rows)
             case .user(let user):
                 let loaded = try await load(conn, user, lock: true)
                 let before = try codec.state(subject, row: loaded.row, nowMicros: loaded.nowMicros)
                 var after = before
                 let value = try body(&after)
                 let diff = try codec.diff(before: before, after: after, row: loaded.row)
-                if diff.isEmpty { return value }
-                try await write(conn, user, diff, row: loaded.row)
-                return value
+                if diff.isEmpty { return (value, nil, []) }
+                let rows = try await write(conn, user, diff, row: loaded.row, nowMicros: loaded.nowMicros)
+                return (value, diff.record == .remove ? loaded.row?.chain : nil, rows)
             }
         }
+        // Only once the commit is durable: the heads it moved (for the journal's
+        // checkpoints), and a removal (a copy of the row put back is then refused here).
+        noteHeads(written)
+        if let closed, case .user(let user) = subject { codec.removed(user, chain: closed) }
+        return value
     }
 
     /// Everything a user's commit changed, in its transaction.
-    func write(_ conn: PGConnection, _ user: UserName, _ diff: LedgerCodec.Diff, row: StoredRow?) async throws {
+    func write(_ conn: PGConnection, _ user: UserName, _ diff: LedgerCodec.Diff, row: StoredRow?, nowMicros: Int64) async throws -> [AuditChain.Row] {
         let who = diff.entries.last?.actor ?? ""
+        var written: [AuditChain.Row] = []
         switch (row, diff.record) {
         case (nil, .write(let text, let secrets, _)):
             var chain: Int64 = 0
@@ -362,15 +443,28 @@ public struct PostgresLedger: Ledger {
                 """).decode(Int64.self) { chain = c }
             try await storeSecrets(conn, user, secrets, replacing: [:])
             let (rows, head) = codec.audit.extend(chain: chain, head: .empty, with: diff.entries)
+            written += rows
             try await insert(conn, rows)
-            try await conn.query("UPDATE smartotp_records SET audit_seq = \(head.seq), audit_mac = \(head.mac) WHERE username = \(user.value)")
+            if let next = codec.next(user, from: nil, chain: chain, diff: diff, head: head, nowMicros: nowMicros) {
+                try await conn.query(Self.rowUpdate(user, text: nil, next, by: nil))
+            }
         case (nil, _):
             // A name without a record: its rows go to chain 0.
             let (head, _) = try await chainZero(conn, lock: true)
-            try await appendZero(conn, head: head, diff.entries)
+            written += try await appendZero(conn, head: head, diff.entries)
+        case (_?, .remove) where diff.refusedRow:
+            // A refused row is removed without trusting its chain's head: chain 0 says so.
+            try await conn.query("DELETE FROM smartotp_records WHERE username = \(user.value)")
+            let (head, _) = try await chainZero(conn, lock: true)
+            written += try await appendZero(conn, head: head, diff.entries)
+        case (_?, _) where diff.refusedRow:
+            // Neither rewritten nor signed again: its audit rows go to chain 0.
+            let (head, _) = try await chainZero(conn, lock: true)
+            written += try await appendZero(conn, head: head, diff.entries)
         case (let r?, .remove):
             let (rows, head) = codec.audit.extend(chain: r.chain, head: r.head, with: diff.entries)
             try await conn.query("DELETE FROM smartotp_records WHERE username = \(user.value)")
+            written += rows
             try await insert(conn, rows)
             // The chain is closed: its head moves to the heads table, so that a cut-off tail
             // is still found.
@@ -382,9 +476,13 @@ public struct PostgresLedger: Ledger {
                 text = t
                 if sealing { try await storeSecrets(conn, user, secrets, replacing: r.secrets) }
             }
-            try await conn.query(Self.rowUpdate(user, text: text, head: head, recent: diff.recent, renew: diff.renewsOfflineEpoch, by: who))
+            if let next = codec.next(user, from: r, chain: r.chain, diff: diff, head: head, nowMicros: nowMicros) {
+                try await conn.query(Self.rowUpdate(user, text: text, next, by: who))
+            }
+            written += rows
             try await insert(conn, rows)
         }
+        return written
     }
 
     /// The secrets after a change: new or resealed ones written, those of removed tokens gone.
@@ -401,11 +499,13 @@ public struct PostgresLedger: Ledger {
     }
 
     /// Audit rows of chain 0, and its head moved.
-    func appendZero(_ conn: PGConnection, head: AuditChain.Head, _ entries: [AuditEntry]) async throws {
-        guard !entries.isEmpty else { return }
+    @discardableResult
+    func appendZero(_ conn: PGConnection, head: AuditChain.Head, _ entries: [AuditEntry]) async throws -> [AuditChain.Row] {
+        guard !entries.isEmpty else { return [] }
         let (rows, next) = codec.audit.extend(chain: 0, head: head, with: entries)
         try await insert(conn, rows)
         try await conn.query("UPDATE smartotp_audit_heads SET seq = \(next.seq), mac = \(next.mac) WHERE chain = 0")
+        return rows
     }
 
     func insert(_ conn: PGConnection, _ rows: [AuditChain.Row]) async throws {
@@ -416,6 +516,26 @@ public struct PostgresLedger: Ledger {
                 VALUES (\(r.chain), \(r.seq), \(e.at), \(e.actor), \(e.serial), \(e.role), \(e.peer), \(e.remoteHost), \(e.service), \(e.user), \(e.operation), \(e.credential), \(e.result), \(e.reason), \(r.mac))
                 """)
         }
+    }
+
+    // MARK: the fleet's budgets
+
+    /// One statement: the key's row made or moved to `bucket` (a later window starts from
+    /// nothing; a replica whose clock lags is charged to the window the row is in), up to
+    /// `want` units taken but never past `limit`.
+    public func lease(_ key: String, bucket: Int64, want: Int, limit: Int) async throws -> Int {
+        let first = Int64(max(0, min(want, limit)))
+        let (w, l) = (Int64(want), Int64(limit))
+        var got = 0
+        for g in try await pool.query("""
+            INSERT INTO smartotp_budgets AS b (key, bucket, spent, granted) VALUES (\(key), \(bucket), \(first), \(first))
+            ON CONFLICT (key) DO UPDATE SET
+                granted = CASE WHEN excluded.bucket <= b.bucket THEN greatest(0, least(\(w), \(l) - b.spent)) ELSE \(first) END,
+                spent = CASE WHEN excluded.bucket <= b.bucket THEN b.spent + greatest(0, least(\(w), \(l) - b.spent)) ELSE \(first) END,
+                bucket = greatest(b.bucket, excluded.bucket)
+            RETURNING granted
+            """).decode(Int.self) { got = g }
+        return got
     }
 
     // MARK: reading for administrators

@@ -67,9 +67,9 @@ public struct RequestBinder: Sendable {
 
 /// What a verdict's commit came to.
 enum VerdictOutcome: Sendable {
-    /// The decision, and for an accepted tap from an `offline=tap` host its offline stock
-    /// (`OfflineWire`'s lines).
-    case decided(FleetDecision, offline: String)
+    /// The decision, whether the user has a record, and for an accepted tap from an
+    /// `offline=tap` host its offline stock (`OfflineWire`'s lines).
+    case decided(FleetDecision, hadRecord: Bool, offline: String)
     /// The verdict already committed for this request id: answered again, not counted.
     case repeated(Attempt)
     case refused(SealError)
@@ -132,19 +132,37 @@ extension VerifierService {
         do throws(HelperProtocol.ParseError) { request = try HelperProtocol.request(op, lines: HelperProtocol.lines(body)) } catch {
             return ServiceResponse(400, error.description + "\n")
         }
+        // Every operation costs the host a request (an offline report a request a line): a
+        // stolen certificate cannot read or write records without end.
+        var cost = 1
+        if case .offline(let report) = request { cost = max(1, report.count) }
+        for _ in 0..<cost {
+            guard try await requests.reserve(requester.serial) != nil else {
+                return overBudget("requests", requester, user, op, "this host has made too many requests; try later\n")
+            }
+        }
         // Past its failure budget a host gets no more verdicts (and its failures no longer
         // count against users) until the window moves on: a stolen host certificate locks
         // at most budget ÷ deny users a window. A unit is reserved now and given back when
-        // the verdict was no failure.
-        guard let failure = failures.reserve(requester.serial) else {
+        // the verdict was no failure. Beside it, each user's own share of the host's budget:
+        // a local user failing their own verdicts spends only that.
+        guard let failure = try await failures.reserve(requester.serial) else {
             return overBudget("failures", requester, user, op, "this host has caused too many failed verdicts; try later\n")
+        }
+        guard let userFailure = try await userFailures.reserve(requester.serial + " " + user.value) else {
+            failures.refund(failure)
+            return overBudget("user_failures", requester, user, op, "this host has caused too many failed verdicts for this user; try later\n")
+        }
+        func refundFailures() {
+            failures.refund(failure)
+            userFailures.refund(userFailure)
         }
         var challenge: HostBudget.Reservation?
         if op == .challenge {
             // Each challenge written into a user's record costs the host: one certificate
             // cannot churn every user's row.
-            guard let c = challenges.reserve(requester.serial) else {
-                failures.refund(failure)
+            guard let c = try await challenges.reserve(requester.serial) else {
+                refundFailures()
                 return overBudget("challenges", requester, user, op, "this host has asked for too many tap challenges; try later\n")
             }
             challenge = c
@@ -153,7 +171,7 @@ extension VerifierService {
         // More verdicts that hash than slots: answered 503 at once, before the ledger is
         // asked, so a burst of them cannot hold what every other login needs.
         if hashes && !hashing.take() {
-            failures.refund(failure)
+            refundFailures()
             if let challenge { challenges.refund(challenge) }
             Counter(label: ServiceMetrics.busy).increment()
             logger.warning("hashing verdicts at their limit; refused", metadata: ["peer": "\(requester)", "user": "\(user.value)"])
@@ -175,22 +193,24 @@ extension VerifierService {
                     logger.notice("verdict repeated for a retried request", metadata: ["host": "\(requester.name)", "user": "\(user.value)",
                                                                                      "operation": "\(op.rawValue)", "request": "\(requester.requestID)"])
                     return ServiceResponse(200, HelperProtocol.encode(.attempt(attempt)))
-                case .decided(let decision, let stock):
+                case .decided(let decision, let hadRecord, let stock):
                     reply = decision.reply
                     offlineLines = stock
+                    // A refusal for a name without a record, or for a locked user, is no
+                    // failure of the host's: it changes no one's count.
                     switch reply {
-                    case .attempt(let a) where !reply.accepted && a.verdict != .locked: countsAsFailure = true
-                    case .access(.none): countsAsFailure = true
+                    case .attempt(let a) where hadRecord && !reply.accepted && a.verdict != .locked: countsAsFailure = true
+                    case .access(.none) where hadRecord: countsAsFailure = true
                     default: break
                     }
                 }
             }
         } catch {
-            failures.refund(failure)
+            refundFailures()
             if let challenge { challenges.refund(challenge) }
             throw error
         }
-        if !countsAsFailure { failures.refund(failure) }
+        if !countsAsFailure { refundFailures() }
         Counter(label: ServiceMetrics.verdicts, dimensions: [("result", reply.result)]).increment()
         logger.notice("verdict", metadata: ["host": "\(requester.name)", "serial": "\(requester.serial)", "peer": "\(requester.address)",
                                             "rhost": "\(requester.remoteHost)", "service": "\(requester.service)", "user": "\(user.value)",
@@ -200,7 +220,7 @@ extension VerifierService {
 
     func overBudget(_ budget: String, _ r: Requester, _ user: UserName, _ op: HelperProtocol.Operation, _ text: String) -> ServiceResponse {
         Counter(label: ServiceMetrics.overBudget, dimensions: [("budget", budget)]).increment()
-        logger.warning("host over its \(budget == "failures" ? "failure" : "challenge") budget; refused",
+        logger.warning("host over its \(budget) budget; refused",
                        metadata: ["host": "\(r)", "user": "\(user.value)", "operation": "\(op.rawValue)"])
         return ServiceResponse(429, text)
     }
@@ -227,7 +247,9 @@ extension VerifierService {
                     state.audit(AuditFacts(operation: request.operation.rawValue, credential: "", result: "refused", reason: why.description), by: requester)
                     return .refused(why)
                 }
-                if case .offline(let report) = request { return .decided(Self.offline(report, &state, by: requester), offline: "") }
+                if case .offline(let report) = request {
+                    return .decided(Self.offline(report, &state, by: requester), hadRecord: state.record != nil, offline: "")
+                }
                 if case .perform = request, !binding.isEmpty,
                    let attempt = RecentRequests.find(state.recent, id: requester.requestID, binding: binding) {
                     return .repeated(attempt)
@@ -248,7 +270,7 @@ extension VerifierService {
                     stock = OfflineWire.answerLines(card: card, spares: OfflineWire.spares(HelperProtocol.lines(body)),
                                                     epoch: state.offlineEpoch, now: state.now)
                 }
-                return .decided(decision, offline: stock)
+                return .decided(decision, hadRecord: state.record != nil, offline: stock)
             }
         }
     }
@@ -269,6 +291,9 @@ extension VerifierService {
         return FleetDecision(reply: .offline(epoch: state.offlineEpoch), record: nil, changed: false)
     }
 
+    /// What stands for a hash in a record shown to an administrator or the helpdesk.
+    public static let hiddenHash = "hidden"
+
     /// An administrator's (or the helpdesk's) request.
     func administer(_ route: FleetAPI.Route, uri: String, body: [UInt8], by requester: Requester) async throws -> ServiceResponse {
         switch route {
@@ -279,14 +304,19 @@ extension VerifierService {
             let state = try await ledger.read(.user(user))
             guard var r = state.record else { return ServiceResponse(404, "\(user.value) has no record\n") }
             logger.notice("record shown", metadata: ["admin": "\(requester)", "user": "\(user.value)"])
-            if state.refusal != nil { return ServiceResponse(200, RecordFormat.text(r)) }  // already without secrets
+            if let why = state.refusal { return ServiceResponse(422, "\(why)\n") }
             // Every secret replaced by a marker; a card's access key by 16 zero bytes, so
-            // that "protected" still shows.
+            // that "protected" still shows; no hash leaves the server either (a 4-digit simple
+            // password is 10⁴ guesses at its hash): each is `hidden`, so that "set" and "N
+            // recovery codes left" still show.
             let protected = Set(r.tokens.filter { $0.accessKey != nil }.map(\.id))
             r = SealedRecords.stripped(r)
             for i in r.tokens.indices where protected.contains(r.tokens[i].id) {
                 r.tokens[i].accessKey = SecretBytes([UInt8](repeating: 0, count: 16))
             }
+            r.passwordHash = r.passwordHash.map { _ in Self.hiddenHash }
+            r.recoveryCodes = r.recoveryCodes.map { _ in Self.hiddenHash }
+            r.usedRecoveryCodes = r.usedRecoveryCodes.map { _ in Self.hiddenHash }
             return ServiceResponse(200, RecordFormat.text(r))
         case .change(let verb, let user):
             let change: AdminChange

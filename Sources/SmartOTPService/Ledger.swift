@@ -21,6 +21,33 @@ public enum LedgerSubject: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
+/// A host certificate's revocation as the ledger keeps it: revoked at `at` by `by`, and
+/// perhaps restored later (`restoredAt`, `restoredBy`): a restore keeps the row, so that a
+/// revocation deleted by a database writer is told from one an administrator lifted. Each
+/// row carries a mac under the audit key (`LedgerCodec.mac(_:)`).
+public struct RevocationRow: Sendable, Equatable {
+    public var entry: String
+    public var at: Int64
+    public var by: String
+    public var restoredAt: Int64?
+    public var restoredBy: String
+    public var mac: String
+
+    public init(entry: String, at: Int64, by: String, restoredAt: Int64? = nil, restoredBy: String = "", mac: String = "") {
+        self.entry = entry
+        self.at = at
+        self.by = by
+        self.restoredAt = restoredAt
+        self.restoredBy = restoredBy
+        self.mac = mac
+    }
+
+    /// Whether the row says the certificate is revoked now.
+    public var revoked: Bool { restoredAt == nil }
+    /// When the row last changed.
+    public var changed: Int64 { max(at, restoredAt ?? at) }
+}
+
 /// A host certificate an administrator revoked: by its common name or its serial.
 public struct Revocation: Sendable, Equatable {
     public var entry: String
@@ -62,6 +89,9 @@ public struct LedgerState: Sendable {
     public var revocations: [Revocation]
     /// What the audit trail gets from this commit, in order.
     public private(set) var entries: [AuditEntry] = []
+    /// What reading the subject found wrong and set aside (a revocation row whose mac fails,
+    /// one that vanished): for the log.
+    public var warnings: [String] = []
 
     public init(subject: LedgerSubject, nowMicros: Int64, record: UserRecord?, refusal: SealError? = nil,
                 recent: [RememberedVerdict] = [], offlineEpoch: Int64 = 0, revocations: [Revocation] = []) {

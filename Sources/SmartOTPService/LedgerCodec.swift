@@ -1,11 +1,13 @@
 import OTPCore
 import SmartOTPVault
+import Synchronization
 import TokenStore
 import Verifier
 
 /// A user's row as a ledger keeps it: the record's text with every secret taken out, the
 /// secrets sealed one a token, the remembered verdicts, the offline epoch, where the
-/// user's audit chain stands, and a version that every write moves on.
+/// user's audit chain stands, a version that every write moves on, and the row's mac over
+/// all of it (`LedgerCodec.mac`).
 public struct StoredRow: Sendable, Equatable {
     public var text: String
     public var secrets: [String: SealedSecret]
@@ -15,9 +17,10 @@ public struct StoredRow: Sendable, Equatable {
     public var chain: Int64
     public var head: AuditChain.Head
     public var version: Int64
+    public var mac: String
 
     public init(text: String, secrets: [String: SealedSecret], recent: [String], offlineEpoch: Int64, chain: Int64,
-                head: AuditChain.Head, version: Int64) {
+                head: AuditChain.Head, version: Int64, mac: String = "") {
         self.text = text
         self.secrets = secrets
         self.recent = recent
@@ -25,7 +28,85 @@ public struct StoredRow: Sendable, Equatable {
         self.chain = chain
         self.head = head
         self.version = version
+        self.mac = mac
     }
+}
+
+/// The revocations this process has seen with a good mac, each as last seen: a row that
+/// later vanishes, or comes back older (an earlier copy: revoked, then restored, then
+/// revoked again, put back at "restored"), does not lift a revocation here.
+final class SeenRevocations: Sendable {
+    private let rows = Mutex<[String: RevocationRow]>([:])
+
+    /// The revocations in force: `stored` (macs already checked) merged with what was seen;
+    /// what `stored` lacks or holds older goes to `warnings`.
+    func merge(_ stored: [RevocationRow], warnings: inout [String]) -> [Revocation] {
+        rows.withLock { seen in
+            var current: [String: RevocationRow] = [:]
+            for r in stored { current[r.entry] = r }
+            for (entry, known) in seen {
+                if let now = current[entry], now.changed >= known.changed { continue }
+                if known.revoked {
+                    warnings.append(current[entry] == nil
+                        ? "the revocation of \(entry) vanished from the database; it stays revoked here"
+                        : "the revocation of \(entry) was put back to an older state in the database; it stays revoked here")
+                }
+                current[entry] = known
+            }
+            seen = current
+            return current.values.filter(\.revoked).sorted { ($0.at, $0.entry) < ($1.at, $1.entry) }
+                .map { Revocation(entry: $0.entry, at: $0.at, by: $0.by) }
+        }
+    }
+}
+
+/// The chains' heads moved since the last checkpoint was written (`Checkpoints.drain`):
+/// each replica writes them to its journal, out of the database's reach, at least once a
+/// minute (smartotpd's CheckpointWriter), so that a tail cut from a chain, or a chain
+/// wiped, with its head rewound in the same database, is found (`audit-verify
+/// --checkpoints`). The adapters report a head only once the commit that moved it is
+/// durable.
+public final class Checkpoints: Sendable {
+    private let moved = Mutex<[Int64: AuditChain.Head]>([:])
+
+    public init() {}
+
+    public func note(chain: Int64, head: AuditChain.Head) {
+        moved.withLock { m in
+            if (m[chain]?.seq ?? -1) < head.seq { m[chain] = head }
+        }
+    }
+
+    /// The heads moved since the last call, by chain.
+    public func drain() -> [(chain: Int64, head: AuditChain.Head)] {
+        moved.withLock { m in
+            defer { m = [:] }
+            return m.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        }
+    }
+}
+
+/// The highest version of each row (a user's, in one audit chain) this process has seen
+/// with a good mac: a row put back from an older copy carries a good mac of its own, and
+/// only this memory tells it from the current one. A chain this process closed (the user
+/// removed) is never taken again.
+final class SeenVersions: Sendable {
+    private let versions = Mutex<[String: Int64]>([:])
+
+    static func key(_ user: UserName, _ chain: Int64) -> String { "\(user.value) \(chain)" }
+
+    /// nil when `version` is no older than what was seen (and it is now the highest seen),
+    /// else the version seen.
+    func check(_ user: UserName, chain: Int64, version: Int64) -> Int64? {
+        versions.withLock { seen in
+            let k = Self.key(user, chain)
+            if let known = seen[k], known > version { return known }
+            seen[k] = version
+            return nil
+        }
+    }
+
+    func close(_ user: UserName, chain: Int64) { versions.withLock { $0[Self.key(user, chain)] = .max } }
 }
 
 /// What a commit changed, as a ledger must write it: the one translation between a
@@ -35,11 +116,102 @@ public struct StoredRow: Sendable, Equatable {
 public struct LedgerCodec: Sendable {
     public let sealer: Sealer
     public let audit: AuditChain
+    let seen = SeenVersions()
+    let seenRevocations = SeenRevocations()
+    /// The chains' heads moved by durable commits, for the journal's checkpoints.
+    public let checkpoints = Checkpoints()
 
     public init(sealer: Sealer, audit: AuditChain) {
         self.sealer = sealer
         self.audit = audit
     }
+
+    /// The row's mac: everything a verdict trusts — the record's text (hashes, counters,
+    /// failures, lock, challenges), the sealed secrets under their token ids, the remembered
+    /// verdicts, the offline epoch, the audit chain's place and the version — under the
+    /// audit key, which never enters the database. A row whose mac does not match is
+    /// refused, never repaired: a database writer can change nothing a verdict reads.
+    public func mac(_ user: UserName, _ row: StoredRow) -> String {
+        var parts: [[UInt8]] = [Array(user.value.utf8), Array(String(row.version).utf8), Array(row.text.utf8),
+                                Array(String(row.recent.count).utf8)]
+        parts += row.recent.map { Array($0.utf8) }
+        parts += [Array(String(row.offlineEpoch).utf8), Array(String(row.chain).utf8), Array(String(row.head.seq).utf8),
+                  Array(row.head.mac.utf8), Array(String(row.secrets.count).utf8)]
+        for (token, sealed) in row.secrets.sorted(by: { $0.key < $1.key }) {
+            parts += [Array(token.utf8), Array(sealed.keyID.utf8), Array(sealed.box.utf8)]
+        }
+        return audit.tag(label: "smartotp row 1", parts: parts)
+    }
+
+    /// A revocation row's mac: the entry, who revoked it and when, and its restore if any.
+    public func mac(_ r: RevocationRow) -> String {
+        audit.tag(label: "smartotp revocation 1", parts: [Array(r.entry.utf8), Array(String(r.at).utf8), Array(r.by.utf8),
+                                                          Array((r.restoredAt.map { String($0) } ?? "-").utf8), Array(r.restoredBy.utf8)])
+    }
+
+    /// The revocation row with its mac.
+    public func signed(_ r: RevocationRow) -> RevocationRow {
+        var row = r
+        row.mac = mac(row)
+        return row
+    }
+
+    /// The revocations in force from the stored rows: those whose mac fails are set aside
+    /// (planted, or edited), and what this process saw before is not lifted by a row that
+    /// vanished or went back (`SeenRevocations`); each goes to `warnings`.
+    public func revocations(_ stored: [RevocationRow], warnings: inout [String]) -> [Revocation] {
+        var good: [RevocationRow] = []
+        for r in stored {
+            if ConstantTime.equals(Array(mac(r).utf8), Array(r.mac.utf8)) { good.append(r) }
+            else { warnings.append("the revocation row of \(r.entry) was changed outside smartotpd (its mac does not match): set aside") }
+        }
+        return seenRevocations.merge(good, warnings: &warnings)
+    }
+
+    /// The rows a commit writes for the revocations it added and lifted, at `now`: a lifted
+    /// one keeps its row, restored.
+    public func revocationRows(_ diff: Diff, stored: [RevocationRow], now: Int64) -> [RevocationRow] {
+        var out: [RevocationRow] = []
+        for r in diff.revocationsAdded { out.append(signed(RevocationRow(entry: r.entry, at: now, by: r.by))) }
+        for entry in diff.revocationsRemoved {
+            // A row deleted in the database (kept revoked here) is written back, restored.
+            var r = stored.first(where: { $0.entry == entry }) ?? RevocationRow(entry: entry, at: now, by: "")
+            r.restoredAt = now
+            r.restoredBy = diff.entries.last?.actor ?? ""
+            out.append(signed(r))
+        }
+        return out
+    }
+
+    /// The row with its mac.
+    public func signed(_ user: UserName, _ row: StoredRow) -> StoredRow {
+        var r = row
+        r.mac = mac(user, r)
+        return r
+    }
+
+    /// The row a commit leaves: `row` (nil: a new one, in `chain`) changed by `diff`, its
+    /// chain at `head`, its version one on (1 for a new row), the offline epoch renewed at
+    /// `nowMicros` when the diff asks (always later than the one before), and its mac; nil
+    /// when the row is removed. Versions are remembered when read back, never here: a write
+    /// that does not become durable must not make the row look rolled back.
+    public func next(_ user: UserName, from row: StoredRow?, chain: Int64, diff: Diff, head: AuditChain.Head, nowMicros: Int64) -> StoredRow? {
+        if diff.record == .remove { return nil }
+        var r = row ?? StoredRow(text: "", secrets: [:], recent: [], offlineEpoch: nowMicros, chain: chain, head: .empty, version: 0)
+        if case .write(let text, let secrets, _) = diff.record {
+            r.text = text
+            r.secrets = secrets
+        }
+        if let recent = diff.recent { r.recent = recent }
+        if diff.renewsOfflineEpoch && row != nil { r.offlineEpoch = max(nowMicros, r.offlineEpoch + 1) }
+        r.head = head
+        r.version += 1
+        return signed(user, r)
+    }
+
+    /// After a removal is durable: the row's chain is closed here, and a copy of the row put
+    /// back is refused (as an older version).
+    public func removed(_ user: UserName, chain: Int64) { seen.close(user, chain: chain) }
 
     /// What the row changes to.
     public enum RecordWrite: Sendable, Equatable {
@@ -63,6 +235,10 @@ public struct LedgerCodec: Sendable {
         public var entries: [AuditEntry]
         public var revocationsAdded: [Revocation]
         public var revocationsRemoved: [String]
+        /// The row was refused (its mac, its version or its secrets): it is neither rewritten
+        /// nor signed again — that would repair what a database writer changed — and the
+        /// commit's audit rows go to chain 0. Only its removal changes it.
+        public var refusedRow = false
 
         /// Whether nothing at all is written (a repeated request, a read-only answer).
         public var isEmpty: Bool {
@@ -74,15 +250,28 @@ public struct LedgerCodec: Sendable {
         /// conditional statement can write (no secret to seal, no row made or removed).
         public var rowOnly: Bool {
             if case .write(_, _, true) = record { return false }
-            return existed && record != .remove && entries.count <= 1 && revocationsAdded.isEmpty && revocationsRemoved.isEmpty
+            return existed && !refusedRow && record != .remove && entries.count <= 1 && revocationsAdded.isEmpty && revocationsRemoved.isEmpty
         }
     }
 
     /// The state a commit sees of `subject`: a user's `row` opened (nil: no record), or the
     /// fleet's `revocations`.
-    public func state(_ subject: LedgerSubject, row: StoredRow?, nowMicros: Int64, revocations: [Revocation] = []) throws(StoreError) -> LedgerState {
+    public func state(_ subject: LedgerSubject, row: StoredRow?, nowMicros: Int64, revocations: [RevocationRow] = []) throws(StoreError) -> LedgerState {
         guard case .user(let user) = subject, let row else {
-            return LedgerState(subject: subject, nowMicros: nowMicros, record: nil, revocations: revocations)
+            var warnings: [String] = []
+            let current = subject == .fleet ? self.revocations(revocations, warnings: &warnings) : []
+            var state = LedgerState(subject: subject, nowMicros: nowMicros, record: nil, revocations: current)
+            state.warnings = warnings
+            return state
+        }
+        // Nothing of a row is believed before its mac: not even its text is parsed.
+        guard ConstantTime.equals(Array(mac(user, row).utf8), Array(row.mac.utf8)) else {
+            return LedgerState(subject: subject, nowMicros: nowMicros, record: UserRecord(user: user, created: 0),
+                               refusal: .tampered(user: user.value), offlineEpoch: row.offlineEpoch)
+        }
+        if let known = seen.check(user, chain: row.chain, version: row.version) {
+            return LedgerState(subject: subject, nowMicros: nowMicros, record: UserRecord(user: user, created: 0),
+                               refusal: .rolledBack(user: user.value, version: row.version, seen: known), offlineEpoch: row.offlineEpoch)
         }
         let stripped = try RecordFormat.parse(row.text, path: "ledger:" + user.value)
         guard stripped.user == user else { throw .invalidValue(msg("the ledger's row for \(user.value) holds \(stripped.user.value)'s record")) }
@@ -123,9 +312,15 @@ public struct LedgerCodec: Sendable {
             added = after.revocations.filter { !old.contains($0.entry) }
             removed = before.revocations.map(\.entry).filter { !new.contains($0) }
         }
-        return Diff(record: record, existed: before.record != nil, recent: recentBefore == recent ? nil : recent,
-                    renewsOfflineEpoch: after.renewsOfflineEpoch, entries: after.entries,
-                    revocationsAdded: added, revocationsRemoved: removed)
+        var diff = Diff(record: record, existed: before.record != nil, recent: recentBefore == recent ? nil : recent,
+                        renewsOfflineEpoch: after.renewsOfflineEpoch, entries: after.entries,
+                        revocationsAdded: added, revocationsRemoved: removed)
+        if before.refusal != nil {
+            diff.refusedRow = true
+            diff.recent = nil
+            diff.renewsOfflineEpoch = false
+        }
+        return diff
     }
 
     /// Whether two records hold the same secrets under the same token ids.

@@ -8,7 +8,7 @@ import Verifier
 /// the very codec PostgreSQL's adapter uses (records without secrets, secrets sealed,
 /// audit rows chained). Every commit runs under one lock, so it is atomic by construction.
 /// Its clock is its own: a test sets it.
-public final class MemoryLedger: Ledger {
+public final class MemoryLedger: Ledger, BudgetStore {
     /// Everything the ledger holds, as the tests may read and plant it.
     public struct Contents: Sendable {
         public var rows: [String: StoredRow] = [:]
@@ -17,7 +17,9 @@ public final class MemoryLedger: Ledger {
         /// The heads of closed chains (users removed).
         public var closed: [Int64: AuditChain.Head] = [:]
         public var audit: [AuditChain.Row] = []
-        public var revocations: [Revocation] = []
+        public var revocations: [RevocationRow] = []
+        /// The fleet's budgets: units spent by key in a window.
+        public var budgets: [String: (bucket: Int64, spent: Int)] = [:]
         public var nextChain: Int64 = 1
         /// The clock, in microseconds since 1970.
         public var nowMicros: Int64
@@ -56,7 +58,9 @@ public final class MemoryLedger: Ledger {
             let value = try body(&after)
             let diff = try codec.diff(before: before, after: after, row: row)
             guard !diff.isEmpty else { return value }
+            let written = c.audit.count
             try apply(diff, to: &c, subject: subject, row: row, now: c.nowMicros)
+            for r in c.audit[written...] { codec.checkpoints.note(chain: r.chain, head: AuditChain.Head(seq: r.seq, mac: r.mac)) }
             // Each commit a microsecond on, as a database's clock moves: two commits never
             // share a time (the offline epoch is one).
             c.nowMicros += 1
@@ -65,44 +69,50 @@ public final class MemoryLedger: Ledger {
     }
 
     func apply(_ diff: LedgerCodec.Diff, to c: inout Contents, subject: LedgerSubject, row: StoredRow?, now: Int64) throws {
-        guard let name = subject.userName else {
+        guard case .user(let user) = subject else {
             let (rows, head) = codec.audit.extend(chain: 0, head: c.zero, with: diff.entries)
             c.audit += rows
             c.zero = head
-            c.revocations.removeAll { diff.revocationsRemoved.contains($0.entry) }
-            c.revocations += diff.revocationsAdded
+            for r in codec.revocationRows(diff, stored: c.revocations, now: now / 1_000_000) {
+                c.revocations.removeAll { $0.entry == r.entry }
+                c.revocations.append(r)
+            }
             return
         }
+        let name = user.value
         switch (row, diff.record) {
-        case (nil, .write(let text, let secrets, _)):
+        case (nil, .write):
             let chain = c.nextChain
             c.nextChain += 1
             let (rows, head) = codec.audit.extend(chain: chain, head: .empty, with: diff.entries)
             c.audit += rows
-            c.rows[name] = StoredRow(text: text, secrets: secrets, recent: diff.recent ?? [], offlineEpoch: now,
-                                     chain: chain, head: head, version: 1)
+            c.rows[name] = codec.next(user, from: nil, chain: chain, diff: diff, head: head, nowMicros: now)
         case (nil, _):
             // A name without a record: chain 0.
             let (rows, head) = codec.audit.extend(chain: 0, head: c.zero, with: diff.entries)
             c.audit += rows
             c.zero = head
+        case (let r?, .remove) where diff.refusedRow:
+            // A refused row is removed without trusting its chain's head: chain 0 says so.
+            let (rows, head) = codec.audit.extend(chain: 0, head: c.zero, with: diff.entries)
+            c.audit += rows
+            c.zero = head
+            c.rows[name] = nil
+            codec.removed(user, chain: r.chain)
         case (let r?, .remove):
             let (rows, head) = codec.audit.extend(chain: r.chain, head: r.head, with: diff.entries)
             c.audit += rows
             c.closed[r.chain] = head
             c.rows[name] = nil
-        case (var r?, let write):
+            codec.removed(user, chain: r.chain)
+        case (_?, _) where diff.refusedRow:
+            let (rows, head) = codec.audit.extend(chain: 0, head: c.zero, with: diff.entries)
+            c.audit += rows
+            c.zero = head
+        case (let r?, _):
             let (rows, head) = codec.audit.extend(chain: r.chain, head: r.head, with: diff.entries)
             c.audit += rows
-            r.head = head
-            if case .write(let text, let secrets, _) = write {
-                r.text = text
-                r.secrets = secrets
-            }
-            if let recent = diff.recent { r.recent = recent }
-            if diff.renewsOfflineEpoch { r.offlineEpoch = now }
-            r.version += 1
-            c.rows[name] = r
+            c.rows[name] = codec.next(user, from: r, chain: r.chain, diff: diff, head: head, nowMicros: now)
         }
     }
 
@@ -131,6 +141,18 @@ public final class MemoryLedger: Ledger {
                     && r.event.at >= query.since * 1_000_000
             }
             return Array(chosen.sorted { ($0.event.at, $1.chain, $0.seq) > ($1.event.at, $0.chain, $1.seq) }.prefix(query.limit))
+        }
+    }
+
+    public func lease(_ key: String, bucket: Int64, want: Int, limit: Int) async throws -> Int {
+        try contents.withLock { c in
+            try Self.failing(&c)
+            var b = c.budgets[key] ?? (bucket, 0)
+            if b.bucket < bucket { b = (bucket, 0) }
+            let got = max(0, min(want, limit - b.spent))
+            b.spent += got
+            c.budgets[key] = b
+            return got
         }
     }
 

@@ -21,6 +21,9 @@ public struct ServerConfig: Sendable {
     /// PostgreSQL, as libpq takes it: a URI (`postgresql://…`) or `key=value` words, handed
     /// to libpq as written (every libpq keyword and PG* variable applies).
     public var database = ""
+    /// Whether `database` may reach a server over TCP without `sslmode=verify-full`
+    /// (`database_tls = insecure`): off, such a connection string is refused at start.
+    public var databaseInsecure = false
     /// Where each setting was read (`PATH:LINE`), for errors found after parsing (libpq's
     /// reading of `database`).
     public var places: [String: String] = [:]
@@ -38,6 +41,8 @@ public struct ServerConfig: Sendable {
     public var auditKey = ""
     /// Days of audit rows kept (0: for ever).
     public var auditKeep = 365
+    /// How often each replica writes the audit chains' moved heads to its journal.
+    public var auditCheckpointInterval: Int64 = 60
     public var metricsListen: HostPort?
     public var revoked: String?
     public var policy: Policy = ServerConfig.fleetPolicy(Policy())
@@ -48,12 +53,20 @@ public struct ServerConfig: Sendable {
     /// Failed verdicts one host certificate may cause, across all users, before its
     /// verdicts are refused (nil: no budget).
     public var hostFailureBudget: Budget? = Budget(count: 30, window: 900)
+    /// Failed verdicts one host certificate may cause for one user (its share of the
+    /// host's budget: a local user failing their own verdicts spends only this).
+    public var hostUserFailureBudget: Budget? = Budget(count: 5, window: 900)
+    /// Requests to the verify routes one host certificate may make, offline report lines
+    /// each counted (nil: no budget).
+    public var hostRequestBudget: Budget? = Budget(count: 6000, window: 900)
     /// Tap challenges one host certificate may have issued, across all users (nil: none).
     public var hostChallengeBudget: Budget? = Budget(count: 300, window: 900)
     /// The verifier's listener: at most this many connections, this many from one address,
     /// this long (seconds) to finish TLS and send a request head, kept alive this long.
     public var maxConnections = 4096
     public var maxConnectionsPerSource = 64
+    /// The most connections one client certificate may hold at once.
+    public var maxConnectionsPerCertificate = 128
     public var handshakeTimeout: Int64 = 5
     public var connectionLifetime: Int64 = 300
 
@@ -74,6 +87,12 @@ public struct ServerConfig: Sendable {
         Option(name: "database", takesValue: true) { c, v throws(ConfigError) in
             guard !v.text.isEmpty, v.text.utf8.count < 4096 else { throw v.invalid("a libpq connection string") }
             c.database = v.text
+        },
+        // verify-full (the default: a TCP server must be reached with sslmode=verify-full), or insecure
+        Option(name: "database_tls", takesValue: true) { c, v throws(ConfigError) in
+            if v.text.equals("verify-full") { c.databaseInsecure = false }
+            else if v.text.equals("insecure") { c.databaseInsecure = true }
+            else { throw .badValue(name: v.name, value: v.text, expected: "verify-full or insecure") }
         },
         // the server's certificate (PEM)
         Option(name: "tls_cert", takesValue: true) { c, v throws(ConfigError) in c.tlsCert = try v.absolutePath() },
@@ -102,6 +121,10 @@ public struct ServerConfig: Sendable {
         // days of audit rows kept, 0 = for ever (default 365)
         Option(name: "audit_keep", takesValue: true) { c, v throws(ConfigError) in
             c.auditKeep = try v.int(0...36500)
+        },
+        // how often the moved audit chain heads are written to the journal, 1s-1h (default 1m)
+        Option(name: "audit_checkpoint_interval", takesValue: true) { c, v throws(ConfigError) in
+            c.auditCheckpointInterval = try v.duration(1...3600)
         },
         // HOST:PORT for Prometheus, plain HTTP (optional; keep it on loopback)
         Option(name: "metrics_listen", takesValue: true) { c, v throws(ConfigError) in
@@ -140,6 +163,14 @@ public struct ServerConfig: Sendable {
         Option(name: "host_failure_budget", takesValue: true) { c, v throws(ConfigError) in
             c.hostFailureBudget = try v.budget()
         },
+        // failed verdicts one host may cause for one user: COUNT/DURATION, or off (default 5/15m)
+        Option(name: "host_user_failure_budget", takesValue: true) { c, v throws(ConfigError) in
+            c.hostUserFailureBudget = try v.budget()
+        },
+        // requests one host may make to the verify routes: COUNT/DURATION, or off (default 6000/15m)
+        Option(name: "host_request_budget", takesValue: true) { c, v throws(ConfigError) in
+            c.hostRequestBudget = try v.budget()
+        },
         // tap challenges one host may ask for: COUNT/DURATION, or off (default 300/15m)
         Option(name: "host_challenge_budget", takesValue: true) { c, v throws(ConfigError) in
             c.hostChallengeBudget = try v.budget()
@@ -151,6 +182,10 @@ public struct ServerConfig: Sendable {
         // … from one address (default 64)
         Option(name: "max_connections_per_source", takesValue: true) { c, v throws(ConfigError) in
             c.maxConnectionsPerSource = try v.int(1...1_000_000)
+        },
+        // connections one client certificate may hold at once, 1-1000000 (default 128)
+        Option(name: "max_connections_per_certificate", takesValue: true) { c, v throws(ConfigError) in
+            c.maxConnectionsPerCertificate = try v.int(1...1_000_000)
         },
         // time to finish TLS and send a request, 1s-1m (default 5s)
         Option(name: "handshake_timeout", takesValue: true) { c, v throws(ConfigError) in

@@ -120,8 +120,11 @@ public struct VerifierService: Sendable {
     public let identifier: PeerIdentifier
     public let revoked: RevocationList
     public let logger: Logger
-    /// Each host certificate's failed verdicts, and the tap challenges it asked for.
+    /// Each host certificate's requests, failed verdicts (and each user's share of them),
+    /// and the tap challenges it asked for: fleet-wide, in `budgets`.
+    public let requests: HostBudget
     public let failures: HostBudget
+    public let userFailures: HostBudget
     public let challenges: HostBudget
     /// Verdicts that hash (yescrypt) at once.
     public let hashing: Slots
@@ -133,16 +136,20 @@ public struct VerifierService: Sendable {
     /// The same for an administrator's request (a change, a list, an audit read).
     public var adminDeadline: Duration = .seconds(15)
 
-    public init(config: ServerConfig, ledger: any Ledger, identifier: PeerIdentifier, revoked: RevocationList, binder: RequestBinder,
-                logger: Logger, clock: @escaping @Sendable () -> Int64, hashingSlots: Int) {
+    /// `budgets`: where the fleet's budgets are kept (the ledger's adapter); `clock`: Unix
+    /// seconds, for the budgets' windows.
+    public init(config: ServerConfig, ledger: any Ledger, budgets: any BudgetStore, identifier: PeerIdentifier, revoked: RevocationList,
+                binder: RequestBinder, logger: Logger, clock: @escaping @Sendable () -> Int64, hashingSlots: Int) {
         self.config = config
         self.ledger = ledger
         self.identifier = identifier
         self.revoked = revoked
         self.binder = binder
         self.logger = logger
-        failures = HostBudget(config.hostFailureBudget, clock: clock)
-        challenges = HostBudget(config.hostChallengeBudget, clock: clock)
+        requests = HostBudget("requests", config.hostRequestBudget, store: budgets, clock: clock)
+        failures = HostBudget("failures", config.hostFailureBudget, store: budgets, clock: clock)
+        userFailures = HostBudget("user-failures", config.hostUserFailureBudget, store: budgets, clock: clock)
+        challenges = HostBudget("challenges", config.hostChallengeBudget, store: budgets, clock: clock)
         hashing = Slots(max(1, hashingSlots))
     }
 
@@ -244,54 +251,74 @@ extension VerifierService {
     }
 }
 
-/// Events one host certificate (by serial) caused in a sliding window, against a budget:
-/// a unit is reserved before the verdict it pays for, so a burst of concurrent requests
-/// cannot all pass a check made before any of them was counted; what turned out not to
-/// cost (a verdict that was not a failure) is given back. Kept by this replica.
-public final class HostBudget: Sendable {
-    public let limit: Budget?
-    let clock: @Sendable () -> Int64
-    let events = Mutex([String: [Int64]]())
+/// Where the fleet's budgets are kept, shared by every replica: units of a budget (a key:
+/// the budget's name, the host's serial, perhaps the user) in a window (`bucket`), handed
+/// out a few at a time. The ledger's adapters keep them (PostgreSQL's table, memory).
+public protocol BudgetStore: Sendable {
+    /// Takes up to `want` units of `key` in window `bucket`, never more than `limit` in all
+    /// for that window (an earlier window's units are forgotten); how many it took, 0 when
+    /// none is left.
+    func lease(_ key: String, bucket: Int64, want: Int, limit: Int) async throws -> Int
+}
 
-    /// `clock`: monotonic seconds.
-    public init(_ limit: Budget?, clock: @escaping @Sendable () -> Int64) {
+/// Events one host certificate (by serial, or serial and user) causes in a window, against
+/// a budget the whole fleet shares: a unit is reserved before the verdict it pays for, so a
+/// burst of concurrent requests cannot all pass a check made before any of them was
+/// counted, and what turned out not to cost (a verdict that was not a failure) is given
+/// back. Units come from the fleet's store a lease at a time (a tenth of the budget, at
+/// least one): the fleet never spends more than the budget in a window, whichever replicas
+/// the host asks, and most reservations touch no database. Windows are aligned on Unix
+/// time (a host may spend a window's budget at its end and the next one's at its start).
+public final class HostBudget: Sendable {
+    public let name: String
+    public let limit: Budget?
+    let store: any BudgetStore
+    let clock: @Sendable () -> Int64
+    /// Units leased and not yet spent, by key, in their window.
+    let leases = Mutex([String: (bucket: Int64, units: Int)]())
+
+    /// `clock`: Unix seconds (every replica's windows line up).
+    public init(_ name: String, _ limit: Budget?, store: any BudgetStore, clock: @escaping @Sendable () -> Int64) {
+        self.name = name
         self.limit = limit
+        self.store = store
         self.clock = clock
     }
 
     /// A unit reserved: give it back with `refund`.
     public struct Reservation: Sendable {
-        let host: String
-        let at: Int64
+        let key: String
+        let bucket: Int64
     }
 
-    /// Drops `host`'s events older than the window; returns how many remain.
-    private static func current(_ all: inout [String: [Int64]], _ host: String, _ now: Int64, _ window: Int64) -> Int {
-        var times = all[host] ?? []
-        times.removeAll { now - $0 >= window }
-        all[host] = times.isEmpty ? nil : times
-        return times.count
-    }
-
-    /// Reserves one unit of `host`'s budget; nil when none is left (nothing reserved).
-    /// Without a budget every request gets a unit that costs nothing.
-    public func reserve(_ host: String) -> Reservation? {
-        guard let limit else { return Reservation(host: host, at: -1) }
-        let now = clock()
-        return events.withLock { all in
-            guard Self.current(&all, host, now, limit.window) < limit.count else { return nil }
-            all[host, default: []].append(now)
-            return Reservation(host: host, at: now)
+    /// Reserves one unit for `key` (a serial, or a serial and a user); nil when none is left
+    /// (nothing reserved). Without a budget every request gets a unit that costs nothing.
+    public func reserve(_ key: String) async throws -> Reservation? {
+        guard let limit else { return Reservation(key: key, bucket: -1) }
+        let bucket = clock() / max(limit.window, 1)
+        let taken = leases.withLock { all -> Bool in
+            guard let l = all[key], l.bucket == bucket, l.units > 0 else { return false }
+            all[key] = (bucket, l.units - 1)
+            return true
         }
+        if taken { return Reservation(key: key, bucket: bucket) }
+        let got = try await store.lease(name + " " + key, bucket: bucket, want: max(1, limit.count / 10), limit: limit.count)
+        guard got > 0 else { return nil }
+        leases.withLock { all in
+            if all.count > 10_000 { all = all.filter { $0.value.bucket >= bucket } }
+            let kept = all[key].flatMap { $0.bucket == bucket ? $0.units : nil } ?? 0
+            all[key] = (bucket, kept + got - 1)
+        }
+        return Reservation(key: key, bucket: bucket)
     }
 
-    /// Gives a reserved unit back.
+    /// Gives a reserved unit back (to this replica's lease: the fleet's store already
+    /// counts it, and the next reservation here takes it).
     public func refund(_ r: Reservation) {
-        guard r.at >= 0 else { return }
-        events.withLock { all in
-            guard var times = all[r.host], let i = times.lastIndex(of: r.at) else { return }
-            times.remove(at: i)
-            all[r.host] = times.isEmpty ? nil : times
+        guard r.bucket >= 0 else { return }
+        leases.withLock { all in
+            guard let l = all[r.key], l.bucket == r.bucket else { return }
+            all[r.key] = (l.bucket, l.units + 1)
         }
     }
 }

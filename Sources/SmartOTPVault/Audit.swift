@@ -123,6 +123,49 @@ public struct AuditChain: Sendable {
         return HMAC<SHA256>.authenticationCode(for: input, using: key).prefix(16).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
     }
 
+    /// A checkpoint's tag: a chain's head (seq and mac) as a replica wrote it to its journal,
+    /// under the audit key, so that a line forged in the journal is told apart.
+    public func checkpointTag(chain: Int64, seq: Int64, mac: String) -> String {
+        tag(label: "smartotp audit checkpoint 1", parts: [Array(String(chain).utf8), Array(String(seq).utf8), Array(mac.utf8)])
+    }
+
+    /// The line a checkpoint is written as (and found by `Checkpoint.parse`).
+    public func checkpointLine(chain: Int64, head: Head) -> String {
+        "audit checkpoint chain=\(chain) seq=\(head.seq) mac=\(head.mac) tag=\(checkpointTag(chain: chain, seq: head.seq, mac: head.mac))"
+    }
+
+    /// A chain's head as a checkpoint line gave it.
+    public struct Checkpoint: Sendable, Equatable {
+        public var chain: Int64
+        public var head: Head
+        public var tag: String
+
+        /// The checkpoint in a line of a journal export (anything around it is ignored);
+        /// nil when the line has none.
+        public static func parse(_ line: Substring) -> Checkpoint? {
+            let words = line.split(separator: " ")
+            guard let i = words.indices.first(where: { words[$0] == "audit" && $0 + 2 < words.count && words[$0 + 1] == "checkpoint" }) else {
+                return nil
+            }
+            var fields: [String: String] = [:]
+            for word in words[(i + 2)...] {
+                let kv = word.split(separator: "=", maxSplits: 1)
+                if kv.count == 2 { fields[String(kv[0])] = String(kv[1]) }
+            }
+            guard let c = fields["chain"].flatMap({ Int64($0) }), let s = fields["seq"].flatMap({ Int64($0) }),
+                  let m = fields["mac"], let t = fields["tag"] else { return nil }
+            return Checkpoint(chain: c, head: Head(seq: s, mac: m), tag: t)
+        }
+    }
+
+    /// Whether a checkpoint's tag is this key's.
+    public func authentic(_ c: Checkpoint) -> Bool {
+        let expected = Array(checkpointTag(chain: c.chain, seq: c.head.seq, mac: c.head.mac).utf8)
+        let given = Array(c.tag.utf8)
+        guard expected.count == given.count else { return false }
+        return zip(expected, given).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
+    }
+
     /// The mac of a pruning anchor (the last row pruned from a chain).
     public func anchorMAC(chain: Int64, seq: Int64, mac: String) -> String {
         let input = Array("smartotp audit anchor 1\0\(chain)\0\(seq)\0\(mac)".utf8)

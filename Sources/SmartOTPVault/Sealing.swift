@@ -8,9 +8,11 @@ import OTPCore
 import TokenStore
 
 /// A token's secret (and a card's access key) as the database keeps it: AES-256-GCM under
-/// a key outside the database, with the user and the token id bound in as associated data.
-/// A database writer can neither read it, nor plant a secret of their choosing (it would
-/// not open), nor move it to another user or token (the associated data would differ).
+/// a key outside the database, with the user, the token id and the token's enrolment time
+/// bound in as associated data. A database writer can neither read it, nor plant a secret
+/// of their choosing (it would not open), nor move it to another user or token, nor put a
+/// secret of an earlier enrolment back under the same token id (the associated data would
+/// differ: `SealedRecords.binding`).
 public struct SealedSecret: Sendable, Equatable {
     /// The id of the key it was sealed under (`KeyFile.id`).
     public var keyID: String
@@ -34,6 +36,12 @@ public enum SealError: Error, Equatable, CustomStringConvertible {
     case inTheClear(user: String, token: String)
     /// The cipher refused to seal (it does not, with its own random nonce).
     case cannotSeal(user: String, token: String)
+    /// The row's mac does not match what it holds: changed outside smartotpd (a recovery
+    /// hash planted, a counter or failure count reset, a secret swapped, a column edited).
+    case tampered(user: String)
+    /// The row is an older version than this replica has already seen for the user: put
+    /// back from a copy (a row's mac cannot tell an old version from the current one).
+    case rolledBack(user: String, version: Int64, seen: Int64)
 
     public var description: String {
         switch self {
@@ -42,6 +50,8 @@ public enum SealError: Error, Equatable, CustomStringConvertible {
         case .forged(let u, let t): return "\(u): token \(t)'s sealed secret does not open for this user and token (edited or moved in the database)"
         case .inTheClear(let u, let t): return "\(u): token \(t) carries a secret in the clear in the record (not written by smartotpd)"
         case .cannotSeal(let u, let t): return "\(u): token \(t)'s secret could not be sealed"
+        case .tampered(let u): return "\(u): the row was changed outside smartotpd (its mac does not match: edited, planted or swapped in the database)"
+        case .rolledBack(let u, let v, let seen): return "\(u): the row is version \(v), older than version \(seen) this smartotpd has seen (put back from a copy)"
         }
     }
 }
@@ -61,8 +71,8 @@ public struct Sealer: Sendable {
     public var keyIDs: [String] { keys.keys.sorted() }
     public func key(_ id: String) -> KeyFile? { keys[id] }
 
-    static func associatedData(user: UserName, token: String, keyID: String) -> [UInt8] {
-        var out = Array("smartotp sealed secret 1".utf8)
+    static func associatedData(user: UserName, token: String, keyID: String, version: Int = 2) -> [UInt8] {
+        var out = Array("smartotp sealed secret \(version)".utf8)
         for part in [user.value, token, keyID] {
             out.append(0)
             out += Array(part.utf8)
@@ -72,24 +82,41 @@ public struct Sealer: Sendable {
 
     /// The plaintext: the secret's length (one byte), the secret, the access key if any.
     public func seal(_ token: Token, user: UserName) throws(SealError) -> SealedSecret {
-        try seal(secret: token.secret, accessKey: token.accessKey, user: user, token: token.id)
+        try seal(secret: token.secret, accessKey: token.accessKey, user: user, token: SealedRecords.binding(token))
     }
 
     public func seal(secret: SecretBytes, accessKey: SecretBytes?, user: UserName, token: String) throws(SealError) -> SealedSecret {
+        try seal(secret: secret, accessKey: accessKey, user: user, token: token, version: 2)
+    }
+
+    /// `version` 1: as smartotpd sealed before schema 6 (the tests' old rows).
+    func seal(secret: SecretBytes, accessKey: SecretBytes?, user: UserName, token: String, version: Int) throws(SealError) -> SealedSecret {
         var plain: [UInt8] = [UInt8(secret.count)]
         secret.withUnsafeBytes { plain += $0 }
         if let key = accessKey { key.withUnsafeBytes { plain += $0 } }
         defer { ConstantTime.wipe(&plain) }
-        guard let box = try? AES.GCM.seal(plain, using: current.key, authenticating: Self.associatedData(user: user, token: token, keyID: current.id)),
+        guard let box = try? AES.GCM.seal(plain, using: current.key, authenticating: Self.associatedData(user: user, token: token, keyID: current.id, version: version)),
               let combined = box.combined else { throw .cannotSeal(user: user.value, token: token) }
         return SealedSecret(keyID: current.id, box: combined.base64EncodedString())
     }
 
     /// The secret and the access key a sealed value holds for this user's token.
     public func open(_ sealed: SealedSecret, user: UserName, token: String) throws(SealError) -> (secret: SecretBytes, accessKey: SecretBytes?) {
+        try open(sealed, user: user, token: token, version: 2)
+    }
+
+    /// A secret sealed before schema 6, bound to the user and the token id alone: only
+    /// `smartotpd migrate` opens these, to seal them again bound to the enrolment.
+    public func openUnbound(_ sealed: SealedSecret, user: UserName, token: String) throws(SealError) -> (secret: SecretBytes, accessKey: SecretBytes?) {
+        try open(sealed, user: user, token: token, version: 1)
+    }
+
+    func open(_ sealed: SealedSecret, user: UserName, token binding: String, version: Int) throws(SealError) -> (secret: SecretBytes, accessKey: SecretBytes?) {
+        // Errors name the token by its id (a binding is `id@created`; ids hold no `@`).
+        let token = binding.split(separator: "@", maxSplits: 1).first.map(String.init) ?? binding
         guard let key = keys[sealed.keyID] else { throw .unknownKey(user: user.value, token: token, keyID: sealed.keyID) }
         guard let data = Data(base64Encoded: sealed.box), let box = try? AES.GCM.SealedBox(combined: data),
-              let opened = try? AES.GCM.open(box, using: key.key, authenticating: Self.associatedData(user: user, token: token, keyID: sealed.keyID))
+              let opened = try? AES.GCM.open(box, using: key.key, authenticating: Self.associatedData(user: user, token: binding, keyID: sealed.keyID, version: version))
         else { throw .forged(user: user.value, token: token) }
         var plain = [UInt8](opened)
         defer { ConstantTime.wipe(&plain) }
@@ -145,6 +172,12 @@ public enum SealedRecords {
         return (RecordFormat.text(stripped(record)), secrets)
     }
 
+    /// What a sealed secret is bound to besides its user: the token id and the time the
+    /// token was enrolled (`id@created`). Token ids are reused (`card` again after a card is
+    /// replaced), enrolments are not: an earlier enrolment's sealed secret does not open
+    /// under a later one, even with the same id.
+    public static func binding(_ token: Token) -> String { "\(token.id)@\(token.created)" }
+
     /// Whether two access keys (or none) are the same, in constant time.
     public static func sameKey(_ a: SecretBytes?, _ b: SecretBytes?) -> Bool {
         switch (a, b) {
@@ -166,7 +199,7 @@ public enum SealedRecords {
                 throw .inTheClear(user: r.user.value, token: id)
             }
             guard let sealed = secrets[id] else { throw .missing(user: r.user.value, token: id) }
-            let (secret, access) = try sealer.open(sealed, user: r.user, token: id)
+            let (secret, access) = try sealer.open(sealed, user: r.user, token: binding(r.tokens[i]))
             r.tokens[i].secret = secret
             r.tokens[i].accessKey = access
         }

@@ -89,6 +89,7 @@ public enum RecordFormat {
                 out.add("-")
             }
             out.add(t.touch ? " touch=1" : " touch=0")
+            if t.tapOnly { out.add(" codes=0") }
         }
     }
 
@@ -221,7 +222,7 @@ public enum RecordFormat {
 
     /// The keys of a token line this module knows; others are ignored.
     enum TokenKey: Int, CaseIterable {
-        case id, kind, type, period, counter, algorithm, digits, secret, last, created, used, label, window, name, device, accessKey, touch
+        case id, kind, type, period, counter, algorithm, digits, secret, last, created, used, label, window, name, device, accessKey, touch, codes
 
         var text: StaticString {
             switch self {
@@ -242,6 +243,7 @@ public enum RecordFormat {
             case .device: return "device"
             case .accessKey: return "access-key"
             case .touch: return "touch"
+            case .codes: return "codes"
             }
         }
 
@@ -353,6 +355,7 @@ public enum RecordFormat {
                      created: try number(.created, Int64.self) ?? 0,
                      lastUsedTime: try number(.used, Int64.self))
         token.touch = raw(.touch)?.spells("1") ?? false
+        token.tapOnly = kind == .card && raw(.codes)?.spells("0") == true
         if let limit = try number(.window, Int.self) {
             guard (1...1000).contains(limit) else { throw FieldError(description: "token window= must be 1-1000") }
             token.windowLimit = limit

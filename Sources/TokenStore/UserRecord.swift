@@ -25,6 +25,12 @@ public struct Token: Sendable {
     public var accessKey: SecretBytes?
     /// Card tokens: the credential needs a touch on the key (YKOATH "require touch").
     public var touch: Bool = false
+    /// Card tokens: the credential answers taps only, and no typed code is ever checked
+    /// against it. A card computes HMAC over whatever a host sends it: were its tap
+    /// credential also the phone's TOTP, a host (or a skimmer) could ask it for the coming
+    /// time steps during a tap. Cards enrolled since `smartotp enroll --card` writes a tap
+    /// credential of their own; earlier ones share one (`smartotp check` names them).
+    public var tapOnly: Bool = false
     /// A tighter window than the module's, as google-authenticator's WINDOW_SIZE means it
     /// (kept on import so that nothing imported accepts more than it did): TOTP, this many
     /// codes centred on now (skew (N-1)/2); HOTP, this many counters of look-ahead.

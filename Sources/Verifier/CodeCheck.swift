@@ -19,11 +19,12 @@ public struct CodeCheck: Sendable {
         case rejected
     }
 
-    /// Validates `code` against every token of `record` (card tokens too: a phone reads
-    /// the same credential) and, when one accepts, stores its new last-used value.
+    /// Validates `code` against every token of `record` that takes codes (a card enrolled
+    /// before tap credentials of their own too: a phone reads the same credential) and,
+    /// when one accepts, stores its new last-used value.
     public func apply(_ code: String, to record: inout UserRecord, now: Int64) -> Result {
         var replayedBy: String?
-        for index in record.tokens.indices {
+        for index in record.tokens.indices where !record.tokens[index].tapOnly {
             let token = record.tokens[index]
             let result: ValidationResult
             switch token.parameters.kind {

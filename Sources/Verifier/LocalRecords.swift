@@ -32,7 +32,7 @@ public struct LocalRecords<S: Store>: RecordService {
                 guard t.kind == .card, let name = t.credentialName else { return nil }
                 return .init(tokenID: t.id, deviceID: t.deviceID, credentialName: name, touch: t.touch, protected: t.accessKey != nil)
             },
-            codeDigits: r.tokens.map { $0.parameters.digits }, recoveryCodes: r.recoveryCodes.count,
+            codeDigits: r.tokens.filter { !$0.tapOnly }.map { $0.parameters.digits }, recoveryCodes: r.recoveryCodes.count,
             hasPassword: r.passwordHash != nil, failures: r.countedFailures(policy.lock),
             lock: r.lockState(policy.lock, isRoot: isRoot(user), now: now))
     }

@@ -210,6 +210,15 @@ struct Command {
     }
 
     func run() throws {
+        if admin.isEmpty && Users.effectiveUID == 0 {
+            // Started by the module inside the application (sudo, su, sshd; a screen
+            // locker's through the setuid helper): the application's user must not be able
+            // to stop or starve it — a SIGSTOP past its timeout would turn "the verifiers are
+            // slow" into "no verifier answered", and so into an offline tap. Root as the real
+            // uid too, limits and signals of its own, a session of its own.
+            do throws(SetuidProcess.Refusal) { try SetuidProcess.dropInheritedState() } catch { fail(error.description) }
+            SetuidProcess.newSession()
+        }
         var context: [(String, String)] = []
         if let service { context.append(("X-SmartOTP-Service", printable(service))) }
         if let rhost { context.append(("X-SmartOTP-RHost", printable(rhost))) }

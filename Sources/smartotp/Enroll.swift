@@ -19,9 +19,15 @@ struct Enroll: ParsableCommand {
         abstract: "Enroll a smart card, or a code-only token, for a user.",
         discussion: """
         With --card: a new random secret (20 bytes from the system CSPRNG) is written to the
-        card presented on the reader as a TOTP credential (YKOATH PUT), and the card's device
-        id is recorded, so that pam_smartotp talks only to this card. The same credential
-        gives a phone app (Yubico Authenticator over NFC) the codes to type over SSH.
+        card presented on the reader as its tap credential (YKOATH PUT, smartotp-tap:USER@HOST),
+        and the card's device id is recorded, so that pam_smartotp talks only to this card.
+        The tap credential answers taps only: no code typed at a prompt is checked against
+        it, so a host that asks the card for the coming time steps during a tap gets nothing
+        it can type. With --phone, a second credential with a secret of its own
+        (smartotp:USER@HOST, TOTP) gives a phone app (Yubico Authenticator over NFC) the codes
+        to type over SSH; it is recorded as a code token. Any host the card is held to can
+        ask that credential for codes too: give it --touch, or the card an access code. The
+        card's secrets are never printed (no --uri, no --qr).
 
         With --secret: a code-only token (phone app, hardware token) from a Base32 secret.
         Give the secret as `--secret -` (standard input) or `--secret @FILE`, as oathtool
@@ -34,7 +40,7 @@ struct Enroll: ParsableCommand {
 
         EXAMPLES
           smartotp enroll alice --card
-          smartotp enroll alice --card --touch --name "Bank:alice"
+          smartotp enroll alice --card --phone --touch
           smartotp enroll bob --secret - --digits 8 < bob.secret
         """
     )
@@ -45,7 +51,8 @@ struct Enroll: ParsableCommand {
     @Flag(help: "Write a new credential to the card on the reader.") var card = false
     @Option(help: "Use the first reader whose name contains this text.") var reader: String?
     @Flag(help: "The credential needs a touch on the key for every code.") var touch = false
-    @Option(help: "The credential's name on the card (default smartotp:USER@HOST).") var name: String?
+    @Option(help: "The tap credential's name on the card (default smartotp-tap:USER@HOST).") var name: String?
+    @Flag(help: "Also write a phone credential (TOTP, smartotp:USER@HOST) for codes read from the card.") var phone = false
     @Flag(help: "Read the card's OATH access code from standard input.") var cardPasswordStdin = false
     @Option(help: "Seconds to wait for the card.") var wait = 30
 
@@ -60,8 +67,8 @@ struct Enroll: ParsableCommand {
     @Flag(help: "Enroll a name that is not a user of this machine.") var force = false
 
     @Option(help: "A label to tell tokens apart.") var label = ""
-    @Flag(help: "Print the otpauth:// URI (it contains the secret) for a phone app.") var uri = false
-    @Flag(help: "Show the otpauth:// URI as a QR code in the terminal, for a phone app to scan.") var qr = false
+    @Flag(help: "Print the otpauth:// URI (it contains the secret) for a phone app (--secret tokens).") var uri = false
+    @Flag(help: "Show the otpauth:// URI as a QR code in the terminal, for a phone app to scan (--secret tokens).") var qr = false
     @Flag(help: "Print the result as JSON.") var json = false
 
     func validate() throws {
@@ -71,6 +78,11 @@ struct Enroll: ParsableCommand {
             // A card credential is TOTP/SHA-1/30 s: what every phone app reads from a card.
             throw ValidationError("--period, --algorithm, --totp, --hotp and --counter are for --secret tokens; a card credential is TOTP, SHA-1, 30 s")
         }
+        if card && (uri || qr) {
+            // A URI of a card's secret clones the card into any phone that scans it.
+            throw ValidationError("--uri and --qr are for --secret tokens: a card's secrets never leave the card (a phone reads the --phone credential from the card)")
+        }
+        guard !phone || card else { throw ValidationError("--phone goes with --card") }
         guard HashAlgorithm(name: algorithm ?? "sha1") != nil else { throw ValidationError("--algorithm must be sha1, sha256 or sha512") }
         guard (6...8).contains(digits) else { throw ValidationError("--digits must be 6, 7 or 8") }
         guard (1...600).contains(wait) else { throw ValidationError("--wait must be 1 to 600 seconds") }
@@ -81,40 +93,44 @@ struct Enroll: ParsableCommand {
         try requireSystemUser(user, force: force)
         let store = try options.prepared()
         let created = now()
-        let token: Token
-        var secretBytes: [UInt8]
         if card {
-            guard let random = SecureRandom.bytes(20) else { throw Failure("the system random generator failed") }
-            secretBytes = random
-            token = try writeToCard(user: user, secret: secretBytes, created: created)
-        } else {
-            do { secretBytes = try Base32.decode(try secretArgument(secret ?? "")) } catch let e as Failure { throw e } catch {
-                throw Failure("--secret: \(error)")
+            let (tap, phoneToken) = try writeToCard(user: user, created: created)
+            guard case .token(let id) = try store.apply(user, .enroll(tap)) else { throw Failure("the enrolment gave no token id") }
+            var phoneID: String?
+            if let phoneToken {
+                guard case .token(let p) = try store.apply(user, .enroll(phoneToken)) else { throw Failure("the enrolment gave no token id") }
+                phoneID = p
             }
-            guard (1...OTPParameters.maxSecretLength).contains(secretBytes.count) else {
-                throw Failure("--secret must decode to 1 to \(OTPParameters.maxSecretLength) bytes")
+            if json {
+                try printJSON(Enrolled(user: user.value, token: id, kind: tap.kind.rawValue, device: tap.deviceID, phone_token: phoneID))
+            } else {
+                print("Enrolled card \(tap.deviceID ?? "") for \(user) as token \(id) (taps only)" + (phoneID.map { ", its phone credential as token \($0)" } ?? "") + ".")
             }
-            let parameters = try OTPParameters(kind: hotp ? .hotp : .totp(period: period ?? 30),
-                                               algorithm: HashAlgorithm(name: algorithm ?? "sha1") ?? .sha1, digits: digits)
-            token = Token(id: "", kind: .code, parameters: parameters, secret: SecretBytes(secretBytes),
-                          initialCounter: counter ?? 0, label: label, created: created)
+            return
         }
+        var secretBytes: [UInt8]
+        do { secretBytes = try Base32.decode(try secretArgument(secret ?? "")) } catch let e as Failure { throw e } catch {
+            throw Failure("--secret: \(error)")
+        }
+        guard secretBytes.count >= OTPParameters.minSecretLength else {
+            ConstantTime.wipe(&secretBytes)
+            throw Failure("--secret decodes to \(secretBytes.count * 8) bits: RFC 4226 requires at least 128 (16 bytes; 20 recommended)")
+        }
+        guard secretBytes.count <= OTPParameters.maxSecretLength else {
+            throw Failure("--secret must decode to at most \(OTPParameters.maxSecretLength) bytes")
+        }
+        let parameters = try OTPParameters(kind: hotp ? .hotp : .totp(period: period ?? 30),
+                                           algorithm: HashAlgorithm(name: algorithm ?? "sha1") ?? .sha1, digits: digits)
+        let token = Token(id: "", kind: .code, parameters: parameters, secret: SecretBytes(secretBytes),
+                          initialCounter: counter ?? 0, label: label, created: created)
         guard case .token(let id) = try store.apply(user, .enroll(token)) else { throw Failure("the enrolment gave no token id") }
-        let parameters = token.parameters
         let uriText = OTPAuthURI(parameters: parameters, secretBase32: Base32.encode(secretBytes), issuer: "smartotp",
                                  account: "\(user)@\(hostName())", counter: counter ?? 0).format()
         ConstantTime.wipe(&secretBytes)
         if json {
-            struct Enrolled: Encodable {
-                var user: String
-                var token: String
-                var kind: String
-                var device: String?
-                var uri: String?
-            }
-            try printJSON(Enrolled(user: user.value, token: id, kind: token.kind.rawValue, device: token.deviceID, uri: uri ? uriText : nil))
+            try printJSON(Enrolled(user: user.value, token: id, kind: token.kind.rawValue, uri: uri ? uriText : nil))
         } else {
-            print("Enrolled \(card ? "card \(token.deviceID ?? "")" : "code token") for \(user) as token \(id).")
+            print("Enrolled code token for \(user) as token \(id).")
             if uri { print(uriText) }
             if qr {
                 guard let picture = TerminalQR.render(uriText) else { throw Failure("libqrencode could not encode the URI") }
@@ -124,7 +140,19 @@ struct Enroll: ParsableCommand {
         }
     }
 
-    func writeToCard(user: UserName, secret: [UInt8], created: Int64) throws -> Token {
+    /// `--json`'s answer.
+    struct Enrolled: Encodable {
+        var user: String
+        var token: String
+        var kind: String
+        var device: String?
+        var phone_token: String?
+        var uri: String?
+    }
+
+    /// The card's tap credential (and with --phone its phone credential) written, each with
+    /// a secret of its own; the tokens to record.
+    func writeToCard(user: UserName, created: Int64) throws -> (tap: Token, phone: Token?) {
         let context: PCSCContext
         do { context = try PCSCContext() } catch { throw Failure("\(error) (start it: systemctl start pcscd)") }
         var skip: [String] = []
@@ -134,6 +162,13 @@ struct Enroll: ParsableCommand {
             readerName = try context.waitForCard(filter: reader, skip: &skip, timeoutMs: wait * 1000,
                                                  now: Clocks.monotonicMilliseconds)
         } catch { throw Failure("\(error)") }
+        guard var tapSecret = SecureRandom.bytes(20), var phoneSecret = SecureRandom.bytes(20) else {
+            throw Failure("the system random generator failed")
+        }
+        defer {
+            ConstantTime.wipe(&tapSecret)
+            ConstantTime.wipe(&phoneSecret)
+        }
         do {
             let session = OATHSession(transport: try context.connect(reader: readerName))
             let info = try session.select()
@@ -144,15 +179,26 @@ struct Enroll: ParsableCommand {
                 try session.validate(key: key)
                 accessKey = key
             }
+            // A tap sends the card a challenge of its own (CALCULATE with the full response):
+            // the credential is TOTP-typed, as YKOATH calculates a HOTP credential on its own
+            // counter, whatever the challenge.
             let parameters = try OTPParameters(kind: .totp(period: 30), algorithm: .sha1, digits: digits)
-            let credentialName = name ?? YKOATH.credentialName(issuer: "smartotp", account: "\(user)@\(hostName())", kind: parameters.kind)
-            guard credentialName.utf8.count <= 64 else { throw Failure("--name is longer than 64 bytes") }
-            try session.put(name: credentialName, parameters: parameters, secret: SecretBytes(secret), touch: touch)
-            var token = Token(id: "", kind: .card, parameters: parameters, secret: SecretBytes(secret),
-                              credentialName: credentialName, deviceID: info.deviceID, accessKey: accessKey,
-                              label: label.isEmpty ? readerName : label, created: created)
-            token.touch = touch
-            return token
+            let account = "\(user)@\(hostName())"
+            let tapName = name ?? YKOATH.credentialName(issuer: "smartotp-tap", account: account, kind: parameters.kind)
+            guard tapName.utf8.count <= 64 else { throw Failure("--name is longer than 64 bytes") }
+            try session.put(name: tapName, parameters: parameters, secret: SecretBytes(tapSecret), touch: touch)
+            var tap = Token(id: "", kind: .card, parameters: parameters, secret: SecretBytes(tapSecret),
+                            credentialName: tapName, deviceID: info.deviceID, accessKey: accessKey,
+                            label: label.isEmpty ? readerName : label, created: created)
+            tap.touch = touch
+            tap.tapOnly = true
+            guard phone else { return (tap, nil) }
+            let phoneName = YKOATH.credentialName(issuer: "smartotp", account: account, kind: parameters.kind)
+            guard phoneName.utf8.count <= 64 else { throw Failure("the phone credential's name is longer than 64 bytes") }
+            try session.put(name: phoneName, parameters: parameters, secret: SecretBytes(phoneSecret), touch: touch)
+            let phoneToken = Token(id: "", kind: .code, parameters: parameters, secret: SecretBytes(phoneSecret),
+                                   label: "phone credential \(phoneName) on card \(info.deviceID)", created: created)
+            return (tap, phoneToken)
         } catch let e as CardError {
             throw Failure("\(readerName): \(e)")
         }

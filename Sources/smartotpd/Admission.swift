@@ -1,11 +1,19 @@
 import Metrics
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOSSL
+import NIOTLS
+import SmartOTPService
 
 /// Who may hold a connection to a listener, and for how long. Anyone who can reach the port
 /// can open connections before presenting a certificate, so the caps are what keep an
 /// honest host served under a flood:
-/// - at most `total` connections, and at most `perSource` from one address;
+/// - at most `total` connections, and at most `perSource` from one address (an IPv6
+///   address's /64: one host is given a whole /64);
+/// - on the verifier's listener, a connection is admitted when its TLS handshake completes,
+///   with a certificate that names a role and is not revoked (`CertificateAdmission`), and
+///   at most `perCertificate` connections hold one certificate: a stolen or revoked
+///   certificate cannot take the slots honest hosts need;
 /// - a new connection past `total` pushes out the oldest one that has not yet sent a
 ///   request head (unauthenticated), never an admitted one; with none to push out it is
 ///   refused;
@@ -21,22 +29,39 @@ final class Admission: Sendable {
         var perSource: Int
         var handshake: TimeAmount
         var lifetime: TimeAmount
+        var perCertificate: Int = .max
         static let grace: TimeAmount = .seconds(30)
     }
 
-    enum Reason: String { case total, perSource = "per_source", deadline, evicted, lifetime }
+    enum Reason: String {
+        case total, perSource = "per_source", deadline, evicted, lifetime
+        case perCertificate = "per_certificate", revoked, unidentified
+    }
 
     struct Entry {
         let channel: Channel
         let source: String
         let number: UInt64
         var admitted = false
+        var certificate: String?
     }
 
     struct State {
         var entries: [ObjectIdentifier: Entry] = [:]
         var perSource: [String: Int] = [:]
+        var perCertificate: [String: Int] = [:]
         var opened: UInt64 = 0
+    }
+
+    /// Where a connection comes from, as the per-source cap counts: an IPv4 address, or an
+    /// IPv6 address's first 64 bits (the part a single host is handed).
+    static func source(_ address: SocketAddress?) -> String {
+        guard let address else { return "?" }
+        if case .v6(let a) = address {
+            let bytes = withUnsafeBytes(of: a.address.sin6_addr) { Array($0.prefix(8)) }
+            return bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined() + "::/64"
+        }
+        return address.ipAddress ?? "?"
     }
 
     let limits: Limits
@@ -57,7 +82,7 @@ final class Admission: Sendable {
     /// Registers a new connection; false when it is refused (the caller closes it). A
     /// connection pushed out to make room is closed here.
     func open(_ channel: Channel) -> Bool {
-        let source = channel.remoteAddress?.ipAddress ?? "?"
+        let source = Self.source(channel.remoteAddress)
         let (verdict, evict): (Reason?, Channel?) = state.withLockedValue { s in
             if s.perSource[source, default: 0] >= limits.perSource { return (.perSource, nil) }
             var evict: Channel?
@@ -66,9 +91,7 @@ final class Admission: Sendable {
                 guard let oldest = s.entries.filter({ !$0.value.admitted }).min(by: { $0.value.number < $1.value.number }) else {
                     return (.total, nil)
                 }
-                s.entries[oldest.key] = nil
-                s.perSource[oldest.value.source, default: 1] -= 1
-                if s.perSource[oldest.value.source] == 0 { s.perSource[oldest.value.source] = nil }
+                Self.forget(oldest.key, &s)
                 evict = oldest.value.channel
             }
             s.opened += 1
@@ -87,10 +110,26 @@ final class Admission: Sendable {
         return true
     }
 
-    /// The connection's first request head arrived (after TLS, with a certificate the
-    /// handshake verified): it is no longer the first to be pushed out.
+    /// The connection's first request head arrived (a listener without client
+    /// certificates): it is no longer the first to be pushed out.
     func admit(_ channel: Channel) {
         state.withLockedValue { $0.entries[ObjectIdentifier(channel)]?.admitted = true }
+    }
+
+    /// The connection's TLS handshake completed with `certificate` (its serial), which
+    /// names a role and is not revoked: admitted, unless that certificate already holds
+    /// `perCertificate` connections (the reason, and the caller closes it).
+    func admit(_ channel: Channel, certificate: String) -> Reason? {
+        state.withLockedValue { s in
+            let id = ObjectIdentifier(channel)
+            guard let entry = s.entries[id] else { return .evicted }
+            if entry.admitted { return nil }
+            guard s.perCertificate[certificate, default: 0] < limits.perCertificate else { return .perCertificate }
+            s.entries[id]?.admitted = true
+            s.entries[id]?.certificate = certificate
+            s.perCertificate[certificate, default: 0] += 1
+            return nil
+        }
     }
 
     func isAdmitted(_ channel: Channel) -> Bool {
@@ -98,10 +137,17 @@ final class Admission: Sendable {
     }
 
     func close(_ channel: Channel) {
-        state.withLockedValue { s in
-            guard let e = s.entries.removeValue(forKey: ObjectIdentifier(channel)) else { return }
-            s.perSource[e.source, default: 1] -= 1
-            if s.perSource[e.source] == 0 { s.perSource[e.source] = nil }
+        state.withLockedValue { Self.forget(ObjectIdentifier(channel), &$0) }
+    }
+
+    /// A connection's place in every count given up.
+    static func forget(_ id: ObjectIdentifier, _ s: inout State) {
+        guard let e = s.entries.removeValue(forKey: id) else { return }
+        s.perSource[e.source, default: 1] -= 1
+        if s.perSource[e.source] == 0 { s.perSource[e.source] = nil }
+        if let c = e.certificate {
+            s.perCertificate[c, default: 1] -= 1
+            if s.perCertificate[c] == 0 { s.perCertificate[c] = nil }
         }
     }
 
@@ -146,5 +192,41 @@ final class AdmissionHandler: ChannelInboundHandler, RemovableChannelHandler {
         endOfLife?.cancel()
         admission.close(context.channel)
         context.fireChannelInactive()
+    }
+}
+
+/// After TLS on the verifier's listener: when the handshake completes, the client's
+/// certificate is told apart (`PeerIdentifier`) and checked against the revocations before
+/// the connection counts as admitted; one that names no role, or is revoked, or whose
+/// certificate already holds its share of connections, is closed there.
+final class CertificateAdmission: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+
+    let admission: Admission
+    let service: VerifierService
+
+    init(_ admission: Admission, service: VerifierService) {
+        self.admission = admission
+        self.service = service
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let tls = event as? TLSUserEvent, case .handshakeCompleted = tls {
+            let der = try? context.pipeline.syncOperations.nioSSL_peerCertificate()?.toDERBytes()
+            let refusal: Admission.Reason?
+            do throws(PeerIdentifier.Refusal) {
+                let peer = try service.identifier.identify(der)
+                refusal = service.revoked.contains(serial: peer.serial, name: peer.name)
+                    ? .revoked : admission.admit(context.channel, certificate: peer.serial)
+            } catch {
+                refusal = .unidentified
+            }
+            if let refusal {
+                admission.count(refusal)
+                context.close(promise: nil)
+                return
+            }
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 }

@@ -26,7 +26,7 @@ struct VerifierEdge: Service {
     typealias Connection = NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
 
     func run() async throws {
-        let (context, admission) = (tls, self.admission)
+        let (context, admission, service) = (tls, self.admission, self.service)
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -39,6 +39,8 @@ struct VerifierEdge: Service {
                     try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: Self.idleTimeout))
                     try channel.pipeline.syncOperations.addHandler(CloseWhenIdle())
                     try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
+                    // Admitted when TLS completes with a certificate of a role, not revoked.
+                    try channel.pipeline.syncOperations.addHandler(CertificateAdmission(admission, service: service))
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     return (channel, try Connection(wrappingChannelSynchronously: channel))
                 }
@@ -83,7 +85,6 @@ struct VerifierEdge: Service {
                 for try await part in inbound {
                     switch part {
                     case .head(let h):
-                        admission.admit(channel)
                         head = h
                         body = []
                         tooLarge = false

@@ -35,7 +35,10 @@ func loadConfig(_ path: String) throws -> ServerConfig {
     do throws(ConfigError) { config = try ServerConfig.parse(String(decoding: bytes, as: UTF8.self), path: path) } catch { throw StartRefused(error.description) }
     // libpq's own parser: a connection string it cannot read is refused now, not at the
     // first verdict.
-    do throws(PGError) { _ = try ConnectionString.parse(config.database) } catch {
+    do throws(PGError) {
+        _ = try ConnectionString.parse(config.database)
+        try ConnectionString.checkTransport(config.database, insecureAllowed: config.databaseInsecure)
+    } catch {
         throw StartRefused("\(config.places["database"] ?? path): setting database is invalid: \(error.message)")
     }
     return config
@@ -127,11 +130,12 @@ struct Serve: AsyncParsableCommand {
                                             names: ("client_ca (\(config.clientCA))", "admin_ca (\(config.adminCA))", "helpdesk_ca (\(config.helpdeskCA ?? "-"))"))
         } catch let e as PeerIdentifier.RoleConfigurationError { throw StartRefused(e.description) }
         let revoked = RevocationList(path: config.revoked)
-        let service = VerifierService(config: config, ledger: ledger, identifier: identifier, revoked: revoked,
+        let service = VerifierService(config: config, ledger: ledger, budgets: ledger, identifier: identifier, revoked: revoked,
                                       binder: RequestBinder(audit: codec.audit), logger: logger,
-                                      clock: { Int64(Clocks.monotonicMilliseconds() / 1000) }, hashingSlots: max(2, System.coreCount))
+                                      clock: { Clocks.unixTime() }, hashingSlots: max(2, System.coreCount))
         let admission = Admission(.init(total: config.maxConnections, perSource: config.maxConnectionsPerSource,
-                                        handshake: .seconds(config.handshakeTimeout), lifetime: .seconds(config.connectionLifetime)),
+                                        handshake: .seconds(config.handshakeTimeout), lifetime: .seconds(config.connectionLifetime),
+                                        perCertificate: config.maxConnectionsPerCertificate),
                                   listener: "verifier")
         let edge = VerifierEdge(service: service, listen: config.listen, tls: try serverTLS(config), admission: admission, logger: logger, group: group)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
@@ -140,6 +144,8 @@ struct Serve: AsyncParsableCommand {
             .init(service: SchemaCheck(ledger: ledger, logger: logger), successTerminationBehavior: .ignore),
             .init(service: edge),
             .init(service: RevocationPoller(ledger: ledger, revoked: revoked, logger: logger), successTerminationBehavior: .ignore),
+            .init(service: CheckpointWriter(codec: codec, interval: .seconds(config.auditCheckpointInterval), logger: logger),
+                  successTerminationBehavior: .ignore),
         ]
         if config.auditKeep > 0 { services.append(.init(service: AuditPruner(ledger: ledger, days: config.auditKeep, logger: logger),
                                                                 successTerminationBehavior: .ignore)) }
@@ -329,17 +335,68 @@ struct Rekey: AsyncParsableCommand {
 struct AuditVerify: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "audit-verify",
-        abstract: "Check the audit trail: exit 0 when every chain is intact, 1 naming the first broken row.")
+        abstract: "Check the audit trail: exit 0 when every chain is intact, 1 naming the first broken row.",
+        discussion: """
+        Every row and revocation is checked under its mac, every chain row by row against its
+        head. With --checkpoints FILE (the replicas' journals: journalctl -u smartotpd -o cat),
+        each chain must also reach at least as far as its latest checkpoint there, with the
+        same row at that place: a tail cut from a chain, or a chain wiped, with its head
+        rewound in the same database, is found. A checkpoint line whose tag is not under the
+        audit key is reported.
+        """)
     @OptionGroup var options: ConfigOption
+    @Option(help: "A journal export holding the replicas' audit checkpoints.") var checkpoints: String?
 
     func run() async throws {
         let config = try loadConfig(options.config)
-        let (broken, rows) = try await withDatabase(config, codec: try loadCodec(config), deadline: Migrate.deadline) { try await $0.verifyAudit() }
+        let codec = try loadCodec(config)
+        var latest: [Int64: AuditChain.Head] = [:]
+        var forged = 0
+        if let path = checkpoints {
+            guard let bytes = try? FileSystem.read(path, limit: 1 << 30, followingLinks: true) else { throw StartRefused("\(path): cannot be read") }
+            for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
+                guard let c = AuditChain.Checkpoint.parse(line) else { continue }
+                guard codec.audit.authentic(c) else { forged += 1; continue }
+                if (latest[c.chain]?.seq ?? -1) < c.head.seq { latest[c.chain] = c.head }
+            }
+        }
+        let marks = latest
+        let (broken, rows) = try await withDatabase(config, codec: codec, deadline: Migrate.deadline) { ledger -> (String?, Int) in
+            let (broken, rows) = try await ledger.verifyAudit()
+            if let broken { return (broken, rows) }
+            return (try await ledger.verifyCheckpoints(marks), rows)
+        }
         if let broken {
             print("smartotpd: the audit trail is broken: \(broken)")
             throw ExitCode(1)
         }
-        print("smartotpd: the audit trail is intact (\(rows) rows)")
+        if forged > 0 {
+            print("smartotpd: \(forged) checkpoint line(s) in \(checkpoints ?? "") are not under the audit key: forged or from another fleet")
+            throw ExitCode(1)
+        }
+        print("smartotpd: the audit trail is intact (\(rows) rows" + (checkpoints == nil ? ")" : ", \(marks.count) chains as far as their checkpoints)"))
+    }
+}
+
+/// Runs `body` now and then every `interval` until the service group shuts down (the sleep,
+/// and `body` in hand, cancelled then).
+func untilShutdown(every interval: Duration, _ body: @escaping @Sendable () async -> Void) async {
+    try? await cancelWhenGracefulShutdown {
+        while true {
+            await body()
+            try await Task.sleep(for: interval)
+        }
+    }
+}
+
+/// A value one iteration of a service's loop leaves for the next.
+final class Box<T: Sendable>: @unchecked Sendable {
+    private let lock = NIOLock()
+    private var stored: T
+    init(_ value: T) { stored = value }
+    var value: T {
+        get { lock.withLock { stored } }
+        set { lock.withLock { stored = newValue } }
     }
 }
 
@@ -352,19 +409,34 @@ struct AuditPruner: Service {
     /// Stops at shutdown (its sleep and any pruning in hand are cancelled: a pruning
     /// transaction rolls back whole).
     func run() async throws {
-        try? await cancelWhenGracefulShutdown {
-            while true {
-                do {
-                    let n = try await ledger.pruneAudit(olderThanDays: days)
-                    if n > 0 { logger.info("audit rows pruned", metadata: ["rows": "\(n)", "older than days": "\(days)"]) }
-                } catch is CancellationError {
-                    return
-                } catch {
-                    logger.warning("audit pruning failed", metadata: ["error": "\(loggable(error))"])
-                }
-                try await Task.sleep(for: .seconds(3600))
+        await untilShutdown(every: .seconds(3600)) {
+            do {
+                let n = try await ledger.pruneAudit(olderThanDays: days)
+                if n > 0 { logger.info("audit rows pruned", metadata: ["rows": "\(n)", "older than days": "\(days)"]) }
+            } catch is CancellationError {
+            } catch {
+                logger.warning("audit pruning failed", metadata: ["error": "\(loggable(error))"])
             }
         }
+    }
+}
+
+/// Writes a keyed checkpoint of every audit chain head moved since the last, to the journal
+/// (smartotpd's standard error under systemd), every `audit_checkpoint_interval` and at
+/// shutdown: a record of the chains out of the database's reach, which `audit-verify
+/// --checkpoints` holds the database to.
+struct CheckpointWriter: Service {
+    let codec: LedgerCodec
+    let interval: Duration
+    let logger: Logger
+
+    func run() async throws {
+        await untilShutdown(every: interval) { write() }
+        write()
+    }
+
+    func write() {
+        for (chain, head) in codec.checkpoints.drain() { logger.notice("\(codec.audit.checkpointLine(chain: chain, head: head))") }
     }
 }
 
@@ -378,20 +450,16 @@ struct RevocationPoller: Service {
     static let interval: Duration = .seconds(2)
 
     func run() async throws {
-        try? await cancelWhenGracefulShutdown {
-            var failing = false
-            while true {
-                do {
-                    revoked.setStored(try await ledger.read(.fleet).revocations.map(\.entry))
-                    if failing { logger.info("revocations read again from the database") }
-                    failing = false
-                } catch is CancellationError {
-                    return
-                } catch {
-                    if !failing { logger.warning("cannot read the revocations; the last list read stays", metadata: ["error": "\(loggable(error))"]) }
-                    failing = true
-                }
-                try await Task.sleep(for: Self.interval)
+        let failing = Box(false)
+        await untilShutdown(every: Self.interval) {
+            do {
+                revoked.setStored(try await ledger.read(.fleet).revocations.map(\.entry))
+                if failing.value { logger.info("revocations read again from the database") }
+                failing.value = false
+            } catch is CancellationError {
+            } catch {
+                if !failing.value { logger.warning("cannot read the revocations; the last list read stays", metadata: ["error": "\(loggable(error))"]) }
+                failing.value = true
             }
         }
     }

@@ -12,7 +12,7 @@ struct ImportTests {
         # comment
         HOTP alice - 3132333435363738393031323334353637383930
         HOTP/E/8 bob 1234 3132333435363738393031323334353637383930 7
-        HOTP/T60/7 dave - 31323334
+        HOTP/T60/7 dave - 31323334353637383930313233343536
         """
         let users = try Importers.pamOath(text, path: "/etc/users.oath", now: 1)
         #expect(users.map(\.user.value) == ["alice", "bob", "dave"])
@@ -28,6 +28,11 @@ struct ImportTests {
         #expect(throws: StoreError.self) { try Importers.pamOath("HOTP x - zz", path: "f", now: 1) }
         #expect(throws: StoreError.self) { try Importers.pamOath("HOTP x", path: "f", now: 1) }
         #expect(throws: StoreError.self) { try Importers.pamOath("HOTP x - 3132 1 123456 yesterday", path: "f", now: 1) }
+        // RFC 4226 §4 (R6): at least 128 bits; 15 bytes are refused, naming the rule.
+        #expect(throws: StoreError.malformed(path: "f", line: 1, reason: "the secret is 120 bits: RFC 4226 requires at least 128 (give the user a new one)")) {
+            try Importers.pamOath("HOTP x - 313233343536373839303132333435", path: "f", now: 1)
+        }
+        #expect(throws: StoreError.self) { try Importers.googleAuthenticator("JBSWY3DPEHPK3PXP\n", path: "g", user: try UserName("a"), now: 1) }
     }
 
     /// After a login liboath writes the accepted counter, the code and the time, and
@@ -53,14 +58,14 @@ struct ImportTests {
     }
 
     @Test func googleAuthenticatorFile() throws {
-        let totp = "JBSWY3DPEHPK3PXP\n\" RATE_LIMIT 3 30 1700000000\n\" WINDOW_SIZE 17\n\" DISALLOW_REUSE 56666666 56666667\n\" TOTP_AUTH\n12345678\n87654321\n"
+        let totp = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n\" RATE_LIMIT 3 30 1700000000\n\" WINDOW_SIZE 17\n\" DISALLOW_REUSE 56666666 56666667\n\" TOTP_AUTH\n12345678\n87654321\n"
         let a = try Importers.googleAuthenticator(totp, path: "g", user: try UserName("alice"), now: 1)
         #expect(a.token.parameters.kind == .totp(period: 30))
         #expect(a.scratchCodes == ["12345678", "87654321"])
         #expect(a.token.lastUsed == 56_666_667, "DISALLOW_REUSE's steps are used")
         #expect(a.token.windowLimit == 17)
         #expect(a.notes.contains { $0.contains("RATE_LIMIT") })
-        let hotp = "JBSWY3DPEHPK3PXP\n\" HOTP_COUNTER 5\n"
+        let hotp = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n\" HOTP_COUNTER 5\n"
         let b = try Importers.googleAuthenticator(hotp, path: "g", user: try UserName("bob"), now: 1)
         #expect(b.token.parameters.kind == .hotp && b.token.initialCounter == 5)
         #expect(throws: StoreError.self) { try Importers.googleAuthenticator("", path: "g", user: try UserName("c"), now: 1) }
@@ -69,9 +74,9 @@ struct ImportTests {
     }
 
     @Test func reimportNeverMovesATokenBack() throws {
-        var a = try Importers.googleAuthenticator("JBSWY3DPEHPK3PXP\n\" DISALLOW_REUSE 10\n", path: "g", user: try UserName("a"), now: 1).token
-        let b = try Importers.googleAuthenticator("JBSWY3DPEHPK3PXP\n\" DISALLOW_REUSE 5\n\" WINDOW_SIZE 3\n", path: "g", user: try UserName("a"), now: 1).token
-        let other = try Importers.googleAuthenticator("GEZDGNBVGY3TQOJQ\n", path: "g", user: try UserName("a"), now: 1).token
+        var a = try Importers.googleAuthenticator("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n\" DISALLOW_REUSE 10\n", path: "g", user: try UserName("a"), now: 1).token
+        let b = try Importers.googleAuthenticator("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n\" DISALLOW_REUSE 5\n\" WINDOW_SIZE 3\n", path: "g", user: try UserName("a"), now: 1).token
+        let other = try Importers.googleAuthenticator("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n", path: "g", user: try UserName("a"), now: 1).token
         #expect(a.sameCredential(as: b) && !a.sameCredential(as: other))
         a.absorbReplayState(of: b)
         #expect(a.lastUsed == 10 && a.windowLimit == 3)

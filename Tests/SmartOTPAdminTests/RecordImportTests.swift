@@ -6,7 +6,7 @@ import Verifier
 
 @Suite("Import: idempotent and never weaker")
 struct RecordImportTests {
-    let ga = "JBSWY3DPEHPK3PXP\n\" DISALLOW_REUSE 100\n\" TOTP_AUTH\n12345678\n87654321\n"
+    let ga = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n\" DISALLOW_REUSE 100\n\" TOTP_AUTH\n12345678\n87654321\n"
 
     @Test func importingTwiceIsImportingOnce() throws {
         let user = try UserName("alice")

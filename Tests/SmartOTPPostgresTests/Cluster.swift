@@ -129,7 +129,9 @@ final class TestCluster: Sendable {
 }
 
 /// A ledger on the test cluster, in a database of its own (so tests do not see each other).
-func testLedger(_ name: String) async throws -> PostgresLedger {
+/// A ledger on a database of its own, `name` (made anew), migrated to the latest schema
+/// unless `migrated` is false.
+func testLedger(_ name: String, migrated: Bool = true) async throws -> PostgresLedger {
     let cluster = try requireCluster()
     try cluster.psql("DROP DATABASE IF EXISTS \(name)")
     try cluster.psql("CREATE DATABASE \(name)")
@@ -139,7 +141,7 @@ func testLedger(_ name: String) async throws -> PostgresLedger {
     var logger = Logger(label: "test")
     logger.logLevel = .critical
     let ledger = PostgresLedger(pool: pool, codec: codec, logger: logger)
-    _ = try await ledger.migrate()
+    if migrated { _ = try await ledger.migrate() }
     return ledger
 }
 

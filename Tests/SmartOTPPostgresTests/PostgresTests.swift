@@ -3,7 +3,7 @@ import Logging
 import OTPCore
 import SmartOTPPostgres
 import SmartOTPService
-import SmartOTPVault
+@testable import SmartOTPVault
 import Testing
 import TokenStore
 import Verifier
@@ -293,5 +293,123 @@ struct PostgresTests {
         let rekeyed = PostgresLedger(pool: ledger.pool, codec: LedgerCodec(sealer: Sealer(current: next), audit: ledger.codec.audit),
                                      logger: Logger(label: "t"))
         #expect(try await rekeyed.read(.user(try UserName("alice"))).refusal == nil, "opens under the new key alone")
+    }
+}
+
+/// What a database writer can do to the ledger, tried in PostgreSQL itself (psql as the
+/// superuser): every change a verdict would trust is refused, revocations are neither
+/// planted nor lifted, budgets are the fleet's, and the journal's checkpoints find a cut.
+@Suite("PostgreSQL: insiders in the database", .serialized, .enabled(if: TestCluster.available, Comment(rawValue: TestCluster.missing)))
+struct PostgresInsiderTests {
+    let fresh = PostgresTests()
+
+    @Test func aRowChangedBySQLIsRefusedAndAuditVerifyNamesIt() async throws {
+        let db = "insider_rows"
+        let ledger = try await testLedger(db)
+        defer { Task { await ledger.pool.close() } }
+        try await fresh.enroll(ledger, "alice")
+        try await fresh.enroll(ledger, "bob")
+        #expect(try await ledger.verifyAudit().broken == nil)
+        let cluster = try requireCluster()
+        try cluster.psql("UPDATE smartotp_records SET record = record || E'recovery $y$j9T$planted$planted\\n' WHERE username = 'alice'", db: db)
+        let state = try await ledger.read(.user(try UserName("alice")))
+        #expect(state.refusal == .tampered(user: "alice"))
+        #expect(try await ledger.verifyAudit().broken?.contains("the row of alice was changed outside smartotpd") == true)
+        // A sealed secret of one enrolment put under another user: the row's mac covers it.
+        try cluster.psql("UPDATE smartotp_secrets SET sealed = (SELECT sealed FROM smartotp_secrets WHERE username = 'alice') WHERE username = 'bob'", db: db)
+        #expect(try await ledger.read(.user(try UserName("bob"))).refusal == .tampered(user: "bob"))
+        // A verdict on a refused row writes nothing to it: its audit rows go to chain 0.
+        let before = try cluster.psql("SELECT version, row_mac FROM smartotp_records WHERE username = 'bob'", db: db)
+        try await ledger.commit(.user(try UserName("bob"))) { state in
+            #expect(state.refusal != nil)
+            state.audit(AuditFacts(operation: "code", credential: "", result: "refused", reason: "tampered"), by: PostgresTests.host)
+        }
+        #expect(try cluster.psql("SELECT version, row_mac FROM smartotp_records WHERE username = 'bob'", db: db) == before)
+        #expect(try cluster.psql("SELECT count(*) FROM smartotp_audit WHERE chain = 0 AND username = 'bob' AND result = 'refused'", db: db)
+                    .trimmingCharacters(in: .whitespacesAndNewlines) == "1", "audited in chain 0")
+        // Changing a refused row is refused too (only its removal is not).
+        await #expect(throws: SealError.tampered(user: "bob")) { try await fresh.countFailure(ledger, "bob") }
+    }
+
+    @Test func revocationsCannotBePlantedOrLiftedBySQL() async throws {
+        let db = "insider_revocations"
+        let ledger = try await testLedger(db)
+        defer { Task { await ledger.pool.close() } }
+        try await ledger.commit(.fleet) { $0.revocations.append(Revocation(entry: "h9", at: $0.now, by: "admin1")) }
+        #expect(try await ledger.read(.fleet).revocations.map(\.entry) == ["h9"])
+        let cluster = try requireCluster()
+        try cluster.psql("DELETE FROM smartotp_revocations", db: db)
+        try cluster.psql("INSERT INTO smartotp_revocations (entry, revoked_by) VALUES ('h1', 'writer')", db: db)
+        let state = try await ledger.read(.fleet)
+        #expect(state.revocations.map(\.entry) == ["h9"], "h9 stays revoked here; h1, without a mac, is set aside")
+        #expect(state.warnings.contains { $0.contains("h9") && $0.contains("vanished") })
+        #expect(try await ledger.verifyAudit().broken?.contains("revocation row of h1") == true)
+    }
+
+    @Test func budgetsAreTheFleetsNotAReplicas() async throws {
+        let ledger = try await testLedger("insider_budgets")
+        defer { Task { await ledger.pool.close() } }
+        let clock = Box<Int64>(1000)
+        let limit = Budget(count: 20, window: 60)
+        let a = HostBudget("failures", limit, store: ledger, clock: { clock.value })
+        let b = HostBudget("failures", limit, store: ledger, clock: { clock.value })
+        var granted = 0
+        for _ in 0..<30 {
+            if try await a.reserve("s1") != nil { granted += 1 }
+            if try await b.reserve("s1") != nil { granted += 1 }
+        }
+        #expect(granted == 20, "two replicas together spend the budget once")
+        clock.value += 60
+        #expect(try await b.reserve("s1") != nil, "the next window")
+        let first = try await ledger.lease("other", bucket: 0, want: 5, limit: 3)
+        let second = try await ledger.lease("other", bucket: 0, want: 5, limit: 3)
+        #expect(first == 3 && second == 0)
+    }
+
+    @Test func checkpointsFindACutTailOrAWipedChain() async throws {
+        let db = "insider_checkpoints"
+        let ledger = try await testLedger(db)
+        defer { Task { await ledger.pool.close() } }
+        _ = ledger.codec.checkpoints.drain()
+        try await fresh.enroll(ledger, "alice")
+        for _ in 0..<3 { try await fresh.countFailure(ledger, "alice") }
+        let marks = Dictionary(uniqueKeysWithValues: ledger.codec.checkpoints.drain().map { ($0.chain, $0.head) })
+        #expect(marks.values.map(\.seq) == [4], "the chain's head after four rows, once")
+        #expect(try await ledger.verifyCheckpoints(marks) == nil)
+        // The journal's line, under the audit key; a forged one is told apart.
+        let (chain, head) = try #require(marks.first)
+        let line = ledger.codec.audit.checkpointLine(chain: chain, head: head)
+        let parsed = try #require(AuditChain.Checkpoint.parse(Substring("Dec 07 smartotpd[7]: " + line)))
+        #expect(ledger.codec.audit.authentic(parsed) && !ledger.codec.audit.authentic(.init(chain: chain, head: .init(seq: 9, mac: head.mac), tag: parsed.tag)))
+        // The last two rows cut and the head rewound in the same database.
+        let cluster = try requireCluster()
+        try cluster.psql("DELETE FROM smartotp_audit WHERE chain = \(chain) AND seq > 2", db: db)
+        try cluster.psql("UPDATE smartotp_records SET audit_seq = 2, audit_mac = (SELECT mac FROM smartotp_audit WHERE chain = \(chain) AND seq = 2) WHERE audit_chain = \(chain)", db: db)
+        #expect(try await ledger.verifyCheckpoints(marks)?.contains("were cut") == true)
+        try cluster.psql("DELETE FROM smartotp_audit WHERE chain = \(chain)", db: db)
+        try cluster.psql("UPDATE smartotp_records SET audit_seq = 0, audit_mac = '' WHERE audit_chain = \(chain)", db: db)
+        #expect(try await ledger.verifyCheckpoints(marks)?.contains("wiped") == true)
+    }
+
+    @Test func migrationSixSealsAgainAndSignsTheRowsThere() async throws {
+        let db = "insider_migration"
+        let cluster = try requireCluster()
+        let ledger = try await testLedger(db, migrated: false)
+        let codec = ledger.codec
+        defer { Task { await ledger.pool.close() } }
+        #expect(try await ledger.migrate(upTo: 5) == [1, 2, 3, 4, 5])
+        // A row as schema 5 kept it: the secret sealed to the user and token id alone.
+        let user = try UserName("old")
+        let secret = SecretBytes(Array("12345678901234567890".utf8))
+        let sealed = try codec.sealer.seal(secret: secret, accessKey: nil, user: user, token: "code", version: 1)
+        let text = "smartotp-record 1\nuser old\ncreated 1\ntoken id=code kind=code type=totp period=30 algorithm=sha1 digits=6 secret=AA last=- created=7 used=- label=-\n"
+        try cluster.psql("INSERT INTO smartotp_records (username, record) VALUES ('old', E'\(text.replacingOccurrences(of: "\n", with: "\\n"))')", db: db)
+        try cluster.psql("INSERT INTO smartotp_revocations (entry, revoked_by) VALUES ('h7', 'admin1')", db: db)
+        try cluster.psql("INSERT INTO smartotp_secrets (username, token_id, key_id, sealed) VALUES ('old', 'code', '\(sealed.keyID)', '\(sealed.box)')", db: db)
+        #expect(try await ledger.migrate() == [6])
+        let state = try await ledger.read(.user(user))
+        #expect(state.refusal == nil && state.record?.tokens.first?.secret.constantTimeEquals(secret) == true)
+        #expect(try await ledger.read(.fleet).revocations.map(\.entry) == ["h7"])
+        #expect(try await ledger.verifyAudit().broken == nil)
     }
 }

@@ -320,18 +320,24 @@ struct BudgetTests {
         #expect(await fleet.ask("GET", "/v1/health", as: "h1").status == 200)
     }
 
-    @Test func hostBudgetAndSlotsThemselves() {
+    /// A budget is the fleet's, not a replica's: two replicas (two HostBudgets over one
+    /// store) share its units; a unit given back stays with the replica that reserved it.
+    @Test func hostBudgetAndSlotsThemselves() async throws {
         let clock = TestClock()
-        let b = HostBudget(Budget(count: 2, window: 10), clock: { clock.now() })
-        let r1 = b.reserve("h"), r2 = b.reserve("h")
-        #expect(r1 != nil && r2 != nil && b.reserve("h") == nil)
-        b.refund(r1!)
-        #expect(b.reserve("h") != nil)
-        #expect(b.reserve("other") != nil)
+        let store = MemoryLedger(codec: try Fleet().codec, now: Fleet.t0)
+        let a = HostBudget("failures", Budget(count: 2, window: 10), store: store, clock: { clock.now() })
+        let b = HostBudget("failures", Budget(count: 2, window: 10), store: store, clock: { clock.now() })
+        let r1 = try await a.reserve("h"), r2 = try await a.reserve("h")
+        #expect(r1 != nil && r2 != nil)
+        #expect(try await a.reserve("h") == nil)
+        #expect(try await b.reserve("h") == nil, "the next replica has nothing left to spend either")
+        a.refund(try #require(r1))
+        #expect(try await a.reserve("h") != nil)
+        #expect(try await b.reserve("other") != nil, "another host's budget is its own")
         clock.advance(10)
-        #expect(b.reserve("h") != nil)
-        let none = HostBudget(nil, clock: { 0 })
-        for _ in 0..<100 { #expect(none.reserve("h") != nil) }
+        #expect(try await b.reserve("h") != nil, "a new window")
+        let none = HostBudget("failures", nil, store: store, clock: { 0 })
+        for _ in 0..<100 { #expect(try await none.reserve("h") != nil) }
         let slots = Slots(1)
         #expect(slots.take() && !slots.take())
         slots.give(); slots.give()
@@ -534,9 +540,11 @@ struct AdminTests {
         }
     }
 
-    /// A record whose sealed secret was moved or planted in the database: refused (422) and
-    /// audited, never repaired; removal still works.
-    @Test func aRecordThatDoesNotOpenIsRefusedNotRepaired() async throws {
+    /// A database writer changes a row: a sealed secret moved from another user, a seed
+    /// written in the clear, a recovery hash of their own planted, the failure count reset,
+    /// an older copy of the row put back. Each is refused (422) and audited in chain 0,
+    /// never repaired or signed again; removal still works.
+    @Test func aRowChangedInTheDatabaseIsRefusedNotRepaired() async throws {
         let fleet = try Fleet()
         try await fleet.enroll("alice")
         try await fleet.enroll("bob")
@@ -545,14 +553,14 @@ struct AdminTests {
             c.rows["bob"]?.secrets["code"] = moved
         }
         let r = await fleet.verdict(.code, "bob", totp(at: Fleet.t0))
-        #expect(r.status == 422 && r.text.contains("does not open"))
+        #expect(r.status == 422 && r.text.contains("changed outside smartotpd"), "\(r.text)")
         #expect(await fleet.verdict(.summary, "bob").status == 422)
         #expect(try await fleet.change(.unlock, "bob").status == 422)
         let refused = fleet.ledger.withContents { $0.audit }.filter { $0.event.user == "bob" && $0.event.result == "refused" }
-        #expect(refused.count == 2)
+        #expect(refused.count == 2 && refused.allSatisfy { $0.chain == 0 }, "audited in chain 0, the row's own chain untouched")
         #expect(fleet.ledger.withContents { $0.rows["bob"]?.secrets["code"] } == fleet.ledger.withContents { $0.rows["alice"]?.secrets["code"] },
                 "nothing rewritten")
-        #expect(await fleet.ask("GET", "/v1/admin/records/bob", as: "admin1").status == 200, "shown as stored, without secrets")
+        #expect(await fleet.ask("GET", "/v1/admin/records/bob", as: "admin1").status == 422, "not shown as if it were the record")
         #expect(try await fleet.change(.removeUser, "bob").text == "done 1\n")
         // A seed written in the clear into the text.
         try await fleet.enroll("carol")
@@ -561,6 +569,52 @@ struct AdminTests {
             c.rows["carol"]?.text = text
         }
         let clear = await fleet.verdict(.code, "carol", totp(at: Fleet.t0))
-        #expect(clear.status == 422 && clear.text.contains("in the clear"), "\(clear.text) \(fleet.ledger.withContents { $0.rows["carol"]?.text } ?? "")")
+        #expect(clear.status == 422 && clear.text.contains("changed outside smartotpd"), "\(clear.text)")
+        // A recovery hash of the writer's own code, and the failure count reset.
+        try await fleet.enroll("dave")
+        let planted = try #require(PasswordHash.make("abcdabcdabcd"))
+        fleet.ledger.withContents { c in c.rows["dave"]?.text += "recovery \(planted)\n" }
+        let recovery = await fleet.verdict(.code, "dave", "abcd-abcd-abcd")
+        #expect(recovery.status == 422, "a planted recovery code logs nobody in: \(recovery.text)")
+        try await fleet.enroll("erin")
+        _ = await fleet.verdict(.code, "erin", "000000")
+        fleet.ledger.withContents { c in
+            let text = c.rows["erin"]?.text.split(separator: "\n").filter { !$0.hasPrefix("failed-at") && !$0.hasPrefix("failures") }
+                .joined(separator: "\n") ?? ""
+            c.rows["erin"]?.text = text + "\n"
+        }
+        #expect(await fleet.verdict(.code, "erin", "000000").status == 422, "a failure count reset is refused")
+    }
+
+    /// An older copy of a row (its own good mac) put back after the row moved on: refused
+    /// by every replica that saw the newer version — the used code stays used.
+    @Test func anOlderCopyOfARowIsRefused() async throws {
+        let fleet = try Fleet()
+        try await fleet.enroll("alice")
+        let before = try #require(fleet.ledger.withContents { $0.rows["alice"] })
+        let code = totp(at: Fleet.t0)
+        #expect(await fleet.verdict(.code, "alice", code).text.contains("accepted"))
+        #expect(await fleet.verdict(.summary, "alice").status == 200, "the newer version read (and remembered)")
+        fleet.ledger.withContents { $0.rows["alice"] = before }
+        let again = await fleet.verdict(.code, "alice", code)
+        #expect(again.status == 422 && again.text.contains("older than version"), "\(again.text)")
+    }
+
+    /// Revocation rows are the fleet's, under the audit key: one planted without a mac is set
+    /// aside; one deleted in the database stays revoked here.
+    @Test func revocationRowsCannotBePlantedOrDeleted() async throws {
+        let fleet = try Fleet()
+        #expect(await fleet.ask("POST", "/v1/admin/revoke-host", "h2\n", as: "admin1").status == 200)
+        #expect(try await fleet.ledger.read(.fleet).revocations.map(\.entry) == ["h2"])
+        fleet.ledger.withContents { c in
+            c.revocations.removeAll()
+            c.revocations.append(RevocationRow(entry: "h1", at: Fleet.t0, by: "writer"))
+        }
+        let state = try await fleet.ledger.read(.fleet)
+        #expect(state.revocations.map(\.entry) == ["h2"], "h2 stays revoked, h1 (no mac) is not")
+        #expect(state.warnings.count == 2, "\(state.warnings)")
+        // A restore through the fleet keeps the row, restored.
+        #expect(await fleet.ask("POST", "/v1/admin/restore-host", "h2\n", as: "admin1").status == 200)
+        #expect(try await fleet.ledger.read(.fleet).revocations.isEmpty)
     }
 }

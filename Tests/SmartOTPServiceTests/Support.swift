@@ -124,7 +124,7 @@ struct Fleet {
         ledger = MemoryLedger(codec: codec, now: Fleet.t0)
         let logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
         let clock = self.clock
-        service = VerifierService(config: config, ledger: wrap?(ledger) ?? ledger, identifier: try sharedPKI.identifier(),
+        service = VerifierService(config: config, ledger: wrap?(ledger) ?? ledger, budgets: ledger, identifier: try sharedPKI.identifier(),
                                   revoked: RevocationList(path: revokedFile), binder: RequestBinder(audit: codec.audit), logger: logger,
                                   clock: { clock.now() }, hashingSlots: 2)
     }

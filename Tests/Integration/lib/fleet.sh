@@ -142,9 +142,14 @@ seal_key = $FLEET/seal.key
 audit_key = $FLEET/audit.key
 revoked = $FLEET/revoked
 policy = deny=3 unlock_time=600
-# The suites and the benchmark cause failed verdicts on purpose, by the thousand: no
-# failure budget unless a test sets one (65-fleet does, for its own section).
+# The suites and the benchmark cause failed verdicts (and requests) on purpose, by the
+# thousand: no budgets unless a test sets them (65-fleet does, for its own section).
 host_failure_budget = off
+host_user_failure_budget = off
+host_request_budget = off
+# The suites' databases are in network namespaces of their own, most without TLS (65-fleet
+# checks verify-full, and that without this line a plain TCP database is refused).
+database_tls = insecure
 ${4:-}
 CONF
 }
