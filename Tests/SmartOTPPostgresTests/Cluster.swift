@@ -33,7 +33,9 @@ final class TestCluster: Sendable {
 
     init() throws {
         guard getuid() == 0, let bin = Self.bin else { throw Failed(why: Self.missing) }
-        var template = Array("\(ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp")/smartotp-pgtest.XXXXXX".utf8CString)
+        // In /tmp itself, not TMPDIR: the postgres user must reach the folder, and a
+        // toolchain's TMPDIR (with_private_tmp) is root's alone (0700). The watchdog removes it.
+        var template = Array("/tmp/smartotp-pgtest.XXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else { throw Failed(why: "mkdtemp") }
         dir = String(cString: made)
         chmod(dir, 0o755)
