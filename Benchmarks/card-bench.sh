@@ -11,11 +11,11 @@ start_pcscd
 echo "| measurement | count | figure |"
 echo "| --- | ---: | ---: |"
 start_card "$WORK/open.state"
-timeout 30 ykman --reader "$READER" oath accounts add -f bench JBSWY3DPEHPK3PXP >/dev/null 2>&1
+timeout 30 ykman --reader "$READER" oath accounts add -f bench JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP >/dev/null 2>&1
 "$BIN/smartotp-bench" tap --reader "$READER" --name bench --taps "${TAPS:-50}"
 stop_card
 start_card "$WORK/locked.state"
-timeout 30 ykman --reader "$READER" oath accounts add -f bench JBSWY3DPEHPK3PXP >/dev/null 2>&1
+timeout 30 ykman --reader "$READER" oath accounts add -f bench JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP >/dev/null 2>&1
 timeout 30 ykman --reader "$READER" oath access change -n "bench code" >/dev/null 2>&1
 "$BIN/smartotp-bench" tap --reader "$READER" --name bench --code "bench code" --taps "${TAPS:-50}"
 stop_card
@@ -31,7 +31,7 @@ NS="sotpcard$$"
 at_exit "ip netns del $NS 2>/dev/null"
 ip netns add "$NS" && ip -n "$NS" link set lo up && ip -n "$NS" link add v0 type veth peer name v1 &&
     ip -n "$NS" addr add 10.9.0.1/24 dev v0 && ip -n "$NS" link set v0 up
-SECRET=JBSWY3DPEHPK3PXP
+SECRET=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP
 start_card "$WORK/login.state"
 timeout 30 ykman --reader "$READER" oath accounts add -f login "$SECRET" >/dev/null 2>&1
 mkdir -p "$STORE/users" "$STORE/locks" "$STORE/offline"; chmod 700 "$STORE" "$STORE/users" "$STORE/locks" "$STORE/offline"

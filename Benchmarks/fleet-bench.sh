@@ -51,36 +51,50 @@ sed -i 's/^policy = .*/policy = deny=10 unlock_time=600/' "$FLEET/s1.conf"
 "$SMARTOTPD" migrate --config "$FLEET/s1.conf" >/dev/null 2>&1
 psql_() { runuser -u postgres -- "$PGBIN/psql" -h "$FLEET/pg" -p "$PGPORT" -U smartotpd -d smartotp -qtA "$@"; }
 
-# users PREFIX COUNT [COUNTER] [SECRET] [totp]: HOTP records (with totp: one TOTP record
-# named PREFIX itself) written straight into the tables
-# (COPY), as smartotpd keeps them: the record's text with the secret taken out
-# (secret=AA), the secret sealed under seal.key in smartotp_secrets (AES-256-GCM, the
-# user, the token id and the key id bound in: SmartOTPVault's format, written a second
-# time here in Python; a login that succeeds proves the two agree).
+# users PREFIX COUNT [COUNTER] [SECRET] [totp] [VERSION]: HOTP records (with totp: one
+# TOTP record named PREFIX itself) written straight into the tables (COPY), as smartotpd
+# keeps them: the record's text with the secret taken out (secret=AA), the secret sealed
+# under seal.key in smartotp_secrets (AES-256-GCM, the user, the token's enrolment and the
+# key id bound in), and the row's mac under audit.key over all of it (chains reserved from
+# the database's sequence). SmartOTPVault's and LedgerCodec's formats, written a second time
+# here in Python: a login that succeeds proves the two agree. VERSION (default 1): the rows'
+# version; a reset writes them again above any version a replica has seen.
 users() {
-    python3 - "$1" "$2" "${3:-0}" "${4:-GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ}" "$FLEET/seal.key" "$FLEET/users.records" "$FLEET/users.secrets" "${5:-hotp}" <<'PY'
-import base64, hashlib, os, sys
+    local n=$2 first
+    first=$(psql_ -c "SELECT nextval('smartotp_audit_chains')")
+    psql_ -c "SELECT setval('smartotp_audit_chains', $first + $n)" >/dev/null
+    python3 - "$1" "$n" "${3:-0}" "${4:-GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ}" "$FLEET/seal.key" "$FLEET/users.records" "$FLEET/users.secrets" \
+        "${5:-hotp}" "$FLEET/audit.key" "$first" "${6:-1}" <<'PY'
+import base64, hashlib, hmac, os, sys
 totp = sys.argv[8] == "totp"
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 prefix, n, counter, b32, keyfile, records, secrets = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7]
+audit_key, first_chain, version = open(sys.argv[9], "rb").read(), int(sys.argv[10]), int(sys.argv[11])
 key = open(keyfile, "rb").read()
 kid = hashlib.sha256(b"smartotp key id 1" + key).digest()[:8].hex()
 secret = base64.b32decode(b32)
 aes = AESGCM(key)
 esc = lambda t: t.replace("\\", "\\\\").replace("\n", "\\n")
+def tag(label, parts):
+    data = label.encode()
+    for p in parts:
+        data += len(p).to_bytes(4, "big") + p
+    return hmac.new(audit_key, data, hashlib.sha256).digest()[:16].hex()
 with open(records, "w") as r, open(secrets, "w") as s:
     for i in range(1, n + 1):
         name = prefix if totp else "%s%d" % (prefix, i)
         kind = "type=totp period=30" if totp else "type=hotp counter=%d" % counter
         rec = ("smartotp-record 1\nuser %s\ncreated 1\ntoken id=code kind=code %s algorithm=sha1 "
                "digits=6 secret=AA last=- created=1 used=- label=-\n") % (name, kind)
-        r.write(name + "\t" + esc(rec) + "\n")
         nonce = os.urandom(12)
-        aad = b"smartotp sealed secret 1\0" + name.encode() + b"\0code\0" + kid.encode()
-        box = nonce + aes.encrypt(nonce, bytes([len(secret)]) + secret, aad)
-        s.write("%s\tcode\t%s\t%s\n" % (name, kid, base64.b64encode(box).decode()))
+        aad = b"smartotp sealed secret 2\0" + name.encode() + b"\0code@1\0" + kid.encode()
+        box = base64.b64encode(nonce + aes.encrypt(nonce, bytes([len(secret)]) + secret, aad)).decode()
+        chain, epoch = first_chain + i - 1, 1
+        mac = tag("smartotp row 1", [x.encode() for x in (name, str(version), rec, "0", str(epoch), str(chain), "0", "", "1", "code", kid, box)])
+        r.write("%s\t%s\t%d\t%d\t%d\t%s\n" % (name, esc(rec), version, chain, epoch, mac))
+        s.write("%s\tcode\t%s\t%s\n" % (name, kid, box))
 PY
-    psql_ -c "COPY smartotp_records (username, record) FROM STDIN" <"$FLEET/users.records"
+    psql_ -c "COPY smartotp_records (username, record, version, audit_chain, offline_epoch, row_mac) FROM STDIN" <"$FLEET/users.records"
     psql_ -c "COPY smartotp_secrets (username, token_id, key_id, sealed) FROM STDIN" <"$FLEET/users.secrets"
 }
 users u 100
@@ -161,11 +175,13 @@ throughput() {
     done
     python3 -c "print('\nAgainst the ceiling: %.0f %% of its transactions/s at 64 clients (target >= 40 %%); p99 at 1 client %.1fx its mean latency (target <= 4x)\n' % (100.0 * $RATE64 / ${CEIL_TPS[64]}, $P99_1 / ${CEIL_MS[1]}))"
 }
-# Wrong codes lock a user after deny=10: every run starts from clean records.
+# Wrong codes lock a user after deny=10: every run starts from clean records, written again
+# (a row edited in place would be refused: its mac) at a version above any seen.
+RESETS=0
 reset_main() {
-    psql_ <<'SQL'
-UPDATE smartotp_records SET record = regexp_replace(record, E'failed-at[^\n]*\n', '', 'g') WHERE username LIKE 'x%';
-SQL
+    RESETS=$((RESETS + 1))
+    psql_ -c "DELETE FROM smartotp_records WHERE username LIKE 'x%'" >/dev/null
+    users x 5000 0 GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ hotp $((RESETS * 1000000))
 }
 reset_base() {
     runuser -u postgres -- "$PGBIN/psql" -h "$FLEET/pg" -p "$PGPORT" -U smartotpd -d smartotp_base -qtA <<'SQL'

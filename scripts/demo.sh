@@ -43,9 +43,9 @@ start_pcscd
 say "  started pcscd (pid $PCSCD_PID) with the vpcd driver, in a private network namespace"
 start_card "$WORK/card.state"
 say "  the virtual card is in the reader \"$VIRTUAL_READER\""
-"$SMARTOTP" enroll "$DEMO_USER" --card --reader "$VIRTUAL_READER" --store "$WORK/store" >/dev/null
+"$SMARTOTP" enroll "$DEMO_USER" --card --phone --reader "$VIRTUAL_READER" --store "$WORK/store" >/dev/null
 echo 2468 | "$SMARTOTP" passwd "$DEMO_USER" --password-stdin --store "$WORK/store" >/dev/null
-say "  enrolled user \"$DEMO_USER\" on the card, simple password 2468, store $WORK/store (a temporary one)"
+say "  enrolled user \"$DEMO_USER\" on the card (a tap credential and a phone one), simple password 2468, store $WORK/store (a temporary one)"
 echo "auth required $MODULE store=$WORK/store timeout=$TIMEOUT reader=Virtual" >"/etc/pam.d/$SERVICE"
 say "  PAM service /etc/pam.d/$SERVICE: $(cat "/etc/pam.d/$SERVICE")"
 

@@ -296,18 +296,19 @@ public struct PostgresLedger: Ledger, BudgetStore {
     }
 
     public func read(_ subject: LedgerSubject) async throws -> LedgerState {
-        try await pool.withConnection { conn in
-            switch subject {
-            case .user(let user):
-                let loaded = try await load(conn, user, lock: false)
-                let state = try codec.state(subject, row: loaded.row, nowMicros: loaded.nowMicros)
-                guard case .rolledBack? = state.refusal else { return state }
-                // A read that raced a commit, or a copy put back: read the last committed.
-                let again = try await load(conn, user, lock: false)
-                return try codec.state(subject, row: again.row, nowMicros: again.nowMicros)
-            case .fleet:
-                return try await fleetState(conn, nowMicros: try await chainZero(conn, lock: false).now)
-            }
+        guard case .user(let user) = subject else {
+            return try await pool.withConnection { conn in try await fleetState(conn, nowMicros: try await chainZero(conn, lock: false).now) }
+        }
+        let state = try await pool.withConnection { conn in
+            let loaded = try await load(conn, user, lock: false)
+            return try codec.state(subject, row: loaded.row, nowMicros: loaded.nowMicros)
+        }
+        guard case .rolledBack? = state.refusal else { return state }
+        // A read that raced commits, or a copy put back: the locked read gets the last
+        // committed version, never older than one a read saw (unless put back).
+        return try await pool.withTransaction { conn in
+            let loaded = try await load(conn, user, lock: true)
+            return try codec.state(subject, row: loaded.row, nowMicros: loaded.nowMicros)
         }
     }
 
@@ -452,9 +453,11 @@ public struct PostgresLedger: Ledger, BudgetStore {
             // A name without a record: its rows go to chain 0.
             let (head, _) = try await chainZero(conn, lock: true)
             written += try await appendZero(conn, head: head, diff.entries)
-        case (_?, .remove) where diff.refusedRow:
-            // A refused row is removed without trusting its chain's head: chain 0 says so.
+        case (let r?, .remove) where diff.refusedRow:
+            // A refused row is removed; its chain is closed where the row said it stood (an
+            // edited head shows in audit-verify), and the removal goes to chain 0.
             try await conn.query("DELETE FROM smartotp_records WHERE username = \(user.value)")
+            try await conn.query("INSERT INTO smartotp_audit_heads (chain, seq, mac) VALUES (\(r.chain), \(r.head.seq), \(r.head.mac)) ON CONFLICT (chain) DO NOTHING")
             let (head, _) = try await chainZero(conn, lock: true)
             written += try await appendZero(conn, head: head, diff.entries)
         case (_?, _) where diff.refusedRow:
@@ -536,6 +539,16 @@ public struct PostgresLedger: Ledger, BudgetStore {
             RETURNING granted
             """).decode(Int.self) { got = g }
         return got
+    }
+
+    /// Removes the budget rows of windows that started before `start` (Unix seconds): a
+    /// host or a user that stopped failing leaves no row behind for ever.
+    public func pruneBudgets(startedBefore start: Int64) async throws -> Int {
+        var n = 0
+        for c in try await pool.query("WITH d AS (DELETE FROM smartotp_budgets WHERE bucket < \(start) RETURNING 1) SELECT count(*)::bigint FROM d").decode(Int64.self) {
+            n = Int(c)
+        }
+        return n
     }
 
     // MARK: reading for administrators

@@ -37,6 +37,13 @@ public struct StoredRow: Sendable, Equatable {
 /// revoked again, put back at "restored"), does not lift a revocation here.
 final class SeenRevocations: Sendable {
     private let rows = Mutex<[String: RevocationRow]>([:])
+    /// What was already said: each finding goes to the log once, not every read.
+    private let said = Mutex<Set<String>>([])
+
+    /// `findings` not said before (and from now on said).
+    func new(_ findings: [String]) -> [String] {
+        said.withLock { s in findings.filter { s.insert($0).inserted } }
+    }
 
     /// The revocations in force: `stored` (macs already checked) merged with what was seen;
     /// what `stored` lacks or holds older goes to `warnings`.
@@ -165,7 +172,10 @@ public struct LedgerCodec: Sendable {
             if ConstantTime.equals(Array(mac(r).utf8), Array(r.mac.utf8)) { good.append(r) }
             else { warnings.append("the revocation row of \(r.entry) was changed outside smartotpd (its mac does not match): set aside") }
         }
-        return seenRevocations.merge(good, warnings: &warnings)
+        var found: [String] = []
+        let current = seenRevocations.merge(good, warnings: &found)
+        warnings = seenRevocations.new(warnings + found)
+        return current
     }
 
     /// The rows a commit writes for the revocations it added and lifted, at `now`: a lifted

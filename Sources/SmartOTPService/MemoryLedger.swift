@@ -97,6 +97,7 @@ public final class MemoryLedger: Ledger, BudgetStore {
             let (rows, head) = codec.audit.extend(chain: 0, head: c.zero, with: diff.entries)
             c.audit += rows
             c.zero = head
+            c.closed[r.chain] = r.head
             c.rows[name] = nil
             codec.removed(user, chain: r.chain)
         case (let r?, .remove):

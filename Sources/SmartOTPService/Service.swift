@@ -295,7 +295,10 @@ public final class HostBudget: Sendable {
     /// (nothing reserved). Without a budget every request gets a unit that costs nothing.
     public func reserve(_ key: String) async throws -> Reservation? {
         guard let limit else { return Reservation(key: key, bucket: -1) }
-        let bucket = clock() / max(limit.window, 1)
+        // A window is named by its start (Unix seconds), so that a row the fleet keeps for
+        // it can be pruned by age whatever the window's length.
+        let window = max(limit.window, 1)
+        let bucket = clock() / window * window
         let taken = leases.withLock { all -> Bool in
             guard let l = all[key], l.bucket == bucket, l.units > 0 else { return false }
             all[key] = (bucket, l.units - 1)

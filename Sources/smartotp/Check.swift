@@ -62,8 +62,19 @@ struct Check: ParsableCommand {
         do {
             let users = try store.list()
             var bad = 0
+            var shared: [String] = []
             for u in users {
-                do { _ = try store.read(u) } catch { bad += 1; line("FAIL", "\(error)") }
+                do {
+                    // A card enrolled before tap credentials of their own: its one credential
+                    // answers taps and gives phone codes, so a host that sends it the coming
+                    // time steps during a tap gets codes it can type.
+                    if let r = try store.read(u) {
+                        for t in r.tokens where t.kind == .card && !t.tapOnly { shared.append("\(u.value)/\(t.id)") }
+                    }
+                } catch { bad += 1; line("FAIL", "\(error)") }
+            }
+            if !shared.isEmpty {
+                line("WARN", "\(shared.count) card(s) share one credential between taps and typed codes: \(shared.prefix(10).joined(separator: " "))\(shared.count > 10 ? " …" : "") (a host a card is tapped on can ask it for future codes; fix: smartotp enroll USER --card again, then smartotp remove USER --token OLD)")
             }
             line(bad == 0 ? "OK" : "FAIL", "store \(store.root): \(users.count) user(s), \(bad) unreadable")
             let leftovers = ((try? FileManager.default.contentsOfDirectory(atPath: store.root + "/users")) ?? [])

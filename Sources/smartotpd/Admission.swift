@@ -54,12 +54,17 @@ final class Admission: Sendable {
     }
 
     /// Where a connection comes from, as the per-source cap counts: an IPv4 address, or an
-    /// IPv6 address's first 64 bits (the part a single host is handed).
+    /// IPv6 address's first 64 bits (the part a single host is handed). An IPv4 client of
+    /// a listener on `[::]` arrives as ::ffff:a.b.c.d: that is its IPv4 address, not one
+    /// /64 that every IPv4 client would share.
     static func source(_ address: SocketAddress?) -> String {
         guard let address else { return "?" }
         if case .v6(let a) = address {
-            let bytes = withUnsafeBytes(of: a.address.sin6_addr) { Array($0.prefix(8)) }
-            return bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined() + "::/64"
+            let all = withUnsafeBytes(of: a.address.sin6_addr) { Array($0) }
+            if all.prefix(10).allSatisfy({ $0 == 0 }) && all[10] == 0xff && all[11] == 0xff {
+                return all[12...].map { String($0) }.joined(separator: ".")
+            }
+            return all.prefix(8).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined() + "::/64"
         }
         return address.ipAddress ?? "?"
     }

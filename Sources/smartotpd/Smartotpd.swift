@@ -147,8 +147,7 @@ struct Serve: AsyncParsableCommand {
             .init(service: CheckpointWriter(codec: codec, interval: .seconds(config.auditCheckpointInterval), logger: logger),
                   successTerminationBehavior: .ignore),
         ]
-        if config.auditKeep > 0 { services.append(.init(service: AuditPruner(ledger: ledger, days: config.auditKeep, logger: logger),
-                                                                successTerminationBehavior: .ignore)) }
+        services.append(.init(service: Pruner(ledger: ledger, auditDays: config.auditKeep, logger: logger), successTerminationBehavior: .ignore))
         if let m = config.metricsListen {
             services.append(.init(service: MetricsEndpoint(address: m, registry: registry, logger: logger, group: group)))
         }
@@ -400,10 +399,11 @@ final class Box<T: Sendable>: @unchecked Sendable {
     }
 }
 
-/// Prunes audit rows older than audit_keep days, hourly.
-struct AuditPruner: Service {
+/// Hourly: prunes audit rows older than audit_keep days (when set), and the fleet's budget
+/// rows of windows that ended more than a day ago (a window is at most a day long).
+struct Pruner: Service {
     let ledger: PostgresLedger
-    let days: Int
+    let auditDays: Int
     let logger: Logger
 
     /// Stops at shutdown (its sleep and any pruning in hand are cancelled: a pruning
@@ -411,11 +411,15 @@ struct AuditPruner: Service {
     func run() async throws {
         await untilShutdown(every: .seconds(3600)) {
             do {
-                let n = try await ledger.pruneAudit(olderThanDays: days)
-                if n > 0 { logger.info("audit rows pruned", metadata: ["rows": "\(n)", "older than days": "\(days)"]) }
+                if auditDays > 0 {
+                    let n = try await ledger.pruneAudit(olderThanDays: auditDays)
+                    if n > 0 { logger.info("audit rows pruned", metadata: ["rows": "\(n)", "older than days": "\(auditDays)"]) }
+                }
+                let b = try await ledger.pruneBudgets(startedBefore: Int64(time(nil)) - 2 * 86_400)
+                if b > 0 { logger.debug("budget rows pruned", metadata: ["rows": "\(b)"]) }
             } catch is CancellationError {
             } catch {
-                logger.warning("audit pruning failed", metadata: ["error": "\(loggable(error))"])
+                logger.warning("pruning failed", metadata: ["error": "\(loggable(error))"])
             }
         }
     }

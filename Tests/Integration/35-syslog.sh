@@ -5,7 +5,7 @@
 # password or secret. If /dev/log does not exist, an empty file is made for the bind mount
 # and removed on exit; the host's own /dev/log, if any, is never touched.
 source "$(dirname "$0")/lib/testlib.sh"
-SECRET=JBSWY3DPEHPK3PXP
+SECRET=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP
 "$CLI" enroll alice --force --store "$STORE" --secret "$SECRET" >/dev/null
 echo 97531 | "$CLI" passwd alice --force --store "$STORE" --password-stdin >/dev/null
 service logged "auth required $SO store=$STORE methods=code,password deny=10"

@@ -21,19 +21,22 @@ check "pcscd with vpcd: the virtual reader is there, empty" "empty $READER" "$st
 # ykman, a real YKOATH client, against the virtual card.
 start_card "$WORK/card-a.state"
 check "the card is in the reader" "present $READER" "$("$CLI" card-status --reader "$READER")"
-ykman_ accounts add -f yk-test JBSWY3DPEHPK3PXP >/dev/null 2>&1
+ykman_ accounts add -f yk-test JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP >/dev/null 2>&1
 check "ykman oath accounts add / list" "yk-test" "$(ykman_ accounts list 2>/dev/null)"
 ours=$(ykman_ accounts code yk-test 2>/dev/null | awk '{print $NF}')
-theirs=$(oathtool --totp -b JBSWY3DPEHPK3PXP)
+theirs=$(oathtool --totp -b JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP)
 check "ykman oath accounts code matches oathtool" "$theirs" "$ours"
 
-# Enrol alice on card A; a tap logs her in.
-"$CLI" enroll alice --force --card --reader "$READER" --store "$STORE" >/dev/null 2>&1
-check "smartotp enroll --card writes the credential (ykman sees it)" 1 "$(ykman_ accounts list 2>/dev/null | grep -c '^smartotp:alice@')"
+# Enrol alice on card A with a phone credential too (the card's codes to type over SSH); a
+# tap logs her in.
+"$CLI" enroll alice --force --card --phone --reader "$READER" --store "$STORE" >/dev/null 2>&1
+check "smartotp enroll --card --phone writes a tap credential and a phone credential (ykman sees both)" "1 1" \
+    "$(ykman_ accounts list 2>/dev/null | grep -c '^smartotp-tap:alice@') $(ykman_ accounts list 2>/dev/null | grep -c '^smartotp:alice@')"
 echo 2468 | "$CLI" passwd alice --force --store "$STORE" --password-stdin >/dev/null
 secret=$(sed -n 's/.*kind=card .*secret=\([A-Z2-7]*\) .*/\1/p' "$STORE/users/alice")
-cardcode=$(ykman_ accounts code "smartotp:alice" 2>/dev/null | awk '{print $NF}')
-check "the card's code for the enrolled credential matches oathtool with the recorded secret" "$(oathtool --totp -b "$secret")" "$cardcode"
+cardcode=$(ykman_ accounts code "smartotp-tap:alice" 2>/dev/null | awk '{print $NF}')
+check "the card's code for the tap credential matches oathtool with the recorded secret" "$(oathtool --totp -b "$secret")" "$cardcode"
+grep -q 'kind=card .* codes=0' "$STORE/users/alice" && ok "… recorded as answering taps only (codes=0)" || not_ok "the tap credential is tap-only" "$(cat "$STORE/users/alice")"
 
 run tap alice
 check "a tap logs in with no prompt (PAM_SUCCESS)" 0 "$RC"
@@ -53,9 +56,24 @@ run tapastext alice --tty :0
 check "prompts=text under an X display: the terminal's tap, no prompt" 0 "$RC"
 has "info: Tap your card on the reader (5 s)..." "… with the terminal's message"
 
-# The phone path: the same credential's code typed at the prompt.
-run codeonly alice --answer "$(oathtool --totp -b "$secret")"
-check "the card's TOTP typed at the prompt (what a phone reads from the card) logs in" 0 "$RC"
+# A host that asks the card for time steps during a tap gets codes of the tap credential:
+# typed at a prompt they log nobody in (the attack: the coming steps as challenges).
+for step in 0 1 2; do
+    stepcode=$(oathtool --totp -b "$secret" --now "@$(( $(date +%s) + step * 30 ))")
+    run codeonly alice --answer "$stepcode"
+    [ "$RC" = 0 ] && break
+done
+check "a code of the tap credential, now or in the coming steps, is refused at the prompt" 7 "$RC"
+"$CLI" unlock alice --store "$STORE" >/dev/null
+# The phone path: the phone credential's code (its own secret) read from the card and typed.
+phonecode=$(ykman_ accounts code "smartotp:alice" 2>/dev/null | awk '{print $NF}')
+run codeonly alice --answer "$phonecode"
+check "the phone credential's code, read from the card, logs in at the prompt" 0 "$RC"
+"$CLI" enroll dave --force --card --reader "$READER" --store "$STORE" >/dev/null 2>&1
+check "enroll --card without --phone writes no phone credential" "1 0" \
+    "$(ykman_ accounts list 2>/dev/null | grep -c '^smartotp-tap:dave@') $(ykman_ accounts list 2>/dev/null | grep -c '^smartotp:dave@')"
+out=$("$CLI" enroll erin --force --card --qr --reader "$READER" --store "$STORE" 2>&1); rc=$?
+case "$rc $out" in 64*"never leave the card"*) ok "no QR code (nor URI) of a card's secret";; *) not_ok "--card --qr is refused" "$rc $out";; esac
 
 # Card removed: the tap times out, then code → simple password.
 stop_card
@@ -81,7 +99,7 @@ stop_card
 
 # Another card (a different device id) is refused, whatever credential it holds.
 start_card "$WORK/card-b.state"
-ykman_ accounts add -f "smartotp:alice@$(hostname -s)" "$secret" >/dev/null 2>&1
+ykman_ accounts add -f "smartotp-tap:alice@$(hostname -s)" "$secret" >/dev/null 2>&1
 run quick alice --answer "" --answer 2468
 check "another card with a copied credential is not accepted as a tap" 0 "$RC"
 has "not your enrolled card" "the wrong card is named"
@@ -105,7 +123,7 @@ check "touch-required credential, touched: PAM_SUCCESS" 0 "$RC"
 has "info: Touch your key..." "the user is asked to touch"
 stop_card
 start_card "$WORK/card-d.state" --touch no
-run quick carol --answer "" --answer 1357
+run quick carol --answer 1357   # her card answers taps only: no code prompt, the password next
 check "touch-required credential, no touch in time: fallback (PAM_SUCCESS)" 0 "$RC"
 has "not touched in time" "the missing touch is explained"
 
@@ -121,4 +139,11 @@ run tap alice --answer "" --answer 2468
 check "pcscd down: falls through to the simple password (PAM_SUCCESS)" 0 "$RC"
 "$CLI" card-status >/dev/null 2>&1
 check "smartotp card-status says pcscd is down (exit 1)" 1 "$?"
+
+# The README's main job: `smartotp demo` (its own pcscd, card, store and PAM service) ends
+# with its three logins as promised, and leaves no service behind.
+OUT=$(timeout 120 "$CLI" demo --module "$SO" --script "$ROOT/scripts/demo.sh" 2>&1); RC=$?
+check "smartotp demo: tap, password fallback, wrong code refused (exit 0)" 0 "$RC"
+has "Demo complete" "… and says so"
+check "the demo removes its PAM service" 0 "$(ls /etc/pam.d | grep -c '^smartotp-demo-')"
 finish

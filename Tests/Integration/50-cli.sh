@@ -3,7 +3,7 @@
 # against a private store.
 source "$(dirname "$0")/lib/testlib.sh"
 S="$WORK/store"
-SECRET=JBSWY3DPEHPK3PXP
+SECRET=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP
 c() { OUT=$("$CLI" "$@" 2>&1); RC=$?; }
 has() { case "$OUT" in *"$1"*) ok "$2";; *) not_ok "$2" "$(echo "$OUT" | head -3 | tr '\n' '|')";; esac; }
 hasnt() { case "$OUT" in *"$1"*) not_ok "$2" "$(echo "$OUT" | head -3 | tr '\n' '|')";; *) ok "$2";; esac; }
@@ -17,25 +17,25 @@ c --help; has "EXIT STATUS" "the root help documents exit codes"
 c enroll alice --force --store "$S" --secret "$SECRET" --digits 8 --period 60 --algorithm sha256 --label "phone"
 check "enroll --secret" 0 "$RC"
 check "the store is created 0700 and the record 0600" "700 600" "$(stat -c %a "$S") $(stat -c %a "$S/users/alice")"
-c enroll alice --force --store "$S" --secret GEZDGNBVGY3TQOJQ --hotp --counter 5 --json
+c enroll alice --force --store "$S" --secret GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ --hotp --counter 5 --json
 check "enroll --hotp --json" 0 "$RC"
 has '"token" : "code2"' "a second token gets the next id"
 c show alice --store "$S" --json
 has '"digits" : 8' "show --json lists the tokens"
 hasnt "$SECRET" "show never prints a secret"
-hasnt "GEZDGNBVGY3TQOJQ" "show never prints the second secret"
+hasnt "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ" "show never prints the second secret"
 c list --store "$S" --json; has '"user" : "alice"' "list --json"
 
 c verify alice --store "$S" --code "$(oathtool --totp=sha256 --digits=8 --time-step-size=60s -b "$SECRET")"
 check "verify accepts the TOTP-SHA256/8/60 code" 0 "$RC"
-c verify alice --store "$S" --code "$(oathtool --hotp -b GEZDGNBVGY3TQOJQ --counter=5)"
+c verify alice --store "$S" --code "$(oathtool --hotp -b GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ --counter=5)"
 check "verify accepts the HOTP code at the initial counter" 0 "$RC"
 c verify alice --store "$S" --code 00000000
 check "verify refuses a wrong code (exit 1)" 1 "$RC"
 
-c resync alice --store "$S" "$(oathtool --hotp -b GEZDGNBVGY3TQOJQ --counter=500)" "$(oathtool --hotp -b GEZDGNBVGY3TQOJQ --counter=501)"
+c resync alice --store "$S" "$(oathtool --hotp -b GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ --counter=500)" "$(oathtool --hotp -b GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ --counter=501)"
 check "resync from two consecutive codes far past the window" 0 "$RC"
-c verify alice --store "$S" --code "$(oathtool --hotp -b GEZDGNBVGY3TQOJQ --counter=502)"
+c verify alice --store "$S" --code "$(oathtool --hotp -b GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ --counter=502)"
 check "after resync the next code works" 0 "$RC"
 
 echo 12 | "$CLI" passwd alice --force --store "$S" --password-stdin >/dev/null 2>&1
@@ -125,7 +125,13 @@ printf 'auth substack included\n' >"$PD/substacked"
 printf '@include smartotp-auth\nauth required pam_smartotp.so\n' >"$PD/double"
 printf 'auth required pam_unix.so\n' >"$PD/plain"
 touch "$S/users/.alice.tmp-0123abcd"
+# A card enrolled before tap credentials of their own (no codes=0): one credential for taps
+# and typed codes.
+printf 'smartotp-record 1\nuser oldcard\ncreated 1\ntoken id=card kind=card type=totp period=30 algorithm=sha1 digits=6 secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ last=- created=1 used=- label=- name=smartotp%%3Aoldcard device=- access-key=- touch=0\n' >"$S/users/oldcard"
+chmod 600 "$S/users/oldcard"
 c check --store "$S" --pam-directory "$PD"
+has "1 card(s) share one credential between taps and typed codes: oldcard/card" "check names a card that shares its credential with typed codes"
+rm -f "$S/users/oldcard"
 has "included (through an include)" "check follows @include"
 has "substacked (through an include)" "check follows substack"
 hasnt "plain" "check does not list a service without smartotp"

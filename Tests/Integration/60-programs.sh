@@ -10,8 +10,8 @@
 source "$(dirname "$0")/lib/testlib.sh"
 
 # One code token per phase, so that no test needs to wait for the next TOTP step.
-S_SUDO=JBSWY3DPEHPK3PXP S_LOCK=ONSWG4TFORPWK6DQ S_HELPER=KRSXG5CTMVRXEZLU   # smartotp-t1
-S_SU=GEZDGNBVGY3TQOJQ S_SSH=MFRGGZDFMZTWQ2LK                          # smartotp-t2
+S_SUDO=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP S_LOCK=ONSWG4TFORPWK6DQONSWG4TFORPWK6DQ S_HELPER=KRSXG5CTMVRXEZLUKRSXG5CTMVRXEZLU   # smartotp-t1
+S_SU=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ S_SSH=MFRGGZDFMZTWQ2LKMFRGGZDFMZTWQ2LK                          # smartotp-t2
 READER="Virtual PCD 00 00"
 public_dir
 for cmd in sudo su sshd ssh ssh-keygen python3; do

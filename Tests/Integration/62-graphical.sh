@@ -22,7 +22,7 @@ ART=${SMARTOTP_ARTEFACTS:-$ROOT/.build/artefacts}/62-graphical
 rm -rf "$ART" && mkdir -p "$ART"
 
 U=smartotp-g1
-S_TYPED=JBSWY3DPEHPK3PXP S_AFTER=ONSWG4TFORPWK6DQ   # one code token per phase: no TOTP-step waits
+S_TYPED=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP S_AFTER=ONSWG4TFORPWK6DQONSWG4TFORPWK6DQ   # one code token per phase: no TOTP-step waits
 READER="Virtual PCD 00 00"
 public_dir
 add_user "$U"

@@ -6,7 +6,7 @@
 #   db 10.77.0.2 · s1 10.77.0.11 · s2 10.77.0.12 · h1 10.77.0.21 · h2 .22 · h3 .23
 source "$(dirname "$0")/lib/testlib.sh"
 source "$ROOT/Tests/Integration/lib/fleet.sh"
-fleet_suite ip openssl curl pamtester oathtool python3
+fleet_suite ip openssl curl pamtester oathtool python3 ykman
 
 P="sotp$$"                     # namespace prefix: this run's own
 NODES=(hub db s1 s2 h1 h2 h3)
@@ -255,6 +255,10 @@ check "smartotp --server enroll --card: the secret on the card, the record in th
 echo "auth required $SO methods=card timeout=10 server=$SERVERS tls_dir=$FLEET/tls/h2 client=$CLIENT server_timeout=5" >/etc/pam.d/"$P-card"
 out=$(in_ns h2 "${NSS_ENV[@]}" pamtester "$P-card" cardholder authenticate </dev/null 2>&1 | grep -o 'pamtester: .*' | tail -1)
 check "a tap on the virtual card through the fleet (host h2, nothing typed)" "pamtester: successfully authenticated" "$out"
+# A host the card is tapped on can ask it for any time step: what the tap credential gives
+# is no code anywhere (it answers taps only; --phone would write a credential for codes).
+tapcode=$(timeout 30 ykman --reader "$VIRTUAL_READER" oath accounts code smartotp-tap:cardholder 2>/dev/null | awk '{print $NF}')
+check "the tap credential's code, read from the card and typed on h1: refused" "pamtester: Authentication failure" "$(login h1 cardholder "$tapcode")"
 
 # --- Offline taps (offline=tap): h2 cut off from the verifiers, a tap still logs in ---------
 OFF="$WORK/h2-store"; mkdir -p "$OFF"; chmod 700 "$OFF"
@@ -291,6 +295,27 @@ ip -n "${P}hub" link set vh2 up
 check "link up: a tap logs in online" "pamtester: successfully authenticated" "$(offline_login card)"
 n=$(admin audit --user cardholder --limit 50 2>/dev/null | grep -c "offline-tap.*success")
 check "… and h2's two offline logins are in the fleet's audit trail" 2 "$n"
+
+# --- Offline through the setuid helper: a laptop's screen locker, away from the fleet --------
+# The locker runs PAM as the user; the helper (setuid root) reads root's smartotp.conf and
+# starts the fleet client, which keeps and checks the offline stock as root.
+add_user smartotp-lap
+LAP=$(mktemp -d /usr/local/lib/smartotp-test.XXXXXX); chmod 755 "$LAP"; at_exit "rm -rf '$LAP'"
+mkdir -m 700 "$LAP/store"; mkdir -m 755 "$LAP/pam.d"
+install -o root -g root -m 4755 "$HELPER" "$LAP/smartotp-chkotp"
+install -m 644 "$SO" "$LAP/pam_smartotp.so"; cp "$BIN/pam-harness" "$LAP/pam-harness"
+backup /etc/smartotp/smartotp.conf
+mkdir -p /etc/smartotp
+printf 'server=%s\ntls_dir=%s\nclient=%s\nserver_timeout=5\noffline=tap\nstore=%s\n' "$SERVERS" "$FLEET/tls/h2" "$CLIENT" "$LAP/store" >/etc/smartotp/smartotp.conf
+echo "auth required $LAP/pam_smartotp.so helper=$LAP/smartotp-chkotp methods=card timeout=5" >"$LAP/pam.d/locker"
+out=$(in_ns h1 "$CLI" enroll smartotp-lap --force --card --reader "$VIRTUAL_READER" --server "$SERVERS" --tls-dir "$ADMIN" 2>&1) ||
+    not_ok "enrol smartotp-lap's card in the fleet" "$out"
+lap() { in_ns h2 runuser -u smartotp-lap -- "$LAP/pam-harness" --confdir "$LAP/pam.d" --service locker --user smartotp-lap </dev/null >/dev/null 2>&1; echo $?; }
+check "as the user (a screen locker), online: a tap through the helper logs in" 0 "$(lap)"
+check "… and leaves the stock in root's store, 0600" "600:root" "$(stat -c %a:%U "$LAP/store/offline/smartotp-lap" 2>&1)"
+ip -n "${P}hub" link set vh2 down
+check "h2's link down: the locker's tap logs in against a pair, through the helper" 0 "$(lap)"
+ip -n "${P}hub" link set vh2 up
 stop_card
 stop_pcscd
 
@@ -346,10 +371,14 @@ enroll_hotp victim
 code=$(next victim)
 psql_db "UPDATE smartotp_secrets SET sealed = (SELECT sealed FROM smartotp_secrets WHERE username = 'pgtest' AND token_id = 'code') WHERE username = 'victim'" >/dev/null
 check "a sealed secret moved to another user in SQL: that user's login is refused" "$UNAVAIL" "$(login h1 victim "$code")"
-grep -q "does not open for this user and token" "$FLEET"/s1.log "$FLEET"/s2.log && ok "… and logged" || not_ok "the refusal is logged"
+grep -q "victim: the row was changed outside smartotpd" "$FLEET"/s1.log "$FLEET"/s2.log && ok "… and logged (the row's mac)" || not_ok "the refusal is logged"
 psql_db "UPDATE smartotp_records SET record = replace(record, 'secret=AA ', 'secret=$HOTP_B32 ') WHERE username = 'revtest'" >/dev/null
 check "a seed written in the clear into a record: refused" "$UNAVAIL" "$(login h1 revtest "$(next revtest)")"
-grep -q "in the clear" "$FLEET"/s1.log "$FLEET"/s2.log && ok "… and logged" || not_ok "the clear seed is logged"
+grep -q "revtest: the row was changed outside smartotpd" "$FLEET"/s1.log "$FLEET"/s2.log && ok "… and logged" || not_ok "the clear seed is logged"
+out=$(in_ns s1 "$SMARTOTPD" audit-verify --config "$FLEET/s1.conf" 2>&1); rc=$?
+case "$rc:$out" in 1:*"changed outside smartotpd"*) ok "audit-verify names a row changed in the database";; *) not_ok "audit-verify checks the rows' macs" "$rc: $out";; esac
+# Only a removal changes a refused row (the administrator enrolls the user again).
+admin remove victim >/dev/null 2>&1 && admin remove revtest >/dev/null 2>&1 && ok "the refused rows are removed by an administrator" || not_ok "a refused row can be removed"
 
 # --- Roles: the helpdesk unlocks and reads, never sets or removes a secret ------------------
 desk() { in_ns h1 "$CLI" "$@" --server "$SERVERS" --tls-dir "$DESK"; }
@@ -406,7 +435,7 @@ for i in $(seq 1 8); do
 done
 check "h3 sends 24 wrong codes for 8 users (deny=3, budget 6): only budget÷deny users are locked" 2 "$locked"
 check "… and h3's verdicts past its budget are refused" 18 "$refused"
-grep -q "over its failure budget" "$FLEET"/s1.log "$FLEET"/s2.log && ok "… logged" || not_ok "the budget refusal is logged"
+grep -q "over its failures budget" "$FLEET"/s1.log "$FLEET"/s2.log && ok "… logged" || not_ok "the budget refusal is logged"
 metrics=$(in_ns h1 curl -s --max-time 5 "http://${ADDR[s1]}:9464/metrics")
 case "$metrics" in *smartotpd_host_budget_refusals_total*) ok "… and counted in /metrics";; *) not_ok "budget refusals in /metrics";; esac
 check "… while another user's valid code works from h1" "pamtester: successfully authenticated" "$(login h1 budget8 "$(next budget8)")"

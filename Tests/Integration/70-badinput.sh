@@ -4,7 +4,7 @@
 # end in a clear PAM code, with the host process alive and the record unchanged.
 source "$(dirname "$0")/lib/testlib.sh"
 
-SECRET=JBSWY3DPEHPK3PXP
+SECRET=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP
 
 # ---- truncated and corrupt records ------------------------------------------------------
 printf '%s\n' "auth required $SO store=$STORE methods=code,password" >"$CONF/std"

@@ -364,6 +364,11 @@ struct PostgresInsiderTests {
         let first = try await ledger.lease("other", bucket: 0, want: 5, limit: 3)
         let second = try await ledger.lease("other", bucket: 0, want: 5, limit: 3)
         #expect(first == 3 && second == 0)
+        // Rows are named by their window's start: those of windows long gone are pruned, the
+        // current one stays (and keeps what it has spent).
+        #expect(try await ledger.pruneBudgets(startedBefore: 1000) == 1, "the row of bucket 0")
+        #expect(try await ledger.pruneBudgets(startedBefore: 1000) == 0)
+        #expect(try await b.reserve("s1") != nil, "the current window's row is kept")
     }
 
     @Test func checkpointsFindACutTailOrAWipedChain() async throws {
