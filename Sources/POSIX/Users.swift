@@ -32,6 +32,35 @@ public enum Users {
         name.withCString { n in entry({ getpwnam_r(n, $0, $1, $2, $3) }) { e in e.pw_name.map { (String(cString: $0), e.pw_uid) } } }
     }
 
+    /// The groups `name` is a member of, primary and supplementary, as the name service
+    /// (files, SSSD, LDAP) gives them through getgrouplist(3); nil when the user does not
+    /// resolve or the list cannot be read.
+    public static func groupIDs(of name: String) -> [UInt32]? {
+        guard let primary = name.withCString({ n in entry({ getpwnam_r(n, $0, $1, $2, $3) }) { $0.pw_gid } }) else { return nil }
+        var capacity: Int32 = 64
+        while capacity <= 65_536 {
+            var count = capacity
+            var ids = [gid_t](repeating: 0, count: Int(capacity))
+            let got = name.withCString { n in ids.withUnsafeMutableBufferPointer { getgrouplist(n, primary, $0.baseAddress, &count) } }
+            if got >= 0 { return Array(ids.prefix(Int(count))).map { UInt32($0) } }
+            // -1: too small; count now says how many there are.
+            capacity = max(capacity * 2, count)
+        }
+        return nil
+    }
+
+    /// The gid of the group `name` through getgrnam_r(3); nil when there is no such group.
+    public static func groupID(of name: String) -> UInt32? {
+        var entry = group()
+        var result: UnsafeMutablePointer<group>?
+        return name.withCString { n in
+            withUnsafeTemporaryAllocation(of: CChar.self, capacity: 16384) { b -> UInt32? in
+                guard let base = b.baseAddress, getgrnam_r(n, &entry, base, b.count, &result) == 0, result != nil else { return nil }
+                return entry.gr_gid
+            }
+        }
+    }
+
     /// The login name of `uid` through getpwuid_r(3).
     public static func name(of uid: UInt32) -> String? {
         entry({ getpwuid_r(uid, $0, $1, $2, $3) }) { $0.pw_name.map { String(cString: $0) } }

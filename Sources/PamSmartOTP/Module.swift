@@ -57,6 +57,20 @@ func canonicalUser(_ pam: PamHandle, _ raw: String, _ step: StaticString) -> (na
     return entry
 }
 
+/// `groups=` (GroupPolicy): false when the user is not to be asked (logged); the module
+/// then answers PAM_IGNORE. Anything the name service cannot tell is logged, and asks.
+func inScope(_ pam: PamHandle, _ config: ModuleConfig, _ user: String, _ step: StaticString) -> Bool {
+    guard !config.groups.isEmpty else { return true }
+    switch GroupPolicy.decide(config.groups, memberOf: Users.groupIDs(of: user), gid: { Users.groupID(of: $0) }) {
+    case .ask(let note):
+        if let note { pam.syslog(LOG_WARNING, msg("\(step): user=\(user): \(note)")) }
+        return true
+    case .skip(let why):
+        pam.syslog(LOG_INFO, msg("\(step): user=\(user) not asked by groups= (\(why)); ignored"))
+        return false
+    }
+}
+
 /// The PAM code for each outcome: one line each, documented in pam_smartotp(8).
 func pamCode(_ outcome: Outcome) -> Int32 {
     switch outcome {
@@ -82,6 +96,7 @@ public func pam_sm_authenticate(_ handle: OpaquePointer?, _ flags: Int32, _ argc
     var known: (name: String, uid: UInt32)?
     if (try? UserName(user)) != nil {
         guard let entry = canonicalUser(pam, user, "auth") else { return PAM_USER_UNKNOWN }
+        guard inScope(pam, config, entry.name, "auth") else { return PAM_IGNORE }
         known = entry
     }
     let service = pam.item(PAM_SERVICE) ?? "?"
@@ -123,6 +138,7 @@ public func pam_sm_acct_mgmt(_ handle: OpaquePointer?, _ flags: Int32, _ argc: I
     let arguments = moduleArguments(argc, argv)
     guard let config = loadConfig(pam, arguments) else { return PAM_SERVICE_ERR }
     guard let raw = pam.user(), let entry = canonicalUser(pam, raw, "account"), let user = try? UserName(entry.name) else { return PAM_USER_UNKNOWN }
+    guard inScope(pam, config, entry.name, "account") else { return PAM_IGNORE }
     let summary: RecordSummary?
     do { summary = try SystemRecords(config, service: pam.item(PAM_SERVICE) ?? "", known: entry, arguments: arguments).summary(user, now: SystemClock().now()) } catch {
         pam.syslog(LOG_ERR, "account: " + error.description)

@@ -31,6 +31,9 @@ public struct ModuleConfig: Sendable, Equatable {
     /// The verifier's policy (skew, window, lock): its settings are `Policy.options`.
     public var policy = Policy()
     public var nullok = false
+    /// `groups=`: only members of a listed group are asked, a member of a `!` group never
+    /// (GroupPolicy); empty: everyone.
+    public var groups: [GroupRule] = []
     public var tryFirstPass = false
     public var useFirstPass = false
     public var debug = false
@@ -105,6 +108,13 @@ public struct ModuleConfig: Sendable, Equatable {
         // a user without a record in an existing store is ignored (PAM_IGNORE)
         Option(name: "nullok", takesValue: false) { c, _ throws(ConfigError) in
             c.nullok = true
+        },
+        // GROUP[,!GROUP…]: ask only members of a listed group, never a member of a ! group;
+        // everyone else is ignored (PAM_IGNORE), as pam_duo's groups=
+        Option(name: "groups", takesValue: true) { c, v throws(ConfigError) in
+            c.groups = try v.list(UInt8(ascii: ","), expected: "GROUP[,!GROUP…] (names of groups, ! before one to leave its members out)") { item in
+                GroupRule(item)
+            }
         },
         // try PAM_AUTHTOK from an earlier module as a one-time code, then prompt
         Option(name: "try_first_pass", takesValue: false) { c, _ throws(ConfigError) in

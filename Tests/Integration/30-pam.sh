@@ -228,6 +228,39 @@ run sudo-like paula --answer 000000; check "a policy file others can write is re
 chmod 644 "$WORK/shared.conf"
 
 # --- The user as the name service spells it -------------------------------------------------
+# groups=: only members of a listed group are asked (primary or supplementary, through the
+# name service: nss_wrapper's group file here), a member of a ! group never; everyone else
+# is ignored (PAM_IGNORE: the stack's next line decides). A wrong code tells "asked" (7)
+# from "ignored" (0, through pam_permit).
+echo "otpstaff:x:45001:grace,heidi" >>"$WORK/nss/group"
+echo "otprobots:x:45002:heidi" >>"$WORK/nss/group"
+echo "ivan:x:45010:45001::/nonexistent:/usr/sbin/nologin" >>"$WORK/nss/passwd"
+for u in grace heidi ivan judy; do enroll "$u"; done
+gstack() { service "$1" "auth [ignore=1 default=done] $SO $ARGS $2" "auth required pam_deny.so" "auth required pam_permit.so"; }
+gstack groups "groups=otpstaff,!otprobots"
+run groups grace --answer 000000; check "groups=otpstaff,!otprobots: a member of otpstaff is asked (a wrong code: PAM_AUTH_ERR)" 7 "$RC"
+run groups grace --answer "$(totp)"; check "… and logs in with her code" 0 "$RC"
+run groups ivan --answer 000000; check "… otpstaff as the primary group: asked" 7 "$RC"
+run groups heidi --answer 000000; check "… a member of otpstaff and of !otprobots: not asked (PAM_IGNORE, then pam_permit)" 0 "$RC"
+check "… and sees no prompt" 0 "$(echo "$OUT" | grep -c 'code')"
+run groups judy --answer 000000; check "… a user in neither group: not asked" 0 "$RC"
+gstack onlybang "groups=!otprobots"
+run onlybang judy --answer 000000; check "groups=!otprobots: everyone else is asked" 7 "$RC"
+gstack ghostgroup "groups=no-such-group"
+run ghostgroup judy --answer 000000; check "groups= naming a group the name service does not know: the user is asked, not let past" 7 "$RC"
+printf 'groups=otpstaff\n' >"$WORK/groups.conf"
+gstack fromconf "conf=$WORK/groups.conf"
+run fromconf judy --answer 000000; check "groups= in smartotp.conf: a non-member is not asked" 0 "$RC"
+run fromconf grace --answer 000000; check "… a member is" 7 "$RC"
+gstack badgroups "groups=staff,,x"
+run badgroups grace --answer 000000; check "a malformed groups= fails closed (PAM_SERVICE_ERR)" 3 "$RC"
+
+# The example sshd stack's auth lines (pam.d/examples/sshd): nullok while users enrol.
+service exsshd "$(grep '^auth' "$ROOT/pam.d/examples/sshd" | sed "s#pam_smartotp.so#$SO $ARGS#")"
+run exsshd nora --answer 000000; check "pam.d/examples/sshd: a user without a record passes while users enrol (nullok)" 0 "$RC"
+run exsshd grace --answer 000000; check "… an enrolled user's wrong code is refused" 7 "$RC"
+run exsshd grace --answer "$(totp "" $(( $(date +%s) + 30 )))"; check "… and her code logs her in" 0 "$RC"
+
 # Records are keyed by pw_name. A name that resolves to another spelling (a case-insensitive
 # SSSD: ALICE → alice) would find no record and pass nullok with no second factor.
 gcc -shared -fPIC -o "$WORK/libnss_casefold.so.2" "$ROOT/Tests/Harness/nss-casefold.c" || die "cannot build the test name service"
