@@ -6,7 +6,7 @@
 // What only a login through the setuid helper or the fleet client needs (starting a
 // program, talking to it over a socket pair, waiting for it, its SIGCHLD), what only an
 // error message needs (strerror), a first record (mkdir), a tap's challenge
-// (arc4random_buf) and the setuid helper's start (close_range): found in libc with dlsym at the first use rather than
+// (arc4random_buf), the setuid helper's start (close_range) and groups= (getgrouplist, getgrnam_r): found in libc with dlsym at the first use rather than
 // imported, because libpam opens a module with RTLD_NOW and every import is looked up at
 // every load (0.7-1 K instructions each), also by the root logins that never start one.
 static struct {
@@ -22,6 +22,8 @@ static struct {
     int (*mkdir)(const char *, mode_t);
     void (*random)(void *, size_t);
     int (*close_range)(unsigned, unsigned, int);
+    int (*getgrouplist)(const char *, gid_t, gid_t *, int *);
+    int (*getgrnam_r)(const char *, struct group *, char *, size_t, struct group **);
 } libc_on_use;
 static pthread_once_t libc_once = PTHREAD_ONCE_INIT;
 
@@ -39,6 +41,8 @@ static void load_libc(void)
     *(void **)&libc_on_use.mkdir = dlsym(RTLD_DEFAULT, "mkdir");
     *(void **)&libc_on_use.random = dlsym(RTLD_DEFAULT, "arc4random_buf");
     *(void **)&libc_on_use.close_range = dlsym(RTLD_DEFAULT, "close_range");
+    *(void **)&libc_on_use.getgrouplist = dlsym(RTLD_DEFAULT, "getgrouplist");
+    *(void **)&libc_on_use.getgrnam_r = dlsym(RTLD_DEFAULT, "getgrnam_r");
 }
 
 #define LIBC(name) (pthread_once(&libc_once, load_libc), libc_on_use.name)
@@ -56,6 +60,18 @@ int cposix_mkdir(const char *path, mode_t mode)
 {
     if (!LIBC(mkdir)) { errno = ENOSYS; return -1; }
     return libc_on_use.mkdir(path, mode);
+}
+
+int cposix_getgrouplist(const char *user, gid_t group, gid_t *groups, int *count)
+{
+    if (!LIBC(getgrouplist)) { errno = ENOSYS; return -2; }
+    return libc_on_use.getgrouplist(user, group, groups, count);
+}
+
+int cposix_getgrnam_r(const char *name, struct group *entry, char *buffer, size_t size, struct group **result)
+{
+    if (!LIBC(getgrnam_r)) { *result = NULL; return ENOSYS; }
+    return libc_on_use.getgrnam_r(name, entry, buffer, size, result);
 }
 
 int cposix_random(void *bytes, size_t count)

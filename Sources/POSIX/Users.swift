@@ -41,7 +41,8 @@ public enum Users {
         while capacity <= 65_536 {
             var count = capacity
             var ids = [gid_t](repeating: 0, count: Int(capacity))
-            let got = name.withCString { n in ids.withUnsafeMutableBufferPointer { getgrouplist(n, primary, $0.baseAddress, &count) } }
+            let got = name.withCString { n in ids.withUnsafeMutableBufferPointer { cposix_getgrouplist(n, primary, $0.baseAddress, &count) } }
+            if got == -2 { return nil }
             if got >= 0 { return Array(ids.prefix(Int(count))).map { UInt32($0) } }
             // -1: too small; count now says how many there are.
             capacity = max(capacity * 2, count)
@@ -55,7 +56,7 @@ public enum Users {
         var result: UnsafeMutablePointer<group>?
         return name.withCString { n in
             withUnsafeTemporaryAllocation(of: CChar.self, capacity: 16384) { b -> UInt32? in
-                guard let base = b.baseAddress, getgrnam_r(n, &entry, base, b.count, &result) == 0, result != nil else { return nil }
+                guard let base = b.baseAddress, cposix_getgrnam_r(n, &entry, base, b.count, &result) == 0, result != nil else { return nil }
                 return entry.gr_gid
             }
         }

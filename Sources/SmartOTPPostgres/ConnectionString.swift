@@ -51,6 +51,12 @@ public enum ConnectionString {
         let written = try parse(conninfo)
         let mode = written["sslmode"] ?? environment("PGSSLMODE") ?? "prefer"
         guard mode != "verify-full" else { return }
+        // A pg_service.conf service may name a TCP host and its own sslmode, which this
+        // check cannot see (PQconninfoParse does not expand it): the string must say.
+        if let service = written["service"] ?? environment("PGSERVICE"), !service.isEmpty {
+            throw PGError(code: "", message: "names the pg_service.conf service \(service), whose host and sslmode this check cannot see: "
+                          + "write host= and sslmode=verify-full in database= (they win over the service file), or say database_tls = insecure")
+        }
         let hosts = (written["host"] ?? environment("PGHOST") ?? "").split(separator: ",").map(String.init)
         let addresses = (written["hostaddr"] ?? environment("PGHOSTADDR") ?? "").split(separator: ",").filter { !$0.isEmpty }
         let tcp = !addresses.isEmpty || hosts.contains { !$0.isEmpty && !$0.hasPrefix("/") && !$0.hasPrefix("@") }

@@ -163,20 +163,32 @@ public struct LedgerCodec: Sendable {
         return row
     }
 
-    /// The revocations in force from the stored rows: those whose mac fails are set aside
-    /// (planted, or edited), and what this process saw before is not lifted by a row that
-    /// vanished or went back (`SeenRevocations`); each goes to `warnings`.
+    /// The revocations in force from the stored rows. A row whose mac fails (planted, or
+    /// edited: "restored" written into it) fails closed: its entry is revoked until an
+    /// administrator restores it, which writes a row of its own. What this process saw
+    /// before is not lifted by a row that vanished or went back (`SeenRevocations`). Each
+    /// finding goes to `warnings`.
     public func revocations(_ stored: [RevocationRow], warnings: inout [String]) -> [Revocation] {
         var good: [RevocationRow] = []
+        var bad: [RevocationRow] = []
         for r in stored {
-            if ConstantTime.equals(Array(mac(r).utf8), Array(r.mac.utf8)) { good.append(r) }
-            else { warnings.append("the revocation row of \(r.entry) was changed outside smartotpd (its mac does not match): set aside") }
+            if verified(r) { good.append(r) }
+            else {
+                bad.append(r)
+                warnings.append("the revocation row of \(r.entry) was changed outside smartotpd (its mac does not match): it is revoked until restored")
+            }
         }
         var found: [String] = []
-        let current = seenRevocations.merge(good, warnings: &found)
+        var current = seenRevocations.merge(good, warnings: &found)
+        for r in bad where !current.contains(where: { $0.entry == r.entry }) {
+            current.append(Revocation(entry: r.entry, at: r.at, by: "(a row changed outside smartotpd)"))
+        }
         warnings = seenRevocations.new(warnings + found)
         return current
     }
+
+    /// Whether a revocation row carries its own mac.
+    func verified(_ r: RevocationRow) -> Bool { ConstantTime.equals(Array(mac(r).utf8), Array(r.mac.utf8)) }
 
     /// The rows a commit writes for the revocations it added and lifted, at `now`: a lifted
     /// one keeps its row, restored.
@@ -185,7 +197,8 @@ public struct LedgerCodec: Sendable {
         for r in diff.revocationsAdded { out.append(signed(RevocationRow(entry: r.entry, at: now, by: r.by))) }
         for entry in diff.revocationsRemoved {
             // A row deleted in the database (kept revoked here) is written back, restored.
-            var r = stored.first(where: { $0.entry == entry }) ?? RevocationRow(entry: entry, at: now, by: "")
+            // Only a row whose mac holds keeps what it says; another is written anew.
+            var r = stored.first(where: { $0.entry == entry && verified($0) }) ?? RevocationRow(entry: entry, at: now, by: "")
             r.restoredAt = now
             r.restoredBy = diff.entries.last?.actor ?? ""
             out.append(signed(r))

@@ -9,7 +9,11 @@ import SmartOTPService
 /// can open connections before presenting a certificate, so the caps are what keep an
 /// honest host served under a flood:
 /// - at most `total` connections, and at most `perSource` from one address (an IPv6
-///   address's /64: one host is given a whole /64);
+///   address's /64: one host may be given a whole /64) that have not yet presented a
+///   certificate: once its certificate is admitted a connection counts against that
+///   certificate instead, so the many hosts of one server /64 are never refused for one
+///   another's connections, and no one in that /64 can hold their slots with connections
+///   that never authenticate;
 /// - on the verifier's listener, a connection is admitted when its TLS handshake completes,
 ///   with a certificate that names a role and is not revoked (`CertificateAdmission`), and
 ///   at most `perCertificate` connections hold one certificate: a stolen or revoked
@@ -44,6 +48,8 @@ final class Admission: Sendable {
         let number: UInt64
         var admitted = false
         var certificate: String?
+        /// Whether it still counts in `perSource` (until its certificate is admitted).
+        var bySource = true
     }
 
     struct State {
@@ -133,6 +139,8 @@ final class Admission: Sendable {
             s.entries[id]?.admitted = true
             s.entries[id]?.certificate = certificate
             s.perCertificate[certificate, default: 0] += 1
+            s.entries[id]?.bySource = false
+            Self.release(source: entry.source, &s)
             return nil
         }
     }
@@ -148,12 +156,16 @@ final class Admission: Sendable {
     /// A connection's place in every count given up.
     static func forget(_ id: ObjectIdentifier, _ s: inout State) {
         guard let e = s.entries.removeValue(forKey: id) else { return }
-        s.perSource[e.source, default: 1] -= 1
-        if s.perSource[e.source] == 0 { s.perSource[e.source] = nil }
+        if e.bySource { release(source: e.source, &s) }
         if let c = e.certificate {
             s.perCertificate[c, default: 1] -= 1
             if s.perCertificate[c] == 0 { s.perCertificate[c] = nil }
         }
+    }
+
+    static func release(source: String, _ s: inout State) {
+        s.perSource[source, default: 1] -= 1
+        if s.perSource[source] == 0 { s.perSource[source] = nil }
     }
 
     var connections: Int { state.withLockedValue { $0.entries.count } }

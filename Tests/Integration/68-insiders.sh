@@ -102,7 +102,7 @@ psql_db "DELETE FROM smartotp_revocations" >/dev/null
 psql_db "INSERT INTO smartotp_revocations (entry, revoked_by) VALUES ('h1', 'writer')" >/dev/null
 sleep 3
 check "the revocation row deleted in SQL: h2 stays refused" "$UNAVAIL" "$(login h2 dave "$(next dave)")"
-check "a revocation row planted in SQL (no mac) refuses nobody" "$OK" "$(login h1 dave "$(next dave)")"
+check "a revocation row planted in SQL (no mac) fails closed: h1 is refused too, until restored" "$UNAVAIL" "$(login h1 dave "$(next dave)")"
 grep -q "the revocation of h2 vanished from the database" "$FLEET"/s1.log "$FLEET"/s2.log && ok "… and both are logged" || not_ok "the lifted revocation is logged"
 psql_db "DELETE FROM smartotp_revocations WHERE entry = 'h1'" >/dev/null
 out=$(admin revoke-host --restore h2 2>&1)

@@ -133,6 +133,24 @@ struct PostgresTests {
         #expect(try ConnectionString.parse("postgresql://u:p@h:6543/d?sslcert=/c.pem")["sslcert"] == "/c.pem", "every libpq keyword")
     }
 
+    @Test func tcpBelowVerifyFullIsRefusedUnlessSaidInWords() throws {
+        let none: (String) -> String? = { _ in nil }
+        let check = { (s: String, env: [String: String], insecure: Bool) throws in
+            try ConnectionString.checkTransport(s, insecureAllowed: insecure, environment: { env[$0] })
+        }
+        #expect(throws: PGError.self) { try check("host=db.example.org dbname=smartotp", [:], false) }
+        #expect(throws: PGError.self) { try check("host=db sslmode=require", [:], false) }
+        #expect(throws: PGError.self) { try check("dbname=smartotp", ["PGHOST": "db"], false) }
+        try check("host=db sslmode=verify-full", [:], false)
+        try check("host=/run/postgresql dbname=smartotp", [:], false)
+        try check("host=db sslmode=disable", [:], true)
+        // A service file's host and sslmode are not seen: the string must say.
+        #expect(throws: PGError.self) { try check("service=smartotp", [:], false) }
+        #expect(throws: PGError.self) { try check("dbname=smartotp", ["PGSERVICE": "smartotp"], false) }
+        try check("service=smartotp host=db sslmode=verify-full", [:], false)
+        _ = none
+    }
+
     // MARK: the ledger
 
     func enroll(_ ledger: PostgresLedger, _ user: String, by who: String = "admin1") async throws {
@@ -341,7 +359,7 @@ struct PostgresInsiderTests {
         try cluster.psql("DELETE FROM smartotp_revocations", db: db)
         try cluster.psql("INSERT INTO smartotp_revocations (entry, revoked_by) VALUES ('h1', 'writer')", db: db)
         let state = try await ledger.read(.fleet)
-        #expect(state.revocations.map(\.entry) == ["h9"], "h9 stays revoked here; h1, without a mac, is set aside")
+        #expect(state.revocations.map(\.entry) == ["h9", "h1"], "h9 stays revoked here; h1, without a mac, fails closed")
         #expect(state.warnings.contains { $0.contains("h9") && $0.contains("vanished") })
         #expect(try await ledger.verifyAudit().broken?.contains("revocation row of h1") == true)
     }

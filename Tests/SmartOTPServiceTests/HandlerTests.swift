@@ -600,8 +600,8 @@ struct AdminTests {
         #expect(again.status == 422 && again.text.contains("older than version"), "\(again.text)")
     }
 
-    /// Revocation rows are the fleet's, under the audit key: one planted without a mac is set
-    /// aside; one deleted in the database stays revoked here.
+    /// Revocation rows are the fleet's, under the audit key: one whose mac fails keeps its
+    /// entry revoked until restored; one deleted in the database stays revoked here.
     @Test func revocationRowsCannotBePlantedOrDeleted() async throws {
         let fleet = try Fleet()
         #expect(await fleet.ask("POST", "/v1/admin/revoke-host", "h2\n", as: "admin1").status == 200)
@@ -611,10 +611,17 @@ struct AdminTests {
             c.revocations.append(RevocationRow(entry: "h1", at: Fleet.t0, by: "writer"))
         }
         let state = try await fleet.ledger.read(.fleet)
-        #expect(state.revocations.map(\.entry) == ["h2"], "h2 stays revoked, h1 (no mac) is not")
+        #expect(state.revocations.map(\.entry) == ["h2", "h1"], "h2 stays revoked; h1's row (no mac) fails closed")
         #expect(state.warnings.count == 2, "\(state.warnings)")
-        // A restore through the fleet keeps the row, restored.
+        // A restore through the fleet keeps the row, restored; one of a row without a mac
+        // writes a row of its own.
         #expect(await fleet.ask("POST", "/v1/admin/restore-host", "h2\n", as: "admin1").status == 200)
+        #expect(try await fleet.ledger.read(.fleet).revocations.map(\.entry) == ["h1"])
+        // A revoked row edited to say "restored" (its mac fails) stays revoked.
+        fleet.ledger.withContents { c in c.revocations.append(RevocationRow(entry: "h3", at: Fleet.t0, by: "writer", restoredAt: Fleet.t0 + 1, restoredBy: "writer")) }
+        #expect(try await fleet.ledger.read(.fleet).revocations.map(\.entry).sorted() == ["h1", "h3"])
+        #expect(await fleet.ask("POST", "/v1/admin/restore-host", "h1\n", as: "admin1").status == 200)
+        #expect(await fleet.ask("POST", "/v1/admin/restore-host", "h3\n", as: "admin1").status == 200)
         #expect(try await fleet.ledger.read(.fleet).revocations.isEmpty)
     }
 }
