@@ -21,6 +21,12 @@ public enum AdminChange: Sendable {
     case merge(Importers.Imported, pinAsPassword: Bool)
     /// A whole record for a user who has none (`migrate-store`).
     case place(UserRecord)
+    /// Confirms a pending token (`enroll --generate`) with a code from the phone: the
+    /// first pending token that accepts it passes logins from now on.
+    case confirm(code: String)
+    /// Adds a temporary code (its hash), good until `until` for `uses` logins; the user
+    /// must have a record.
+    case tempCode(hash: String, until: Int64, uses: Int)
 
     /// What a change did.
     public enum Outcome: Sendable, Equatable {
@@ -44,6 +50,8 @@ public enum AdminChange: Sendable {
         case .unlock: return "unlock"
         case .merge: return "import"
         case .place: return "place"
+        case .confirm: return "confirm"
+        case .tempCode: return "temp-code"
         }
     }
 
@@ -99,6 +107,25 @@ public enum AdminChange: Sendable {
             return (.imported(report), .write(merged))
         case .place(let record):
             return current == nil ? (.done(true), .write(record)) : (.done(false), .keep)
+        case .confirm(let code):
+            guard var r = current else { return (.done(false), .keep) }
+            // The pending tokens alone, as if they were live: the one that takes the code.
+            var trial = r
+            trial.tokens = r.tokens.filter(\.pending).map { var t = $0; t.pending = false; return t }
+            guard case .accepted(let id, let counter) = CodeCheck(skew: 1, window: 20).apply(code, to: &trial, now: now),
+                  let i = r.tokens.firstIndex(where: { $0.id == id }) else { return (.done(false), .keep) }
+            r.tokens[i].pending = false
+            r.tokens[i].lastUsed = counter
+            r.tokens[i].lastUsedTime = now
+            return (.token(id), .write(r))
+        case .tempCode(let hash, let until, let uses):
+            guard var r = current else { return (.done(false), .keep) }
+            r.tempCodes.removeAll { $0.until <= now || $0.uses <= 0 }
+            guard r.tempCodes.count < UserRecord.maxTempCodes else {
+                throw Failure(msg("\(user) has \(UserRecord.maxTempCodes) temporary codes already; remove the user's temporary codes first"))
+            }
+            r.tempCodes.append(TempCode(hash: hash, until: until, uses: uses))
+            return (.done(true), .write(r))
         }
     }
 }
@@ -129,6 +156,8 @@ extension AdminChange {
             if pinAsPassword { lines.append("pin-as-password") }
             record = UserRecord(user: user, tokens: [item.token], created: 0)
         case .place(let r): record = r
+        case .confirm(let code): lines.append("code \(code)")
+        case .tempCode(let hash, let until, let uses): lines += ["hash \(hash)", "until \(until)", "uses \(uses)"]
         }
         var out = Array((lines.map { $0 + "\n" }.joined()).utf8)
         if let record {
@@ -187,6 +216,14 @@ extension AdminChange {
         case "place":
             guard let record else { throw Failure("place needs a record") }
             return .place(record)
+        case "confirm":
+            guard let code = one("code"), !code.isEmpty, code.utf8.count <= 16 else { throw Failure("confirm needs a code") }
+            return .confirm(code: code)
+        case "temp-code":
+            guard let h = one("hash"), !h.isEmpty, !h.contains(" "), h.utf8.count < 512,
+                  let until = one("until").flatMap({ Int64($0) }), let uses = one("uses").flatMap({ Int($0) }),
+                  (1...TempCode.maxUses).contains(uses) else { throw Failure("temp-code needs a hash, an end time and 1-\(TempCode.maxUses) uses") }
+            return .tempCode(hash: h, until: until, uses: uses)
         default:
             throw Failure("no such change: \(verb)")
         }

@@ -37,7 +37,7 @@ public enum FleetAPI {
     }
 
     /// The verbs of `POST /v1/admin/VERB/USER`.
-    public static let verbs: Set = ["enroll", "remove", "passwd", "recovery", "resync", "unlock", "import", "place"]
+    public static let verbs: Set = ["enroll", "remove", "passwd", "recovery", "resync", "unlock", "import", "place", "confirm", "temp-code"]
     /// What the helpdesk may do besides reading: nothing that sets or removes a secret.
     public static let helpdeskVerbs: Set = ["resync", "unlock"]
 

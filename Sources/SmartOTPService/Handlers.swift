@@ -36,6 +36,7 @@ public struct AuditFacts: Sendable, Equatable {
         case .attempt(let a):
             switch a.verdict {
             case .accepted(.recoveryCode): credential = "recovery"; reason = "a recovery code"
+            case .accepted(.tempCode): credential = "temporary"; reason = "a temporary code"
             case .accepted(.token(let id)): reason = "token \(id)"
             case .accepted(.password): reason = "the simple password"
             case .replayed(let id): reason = "token \(id): a code already used"
@@ -317,6 +318,7 @@ extension VerifierService {
             r.passwordHash = r.passwordHash.map { _ in Self.hiddenHash }
             r.recoveryCodes = r.recoveryCodes.map { _ in Self.hiddenHash }
             r.usedRecoveryCodes = r.usedRecoveryCodes.map { _ in Self.hiddenHash }
+            for i in r.tempCodes.indices { r.tempCodes[i].hash = Self.hiddenHash }
             return ServiceResponse(200, RecordFormat.text(r))
         case .change(let verb, let user):
             let change: AdminChange
@@ -401,8 +403,8 @@ extension AdminChange {
     /// Whether it adds, removes or replaces a token (the offline epoch moves).
     var changesTokens: Bool {
         switch self {
-        case .enroll, .removeToken, .removeUser, .merge, .place: return true
-        case .passwd, .recovery, .resync, .unlock: return false
+        case .enroll, .removeToken, .removeUser, .merge, .place, .confirm: return true
+        case .passwd, .recovery, .resync, .unlock, .tempCode: return false
         }
     }
 }

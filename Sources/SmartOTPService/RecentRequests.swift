@@ -30,6 +30,7 @@ public struct RememberedVerdict: Sendable, Equatable {
         case .accepted(.token(let id)): (verdict, token) = ("accepted-token", id)
         case .accepted(.password): (verdict, token) = ("accepted-password", "-")
         case .accepted(.recoveryCode): (verdict, token) = ("accepted-recovery", "-")
+        case .accepted(.tempCode): (verdict, token) = ("accepted-temp", "-")
         case .replayed(let id): (verdict, token) = ("replayed", id)
         case .rejected: (verdict, token) = ("rejected", "-")
         case .locked: (verdict, token) = ("locked", "-")
@@ -52,6 +53,7 @@ public struct RememberedVerdict: Sendable, Equatable {
         case ("accepted-token", let id) where Token.isValidID(id): verdict = .accepted(.token(id))
         case ("accepted-password", "-"): verdict = .accepted(.password)
         case ("accepted-recovery", "-"): verdict = .accepted(.recoveryCode)
+        case ("accepted-temp", "-"): verdict = .accepted(.tempCode)
         case ("replayed", let id) where Token.isValidID(id): verdict = .replayed(tokenID: id)
         case ("rejected", "-"): verdict = .rejected
         case ("locked", "-"): verdict = .locked

@@ -51,6 +51,11 @@ public enum RecordFormat {
         for t in r.tokens { out.add("\n"); tokenLine(t, into: &out) }
         for code in r.recoveryCodes { out.add("\nrecovery "); out.add(code) }
         for code in r.usedRecoveryCodes { out.add("\nrecovery-used "); out.add(code) }
+        for t in r.tempCodes {
+            out.add("\ntemp "); out.add(t.hash)
+            out.add(byte: UInt8(ascii: " ")); out.add(t.until)
+            out.add(byte: UInt8(ascii: " ")); out.add(t.uses)
+        }
         out.add("\n")
         return out.take()
     }
@@ -91,6 +96,7 @@ public enum RecordFormat {
             out.add(t.touch ? " touch=1" : " touch=0")
             if t.tapOnly { out.add(" codes=0") }
         }
+        if t.pending { out.add(" pending=1") }
     }
 
     /// A record's text as a String (smartotpd's column): the encoded bytes are wiped.
@@ -120,6 +126,7 @@ public enum RecordFormat {
         var recovery: [String] = []
         var usedRecovery: [String] = []
         var challenges: [PendingChallenge] = []
+        var temp: [TempCode] = []
         var sawHeader = false
         var lineNumber = 0
         var lineStart = 0
@@ -190,14 +197,24 @@ public enum RecordFormat {
             } else if keyword.spells("recovery") {
                 guard isCryptHash(value) else { throw fail("recovery code is not a crypt(3) hash") }
                 recovery.append(text())
+            } else if keyword.spells("temp") {
+                let f = words(value)
+                guard f.count == 3, isCryptHash(value[f[0]]), let until = ByteNumber.parse(value[f[1]], as: Int64.self),
+                      let uses = ByteNumber.parse(value[f[2]], as: Int.self), (1...TempCode.maxUses).contains(uses) else {
+                    throw fail(msg("temp needs a crypt(3) hash, an end time and the uses left (1-\(TempCode.maxUses))"))
+                }
+                guard temp.count < UserRecord.maxTempCodes else { throw fail(msg("more than \(UserRecord.maxTempCodes) temporary codes")) }
+                temp.append(TempCode(hash: String(decoding: value[f[0]], as: UTF8.self), until: until, uses: uses))
             } else {
                 throw fail(msg("unknown keyword '\(String(decoding: keyword.prefix(32), as: UTF8.self))'"))
             }
         }
         guard sawHeader else { throw .malformed(path: path, line: max(lineNumber, 1), reason: "empty record") }
         guard let user else { throw .malformed(path: path, line: 1, reason: "no 'user' line") }
-        return UserRecord(user: user, tokens: tokens, passwordHash: password, failureTimes: failureTimes,
-                          recoveryCodes: recovery, usedRecoveryCodes: usedRecovery, challenges: challenges, created: created)
+        var record = UserRecord(user: user, tokens: tokens, passwordHash: password, failureTimes: failureTimes,
+                                recoveryCodes: recovery, usedRecoveryCodes: usedRecovery, challenges: challenges, created: created)
+        record.tempCodes = temp
+        return record
     }
 
     /// The space-separated words of a value, as index ranges into it.
@@ -222,7 +239,7 @@ public enum RecordFormat {
 
     /// The keys of a token line this module knows; others are ignored.
     enum TokenKey: Int, CaseIterable {
-        case id, kind, type, period, counter, algorithm, digits, secret, last, created, used, label, window, name, device, accessKey, touch, codes
+        case id, kind, type, period, counter, algorithm, digits, secret, last, created, used, label, window, name, device, accessKey, touch, codes, pending
 
         var text: StaticString {
             switch self {
@@ -242,6 +259,7 @@ public enum RecordFormat {
             case .name: return "name"
             case .device: return "device"
             case .accessKey: return "access-key"
+            case .pending: return "pending"
             case .touch: return "touch"
             case .codes: return "codes"
             }
@@ -356,6 +374,7 @@ public enum RecordFormat {
                      lastUsedTime: try number(.used, Int64.self))
         token.touch = raw(.touch)?.spells("1") ?? false
         token.tapOnly = kind == .card && raw(.codes)?.spells("0") == true
+        token.pending = raw(.pending)?.spells("1") == true
         if let limit = try number(.window, Int.self) {
             guard (1...1000).contains(limit) else { throw FieldError(description: "token window= must be 1-1000") }
             token.windowLimit = limit

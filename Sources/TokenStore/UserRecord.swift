@@ -31,6 +31,9 @@ public struct Token: Sendable {
     /// time steps during a tap. Cards enrolled since `smartotp enroll --card` writes a tap
     /// credential of their own; earlier ones share one (`smartotp check` names them).
     public var tapOnly: Bool = false
+    /// A token made with `smartotp enroll --generate` whose first code has not been typed
+    /// yet: it passes no login until `--confirm` proves the phone holds its secret.
+    public var pending: Bool = false
     /// A tighter window than the module's, as google-authenticator's WINDOW_SIZE means it
     /// (kept on import so that nothing imported accepts more than it did): TOTP, this many
     /// codes centred on now (skew (N-1)/2); HOTP, this many counters of look-ahead.
@@ -143,6 +146,9 @@ public struct UserRecord: Sendable {
     public static let maxChallenges = 16
     public static let maxChallengesPerHost = 2
     public var created: Int64
+    /// Temporary codes (`smartotp temp-code`): each logs in until it ends or its uses run out.
+    public var tempCodes: [TempCode] = []
+    public static let maxTempCodes = 8
 
     public init(user: UserName, tokens: [Token] = [], passwordHash: String? = nil, failureTimes: [Int64] = [],
                 recoveryCodes: [String] = [], usedRecoveryCodes: [String] = [], challenges: [PendingChallenge] = [],
@@ -268,5 +274,20 @@ public struct UserRecord: Sendable {
             if !tokens.contains(where: { $0.id == id }) { return id }
             n += 1
         }
+    }
+}
+
+/// A temporary code for a user who lost their card (Duo's bypass codes): hashed like the
+/// simple password, good until `until` (Unix time) for `uses` more logins.
+public struct TempCode: Sendable, Equatable {
+    public var hash: String
+    public var until: Int64
+    public var uses: Int
+    public static let maxUses = 1000
+
+    public init(hash: String, until: Int64, uses: Int) {
+        self.hash = hash
+        self.until = until
+        self.uses = uses
     }
 }

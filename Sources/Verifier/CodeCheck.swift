@@ -24,7 +24,7 @@ public struct CodeCheck: Sendable {
     /// when one accepts, stores its new last-used value.
     public func apply(_ code: String, to record: inout UserRecord, now: Int64) -> Result {
         var replayedBy: String?
-        for index in record.tokens.indices where !record.tokens[index].tapOnly {
+        for index in record.tokens.indices where !record.tokens[index].tapOnly && !record.tokens[index].pending {
             let token = record.tokens[index]
             let result: ValidationResult
             switch token.parameters.kind {

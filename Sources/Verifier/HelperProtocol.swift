@@ -111,6 +111,7 @@ public enum HelperProtocol {
         case .accepted(.token(let id)): verdict = msg("accepted token \(id)")
         case .accepted(.password): verdict = "accepted password"
         case .accepted(.recoveryCode): verdict = "accepted recovery-code"
+        case .accepted(.tempCode): verdict = "accepted temp-code"
         case .replayed(let id): verdict = msg("replayed \(id)")
         case .rejected: verdict = "rejected"
         case .locked: verdict = "locked"
@@ -128,6 +129,7 @@ public enum HelperProtocol {
             let what = words.count > 1 ? words[1] : ""
             if what.equals("password") { verdict = .accepted(.password) }
             else if what.equals("recovery-code") { verdict = .accepted(.recoveryCode) }
+            else if what.equals("temp-code") { verdict = .accepted(.tempCode) }
             else if what.utf8.begins(with: "token "), Token.isValidID(what.droppingBytes(6)) { verdict = .accepted(.token(what.droppingBytes(6))) }
             else { throw ParseError("bad verdict") }
         } else if first.equals("replayed") { verdict = .replayed(tokenID: words.count > 1 ? words[1] : "")

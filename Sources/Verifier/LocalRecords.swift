@@ -29,10 +29,11 @@ public struct LocalRecords<S: Store>: RecordService {
         guard let r = try run({ () throws(StoreError) in try store.read(user) }) else { return nil }
         return RecordSummary(
             cards: r.tokens.compactMap { t in
-                guard t.kind == .card, let name = t.credentialName else { return nil }
+                guard t.kind == .card, !t.pending, let name = t.credentialName else { return nil }
                 return .init(tokenID: t.id, deviceID: t.deviceID, credentialName: name, touch: t.touch, protected: t.accessKey != nil)
             },
-            codeDigits: r.tokens.filter { !$0.tapOnly }.map { $0.parameters.digits }, recoveryCodes: r.recoveryCodes.count,
+            codeDigits: r.tokens.filter { !$0.tapOnly && !$0.pending }.map { $0.parameters.digits },
+            recoveryCodes: r.recoveryCodes.count + TempCodes.active(in: r, now: now),
             hasPassword: r.passwordHash != nil, failures: r.countedFailures(policy.lock),
             lock: r.lockState(policy.lock, isRoot: isRoot(user), now: now))
     }
@@ -98,7 +99,8 @@ public struct LocalRecords<S: Store>: RecordService {
             case .accepted(let id, _): return .accepted(.token(id))
             case .replayed(let id): return .replayed(tokenID: id)
             case .rejected:
-                return RecoveryCode.consume(typed, in: &record) ? .accepted(.recoveryCode) : .rejected
+                if RecoveryCode.consume(typed, in: &record) { return .accepted(.recoveryCode) }
+                return TempCodes.consume(typed, in: &record, now: now) ? .accepted(.tempCode) : .rejected
             }
         case .password(let typed):
             guard typed.utf8.count <= AnswerLimit.bytes, let hash = record.passwordHash,

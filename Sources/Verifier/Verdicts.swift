@@ -18,9 +18,12 @@ public enum Credential: Sendable, Equatable, CustomStringConvertible {
     case token(String)
     case password
     case recoveryCode
+    /// A temporary code (`smartotp temp-code`).
+    case tempCode
 
     public var description: String {
         switch self {
+        case .tempCode: return "temporary code"
         case .token(let id): return msg("token \(id)")
         case .password: return "simple password"
         case .recoveryCode: return "recovery code"
@@ -73,6 +76,9 @@ public struct RecordSummary: Sendable, Equatable {
     public var cards: [Card]
     /// The code length of every token (card tokens too: a phone reads the same credential).
     public var codeDigits: [Int]
+    /// Recovery codes and temporary codes still good: the typed words of a recovery code's
+    /// shape that can match (one count on the wire, so that hosts of an earlier version
+    /// read it too).
     public var recoveryCodes: Int
     public var hasPassword: Bool
     /// Failures that count towards the lock now.

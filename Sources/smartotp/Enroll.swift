@@ -29,6 +29,12 @@ struct Enroll: ParsableCommand {
         ask that credential for codes too: give it --touch, or the card an access code. The
         card's secrets are never printed (no --uri, no --qr).
 
+        With --generate: a phone token with a new 160-bit secret (the system CSPRNG). Its
+        otpauth:// URI and a QR code are printed for the phone to scan, and the token stays
+        pending, passing no login, until a code from the phone is typed: at once with
+        --confirm (the command asks for it), or later with `smartotp enroll USER --confirm`
+        (a code on standard input, or asked on the terminal). Through the fleet too.
+
         With --secret: a code-only token (phone app, hardware token) from a Base32 secret.
         Give the secret as `--secret -` (standard input) or `--secret @FILE`, as oathtool
         takes it: a secret on the command line is visible to every user in ps(1) and stays
@@ -42,6 +48,8 @@ struct Enroll: ParsableCommand {
           smartotp enroll alice --card
           smartotp enroll alice --card --phone --touch
           smartotp enroll bob --secret - --digits 8 < bob.secret
+          smartotp enroll carol --generate --confirm
+          smartotp enroll carol --confirm          # later: the code from her phone
         """
     )
 
@@ -49,6 +57,8 @@ struct Enroll: ParsableCommand {
     @Argument(help: "The user to enroll.") var user: String
 
     @Flag(help: "Write a new credential to the card on the reader.") var card = false
+    @Flag(help: "A phone token with a new secret: prints its URI and QR code; pending until confirmed.") var generate = false
+    @Flag(help: "Confirm the pending token with a code from the phone (asked for; or read from standard input).") var confirm = false
     @Option(help: "Use the first reader whose name contains this text.") var reader: String?
     @Flag(help: "The credential needs a touch on the key for every code.") var touch = false
     @Option(help: "The tap credential's name on the card (default smartotp-tap:USER@HOST).") var name: String?
@@ -72,7 +82,11 @@ struct Enroll: ParsableCommand {
     @Flag(help: "Print the result as JSON.") var json = false
 
     func validate() throws {
-        guard card != (secret != nil) else { throw ValidationError("give exactly one of --card and --secret") }
+        let kinds = [card, secret != nil, generate].filter { $0 }.count
+        guard kinds == 1 || (kinds == 0 && confirm) else {
+            throw ValidationError("give exactly one of --card, --secret and --generate (or --confirm alone, for a pending token)")
+        }
+        guard !confirm || !card && secret == nil else { throw ValidationError("--confirm goes with --generate, or alone") }
         guard !(totp && hotp) else { throw ValidationError("--totp and --hotp exclude each other") }
         if card, period != nil || algorithm != nil || hotp || totp || counter != nil {
             // A card credential is TOTP/SHA-1/30 s: what every phone app reads from a card.
@@ -90,9 +104,12 @@ struct Enroll: ParsableCommand {
 
     func run() throws {
         let user = try userName(self.user)
+        // Confirming asks nothing of the name service: the record is there already.
+        if confirm && !generate { return try confirmPending(user, try options.prepared()) }
         try requireSystemUser(user, force: force)
         let store = try options.prepared()
         let created = now()
+        if generate { return try generatePending(user, store, created: created) }
         if card {
             let (tap, phoneToken) = try writeToCard(user: user, created: created)
             guard case .token(let id) = try store.apply(user, .enroll(tap)) else { throw Failure("the enrolment gave no token id") }
@@ -140,6 +157,51 @@ struct Enroll: ParsableCommand {
         }
     }
 
+    /// `--generate`: a new secret, the token written pending, its URI and QR code shown;
+    /// with `--confirm` the code asked for at once.
+    func generatePending(_ user: UserName, _ store: AdminTarget, created: Int64) throws {
+        guard var secretBytes = SecureRandom.bytes(20) else { throw Failure("the system's random source failed") }
+        defer { ConstantTime.wipe(&secretBytes) }
+        let parameters = try OTPParameters(kind: hotp ? .hotp : .totp(period: period ?? 30),
+                                           algorithm: HashAlgorithm(name: algorithm ?? "sha1") ?? .sha1, digits: digits)
+        var token = Token(id: "", kind: .code, parameters: parameters, secret: SecretBytes(secretBytes),
+                          initialCounter: counter ?? 0, label: label.isEmpty ? "phone" : label, created: created)
+        token.pending = true
+        guard case .token(let id) = try store.apply(user, .enroll(token)) else { throw Failure("the enrolment gave no token id") }
+        let uriText = OTPAuthURI(parameters: parameters, secretBase32: Base32.encode(secretBytes), issuer: "smartotp",
+                                 account: "\(user)@\(hostName())", counter: counter ?? 0).format()
+        if json {
+            try printJSON(Enrolled(user: user.value, token: id, kind: "code", uri: uriText, pending: true))
+        } else {
+            print("Token \(id) for \(user), pending until a code from the phone confirms it.")
+            print(uriText)
+            if let picture = TerminalQR.render(uriText) {
+                print("Scan this with an authenticator app (it holds the secret; clear the screen afterwards):")
+                print(picture, terminator: "")
+            } else {
+                print("(libqrencode could not draw the QR code: type the URI's secret into the app instead)")
+            }
+        }
+        guard confirm else {
+            if !json { print("Then confirm it: smartotp enroll \(user) --confirm") }
+            return
+        }
+        fflush(nil)
+        try confirmPending(user, store)
+    }
+
+    /// `--confirm`: the code from the phone, checked against the user's pending tokens.
+    func confirmPending(_ user: UserName, _ store: AdminTarget) throws {
+        let code = try readSecret(prompt: "Code from the phone: ", fromStdin: isatty(0) != 1, confirm: false)
+            .filter { $0 != " " && $0 != "-" }
+        guard !code.isEmpty, code.utf8.count <= 16 else { throw Failure("no code was typed") }
+        guard case .token(let id) = try store.apply(user, .confirm(code: code)) else {
+            throw Failure("that code matches no pending token of \(user) (a wrong code, or nothing pending): nothing was changed")
+        }
+        if json { try printJSON(Enrolled(user: user.value, token: id, kind: "code", pending: false)) }
+        else { print("Token \(id) of \(user) is confirmed: it logs in from now on.") }
+    }
+
     /// `--json`'s answer.
     struct Enrolled: Encodable {
         var user: String
@@ -148,6 +210,7 @@ struct Enroll: ParsableCommand {
         var device: String?
         var phone_token: String?
         var uri: String?
+        var pending: Bool?
     }
 
     /// The card's tap credential (and with --phone its phone credential) written, each with

@@ -39,6 +39,8 @@ struct TokenRow: Encodable {
     var device: String?
     var access_code: Bool?
     var touch: Bool?
+    /// `enroll --generate` not yet confirmed: it passes no login.
+    var pending: Bool?
 
     init(_ t: Token) {
         id = t.id
@@ -56,6 +58,7 @@ struct TokenRow: Encodable {
         case .hotp: type = "hotp"; counter = t.initialCounter
         }
         if t.kind == .card { access_code = t.accessKey != nil; touch = t.touch }
+        if t.pending { pending = true }
     }
 
     /// `key=value` pairs for the text output, in a fixed order, absent ones left out.
@@ -63,7 +66,8 @@ struct TokenRow: Encodable {
         var f: [(String, String?)] = [("id", id), ("kind", kind), ("type", type), ("algorithm", algorithm), ("digits", String(digits))]
         f += [("period", period.map(String.init)), ("counter", counter.map(String.init)), ("label", label),
               ("last_used", last_used.map(String.init)), ("window", window.map(String.init)), ("credential", credential),
-              ("device", device), ("access_code", access_code.map { $0 ? "yes" : "no" }), ("touch", touch.map { $0 ? "yes" : "no" })]
+              ("device", device), ("access_code", access_code.map { $0 ? "yes" : "no" }), ("touch", touch.map { $0 ? "yes" : "no" }),
+              ("pending", pending.map { $0 ? "yes (passes no login until confirmed)" : "no" })]
         return f.compactMap { k, v in v.map { "\(k)=\($0)" } }.joined(separator: " ")
     }
 }
@@ -76,6 +80,12 @@ struct RecordRow: Encodable {
     var failures: Int
     var last_failure: Int64
     var recovery_codes: Int
+    var temp_codes: [TempRow] = []
+}
+
+struct TempRow: Encodable {
+    var until: Int64
+    var uses: Int
 }
 
 struct List: ParsableCommand {
@@ -102,10 +112,54 @@ struct Show: ParsableCommand {
         let user = try userName(self.user)
         guard let r = try options.open().read(user) else { throw Failure("\(user) has no smartotp record") }
         let row = RecordRow(user: user.value, tokens: r.tokens.map(TokenRow.init), password: r.passwordHash != nil,
-                            failures: r.failures, last_failure: r.lastFailure, recovery_codes: r.recoveryCodes.count)
+                            failures: r.failures, last_failure: r.lastFailure, recovery_codes: r.recoveryCodes.count,
+                            temp_codes: r.tempCodes.filter { $0.until > now() && $0.uses > 0 }.map { TempRow(until: $0.until, uses: $0.uses) })
         if json { return try printJSON(row) }
         print("user \(user): \(r.tokens.count) token(s), simple password \(r.passwordHash != nil ? "set" : "not set"), \(r.recoveryCodes.count) recovery code(s), \(r.failures) failure(s)")
         for t in row.tokens { print("  " + t.text) }
+        for t in row.temp_codes { print("  temporary code: good until \(CivilTime.format(t.until)), \(t.uses) use(s) left") }
+    }
+}
+
+struct TempCodeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "temp-code",
+        abstract: "Print a temporary code for a user who lost their card: it logs in until it ends or is used up.",
+        discussion: """
+        The code (xxxx-xxxx-xxxx, on a line of its own) is typed at the module's code prompt
+        like any code: counted like any code when wrong, audited, and refused once it has
+        ended or has been used --uses times. Only its hash is kept (yescrypt); `smartotp
+        show` says it exists and when it ends. At most 8 at a time per user. Give it to the
+        user over a channel you trust (in person, by phone after a callback).
+        EXAMPLES
+          smartotp temp-code alice --valid 8h
+          smartotp temp-code alice --valid 2d --uses 5 --server https://otp1:8443 --tls-dir /etc/smartotp/admin
+        """)
+    @OptionGroup var options: StoreOptions
+    @Argument(help: "The user (who must have a record).") var user: String
+    @Option(help: ArgumentHelp("How long it is good: 30m, 8h, 7d (1 minute to 30 days).", valueName: "DURATION")) var valid = "8h"
+    @Option(help: "How many logins it is good for (1-1000).") var uses = 1
+
+    func validate() throws {
+        guard let seconds = OptionValue.duration(valid), (60...2_592_000).contains(seconds) else {
+            throw ValidationError("--valid must be a duration from 1m to 30d (a number of seconds, or with s, m, h or d)")
+        }
+        guard (1...TempCode.maxUses).contains(uses) else { throw ValidationError("--uses must be 1 to \(TempCode.maxUses)") }
+    }
+
+    func run() throws {
+        let user = try userName(self.user)
+        guard let seconds = OptionValue.duration(valid), let code = RecoveryCode.generate(),
+              let normal = RecoveryCode.normalise(code), let hash = PasswordHash.make(normal) else {
+            throw Failure("could not make a code (the random source or libxcrypt failed)")
+        }
+        let until = now() + seconds
+        guard try options.prepared().apply(user, .tempCode(hash: hash, until: until, uses: uses)) == .done(true) else {
+            throw Failure("\(user) has no smartotp record: enrol the user first (a temporary code is for a user who lost a card)")
+        }
+        let note = Array("Temporary code for \(user), good until \(CivilTime.format(until)) for \(uses) login(s):\n".utf8)
+        _ = note.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+        print(code)
     }
 }
 

@@ -46,7 +46,7 @@ struct SmartOTP: ParsableCommand {
         """,
         version: "smartotp \(SmartOTPVersion.current)",
         subcommands: [
-            Enroll.self, Passwd.self, List.self, Show.self, Remove.self, Unlock.self, Resync.self,
+            Enroll.self, Passwd.self, List.self, Show.self, Remove.self, Unlock.self, Resync.self, TempCodeCommand.self,
             Recovery.self, Import.self, MigrateStore.self, Verify.self, Audit.self, RevokeHost.self, CardStatus.self, Check.self, Demo.self,
         ]
     )

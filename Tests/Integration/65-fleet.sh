@@ -326,6 +326,20 @@ out=$(in_ns h1 "$CLI" migrate-store --from "$WORK/local/store" --server "$SERVER
 case "$out" in *"Copied 1 record"*) ok "smartotp migrate-store copies a host's store";; *) not_ok "migrate-store" "$out";; esac
 check "… and the migrated user logs in through the fleet" "pamtester: successfully authenticated" "$(login h3 migrant "$(next migrant)")"
 
+# --- Rollout through the fleet: a generated phone token, confirmed; a temporary code -------------
+out=$(admin enroll rollout --force --generate 2>&1)
+RS=$(sed -n 's/.*secret=\([A-Z2-7]*\).*/\1/p' <<<"$out" | head -1)
+check "enroll --generate through the fleet: a 160-bit secret in the URI" 32 "${#RS}"
+check "… pending: the phone's code logs in nowhere" "pamtester: Authentication failure" "$(login h2 rollout "$(oathtool --totp -b "$RS")")"
+out=$(oathtool --totp -b "$RS" | admin enroll rollout --confirm 2>&1)
+case "$out" in *"is confirmed"*) ok "enroll --confirm through the fleet";; *) not_ok "confirm through the fleet" "$out";; esac
+check "… and the phone's next code logs in on h3" "pamtester: successfully authenticated" "$(login h3 rollout "$(oathtool --totp -b "$RS" --now=@$(( $(date +%s) + 30 )))")"
+tcode=$(admin temp-code rollout --valid 1h 2>/dev/null)
+check "temp-code through the fleet: a temporary code logs in once (h1)" "pamtester: successfully authenticated" "$(login h1 rollout "$tcode")"
+check "… and not again (h2)" "pamtester: Authentication failure" "$(login h2 rollout "$tcode")"
+out=$(admin show rollout 2>&1)
+case "$out" in *'$y$'*) not_ok "no temporary code's hash leaves the server" "$out";; *) ok "show through the fleet holds no hash";; esac
+
 # --- A verifier that drops every packet: the next one is asked after a second, not the timeout ---
 enroll_hotp blackhole
 ip -n "${P}hub" link set vs1 down
