@@ -27,6 +27,8 @@ public enum AdminChange: Sendable {
     /// Adds a temporary code (its hash), good until `until` for `uses` logins; the user
     /// must have a record.
     case tempCode(hash: String, until: Int64, uses: Int)
+    /// Removes every temporary code of the user (the card was found).
+    case removeTempCodes
 
     /// What a change did.
     public enum Outcome: Sendable, Equatable {
@@ -51,7 +53,7 @@ public enum AdminChange: Sendable {
         case .merge: return "import"
         case .place: return "place"
         case .confirm: return "confirm"
-        case .tempCode: return "temp-code"
+        case .tempCode, .removeTempCodes: return "temp-code"
         }
     }
 
@@ -122,9 +124,13 @@ public enum AdminChange: Sendable {
             guard var r = current else { return (.done(false), .keep) }
             r.tempCodes.removeAll { $0.until <= now || $0.uses <= 0 }
             guard r.tempCodes.count < UserRecord.maxTempCodes else {
-                throw Failure(msg("\(user) has \(UserRecord.maxTempCodes) temporary codes already; remove the user's temporary codes first"))
+                throw Failure(msg("\(user) has \(UserRecord.maxTempCodes) temporary codes already; remove them first: smartotp temp-code USER --remove"))
             }
             r.tempCodes.append(TempCode(hash: hash, until: until, uses: uses))
+            return (.done(true), .write(r))
+        case .removeTempCodes:
+            guard var r = current, !r.tempCodes.isEmpty else { return (.done(false), .keep) }
+            r.tempCodes.removeAll()
             return (.done(true), .write(r))
         }
     }
@@ -158,6 +164,7 @@ extension AdminChange {
         case .place(let r): record = r
         case .confirm(let code): lines.append("code \(code)")
         case .tempCode(let hash, let until, let uses): lines += ["hash \(hash)", "until \(until)", "uses \(uses)"]
+        case .removeTempCodes: lines.append("remove")
         }
         var out = Array((lines.map { $0 + "\n" }.joined()).utf8)
         if let record {
@@ -220,6 +227,7 @@ extension AdminChange {
             guard let code = one("code"), !code.isEmpty, code.utf8.count <= 16 else { throw Failure("confirm needs a code") }
             return .confirm(code: code)
         case "temp-code":
+            if one("remove") != nil { return .removeTempCodes }
             guard let h = one("hash"), !h.isEmpty, !h.contains(" "), h.utf8.count < 512,
                   let until = one("until").flatMap({ Int64($0) }), let uses = one("uses").flatMap({ Int($0) }),
                   (1...TempCode.maxUses).contains(uses) else { throw Failure("temp-code needs a hash, an end time and 1-\(TempCode.maxUses) uses") }

@@ -142,6 +142,19 @@ extension VerifierService {
                 return overBudget("requests", requester, user, op, "this host has made too many requests; try later\n")
             }
         }
+        // A host out of its scope learns nothing and changes nothing: 403, audited in chain
+        // 0, counted against no user.
+        if let why = scopes.refusal(host: requester.name, user: user.value) {
+            Counter(label: ServiceMetrics.outOfScope).increment()
+            logger.warning("host out of scope; refused", metadata: ["host": "\(requester)", "user": "\(user.value)", "operation": "\(op.rawValue)", "why": "\(why)"])
+            let ledger = self.ledger
+            _ = try await withDeadline(deadline) {
+                try await ledger.commit(.fleet) { state in
+                    state.audit(AuditFacts(operation: op.rawValue, credential: "", result: "out-of-scope", reason: why), by: requester, about: user)
+                }
+            }
+            return ServiceResponse(403, "this host may not ask about \(user.value) (smartotpd.conf scope)\n")
+        }
         // Past its failure budget a host gets no more verdicts (and its failures no longer
         // count against users) until the window moves on: a stolen host certificate locks
         // at most budget ÷ deny users a window. A unit is reserved now and given back when
@@ -404,7 +417,7 @@ extension AdminChange {
     var changesTokens: Bool {
         switch self {
         case .enroll, .removeToken, .removeUser, .merge, .place, .confirm: return true
-        case .passwd, .recovery, .resync, .unlock, .tempCode: return false
+        case .passwd, .recovery, .resync, .unlock, .tempCode, .removeTempCodes: return false
         }
     }
 }

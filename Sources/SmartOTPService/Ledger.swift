@@ -111,10 +111,11 @@ public struct LedgerState: Sendable {
     }
 
     /// Adds an audit row: what `requester` asked and what came of it, at the ledger's time.
-    public mutating func audit(_ facts: AuditFacts, by requester: Requester) {
+    /// `about`: the user it concerns when the state is the fleet's own (a host out of scope).
+    public mutating func audit(_ facts: AuditFacts, by requester: Requester, about: UserName? = nil) {
         entries.append(AuditEntry(at: nowMicros, actor: requester.name, serial: requester.serial, role: requester.role.rawValue,
                                   peer: requester.address, remoteHost: requester.remoteHost, service: requester.service,
-                                  user: user?.value ?? "", operation: facts.operation, credential: facts.credential,
+                                  user: (user ?? about)?.value ?? "", operation: facts.operation, credential: facts.credential,
                                   result: facts.result, reason: facts.reason))
     }
 

@@ -69,6 +69,8 @@ public struct ServerConfig: Sendable {
     public var maxConnectionsPerCertificate = 128
     public var handshakeTimeout: Int64 = 5
     public var connectionLifetime: Int64 = 300
+    /// `scope` lines (HostScopes): which users each host may ask about; none: everyone.
+    public var scopes: [HostScope] = []
 
     public init() {}
 
@@ -195,7 +197,17 @@ public struct ServerConfig: Sendable {
         Option(name: "connection_lifetime", takesValue: true) { c, v throws(ConfigError) in
             c.connectionLifetime = try v.duration(10...86_400)
         },
+        // PATTERN GROUP[,GROUP…]: hosts whose certificate name matches PATTERN ask only about members of GROUP (* anyone); one line each, as many as needed
+        Option(name: "scope", takesValue: true) { c, v throws(ConfigError) in
+            guard let s = HostScope(line: v.text) else {
+                throw v.invalid("PATTERN GROUP[,GROUP…] (a host name pattern as fnmatch(3) takes it, then groups, * for anyone)")
+            }
+            c.scopes.append(s)
+        },
     ]
+
+    /// The settings that may be given more than once.
+    static let repeatable: Set<String> = ["scope"]
 
     /// Root locked like anyone: the fleet's default.
     static func fleetPolicy(_ p: Policy) -> Policy {
@@ -214,7 +226,9 @@ public struct ServerConfig: Sendable {
         var config = ServerConfig()
         var seen: Set<String> = []
         for setting in try Setting.lines(of: text, path: path) {
-            guard !seen.contains(setting.name) else { throw .atPlace(setting.place, "'\(setting.name)' is given twice") }
+            guard !seen.contains(setting.name) || repeatable.contains(setting.name) else {
+                throw .atPlace(setting.place, "'\(setting.name)' is given twice")
+            }
             guard try options.apply(setting, to: &config) else {
                 throw .atPlace(setting.place, "unknown setting '\(ConfigError.printable(setting.name))' (known: \(options.names()))")
             }

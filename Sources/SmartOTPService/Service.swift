@@ -109,6 +109,7 @@ public enum ServiceMetrics {
     public static let sealRefusals = "smartotpd_refused_records_total"
     public static let busy = "smartotpd_busy_refusals_total"
     public static let overBudget = "smartotpd_host_budget_refusals_total"
+    public static let outOfScope = "smartotpd_out_of_scope_refusals_total"
 }
 
 /// The verifier as a service: middleware (identity and role, revocation, routing, budgets,
@@ -130,6 +131,8 @@ public struct VerifierService: Sendable {
     public let hashing: Slots
     /// What ties a request id to what it asked (RecentRequests): a key outside the ledger.
     public let binder: RequestBinder
+    /// Which users each host may ask about (`scope` lines).
+    public let scopes: HostScopes
     /// How long a verdict may wait for the ledger: past it the commit is cancelled (nothing
     /// is written after) and the host is told 503 in time to ask another replica.
     public var deadline: Duration = .seconds(2)
@@ -139,7 +142,8 @@ public struct VerifierService: Sendable {
     /// `budgets`: where the fleet's budgets are kept (the ledger's adapter); `clock`: Unix
     /// seconds, for the budgets' windows.
     public init(config: ServerConfig, ledger: any Ledger, budgets: any BudgetStore, identifier: PeerIdentifier, revoked: RevocationList,
-                binder: RequestBinder, logger: Logger, clock: @escaping @Sendable () -> Int64, hashingSlots: Int) {
+                binder: RequestBinder, logger: Logger, clock: @escaping @Sendable () -> Int64, hashingSlots: Int,
+                groupsOf: @escaping @Sendable (String) -> Set<String>? = HostScopes.systemGroups) {
         self.config = config
         self.ledger = ledger
         self.identifier = identifier
@@ -151,6 +155,7 @@ public struct VerifierService: Sendable {
         userFailures = HostBudget("user-failures", config.hostUserFailureBudget, store: budgets, clock: clock)
         challenges = HostBudget("challenges", config.hostChallengeBudget, store: budgets, clock: clock)
         hashing = Slots(max(1, hashingSlots))
+        scopes = HostScopes(config.scopes, groupsOf: groupsOf, clock: clock)
     }
 
     /// The middleware, in order.

@@ -139,6 +139,7 @@ struct TempCodeCommand: ParsableCommand {
     @Argument(help: "The user (who must have a record).") var user: String
     @Option(help: ArgumentHelp("How long it is good: 30m, 8h, 7d (1 minute to 30 days).", valueName: "DURATION")) var valid = "8h"
     @Option(help: "How many logins it is good for (1-1000).") var uses = 1
+    @Flag(help: "Remove every temporary code of the user instead (the card was found).") var remove = false
 
     func validate() throws {
         guard let seconds = OptionValue.duration(valid), (60...2_592_000).contains(seconds) else {
@@ -149,6 +150,10 @@ struct TempCodeCommand: ParsableCommand {
 
     func run() throws {
         let user = try userName(self.user)
+        if remove {
+            guard try options.prepared().apply(user, .removeTempCodes) == .done(true) else { throw Failure("\(user) has no temporary code") }
+            return print("Removed the temporary codes of \(user).")
+        }
         guard let seconds = OptionValue.duration(valid), let code = RecoveryCode.generate(),
               let normal = RecoveryCode.normalise(code), let hash = PasswordHash.make(normal) else {
             throw Failure("could not make a code (the random source or libxcrypt failed)")

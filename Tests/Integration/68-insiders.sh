@@ -245,6 +245,23 @@ sed 's/tag=\([0-9a-f]\)/tag=0\1/' "$FLEET/journal" | grep 'audit checkpoint' | h
 out=$(in_ns s1 "$SMARTOTPD" audit-verify --config "$FLEET/s1.conf" --checkpoints "$FLEET/forged" 2>&1); rc=$?
 case "$rc:$out" in 1:*"not under the audit key"*) ok "a checkpoint line not under the audit key is reported";; *) not_ok "a forged checkpoint" "$rc: $out";; esac
 
+# --- Host scope: web servers may not ask about the database administrators -------------------
+# (Step 3.) The verifier's own name service decides membership: real groups and users here.
+groupadd smartotp-dba && at_exit "groupdel smartotp-dba 2>/dev/null"
+add_user smartotp-sc1; usermod -aG smartotp-dba smartotp-sc1
+add_user smartotp-sc2
+enroll_hotp smartotp-sc1; enroll_hotp smartotp-sc2
+for s in s1 s2; do printf 'scope = h1 *\nscope = h2 smartotp-dba\n' >>"$FLEET/$s.conf"; done
+restart_replicas || not_ok "replicas restart with scope lines" "$(tail -3 "$FLEET/s1.log")"
+check "scope: h2 may ask about a member of smartotp-dba" "$OK" "$(login h2 smartotp-sc1 "$(next smartotp-sc1)")"
+check "… not about anyone else: refused (no verdict)" "$UNAVAIL" "$(login h2 smartotp-sc2 "$(next smartotp-sc2)")"
+n=$(psql_db "SELECT count(*) FROM smartotp_audit WHERE chain = 0 AND actor = 'h2' AND username = 'smartotp-sc2' AND result = 'out-of-scope'")
+[ "$n" -ge 1 ] && ok "… audited in chain 0 ($n row(s): out-of-scope, the user named)" || not_ok "out of scope is audited" "$n"
+check "… and the code h2 sent was not spent: it logs in on h1 (scope = h1 *)" "$OK" "$(login h1 smartotp-sc2 "$(oathtool --hotp -b "$HOTP_B32" --counter=0)")"
+check "… with no failure counted against the user" 0 "$(psql_db "SELECT count(*) FROM smartotp_audit WHERE username = 'smartotp-sc2' AND result = 'rejected'")"
+for s in s1 s2; do sed -i '/^scope = /d' "$FLEET/$s.conf"; done
+restart_replicas || not_ok "replicas restart" "$(tail -3 "$FLEET/s1.log")"
+
 # --- Small things ------------------------------------------------------------------------------
 out=$(echo "GEZDGNBVGY3TQOJQ" | admin enroll shortie --secret - --force 2>&1); rc=$?
 case "$rc:$out" in [1-9]*:*"RFC 4226 requires at least 128"*) ok "a secret of 80 bits is refused (RFC 4226)";; *) not_ok "short secrets refused" "$rc: $out";; esac

@@ -68,6 +68,10 @@ code=$("$CLI" temp-code grace --valid 1h --store "$STORE" 2>/dev/null)
 sed -i 's/^temp \([^ ]*\) [0-9]* /temp \1 1000 /' "$STORE/users/grace"
 run code grace --answer "$code"; check "a temporary code past its end is refused" 7 "$RC"
 grep -q 'failed-at' "$STORE/users/grace" && ok "… and counted as a failure, like any wrong code" || not_ok "a refused temporary code is counted" "$(cat "$STORE/users/grace")"
+"$CLI" temp-code grace --store "$STORE" >/dev/null 2>&1
+out=$("$CLI" temp-code grace --remove --store "$STORE" 2>&1)
+case "$out" in *"Removed the temporary codes of grace"*) ok "temp-code --remove: the card was found";; *) not_ok "temp-code --remove" "$out";; esac
+grep -q '^temp ' "$STORE/users/grace" && not_ok "no temporary code is left" "$(cat "$STORE/users/grace")" || ok "… none is left in the record"
 out=$("$CLI" temp-code nobody-here --store "$STORE" 2>&1); rc=$?
 case "$rc:$out" in 1:*"has no smartotp record"*) ok "temp-code for a user without a record: refused";; *) not_ok "temp-code without a record" "$rc: $out";; esac
 out=$("$CLI" temp-code grace --valid 90d --store "$STORE" 2>&1); rc=$?

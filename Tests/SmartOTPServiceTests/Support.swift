@@ -118,7 +118,8 @@ struct Fleet {
     let clock = TestClock()
     let codec: LedgerCodec
 
-    init(config: ServerConfig = Fleet.config(), revokedFile: String? = nil, wrap: ((MemoryLedger) -> any Ledger)? = nil) throws {
+    init(config: ServerConfig = Fleet.config(), revokedFile: String? = nil, wrap: ((MemoryLedger) -> any Ledger)? = nil,
+         groupsOf: @escaping @Sendable (String) -> Set<String>? = { _ in nil }) throws {
         codec = LedgerCodec(sealer: Sealer(current: KeyFile(bytes: Array(repeating: 1, count: 32))),
                             audit: AuditChain(key: KeyFile(bytes: Array(repeating: 2, count: 32))))
         ledger = MemoryLedger(codec: codec, now: Fleet.t0)
@@ -126,19 +127,24 @@ struct Fleet {
         let clock = self.clock
         service = VerifierService(config: config, ledger: wrap?(ledger) ?? ledger, budgets: ledger, identifier: try sharedPKI.identifier(),
                                   revoked: RevocationList(path: revokedFile), binder: RequestBinder(audit: codec.audit), logger: logger,
-                                  clock: { clock.now() }, hashingSlots: 2)
+                                  clock: { clock.now() }, hashingSlots: 2, groupsOf: groupsOf)
     }
 
+    /// The settings every configuration must name.
+    static let required = """
+        listen = 127.0.0.1:8443
+        database = postgresql://smartotpd@db/smartotp
+        tls_cert = /c
+        tls_key = /k
+        client_ca = /h
+        admin_ca = /a
+        seal_key = /s
+        audit_key = /t
+
+        """
+
     static func config(_ extra: String = "") -> ServerConfig {
-        (try? ServerConfig.parse("""
-            listen = 127.0.0.1:8443
-            database = postgresql://smartotpd@db/smartotp
-            tls_cert = /c
-            tls_key = /k
-            client_ca = /h
-            admin_ca = /a
-            seal_key = /s
-            audit_key = /t
+        (try? ServerConfig.parse(required + """
             policy = deny=3 unlock_time=600
             host_failure_budget = off
             \(extra)
