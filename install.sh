@@ -159,6 +159,9 @@ install_files() {
         put "$bin/smartotp-fleet" "$PREFIX/sbin/smartotp-fleet" 0755
         put "$bin/smartotpd" "$PREFIX/sbin/smartotpd" 0755
         put dist/smartotpd.service /etc/systemd/system/smartotpd.service 0644
+        # The host's certificate renewal (smartotp join, then systemctl enable --now smartotp-renew.timer).
+        put dist/smartotp-renew.service /etc/systemd/system/smartotp-renew.service 0644
+        put dist/smartotp-renew.timer /etc/systemd/system/smartotp-renew.timer 0644
         put dist/grafana-smartotpd.json "$PREFIX/share/doc/smartotp/grafana-smartotpd.json" 0644
         [ -d /run/systemd/system ] && systemctl daemon-reload 2>/dev/null || true
     fi

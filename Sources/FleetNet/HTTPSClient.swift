@@ -29,6 +29,18 @@ public struct FleetClientError: Error, CustomStringConvertible {
 public struct TLSIdentity {
     public let context: NIOSSLContext
 
+    /// The CA only, no certificate of this host's own: a host that joins has none yet.
+    public init(trusting directory: String) throws {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        do {
+            tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(directory + "/ca.pem"))
+            tls.minimumTLSVersion = .tlsv12
+            context = try NIOSSLContext(configuration: tls)
+        } catch {
+            throw FleetClientError("cannot load the fleet's CA in \(directory)/ca.pem: \(error)")
+        }
+    }
+
     public init(directory: String) throws {
         try Self.checkProtected(directory)
         var tls = TLSConfiguration.makeClientConfiguration()
@@ -187,9 +199,10 @@ public final class FleetServers {
     let group: MultiThreadedEventLoopGroup
     private var connection: FleetConnection?
 
-    public init(_ servers: [ServerURL], tlsDirectory: String) throws {
+    /// `trustOnly`: present no certificate (a host that joins).
+    public init(_ servers: [ServerURL], tlsDirectory: String, trustOnly: Bool = false) throws {
         self.servers = servers
-        identity = try TLSIdentity(directory: tlsDirectory)
+        identity = trustOnly ? try TLSIdentity(trusting: tlsDirectory) : try TLSIdentity(directory: tlsDirectory)
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     }
 

@@ -21,6 +21,14 @@ import Verifier
 ///     POST /v1/admin/revoke-host        body: a host's certificate name or serial; every
 ///     POST /v1/admin/restore-host       replica refuses it within seconds (or no longer)
 ///
+/// Hosts that join (where `host_ca_key` is set):
+///
+///     POST /v1/admin/hosts/NAME?valid=SECONDS   administrator: 200, a one-time join token
+///     GET  /v1/admin/hosts              · 200: `NAME SERIAL NOT-AFTER LAST-SEEN` a line (this replica's)
+///     POST /v1/join                     no certificate: body the token's line, then a CSR (PEM);
+///                                        200: the host's certificate (PEM)
+///     POST /v1/renew                    a host: body a CSR (PEM); 200: a new certificate, same name
+///
 /// Anyone with a valid certificate: `GET /v1/health` (200 when PostgreSQL answers).
 /// No path returns a secret: an enrolment carries one in, once; nothing reads it back.
 public enum FleetAPI {
@@ -34,6 +42,14 @@ public enum FleetAPI {
         /// Revoke (true) or restore (false) a host certificate.
         case revoke(Bool)
         case health
+        /// An administrator makes a join token for a host of this name.
+        case hostAdd(String)
+        /// The host certificates this replica has seen, with their ends.
+        case hosts
+        /// A new host's first certificate, for a join token (no client certificate).
+        case join
+        /// A host's next certificate, for its current one.
+        case renew
     }
 
     /// The verbs of `POST /v1/admin/VERB/USER`.
@@ -47,6 +63,9 @@ public enum FleetAPI {
         guard parts.count >= 3, parts[0].isEmpty, parts[1] == "v1" else { return nil }
         switch (parts.count, parts[2]) {
         case (3, "health"): return .health
+        case (3, "join"): return .join
+        case (3, "renew"): return .renew
+        case (4, "admin") where parts[3] == "hosts": return .hosts
         case (5, "verify"):
             guard let op = HelperProtocol.Operation(rawValue: String(parts[3])), let user = try? UserName(String(parts[4])) else { return nil }
             return .verify(op, user)
@@ -55,6 +74,10 @@ public enum FleetAPI {
         case (4, "admin") where parts[3] == "revocations": return .revocations
         case (4, "admin") where parts[3] == "revoke-host": return .revoke(true)
         case (4, "admin") where parts[3] == "restore-host": return .revoke(false)
+        case (5, "admin") where parts[3] == "hosts":
+            let name = String(parts[4])
+            guard isHostName(name) else { return nil }
+            return .hostAdd(name)
         case (5, "admin"):
             guard let user = try? UserName(String(parts[4])) else { return nil }
             if parts[3] == "records" { return .show(user) }
@@ -83,6 +106,16 @@ public enum FleetAPI {
     public static let auditPath = "/v1/admin/audit"
     public static let healthPath = "/v1/health"
     public static let revocationsPath = "/v1/admin/revocations"
+    public static let hostsPath = "/v1/admin/hosts"
+    public static let joinPath = "/v1/join"
+    public static let renewPath = "/v1/renew"
+
+    /// A host name as a certificate's common name takes it: letters, digits, `.`, `-`, `_`.
+    public static func isHostName(_ name: String) -> Bool {
+        (1...253).contains(name.utf8.count) && name.utf8.allSatisfy { b in
+            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || b == 0x2E || b == 0x2D || b == 0x5F
+        } && !name.hasPrefix(".") && !name.hasPrefix("-")
+    }
     public static func revokePath(_ revoke: Bool) -> String { revoke ? "/v1/admin/revoke-host" : "/v1/admin/restore-host" }
 
     /// A revocation entry as an administrator names it: a certificate's common name or its

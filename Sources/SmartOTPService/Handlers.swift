@@ -93,7 +93,11 @@ extension VerifierService {
                 return ServiceResponse(200, "ok\n")
             case .verify(let op, let user):
                 return try await verify(op, user, body: request.body, by: requester)
-            case .users, .show, .change, .audit, .revocations, .revoke:
+            case .join, .renew:
+                let service = self
+                let body = request.body, uri = request.uri
+                return try await withDeadline(adminDeadline) { try await service.hostCertificate(route, uri: uri, body: body, by: requester) }
+            case .users, .show, .change, .audit, .revocations, .revoke, .hostAdd, .hosts:
                 let admin = self
                 let uri = request.uri, body = request.body
                 return try await withDeadline(adminDeadline) { try await admin.administer(route, uri: uri, body: body, by: requester) }
@@ -359,6 +363,24 @@ extension VerifierService {
             return ServiceResponse(200, out)
         case .revocations:
             return ServiceResponse(200, try await ledger.read(.fleet).revocations.map { "\($0.entry) \($0.at) \($0.by)\n" }.joined())
+        case .hosts:
+            return ServiceResponse(200, seenHosts.all.map { "\($0.name) \($0.seen.serial) \($0.seen.notAfter) \($0.seen.lastSeen)\n" }.joined())
+        case .hostAdd(let name):
+            guard hostCA != nil else { return ServiceResponse(404, "hosts cannot join through this replica: smartotpd.conf sets no host_ca_key\n") }
+            var valid: Int64 = 86_400
+            if let v = FleetAPI.query(uri)?["valid"] {
+                guard let n = Int64(v), (60...2_592_000).contains(n) else { return ServiceResponse(400, "valid= must be 60 to 2592000 seconds\n") }
+                valid = n
+            }
+            let until = clock() + valid
+            guard let token = joinTokens.make(name: name, until: until) else { return ServiceResponse(503, "no random bytes\n") }
+            try await ledger.commit(.fleet) { state in
+                state.audit(AuditFacts(operation: "host-add", credential: "", result: "token", reason: "\(name) until \(until)"), by: requester)
+            }
+            logger.notice("join token made", metadata: ["admin": "\(requester)", "host": "\(name)", "until": "\(until)"])
+            return ServiceResponse(200, token + "\n")
+        case .join, .renew, .verify, .health:
+            return ServiceResponse(404, "no such path\n")
         case .revoke(let revoke):
             let entry = String(decoding: body, as: UTF8.self).trimmingSpaces()
             guard FleetAPI.isRevocationEntry(entry) else { return ServiceResponse(400, "name a host certificate by its common name or serial\n") }

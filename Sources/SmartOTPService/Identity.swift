@@ -13,11 +13,14 @@ public struct Peer: Sendable, Equatable, CustomStringConvertible {
     /// Its serial, lower-case hex without leading zeros.
     public let serial: String
     public let role: FleetRole
+    /// When the certificate ends (Unix time).
+    public let notAfter: Int64?
 
-    public init(name: String, serial: String, role: FleetRole) {
+    public init(name: String, serial: String, role: FleetRole, notAfter: Int64? = nil) {
         self.name = name
         self.serial = serial
         self.role = role
+        self.notAfter = notAfter
     }
 
     public var description: String { "\(role.rawValue) \(name) (serial \(serial))" }
@@ -100,9 +103,10 @@ public struct PeerIdentifier: Sendable {
         func signed(by cas: [Certificate]) -> Bool {
             cas.contains { ca in ca.subject == cert.issuer && ca.publicKey.isValidSignature(cert.signature, for: cert) }
         }
-        if signed(by: adminCAs) { return Peer(name: name, serial: serial, role: .admin) }
-        if signed(by: helpdeskCAs) { return Peer(name: name, serial: serial, role: .helpdesk) }
-        if signed(by: hostCAs) { return Peer(name: name, serial: serial, role: .host) }
+        let ends = Int64(cert.notValidAfter.timeIntervalSince1970)
+        if signed(by: adminCAs) { return Peer(name: name, serial: serial, role: .admin, notAfter: ends) }
+        if signed(by: helpdeskCAs) { return Peer(name: name, serial: serial, role: .helpdesk, notAfter: ends) }
+        if signed(by: hostCAs) { return Peer(name: name, serial: serial, role: .host, notAfter: ends) }
         throw .unknownIssuer
     }
 }

@@ -69,6 +69,11 @@ public struct ServerConfig: Sendable {
     public var maxConnectionsPerCertificate = 128
     public var handshakeTimeout: Int64 = 5
     public var connectionLifetime: Int64 = 300
+    /// `host_ca_key`: the host CA's private key (PEM), to sign the certificates of hosts
+    /// that join; nil: hosts do not join through this replica.
+    public var hostCAKey: String?
+    /// `host_cert_days`: how long a joined host's certificate lives.
+    public var hostCertDays = 30
     /// `scope` lines (HostScopes): which users each host may ask about; none: everyone.
     public var scopes: [HostScope] = []
 
@@ -197,6 +202,10 @@ public struct ServerConfig: Sendable {
         Option(name: "connection_lifetime", takesValue: true) { c, v throws(ConfigError) in
             c.connectionLifetime = try v.duration(10...86_400)
         },
+        // the host CA's private key (a path or credential:NAME): hosts join with a token (smartotp hosts add) and renew
+        Option(name: "host_ca_key", takesValue: true) { c, v throws(ConfigError) in c.hostCAKey = try v.keyFile() },
+        // days a joined host's certificate lives, 1-825 (default 30; a host renews at two thirds)
+        Option(name: "host_cert_days", takesValue: true) { c, v throws(ConfigError) in c.hostCertDays = try v.int(1...825) },
         // PATTERN GROUP[,GROUP…]: hosts whose certificate name matches PATTERN ask only about members of GROUP (* anyone); one line each, as many as needed
         Option(name: "scope", takesValue: true) { c, v throws(ConfigError) in
             guard let s = HostScope(line: v.text) else {

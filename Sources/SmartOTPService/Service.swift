@@ -118,7 +118,17 @@ public enum ServiceMetrics {
 public struct VerifierService: Sendable {
     public let config: ServerConfig
     public let ledger: any Ledger
-    public let identifier: PeerIdentifier
+    /// Who a certificate names, by the roles' CAs (replaced when SIGHUP reloads them).
+    public var identifier: PeerIdentifier { identities.current.withLock { $0 } }
+    private let identities: Identities
+
+    final class Identities: Sendable {
+        let current: Mutex<PeerIdentifier>
+        init(_ i: PeerIdentifier) { current = Mutex(i) }
+    }
+
+    /// Takes new CAs for the roles (smartotpd's SIGHUP): connections already admitted stay.
+    public func replace(identifier: PeerIdentifier) { identities.current.withLock { $0 = identifier } }
     public let revoked: RevocationList
     public let logger: Logger
     /// Each host certificate's requests, failed verdicts (and each user's share of them),
@@ -133,6 +143,13 @@ public struct VerifierService: Sendable {
     public let binder: RequestBinder
     /// Which users each host may ask about (`scope` lines).
     public let scopes: HostScopes
+    /// The fleet's budgets' store (also a join token's single use).
+    public let budgets: any BudgetStore
+    /// What signs the certificates of hosts that join (nil: no joining here).
+    public let hostCA: HostCA?
+    public let joinTokens: JoinTokens
+    /// The host certificates this replica has seen (`GET /v1/admin/hosts`).
+    public let seenHosts = SeenHosts()
     /// How long a verdict may wait for the ledger: past it the commit is cancelled (nothing
     /// is written after) and the host is told 503 in time to ask another replica.
     public var deadline: Duration = .seconds(2)
@@ -143,10 +160,10 @@ public struct VerifierService: Sendable {
     /// seconds, for the budgets' windows.
     public init(config: ServerConfig, ledger: any Ledger, budgets: any BudgetStore, identifier: PeerIdentifier, revoked: RevocationList,
                 binder: RequestBinder, logger: Logger, clock: @escaping @Sendable () -> Int64, hashingSlots: Int,
-                groupsOf: @escaping @Sendable (String) -> Set<String>? = HostScopes.systemGroups) {
+                groupsOf: @escaping @Sendable (String) -> Set<String>? = HostScopes.systemGroups, hostCA: HostCA? = nil) {
         self.config = config
         self.ledger = ledger
-        self.identifier = identifier
+        identities = Identities(identifier)
         self.revoked = revoked
         self.binder = binder
         self.logger = logger
@@ -156,7 +173,14 @@ public struct VerifierService: Sendable {
         challenges = HostBudget("challenges", config.hostChallengeBudget, store: budgets, clock: clock)
         hashing = Slots(max(1, hashingSlots))
         scopes = HostScopes(config.scopes, groupsOf: groupsOf, clock: clock)
+        self.hostCA = hostCA
+        self.budgets = budgets
+        joinTokens = JoinTokens(audit: binder.audit)
+        self.clock = clock
     }
+
+    /// Unix seconds (the budgets', the join tokens' and the certificates' clock).
+    public let clock: @Sendable () -> Int64
 
     /// The middleware, in order.
     var middleware: [any ServiceMiddleware] {
@@ -181,6 +205,10 @@ struct Identify: ServiceMiddleware {
     let service: VerifierService
 
     func handle(_ context: inout RequestContext, next: Responder) async -> ServiceResponse {
+        // A host that joins has no certificate yet: its one route needs none.
+        if context.request.certificate == nil, service.hostCA != nil, FleetAPI.route(context.request.uri) == .join {
+            return await next(&context)
+        }
         do throws(PeerIdentifier.Refusal) { context.peer = try service.identifier.identify(context.request.certificate) } catch {
             Counter(label: ServiceMetrics.refusals).increment()
             service.logger.warning("refused", metadata: ["why": "\(error)", "peer": "\(context.request.address)"])
@@ -196,7 +224,9 @@ struct Revoked: ServiceMiddleware {
     let service: VerifierService
 
     func handle(_ context: inout RequestContext, next: Responder) async -> ServiceResponse {
-        guard let p = context.peer else { return ServiceResponse(403, "no client certificate\n", close: true) }
+        guard let p = context.peer else {
+            return context.request.certificate == nil && service.hostCA != nil ? await next(&context) : ServiceResponse(403, "no client certificate\n", close: true)
+        }
         if service.revoked.contains(serial: p.serial, name: p.name) {
             Counter(label: ServiceMetrics.refusals).increment()
             let why = service.revoked.unreadable() ?? "revoked certificate: \(p.name) (serial \(p.serial))"
@@ -214,7 +244,17 @@ struct Route: ServiceMiddleware {
 
     func handle(_ context: inout RequestContext, next: Responder) async -> ServiceResponse {
         let request = context.request
-        guard let p = context.peer else { return ServiceResponse(403, "no client certificate\n", close: true) }
+        guard let p = context.peer else {
+            // Only a join, and only where host_ca_key is set (Identify let nothing else by).
+            guard service.hostCA != nil, FleetAPI.route(request.uri) == .join, request.method == "POST" else {
+                return ServiceResponse(403, "no client certificate\n", close: true)
+            }
+            guard !request.bodyTooLarge else { return ServiceResponse(413, "request too large\n", close: true) }
+            context.route = .join
+            context.requester = Requester(name: "-", serial: "-", role: .host, address: request.address)
+            return await next(&context)
+        }
+        if p.role == .host, let ends = p.notAfter { service.seenHosts.saw(p.name, serial: p.serial, notAfter: ends, at: service.clock()) }
         guard let route = FleetAPI.route(request.uri) else { return ServiceResponse(404, "no such path\n") }
         if let refusal = VerifierService.authorize(route, method: request.method, role: p.role) {
             if refusal.status == 403 {
@@ -240,8 +280,14 @@ extension VerifierService {
         case (.health, "GET"): return nil
         case (.verify, "POST"):
             return role == .host ? nil : ServiceResponse(403, "verdicts are for host certificates only\n")
-        case (.revoke, "POST"):
-            return role == .admin ? nil : ServiceResponse(403, "revoking a host needs an administrator's certificate\n")
+        case (.revoke, "POST"), (.hostAdd, "POST"):
+            return role == .admin ? nil : ServiceResponse(403, "this needs an administrator's certificate\n")
+        case (.hosts, "GET"):
+            return role == .host ? ServiceResponse(403, "administration needs an administrator's or the helpdesk's certificate\n") : nil
+        case (.renew, "POST"):
+            return role == .host ? nil : ServiceResponse(403, "renewing is for host certificates\n")
+        case (.join, "POST"):
+            return ServiceResponse(403, "a host joins without a certificate; this one has one already (renew instead)\n")
         case (.users, "GET"), (.show, "GET"), (.audit, "GET"), (.revocations, "GET"):
             return role == .host ? ServiceResponse(403, "administration needs an administrator's or the helpdesk's certificate\n") : nil
         case (.change(let verb, _), "POST"):

@@ -189,8 +189,9 @@ struct Command {
 
     func validate() throws {
         if !admin.isEmpty {
-            guard ["GET", "POST"].contains(admin[0]), admin[1].hasPrefix("/v1/admin/") || admin[1] == FleetAPI.healthPath,
-                  admin[1].utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else { throw Failure("--admin needs GET|POST and a /v1/admin/ path") }
+            let other = [FleetAPI.healthPath, FleetAPI.joinPath, FleetAPI.renewPath]
+            guard ["GET", "POST"].contains(admin[0]), admin[1].hasPrefix("/v1/admin/") || other.contains(admin[1]),
+                  admin[1].utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else { throw Failure("--admin needs GET|POST and a /v1/admin/ path (or /v1/join, /v1/renew)") }
         }
         let modes = (session ? 1 : 0) + (admin.isEmpty ? 0 : 1) + (request.isEmpty ? 0 : 1)
         guard modes == 1 else { throw Failure("give one of --session, --admin METHOD PATH, or USER OPERATION") }
@@ -239,7 +240,8 @@ struct Command {
             servers = list
         }
         let https: FleetServers
-        do { https = try FleetServers(servers, tlsDirectory: identity) } catch { fail("\(error)") }
+        // A host that joins has only the fleet's CA, no certificate yet.
+        do { https = try FleetServers(servers, tlsDirectory: identity, trustOnly: admin.last == FleetAPI.joinPath) } catch { fail("\(error)") }
 
         if !admin.isEmpty { return administer(https) }
         let client = FleetClient(verifiers: HTTPSVerifiers(https, context: context), settings: settings,

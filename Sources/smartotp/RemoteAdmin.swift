@@ -31,7 +31,7 @@ public final class RemoteAdmin {
     }
 
     /// The server's answer to one request (status and body), or why none came.
-    func call(_ method: String, _ path: String, body: [UInt8] = []) throws(StoreError) -> (status: Int, body: [UInt8], text: String) {
+    func call(_ method: String, _ path: String, body: [UInt8] = [], anyStatus: Bool = false) throws(StoreError) -> (status: Int, body: [UInt8], text: String) {
         guard access(client, X_OK) == 0 else {
             throw .remote("\(client) is not installed: managing the fleet's records needs the fleet client (install smartotp-fleet-client, or ./install.sh --fleet)")
         }
@@ -45,6 +45,7 @@ public final class RemoteAdmin {
         guard let status = Int(String(decoding: result.output[..<newline], as: UTF8.self)), status > 0 else {
             throw .remote(text.isEmpty ? "\(client) failed (exit \(result.exitCode.map(String.init) ?? "by a signal"))" : text.trimmingSpaces())
         }
+        if anyStatus { return (status, rest, text) }
         if status == 403 { throw .remote("the server refused this certificate (403): \(text.trimmingSpaces())") }
         if status >= 500 { throw .remote("the server failed (\(status)): \(text)") }
         return (status, rest, text)
@@ -88,6 +89,30 @@ public final class RemoteAdmin {
     public func revoke(_ entry: String, _ revoke: Bool) throws(StoreError) -> String {
         let r = try call("POST", FleetAPI.revokePath(revoke), body: Array(entry.utf8))
         guard r.status == 200 else { throw .remote("the server refused (\(r.status)): \(r.text.trimmingSpaces())") }
+        return r.text
+    }
+
+    /// A one-time join token for a host of this name, good for `valid` seconds.
+    public func addHost(_ name: String, valid: Int64) throws(StoreError) -> String {
+        let r = try call("POST", "/v1/admin/hosts/\(name)?valid=\(valid)")
+        guard r.status == 200 else { throw .remote("the server refused (\(r.status)): \(r.text.trimmingSpaces())") }
+        return r.text.trimmingSpaces()
+    }
+
+    /// `NAME SERIAL NOT-AFTER LAST-SEEN` lines: the host certificates a replica has seen.
+    public func hosts() throws(StoreError) -> String {
+        let r = try call("GET", FleetAPI.hostsPath)
+        guard r.status == 200 else { throw .remote("unexpected answer \(r.status) listing hosts") }
+        return r.text
+    }
+
+    /// A host certificate (PEM) for `body` sent to `path` (/v1/join: the token's line and a
+    /// CSR; /v1/renew: a CSR).
+    public func certificate(_ path: String, body: [UInt8]) throws(StoreError) -> String {
+        let r = try call("POST", path, body: body, anyStatus: true)
+        guard r.status == 200, r.text.contains("-----BEGIN CERTIFICATE-----") else {
+            throw .remote("the server refused (\(r.status)): \(r.text.trimmingSpaces())")
+        }
         return r.text
     }
 

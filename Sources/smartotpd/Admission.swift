@@ -230,6 +230,12 @@ final class CertificateAdmission: ChannelInboundHandler, RemovableChannelHandler
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let tls = event as? TLSUserEvent, case .handshakeCompleted = tls {
             let der = try? context.pipeline.syncOperations.nioSSL_peerCertificate()?.toDERBytes()
+            // No certificate where hosts may join: not admitted (the handshake deadline, the
+            // per-source cap and eviction go on applying), and only the join route answers.
+            if der == nil && service.hostCA != nil {
+                context.fireUserInboundEventTriggered(event)
+                return
+            }
             let refusal: Admission.Reason?
             do throws(PeerIdentifier.Refusal) {
                 let peer = try service.identifier.identify(der)

@@ -15,7 +15,7 @@ import SmartOTPService
 struct VerifierEdge: Service {
     let service: VerifierService
     let listen: HostPort
-    let tls: NIOSSLContext
+    let tls: TLSReloader
     let admission: Admission
     let logger: Logger
     let group: EventLoopGroup
@@ -26,7 +26,7 @@ struct VerifierEdge: Service {
     typealias Connection = NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
 
     func run() async throws {
-        let (context, admission, service) = (tls, self.admission, self.service)
+        let (reloader, admission, service) = (tls, self.admission, self.service)
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -38,7 +38,8 @@ struct VerifierEdge: Service {
                     try channel.pipeline.syncOperations.addHandler(AdmissionHandler(admission))
                     try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: Self.idleTimeout))
                     try channel.pipeline.syncOperations.addHandler(CloseWhenIdle())
-                    try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
+                    // The context of the moment: SIGHUP's new certificate for new connections.
+                    try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: reloader.current))
                     // Admitted when TLS completes with a certificate of a role, not revoked.
                     try channel.pipeline.syncOperations.addHandler(CertificateAdmission(admission, service: service))
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)

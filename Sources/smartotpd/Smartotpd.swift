@@ -15,6 +15,7 @@ import SmartOTPFleet
 import SmartOTPPostgres
 import SmartOTPService
 import SmartOTPVault
+import OTPCore
 import Verifier
 
 /// Why smartotpd will not start or run a command: a setting, a key or a file. Printed as
@@ -123,27 +124,25 @@ struct Serve: AsyncParsableCommand {
         let codec = try loadCodec(config)
         let pool = try PostgresLedger.pool(config.database, connections: config.databaseConnections, logger: logger)
         let ledger = PostgresLedger(pool: pool, codec: codec, logger: logger)
-        let identifier: PeerIdentifier
-        do {
-            identifier = try PeerIdentifier(hostCAs: PeerIdentifier.load(config.clientCA), adminCAs: PeerIdentifier.load(config.adminCA),
-                                            helpdeskCAs: config.helpdeskCA.map(PeerIdentifier.load) ?? [],
-                                            names: ("client_ca (\(config.clientCA))", "admin_ca (\(config.adminCA))", "helpdesk_ca (\(config.helpdeskCA ?? "-"))"))
-        } catch let e as PeerIdentifier.RoleConfigurationError { throw StartRefused(e.description) }
+        let identifier = try loadIdentifier(config)
         let revoked = RevocationList(path: config.revoked)
         let service = VerifierService(config: config, ledger: ledger, budgets: ledger, identifier: identifier, revoked: revoked,
                                       binder: RequestBinder(audit: codec.audit), logger: logger,
-                                      clock: { Clocks.unixTime() }, hashingSlots: max(2, System.coreCount))
+                                      clock: { Clocks.unixTime() }, hashingSlots: max(2, System.coreCount),
+                                      hostCA: try loadHostCA(config, identifier))
+        let tls = TLSReloader(try serverTLS(config))
         let admission = Admission(.init(total: config.maxConnections, perSource: config.maxConnectionsPerSource,
                                         handshake: .seconds(config.handshakeTimeout), lifetime: .seconds(config.connectionLifetime),
                                         perCertificate: config.maxConnectionsPerCertificate),
                                   listener: "verifier")
-        let edge = VerifierEdge(service: service, listen: config.listen, tls: try serverTLS(config), admission: admission, logger: logger, group: group)
+        let edge = VerifierEdge(service: service, listen: config.listen, tls: tls, admission: admission, logger: logger, group: group)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: PoolService(pool: pool)),
             // Done once the schema is known to be current; fails the whole group if not.
             .init(service: SchemaCheck(ledger: ledger, logger: logger), successTerminationBehavior: .ignore),
             .init(service: edge),
             .init(service: RevocationPoller(ledger: ledger, revoked: revoked, logger: logger), successTerminationBehavior: .ignore),
+            .init(service: Reloader(path: options.config, tls: tls, service: service, logger: logger), successTerminationBehavior: .ignore),
             .init(service: CheckpointWriter(codec: codec, interval: .seconds(config.auditCheckpointInterval), logger: logger),
                   successTerminationBehavior: .ignore),
         ]
@@ -160,14 +159,38 @@ struct Serve: AsyncParsableCommand {
     }
 }
 
-/// The server's TLS: its certificate and key; a client certificate required and checked
-/// against the hosts', the administrators' and the helpdesk's CAs (which one signed it
-/// decides the role: PeerIdentifier); TLS 1.2 at least.
+/// The roles' CAs (client_ca, admin_ca, helpdesk_ca), each role's own.
+func loadIdentifier(_ config: ServerConfig) throws -> PeerIdentifier {
+    do {
+        return try PeerIdentifier(hostCAs: PeerIdentifier.load(config.clientCA), adminCAs: PeerIdentifier.load(config.adminCA),
+                                  helpdeskCAs: config.helpdeskCA.map(PeerIdentifier.load) ?? [],
+                                  names: ("client_ca (\(config.clientCA))", "admin_ca (\(config.adminCA))", "helpdesk_ca (\(config.helpdeskCA ?? "-"))"))
+    } catch let e as PeerIdentifier.RoleConfigurationError { throw StartRefused(e.description) }
+}
+
+/// The host CA that signs joining hosts' certificates: `host_ca_key` and the certificate of
+/// `client_ca` it belongs to (nil when no host_ca_key is set).
+func loadHostCA(_ config: ServerConfig, _ identifier: PeerIdentifier) throws -> HostCA? {
+    guard let setting = config.hostCAKey else { return nil }
+    let path = try keyPath(setting)
+    let bytes: [UInt8]?
+    do { bytes = try FileSystem.read(path, limit: 64 << 10, followingLinks: true) } catch { throw StartRefused("host_ca_key \(path): \(error)") }
+    guard var bytes else { throw StartRefused("host_ca_key \(path) is larger than 64 KiB") }
+    defer { ConstantTime.wipe(&bytes) }
+    do throws(HostCA.Failure) {
+        return try HostCA(keyPEM: String(decoding: bytes, as: UTF8.self), candidates: identifier.hostCAs, days: config.hostCertDays)
+    } catch { throw StartRefused("host_ca_key \(path): \(error)") }
+}
+
+/// The server's TLS: its certificate and key; a client certificate checked against the
+/// hosts', the administrators' and the helpdesk's CAs (which one signed it decides the
+/// role: PeerIdentifier); TLS 1.2 at least. Required, unless hosts may join here
+/// (host_ca_key): then a connection without one may only ask to join (VerifierService).
 func serverTLS(_ config: ServerConfig) throws -> NIOSSLContext {
     var t = TLSConfiguration.makeServerConfiguration(
         certificateChain: try NIOSSLCertificate.fromPEMFile(config.tlsCert).map { .certificate($0) },
         privateKey: .privateKey(try NIOSSLPrivateKey(file: config.tlsKey, format: .pem)))
-    t.certificateVerification = .noHostnameVerification
+    t.certificateVerification = config.hostCAKey == nil ? .noHostnameVerification : .optionalVerification
     t.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(config.clientCA) + NIOSSLCertificate.fromPEMFile(config.adminCA)
                                  + (config.helpdeskCA.map(NIOSSLCertificate.fromPEMFile) ?? []))
     t.minimumTLSVersion = .tlsv12

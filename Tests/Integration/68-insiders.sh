@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Insiders who cannot turn the fleet (Step 2 of 4). Each attack is run as the attacker would
+# Insiders who cannot turn the fleet (Step 2 of 4), and the fleet's side of a rollout (Step 3:
+# host scope, hosts that join and renew, SIGHUP). Each attack is run as the attacker would
 # run it, and must fail: a database writer (psql as PostgreSQL's superuser) plants a
 # recovery code, resets a used counter, lifts a revocation, puts an earlier enrolment's
 # sealed secret back, cuts an audit chain; the helpdesk reads hashes and asks for verdicts;
@@ -261,6 +262,94 @@ check "… and the code h2 sent was not spent: it logs in on h1 (scope = h1 *)" 
 check "… with no failure counted against the user" 0 "$(psql_db "SELECT count(*) FROM smartotp_audit WHERE username = 'smartotp-sc2' AND result = 'rejected'")"
 for s in s1 s2; do sed -i '/^scope = /d' "$FLEET/$s.conf"; done
 restart_replicas || not_ok "replicas restart" "$(tail -3 "$FLEET/s1.log")"
+
+# --- Hosts that join: a one-time token, a certificate from the host CA, renewal, expiry ---------
+# (Step 3.) The replicas sign with the hosts' CA key (host_ca_key); web9 joins from h2's namespace.
+for s in s1 s2; do printf 'host_ca_key = %s\nhost_cert_days = 3\n' "$FLEET/pki/hosts-ca.key" >>"$FLEET/$s.conf"; done
+restart_replicas || not_ok "replicas restart with host_ca_key" "$(tail -3 "$FLEET/s1.log")"
+token=$(admin hosts add web9 --valid 1h 2>&1)
+case "$token" in web9.*) ok "smartotp hosts add: a one-time join token for web9";; *) not_ok "hosts add" "$token";; esac
+desk_out=$(desk hosts add web10 2>&1)
+case "$desk_out" in *403*|*"administrator"*) ok "… the helpdesk may not make one";; *) not_ok "the helpdesk makes no join token" "$desk_out";; esac
+WEB9="$FLEET/tls/web9"
+out=$(in_ns h2 "$CLI" join --server "$S2,$S1" --token "${token}x" --tls-dir "$WEB9" --ca "$FLEET/pki/server-ca.pem" 2>&1); rc=$?
+case "$rc:$out" in 1:*"not valid"*) ok "a tampered token is refused";; *) not_ok "a tampered join token" "$rc: $out";; esac
+out=$(in_ns h2 "$CLI" join --server "$S2,$S1" --token "$token" --tls-dir "$WEB9" --ca "$FLEET/pki/server-ca.pem" 2>&1); rc=$?
+case "$rc:$out" in 0:*"Joined the fleet"*) ok "smartotp join: web9 makes its key and gets its certificate ($(echo "$out" | grep -o 'valid until [^.]*'))";;
+    *) not_ok "smartotp join" "$rc: $out";; esac
+check "… the key stays root's, 0600; the certificate names web9, signed by the hosts' CA" "600 root CN = web9 OK" \
+    "$(stat -c '%a %U' "$WEB9/key.pem") $(openssl x509 -noout -subject -in "$WEB9/cert.pem" 2>/dev/null | sed 's/^subject=//') $(openssl verify -CAfile "$FLEET/pki/hosts-ca.pem" "$WEB9/cert.pem" 2>&1 | awk '{print $NF}')"
+out=$(in_ns h1 "$CLI" join --server "$S1" --token "$token" --tls-dir "$FLEET/tls/web9b" --ca "$FLEET/pki/server-ca.pem" 2>&1); rc=$?
+case "$rc:$out" in 1:*"used already"*) ok "… the token works once, fleet-wide (the other replica refuses it: 409)";; *) not_ok "a join token is single use" "$rc: $out";; esac
+echo "auth required $SO methods=code server=$S1,$S2 tls_dir=$WEB9 client=$CLIENT server_timeout=5" >/etc/pam.d/"$P-web9"
+at_exit "rm -f /etc/pam.d/$P-web9"
+web9() { nss_user "$1"; printf '%s\n' "$2" | in_ns h2 "${NSS_ENV[@]}" pamtester "$P-web9" "$1" authenticate 2>&1 | grep -o 'pamtester: .*' | tail -1; }
+enroll_hotp joiner; nss_user joiner
+check "a login through the joined host" "$OK" "$(web9 joiner "$(next joiner)")"
+check "… audited with web9 as the actor" 1 "$(psql_db "SELECT count(*) FROM smartotp_audit WHERE actor = 'web9' AND username = 'joiner' AND result = 'accepted'")"
+check "… and its join too (host-join, chain 0)" 1 "$(psql_db "SELECT count(*) FROM smartotp_audit WHERE chain = 0 AND operation = 'host-join' AND actor = 'web9'")"
+out=$(admin hosts list 2>&1)
+case "$out" in *"web9  serial"*"until 20"*"last seen"*) ok "smartotp hosts list shows web9's certificate and its end";; *) not_ok "hosts list" "$out";; esac
+curl -s --max-time 5 "http://${ADDR[s1]}:9464/metrics" >/dev/null 2>&1 || true
+m=$(in_ns h1 curl -s --max-time 5 "http://${ADDR[s1]}:9464/metrics" | grep -c 'smartotpd_host_certificate_expiry_seconds{host="web9"}')
+check "… and the metric smartotpd_host_certificate_expiry_seconds names it" 1 "$m"
+serial0=$(openssl x509 -noout -serial -in "$WEB9/cert.pem")
+out=$(in_ns h2 "$CLI" renew --if-due --server "$S1,$S2" --tls-dir "$WEB9" 2>&1)
+case "$out" in *"Not due"*) ok "smartotp renew --if-due: a fresh certificate is not due";; *) not_ok "renew --if-due" "$out";; esac
+out=$(in_ns h2 "$CLI" renew --server "$S1,$S2" --tls-dir "$WEB9" 2>&1); rc=$?
+serial1=$(openssl x509 -noout -serial -in "$WEB9/cert.pem")
+case "$rc:$out" in 0:*"Renewed"*) [ "$serial0" != "$serial1" ] && ok "smartotp renew: a new key and certificate for web9 ($serial1)" || not_ok "renew changes the certificate" "$serial0";;
+    *) not_ok "smartotp renew" "$rc: $out";; esac
+check "… and the host logs in with it" "$OK" "$(web9 joiner "$(next joiner)")"
+# The same host after its certificate ended (one the hosts' CA signed for 2026-01-01 alone).
+mkdir -p "$FLEET/oldca" && touch "$FLEET/oldca/index.txt" && echo 01 >"$FLEET/oldca/serial"
+printf '[ca]\ndefault_ca=d\n[d]\ndatabase=%s/index.txt\nnew_certs_dir=%s\nserial=%s/serial\ndefault_md=sha256\npolicy=p\n[p]\ncommonName=supplied\n' \
+    "$FLEET/oldca" "$FLEET/oldca" "$FLEET/oldca" >"$FLEET/oldca/ca.cnf"
+openssl req -new -key "$WEB9/key.pem" -subj /CN=web9 -out "$FLEET/oldca/web9.csr" 2>/dev/null
+openssl ca -batch -config "$FLEET/oldca/ca.cnf" -cert "$FLEET/pki/hosts-ca.pem" -keyfile "$FLEET/pki/hosts-ca.key" -in "$FLEET/oldca/web9.csr" \
+    -out "$WEB9/cert.pem" -startdate 20260101000000Z -enddate 20260102000000Z -notext >/dev/null 2>&1
+check "web9 with its certificate ended: refused (no verdict)" "$UNAVAIL" "$(web9 joiner "$(next joiner)")"
+out=$(in_ns h2 "$CLI" renew --server "$S1,$S2" --tls-dir "$WEB9" 2>&1); rc=$?
+case "$rc:$out" in 1:*"join again"*) ok "… and it cannot renew itself: join again";; *) not_ok "an ended certificate does not renew" "$rc: $out";; esac
+
+# --- SIGHUP: a new server certificate, connections kept -------------------------------------------
+held=$(in_ns h1 python3 - "${ADDR[s1]}" "$FLEET/tls/h1" "${FLEET_SERVER_PID[s1]}" "$FLEET" <<'PY'
+import os, signal, socket, ssl, subprocess, sys, time
+addr, tls, pid, fleet = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+ctx = ssl.create_default_context(cafile=tls + "/ca.pem")
+ctx.load_cert_chain(tls + "/cert.pem", tls + "/key.pem")
+ctx.check_hostname = False
+old = ctx.wrap_socket(socket.create_connection((addr, 8443), timeout=5))
+def health(c):
+    # One whole answer: its head, then its body ("ok\n").
+    c.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+    got = b""
+    while not got.endswith(b"ok\n"):
+        part = c.recv(256)
+        if not part:
+            break
+        got += part
+    return got.startswith(b"HTTP/1.1 200") and got.endswith(b"ok\n")
+first = old.getpeercert(binary_form=True)
+ok1 = health(old)
+# A new certificate for s1 from the same CA, then SIGHUP.
+subprocess.run(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", fleet + "/pki/s1.key.new",
+                "-out", fleet + "/pki/s1.csr.new", "-subj", "/CN=s1"], check=True, capture_output=True)
+subprocess.run(["openssl", "x509", "-req", "-in", fleet + "/pki/s1.csr.new", "-CA", fleet + "/pki/server-ca.pem", "-CAkey", fleet + "/pki/server-ca.key",
+                "-CAcreateserial", "-days", "30", "-extfile", fleet + "/pki/s1.ext", "-out", fleet + "/pki/s1.pem.new"], check=True, capture_output=True)
+os.rename(fleet + "/pki/s1.key.new", fleet + "/pki/s1.key")
+os.rename(fleet + "/pki/s1.pem.new", fleet + "/pki/s1.pem")
+os.kill(pid, signal.SIGHUP)
+time.sleep(1)
+ok2 = health(old)
+new = ctx.wrap_socket(socket.create_connection((addr, 8443), timeout=5))
+second = new.getpeercert(binary_form=True)
+print(ok1, ok2, first != second, health(new))
+PY
+)
+check "SIGHUP with a new server certificate: the open connection still answers; a new one gets the new certificate" "True True True True" "$held"
+grep -q "reloaded the certificate, key and CAs" "$FLEET/s1.log" && ok "… and the journal says so" || not_ok "the reload is logged" "$(tail -3 "$FLEET/s1.log")"
+kill -0 "${FLEET_SERVER_PID[s1]}" 2>/dev/null && ok "… and smartotpd kept running" || not_ok "smartotpd survives SIGHUP"
 
 # --- Small things ------------------------------------------------------------------------------
 out=$(echo "GEZDGNBVGY3TQOJQ" | admin enroll shortie --secret - --force 2>&1); rc=$?

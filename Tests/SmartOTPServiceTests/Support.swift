@@ -119,7 +119,7 @@ struct Fleet {
     let codec: LedgerCodec
 
     init(config: ServerConfig = Fleet.config(), revokedFile: String? = nil, wrap: ((MemoryLedger) -> any Ledger)? = nil,
-         groupsOf: @escaping @Sendable (String) -> Set<String>? = { _ in nil }) throws {
+         groupsOf: @escaping @Sendable (String) -> Set<String>? = { _ in nil }, hostCA: HostCA? = nil) throws {
         codec = LedgerCodec(sealer: Sealer(current: KeyFile(bytes: Array(repeating: 1, count: 32))),
                             audit: AuditChain(key: KeyFile(bytes: Array(repeating: 2, count: 32))))
         ledger = MemoryLedger(codec: codec, now: Fleet.t0)
@@ -127,7 +127,7 @@ struct Fleet {
         let clock = self.clock
         service = VerifierService(config: config, ledger: wrap?(ledger) ?? ledger, budgets: ledger, identifier: try sharedPKI.identifier(),
                                   revoked: RevocationList(path: revokedFile), binder: RequestBinder(audit: codec.audit), logger: logger,
-                                  clock: { clock.now() }, hashingSlots: 2, groupsOf: groupsOf)
+                                  clock: { clock.now() }, hashingSlots: 2, groupsOf: groupsOf, hostCA: hostCA)
     }
 
     /// The settings every configuration must name.
