@@ -10,15 +10,20 @@ import SmartCard
 import PCSC
 import SmartOTPAuth
 import SmartOTPSystem
+import SmartOTPFleet
 import TokenStore
 
 struct Check: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Check the installation: pcscd, readers, the store, the module, the PAM services.",
+        abstract: "Check the installation: smartotp.conf, pcscd, readers, the store, the module, the PAM services, the fleet.",
         discussion: """
         One line per check: OK, WARN or FAIL, with the fix. Exit 1 when any check fails.
         It reads and never changes anything: a missing store is reported, not created.
+        smartotp.conf is read as every login reads it (a malformed value there fails every
+        login closed). On a fleet host (server= in smartotp.conf) it checks the host's TLS
+        identity (tls_dir), when its certificate ends, and that each verifier answers.
         """)
+    @Option(help: ArgumentHelp("The policy file every login reads.", valueName: "FILE")) var conf = ModuleConfig.defaultFile
     @OptionGroup var options: StoreOptions
     @Option(help: ArgumentHelp("The PAM configuration directory to read.", valueName: "DIR")) var pamDirectory = "/etc/pam.d"
     @Flag(help: "Print the directory PAM modules are installed in (where pam_unix.so is) and stop.")
@@ -35,6 +40,17 @@ struct Check: ParsableCommand {
             print("\(level + String(repeating: " ", count: max(0, 5 - level.count))) \(text)")
             if level == "FAIL" { failed = true }
         }
+        var moduleConfig = ModuleConfig()
+        do {
+            let parsed = try ModuleConfig.load(arguments: [], file: conf)
+            moduleConfig = parsed.config
+            let exists = access(conf, F_OK) == 0
+            line("OK", exists ? "\(conf) reads as every login reads it" : "\(conf) does not exist: the module's defaults and each service's arguments apply")
+            for name in parsed.unknown { line("WARN", "\(name): unknown setting, ignored by every login (a typo?)") }
+        } catch {
+            line("FAIL", "\(error): every login through pam_smartotp fails closed (PAM_SERVICE_ERR) until it is fixed")
+        }
+        if !moduleConfig.servers.isEmpty { checkFleet(moduleConfig, line) }
         do {
             let context = try PCSCContext()
             line("OK", "pcscd is running")
@@ -109,6 +125,47 @@ struct Check: ParsableCommand {
             line("WARN", "the system's pcscd loads the virtual reader driver vpcd (\(driver)): anyone who can reach its TCP port can insert a card; on a production machine: apt-get purge vsmartcard-vpcd")
         }
         if failed { throw ExitCode(1) }
+    }
+
+    /// A fleet host: its TLS identity, when its certificate ends, and each verifier's answer.
+    func checkFleet(_ config: ModuleConfig, _ line: (String, String) -> Void) {
+        let dir = config.tlsDir
+        var complete = true
+        for f in ["ca.pem", "cert.pem", "key.pem"] where access("\(dir)/\(f)", R_OK) != 0 {
+            line("FAIL", "\(dir)/\(f) is missing: this host has no fleet identity (fix: smartotp join, docs/fleet.md)")
+            complete = false
+        }
+        guard complete else { return }
+        var st = stat()
+        if stat("\(dir)/key.pem", &st) == 0, st.st_uid != 0 || st.st_mode & 0o077 != 0 {
+            line("FAIL", "\(dir)/key.pem must be root's and 0600 (the fleet client refuses it otherwise)")
+        }
+        if let (begins, ends) = try? HostIdentity.dates("\(dir)/cert.pem") {
+            let now = Int64(time(nil))
+            let due = begins + (ends - begins) * 2 / 3
+            if now >= ends {
+                line("FAIL", "the host certificate \(dir)/cert.pem ended on \(CivilTime.format(ends)): every fleet login fails (fix: smartotp hosts add, then smartotp join)")
+            } else if now >= due {
+                line("WARN", "the host certificate ends on \(CivilTime.format(ends)), and renewal was due from \(CivilTime.format(due)) (fix: smartotp renew; systemctl enable --now smartotp-renew.timer)")
+            } else {
+                line("OK", "the host certificate is valid until \(CivilTime.format(ends)) (renewal from \(CivilTime.format(due)))")
+            }
+        } else {
+            line("WARN", "cannot read the dates of \(dir)/cert.pem (is openssl installed?)")
+        }
+        guard let urls = ServerURL.list(config.servers.joined(separator: ",")) else {
+            line("FAIL", "server= is not a list of https://HOST[:PORT]")
+            return
+        }
+        for url in urls {
+            do {
+                let r = try RemoteAdmin(servers: [url], tlsDirectory: dir, timeoutSeconds: 5).call("GET", FleetAPI.healthPath, anyStatus: true)
+                if r.status == 200 { line("OK", "verifier \(url) answers this host") }
+                else { line("FAIL", "verifier \(url) answered \(r.status): \(r.text.trimmingSpaces())") }
+            } catch {
+                line("FAIL", "verifier \(url): \(error)")
+            }
+        }
     }
 
     /// The reader.conf file that makes the system's pcscd load vpcd, if any.

@@ -288,6 +288,10 @@ enroll_hotp joiner; nss_user joiner
 check "a login through the joined host" "$OK" "$(web9 joiner "$(next joiner)")"
 check "… audited with web9 as the actor" 1 "$(psql_db "SELECT count(*) FROM smartotp_audit WHERE actor = 'web9' AND username = 'joiner' AND result = 'accepted'")"
 check "… and its join too (host-join, chain 0)" 1 "$(psql_db "SELECT count(*) FROM smartotp_audit WHERE chain = 0 AND operation = 'host-join' AND actor = 'web9'")"
+printf 'server=%s,%s\ntls_dir=%s\n' "$S1" "$S2" "$WEB9" >"$FLEET/web9.conf"
+out=$(in_ns h2 "$CLI" check --conf "$FLEET/web9.conf" 2>&1)
+case "$out" in *"OK    $FLEET/web9.conf reads as every login reads it"*"OK    the host certificate is valid until"*"OK    verifier $S1 answers this host"*"OK    verifier $S2 answers this host"*)
+    ok "smartotp check on the joined host: smartotp.conf, the certificate's end, both verifiers";; *) not_ok "smartotp check on a fleet host" "$out";; esac
 out=$(admin hosts list 2>&1)
 case "$out" in *"web9  serial"*"until 20"*"last seen"*) ok "smartotp hosts list shows web9's certificate and its end";; *) not_ok "hosts list" "$out";; esac
 curl -s --max-time 5 "http://${ADDR[s1]}:9464/metrics" >/dev/null 2>&1 || true
@@ -311,6 +315,8 @@ openssl ca -batch -config "$FLEET/oldca/ca.cnf" -cert "$FLEET/pki/hosts-ca.pem" 
 check "web9 with its certificate ended: refused (no verdict)" "$UNAVAIL" "$(web9 joiner "$(next joiner)")"
 out=$(in_ns h2 "$CLI" renew --server "$S1,$S2" --tls-dir "$WEB9" 2>&1); rc=$?
 case "$rc:$out" in 1:*"join again"*) ok "… and it cannot renew itself: join again";; *) not_ok "an ended certificate does not renew" "$rc: $out";; esac
+out=$(in_ns h2 "$CLI" check --conf "$FLEET/web9.conf" 2>&1)
+case "$out" in *"FAIL  the host certificate $WEB9/cert.pem ended on 2026-01-02"*) ok "… and smartotp check says it ended";; *) not_ok "check an ended certificate" "$out";; esac
 
 # --- SIGHUP: a new server certificate, connections kept -------------------------------------------
 held=$(in_ns h1 python3 - "${ADDR[s1]}" "$FLEET/tls/h1" "${FLEET_SERVER_PID[s1]}" "$FLEET" <<'PY'
