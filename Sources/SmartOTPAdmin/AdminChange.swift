@@ -29,6 +29,9 @@ public enum AdminChange: Sendable {
     case tempCode(hash: String, until: Int64, uses: Int)
     /// Removes every temporary code of the user (the card was found).
     case removeTempCodes
+    /// An invitation to enrol oneself (its code's hash, its end); the record is made when
+    /// missing (it proves nothing until the user enrols: logins see no record).
+    case invite(hash: String, until: Int64)
 
     /// What a change did.
     public enum Outcome: Sendable, Equatable {
@@ -54,6 +57,7 @@ public enum AdminChange: Sendable {
         case .place: return "place"
         case .confirm: return "confirm"
         case .tempCode, .removeTempCodes: return "temp-code"
+        case .invite: return "invite"
         }
     }
 
@@ -110,15 +114,7 @@ public enum AdminChange: Sendable {
         case .place(let record):
             return current == nil ? (.done(true), .write(record)) : (.done(false), .keep)
         case .confirm(let code):
-            guard var r = current else { return (.done(false), .keep) }
-            // The pending tokens alone, as if they were live: the one that takes the code.
-            var trial = r
-            trial.tokens = r.tokens.filter(\.pending).map { var t = $0; t.pending = false; return t }
-            guard case .accepted(let id, let counter) = CodeCheck(skew: 1, window: 20).apply(code, to: &trial, now: now),
-                  let i = r.tokens.firstIndex(where: { $0.id == id }) else { return (.done(false), .keep) }
-            r.tokens[i].pending = false
-            r.tokens[i].lastUsed = counter
-            r.tokens[i].lastUsedTime = now
+            guard var r = current, let id = PendingTokens.confirm(code, in: &r, now: now) else { return (.done(false), .keep) }
             return (.token(id), .write(r))
         case .tempCode(let hash, let until, let uses):
             guard var r = current else { return (.done(false), .keep) }
@@ -127,6 +123,10 @@ public enum AdminChange: Sendable {
                 throw Failure(msg("\(user) has \(UserRecord.maxTempCodes) temporary codes already; remove them first: smartotp temp-code USER --remove"))
             }
             r.tempCodes.append(TempCode(hash: hash, until: until, uses: uses))
+            return (.done(true), .write(r))
+        case .invite(let hash, let until):
+            var r = current ?? UserRecord(user: user, created: now)
+            r.invitation = Invitation(hash: hash, until: until)
             return (.done(true), .write(r))
         case .removeTempCodes:
             guard var r = current, !r.tempCodes.isEmpty else { return (.done(false), .keep) }
@@ -165,6 +165,7 @@ extension AdminChange {
         case .confirm(let code): lines.append("code \(code)")
         case .tempCode(let hash, let until, let uses): lines += ["hash \(hash)", "until \(until)", "uses \(uses)"]
         case .removeTempCodes: lines.append("remove")
+        case .invite(let hash, let until): lines += ["hash \(hash)", "until \(until)"]
         }
         var out = Array((lines.map { $0 + "\n" }.joined()).utf8)
         if let record {
@@ -226,6 +227,11 @@ extension AdminChange {
         case "confirm":
             guard let code = one("code"), !code.isEmpty, code.utf8.count <= 16 else { throw Failure("confirm needs a code") }
             return .confirm(code: code)
+        case "invite":
+            guard let h = one("hash"), !h.isEmpty, !h.contains(" "), h.utf8.count < 512, let until = one("until").flatMap({ Int64($0) }) else {
+                throw Failure("invite needs a hash and an end time")
+            }
+            return .invite(hash: h, until: until)
         case "temp-code":
             if one("remove") != nil { return .removeTempCodes }
             guard let h = one("hash"), !h.isEmpty, !h.contains(" "), h.utf8.count < 512,

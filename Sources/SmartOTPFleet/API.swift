@@ -53,9 +53,10 @@ public enum FleetAPI {
     }
 
     /// The verbs of `POST /v1/admin/VERB/USER`.
-    public static let verbs: Set = ["enroll", "remove", "passwd", "recovery", "resync", "unlock", "import", "place", "confirm", "temp-code"]
-    /// What the helpdesk may do besides reading: nothing that sets or removes a secret.
-    public static let helpdeskVerbs: Set = ["resync", "unlock"]
+    public static let verbs: Set = ["enroll", "remove", "passwd", "recovery", "resync", "unlock", "import", "place", "confirm", "temp-code", "invite"]
+    /// What the helpdesk may do besides reading: nothing that sets or removes a secret (an
+    /// invitation is used by the user themself, logged in as that user: `enroll --self`).
+    public static let helpdeskVerbs: Set = ["resync", "unlock", "invite"]
 
     /// The route of a path, or nil (404).
     public static func route(_ path: String) -> Route? {

@@ -28,6 +28,8 @@ public struct AuditFacts: Sendable, Equatable {
         switch request {
         case .perform(.tap), .access, .challenge: credential = "tap"
         case .perform(.password): credential = "password"
+        case .perform(.enrollSelf): credential = "invitation"
+        case .perform(.confirmSelf), .perform(.passwordSelf): credential = "code"
         case .perform(.code): credential = "code"
         case .summary, .offline: break
         }
@@ -124,7 +126,7 @@ extension VerifierService {
     /// yescrypt per stored hash, tens of milliseconds each, with the row in hand).
     static func hashes(_ request: HelperProtocol.Request) -> Bool {
         switch request {
-        case .perform(.password): return true
+        case .perform(.password), .perform(.enrollSelf), .perform(.passwordSelf): return true
         case .perform(.code(let c)): return RecoveryCode.normalise(c) != nil
         default: return false
         }
@@ -336,6 +338,7 @@ extension VerifierService {
             r.recoveryCodes = r.recoveryCodes.map { _ in Self.hiddenHash }
             r.usedRecoveryCodes = r.usedRecoveryCodes.map { _ in Self.hiddenHash }
             for i in r.tempCodes.indices { r.tempCodes[i].hash = Self.hiddenHash }
+            r.invitation?.hash = Self.hiddenHash
             return ServiceResponse(200, RecordFormat.text(r))
         case .change(let verb, let user):
             let change: AdminChange
@@ -379,7 +382,7 @@ extension VerifierService {
             }
             logger.notice("join token made", metadata: ["admin": "\(requester)", "host": "\(name)", "until": "\(until)"])
             return ServiceResponse(200, token + "\n")
-        case .join, .renew, .verify, .health:
+        case .join, .renew:
             return ServiceResponse(404, "no such path\n")
         case .revoke(let revoke):
             let entry = String(decoding: body, as: UTF8.self).trimmingSpaces()
@@ -439,7 +442,7 @@ extension AdminChange {
     var changesTokens: Bool {
         switch self {
         case .enroll, .removeToken, .removeUser, .merge, .place, .confirm: return true
-        case .passwd, .recovery, .resync, .unlock, .tempCode, .removeTempCodes: return false
+        case .passwd, .recovery, .resync, .unlock, .tempCode, .removeTempCodes, .invite: return false
         }
     }
 }

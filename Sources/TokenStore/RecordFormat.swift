@@ -51,6 +51,10 @@ public enum RecordFormat {
         for t in r.tokens { out.add("\n"); tokenLine(t, into: &out) }
         for code in r.recoveryCodes { out.add("\nrecovery "); out.add(code) }
         for code in r.usedRecoveryCodes { out.add("\nrecovery-used "); out.add(code) }
+        if let i = r.invitation {
+            out.add("\ninvite "); out.add(i.hash)
+            out.add(byte: UInt8(ascii: " ")); out.add(i.until)
+        }
         for t in r.tempCodes {
             out.add("\ntemp "); out.add(t.hash)
             out.add(byte: UInt8(ascii: " ")); out.add(t.until)
@@ -127,6 +131,7 @@ public enum RecordFormat {
         var usedRecovery: [String] = []
         var challenges: [PendingChallenge] = []
         var temp: [TempCode] = []
+        var invitation: Invitation?
         var sawHeader = false
         var lineNumber = 0
         var lineStart = 0
@@ -197,6 +202,13 @@ public enum RecordFormat {
             } else if keyword.spells("recovery") {
                 guard isCryptHash(value) else { throw fail("recovery code is not a crypt(3) hash") }
                 recovery.append(text())
+            } else if keyword.spells("invite") {
+                let f = words(value)
+                guard f.count == 2, isCryptHash(value[f[0]]), let until = ByteNumber.parse(value[f[1]], as: Int64.self) else {
+                    throw fail("invite needs a crypt(3) hash and an end time")
+                }
+                guard invitation == nil else { throw fail("more than one invite line") }
+                invitation = Invitation(hash: String(decoding: value[f[0]], as: UTF8.self), until: until)
             } else if keyword.spells("temp") {
                 let f = words(value)
                 guard f.count == 3, isCryptHash(value[f[0]]), let until = ByteNumber.parse(value[f[1]], as: Int64.self),
@@ -214,6 +226,7 @@ public enum RecordFormat {
         var record = UserRecord(user: user, tokens: tokens, passwordHash: password, failureTimes: failureTimes,
                                 recoveryCodes: recovery, usedRecoveryCodes: usedRecovery, challenges: challenges, created: created)
         record.tempCodes = temp
+        record.invitation = invitation
         return record
     }
 

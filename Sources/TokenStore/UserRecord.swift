@@ -149,6 +149,9 @@ public struct UserRecord: Sendable {
     /// Temporary codes (`smartotp temp-code`): each logs in until it ends or its uses run out.
     public var tempCodes: [TempCode] = []
     public static let maxTempCodes = 8
+    /// An invitation to enrol a phone token oneself (`smartotp invite`): its code's hash and
+    /// end. Used once (`enroll --self`).
+    public var invitation: Invitation?
 
     public init(user: UserName, tokens: [Token] = [], passwordHash: String? = nil, failureTimes: [Int64] = [],
                 recoveryCodes: [String] = [], usedRecoveryCodes: [String] = [], challenges: [PendingChallenge] = [],
@@ -271,7 +274,7 @@ public struct UserRecord: Sendable {
         var n = 1
         while true {
             let id = n == 1 ? prefix : msg("\(prefix)\(n)")
-            if !tokens.contains(where: { $0.id == id }) { return id }
+            if !tokens.contains(where: { $0.id.equals(id) }) { return id }
             n += 1
         }
     }
@@ -289,5 +292,27 @@ public struct TempCode: Sendable, Equatable {
         self.hash = hash
         self.until = until
         self.uses = uses
+    }
+}
+
+/// An invitation's code (hashed like the simple password) and when it ends (Unix time).
+public struct Invitation: Sendable, Equatable {
+    public var hash: String
+    public var until: Int64
+
+    public init(hash: String, until: Int64) {
+        self.hash = hash
+        self.until = until
+    }
+}
+
+extension UserRecord {
+    /// Whether anything in the record can prove the second factor at `now`: a token that is
+    /// not pending, the simple password, a recovery code or a temporary code still good. A
+    /// record without (only an invitation, or a token not yet confirmed) is no enrolment:
+    /// logins treat it as no record, so `nullok` still lets such a user through.
+    public func canProve(at now: Int64) -> Bool {
+        tokens.contains { !$0.pending } || passwordHash != nil || !recoveryCodes.isEmpty
+            || tempCodes.contains { $0.until > now && $0.uses > 0 }
     }
 }

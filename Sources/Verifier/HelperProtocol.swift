@@ -24,6 +24,8 @@ public enum HelperProtocol {
         /// A fleet host's report of its offline logins, answered with the user's offline
         /// epoch (`OfflineReport`).
         case offline
+        /// Self-service (`smartotp enroll --self`, `smartotp passwd` run by the user).
+        case enrollSelf = "self-enroll", confirmSelf = "self-confirm", passwordSelf = "self-passwd"
 
         /// The operation spelled `name` (as `init(rawValue:)`, over bytes: `String.equals`).
         public static func named(_ name: String) -> Operation? { allCases.first { $0.rawValue.equals(name) } }

@@ -23,6 +23,9 @@ extension HelperProtocol {
             case .perform(.code): return .code
             case .perform(.password): return .password
             case .perform(.tap): return .tap
+            case .perform(.enrollSelf): return .enrollSelf
+            case .perform(.confirmSelf): return .confirmSelf
+            case .perform(.passwordSelf): return .passwordSelf
             case .offline: return .offline
             }
         }
@@ -36,6 +39,9 @@ extension HelperProtocol {
             case .perform(.password(let p)): return p + "\n"
             case .perform(.tap(let id, let challenge, let response)):
                 return id + "\n" + Hex.encode(challenge) + "\n" + Hex.encode(response) + "\n"
+            case .perform(.enrollSelf(let invitation, let secret)): return invitation + "\n" + Base32.encode(secret) + "\n"
+            case .perform(.confirmSelf(let code)): return code + "\n"
+            case .perform(.passwordSelf(let code, let new)): return code + "\n" + new + "\n"
             case .offline(let lines):
                 var text = ""
                 for l in lines { text += l + "\n" }
@@ -65,6 +71,16 @@ extension HelperProtocol {
                 throw ParseError("tap needs TOKEN, CHALLENGE-HEX, RESPONSE-HEX lines")
             }
             return .perform(.tap(tokenID: lines[0], challenge: challenge, response: response))
+        case .enrollSelf:
+            guard lines.count >= 2, let secret = try? Base32.decode(lines[1]),
+                  (OTPParameters.minSecretLength...OTPParameters.maxSecretLength).contains(secret.count) else {
+                throw ParseError("self-enroll needs INVITATION and SECRET-BASE32 (128 bits at least) lines")
+            }
+            return .perform(.enrollSelf(invitation: lines[0], secret: secret))
+        case .confirmSelf: return .perform(.confirmSelf(code: lines.first ?? ""))
+        case .passwordSelf:
+            guard lines.count >= 2 else { throw ParseError("self-passwd needs CODE and NEW-PASSWORD lines") }
+            return .perform(.passwordSelf(code: lines[0], new: lines[1]))
         case .offline:
             var report: [String] = []
             for l in lines where !l.isEmpty {
@@ -136,7 +152,7 @@ extension HelperProtocol {
         case .summary: return .summary(try decodeSummary(text))
         case .challenge: return .challenge(try decodeChallenge(text))
         case .access: return .access(try decodeAccess(text))
-        case .code, .password, .tap: return .attempt(try decodeAttempt(text))
+        case .code, .password, .tap, .enrollSelf, .confirmSelf, .passwordSelf: return .attempt(try decodeAttempt(text))
         case .offline:
             let lines = try body(text)
             guard lines.count == 1, lines[0].key == "epoch", let epoch = Int64(lines[0].value), epoch >= 0 else { throw ParseError("bad epoch") }

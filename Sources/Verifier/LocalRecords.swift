@@ -26,7 +26,9 @@ public struct LocalRecords<S: Store>: RecordService {
     }
 
     public func summary(_ user: UserName, now: Int64) throws(RecordError) -> RecordSummary? {
-        guard let r = try run({ () throws(StoreError) in try store.read(user) }) else { return nil }
+        // A record with nothing that can prove the second factor (an invitation alone, a
+        // token not yet confirmed) is no enrolment: as no record.
+        guard let r = try run({ () throws(StoreError) in try store.read(user) }), r.canProve(at: now) else { return nil }
         return RecordSummary(
             cards: r.tokens.compactMap { t in
                 guard t.kind == .card, !t.pending, let name = t.credentialName else { return nil }
@@ -112,7 +114,47 @@ public struct LocalRecords<S: Store>: RecordService {
                                            algorithm: record.tokens[i].parameters.algorithm) else { return .rejected }
             record.tokens[i].lastUsedTime = now
             return .accepted(.token(id))
+        case .enrollSelf(let invitation, let secret):
+            guard let invite = record.invitation, invite.until > now, let typed = RecoveryCode.normalise(invitation),
+                  PasswordHash.verify(typed, hash: invite.hash), (OTPParameters.minSecretLength...OTPParameters.maxSecretLength).contains(secret.count),
+                  let parameters = try? OTPParameters(kind: .totp(period: 30)) else { return .rejected }
+            var token = Token(id: record.nextTokenID(prefix: "code"), kind: .code, parameters: parameters, secret: SecretBytes(secret),
+                              label: "phone (enrolled by the user)", created: now)
+            token.pending = true
+            record.tokens.append(token)
+            record.invitation = nil
+            return .accepted(.token(token.id))
+        case .confirmSelf(let code):
+            guard code.utf8.count <= AnswerLimit.bytes, let id = PendingTokens.confirm(code, in: &record, now: now) else { return .rejected }
+            return .accepted(.token(id))
+        case .passwordSelf(let code, let new):
+            guard new.utf8.count >= 4, new.utf8.count <= 512, PasswordHash.acceptable(new) else { return .rejected }
+            let proof = decide(.code(code), record: &record, policy: policy, now: now)
+            guard case .accepted = proof else { return proof }
+            guard let hash = PasswordHash.make(new) else { return .rejected }
+            record.passwordHash = hash
+            return proof
         }
+    }
+}
+
+/// Tokens made pending (`enroll --generate`, `enroll --self`) until the phone's first code.
+public enum PendingTokens {
+    /// Makes live the first pending token of `record` that accepts `code` (its counter
+    /// used: the same code cannot log in after); its id, or nil when none does.
+    public static func confirm(_ code: String, in record: inout UserRecord, now: Int64) -> String? {
+        var trial = record
+        trial.tokens = record.tokens.filter { $0.pending }.map { t in
+            var live = t
+            live.pending = false
+            return live
+        }
+        guard case .accepted(let id, let counter) = CodeCheck(skew: 1, window: 20).apply(code, to: &trial, now: now),
+              let i = record.tokens.firstIndex(where: { $0.id.equals(id) }) else { return nil }
+        record.tokens[i].pending = false
+        record.tokens[i].lastUsed = counter
+        record.tokens[i].lastUsedTime = now
+        return id
     }
 }
 

@@ -10,6 +10,13 @@ public enum RecordOperation: Sendable, Equatable {
     /// A card's full response to `challenge` for token `tokenID`. The challenge must be
     /// one the record service issued (`issueChallenge`) and not yet used.
     case tap(tokenID: String, challenge: [UInt8], response: [UInt8])
+    /// The user enrols a phone token themself with an invitation's code (`smartotp invite`):
+    /// the secret is the user's program's, sent one way; the token is written pending.
+    case enrollSelf(invitation: String, secret: [UInt8])
+    /// The user confirms their pending token with the phone's first code.
+    case confirmSelf(code: String)
+    /// The user sets a new simple password, proving the second factor with a code.
+    case passwordSelf(code: String, new: String)
 }
 
 /// What an accepted answer was.

@@ -54,7 +54,9 @@ struct Enroll: ParsableCommand {
     )
 
     @OptionGroup var options: StoreOptions
-    @Argument(help: "The user to enroll.") var user: String
+    @Argument(help: "The user to enroll (with --self: yourself, the default).") var user: String?
+    @Flag(name: .customLong("self"), help: "Enrol your own phone with an invitation code (smartotp invite), as yourself, not root.") var selfService = false
+    @Option(help: .hidden) var helper: String?
 
     @Flag(help: "Write a new credential to the card on the reader.") var card = false
     @Flag(help: "A phone token with a new secret: prints its URI and QR code; pending until confirmed.") var generate = false
@@ -82,11 +84,12 @@ struct Enroll: ParsableCommand {
     @Flag(help: "Print the result as JSON.") var json = false
 
     func validate() throws {
-        let kinds = [card, secret != nil, generate].filter { $0 }.count
+        let kinds = [card, secret != nil, generate, selfService].filter { $0 }.count
         guard kinds == 1 || (kinds == 0 && confirm) else {
             throw ValidationError("give exactly one of --card, --secret and --generate (or --confirm alone, for a pending token)")
         }
-        guard !confirm || !card && secret == nil else { throw ValidationError("--confirm goes with --generate, or alone") }
+        guard !confirm || !card && secret == nil else { throw ValidationError("--confirm goes with --generate or --self, or alone") }
+        guard !selfService || options.server == nil else { throw ValidationError("--self asks through this host (its helper, or its fleet client): no --server") }
         guard !(totp && hotp) else { throw ValidationError("--totp and --hotp exclude each other") }
         if card, period != nil || algorithm != nil || hotp || totp || counter != nil {
             // A card credential is TOTP/SHA-1/30 s: what every phone app reads from a card.
@@ -103,7 +106,9 @@ struct Enroll: ParsableCommand {
     }
 
     func run() throws {
-        let user = try userName(self.user)
+        if selfService { return try SelfService(helper: helper).enrol(user, confirmOnly: confirm) }
+        guard let named = self.user else { throw ValidationError("name the user to enroll") }
+        let user = try userName(named)
         // Confirming asks nothing of the name service: the record is there already.
         if confirm && !generate { return try confirmPending(user, try options.prepared()) }
         try requireSystemUser(user, force: force)
@@ -270,18 +275,27 @@ struct Enroll: ParsableCommand {
 
 struct Passwd: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Set or change a user's simple password (the fallback PIN).",
-        discussion: "At least \(Passwd.minimumLength) characters. Stored as a yescrypt hash, as /etc/shadow does."
+        abstract: "Set or change a user's simple password (the fallback PIN); run by a user, their own.",
+        discussion: """
+        At least \(Passwd.minimumLength) characters. Stored as a yescrypt hash, as /etc/shadow does.
+        Run by a user who is not root (no USER, or their own name): it asks first for a
+        one-time code of theirs (a token's, a recovery code or a temporary code), which is
+        checked and counted like any login, then the new simple password twice; with
+        --password-stdin, the code and the new password on two lines.
+        """
     )
     static let minimumLength = 4
 
     @OptionGroup var options: StoreOptions
-    @Argument(help: "The user.") var user: String
+    @Argument(help: "The user (root: anyone; a user: themself, the default).") var user: String?
     @Flag(help: "Read the password from standard input (one line; a NUL byte is refused).") var passwordStdin = false
     @Flag(help: "Set it for a name that is not a user of this machine.") var force = false
+    @Option(help: .hidden) var helper: String?
 
     func run() throws {
-        let user = try userName(self.user)
+        if getuid() != 0 { return try SelfService(helper: helper).password(user, fromStdin: passwordStdin) }
+        guard let named = self.user else { throw ValidationError("name the user (root sets anyone's simple password)") }
+        let user = try userName(named)
         try requireSystemUser(user, force: force)
         let password = try readSecret(prompt: "New simple password: ", fromStdin: passwordStdin, confirm: true)
         guard password.count >= Self.minimumLength else { throw Failure("the simple password needs at least \(Self.minimumLength) characters") }

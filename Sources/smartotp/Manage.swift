@@ -118,6 +118,7 @@ struct Show: ParsableCommand {
         print("user \(user): \(r.tokens.count) token(s), simple password \(r.passwordHash != nil ? "set" : "not set"), \(r.recoveryCodes.count) recovery code(s), \(r.failures) failure(s)")
         for t in row.tokens { print("  " + t.text) }
         for t in row.temp_codes { print("  temporary code: good until \(CivilTime.format(t.until)), \(t.uses) use(s) left") }
+        if let i = r.invitation { print("  invitation: " + (i.until > now() ? "good once until \(CivilTime.format(i.until))" : "ended on \(CivilTime.format(i.until))")) }
     }
 }
 
@@ -163,6 +164,42 @@ struct TempCodeCommand: ParsableCommand {
             throw Failure("\(user) has no smartotp record: enrol the user first (a temporary code is for a user who lost a card)")
         }
         let note = Array("Temporary code for \(user), good until \(CivilTime.format(until)) for \(uses) login(s):\n".utf8)
+        _ = note.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+        print(code)
+    }
+}
+
+struct Invite: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print a one-time invitation code with which a user enrols their own phone (smartotp enroll --self).",
+        discussion: """
+        An administrator or the helpdesk gives the code to the user over a channel they trust;
+        the user, logged in as themself, runs `smartotp enroll --self`, types it, scans the QR
+        code and confirms with the phone's first code. The code works once and ends after
+        --valid; a new invitation replaces the last. A user with an invitation and nothing
+        else has no enrolment yet (nullok still applies). Audited.
+          smartotp invite alice --valid 24h
+          smartotp invite alice --server https://otp1:8443 --tls-dir /etc/smartotp/helpdesk
+        """)
+    @OptionGroup var options: StoreOptions
+    @Argument(help: "The user.") var user: String
+    @Option(help: ArgumentHelp("How long it is good: 30m, 24h, 7d (1 minute to 30 days).", valueName: "DURATION")) var valid = "24h"
+    @Flag(help: "Invite a name that is not a user of this machine.") var force = false
+
+    func validate() throws {
+        guard let s = OptionValue.duration(valid), (60...2_592_000).contains(s) else { throw ValidationError("--valid must be a duration from 1m to 30d") }
+    }
+
+    func run() throws {
+        let user = try userName(self.user)
+        if options.server == nil { try requireSystemUser(user, force: force) }
+        guard let seconds = OptionValue.duration(valid), let code = RecoveryCode.generate(),
+              let normal = RecoveryCode.normalise(code), let hash = PasswordHash.make(normal) else {
+            throw Failure("could not make a code (the random source or libxcrypt failed)")
+        }
+        let until = now() + seconds
+        guard try options.prepared().apply(user, .invite(hash: hash, until: until)) == .done(true) else { throw Failure("the invitation was not written") }
+        let note = Array("Invitation for \(user), good once until \(CivilTime.format(until)) (smartotp enroll --self):\n".utf8)
         _ = note.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
         print(code)
     }

@@ -47,7 +47,7 @@ struct SmartOTP: ParsableCommand {
         version: "smartotp \(SmartOTPVersion.current)",
         subcommands: [
             Enroll.self, Passwd.self, List.self, Show.self, Remove.self, Unlock.self, Resync.self, TempCodeCommand.self,
-            Hosts.self, Join.self, Renew.self,
+            Invite.self, Hosts.self, Join.self, Renew.self,
             Recovery.self, Import.self, MigrateStore.self, Verify.self, Audit.self, RevokeHost.self, CardStatus.self, Check.self, Demo.self,
         ]
     )

@@ -76,4 +76,57 @@ out=$("$CLI" temp-code nobody-here --store "$STORE" 2>&1); rc=$?
 case "$rc:$out" in 1:*"has no smartotp record"*) ok "temp-code for a user without a record: refused";; *) not_ok "temp-code without a record" "$rc: $out";; esac
 out=$("$CLI" temp-code grace --valid 90d --store "$STORE" 2>&1); rc=$?
 case "$rc:$out" in 64:*"1m to 30d"*) ok "temp-code --valid past 30 days: refused, in words (exit 64)";; *) not_ok "--valid bounds" "$rc: $out";; esac
+
+# --- Self-service: an invitation, the user enrols their own phone and sets their own password --
+# As a real unprivileged user, through the setuid helper (root's smartotp.conf names the store).
+PRIVATE_STORE=$STORE
+public_dir
+install -o root -g root -m 4755 "$HELPER" "$PUB/smartotp-chkotp"
+cp "$CLI" "$PUB/smartotp"; chmod 755 "$PUB/smartotp"
+backup /etc/smartotp/smartotp.conf
+mkdir -p /etc/smartotp
+printf 'store=%s\ndeny=5\nunlock_time=600\nskew=3\n' "$STORE" >/etc/smartotp/smartotp.conf
+add_user smartotp-ss
+as_user() { runuser -u smartotp-ss -- "$PUB/smartotp" "$@" --helper "$PUB/smartotp-chkotp"; }
+service selfcode "auth [ignore=1 default=done] $SO store=$STORE methods=code nullok" "auth required pam_deny.so" "auth required pam_permit.so"
+service selfpw "auth required $SO store=$STORE methods=password timeout=2"
+invite=$("$CLI" invite smartotp-ss --valid 1h --store "$STORE" 2>/dev/null)
+case "$invite" in [a-z2-7][a-z2-7][a-z2-7][a-z2-7]-????-????) ok "smartotp invite prints a one-time code ($invite)";; *) not_ok "invite" "$invite";; esac
+grep -q "^invite " "$STORE/users/smartotp-ss" && ok "… kept as a hash in a record of its own" || not_ok "the invitation is kept" "$(cat "$STORE/users/smartotp-ss" 2>&1)"
+run selfcode smartotp-ss --answer 000000
+check "an invitation alone is no enrolment: nullok still lets the user through" 0 "$RC"
+check "… unasked" 0 "$(echo "$OUT" | grep -c 'code')"
+out=$(echo "wrong-code-0000" | as_user enroll --self 2>&1); rc=$?
+case "$rc:$out" in 1:*"invitation code is not valid"*) ok "enroll --self with a wrong invitation: refused";; *) not_ok "a wrong invitation" "$rc: $out";; esac
+out=$(echo "$invite" | as_user enroll --self 2>&1); rc=$?
+SS=$(secret_of "$out")
+case "$rc:$out" in 0:*"otpauth://"*"pending until you confirm"*) ok "enroll --self, as the user, through the helper: the QR code, the token pending";; *) not_ok "enroll --self" "$rc: $out";; esac
+check "… a 160-bit secret made by the user's own program" 32 "${#SS}"
+out=$(echo "$invite" | as_user enroll --self 2>&1); rc=$?
+case "$rc:$out" in 1:*"used already"*) ok "… the invitation works once";; *) not_ok "an invitation is single use" "$rc: $out";; esac
+out=$(echo "$invite" | runuser -u smartotp-ss -- "$PUB/smartotp" enroll --self grace --helper "$PUB/smartotp-chkotp" 2>&1); rc=$?
+case "$rc:$out" in 1:*"for yourself only"*) ok "… and a user enrols nobody else";; *) not_ok "enroll --self for another user" "$rc: $out";; esac
+out=$(totp "$SS" | as_user enroll --self --confirm 2>&1); rc=$?
+case "$rc:$out" in 0:*"is confirmed"*) ok "enroll --self --confirm with the phone's code";; *) not_ok "self confirm" "$rc: $out";; esac
+run selfcode smartotp-ss --answer "$(totp "$SS" $(( $(date +%s) + 30 )))"
+check "… and the phone's next code logs in" 0 "$RC"
+run selfcode smartotp-ss --answer 000000
+check "… and the user is asked now (a wrong code: PAM_AUTH_ERR)" 7 "$RC"
+# An invitation past its end.
+invite=$("$CLI" invite smartotp-ss --valid 1h --store "$STORE" 2>/dev/null)
+sed -i 's/^invite \([^ ]*\) [0-9]*$/invite \1 1000/' "$STORE/users/smartotp-ss"
+out=$(echo "$invite" | as_user enroll --self 2>&1); rc=$?
+case "$rc:$out" in 1:*"not valid"*) ok "an invitation past its end is refused";; *) not_ok "an ended invitation" "$rc: $out";; esac
+"$CLI" unlock smartotp-ss --store "$STORE" >/dev/null
+# The user's own simple password, after a code of theirs.
+out=$(printf '000000\n9753\n' | as_user passwd --password-stdin 2>&1); rc=$?
+case "$rc:$out" in 1:*"not accepted; the simple password is unchanged"*) ok "passwd by the user with a wrong code: refused, nothing changed";; *) not_ok "self passwd, wrong code" "$rc: $out";; esac
+out=$(printf '%s\n9753\n' "$(totp "$SS" $(( $(date +%s) + 60 )))" | as_user passwd --password-stdin 2>&1); rc=$?
+case "$rc:$out" in 0:*"Simple password changed for smartotp-ss"*) ok "passwd by the user, proving a code of theirs first";; *) not_ok "self passwd" "$rc: $out";; esac
+run selfpw smartotp-ss --answer 9753
+check "… and the new simple password logs in" 0 "$RC"
+out=$(printf '%s\n1111\n' "$(totp "$SS" $(( $(date +%s) + 90 )))" | runuser -u smartotp-ss -- "$PUB/smartotp" passwd grace --password-stdin --helper "$PUB/smartotp-chkotp" 2>&1); rc=$?
+case "$rc:$out" in 1:*"for yourself only"*) ok "… and a user sets no one else's";; *) not_ok "self passwd for another" "$rc: $out";; esac
+check "the record stays root's 0600" "root 600" "$(stat -c '%U %a' "$STORE/users/smartotp-ss")"
+STORE=$PRIVATE_STORE
 finish

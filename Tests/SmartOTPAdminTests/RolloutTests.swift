@@ -68,6 +68,40 @@ import TokenStore
         #expect(try HelperProtocol.decodeAttempt(answer).verdict == .accepted(.tempCode))
     }
 
+    @Test func anInvitationEnrolsOncePendingAndSelfPasswordNeedsACode() throws {
+        let typed = try #require(RecoveryCode.generate())
+        let normal = try #require(RecoveryCode.normalise(typed))
+        let hash = try #require(PasswordHash.make(normal))
+        guard case (.done(true), .write(var r)) = try AdminChange.invite(hash: hash, until: now + 600).apply(to: nil, user: user, now: now) else {
+            Issue.record("no invitation"); return
+        }
+        r = try RecordFormat.parse(RecordFormat.text(r), path: "t")
+        #expect(r.invitation == Invitation(hash: hash, until: now + 600) && !r.canProve(at: now), "an invitation alone proves nothing")
+        let secret = Array(0..<20).map { UInt8($0) }
+        #expect(LocalRecords<FileStore>.decide(.enrollSelf(invitation: "aaaa-bbbb-cccc", secret: secret), record: &r, policy: Policy(), now: now) == .rejected)
+        var late = r
+        #expect(LocalRecords<FileStore>.decide(.enrollSelf(invitation: typed, secret: secret), record: &late, policy: Policy(), now: now + 600) == .rejected, "ended")
+        #expect(LocalRecords<FileStore>.decide(.enrollSelf(invitation: typed, secret: Array(secret.prefix(10))), record: &r, policy: Policy(), now: now) == .rejected, "80 bits")
+        guard case .accepted(.token(let id)) = LocalRecords<FileStore>.decide(.enrollSelf(invitation: typed, secret: secret), record: &r, policy: Policy(), now: now) else {
+            Issue.record("the invitation did not enrol"); return
+        }
+        #expect(r.invitation == nil && r.tokens.first { $0.id == id }?.pending == true && !r.canProve(at: now))
+        #expect(LocalRecords<FileStore>.decide(.enrollSelf(invitation: typed, secret: secret), record: &r, policy: Policy(), now: now) == .rejected, "once")
+        #expect(LocalRecords<FileStore>.decide(.confirmSelf(code: try code(at: now)), record: &r, policy: Policy(), now: now) == .accepted(.token(id)))
+        #expect(r.canProve(at: now))
+        // A new simple password only after a code; the code is used up.
+        #expect(LocalRecords<FileStore>.decide(.passwordSelf(code: "000000", new: "9753"), record: &r, policy: Policy(), now: now + 30) == .rejected)
+        #expect(r.passwordHash == nil)
+        #expect(LocalRecords<FileStore>.decide(.passwordSelf(code: try code(at: now + 30), new: "12"), record: &r, policy: Policy(), now: now + 30) == .rejected, "too short")
+        #expect(LocalRecords<FileStore>.decide(.passwordSelf(code: try code(at: now + 30), new: "9753"), record: &r, policy: Policy(), now: now + 30) == .accepted(.token(id)))
+        #expect(r.passwordHash.map { PasswordHash.verify("9753", hash: $0) } == true)
+        #expect(LocalRecords<FileStore>.decide(.passwordSelf(code: try code(at: now + 30), new: "0000"), record: &r, policy: Policy(), now: now + 30) == .replayed(tokenID: id))
+        // The wire: what the helper and the fleet read.
+        let request = HelperProtocol.Request.perform(.enrollSelf(invitation: typed, secret: secret))
+        #expect(try HelperProtocol.request(.enrollSelf, lines: HelperProtocol.lines(Array(request.input.utf8))) == request)
+        #expect(throws: HelperProtocol.ParseError.self) { try HelperProtocol.request(.enrollSelf, lines: [typed, "MFRGG"]) }
+    }
+
     @Test func malformedTempLinesAreRefused() {
         let head = "smartotp-record 1\nuser grace\ncreated 1\n"
         for bad in ["temp", "temp $y$x", "temp $y$x 10", "temp $y$x 10 0", "temp $y$x ten 1", "temp $y$x 10 1001"] {

@@ -328,7 +328,7 @@ struct LoginFlowTests {
     @Test func rootIsNotLockedUnlessEvenDenyRoot() throws {
         let store = MemoryStore()
         let root = try UserName("root")
-        store.records[root] = UserRecord(user: root, failureTimes: [t0 - 2, t0 - 1, t0], created: 1)
+        store.records[root] = UserRecord(user: root, passwordHash: "$y$j9T$x$y", failureTimes: [t0 - 2, t0 - 1, t0], created: 1)
         func lock(_ c: ModuleConfig) throws -> LockState? {
             try LocalRecords(store: store, policy: c.policy, isRoot: { $0.value == "root" }).summary(root, now: t0 + 1)?.lock
         }
