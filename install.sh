@@ -193,7 +193,7 @@ install_files() {
         say "removed the test service /etc/pam.d/smartotp-test (installed for tests; --deps-dev keeps it)"
     fi
     local f
-    for f in pam.d/examples/* docs/operations.md docs/fleet.md docs/smartotpd.conf.example LICENSE NOTICE; do
+    for f in pam.d/examples/* docs/operations.md docs/fleet.md docs/rollout.md docs/smartotpd.conf.example LICENSE NOTICE; do
         put "$f" "$PREFIX/share/doc/smartotp/$(basename "$f")" 0644
     done
     put pam.d/pam-configs/smartotp /usr/share/pam-configs/smartotp 0644

@@ -76,6 +76,9 @@ public enum AdminChange: Sendable {
             var r = current ?? UserRecord(user: user, created: now)
             token.id = r.nextTokenID(prefix: token.kind == .card ? "card" : "code")
             r.tokens.append(token)
+            // A new record's first token, pending: no enrolment until confirmed. Any live
+            // token makes the record one for good.
+            if token.pending { r.enrolling = r.enrolling || current == nil } else { r.enrolling = false }
             return (.token(token.id), .write(r))
         case .removeUser:
             return current == nil ? (.done(false), .keep) : (.done(true), .remove)
@@ -86,10 +89,12 @@ public enum AdminChange: Sendable {
         case .passwd(let hash):
             var r = current ?? UserRecord(user: user, created: now)
             r.passwordHash = hash
+            r.enrolling = false
             return (.done(true), .write(r))
         case .recovery(let hashes):
             guard var r = current else { return (.done(false), .keep) }
             r.recoveryCodes = hashes
+            r.enrolling = false
             return (.done(true), .write(r))
         case .unlock:
             guard var r = current else { return (.done(false), .keep) }
@@ -110,7 +115,9 @@ public enum AdminChange: Sendable {
             guard let (merged, report) = RecordImport.merge(item, into: current, now: now, pinAsPassword: pinAsPassword) else {
                 throw Failure("libxcrypt could not hash a code")
             }
-            return (.imported(report), .write(merged))
+            var m = merged
+            m.enrolling = false
+            return (.imported(report), .write(m))
         case .place(let record):
             return current == nil ? (.done(true), .write(record)) : (.done(false), .keep)
         case .confirm(let code):
@@ -123,10 +130,17 @@ public enum AdminChange: Sendable {
                 throw Failure(msg("\(user) has \(UserRecord.maxTempCodes) temporary codes already; remove them first: smartotp temp-code USER --remove"))
             }
             r.tempCodes.append(TempCode(hash: hash, until: until, uses: uses))
+            r.enrolling = false
             return (.done(true), .write(r))
         case .invite(let hash, let until):
+            // For a first enrolment only: an invitation to a user who can prove something
+            // already would let whoever holds it add a token of theirs.
+            if let current, current.canProve(at: now) {
+                throw Failure(msg("\(user) is enrolled already: an invitation is for a first enrolment (an administrator adds tokens: smartotp enroll)"))
+            }
             var r = current ?? UserRecord(user: user, created: now)
             r.invitation = Invitation(hash: hash, until: until)
+            r.enrolling = r.enrolling || current == nil
             return (.done(true), .write(r))
         case .removeTempCodes:
             guard var r = current, !r.tempCodes.isEmpty else { return (.done(false), .keep) }
@@ -175,6 +189,11 @@ extension AdminChange {
         return out
     }
 
+    /// A crypt(3) hash as a record line holds it (RecordFormat's rule: printable ASCII, no
+    /// space, under 512 bytes): anything else would be written and then refuse to parse,
+    /// making the user's record unreadable.
+    static func isHash(_ h: String) -> Bool { !h.isEmpty && h.utf8.count < 512 && h.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F } }
+
     /// The change a `verb` request's body describes, for `user`.
     public static func decode(verb: String, body: [UInt8], user: UserName) throws(Failure) -> AdminChange {
         var lines: [(String, String)] = []
@@ -202,11 +221,11 @@ extension AdminChange {
             guard one("all") != nil else { throw Failure("remove needs a token or all") }
             return .removeUser
         case "passwd":
-            guard let h = one("hash"), !h.isEmpty, !h.contains(" ") else { throw Failure("passwd needs a hash") }
+            guard let h = one("hash"), isHash(h) else { throw Failure("passwd needs a hash") }
             return .passwd(hash: h)
         case "recovery":
             let hashes = all("hash")
-            guard (1...50).contains(hashes.count), hashes.allSatisfy({ !$0.isEmpty && !$0.contains(" ") }) else { throw Failure("recovery needs 1-50 hashes") }
+            guard (1...50).contains(hashes.count), hashes.allSatisfy(isHash) else { throw Failure("recovery needs 1-50 hashes") }
             return .recovery(hashes: hashes)
         case "resync":
             guard let first = one("first"), let second = one("second") else { throw Failure("resync needs two codes") }
@@ -228,13 +247,13 @@ extension AdminChange {
             guard let code = one("code"), !code.isEmpty, code.utf8.count <= 16 else { throw Failure("confirm needs a code") }
             return .confirm(code: code)
         case "invite":
-            guard let h = one("hash"), !h.isEmpty, !h.contains(" "), h.utf8.count < 512, let until = one("until").flatMap({ Int64($0) }) else {
+            guard let h = one("hash"), isHash(h), let until = one("until").flatMap({ Int64($0) }) else {
                 throw Failure("invite needs a hash and an end time")
             }
             return .invite(hash: h, until: until)
         case "temp-code":
             if one("remove") != nil { return .removeTempCodes }
-            guard let h = one("hash"), !h.isEmpty, !h.contains(" "), h.utf8.count < 512,
+            guard let h = one("hash"), isHash(h),
                   let until = one("until").flatMap({ Int64($0) }), let uses = one("uses").flatMap({ Int($0) }),
                   (1...TempCode.maxUses).contains(uses) else { throw Failure("temp-code needs a hash, an end time and 1-\(TempCode.maxUses) uses") }
             return .tempCode(hash: h, until: until, uses: uses)

@@ -117,7 +117,7 @@ public final class SeenHosts: Sendable {
     func saw(_ name: String, serial: String, notAfter: Int64, at now: Int64) {
         let isNew = hosts.withLock { h -> Bool in
             let was = h[name]
-            guard was == nil || h.count < 100_000 else { return false }
+            guard was != nil || h.count < 100_000 else { return false }
             // A second's precision is enough: most requests change nothing here.
             if let was, was.serial == serial, now - was.lastSeen < 60 { return false }
             h[name] = Seen(serial: serial, notAfter: notAfter, lastSeen: now)
@@ -152,25 +152,47 @@ extension VerifierService {
                 logger.warning("join refused: the token is not authentic or has ended", metadata: ["peer": "\(requester.address)"])
                 return ServiceResponse(403, "the join token is not valid, or has ended: ask an administrator for another (smartotp hosts add)\n", close: true)
             }
+            name = token.name
+            // The request checked and the certificate made before the token is spent: a
+            // malformed request costs the host nothing but another try.
+            let issued: (pem: String, notAfter: Int64)
+            do throws(HostCA.Failure) { issued = try hostCA.issue(csrPEM: csr, name: name, now: now) } catch {
+                return ServiceResponse(400, "\(error)\n", close: true)
+            }
             // Once in the fleet: the nonce's one unit, in the budget store every replica shares.
             guard try await budgets.lease("join " + token.nonce, bucket: token.until, want: 1, limit: 1) == 1 else {
                 logger.warning("join refused: the token was used already", metadata: ["host": "\(token.name)", "peer": "\(requester.address)"])
                 return ServiceResponse(409, "this join token was used already: ask an administrator for another\n", close: true)
             }
-            name = token.name
-        } else {
-            guard try await requests.reserve(requester.serial) != nil else {
-                return ServiceResponse(429, "this host has made too many requests; try later\n")
-            }
+            return try await recordIssued(issued, route: route, name: name, operation: operation, by: requester)
+        }
+        guard try await requests.reserve(requester.serial) != nil else {
+            return ServiceResponse(429, "this host has made too many requests; try later\n")
         }
         let issued: (pem: String, notAfter: Int64)
         do throws(HostCA.Failure) { issued = try hostCA.issue(csrPEM: csr, name: name, now: now) } catch {
-            return ServiceResponse(400, "\(error)\n", close: route == .join)
+            return ServiceResponse(400, "\(error)\n")
         }
+        return try await recordIssued(issued, route: route, name: name, operation: operation, by: requester)
+    }
+
+    /// The certificate issued: audited in chain 0; a renewal also revokes the certificate it
+    /// replaces (by serial), so a host holds one live certificate, and the key it no longer
+    /// uses opens nothing.
+    func recordIssued(_ issued: (pem: String, notAfter: Int64), route: FleetAPI.Route, name: String, operation: String,
+                      by requester: Requester) async throws -> ServiceResponse {
         var who = requester
         if route == .join { who.name = name }
         let (actor, facts) = (who, AuditFacts(operation: operation, credential: "", result: "issued", reason: "\(name) until \(issued.notAfter) from \(requester.address)"))
-        try await ledger.commit(.fleet) { state in state.audit(facts, by: actor) }
+        let old = route == .renew ? requester.serial : nil
+        let list = try await ledger.commit(.fleet) { state -> [String] in
+            state.audit(facts, by: actor)
+            if let old, !state.revocations.contains(where: { $0.entry == old }) {
+                state.revocations.append(Revocation(entry: old, at: state.now, by: "renewal of \(name)"))
+            }
+            return state.revocations.map(\.entry)
+        }
+        if old != nil { revoked.setStored(list) }
         logger.notice(route == .join ? "host joined" : "host certificate renewed", metadata: ["host": "\(name)", "until": "\(issued.notAfter)", "peer": "\(requester.address)"])
         return ServiceResponse(200, issued.pem, close: route == .join)
     }

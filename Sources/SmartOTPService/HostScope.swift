@@ -29,9 +29,9 @@ public struct HostScope: Sendable, Equatable {
 }
 
 /// Which users each host may ask about (`scope` lines). No line: every host, every user.
-/// With lines: a host asks about a user only when a line matching the host's certificate
-/// name lists a group the user is a member of (or `*`); a host that matches no line may
-/// ask about no one. Membership is the verifier's own name service's (getgrouplist(3):
+/// With lines: the first line whose pattern matches the host's certificate name decides,
+/// and the host asks about a user only when that line lists a group the user is a member
+/// of (or `*`); a host that matches no line may ask about no one. Membership is the verifier's own name service's (getgrouplist(3):
 /// files, SSSD, LDAP), remembered for a minute.
 public final class HostScopes: Sendable {
     public let scopes: [HostScope]
@@ -51,9 +51,9 @@ public final class HostScopes: Sendable {
     /// Why `host` may not ask about `user`; nil when it may.
     public func refusal(host: String, user: String) -> String? {
         guard !scopes.isEmpty else { return nil }
-        let lines = scopes.filter { $0.matches(host: host) }
-        guard !lines.isEmpty else { return "no scope line names this host" }
-        let wanted = Set(lines.flatMap(\.groups))
+        // The first line whose pattern matches decides (a catch-all such as `* *` goes last).
+        guard let line = scopes.first(where: { $0.matches(host: host) }) else { return "no scope line names this host" }
+        let wanted = Set(line.groups)
         if wanted.contains("*") { return nil }
         guard let groups = groups(of: user) else { return "the verifier's name service does not know the user" }
         return groups.isDisjoint(with: wanted) ? "the user is in none of the groups this host may ask about" : nil

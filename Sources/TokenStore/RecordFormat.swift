@@ -51,6 +51,7 @@ public enum RecordFormat {
         for t in r.tokens { out.add("\n"); tokenLine(t, into: &out) }
         for code in r.recoveryCodes { out.add("\nrecovery "); out.add(code) }
         for code in r.usedRecoveryCodes { out.add("\nrecovery-used "); out.add(code) }
+        if r.enrolling { out.add("\nenrolling") }
         if let i = r.invitation {
             out.add("\ninvite "); out.add(i.hash)
             out.add(byte: UInt8(ascii: " ")); out.add(i.until)
@@ -132,6 +133,7 @@ public enum RecordFormat {
         var challenges: [PendingChallenge] = []
         var temp: [TempCode] = []
         var invitation: Invitation?
+        var enrolling = false
         var sawHeader = false
         var lineNumber = 0
         var lineStart = 0
@@ -202,6 +204,8 @@ public enum RecordFormat {
             } else if keyword.spells("recovery") {
                 guard isCryptHash(value) else { throw fail("recovery code is not a crypt(3) hash") }
                 recovery.append(text())
+            } else if keyword.spells("enrolling") {
+                enrolling = true
             } else if keyword.spells("invite") {
                 let f = words(value)
                 guard f.count == 2, isCryptHash(value[f[0]]), let until = ByteNumber.parse(value[f[1]], as: Int64.self) else {
@@ -227,6 +231,7 @@ public enum RecordFormat {
                                 recoveryCodes: recovery, usedRecoveryCodes: usedRecovery, challenges: challenges, created: created)
         record.tempCodes = temp
         record.invitation = invitation
+        record.enrolling = enrolling
         return record
     }
 

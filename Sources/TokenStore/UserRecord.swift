@@ -152,6 +152,11 @@ public struct UserRecord: Sendable {
     /// An invitation to enrol a phone token oneself (`smartotp invite`): its code's hash and
     /// end. Used once (`enroll --self`).
     public var invitation: Invitation?
+    /// Made by an invitation, or by a phone token not yet confirmed, and never able to prove
+    /// anything since: only such a record counts as no enrolment (`isEnrolment`). A record
+    /// that once could prove something and no longer can (its token removed, its
+    /// temporary code used up) still is one: its logins fail closed.
+    public var enrolling = false
 
     public init(user: UserName, tokens: [Token] = [], passwordHash: String? = nil, failureTimes: [Int64] = [],
                 recoveryCodes: [String] = [], usedRecoveryCodes: [String] = [], challenges: [PendingChallenge] = [],
@@ -315,4 +320,8 @@ extension UserRecord {
         tokens.contains { !$0.pending } || passwordHash != nil || !recoveryCodes.isEmpty
             || tempCodes.contains { $0.until > now && $0.uses > 0 }
     }
+
+    /// Whether logins treat this record as an enrolment: every record but one still being
+    /// made (`enrolling`) that cannot prove anything yet.
+    public func isEnrolment(at now: Int64) -> Bool { !enrolling || canProve(at: now) }
 }

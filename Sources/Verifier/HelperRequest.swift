@@ -41,7 +41,7 @@ extension HelperProtocol {
                 return id + "\n" + Hex.encode(challenge) + "\n" + Hex.encode(response) + "\n"
             case .perform(.enrollSelf(let invitation, let secret)): return invitation + "\n" + Base32.encode(secret) + "\n"
             case .perform(.confirmSelf(let code)): return code + "\n"
-            case .perform(.passwordSelf(let code, let new)): return code + "\n" + new + "\n"
+            case .perform(.passwordSelf(let code, let current, let new)): return code + "\n" + current + "\n" + new + "\n"
             case .offline(let lines):
                 var text = ""
                 for l in lines { text += l + "\n" }
@@ -79,8 +79,8 @@ extension HelperProtocol {
             return .perform(.enrollSelf(invitation: lines[0], secret: secret))
         case .confirmSelf: return .perform(.confirmSelf(code: lines.first ?? ""))
         case .passwordSelf:
-            guard lines.count >= 2 else { throw ParseError("self-passwd needs CODE and NEW-PASSWORD lines") }
-            return .perform(.passwordSelf(code: lines[0], new: lines[1]))
+            guard lines.count >= 3 else { throw ParseError("self-passwd needs CODE, CURRENT-PASSWORD (empty when none) and NEW-PASSWORD lines") }
+            return .perform(.passwordSelf(code: lines[0], current: lines[1], new: lines[2]))
         case .offline:
             var report: [String] = []
             for l in lines where !l.isEmpty {

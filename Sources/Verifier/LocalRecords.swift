@@ -26,9 +26,9 @@ public struct LocalRecords<S: Store>: RecordService {
     }
 
     public func summary(_ user: UserName, now: Int64) throws(RecordError) -> RecordSummary? {
-        // A record with nothing that can prove the second factor (an invitation alone, a
-        // token not yet confirmed) is no enrolment: as no record.
-        guard let r = try run({ () throws(StoreError) in try store.read(user) }), r.canProve(at: now) else { return nil }
+        // A record still being made (an invitation alone, a token not yet confirmed) is no
+        // enrolment: as no record. One that could prove something once stays one.
+        guard let r = try run({ () throws(StoreError) in try store.read(user) }), r.isEnrolment(at: now) else { return nil }
         return RecordSummary(
             cards: r.tokens.compactMap { t in
                 guard t.kind == .card, !t.pending, let name = t.credentialName else { return nil }
@@ -115,7 +115,9 @@ public struct LocalRecords<S: Store>: RecordService {
             record.tokens[i].lastUsedTime = now
             return .accepted(.token(id))
         case .enrollSelf(let invitation, let secret):
-            guard let invite = record.invitation, invite.until > now, let typed = RecoveryCode.normalise(invitation),
+            // Only a first enrolment: a user who can prove something already adds no token
+            // with an invitation (whoever gave it out could otherwise enrol one of theirs).
+            guard !record.canProve(at: now), let invite = record.invitation, invite.until > now, let typed = RecoveryCode.normalise(invitation),
                   PasswordHash.verify(typed, hash: invite.hash), (OTPParameters.minSecretLength...OTPParameters.maxSecretLength).contains(secret.count),
                   let parameters = try? OTPParameters(kind: .totp(period: 30)) else { return .rejected }
             var token = Token(id: record.nextTokenID(prefix: "code"), kind: .code, parameters: parameters, secret: SecretBytes(secret),
@@ -127,10 +129,11 @@ public struct LocalRecords<S: Store>: RecordService {
         case .confirmSelf(let code):
             guard code.utf8.count <= AnswerLimit.bytes, let id = PendingTokens.confirm(code, in: &record, now: now) else { return .rejected }
             return .accepted(.token(id))
-        case .passwordSelf(let code, let new):
-            guard new.utf8.count >= 4, new.utf8.count <= 512, PasswordHash.acceptable(new) else { return .rejected }
+        case .passwordSelf(let code, let current, let new):
+            guard new.utf8.count >= 4, new.utf8.count <= 512, PasswordHash.acceptable(new), current.utf8.count <= AnswerLimit.bytes else { return .rejected }
             let proof = decide(.code(code), record: &record, policy: policy, now: now)
             guard case .accepted = proof else { return proof }
+            if let old = record.passwordHash, !PasswordHash.verify(current, hash: old) { return .rejected }
             guard let hash = PasswordHash.make(new) else { return .rejected }
             record.passwordHash = hash
             return proof
@@ -154,6 +157,7 @@ public enum PendingTokens {
         record.tokens[i].pending = false
         record.tokens[i].lastUsed = counter
         record.tokens[i].lastUsedTime = now
+        record.enrolling = false
         return id
     }
 }

@@ -15,8 +15,10 @@ public enum RecordOperation: Sendable, Equatable {
     case enrollSelf(invitation: String, secret: [UInt8])
     /// The user confirms their pending token with the phone's first code.
     case confirmSelf(code: String)
-    /// The user sets a new simple password, proving the second factor with a code.
-    case passwordSelf(code: String, new: String)
+    /// The user sets a new simple password, proving the second factor with a code, and
+    /// the current simple password when one is set (a code relayed by a host would otherwise
+    /// become a password that logs in everywhere, for good).
+    case passwordSelf(code: String, current: String, new: String)
 }
 
 /// What an accepted answer was.

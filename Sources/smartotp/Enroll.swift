@@ -280,8 +280,9 @@ struct Passwd: ParsableCommand {
         At least \(Passwd.minimumLength) characters. Stored as a yescrypt hash, as /etc/shadow does.
         Run by a user who is not root (no USER, or their own name): it asks first for a
         one-time code of theirs (a token's, a recovery code or a temporary code), which is
-        checked and counted like any login, then the new simple password twice; with
-        --password-stdin, the code and the new password on two lines.
+        checked and counted like any login, then the current simple password when one is set,
+        then the new one twice; with --password-stdin, three lines: the code, the current
+        simple password (an empty line when none is set) and the new one.
         """
     )
     static let minimumLength = 4

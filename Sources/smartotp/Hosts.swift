@@ -130,7 +130,7 @@ struct Join: ParsableCommand {
           smartotp join --server https://otp1:8443,https://otp2:8443 --token web7.example.org.1796… --ca /root/fleet-ca.pem
         """)
     @Option(help: ArgumentHelp("The fleet's verifiers.", valueName: "https://HOST:PORT[,…]")) var server: String
-    @Option(help: "The join token (smartotp hosts add).") var token: String
+    @Option(help: ArgumentHelp("The join token (smartotp hosts add): - reads standard input, @FILE a file (a token on the command line is visible in ps(1) until it is used).", valueName: "TOKEN|-|@FILE")) var token: String
     @Option(help: ArgumentHelp("Where the host's TLS identity goes.", valueName: "DIR")) var tlsDir = "/etc/smartotp/tls"
     @Option(help: ArgumentHelp("The CA of the replicas' certificates, copied to DIR/ca.pem (default: DIR/ca.pem is there already).", valueName: "FILE"))
     var ca: String?
@@ -148,10 +148,12 @@ struct Join: ParsableCommand {
             }
         }
         guard access(tlsDir + "/ca.pem", R_OK) == 0 else { throw Failure("\(tlsDir)/ca.pem is missing: give --ca FILE (the CA of the replicas' certificates)") }
+        let tokenText = try secretArgument(token).trimmingSpaces()
+        guard !tokenText.isEmpty else { throw Failure("the join token is empty") }
         let newKey = tlsDir + "/key.pem.new"
         let csr = try HostIdentity.newKeyAndRequest(keyPath: newKey)
         let pem: String
-        do { pem = try withStore { try RemoteAdmin(servers: urls, tlsDirectory: tlsDir).certificate(FleetAPI.joinPath, body: Array((token + "\n").utf8) + csr) } } catch {
+        do { pem = try withStore { try RemoteAdmin(servers: urls, tlsDirectory: tlsDir).certificate(FleetAPI.joinPath, body: Array((tokenText + "\n").utf8) + csr) } } catch {
             unlink(newKey)
             throw error
         }

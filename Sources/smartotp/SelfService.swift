@@ -69,15 +69,21 @@ struct SelfService {
     /// `passwd` by a user: a code of theirs first, then the new simple password.
     func password(_ named: String?, fromStdin: Bool) throws {
         let user = try me(named)
+        // Whether a simple password is set: then it is asked too (as passwd(1) asks the old one).
+        let hasPassword: Bool
+        do throws(RecordError) { hasPassword = try records.summary(user, now: now())?.hasPassword ?? false } catch { throw Failure("\(error)") }
         let code = try readSecret(prompt: "One-time code (or a recovery code): ", fromStdin: fromStdin, confirm: false)
+        // On standard input: the code, the current simple password (an empty line when none
+        // is set), the new one.
+        let current = fromStdin || hasPassword ? try readSecret(prompt: "Current simple password: ", fromStdin: fromStdin, confirm: false) : ""
         let new = try readSecret(prompt: "New simple password: ", fromStdin: fromStdin, confirm: !fromStdin)
         guard new.count >= Passwd.minimumLength else { throw Failure("the simple password needs at least \(Passwd.minimumLength) characters") }
         guard new.utf8.count <= 512 else { throw Failure("the simple password is longer than 512 bytes") }
-        switch try run(.passwordSelf(code: code, new: new), user) {
+        switch try run(.passwordSelf(code: code, current: current, new: new), user) {
         case .accepted: print("Simple password changed for \(user).")
         case .replayed: throw Failure("that code was used already: wait for the next one; the simple password is unchanged")
         case .locked: throw Failure("your record is locked after too many failed attempts: ask the helpdesk; the simple password is unchanged")
-        case .rejected: throw Failure("that code was not accepted; the simple password is unchanged")
+        case .rejected: throw Failure("that code, or the current simple password, was not accepted; the simple password is unchanged")
         }
     }
 }

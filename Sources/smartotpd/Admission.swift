@@ -239,8 +239,11 @@ final class CertificateAdmission: ChannelInboundHandler, RemovableChannelHandler
             let refusal: Admission.Reason?
             do throws(PeerIdentifier.Refusal) {
                 let peer = try service.identifier.identify(der)
+                // Capped by the certificate's name and role, not its serial: a host that renews
+                // (or an attacker who renews a stolen certificate again and again) holds one
+                // name's share of the connections whatever number of serials it has.
                 refusal = service.revoked.contains(serial: peer.serial, name: peer.name)
-                    ? .revoked : admission.admit(context.channel, certificate: peer.serial)
+                    ? .revoked : admission.admit(context.channel, certificate: peer.role.rawValue + ":" + peer.name)
             } catch {
                 refusal = .unidentified
             }

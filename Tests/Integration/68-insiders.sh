@@ -240,11 +240,13 @@ out=$(oathtool --totp -b "$SS2" | ss2 enroll --self --confirm 2>&1); rc=$?
 case "$rc:$out" in 0:*"is confirmed"*) ok "… confirmed with the phone's code";; *) not_ok "confirm through the fleet" "$rc: $out";; esac
 out=$(echo "$inv" | ss2 enroll --self 2>&1); rc=$?
 case "$rc:$out" in 1:*"not valid"*) ok "… the invitation works once, fleet-wide";; *) not_ok "single-use invitation in the fleet" "$rc: $out";; esac
-out=$(printf '%s\n8642\n' "$(oathtool --totp -b "$SS2" --now=@$(( $(date +%s) + 30 )))" | ss2 passwd --password-stdin 2>&1); rc=$?
+out=$(printf '%s\n\n8642\n' "$(oathtool --totp -b "$SS2" --now=@$(( $(date +%s) + 30 )))" | ss2 passwd --password-stdin 2>&1); rc=$?
 case "$rc:$out" in 0:*"Simple password changed"*) ok "passwd by the user through the fleet, after a code of theirs";; *) not_ok "self passwd through the fleet" "$rc: $out";; esac
 check "each step in the audit trail, with h1 as the host" "self-confirm self-enroll self-passwd" \
     "$(psql_db "SELECT DISTINCT operation FROM smartotp_audit WHERE username = 'smartotp-ss2' AND actor = 'h1' AND result = 'accepted' ORDER BY 1" | tr '\n' ' ' | sed 's/ $//')"
 check "… the invitation by the helpdesk" 1 "$(psql_db "SELECT count(*) FROM smartotp_audit WHERE username = 'smartotp-ss2' AND operation = 'invite' AND actor = 'desk1'")"
+out=$(desk invite smartotp-ss2 2>&1); rc=$?
+case "$rc:$out" in 1:*"enrolled already"*) ok "the helpdesk cannot invite a user who is enrolled (no token of its own through the back door)";; *) not_ok "helpdesk invite of an enrolled user" "$rc: $out";; esac
 
 # --- The audit chain: a cut tail or a wiped chain, found by the journal's checkpoints ---------
 login h1 nobody1 000000 >/dev/null; login h1 nobody2 000000 >/dev/null; login h1 nobody3 000000 >/dev/null
@@ -295,7 +297,7 @@ case "$desk_out" in *403*|*"administrator"*) ok "… the helpdesk may not make o
 WEB9="$FLEET/tls/web9"
 out=$(in_ns h2 "$CLI" join --server "$S2,$S1" --token "${token}x" --tls-dir "$WEB9" --ca "$FLEET/pki/server-ca.pem" 2>&1); rc=$?
 case "$rc:$out" in 1:*"not valid"*) ok "a tampered token is refused";; *) not_ok "a tampered join token" "$rc: $out";; esac
-out=$(in_ns h2 "$CLI" join --server "$S2,$S1" --token "$token" --tls-dir "$WEB9" --ca "$FLEET/pki/server-ca.pem" 2>&1); rc=$?
+out=$(echo "$token" | in_ns h2 "$CLI" join --server "$S2,$S1" --token - --tls-dir "$WEB9" --ca "$FLEET/pki/server-ca.pem" 2>&1); rc=$?
 case "$rc:$out" in 0:*"Joined the fleet"*) ok "smartotp join: web9 makes its key and gets its certificate ($(echo "$out" | grep -o 'valid until [^.]*'))";;
     *) not_ok "smartotp join" "$rc: $out";; esac
 check "… the key stays root's, 0600; the certificate names web9, signed by the hosts' CA" "600 root CN = web9 OK" \
@@ -319,6 +321,7 @@ curl -s --max-time 5 "http://${ADDR[s1]}:9464/metrics" >/dev/null 2>&1 || true
 m=$(in_ns h1 curl -s --max-time 5 "http://${ADDR[s1]}:9464/metrics" | grep -c 'smartotpd_host_certificate_expiry_seconds{host="web9"}')
 check "… and the metric smartotpd_host_certificate_expiry_seconds names it" 1 "$m"
 serial0=$(openssl x509 -noout -serial -in "$WEB9/cert.pem")
+cp "$WEB9/cert.pem" "$FLEET/web9-old.pem"; cp "$WEB9/key.pem" "$FLEET/web9-old.key"
 out=$(in_ns h2 "$CLI" renew --if-due --server "$S1,$S2" --tls-dir "$WEB9" 2>&1)
 case "$out" in *"Not due"*) ok "smartotp renew --if-due: a fresh certificate is not due";; *) not_ok "renew --if-due" "$out";; esac
 out=$(in_ns h2 "$CLI" renew --server "$S1,$S2" --tls-dir "$WEB9" 2>&1); rc=$?
@@ -326,6 +329,9 @@ serial1=$(openssl x509 -noout -serial -in "$WEB9/cert.pem")
 case "$rc:$out" in 0:*"Renewed"*) [ "$serial0" != "$serial1" ] && ok "smartotp renew: a new key and certificate for web9 ($serial1)" || not_ok "renew changes the certificate" "$serial0";;
     *) not_ok "smartotp renew" "$rc: $out";; esac
 check "… and the host logs in with it" "$OK" "$(web9 joiner "$(next joiner)")"
+sleep 3
+code=$(in_ns h2 curl -s -o /dev/null -w '%{http_code}' --max-time 5 --cacert "$WEB9/ca.pem" --cert "$FLEET/web9-old.pem" --key "$FLEET/web9-old.key" "$S2/v1/health")
+case "$code" in 403|000) ok "… and the certificate it replaced is revoked on every replica ($code)";; *) not_ok "the replaced certificate is refused" "$code";; esac
 # The same host after its certificate ended (one the hosts' CA signed for 2026-01-01 alone).
 mkdir -p "$FLEET/oldca" && touch "$FLEET/oldca/index.txt" && echo 01 >"$FLEET/oldca/serial"
 printf '[ca]\ndefault_ca=d\n[d]\ndatabase=%s/index.txt\nnew_certs_dir=%s\nserial=%s/serial\ndefault_md=sha256\npolicy=p\n[p]\ncommonName=supplied\n' \

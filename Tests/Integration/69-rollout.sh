@@ -119,14 +119,22 @@ out=$(echo "$invite" | as_user enroll --self 2>&1); rc=$?
 case "$rc:$out" in 1:*"not valid"*) ok "an invitation past its end is refused";; *) not_ok "an ended invitation" "$rc: $out";; esac
 "$CLI" unlock smartotp-ss --store "$STORE" >/dev/null
 # The user's own simple password, after a code of theirs.
-out=$(printf '000000\n9753\n' | as_user passwd --password-stdin 2>&1); rc=$?
+out=$(printf '000000\n\n9753\n' | as_user passwd --password-stdin 2>&1); rc=$?
 case "$rc:$out" in 1:*"not accepted; the simple password is unchanged"*) ok "passwd by the user with a wrong code: refused, nothing changed";; *) not_ok "self passwd, wrong code" "$rc: $out";; esac
-out=$(printf '%s\n9753\n' "$(totp "$SS" $(( $(date +%s) + 60 )))" | as_user passwd --password-stdin 2>&1); rc=$?
+out=$(printf '%s\n\n9753\n' "$(totp "$SS" $(( $(date +%s) + 60 )))" | as_user passwd --password-stdin 2>&1); rc=$?
 case "$rc:$out" in 0:*"Simple password changed for smartotp-ss"*) ok "passwd by the user, proving a code of theirs first";; *) not_ok "self passwd" "$rc: $out";; esac
 run selfpw smartotp-ss --answer 9753
 check "… and the new simple password logs in" 0 "$RC"
-out=$(printf '%s\n1111\n' "$(totp "$SS" $(( $(date +%s) + 90 )))" | runuser -u smartotp-ss -- "$PUB/smartotp" passwd grace --password-stdin --helper "$PUB/smartotp-chkotp" 2>&1); rc=$?
+out=$(printf '%s\n9753\n1111\n' "$(totp "$SS" $(( $(date +%s) + 90 )))" | runuser -u smartotp-ss -- "$PUB/smartotp" passwd grace --password-stdin --helper "$PUB/smartotp-chkotp" 2>&1); rc=$?
 case "$rc:$out" in 1:*"for yourself only"*) ok "… and a user sets no one else's";; *) not_ok "self passwd for another" "$rc: $out";; esac
+# Once a simple password is set, changing it takes the current one too: a code alone
+# (relayed by a host the user logged in on) sets nothing.
+out=$(printf '%s\n\n2222\n' "$(totp "$SS" $(( $(date +%s) + 90 )))" | as_user passwd --password-stdin 2>&1); rc=$?
+case "$rc:$out" in 1:*"unchanged"*) ok "a code without the current simple password changes nothing";; *) not_ok "self passwd needs the current password" "$rc: $out";; esac
+run selfpw smartotp-ss --answer 9753
+check "… the simple password is still the one set before" 0 "$RC"
+out=$(echo "x" | "$CLI" invite smartotp-ss --store "$STORE" 2>&1); rc=$?
+case "$rc:$out" in 1:*"enrolled already"*) ok "no invitation for a user who is enrolled already (whoever held it could add a token of theirs)";; *) not_ok "invite an enrolled user" "$rc: $out";; esac
 check "the record stays root's 0600" "root 600" "$(stat -c '%U %a' "$STORE/users/smartotp-ss")"
 STORE=$PRIVATE_STORE
 finish

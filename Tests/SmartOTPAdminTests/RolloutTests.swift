@@ -90,12 +90,25 @@ import TokenStore
         #expect(LocalRecords<FileStore>.decide(.confirmSelf(code: try code(at: now)), record: &r, policy: Policy(), now: now) == .accepted(.token(id)))
         #expect(r.canProve(at: now))
         // A new simple password only after a code; the code is used up.
-        #expect(LocalRecords<FileStore>.decide(.passwordSelf(code: "000000", new: "9753"), record: &r, policy: Policy(), now: now + 30) == .rejected)
+        #expect(LocalRecords<FileStore>.decide(.passwordSelf(code: "000000", current: "", new: "9753"), record: &r, policy: Policy(), now: now + 30) == .rejected)
         #expect(r.passwordHash == nil)
-        #expect(LocalRecords<FileStore>.decide(.passwordSelf(code: try code(at: now + 30), new: "12"), record: &r, policy: Policy(), now: now + 30) == .rejected, "too short")
-        #expect(LocalRecords<FileStore>.decide(.passwordSelf(code: try code(at: now + 30), new: "9753"), record: &r, policy: Policy(), now: now + 30) == .accepted(.token(id)))
+        #expect(LocalRecords<FileStore>.decide(.passwordSelf(code: try code(at: now + 30), current: "", new: "12"), record: &r, policy: Policy(), now: now + 30) == .rejected, "too short")
+        #expect(LocalRecords<FileStore>.decide(.passwordSelf(code: try code(at: now + 30), current: "", new: "9753"), record: &r, policy: Policy(), now: now + 30) == .accepted(.token(id)))
         #expect(r.passwordHash.map { PasswordHash.verify("9753", hash: $0) } == true)
-        #expect(LocalRecords<FileStore>.decide(.passwordSelf(code: try code(at: now + 30), new: "0000"), record: &r, policy: Policy(), now: now + 30) == .replayed(tokenID: id))
+        #expect(LocalRecords<FileStore>.decide(.passwordSelf(code: try code(at: now + 30), current: "9753", new: "0000"), record: &r, policy: Policy(), now: now + 30) == .replayed(tokenID: id))
+        // Once a simple password is set, a code alone changes it no more.
+        #expect(LocalRecords<FileStore>.decide(.passwordSelf(code: try code(at: now + 60), current: "nope", new: "0000"), record: &r, policy: Policy(), now: now + 60) == .rejected)
+        #expect(r.passwordHash.map { PasswordHash.verify("9753", hash: $0) } == true)
+        // An enrolled user gets no invitation, and an invitation adds no token to one.
+        #expect(throws: AdminChange.Failure.self) { try AdminChange.invite(hash: hash, until: now + 600).apply(to: r, user: user, now: now) }
+        var planted = r
+        planted.invitation = Invitation(hash: hash, until: now + 600)
+        #expect(LocalRecords<FileStore>.decide(.enrollSelf(invitation: typed, secret: secret), record: &planted, policy: Policy(), now: now) == .rejected)
+        // A record that once could prove something stays an enrolment when it no longer can.
+        var emptied = r
+        emptied.tokens.removeAll()
+        emptied.passwordHash = nil
+        #expect(!emptied.canProve(at: now) && emptied.isEnrolment(at: now))
         // The wire: what the helper and the fleet read.
         let request = HelperProtocol.Request.perform(.enrollSelf(invitation: typed, secret: secret))
         #expect(try HelperProtocol.request(.enrollSelf, lines: HelperProtocol.lines(Array(request.input.utf8))) == request)
