@@ -98,9 +98,12 @@ BIN=.build-host/release
 build() {
     local fleet=$1
     command -v swift >/dev/null || die "no Swift toolchain: swift is not on PATH. The build needs Swift 6.3 for Linux (Debian 12) from swift.org (https://www.swift.org/install/linux/), unpacked and its usr/bin put on PATH; or install the Debian packages built elsewhere (README, \"Install from packages\"), which need no toolchain"
-    case "$(swift --version 2>/dev/null)" in
+    # (swift-driver leaves a TemporaryDirectory.* behind even for --version.)
+    local version
+    version=$(with_private_tmp swift --version 2>&1 | head -1)
+    case "$version" in
         *"Swift version 6."[3-9]*|*"Swift version 6."[1-9][0-9]*|*"Swift version "[7-9]*) ;;
-        *) die "the build needs Swift 6.3 or later from swift.org (Embedded Swift for the module); this is: $(swift --version 2>&1 | head -1)";;
+        *) die "the build needs Swift 6.3 or later from swift.org (Embedded Swift for the module); this is: $version";;
     esac
     if [ "$fleet" -eq 1 ]; then
         say "building (release): the CLIs and the fleet (smartotpd, smartotp-fleet), then the module and the helper in Embedded Swift"

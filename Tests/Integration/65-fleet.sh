@@ -330,7 +330,10 @@ check "… and the migrated user logs in through the fleet" "pamtester: successf
 out=$(admin enroll rollout --force --generate 2>&1)
 RS=$(sed -n 's/.*secret=\([A-Z2-7]*\).*/\1/p' <<<"$out" | head -1)
 check "enroll --generate through the fleet: a 160-bit secret in the URI" 32 "${#RS}"
-check "… pending: the phone's code logs in nowhere" "pamtester: Authentication failure" "$(login h2 rollout "$(oathtool --totp -b "$RS")")"
+# A record with only a pending token is no enrolment yet: without nullok, the user is
+# unknown to the module (PAM_USER_UNKNOWN), and the code is never checked.
+check "… pending: the phone's code logs in nowhere (no enrolment yet: PAM_USER_UNKNOWN)" "pamtester: User not known to the underlying authentication module" \
+    "$(login h2 rollout "$(oathtool --totp -b "$RS")")"
 out=$(oathtool --totp -b "$RS" | admin enroll rollout --confirm 2>&1)
 case "$out" in *"is confirmed"*) ok "enroll --confirm through the fleet";; *) not_ok "confirm through the fleet" "$out";; esac
 check "… and the phone's next code logs in on h3" "pamtester: successfully authenticated" "$(login h3 rollout "$(oathtool --totp -b "$RS" --now=@$(( $(date +%s) + 30 )))")"
