@@ -24,6 +24,7 @@ static struct {
     int (*close_range)(unsigned, unsigned, int);
     int (*getgrouplist)(const char *, gid_t, gid_t *, int *);
     int (*getgrnam_r)(const char *, struct group *, char *, size_t, struct group **);
+    int (*getgrgid_r)(gid_t, struct group *, char *, size_t, struct group **);
 } libc_on_use;
 static pthread_once_t libc_once = PTHREAD_ONCE_INIT;
 
@@ -43,6 +44,7 @@ static void load_libc(void)
     *(void **)&libc_on_use.close_range = dlsym(RTLD_DEFAULT, "close_range");
     *(void **)&libc_on_use.getgrouplist = dlsym(RTLD_DEFAULT, "getgrouplist");
     *(void **)&libc_on_use.getgrnam_r = dlsym(RTLD_DEFAULT, "getgrnam_r");
+    *(void **)&libc_on_use.getgrgid_r = dlsym(RTLD_DEFAULT, "getgrgid_r");
 }
 
 #define LIBC(name) (pthread_once(&libc_once, load_libc), libc_on_use.name)
@@ -72,6 +74,12 @@ int cposix_getgrnam_r(const char *name, struct group *entry, char *buffer, size_
 {
     if (!LIBC(getgrnam_r)) { *result = NULL; return ENOSYS; }
     return libc_on_use.getgrnam_r(name, entry, buffer, size, result);
+}
+
+int cposix_getgrgid_r(gid_t id, struct group *entry, char *buffer, size_t size, struct group **result)
+{
+    if (!LIBC(getgrgid_r)) { *result = NULL; return ENOSYS; }
+    return libc_on_use.getgrgid_r(id, entry, buffer, size, result);
 }
 
 int cposix_random(void *bytes, size_t count)

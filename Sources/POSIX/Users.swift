@@ -50,16 +50,27 @@ public enum Users {
         return nil
     }
 
-    /// The gid of the group `name` through getgrnam_r(3); nil when there is no such group.
-    public static func groupID(of name: String) -> UInt32? {
+    /// One group entry through a reentrant lookup (getgrnam_r or getgrgid_r), read by
+    /// `field` while its strings are still in the buffer; nil when there is none.
+    private static func groupEntry<R>(_ lookup: (UnsafeMutablePointer<group>, UnsafeMutablePointer<CChar>, Int,
+                                                 UnsafeMutablePointer<UnsafeMutablePointer<group>?>) -> Int32,
+                                      _ field: (group) -> R?) -> R? {
         var entry = group()
         var result: UnsafeMutablePointer<group>?
-        return name.withCString { n in
-            withUnsafeTemporaryAllocation(of: CChar.self, capacity: 16384) { b -> UInt32? in
-                guard let base = b.baseAddress, cposix_getgrnam_r(n, &entry, base, b.count, &result) == 0, result != nil else { return nil }
-                return entry.gr_gid
-            }
+        return withUnsafeTemporaryAllocation(of: CChar.self, capacity: 16384) { b -> R? in
+            guard let base = b.baseAddress, lookup(&entry, base, b.count, &result) == 0, result != nil else { return nil }
+            return field(entry)
         }
+    }
+
+    /// The gid of the group `name` through getgrnam_r(3); nil when there is no such group.
+    public static func groupID(of name: String) -> UInt32? {
+        name.withCString { n in groupEntry({ cposix_getgrnam_r(n, $0, $1, $2, $3) }) { $0.gr_gid } }
+    }
+
+    /// The name of group `id` through getgrgid_r(3); nil when there is no such group.
+    public static func groupName(of id: UInt32) -> String? {
+        groupEntry({ cposix_getgrgid_r(gid_t(id), $0, $1, $2, $3) }) { $0.gr_name.map { String(cString: $0) } }
     }
 
     /// The login name of `uid` through getpwuid_r(3).

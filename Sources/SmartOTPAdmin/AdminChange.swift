@@ -189,10 +189,9 @@ extension AdminChange {
         return out
     }
 
-    /// A crypt(3) hash as a record line holds it (RecordFormat's rule: printable ASCII, no
-    /// space, under 512 bytes): anything else would be written and then refuse to parse,
-    /// making the user's record unreadable.
-    static func isHash(_ h: String) -> Bool { !h.isEmpty && h.utf8.count < 512 && h.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F } }
+    /// A crypt(3) hash as a record line holds it (RecordFormat's own rule): anything else
+    /// would be written and then refuse to parse, making the user's record unreadable.
+    static func isHash(_ h: String) -> Bool { RecordFormat.isCryptHash(h.utf8) }
 
     /// The change a `verb` request's body describes, for `user`.
     public static func decode(verb: String, body: [UInt8], user: UserName) throws(Failure) -> AdminChange {

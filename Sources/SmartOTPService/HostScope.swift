@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import POSIX
 import Synchronization
 
 /// One `scope` line of smartotpd.conf: host certificates whose name matches `pattern`
@@ -70,28 +71,9 @@ public final class HostScopes: Sendable {
         return found
     }
 
-    /// getpwnam_r, getgrouplist and getgrgid_r: the names of every group `user` is in.
+    /// The names of every group `user` is in, as the name service gives them (POSIX's
+    /// getgrouplist, then each gid's name).
     public static let systemGroups: @Sendable (String) -> Set<String>? = { user in
-        var pw = passwd()
-        var result: UnsafeMutablePointer<passwd>?
-        var buffer = [CChar](repeating: 0, count: 16_384)
-        guard getpwnam_r(user, &pw, &buffer, buffer.count, &result) == 0, result != nil else { return nil }
-        let primary = pw.pw_gid
-        var count: Int32 = 64
-        var ids = [gid_t](repeating: 0, count: Int(count))
-        while getgrouplist(user, primary, &ids, &count) < 0 {
-            guard count <= 65_536 else { return nil }
-            ids = [gid_t](repeating: 0, count: Int(max(count, Int32(ids.count * 2))))
-            count = Int32(ids.count)
-        }
-        var names: Set<String> = []
-        for id in ids.prefix(Int(count)) {
-            var gr = group()
-            var found: UnsafeMutablePointer<group>?
-            if getgrgid_r(id, &gr, &buffer, buffer.count, &found) == 0, found != nil, let n = gr.gr_name {
-                names.insert(String(cString: n))
-            }
-        }
-        return names
+        Users.groupIDs(of: user).map { Set($0.compactMap(Users.groupName(of:))) }
     }
 }

@@ -249,7 +249,7 @@ public enum RecordFormat {
         return out
     }
 
-    static func isCryptHash<C: Collection<UInt8>>(_ s: C) -> Bool {
+    public static func isCryptHash<C: Collection<UInt8>>(_ s: C) -> Bool {
         !s.isEmpty && s.count < 512 && s.allSatisfy { $0 > 0x20 && $0 < 0x7F }
     }
 

@@ -122,6 +122,15 @@ struct Show: ParsableCommand {
     }
 }
 
+/// A new code of a recovery code's shape (`xxxx-xxxx-xxxx`) and its hash: what a temporary
+/// code and an invitation are. Only the hash is stored; the code is printed once.
+func hashedCode() throws -> (code: String, hash: String) {
+    guard let code = RecoveryCode.generate(), let normal = RecoveryCode.normalise(code), let hash = PasswordHash.make(normal) else {
+        throw Failure("could not make a code (the random source or libxcrypt failed)")
+    }
+    return (code, hash)
+}
+
 struct TempCodeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "temp-code",
@@ -155,11 +164,8 @@ struct TempCodeCommand: ParsableCommand {
             guard try options.prepared().apply(user, .removeTempCodes) == .done(true) else { throw Failure("\(user) has no temporary code") }
             return print("Removed the temporary codes of \(user).")
         }
-        guard let seconds = OptionValue.duration(valid), let code = RecoveryCode.generate(),
-              let normal = RecoveryCode.normalise(code), let hash = PasswordHash.make(normal) else {
-            throw Failure("could not make a code (the random source or libxcrypt failed)")
-        }
-        let until = now() + seconds
+        let (code, hash) = try hashedCode()
+        let until = now() + (OptionValue.duration(valid) ?? 28_800)
         guard try options.prepared().apply(user, .tempCode(hash: hash, until: until, uses: uses)) == .done(true) else {
             throw Failure("\(user) has no smartotp record: enrol the user first (a temporary code is for a user who lost a card)")
         }
@@ -193,11 +199,8 @@ struct Invite: ParsableCommand {
     func run() throws {
         let user = try userName(self.user)
         if options.server == nil { try requireSystemUser(user, force: force) }
-        guard let seconds = OptionValue.duration(valid), let code = RecoveryCode.generate(),
-              let normal = RecoveryCode.normalise(code), let hash = PasswordHash.make(normal) else {
-            throw Failure("could not make a code (the random source or libxcrypt failed)")
-        }
-        let until = now() + seconds
+        let (code, hash) = try hashedCode()
+        let until = now() + (OptionValue.duration(valid) ?? 86_400)
         guard try options.prepared().apply(user, .invite(hash: hash, until: until)) == .done(true) else { throw Failure("the invitation was not written") }
         let note = Array("Invitation for \(user), good once until \(CivilTime.format(until)) (smartotp enroll --self):\n".utf8)
         _ = note.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }

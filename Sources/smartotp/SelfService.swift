@@ -12,19 +12,21 @@ import Verifier
 /// store or the fleet with root's settings), the store or the fleet client when root. Every
 /// step is an attempt on the record, counted and audited like a login.
 struct SelfService {
-    let helper: String?
+    /// The host's record service, chosen as a login chooses it (`helper`: another setuid
+    /// helper than the installed one, for tests).
+    let records: SystemRecords
+
+    init(helper: String?) {
+        var config = (try? ModuleConfig.load(arguments: []).config) ?? ModuleConfig()
+        if let helper { config.helper = helper }
+        records = SystemRecords(config)
+    }
 
     /// The caller's own name: a user acts for themself only.
     func me(_ named: String?) throws -> UserName {
         guard let mine = Users.name(of: getuid()) else { throw Failure("your uid \(getuid()) has no name in the user database") }
         if let named, named != mine, getuid() != 0 { throw Failure("you can do this for yourself only (\(mine)); an administrator does it for others") }
         return try userName(named ?? mine)
-    }
-
-    var records: SystemRecords {
-        var config = (try? ModuleConfig.load(arguments: []).config) ?? ModuleConfig()
-        if let helper { config.helper = helper }
-        return SystemRecords(config)
     }
 
     func run(_ op: RecordOperation, _ user: UserName) throws -> RecordVerdict {

@@ -39,6 +39,7 @@ int cposix_mkdir(const char *path, mode_t mode);
 /// getgrouplist(3) and getgrnam_r(3), found at the first use (groups= only).
 int cposix_getgrouplist(const char *user, gid_t group, gid_t *groups, int *count);
 int cposix_getgrnam_r(const char *name, struct group *entry, char *buffer, size_t size, struct group **result);
+int cposix_getgrgid_r(gid_t id, struct group *entry, char *buffer, size_t size, struct group **result);
 /// `count` bytes from the kernel's CSPRNG (arc4random_buf, found at the first use): 0, or
 /// -1 when libc has none.
 int cposix_random(void *bytes, size_t count);
