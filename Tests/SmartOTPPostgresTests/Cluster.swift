@@ -90,7 +90,10 @@ final class TestCluster: Sendable {
     /// process's run loop) and, unless it is a watchdog (`wait` false), waits for it and
     /// returns its output; throws when it fails.
     @discardableResult
-    static func spawn(_ arguments: [String], wait: Bool = true) throws -> String {
+    static func spawn(_ given: [String], wait: Bool = true) throws -> String {
+        // From "/": the postgres user may not enter the checkout's folder (a clone in a 0700
+        // temporary folder), and psql says so on standard error, which is read here.
+        let arguments = ["/bin/sh", "-c", "cd / && exec \"$@\"", "sh"] + given
         var pipe: [Int32] = [-1, -1]
         guard Glibc.pipe(&pipe) == 0 else { throw Failed(why: "pipe") }
         var actions = posix_spawn_file_actions_t()
@@ -112,7 +115,7 @@ final class TestCluster: Sendable {
         let rc = posix_spawn(&pid, arguments[0], &actions, nil, &argv, environ)
         close(pipe[1])
         defer { close(pipe[0]) }
-        guard rc == 0 else { throw Failed(why: "cannot run \(arguments[0])") }
+        guard rc == 0 else { throw Failed(why: "cannot run \(given[0])") }
         guard wait else { return "" }
         var output: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
