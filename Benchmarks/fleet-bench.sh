@@ -20,7 +20,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # SMARTOTP_BIN: the programs to measure (default .build/release). A folder of links to
 # them with smartotpd swapped for an earlier build measures that build in the same setup
-# (QUICK=1 stops after the verdicts table: run two builds alternately, each with its own
+# (QUICK=1 stops after the verdicts table, LOGIN_ONLY=1 measures the logins alone: run two builds alternately, each with its own
 # ceiling, to tell a change from the machine's spread).
 BIN=${SMARTOTP_BIN:-$ROOT/.build/release}
 SO=$ROOT/.build-embedded/release/libpam_smartotp.so
@@ -59,12 +59,7 @@ psql_() { runuser -u postgres -- "$PGBIN/psql" -h "$FLEET/pg" -p "$PGPORT" -U sm
 # the database's sequence). SmartOTPVault's and LedgerCodec's formats, written a second time
 # here in Python: a login that succeeds proves the two agree. VERSION (default 1): the rows'
 # version; a reset writes them again above any version a replica has seen.
-users() {
-    local n=$2 first
-    first=$(psql_ -c "SELECT nextval('smartotp_audit_chains')")
-    psql_ -c "SELECT setval('smartotp_audit_chains', $first + $n)" >/dev/null
-    python3 - "$1" "$n" "${3:-0}" "${4:-GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ}" "$FLEET/seal.key" "$FLEET/users.records" "$FLEET/users.secrets" \
-        "${5:-hotp}" "$FLEET/audit.key" "$first" "${6:-1}" <<'PY'
+cat >"$FLEET/users.py" <<'PY'
 import base64, hashlib, hmac, os, sys
 totp = sys.argv[8] == "totp"
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -94,9 +89,18 @@ with open(records, "w") as r, open(secrets, "w") as s:
         r.write("%s\t%s\t%d\t%d\t%d\t%s\n" % (name, esc(rec), version, chain, epoch, mac))
         s.write("%s\tcode\t%s\t%s\n" % (name, kid, box))
 PY
-    psql_ -c "COPY smartotp_records (username, record, version, audit_chain, offline_epoch, row_mac) FROM STDIN" <"$FLEET/users.records"
-    psql_ -c "COPY smartotp_secrets (username, token_id, key_id, sealed) FROM STDIN" <"$FLEET/users.secrets"
-}
+# users.sh: the same from any shell (a hyperfine --prepare writes the login's user again).
+cat >"$FLEET/users.sh" <<SH
+set -e
+psql_() { runuser -u postgres -- "$PGBIN/psql" -h "$FLEET/pg" -p "$PGPORT" -U smartotpd -d smartotp -qtA "\$@"; }
+first=\$(psql_ -c "SELECT nextval('smartotp_audit_chains')")
+psql_ -c "SELECT setval('smartotp_audit_chains', \$first + \$2)" >/dev/null
+python3 "$FLEET/users.py" "\$1" "\$2" "\${3:-0}" "\${4:-GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ}" "$FLEET/seal.key" "$FLEET/users.records" "$FLEET/users.secrets" \\
+    "\${5:-hotp}" "$FLEET/audit.key" "\$first" "\${6:-1}"
+psql_ -c "COPY smartotp_records (username, record, version, audit_chain, offline_epoch, row_mac) FROM STDIN" <"$FLEET/users.records"
+psql_ -c "COPY smartotp_secrets (username, token_id, key_id, sealed) FROM STDIN" <"$FLEET/users.secrets"
+SH
+users() { bash "$FLEET/users.sh" "$@"; }
 users u 100
 users r 1000
 users w 80
@@ -119,6 +123,9 @@ LOAD() { "$BIN/fleet-load" "$@" --server "$URL" --tls-dir "$HOST"; }
 echo "smartotpd fleet benchmark, $(date -u +%F), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo
 
+# LOGIN_ONLY=1: the login timings alone (what a change to smartotp-fleet or the TLS set-up
+# moves), without the ceiling, the verdicts, the races and the memory.
+if [ -z "${LOGIN_ONLY:-}" ]; then
 # PostgreSQL's own ceiling, in this run, on this server: pgbench with a verdict-shaped
 # transaction (a row a user, 100,000 users, a record-sized value rewritten; fsync on).
 runuser -u postgres -- "$PGBIN/psql" -h "$FLEET/pg" -p "$PGPORT" -U postgres -qc "CREATE DATABASE ceiling OWNER smartotpd"
@@ -158,6 +165,11 @@ throughput() {
     for kind in valid wrong; do
         for c in 1 8 64; do
             s0=$(ticks "$spid"); p0=$(ticks "$PGPID" tree)
+            # PROFILE=FILE: the whole machine sampled (perf, call graphs) through the first
+            # run of valid codes at 64 clients, into FILE (perf report -i FILE --sort comm,dso).
+            if [ -n "${PROFILE:-}" ] && [ "$kind$c" = valid64 ] && [ ! -e "$PROFILE" ]; then
+                perf record -q -a -g -F 999 -o "$PROFILE" -- sleep "$((SECONDS_EACH - 1))" >/dev/null 2>&1 &
+            fi
             out=$(LOAD throughput --clients "$c" --seconds "$SECONDS_EACH" --users "$([ $kind = valid ] && echo u || echo x)" --count "$([ $kind = valid ] && echo 100 || echo 5000)" --kind "$kind" --counters "$FLEET/counters.$spid")
             s1=$(ticks "$spid"); p1=$(ticks "$PGPID" tree)
             n=$(sed -E 's/.*verdicts=([0-9]+).*/\1/' <<<"$out")
@@ -236,6 +248,8 @@ echo "With 100,000 more users: 64 clients, valid codes over all of them: $out"
 echo "  smartotpd peak RSS $(awk '/VmHWM/{print $2, $3}' /proc/$SPID/status); database $(psql_ -c "SELECT pg_size_pretty(pg_database_size('smartotp'))")"
 echo
 
+fi
+
 # A fleet login against a local one: the same module, pamtester, a fresh TOTP record each run.
 B32=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ
 mkdir -p "$FLEET/store/users" "$FLEET/store/locks"; chmod -R 700 "$FLEET/store"
@@ -246,8 +260,11 @@ users daemon 1 0 $B32 totp
 echo "auth required $SO store=$FLEET/store methods=code" >/etc/pam.d/smartotp-fleet-bench-local
 echo "auth required $SO methods=code server=$URL tls_dir=$HOST client=$BIN/smartotp-fleet" >/etc/pam.d/smartotp-fleet-bench-fleet
 echo "cp -p $FLEET/daemon.record $FLEET/store/users/daemon" >"$FLEET/reset-local.sh"
+# The fleet's copy is written again (an edited row would be refused: its mac), at a version
+# above any a replica has seen.
 cat >"$FLEET/reset-fleet.sh" <<SH
-runuser -u postgres -- $PGBIN/psql -h $FLEET/pg -p $PGPORT -U smartotpd -d smartotp -qc "UPDATE smartotp_records SET record = regexp_replace(record, ' last=[0-9]+', ' last=-') WHERE username = 'daemon'"
+runuser -u postgres -- $PGBIN/psql -h $FLEET/pg -p $PGPORT -U smartotpd -d smartotp -qc "DELETE FROM smartotp_records WHERE username = 'daemon'"
+bash $FLEET/users.sh daemon 1 0 $B32 totp \$(date +%s%N) >/dev/null
 SH
 for kind in local fleet; do
     sh "$FLEET/reset-$kind.sh"
@@ -283,6 +300,7 @@ print("  the first verifier black-holed (10 runs): %.1f ms (median %.1f): %.2f s
       % (b["mean"] * 1000, b["median"] * 1000, b["mean"] - f["mean"]))
 PY
 
+[ -z "${LOGIN_ONLY:-}" ] || exit 0
 # The figure: verdicts/s and p99 against clients, beside the ceiling (PLOT=PATH.png; the
 # SVG is always written beside it, the PNG when rsvg-convert is there: librsvg2-bin).
 PLOT=${PLOT:-$PWD/fleet-bench.png}
