@@ -176,9 +176,10 @@ let normalTargets: [Target] = [
     .target(
         name: "FleetNet",
         dependencies: [
-            "SmartOTPFleet", "TokenStore", "OTPCore",
-            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
-            .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            "SmartOTPFleet", "TokenStore", "OTPCore", "POSIX",
+            // For its BoringSSL (CNIOBoringSSL, which has no product of its own): the client
+            // is blocking libssl calls, no event loop (HTTPSClient.swift says why).
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
         ],
         swiftSettings: pcscHeaders
     ),
@@ -188,12 +189,11 @@ let normalTargets: [Target] = [
     .target(name: "FleetClient", dependencies: ["SmartOTPFleet", "Verifier", "TokenStore", "OTPCore", "POSIX"]),
     .executableTarget(
         name: "smartotp-fleet",
-        dependencies: ["FleetClient", "FleetNet", "SmartOTPFleet", "SmartOTPAuth", "SmartOTPSystem", "Verifier", "TokenStore", "OTPCore", "POSIX",
-                       .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio")],
+        dependencies: ["FleetClient", "FleetNet", "SmartOTPFleet", "SmartOTPAuth", "SmartOTPSystem", "Verifier", "TokenStore", "OTPCore", "POSIX"],
         swiftSettings: pcscHeaders,
         // Started twice a fleet login: the Swift libraries linked in, not loaded (and no
         // toolchain needed on the host).
-        linkerSettings: [.unsafeFlags(["-static-stdlib"])]
+        linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "--no-export-dynamic"])]
     ),
     .executableTarget(
         name: "smartotpd",
@@ -233,7 +233,7 @@ let normalTargets: [Target] = [
     // The load client of Benchmarks/fleet-bench.sh.
     .executableTarget(
         name: "fleet-load",
-        dependencies: ["FleetNet", "SmartOTPFleet", "SmartOTPAuth", "Verifier", "TokenStore", "OTPCore", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
+        dependencies: ["FleetNet", "SmartOTPFleet", "SmartOTPAuth", "Verifier", "TokenStore", "OTPCore"],
         path: "Benchmarks/fleet-load",
         // A benchmark's threads and blocking connections, in a script: Swift 5 checking.
         swiftSettings: pcscHeaders + [.swiftLanguageMode(.v5)]
@@ -246,7 +246,7 @@ let normalTargets: [Target] = [
     .testTarget(name: "TokenStoreTests", dependencies: ["TokenStore", "OTPCore"]),
     .testTarget(name: "SmartCardTests", dependencies: ["SmartCard", "VirtualCard", "OTPCore"]),
     .testTarget(name: "FleetClientTests", dependencies: ["FleetClient", "SmartOTPFleet", "Verifier", "TokenStore", "OTPCore", "POSIX"]),
-    .testTarget(name: "FleetNetTests", dependencies: ["FleetNet", "SmartOTPFleet", .product(name: "NIOCore", package: "swift-nio")]),
+    .testTarget(name: "FleetNetTests", dependencies: ["FleetNet", "SmartOTPFleet"]),
     .testTarget(name: "SmartOTPAdminTests", dependencies: ["SmartOTPAdmin", "Verifier", "TokenStore", "OTPCore"]),
     .testTarget(name: "POSIXTests", dependencies: ["POSIX", "CPOSIX"]),
     .testTarget(name: "VerifierTests", dependencies: ["Verifier", "TokenStore", "OTPCore"]),

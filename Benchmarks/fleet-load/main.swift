@@ -11,8 +11,6 @@
 // each user's counter (kept in FILE between runs); wrong codes are never valid.
 import FleetNet
 import Foundation
-import NIOCore
-import NIOPosix
 import OTPCore
 import SmartOTPAuth
 import SmartOTPFleet
@@ -35,11 +33,11 @@ let servers = ServerURL.list(opt("server")) ?? []
 let tlsDir = opt("tls-dir")
 let clients = Int(opt("clients", "1")) ?? 1
 let prefix = opt("users", "u")
-let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-let identity = try TLSIdentity(directory: tlsDir)
+// Full handshakes, as before sessions were kept: the load measures the verifier.
+let identity = try TLSIdentity(directory: tlsDir, keepSessions: false)
 
 @Sendable func connect() throws -> FleetConnection {
-    try FleetConnection(to: servers[0], identity: identity, group: group, deadline: .now() + .seconds(10))
+    try FleetConnection(to: servers[0], identity: identity, deadline: .now() + .seconds(10))
 }
 
 /// One verdict: the answer's verdict word ("accepted", "rejected", "locked", …).

@@ -1,10 +1,15 @@
+import CNIOBoringSSL
 import Glibc
-import NIOCore
-import NIOHTTP1
-import NIOPosix
-import NIOSSL
 import OTPCore
+import POSIX
 import SmartOTPFleet
+
+// The fleet's HTTPS client: blocking sockets and OpenSSL's libssl, no event loop. It runs
+// in smartotp-fleet, a process started for every fleet login, where what counted was
+// starting: SwiftNIO's generic pipeline made the Swift runtime build type metadata at
+// every start (fleet-bench: a third of the client's time before a byte was sent). With
+// libssl the client also keeps TLS 1.3 sessions (`TLSIdentity.sessions`): the next login
+// resumes, without the certificate exchange and its signatures.
 
 /// An HTTPS response, whole.
 public struct FleetResponse: Sendable {
@@ -24,35 +29,94 @@ public struct FleetClientError: Error, CustomStringConvertible {
     public init(_ d: String) { description = d }
 }
 
+/// The two methods the fleet's API uses.
+public enum HTTPMethod: String, Sendable {
+    case GET, POST
+}
+
+/// A moment on the monotonic clock: when a request must have been answered.
+public struct FleetDeadline: Comparable, Sendable {
+    let nanoseconds: Int64
+
+    public static func now() -> FleetDeadline {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return FleetDeadline(nanoseconds: Int64(t.tv_sec) * 1_000_000_000 + Int64(t.tv_nsec))
+    }
+
+    public static func + (d: FleetDeadline, t: Duration) -> FleetDeadline {
+        let (s, attoseconds) = t.components
+        return FleetDeadline(nanoseconds: d.nanoseconds + s * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+
+    public static func < (a: FleetDeadline, b: FleetDeadline) -> Bool { a.nanoseconds < b.nanoseconds }
+
+    /// What is left, in milliseconds for poll(2) (0 once passed).
+    public var millisecondsLeft: Int32 {
+        let left = (nanoseconds - Self.now().nanoseconds + 999_999) / 1_000_000
+        return Int32(max(0, min(left, Int64(Int32.max))))
+    }
+}
+
 /// The client identity a host or an administrator presents: `DIR/ca.pem` (the CA that
-/// signed the servers' certificates), `DIR/cert.pem` and `DIR/key.pem` (root-only).
-public struct TLSIdentity {
-    public let context: NIOSSLContext
+/// signed the servers' certificates), `DIR/cert.pem` and `DIR/key.pem` (root-only). Shared
+/// by the connections of one process (libssl's context is safe to share).
+public final class TLSIdentity: @unchecked Sendable {
+    let context: OpaquePointer
+    /// Where the TLS sessions to resume are kept: `DIR/sessions`, 0700, one file a server
+    /// and certificate (nil: none kept; a host that joins, the benchmark's clients).
+    let sessions: String?
+    /// The certificate's fingerprint, in the sessions' names: a session made with a
+    /// certificate since renewed is never offered (the server would resume the old one).
+    let certificateTag: String
 
     /// The CA only, no certificate of this host's own: a host that joins has none yet.
     public init(trusting directory: String) throws {
-        var tls = TLSConfiguration.makeClientConfiguration()
-        do {
-            tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(directory + "/ca.pem"))
-            tls.minimumTLSVersion = .tlsv12
-            context = try NIOSSLContext(configuration: tls)
-        } catch {
-            throw FleetClientError("cannot load the fleet's CA in \(directory)/ca.pem: \(error)")
-        }
+        context = try Self.context(trusting: directory + "/ca.pem")
+        sessions = nil
+        certificateTag = ""
     }
 
-    public init(directory: String) throws {
+    /// `keepSessions`: resume TLS sessions from one process to the next (smartotp-fleet);
+    /// a session's file holds its key, so it is kept only where the key is (root-only).
+    public init(directory: String, keepSessions: Bool = true) throws {
         try Self.checkProtected(directory)
-        var tls = TLSConfiguration.makeClientConfiguration()
-        do {
-            tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(directory + "/ca.pem"))
-            tls.certificateChain = try NIOSSLCertificate.fromPEMFile(directory + "/cert.pem").map { .certificate($0) }
-            tls.privateKey = .privateKey(try NIOSSLPrivateKey(file: directory + "/key.pem", format: .pem))
-            tls.minimumTLSVersion = .tlsv12
-            context = try NIOSSLContext(configuration: tls)
-        } catch {
+        let ctx: OpaquePointer
+        do { ctx = try Self.context(trusting: directory + "/ca.pem") } catch {
             throw FleetClientError("cannot load the TLS identity in \(directory) (ca.pem, cert.pem, key.pem): \(error)")
         }
+        guard SSL_CTX_use_certificate_chain_file(ctx, directory + "/cert.pem") == 1,
+              SSL_CTX_use_PrivateKey_file(ctx, directory + "/key.pem", SSL_FILETYPE_PEM) == 1,
+              SSL_CTX_check_private_key(ctx) == 1 else {
+            let why = Self.openSSLError()
+            SSL_CTX_free(ctx)
+            throw FleetClientError("cannot load the TLS identity in \(directory) (ca.pem, cert.pem, key.pem): \(why)")
+        }
+        context = ctx
+        let pem = (try? FileSystem.read(directory + "/cert.pem", limit: 1 << 20, followingLinks: true)) ?? nil
+        certificateTag = Hex.encode(Array(Self.sha256(pem ?? []).prefix(8)))
+        sessions = keepSessions ? Self.sessionFolder(directory + "/sessions") : nil
+    }
+
+    deinit { SSL_CTX_free(context) }
+
+    static func context(trusting caFile: String) throws -> OpaquePointer {
+        guard let ctx = SSL_CTX_new(TLS_client_method()) else { throw FleetClientError("TLS: \(openSSLError())") }
+        guard SSL_CTX_set_min_proto_version(ctx, UInt16(TLS1_2_VERSION)) == 1, SSL_CTX_load_verify_locations(ctx, caFile, nil) == 1 else {
+            let why = openSSLError()
+            SSL_CTX_free(ctx)
+            throw FleetClientError("cannot load the fleet's CA in \(caFile): \(why)")
+        }
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nil)
+        // TLS 1.3 sends a session after the handshake: libssl hands it to this callback
+        // (while a response is read), which gives it to its connection's box.
+        _ = SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE)
+        SSL_CTX_sess_set_new_cb(ctx) { ssl, session in
+            guard let ssl, let session, let p = SSL_get_ex_data(ssl, SessionBox.index) else { return 0 }
+            Unmanaged<SessionBox>.fromOpaque(p).takeUnretainedValue().take(session)
+            return 1
+        }
+        return ctx
     }
 
     /// The folder and its key must be this process's user's or root's, the folder not
@@ -68,121 +132,310 @@ public struct TLSIdentity {
             }
         }
     }
+
+    /// `path`, made 0700 when missing; nil (no sessions kept) unless it is a folder of this
+    /// process's user that nobody else can enter.
+    static func sessionFolder(_ path: String) -> String? {
+        _ = mkdir(path, 0o700)
+        var st = stat()
+        guard lstat(path, &st) == 0, st.st_mode & S_IFMT == S_IFDIR, st.st_uid == geteuid(), st.st_mode & 0o077 == 0 else { return nil }
+        return path
+    }
+
+    /// The file of `server`'s session for this certificate.
+    func sessionFile(_ server: ServerURL) -> String? {
+        guard let sessions else { return nil }
+        let name = server.address.description.utf8.map { b -> Character in
+            let c = Character(Unicode.Scalar(b))
+            return c.isLetter || c.isNumber || c == "." || c == "-" ? c : "_"
+        }
+        return sessions + "/" + String(name) + "-" + certificateTag
+    }
+
+    static func sha256(_ bytes: [UInt8]) -> [UInt8] {
+        var digest = [UInt8](repeating: 0, count: 32)
+        var n: UInt32 = 0
+        _ = EVP_Digest(bytes, bytes.count, &digest, &n, EVP_sha256(), nil)
+        return digest
+    }
+
+    /// libssl's queue of errors, as words (and emptied).
+    static func openSSLError() -> String {
+        var words: [String] = []
+        while case let e = ERR_get_error(), e != 0 {
+            if let reason = ERR_reason_error_string(e) { words.append(String(cString: reason)) }
+        }
+        return words.isEmpty ? "no detail" : words.joined(separator: "; ")
+    }
+}
+
+/// The newest session the server gave a connection (owned: freed with the box).
+final class SessionBox {
+    /// Where an SSL object points to its box (SSL_get_ex_data).
+    static let index = SSL_get_ex_new_index(0, nil, nil, nil, nil)
+    private(set) var session: OpaquePointer?
+
+    func take(_ s: OpaquePointer) {
+        if let old = session { SSL_SESSION_free(old) }
+        session = s
+    }
+
+    deinit { if let session { SSL_SESSION_free(session) } }
 }
 
 /// One HTTPS connection to one server, used for requests one after another (keep-alive).
-/// Blocking: for the client process, the CLI and the benchmark's workers, not for code that
-/// runs on an event loop.
+/// Blocking, each step bounded by its deadline.
 public final class FleetConnection {
-    let channel: Channel
-    let collector: ResponseCollector
     public let server: ServerURL
+    let fd: Int32
+    let ssl: OpaquePointer
+    /// Whether TLS resumed a session kept from an earlier process (no certificates sent).
+    public let resumed: Bool
+    let sessionFile: String?
+    var sessionSaved = false
+    let newSession = SessionBox()
+    /// Whether any request on this connection was answered.
+    var answered = false
+    /// Bytes read past the end of the last response.
+    var pending: [UInt8] = []
 
     /// Connects and completes the TLS handshake, or throws, by `deadline`.
-    public init(to server: ServerURL, identity: TLSIdentity, group: EventLoopGroup, deadline: NIODeadline) throws {
+    public init(to server: ServerURL, identity: TLSIdentity, deadline: FleetDeadline) throws {
         self.server = server
-        let collector = ResponseCollector()
-        self.collector = collector
+        fd = try Self.connect(server, deadline: deadline)
+        guard let ssl = SSL_new(identity.context) else {
+            Glibc.close(fd)
+            throw FleetClientError("\(server): TLS: \(TLSIdentity.openSSLError())")
+        }
+        self.ssl = ssl
+        SSL_set_fd(ssl, fd)
+        SSL_set_ex_data(ssl, SessionBox.index, Unmanaged.passUnretained(newSession).toOpaque())
+        // The server's certificate must name what was asked for: its address, or its name.
         let host = server.address.host
-        let isAddress = host.contains(":") || host.allSatisfy { $0.isNumber || $0 == "." }
-        let timeout = TimeAmount.nanoseconds(max(1_000_000, Int64(deadline.uptimeNanoseconds) - Int64(NIODeadline.now().uptimeNanoseconds)))
-        let context = identity.context
-        let bootstrap = ClientBootstrap(group: group)
-            .connectTimeout(timeout)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let ssl = try NIOSSLClientHandler(context: context, serverHostname: isAddress ? nil : host)
-                    try channel.pipeline.syncOperations.addHandler(ssl)
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                    try channel.pipeline.syncOperations.addHandler(collector)
+        if host.contains(":") || host.allSatisfy({ $0.isNumber || $0 == "." }) {
+            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host)
+        } else {
+            _ = SSL_set_tlsext_host_name(ssl, host)
+            SSL_set1_host(ssl, host)
+        }
+        sessionFile = identity.sessionFile(server)
+        var offered = false
+        if let file = sessionFile, let der = (try? FileSystem.read(file, limit: 1 << 16, followingLinks: false)) ?? nil, !der.isEmpty {
+            der.withUnsafeBufferPointer { b in
+                var p: UnsafePointer<UInt8>? = b.baseAddress
+                if let session = d2i_SSL_SESSION(nil, &p, b.count) {
+                    offered = SSL_set_session(ssl, session) == 1
+                    SSL_SESSION_free(session)
                 }
             }
+        }
         do {
-            channel = try bootstrap.connect(host: host, port: server.address.port).wait()
+            try Self.io(ssl, fd, deadline, server) { SSL_connect($0) }
         } catch {
-            throw FleetClientError("\(server): cannot connect: \(error)")
+            // A kept session is not offered again after a failure: the next login shows
+            // its certificate (a refusal for the host itself is the same either way).
+            if offered, let file = sessionFile { FileSystem.unlink(file) }
+            SSL_free(ssl)
+            Glibc.close(fd)
+            throw error
+        }
+        resumed = SSL_session_reused(ssl) == 1
+        sessionSaved = resumed
+    }
+
+    deinit {
+        SSL_free(ssl)
+        Glibc.close(fd)
+    }
+
+    public func close() { shutdown(fd, Int32(SHUT_RDWR)) }
+
+    /// A TCP connection to the first of the server's addresses that accepts by `deadline`.
+    static func connect(_ server: ServerURL, deadline: FleetDeadline) throws -> Int32 {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = AI_NUMERICSERV
+        var list: UnsafeMutablePointer<addrinfo>?
+        let rc = getaddrinfo(server.address.host, String(server.address.port), &hints, &list)
+        guard rc == 0, let list else { throw FleetClientError("\(server): cannot connect: \(String(cString: gai_strerror(rc)))") }
+        defer { freeaddrinfo(list) }
+        var why = "no address"
+        var next: UnsafeMutablePointer<addrinfo>? = list
+        while let a = next {
+            next = a.pointee.ai_next
+            let fd = socket(a.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            guard fd >= 0 else { why = String(cString: strerror(errno)); continue }
+            if Glibc.connect(fd, a.pointee.ai_addr, a.pointee.ai_addrlen) != 0 {
+                guard errno == EINPROGRESS else { why = String(cString: strerror(errno)); Glibc.close(fd); continue }
+                guard wait(fd, POLLOUT, deadline) else { why = "no answer in time"; Glibc.close(fd); continue }
+                var error: Int32 = 0
+                var size = socklen_t(MemoryLayout<Int32>.size)
+                getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &size)
+                guard error == 0 else { why = String(cString: strerror(error)); Glibc.close(fd); continue }
+            }
+            var one: Int32 = 1
+            setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            return fd
+        }
+        throw FleetClientError("\(server): cannot connect: \(why)")
+    }
+
+    /// Waits until `fd` is ready for `events`; false once `deadline` passes.
+    static func wait(_ fd: Int32, _ events: Int32, _ deadline: FleetDeadline) -> Bool {
+        while true {
+            var p = pollfd(fd: fd, events: Int16(events), revents: 0)
+            let n = poll(&p, 1, deadline.millisecondsLeft)
+            if n > 0 { return true }
+            if n == 0 || errno != EINTR { return false }
         }
     }
 
-    deinit { channel.close(promise: nil) }
-
-    public func close() { channel.close(promise: nil) }
+    /// Runs a libssl call until it is done, waiting for the socket as libssl asks; its
+    /// result (above 0).
+    @discardableResult
+    static func io(_ ssl: OpaquePointer, _ fd: Int32, _ deadline: FleetDeadline, _ server: ServerURL,
+                   _ call: (OpaquePointer) -> Int32) throws -> Int32 {
+        while true {
+            ERR_clear_error()
+            let r = call(ssl)
+            if r > 0 { return r }
+            switch SSL_get_error(ssl, r) {
+            case SSL_ERROR_WANT_READ:
+                guard wait(fd, POLLIN, deadline) else { throw FleetClientError("\(server): no answer in time") }
+            case SSL_ERROR_WANT_WRITE:
+                guard wait(fd, POLLOUT, deadline) else { throw FleetClientError("\(server): no answer in time") }
+            case SSL_ERROR_ZERO_RETURN:
+                throw FleetClientError("\(server): connection closed")
+            case SSL_ERROR_SYSCALL:
+                let e = errno
+                throw FleetClientError("\(server): connection closed" + (r < 0 && e != 0 ? " (\(String(cString: strerror(e))))" : ""))
+            default:
+                let verify = SSL_get_verify_result(ssl)
+                if verify != X509_V_OK {
+                    throw FleetClientError("\(server): the server's certificate: \(String(cString: X509_verify_cert_error_string(verify)))")
+                }
+                throw FleetClientError("\(server): TLS: \(TLSIdentity.openSSLError())")
+            }
+        }
+    }
 
     /// Sends one request and waits for its whole response, or throws by `deadline`.
     public func send(_ method: HTTPMethod, _ path: String, headers: [(String, String)] = [], body: [UInt8] = [],
-                     deadline: NIODeadline) throws -> FleetResponse {
-        let promise = channel.eventLoop.makePromise(of: FleetResponse.self)
-        var fields = HTTPHeaders()
-        fields.add(name: "Host", value: server.address.description)
-        fields.add(name: "Content-Length", value: String(body.count))
-        for (k, v) in headers { fields.add(name: k, value: v) }
-        let head = HTTPRequestHead(version: .http1_1, method: method, uri: path, headers: fields)
-        let server = self.server
-        let channel = self.channel
-        let collector = self.collector
-        let bodyBuffer = channel.allocator.buffer(bytes: body)
-        channel.eventLoop.execute {
-            collector.expect(promise)
-            channel.write(HTTPClientRequestPart.head(head), promise: nil)
-            if !body.isEmpty { channel.write(HTTPClientRequestPart.body(.byteBuffer(bodyBuffer)), promise: nil) }
-            channel.writeAndFlush(HTTPClientRequestPart.end(nil)).whenFailure { promise.fail($0) }
-        }
-        let timer = channel.eventLoop.scheduleTask(deadline: deadline) {
-            promise.fail(FleetClientError("\(server): no answer in time"))
-            channel.close(promise: nil)
-        }
-        defer { timer.cancel() }
+                     deadline: FleetDeadline) throws -> FleetResponse {
+        try Self.check(path: path, headers: headers)
+        var head = "\(method.rawValue) \(path) HTTP/1.1\r\nHost: \(server.address)\r\nContent-Length: \(body.count)\r\n"
+        for (k, v) in headers { head += "\(k): \(v)\r\n" }
+        let request = Array((head + "\r\n").utf8) + body
         do {
-            return try promise.futureResult.wait()
-        } catch let e as FleetClientError {
-            throw e
-        } catch {
-            throw FleetClientError("\(server): \(error)")
-        }
-    }
-}
-
-/// Collects one response at a time for `FleetConnection`.
-final class ResponseCollector: ChannelInboundHandler, @unchecked Sendable {
-    typealias InboundIn = HTTPClientResponsePart
-    // Touched only on the channel's event loop.
-    private var promise: EventLoopPromise<FleetResponse>?
-    private var response = FleetResponse(status: 0, headers: [], body: [])
-
-    func expect(_ p: EventLoopPromise<FleetResponse>) {
-        promise = p
-        response = FleetResponse(status: 0, headers: [], body: [])
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .head(let head):
-            response.status = Int(head.status.code)
-            response.headers = head.headers.map { ($0.name, $0.value) }
-        case .body(var buffer):
-            if response.body.count + buffer.readableBytes > FleetAPI.maxBody {
-                promise?.fail(FleetClientError("answer too large"))
-                promise = nil
-                context.close(promise: nil)
-                return
+            var sent = 0
+            while sent < request.count {
+                sent += Int(try request[sent...].withUnsafeBytes { b in
+                    try Self.io(ssl, fd, deadline, server) { SSL_write($0, b.baseAddress, Int32(b.count)) }
+                })
             }
-            response.body += buffer.readBytes(length: buffer.readableBytes) ?? []
-        case .end:
-            promise?.succeed(response)
-            promise = nil
+            let response = try readResponse(deadline)
+            answered = true
+            saveSession()
+            return response
+        } catch {
+            // A resumed session the server closed before any answer (a host revoked, or a
+            // certificate ended since: the server's checks come after TLS) is not offered again.
+            if resumed && !answered, let file = sessionFile { FileSystem.unlink(file) }
+            throw error
         }
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: Error) {
-        promise?.fail(error)
-        promise = nil
-        context.close(promise: nil)
+    /// A request line and headers that say only what they mean: a value from PAM (the
+    /// remote host) must not start a header of its own, nor a path a request.
+    static func check(path: String, headers: [(String, String)]) throws {
+        let control: (UInt8) -> Bool = { $0 < 0x20 || $0 == 0x7F }
+        guard !path.utf8.contains(where: { control($0) || $0 == 0x20 }), !headers.contains(where: { ($0.0 + $0.1).utf8.contains(where: control) }) else {
+            throw FleetClientError("a request's path or header holds a control character (or the path a space)")
+        }
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
-        promise?.fail(FleetClientError("connection closed"))
-        promise = nil
+    /// Keeps this connection's session for the next process, once libssl holds one that
+    /// can be resumed (TLS 1.3 sends it after the handshake: it has come with the answer).
+    func saveSession() {
+        guard !sessionSaved, let file = sessionFile, let session = newSession.session, SSL_SESSION_is_resumable(session) == 1 else { return }
+        sessionSaved = true
+        let size = i2d_SSL_SESSION(session, nil)
+        guard size > 0, size < 1 << 16 else { return }
+        var der = [UInt8](repeating: 0, count: Int(size))
+        der.withUnsafeMutableBufferPointer { b in
+            var p: UnsafeMutablePointer<UInt8>? = b.baseAddress
+            _ = i2d_SSL_SESSION(session, &p)
+        }
+        // A new file beside it, then renamed over it: a login running at the same time
+        // reads the old session or the new one, never half of one.
+        let temporary = file + ".\(getpid())"
+        do {
+            let fd = try FileDescriptor.open(temporary, [.writeOnly, .create, .exclusive], mode: 0o600)
+            defer { fd.close() }
+            try fd.writeAll(der, temporary)
+            try FileSystem.rename(temporary, to: file)
+        } catch {
+            FileSystem.unlink(temporary)
+        }
+    }
+
+    /// Reads bytes into `pending` (at least one more).
+    func fill(_ deadline: FleetDeadline) throws {
+        var chunk = [UInt8](repeating: 0, count: 16_384)
+        let n = try chunk.withUnsafeMutableBytes { b in
+            try Self.io(ssl, fd, deadline, server) { SSL_read($0, b.baseAddress, Int32(b.count)) }
+        }
+        pending += chunk.prefix(Int(n))
+    }
+
+    /// One line of the head (or of a chunked body), without its CRLF.
+    func line(_ deadline: FleetDeadline) throws -> String {
+        while true {
+            if let i = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                var l = pending[..<i]
+                if l.last == UInt8(ascii: "\r") { l = l.dropLast() }
+                pending.removeFirst(i + 1)
+                return String(decoding: l, as: UTF8.self)
+            }
+            guard pending.count < 16_384 else { throw FleetClientError("\(server): an answer's head is too long") }
+            try fill(deadline)
+        }
+    }
+
+    func bytes(_ n: Int, _ deadline: FleetDeadline) throws -> [UInt8] {
+        while pending.count < n { try fill(deadline) }
+        defer { pending.removeFirst(n) }
+        return Array(pending.prefix(n))
+    }
+
+    func readResponse(_ deadline: FleetDeadline) throws -> FleetResponse {
+        let status = try line(deadline).split(separator: " ")
+        guard status.count >= 2, status[0].hasPrefix("HTTP/1."), let code = Int(status[1]) else {
+            throw FleetClientError("\(server): not an HTTP answer")
+        }
+        var response = FleetResponse(status: code, headers: [], body: [])
+        while case let l = try line(deadline), !l.isEmpty {
+            guard let colon = l.firstIndex(of: ":") else { throw FleetClientError("\(server): a malformed header in the answer") }
+            response.headers.append((String(l[..<colon]), String(l[l.index(after: colon)...].drop { $0 == " " || $0 == "\t" })))
+        }
+        let tooLarge = FleetClientError("\(server): answer too large")
+        if response.header("Transfer-Encoding")?.lowercased() == "chunked" {
+            while true {
+                guard let size = Int(try line(deadline).split(separator: ";").first ?? "", radix: 16), size >= 0 else {
+                    throw FleetClientError("\(server): a malformed chunk in the answer")
+                }
+                guard response.body.count + size <= FleetAPI.maxBody else { throw tooLarge }
+                response.body += try bytes(size, deadline)
+                _ = try line(deadline)
+                if size == 0 { break }
+            }
+        } else if let length = response.header("Content-Length").flatMap({ Int($0) }) {
+            guard length >= 0, length <= FleetAPI.maxBody else { throw tooLarge }
+            response.body = try bytes(length, deadline)
+        } else {
+            throw FleetClientError("\(server): an answer without its length")
+        }
+        return response
     }
 }
 
@@ -193,27 +446,21 @@ final class ResponseCollector: ChannelInboundHandler, @unchecked Sendable {
 public final class FleetServers {
     /// How long a server may take to accept the connection before the next one is asked:
     /// a verifier that silently drops packets costs a login this, not the whole timeout.
-    public static let connectTimeout: TimeAmount = .seconds(1)
+    public static let connectTimeout: Duration = .seconds(1)
     public let servers: [ServerURL]
     let identity: TLSIdentity
-    let group: MultiThreadedEventLoopGroup
     private var connection: FleetConnection?
 
     /// `trustOnly`: present no certificate (a host that joins).
     public init(_ servers: [ServerURL], tlsDirectory: String, trustOnly: Bool = false) throws {
         self.servers = servers
         identity = trustOnly ? try TLSIdentity(trusting: tlsDirectory) : try TLSIdentity(directory: tlsDirectory)
-        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-    }
-
-    deinit {
-        connection = nil  // its channel closes while the event loop still runs
-        try? group.syncShutdownGracefully()
     }
 
     public func send(_ method: HTTPMethod, _ path: String, headers: [(String, String)] = [], body: [UInt8] = [],
-                     timeout: TimeAmount) throws -> FleetResponse {
-        let deadline = NIODeadline.now() + timeout
+                     timeout: Duration) throws -> FleetResponse {
+        let deadline = FleetDeadline.now() + timeout
+        try FleetConnection.check(path: path, headers: headers)
         // One id for this request, the same at every server asked: a replica that finds it
         // already decided (its first answer was lost) answers that verdict again rather
         // than counting the attempt twice (RecentRequests).
@@ -225,10 +472,9 @@ public final class FleetServers {
             connection = nil
         }
         for server in servers {
-            guard NIODeadline.now() < deadline else { errors.append("\(server): not tried (out of time)"); continue }
+            guard FleetDeadline.now() < deadline else { errors.append("\(server): not tried (out of time)"); continue }
             do {
-                let c = try FleetConnection(to: server, identity: identity, group: group,
-                                            deadline: min(deadline, NIODeadline.now() + Self.connectTimeout))
+                let c = try FleetConnection(to: server, identity: identity, deadline: min(deadline, FleetDeadline.now() + Self.connectTimeout))
                 let r = try c.send(method, path, headers: headers, body: body, deadline: deadline)
                 connection = c
                 if r.status < 500 { return r }

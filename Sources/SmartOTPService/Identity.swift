@@ -72,22 +72,30 @@ public struct PeerIdentifier: Sendable {
     }
 
     public enum Refusal: Error, CustomStringConvertible, Equatable, Sendable {
-        case noCertificate, unreadable(String), unknownIssuer
+        case noCertificate, unreadable(String), unknownIssuer, ended
         public var description: String {
             switch self {
             case .noCertificate: return "no client certificate"
+            case .ended: return "the client certificate has ended"
             case .unreadable(let why): return "unreadable client certificate: \(why)"
             case .unknownIssuer: return "the client certificate is signed by none of the roles' CAs"
             }
         }
     }
 
-    /// The peer a verified client certificate (DER) names.
-    public func identify(_ der: [UInt8]?) throws(Refusal) -> Peer {
+    /// The peer a verified client certificate (DER) names, if it has not ended at `now`
+    /// (Unix seconds). TLS checked the end when the certificate was sent; a resumed TLS
+    /// session sends none, and may outlive it.
+    public func identify(_ der: [UInt8]?, now: Int64) throws(Refusal) -> Peer {
         guard let der, !der.isEmpty else { throw .noCertificate }
-        if let peer = known.peer(der) { return peer }
-        let peer = try identifyAnew(der)
-        known.remember(der, peer)
+        let peer: Peer
+        if let known = known.peer(der) {
+            peer = known
+        } else {
+            peer = try identifyAnew(der)
+            known.remember(der, peer)
+        }
+        if let ends = peer.notAfter, ends < now { throw .ended }
         return peer
     }
 

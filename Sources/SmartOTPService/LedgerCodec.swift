@@ -97,8 +97,21 @@ public final class Checkpoints: Sendable {
 /// with a good mac: a row put back from an older copy carries a good mac of its own, and
 /// only this memory tells it from the current one. A chain this process closed (the user
 /// removed) is never taken again.
+///
+/// Bounded: two generations of at most `generation` rows each; when the newer is full it
+/// becomes the older and the older is forgotten. A row a replica has not served in the
+/// last `generation` to 2×`generation` rows it served is checked by `audit-verify` alone
+/// (its chain's head against the audit rows), not here; memory stays flat however many
+/// users the fleet holds (fleet-bench: 1,000,000).
 final class SeenVersions: Sendable {
-    private let versions = Mutex<[String: Int64]>([:])
+    struct Generations {
+        var newer: [String: Int64] = [:]
+        var older: [String: Int64] = [:]
+    }
+    private let versions = Mutex(Generations())
+    let generation: Int
+
+    init(generation: Int = 250_000) { self.generation = generation }
 
     static func key(_ user: UserName, _ chain: Int64) -> String { "\(user.value) \(chain)" }
 
@@ -107,13 +120,27 @@ final class SeenVersions: Sendable {
     func check(_ user: UserName, chain: Int64, version: Int64) -> Int64? {
         versions.withLock { seen in
             let k = Self.key(user, chain)
-            if let known = seen[k], known > version { return known }
-            seen[k] = version
+            if let known = seen.newer[k] ?? seen.older[k], known > version { return known }
+            remember(&seen, k, version)
             return nil
         }
     }
 
-    func close(_ user: UserName, chain: Int64) { versions.withLock { $0[Self.key(user, chain)] = .max } }
+    func close(_ user: UserName, chain: Int64) { versions.withLock { remember(&$0, Self.key(user, chain), .max) } }
+
+    private func remember(_ seen: inout Generations, _ key: String, _ version: Int64) {
+        // A closed chain stays closed, whichever generation holds it.
+        let value = seen.older[key] == .max ? .max : version
+        if seen.newer[key] == nil && seen.newer.count >= generation {
+            seen.older = seen.newer
+            seen.newer = [:]
+        }
+        seen.newer[key] = value
+        seen.older[key] = nil
+    }
+
+    /// Rows remembered (tests, the memory figures).
+    var count: Int { versions.withLock { $0.newer.count + $0.older.count } }
 }
 
 /// What a commit changed, as a ledger must write it: the one translation between a
@@ -123,14 +150,16 @@ final class SeenVersions: Sendable {
 public struct LedgerCodec: Sendable {
     public let sealer: Sealer
     public let audit: AuditChain
-    let seen = SeenVersions()
+    let seen: SeenVersions
     let seenRevocations = SeenRevocations()
     /// The chains' heads moved by durable commits, for the journal's checkpoints.
     public let checkpoints = Checkpoints()
 
-    public init(sealer: Sealer, audit: AuditChain) {
+    /// `remembered`: how many rows' newest versions the replica keeps at least (SeenVersions).
+    public init(sealer: Sealer, audit: AuditChain, remembered: Int = 250_000) {
         self.sealer = sealer
         self.audit = audit
+        seen = SeenVersions(generation: remembered)
     }
 
     /// The row's mac: everything a verdict trusts — the record's text (hashes, counters,
@@ -235,6 +264,9 @@ public struct LedgerCodec: Sendable {
     /// After a removal is durable: the row's chain is closed here, and a copy of the row put
     /// back is refused (as an older version).
     public func removed(_ user: UserName, chain: Int64) { seen.close(user, chain: chain) }
+
+    /// How many rows' versions this replica remembers (bounded: SeenVersions).
+    public var rememberedVersions: Int { seen.count }
 
     /// What the row changes to.
     public enum RecordWrite: Sendable, Equatable {

@@ -209,7 +209,7 @@ struct Identify: ServiceMiddleware {
         if context.request.certificate == nil, service.hostCA != nil, FleetAPI.route(context.request.uri) == .join {
             return await next(&context)
         }
-        do throws(PeerIdentifier.Refusal) { context.peer = try service.identifier.identify(context.request.certificate) } catch {
+        do throws(PeerIdentifier.Refusal) { context.peer = try service.identifier.identify(context.request.certificate, now: service.clock()) } catch {
             Counter(label: ServiceMetrics.refusals).increment()
             service.logger.warning("refused", metadata: ["why": "\(error)", "peer": "\(context.request.address)"])
             return ServiceResponse(403, "\(error)\n", close: true)

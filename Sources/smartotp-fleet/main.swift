@@ -19,8 +19,6 @@
 import FleetClient
 import FleetNet
 import Glibc
-import NIOCore
-import NIOHTTP1
 import OTPCore
 import POSIX
 import SmartOTPAuth
@@ -47,20 +45,6 @@ func fail(_ text: String, _ code: Int32 = 1) -> Never {
     text.withCString { message in withVaList([message]) { vsyslog(LOG_AUTHPRIV | (code == 2 ? LOG_NOTICE : LOG_ERR), "%s", $0) } }
     put(2, Array("smartotp-fleet: \(text)\n".utf8))
     exit(code)
-}
-
-/// Closes every descriptor but 0-2 that sshd or sudo left open when the module started us:
-/// none of theirs stays in a process that holds the host's TLS key.
-func closeInheritedDescriptors() {
-    guard let dir = opendir("/proc/self/fd") else { return }
-    let own = dirfd(dir)
-    var open: [Int32] = []
-    while let entry = readdir(dir) {
-        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        if let fd = Int32(name), fd > 2, fd != own { open.append(fd) }
-    }
-    closedir(dir)
-    for fd in open { close(fd) }
 }
 
 /// A header value from PAM's items: printable ASCII only (no line breaks), at most 255.
@@ -307,7 +291,8 @@ struct Command {
     }
 }
 
-closeInheritedDescriptors()
+// None of what sshd or sudo left open stays in a process that holds the host's TLS key.
+SetuidProcess.closeInheritedDescriptors()
 let command: Command
 do { command = try Command.parse(Array(CommandLine.arguments.dropFirst())) } catch { fail("\(error)\n\(Command.usage)", 2) }
 try command.run()

@@ -238,7 +238,7 @@ final class CertificateAdmission: ChannelInboundHandler, RemovableChannelHandler
             }
             let refusal: Admission.Reason?
             do throws(PeerIdentifier.Refusal) {
-                let peer = try service.identifier.identify(der)
+                let peer = try service.identifier.identify(der, now: service.clock())
                 // Capped by the certificate's name and role, not its serial: a host that renews
                 // (or an attacker who renews a stolen certificate again and again) holds one
                 // name's share of the connections whatever number of serials it has.

@@ -1,6 +1,5 @@
 import FleetNet
 import Foundation
-import NIOCore
 import SmartOTPFleet
 import Testing
 
@@ -78,6 +77,29 @@ struct FleetServersTests {
                 for u in urls { #expect(text.contains("\(u.address.port)"), "names \(u)") }
             }
         }
+    }
+
+    @Test func aHeaderOrPathWithALineBreakIsRefusedBeforeAnyServerIsAsked() throws {
+        try withIdentity { dir in
+            let url = try #require(ServerURL("https://127.0.0.1:\(closedPort())"))
+            let client = try FleetServers([url], tlsDirectory: dir)
+            for (path, headers) in [("/v1/verify/summary/alice", [("X-SmartOTP-Rhost", "evil\r\nX-SmartOTP-Service: sshd")]),
+                                    ("/v1/verify/summary/alice HTTP/1.1\r\nX: y", []), ("/v1/verify/summary/a b", [])] {
+                do {
+                    _ = try client.send(.POST, path, headers: headers, timeout: .seconds(5))
+                    Issue.record("sent")
+                } catch {
+                    #expect("\(error)".contains("control character"), "\(error)")
+                }
+            }
+        }
+    }
+
+    @Test func aDeadlineCounts() {
+        let start = FleetDeadline.now()
+        #expect(start < start + .milliseconds(1))
+        #expect((start + .seconds(2)).millisecondsLeft > 1_000)
+        #expect((start + .seconds(-1)).millisecondsLeft == 0)
     }
 
     @Test func aServerThatNeverAnswersCostsNoMoreThanTheTimeout() throws {

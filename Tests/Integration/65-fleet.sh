@@ -196,10 +196,21 @@ case "$summary" in *"$TOTP_B32"*|*secret*) not_ok "a host's summary carries no s
 code=$(in_ns h1 curl -s --max-time 5 --cacert "$FLEET/tls/h1/ca.pem" -o /dev/null -w '%{http_code}' "https://${ADDR[s1]}:8443/v1/health")
 check "no client certificate: no answer (the TLS handshake fails: curl's 000)" 000 "$code"
 serial=$(openssl x509 -in "$FLEET/pki/h3.pem" -noout -serial | cut -d= -f2)
-echo "$serial  # h3, revoked" >>"$FLEET/revoked"
 enroll_hotp revtest
-check "a revoked host (its serial in revoked=) is refused" "$UNAVAIL" \
+# TLS sessions: a login keeps one, root-only, for the next login to resume (no certificate
+# sent again, no signature made); a resumed login writes none (the file stays as it was).
+rm -rf "$FLEET/tls/h3/sessions"
+check "a fleet login (a full TLS handshake) logs in" "pamtester: successfully authenticated" "$(login h3 revtest "$(next revtest)")"
+session=$(ls "$FLEET"/tls/h3/sessions/* 2>/dev/null | head -1)
+check "… and keeps its TLS session, root-only, for the next login" "600 root 700" \
+    "$(stat -c '%a %U' "$session" 2>/dev/null) $(stat -c '%a' "$FLEET/tls/h3/sessions")"
+before=$(stat -c '%i %Y.%y' "$session" 2>/dev/null)
+check "the next login resumes it and logs in" "pamtester: successfully authenticated" "$(login h3 revtest "$(next revtest)")"
+check "… without making a session anew (the same file, untouched)" "$before" "$(stat -c '%i %Y.%y' "$session" 2>/dev/null)"
+echo "$serial  # h3, revoked" >>"$FLEET/revoked"
+check "a revoked host (its serial in revoked=) is refused, its TLS session resumed or not" "$UNAVAIL" \
     "$(login h3 revtest 000000)"
+check "… and the session it offered is not kept" "gone" "$([ -e "$session" ] && echo kept || echo gone)"
 check "… while the others go on" "pamtester: successfully authenticated" "$(login h1 revtest "$(next revtest)")"
 : >"$FLEET/revoked"
 # Revocation holds on a connection already open: one keep-alive TLS connection asks, h2 is

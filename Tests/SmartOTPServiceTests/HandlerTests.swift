@@ -83,10 +83,15 @@ struct RouteTests {
         let garbage = await fleet.service.respond(ServiceRequest(method: "GET", uri: "/v1/health", certificate: [0x30, 0x03, 1, 2, 3], address: "x"))
         #expect(garbage.status == 403 && garbage.text.contains("unreadable"))
         let identifier = try sharedPKI.identifier()
-        #expect(try identifier.identify(sharedCertificates["admin1"]).role == .admin)
-        #expect(try identifier.identify(sharedCertificates["desk1"]).role == .helpdesk)
-        let h1 = try identifier.identify(sharedCertificates["h1"])
+        #expect(try identifier.identify(sharedCertificates["admin1"], now: 0).role == .admin)
+        #expect(try identifier.identify(sharedCertificates["desk1"], now: 0).role == .helpdesk)
+        let h1 = try identifier.identify(sharedCertificates["h1"], now: 0)
         #expect(h1.role == .host && h1.name == "h1" && !h1.serial.hasPrefix("0"))
+        // Past its end (a resumed TLS session sends no certificate to check it): refused,
+        // though known from before.
+        let ends = try #require(h1.notAfter)
+        #expect(try identifier.identify(sharedCertificates["h1"], now: ends).name == "h1")
+        #expect(throws: PeerIdentifier.Refusal.ended) { try identifier.identify(sharedCertificates["h1"], now: ends + 1) }
         // Two roles sharing a CA key: refused, naming both.
         #expect(throws: PeerIdentifier.RoleConfigurationError.self) {
             try PeerIdentifier(hostCAs: [sharedPKI.hosts.certificate], adminCAs: [sharedPKI.hosts.certificate])
@@ -95,7 +100,7 @@ struct RouteTests {
 
     @Test func aCertificateWithASerialOfLeadingZeros() throws {
         let der = try sharedPKI.hosts.issue("h9", serial: [0x00, 0x0A, 0xBC])
-        let p = try sharedPKI.identifier().identify(der)
+        let p = try sharedPKI.identifier().identify(der, now: 0)
         #expect(p.serial == "abc")
         #expect(RevocationList.entries(of: "00:0A:BC").contains("abc"))
     }
@@ -440,7 +445,7 @@ struct RetryOfflineRevocationTests {
         #expect(await fleet.verdict(.summary, "alice", from: "h2").status == 200)
         #expect(await fleet.ask("POST", "/v1/admin/revoke-host", "a b\n", as: "admin1").status == 400)
         // By serial, as the revocation poller of another replica would read it.
-        let serial = try sharedPKI.identifier().identify(sharedCertificates["h3"]).serial
+        let serial = try sharedPKI.identifier().identify(sharedCertificates["h3"], now: 0).serial
         fleet.service.revoked.setStored([serial.uppercased()])
         #expect(await fleet.verdict(.summary, "alice", from: "h3").status == 403)
     }
@@ -598,6 +603,23 @@ struct AdminTests {
         fleet.ledger.withContents { $0.rows["alice"] = before }
         let again = await fleet.verdict(.code, "alice", code)
         #expect(again.status == 422 && again.text.contains("older than version"), "\(again.text)")
+    }
+
+    /// The versions remembered are bounded (two generations of `remembered` rows): an older
+    /// copy is refused while its user is among the rows served lately, and the memory stays
+    /// flat however many users are served after.
+    @Test func theVersionsRememberedAreBounded() async throws {
+        let fleet = try Fleet(remembered: 2)
+        for name in ["alice", "bob", "carol", "dave", "erin"] { try await fleet.enroll(name) }
+        let before = try #require(fleet.ledger.withContents { $0.rows["alice"] })
+        let code = totp(at: Fleet.t0)
+        #expect(await fleet.verdict(.code, "alice", code).text.contains("accepted"))
+        #expect(await fleet.verdict(.summary, "alice").status == 200, "the newer version read (and remembered)")
+        #expect(await fleet.verdict(.summary, "bob").status == 200, "a generation full: alice's version moves to the older")
+        fleet.ledger.withContents { $0.rows["alice"] = before }
+        #expect(await fleet.verdict(.code, "alice", code).status == 422, "alice is in the older generation: still refused")
+        for name in ["carol", "dave", "erin", "bob", "carol"] { #expect(await fleet.verdict(.summary, name).status == 200) }
+        #expect(fleet.codec.rememberedVersions <= 4, "two generations of two")
     }
 
     /// Revocation rows are the fleet's, under the audit key: one whose mac fails keeps its

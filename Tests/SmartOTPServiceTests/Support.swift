@@ -119,9 +119,9 @@ struct Fleet {
     let codec: LedgerCodec
 
     init(config: ServerConfig = Fleet.config(), revokedFile: String? = nil, wrap: ((MemoryLedger) -> any Ledger)? = nil,
-         groupsOf: @escaping @Sendable (String) -> Set<String>? = { _ in nil }, hostCA: HostCA? = nil) throws {
+         groupsOf: @escaping @Sendable (String) -> Set<String>? = { _ in nil }, hostCA: HostCA? = nil, remembered: Int = 250_000) throws {
         codec = LedgerCodec(sealer: Sealer(current: KeyFile(bytes: Array(repeating: 1, count: 32))),
-                            audit: AuditChain(key: KeyFile(bytes: Array(repeating: 2, count: 32))))
+                            audit: AuditChain(key: KeyFile(bytes: Array(repeating: 2, count: 32))), remembered: remembered)
         ledger = MemoryLedger(codec: codec, now: Fleet.t0)
         let logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
         let clock = self.clock
