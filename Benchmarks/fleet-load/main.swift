@@ -33,6 +33,7 @@ let servers = ServerURL.list(opt("server")) ?? []
 let tlsDir = opt("tls-dir")
 let clients = Int(opt("clients", "1")) ?? 1
 let prefix = opt("users", "u")
+signal(SIGPIPE, SIG_IGN)  // a reset connection is a failed request, not the end
 // Full handshakes, as before sessions were kept: the load measures the verifier.
 let identity = try TLSIdentity(directory: tlsDir, keepSessions: false)
 

@@ -93,9 +93,22 @@ public final class TLSIdentity: @unchecked Sendable {
             throw FleetClientError("cannot load the TLS identity in \(directory) (ca.pem, cert.pem, key.pem): \(why)")
         }
         context = ctx
-        let pem = (try? FileSystem.read(directory + "/cert.pem", limit: 1 << 20, followingLinks: true)) ?? nil
-        certificateTag = Hex.encode(Array(Self.sha256(pem ?? []).prefix(8)))
-        sessions = keepSessions ? Self.sessionFolder(directory + "/sessions") : nil
+        // The certificate loaded (not the file read again: a renewal may be replacing it)
+        // and the CA trusted: a session is resumed only under both as they were.
+        var certificate: [UInt8] = []
+        if let x509 = SSL_CTX_get0_certificate(ctx) {
+            let n = i2d_X509(x509, nil)
+            if n > 0 {
+                certificate = [UInt8](repeating: 0, count: Int(n))
+                certificate.withUnsafeMutableBufferPointer { b in
+                    var p: UnsafeMutablePointer<UInt8>? = b.baseAddress
+                    _ = i2d_X509(x509, &p)
+                }
+            }
+        }
+        let ca = (try? FileSystem.read(directory + "/ca.pem", limit: 1 << 20, followingLinks: true)) ?? nil
+        certificateTag = Hex.encode(Array(Self.sha256(certificate + Self.sha256(ca ?? [])).prefix(8)))
+        sessions = keepSessions && !certificate.isEmpty ? Self.sessionFolder(directory + "/sessions") : nil
     }
 
     deinit { SSL_CTX_free(context) }
@@ -145,11 +158,15 @@ public final class TLSIdentity: @unchecked Sendable {
     /// The file of `server`'s session for this certificate.
     func sessionFile(_ server: ServerURL) -> String? {
         guard let sessions else { return nil }
-        let name = server.address.description.utf8.map { b -> Character in
+        return sessions + "/" + Self.sessionPrefix(server) + certificateTag
+    }
+
+    /// The start of every session file's name for `server` (whatever the certificate).
+    static func sessionPrefix(_ server: ServerURL) -> String {
+        String(server.address.description.utf8.map { b -> Character in
             let c = Character(Unicode.Scalar(b))
             return c.isLetter || c.isNumber || c == "." || c == "-" ? c : "_"
-        }
-        return sessions + "/" + String(name) + "-" + certificateTag
+        }) + "-"
     }
 
     static func sha256(_ bytes: [UInt8]) -> [UInt8] {
@@ -210,13 +227,18 @@ public final class FleetConnection {
         self.ssl = ssl
         SSL_set_fd(ssl, fd)
         SSL_set_ex_data(ssl, SessionBox.index, Unmanaged.passUnretained(newSession).toOpaque())
-        // The server's certificate must name what was asked for: its address, or its name.
+        // The server's certificate must name what was asked for: its address (written as
+        // an address: inet_pton's forms only), or its name. Either check must be set.
         let host = server.address.host
-        if host.contains(":") || host.allSatisfy({ $0.isNumber || $0 == "." }) {
-            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host)
-        } else {
-            _ = SSL_set_tlsext_host_name(ssl, host)
-            SSL_set1_host(ssl, host)
+        var scratch = in6_addr()
+        let isAddress = inet_pton(AF_INET, host, &scratch) == 1 || inet_pton(AF_INET6, host, &scratch) == 1
+        let checked = isAddress
+            ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host) == 1
+            : SSL_set_tlsext_host_name(ssl, host) == 1 && SSL_set1_host(ssl, host) == 1
+        guard checked else {
+            SSL_free(ssl)
+            Glibc.close(fd)
+            throw FleetClientError("\(server): cannot check the server's certificate against \(host)")
         }
         sessionFile = identity.sessionFile(server)
         var offered = false
@@ -254,7 +276,11 @@ public final class FleetConnection {
     static func connect(_ server: ServerURL, deadline: FleetDeadline) throws -> Int32 {
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        hints.ai_flags = AI_NUMERICSERV
+        // An address is taken as written; a name goes to the system's resolver (its own
+        // timeouts, resolv.conf's, not this deadline: fleet.md recommends addresses).
+        var scratch = in6_addr()
+        let numeric = inet_pton(AF_INET, server.address.host, &scratch) == 1 || inet_pton(AF_INET6, server.address.host, &scratch) == 1
+        hints.ai_flags = AI_NUMERICSERV | (numeric ? AI_NUMERICHOST : 0)
         var list: UnsafeMutablePointer<addrinfo>?
         let rc = getaddrinfo(server.address.host, String(server.address.port), &hints, &list)
         guard rc == 0, let list else { throw FleetClientError("\(server): cannot connect: \(String(cString: gai_strerror(rc)))") }
@@ -376,6 +402,13 @@ public final class FleetConnection {
             try FileSystem.rename(temporary, to: file)
         } catch {
             FileSystem.unlink(temporary)
+            return
+        }
+        // Sessions made with a certificate or CA since replaced are never offered again.
+        let own = String(file.split(separator: "/").last ?? ""), folder = String(file.dropLast(own.count + 1))
+        if let names = try? FileSystem.list(folder) {
+            let prefix = TLSIdentity.sessionPrefix(server)
+            for name in names where name.hasPrefix(prefix) && name != own && name.count == own.count { FileSystem.unlink(folder + "/" + name) }
         }
     }
 
@@ -388,7 +421,7 @@ public final class FleetConnection {
         pending += chunk.prefix(Int(n))
     }
 
-    /// One line of the head (or of a chunked body), without its CRLF.
+    /// One line of the head (or of a chunked body), without its CRLF; at most 16 KiB.
     func line(_ deadline: FleetDeadline) throws -> String {
         while true {
             if let i = pending.firstIndex(of: UInt8(ascii: "\n")) {
@@ -415,6 +448,7 @@ public final class FleetConnection {
         }
         var response = FleetResponse(status: code, headers: [], body: [])
         while case let l = try line(deadline), !l.isEmpty {
+            guard response.headers.count < 100 else { throw FleetClientError("\(server): an answer with too many headers") }
             guard let colon = l.firstIndex(of: ":") else { throw FleetClientError("\(server): a malformed header in the answer") }
             response.headers.append((String(l[..<colon]), String(l[l.index(after: colon)...].drop { $0 == " " || $0 == "\t" })))
         }
@@ -424,10 +458,18 @@ public final class FleetConnection {
                 guard let size = Int(try line(deadline).split(separator: ";").first ?? "", radix: 16), size >= 0 else {
                     throw FleetClientError("\(server): a malformed chunk in the answer")
                 }
-                guard response.body.count + size <= FleetAPI.maxBody else { throw tooLarge }
+                guard size <= FleetAPI.maxBody - response.body.count else { throw tooLarge }
                 response.body += try bytes(size, deadline)
-                _ = try line(deadline)
-                if size == 0 { break }
+                if size == 0 {
+                    // The trailer: header lines up to an empty one.
+                    var trailer = 0
+                    while case let l = try line(deadline), !l.isEmpty {
+                        trailer += 1
+                        guard trailer < 100 else { throw FleetClientError("\(server): an answer with too many headers") }
+                    }
+                    break
+                }
+                guard try line(deadline).isEmpty else { throw FleetClientError("\(server): a malformed chunk in the answer") }
             }
         } else if let length = response.header("Content-Length").flatMap({ Int($0) }) {
             guard length >= 0, length <= FleetAPI.maxBody else { throw tooLarge }

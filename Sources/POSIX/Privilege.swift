@@ -65,7 +65,10 @@ public enum SetuidProcess {
     /// standard error stay, nothing the caller left open (sshd's or a locker's).
     public static func closeInheritedDescriptors() {
         if cposix_close_from(3) != 0 {
-            for fd in Int32(3)..<1024 { _ = close(fd) }
+            // No close_range (Linux before 5.9): every number up to the hard limit.
+            var limit = rlimit()
+            let top = getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 ? min(Int32(clamping: limit.rlim_max), 1 << 20) : 1024
+            for fd in Int32(3)..<max(top, 1024) { _ = close(fd) }
         }
     }
 

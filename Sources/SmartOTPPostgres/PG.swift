@@ -282,15 +282,23 @@ public final class PGConnection: @unchecked Sendable {
     private var prepared: [String: String] = [:]
     private var preparedNames = 0
     static let preparedLimit = 64
+    /// Whether to prepare at all (`database_prepare`), and the names' prefix: random for each
+    /// connection, so that a statement never runs under a name another connection gave a
+    /// statement of its own (behind a pooler that shares a server session between them,
+    /// which `database_prepare = off` is for).
+    private let preparing: Bool
+    private let prefix: String
 
     public var broken: Bool { state.withLock { $0.broken } }
     /// The server libpq chose (of several, the first that took the session as the
     /// connection string asks: target_session_attrs): `HOST:PORT`, or the socket's folder.
     public let server: String
 
-    private init(_ raw: OpaquePointer, threads: NIOThreadPool) {
+    private init(_ raw: OpaquePointer, threads: NIOThreadPool, prepare: Bool) {
         self.raw = raw
         self.threads = threads
+        preparing = prepare
+        prefix = "smartotp_" + Hex.encode(SecureRandom.bytes(8) ?? []) + "_"
         socket = dup(PQsocket(raw))
         let host = PQhost(raw).map { String(cString: $0) } ?? "?"
         let port = PQport(raw).map { String(cString: $0) } ?? "?"
@@ -305,7 +313,7 @@ public final class PGConnection: @unchecked Sendable {
     /// Connects (blocking: on a pool thread) with libpq's own keywords and values, as
     /// `PQconnectdbParams` takes them (`expand` lets a `dbname` value be a whole connection
     /// string or URI), then runs `setup` (the session's timeouts) before anyone borrows it.
-    static func open(_ settings: [(String, String)], setup: String?, threads: NIOThreadPool) throws(PGError) -> PGConnection {
+    static func open(_ settings: [(String, String)], setup: String?, threads: NIOThreadPool, prepare: Bool = true) throws(PGError) -> PGConnection {
         let keys = settings.map { strdup($0.0) }
         let values = settings.map { strdup($0.1) }
         defer { keys.forEach { free($0) }; values.forEach { free($0) } }
@@ -317,7 +325,7 @@ public final class PGConnection: @unchecked Sendable {
             PQfinish(raw)
             throw PGError(code: "", message: why)
         }
-        let connection = PGConnection(raw, threads: threads)
+        let connection = PGConnection(raw, threads: threads, prepare: prepare)
         if let setup {
             // A simple query (several statements, no parameters): one round trip.
             guard let result = PQexec(raw, setup) else { throw connection.failure() }
@@ -374,7 +382,7 @@ public final class PGConnection: @unchecked Sendable {
         let values = query.values.map { $0.map { strdup($0) } ?? nil }
         defer { values.forEach { free($0) } }
         var pointers: [UnsafePointer<CChar>?] = values.map { $0.map { UnsafePointer($0) } }
-        let name = query.values.isEmpty ? nil : try statement(query)
+        let name = query.values.isEmpty || !preparing ? nil : try statement(query)
         let result = query.types.withUnsafeBufferPointer { types in
             pointers.withUnsafeMutableBufferPointer { params in
                 if let name { return PQexecPrepared(raw, name, Int32(params.count), params.baseAddress, nil, nil, 0) }
@@ -383,10 +391,11 @@ public final class PGConnection: @unchecked Sendable {
         }
         guard let result else { throw failure() }
         defer { PQclear(result) }
-        if PQresultStatus(result) == PGRES_FATAL_ERROR, Self.field(result, "C") == "26000", let name {
-            // The session lost it (DISCARD ALL from a pooler between us and the server): it
-            // is prepared again at the next use.
-            prepared = prepared.filter { $0.value != name }
+        if PQresultStatus(result) == PGRES_FATAL_ERROR, Self.field(result, "C") == "26000", name != nil {
+            // The server session lost it: a pooler between us and the server gave this
+            // connection another session (DISCARD ALL, or transaction pooling). Closed: the
+            // next one prepares anew (`database_prepare = off` for such a pooler).
+            state.withLock { $0.broken = true }
         }
         switch PQresultStatus(result) {
         case PGRES_COMMAND_OK, PGRES_EMPTY_QUERY:
@@ -415,7 +424,7 @@ public final class PGConnection: @unchecked Sendable {
         if let name = prepared[query.sql] { return name }
         guard prepared.count < Self.preparedLimit else { return nil }
         preparedNames += 1
-        let name = "smartotp_\(preparedNames)"
+        let name = prefix + String(preparedNames)
         let result = query.types.withUnsafeBufferPointer { types in
             PQprepare(raw, name, query.sql, Int32(types.count), types.baseAddress)
         }
@@ -482,6 +491,7 @@ public final class PGConnection: @unchecked Sendable {
 public final class PGPool: Sendable {
     let settings: [(String, String)]
     let setup: String?
+    let prepare: Bool
     public let maximum: Int
     private let threads: NIOThreadPool
     private let state = Mutex(State())
@@ -507,9 +517,11 @@ public final class PGPool: Sendable {
 
     /// `settings`: libpq's keywords and values (a `dbname` may be a whole connection
     /// string); `setup`: a statement run on every new connection (its timeouts).
-    public init(settings: [(String, String)], setup: String?, maximum: Int, moved: (@Sendable (String, String) -> Void)? = nil) {
+    /// `prepare`: prepare statements once a connection (`database_prepare`).
+    public init(settings: [(String, String)], setup: String?, maximum: Int, prepare: Bool = true, moved: (@Sendable (String, String) -> Void)? = nil) {
         self.settings = settings
         self.setup = setup
+        self.prepare = prepare
         self.moved = moved
         self.maximum = max(1, maximum)
         threads = NIOThreadPool(numberOfThreads: self.maximum)
@@ -608,7 +620,7 @@ public final class PGPool: Sendable {
         threads.submit { [self] work in
             guard case .active = work else { return releaseSlot(failure: PGError(code: "", message: "the pool is closed")) }
             do throws(PGError) {
-                let conn = try PGConnection.open(settings, setup: setup, threads: threads)
+                let conn = try PGConnection.open(settings, setup: setup, threads: threads, prepare: prepare)
                 let before = lastServer.withLock { last -> String? in
                     defer { last = conn.server }
                     return last

@@ -33,8 +33,8 @@ public struct PostgresLedger: Ledger, BudgetStore {
 
     /// A pool for `conninfo` (as written, after smartotpd's defaults: ConnectionString);
     /// a move to another server (libpq's failover) is logged.
-    public static func pool(_ conninfo: String, connections: Int, logger: Logger? = nil) throws(PGError) -> PGPool {
-        PGPool(settings: try ConnectionString.settings(conninfo), setup: ConnectionString.setup, maximum: connections) { from, to in
+    public static func pool(_ conninfo: String, connections: Int, prepare: Bool = true, logger: Logger? = nil) throws(PGError) -> PGPool {
+        PGPool(settings: try ConnectionString.settings(conninfo), setup: ConnectionString.setup, maximum: connections, prepare: prepare) { from, to in
             logger?.warning("the database in use is now another server: it took the session as database= asks (target_session_attrs)",
                             metadata: ["from": "\(from)", "to": "\(to)"])
         }

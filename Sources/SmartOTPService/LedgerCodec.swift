@@ -98,39 +98,65 @@ public final class Checkpoints: Sendable {
 /// only this memory tells it from the current one. A chain this process closed (the user
 /// removed) is never taken again.
 ///
-/// Bounded: two generations of at most `generation` rows each; when the newer is full it
-/// becomes the older and the older is forgotten. A row a replica has not served in the
-/// last `generation` to 2×`generation` rows it served is checked by `audit-verify` alone
+/// Bounded: two generations of at most `generation` rows each (in each of its shards, a
+/// share of it); when the newer is full it becomes the older and the older is forgotten.
+/// A row a replica has not served in the last `generation` to 2×`generation` rows it
+/// served is checked by `audit-verify` alone
 /// (its chain's head against the audit rows), not here; memory stays flat however many
 /// users the fleet holds (fleet-bench: 1,000,000).
 final class SeenVersions: Sendable {
-    struct Generations {
-        var newer: [String: Int64] = [:]
-        var older: [String: Int64] = [:]
+    struct Key: Hashable {
+        let user: String
+        let chain: Int64
     }
-    private let versions = Mutex(Generations())
+
+    struct Generations {
+        var newer: [Key: Int64] = [:]
+        var older: [Key: Int64] = [:]
+        /// Chains closed here (their users removed): never forgotten, never taken again
+        /// (removals are rare; a row put back after one would be a user brought back).
+        var closed: Set<Key> = []
+    }
+
+    /// Locks of their own for parts of the rows (by the user's hash): every verdict of
+    /// every connection's thread passes here, and one lock was fleet-bench's most
+    /// contended (a thread descheduled while it held it: the others slept in futex).
+    final class Shard: Sendable {
+        let state = Mutex(Generations())
+    }
+    private let shards: [Shard]
     let generation: Int
 
-    init(generation: Int = 250_000) { self.generation = generation }
+    init(generation: Int = 250_000, shards: Int = 16) {
+        self.generation = max(1, generation / shards)
+        self.shards = (0..<max(1, shards)).map { _ in Shard() }
+    }
 
-    static func key(_ user: UserName, _ chain: Int64) -> String { "\(user.value) \(chain)" }
+    private func shard(_ key: Key) -> Shard { shards[Int(UInt(bitPattern: key.hashValue) % UInt(shards.count))] }
 
     /// nil when `version` is no older than what was seen (and it is now the highest seen),
     /// else the version seen.
     func check(_ user: UserName, chain: Int64, version: Int64) -> Int64? {
-        versions.withLock { seen in
-            let k = Self.key(user, chain)
+        let k = Key(user: user.value, chain: chain)
+        return shard(k).state.withLock { seen in
+            if seen.closed.contains(k) { return .max }
             if let known = seen.newer[k] ?? seen.older[k], known > version { return known }
             remember(&seen, k, version)
             return nil
         }
     }
 
-    func close(_ user: UserName, chain: Int64) { versions.withLock { remember(&$0, Self.key(user, chain), .max) } }
+    func close(_ user: UserName, chain: Int64) {
+        let k = Key(user: user.value, chain: chain)
+        shard(k).state.withLock { seen in
+            seen.closed.insert(k)
+            seen.newer[k] = nil
+            seen.older[k] = nil
+        }
+    }
 
-    private func remember(_ seen: inout Generations, _ key: String, _ version: Int64) {
-        // A closed chain stays closed, whichever generation holds it.
-        let value = seen.older[key] == .max ? .max : version
+    private func remember(_ seen: inout Generations, _ key: Key, _ version: Int64) {
+        let value = version
         if seen.newer[key] == nil && seen.newer.count >= generation {
             seen.older = seen.newer
             seen.newer = [:]
@@ -140,7 +166,7 @@ final class SeenVersions: Sendable {
     }
 
     /// Rows remembered (tests, the memory figures).
-    var count: Int { versions.withLock { $0.newer.count + $0.older.count } }
+    var count: Int { shards.reduce(0) { n, s in n + s.state.withLock { $0.newer.count + $0.older.count } } }
 }
 
 /// What a commit changed, as a ledger must write it: the one translation between a
@@ -159,7 +185,7 @@ public struct LedgerCodec: Sendable {
     public init(sealer: Sealer, audit: AuditChain, remembered: Int = 250_000) {
         self.sealer = sealer
         self.audit = audit
-        seen = SeenVersions(generation: remembered)
+        seen = SeenVersions(generation: remembered, shards: remembered >= 1_000 ? 16 : 1)
     }
 
     /// The row's mac: everything a verdict trusts — the record's text (hashes, counters,

@@ -50,6 +50,10 @@ public struct ServerConfig: Sendable {
     public var rootPassword = false
     /// The most connections to PostgreSQL.
     public var databaseConnections = 16
+    /// Whether statements are prepared once a connection (`database_prepare`; on). Off for
+    /// a pooler that shares server sessions between its clients (PgBouncer's transaction
+    /// mode without max_prepared_statements).
+    public var databasePrepare = true
     /// Failed verdicts one host certificate may cause, across all users, before its
     /// verdicts are refused (nil: no budget).
     public var hostFailureBudget: Budget? = Budget(count: 30, window: 900)
@@ -165,6 +169,12 @@ public struct ServerConfig: Sendable {
         // connections to PostgreSQL, 1-1000 (default 16)
         Option(name: "database_connections", takesValue: true) { c, v throws(ConfigError) in
             c.databaseConnections = try v.int(1...1000)
+        },
+        // statements prepared once a connection: on or off (default on)
+        Option(name: "database_prepare", takesValue: true) { c, v throws(ConfigError) in
+            if v.text.equals("on") { c.databasePrepare = true }
+            else if v.text.equals("off") { c.databasePrepare = false }
+            else { throw .badValue(name: v.name, value: v.text, expected: "on or off") }
         },
         // failed verdicts one host may cause: COUNT/DURATION, or off (default 30/15m)
         Option(name: "host_failure_budget", takesValue: true) { c, v throws(ConfigError) in

@@ -204,6 +204,9 @@ struct Command {
             do throws(SetuidProcess.Refusal) { try SetuidProcess.dropInheritedState() } catch { fail(error.description) }
             SetuidProcess.newSession()
         }
+        // A server that resets the connection mid-request is a failed request (EPIPE: the
+        // next server is asked), not the end of the process.
+        _ = signal(SIGPIPE, SIG_IGN)
         var context: [(String, String)] = []
         if let service { context.append(("X-SmartOTP-Service", printable(service))) }
         if let rhost { context.append(("X-SmartOTP-RHost", printable(rhost))) }

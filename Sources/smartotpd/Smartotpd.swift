@@ -1,6 +1,7 @@
 // smartotpd — the fleet's verifier: hosts ask it for verdicts over mutual TLS; the
 // records, counters and locks live in PostgreSQL, one transaction a verdict.
 import ArgumentParser
+import Dispatch
 import Glibc
 import Logging
 import Metrics
@@ -83,7 +84,22 @@ func makeLogger() -> Logger {
     return Logger(label: "smartotpd")
 }
 
+/// Swift concurrency's jobs run on NIO's event loops (the singleton group the server
+/// listens on): a request's task no longer hops from the event loop to the cooperative
+/// pool and back. Nothing a task does blocks (the database waits on the pool's own threads,
+/// a verdict's hashing with it).
 @main
+enum Entry {
+    static func main() {
+        _ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+        Task {
+            await Smartotpd.main()
+            exit(0)
+        }
+        dispatchMain()
+    }
+}
+
 struct Smartotpd: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "smartotpd",
@@ -122,7 +138,7 @@ struct Serve: AsyncParsableCommand {
         MetricsSystem.bootstrap(factory)
         let group = MultiThreadedEventLoopGroup.singleton
         let codec = try loadCodec(config)
-        let pool = try PostgresLedger.pool(config.database, connections: config.databaseConnections, logger: logger)
+        let pool = try PostgresLedger.pool(config.database, connections: config.databaseConnections, prepare: config.databasePrepare, logger: logger)
         let ledger = PostgresLedger(pool: pool, codec: codec, logger: logger)
         let identifier = try loadIdentifier(config)
         let revoked = RevocationList(path: config.revoked)

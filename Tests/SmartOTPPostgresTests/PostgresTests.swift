@@ -115,6 +115,46 @@ struct PostgresTests {
         #expect(try PGArray.parse("{}") == [] && PGArray.literal([]) == "{}")
     }
 
+    /// A statement with parameters is prepared once a connection, under a name of its own
+    /// (a random prefix); a session that lost it (a pooler's DISCARD ALL) fails that one
+    /// statement and is closed, and the next borrower prepares anew. `database_prepare = off`
+    /// prepares nothing.
+    @Test func statementsArePreparedOnceAConnection() async throws {
+        let pool = try pool(1)
+        defer { Task { await pool.close() } }
+        let names = try await pool.withConnection { conn -> [String] in
+            for i in 0..<3 {
+                let sum = try await conn.query("SELECT \(Int64(i)) + 1").decode(Int64.self).first
+                #expect(sum == Int64(i) + 1)
+            }
+            return try await conn.query("SELECT name FROM pg_prepared_statements").decode(String.self)
+        }
+        #expect(names.count == 1 && names[0].hasPrefix("smartotp_") && names[0].count > 20, "\(names)")
+        let first = try await pool.withConnection { conn in
+            try await conn.query("DEALLOCATE ALL")
+            do {
+                _ = try await conn.query("SELECT \(Int64(5)) + 1")
+                Issue.record("a statement the session lost ran")
+            } catch let e as PGError {
+                #expect(e.code == "26000")
+            }
+            return try await backend(conn)
+        }
+        let again = try await pool.withConnection { conn in
+            let sum = try await conn.query("SELECT \(Int64(5)) + 1").decode(Int64.self).first
+            #expect(sum == 6)
+            return try await backend(conn)
+        }
+        #expect(first != again, "the session that lost its statements was closed")
+        let unprepared = try PostgresLedger.pool(try requireCluster().conninfo, connections: 1, prepare: false)
+        defer { Task { await unprepared.close() } }
+        let none = try await unprepared.withConnection { conn in
+            _ = try await conn.query("SELECT \(Int64(1)) + 1")
+            return try await conn.query("SELECT count(*)::bigint FROM pg_prepared_statements").decode(Int64.self).first
+        }
+        #expect(none == 0)
+    }
+
     @Test func theConnectionStringAsWrittenWithDefaultsBeforeIt() throws {
         let none: (String) -> String? = { _ in nil }
         let s = try ConnectionString.settings("postgresql://u@a,b/db?target_session_attrs=any&connect_timeout=7", environment: none)

@@ -32,6 +32,9 @@ struct ServerConfigTests {
             #expect(throws: ConfigError.self, "\(bad)") { try ServerConfig.parse(text + "\nhost_failure_budget = \(bad)", path: "t") }
         }
         #expect(c.hostChallengeBudget == Budget(count: 300, window: 900), "300/15m by default")
+        #expect(c.databasePrepare, "statements prepared by default")
+        #expect(try !ServerConfig.parse(text + "\ndatabase_prepare = off", path: "t").databasePrepare)
+        #expect(throws: ConfigError.self, "on or off") { try ServerConfig.parse(text + "\ndatabase_prepare = sometimes", path: "t") }
         #expect(c.maxConnections == 4096 && c.maxConnectionsPerSource == 64 && c.handshakeTimeout == 5 && c.connectionLifetime == 300)
         let limits = try ServerConfig.parse(text + "\nmax_connections = 500\nmax_connections_per_source = 10\nhandshake_timeout = 3s\nconnection_lifetime = 2m", path: "t")
         #expect(limits.maxConnections == 500 && limits.maxConnectionsPerSource == 10 && limits.handshakeTimeout == 3 && limits.connectionLifetime == 120)
