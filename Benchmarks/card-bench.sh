@@ -21,12 +21,10 @@ timeout 30 ykman --reader "$READER" oath access change -n "bench code" >/dev/nul
 stop_card
 "$BIN/smartotp-bench" wait --reader "$READER" --seconds "${WAIT_SECONDS:-10}"
 
-# --- A tap login: local records, and offline=tap with the verifiers unreachable -----------
-# The same virtual card (a known secret: the offline pair is made here as a host makes it,
-# a yescrypt hash of the card's answer to a random challenge), pam-harness through the
-# Embedded module. The fleet's one server is an address behind a link whose other end is
-# down, in a network namespace of this run's own: nothing answers, not even a refusal, as
-# when a laptop is off the network.
+# --- A tap login: local records, beside a typed code; through the fleet; offline=tap -----
+# The same virtual card, pam-harness through the Embedded module. Offline, the fleet's one
+# server is an address behind a link whose other end is down, in a network namespace of
+# this run's own: nothing answers, not even a refusal, as when a laptop is off the network.
 NS="sotpcard$$"
 at_exit "ip netns del $NS 2>/dev/null"
 ip netns add "$NS" && ip -n "$NS" link set lo up && ip -n "$NS" link add v0 type veth peer name v1 &&
@@ -38,31 +36,64 @@ mkdir -p "$STORE/users" "$STORE/locks" "$STORE/offline"; chmod 700 "$STORE" "$ST
 nss_user benchtap
 printf 'smartotp-record 1\nuser benchtap\ncreated 1\ntoken id=card kind=card type=totp period=30 algorithm=sha1 digits=6 secret=%s last=- created=1 used=- label=- name=login device=- access-key=- touch=0\n' "$SECRET" >"$STORE/users/benchtap"
 chmod 600 "$STORE/users/benchtap"
-python3 -W ignore - "$SECRET" "$STORE/offline/benchtap" <<'PY'
-import base64, crypt, hmac, hashlib, os, sys, time
-secret, path = base64.b32decode(sys.argv[1]), sys.argv[2]
-challenge = os.urandom(8)
-answer = hmac.new(secret, challenge, hashlib.sha1).hexdigest()
-salt = "$y$j9T$" + base64.b64encode(os.urandom(12), b"./").decode()
-with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
-    f.write("smartotp-offline 1\ncard card - %s 0\npair %s %d 0 %s\n" % (b"login".hex(), challenge.hex(), int(time.time()), crypt.crypt(answer, salt)))
-PY
 FLEET="$WORK/fleet"; mkdir -p "$FLEET"
 source "$ROOT/Tests/Integration/lib/fleet.sh"
 fleet_ca server-ca "bench servers"; fleet_ca hosts-ca "bench hosts"; fleet_cert hosts-ca host clientAuth
 TLS=$(fleet_identity host)
 service local "auth required $SO store=$STORE methods=card timeout=10"
+# A typed code beside the tap, the same harness and store: an HOTP record written afresh
+# before each run (--prepare), answered with RFC 4226's first code for its secret.
+nss_user benchcode
+printf 'smartotp-record 1\nuser benchcode\ncreated 1\ntoken id=code kind=code type=hotp counter=0 algorithm=sha1 digits=6 secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ last=- created=1 used=- label=-\n' >"$WORK/benchcode.record"
+chmod 600 "$WORK/benchcode.record"
+service code "auth required $SO store=$STORE methods=code timeout=10"
+login() {  # NAME SERVICE USER [ANSWER]: a checked login, then hyperfine's runs of it
+    local name=$1 svc=$2 user=$3 answer=${4:-} prepare=${5:-true}
+    local cmd="ip netns exec $NS ${NSS_ENV[*]} $H --confdir $CONF --service $svc --user $user${answer:+ --answer $answer}"
+    [ -n "${6:-}" ] && cmd="${NSS_ENV[*]} $H --confdir $CONF --service $svc --user $user"
+    sh -c "$prepare"
+    out=$(sh -c "$cmd" 2>&1)
+    case "$out" in *"authenticate: 0 "*) ;; *) echo "card-bench: the $name login failed: $out" >&2; exit 1;; esac
+    hyperfine -N --runs "${LOGINS:-10}" --warmup 1 --prepare "$prepare" --export-json "$WORK/h.$name.json" "$cmd" >/dev/null 2>&1
+}
+login local local benchtap
+login code code benchcode 755224 "cp -p $WORK/benchcode.record $STORE/users/benchcode"
+
+# The same card through an online fleet: one replica on this host's loopback (PostgreSQL,
+# mutual TLS), the card enrolled through it as a fleet enrols one; each tap asks the replica
+# for a challenge, the card answers it, the replica decides.
+PGPORT=55435 PORT=18445 URL=https://127.0.0.1:18445
+SMARTOTPD=$BIN/smartotpd
+fleet_ca admin-ca "bench admins"; fleet_cert admin-ca admin clientAuth; ADMIN=$(fleet_identity admin)
+fleet_cert server-ca s1 serverAuth "IP:127.0.0.1"
+: >"$FLEET/revoked"
+at_exit fleet_stop
+chmod 711 "$WORK" "$FLEET"  # the postgres user reaches its cluster folder
+fleet_pg_start 127.0.0.1 "$PGPORT" || { echo "card-bench: PostgreSQL did not start"; cat "$FLEET/pg/log" "$FLEET/pg/initdb.log" 2>/dev/null | tail -3; exit 1; }
+fleet_config s1 "127.0.0.1:$PORT" "postgres://smartotpd@127.0.0.1:$PGPORT/smartotp"
+"$SMARTOTPD" migrate --config "$FLEET/s1.conf" >/dev/null 2>&1
+fleet_server_start s1
+fleet_wait_ready s1 "$URL" "$TLS" || { echo "card-bench: smartotpd did not start"; tail -3 "$FLEET/s1.log"; exit 1; }
+nss_user benchfleet
+"$CLI" enroll benchfleet --force --card --reader "$READER" --server "$URL" --tls-dir "$ADMIN" >/dev/null 2>&1 ||
+    { echo "card-bench: enrolling the card through the fleet failed"; exit 1; }
+service fleet "auth required $SO methods=card timeout=10 server=$URL tls_dir=$TLS client=$BIN/smartotp-fleet server_timeout=10"
+login fleet fleet benchfleet "" true root-namespace
+# Offline: one online tap with offline=tap leaves the host the verifiers' stock of pairs
+# (16); then the same store behind a verifier that drops every packet, in the namespace.
+service online "auth required $SO store=$STORE methods=card timeout=10 server=$URL tls_dir=$TLS client=$BIN/smartotp-fleet server_timeout=10 offline=tap"
 service offline "auth required $SO store=$STORE methods=card timeout=10 server=https://10.9.0.2:8443 tls_dir=$TLS client=$BIN/smartotp-fleet server_timeout=10 offline=tap"
-for s in local offline; do
-    out=$(ip netns exec "$NS" "${NSS_ENV[@]}" "$H" --confdir "$CONF" --service "$s" --user benchtap 2>&1)
-    case "$out" in *"authenticate: 0 "*) ;; *) echo "card-bench: the $s tap login failed: $out" >&2; exit 1;; esac
-    hyperfine -N --runs "${LOGINS:-10}" --warmup 1 --export-json "$WORK/h.$s.json" \
-        "ip netns exec $NS ${NSS_ENV[*]} $H --confdir $CONF --service $s --user benchtap" >/dev/null 2>&1
-done
-python3 - "$WORK/h.local.json" "$WORK/h.offline.json" <<'PY'
+login online online benchfleet "" true root-namespace
+login offline offline benchfleet
+python3 - "$WORK" <<'PY'
 import json, sys
-l, o = (json.load(open(p))["results"][0] for p in sys.argv[1:3])
-print("| tap login through PAM, records on this host (hyperfine) | %d | %.0f ms (median %.0f) |" % (len(l["times"]), l["mean"] * 1000, l["median"] * 1000))
-print("| tap login, offline=tap, the one verifier black-holed: the pair decides | %d | %.0f ms (median %.0f) |" % (len(o["times"]), o["mean"] * 1000, o["median"] * 1000))
+r = {k: json.load(open("%s/h.%s.json" % (sys.argv[1], k)))["results"][0] for k in ("local", "code", "fleet", "offline")}
+row = lambda what, k: print("| %s | %d | %.1f ms (median %.1f) |" % (what, len(r[k]["times"]), r[k]["mean"] * 1000, r[k]["median"] * 1000))
+row("tap login through PAM, records on this host (hyperfine)", "local")
+row("typed code login, the same harness and store", "code")
+row("tap login through the fleet (one replica on loopback, PostgreSQL)", "fleet")
+row("tap login, offline=tap, the one verifier black-holed: the pair decides", "offline")
+print("| a tap's cost over a typed code, on this host | | %.1f ms |" % ((r["local"]["mean"] - r["code"]["mean"]) * 1000))
+print("| the fleet's cost over a local tap (a challenge asked, the answer decided) | | %.1f ms |" % ((r["fleet"]["mean"] - r["local"]["mean"]) * 1000))
 PY
 stop_card

@@ -185,7 +185,7 @@ throughput() {
             "$reset" >/dev/null
         done
     done
-    python3 -c "print('\nAgainst the ceiling: %.0f %% of its transactions/s at 64 clients (target >= 40 %%); p99 at 1 client %.1fx its mean latency (target <= 4x)\n' % (100.0 * $RATE64 / ${CEIL_TPS[64]}, $P99_1 / ${CEIL_MS[1]}))"
+    python3 -c "print('\nAgainst the ceiling: %.0f %% of its transactions/s at 64 clients (target >= 50 %%); p99 at 1 client %.1fx its mean latency (target <= 3x)\n' % (100.0 * $RATE64 / ${CEIL_TPS[64]}, $P99_1 / ${CEIL_MS[1]}))"
 }
 # Wrong codes lock a user after deny=10: every run starts from clean records, written again
 # (a row edited in place would be refused: its mac) at a version above any seen.
@@ -242,10 +242,27 @@ done | sort | uniq -c | awk '{printf "  failure count %s in %s of 80 rounds\n", 
 LOAD wrong --clients 32 --rounds 80 --users v | sed 's/^/  32 at once: /'
 echo
 echo "Memory: smartotpd peak RSS $(awk '/VmHWM/{print $2, $3}' /proc/$SPID/status) after the runs above ($(psql_ -c "SELECT count(*) FROM smartotp_records") users)"
-users big 100000
-out=$(LOAD throughput --clients 64 --seconds "$SECONDS_EACH" --users big --count 100000 --kind valid --counters "$FLEET/counters.big")
-echo "With 100,000 more users: 64 clients, valid codes over all of them: $out"
-echo "  smartotpd peak RSS $(awk '/VmHWM/{print $2, $3}' /proc/$SPID/status); database $(psql_ -c "SELECT pg_size_pretty(pg_database_size('smartotp'))")"
+# BIG_USERS (default 100,000; the issue's 1,000,000): users more, every one of them asked
+# about; SOAK_MINUTES (default 0): then that long at 64 clients over all of them, smartotpd's
+# resident memory each minute (what is bounded stays flat: the pool, the versions seen,
+# the request ids, which live in the rows).
+BIG=${BIG_USERS:-100000}
+users big "$BIG"
+rss() { awk '/VmRSS/{print $2}' "/proc/$SPID/status"; }
+out=$(LOAD throughput --clients 64 --seconds "$SECONDS_EACH" --users big --count "$BIG" --kind valid --counters "$FLEET/counters.big")
+echo "With $BIG more users: 64 clients, valid codes over all of them: $out"
+echo "  smartotpd peak RSS $(awk '/VmHWM/{print $2, $3}' /proc/$SPID/status), now $(rss) kB; database $(psql_ -c "SELECT pg_size_pretty(pg_database_size('smartotp'))")"
+if [ "${SOAK_MINUTES:-0}" -gt 0 ]; then
+    echo "  under load for ${SOAK_MINUTES} min (64 clients, valid codes over all $BIG), smartotpd's RSS in kB at the end of each minute:"
+    line="   "
+    for m in $(seq 1 "$SOAK_MINUTES"); do
+        out=$(LOAD throughput --clients 64 --seconds 60 --users big --count "$BIG" --kind valid --counters "$FLEET/counters.big")
+        line="$line $(rss)"
+        printf 'soak\t%s\t%s\t%s\n' "$m" "$(rss)" "$(sed -E 's/.*per_second=([0-9]+).*/\1/' <<<"$out")" >>"$FLEET/soak.tsv"
+    done
+    echo "$line"
+    echo "  verdicts/s each minute: $(cut -f4 "$FLEET/soak.tsv" | tr '\n' ' ')"
+fi
 echo
 
 fi

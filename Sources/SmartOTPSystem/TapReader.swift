@@ -16,6 +16,14 @@ public struct TapReader<Slots: CardSlots>: CardReader {
     let now: () -> Int
     /// How often the user hears how long is left, in seconds.
     public var reminderInterval = 10
+    /// The slots `readerAvailable` opened, kept for the tap that follows: one PC/SC
+    /// context a login, not two (card-bench: the second context's connect, establish and
+    /// release were a third of the IPC to pcscd before the card was spoken to).
+    let kept = Kept()
+
+    final class Kept {
+        var slots: Slots?
+    }
 
     public init(open: @escaping () throws(CardError) -> Slots, now: @escaping () -> Int) {
         self.open = open
@@ -24,13 +32,19 @@ public struct TapReader<Slots: CardSlots>: CardReader {
 
     public func readerAvailable(filter: String?) -> Bool {
         guard let slots = try? open(), let names = try? slots.readers(matching: filter) else { return false }
+        kept.slots = slots
         return !names.isEmpty
     }
 
     public func tap(cards: [RecordSummary.Card], filter: String?, timeoutSeconds: Int, authority: TapAuthority,
                     notice: (TapNotice) -> Void) -> TapResult {
         let slots: Slots
-        do { slots = try open() } catch { return .unavailable(error) }
+        if let opened = kept.slots {
+            slots = opened
+            kept.slots = nil
+        } else {
+            do { slots = try open() } catch { return .unavailable(error) }
+        }
         let deadline = now() + timeoutSeconds * 1000
         var skip: [String] = []
         var lastError: CardError?

@@ -165,6 +165,22 @@ struct TapReaderTests {
         #expect(slots.clock == 0, "no waiting for another card")
     }
 
+    /// The context opened to see whether a reader is there is the one the tap uses: one
+    /// PC/SC context a login. A tap with no such look first opens its own.
+    @Test func theLookForAReaderAndTheTapShareOneContext() throws {
+        let (applet, card) = try enrolledCard(salt: [1, 2, 3, 4, 5, 6, 7, 8])
+        let slots = FakeSlots(readers: ["R1"], script: [.card("R1"), .card("R1")])
+        slots.cards["R1"] = applet
+        var opened = 0
+        let reader = TapReader<FakeSlots>(open: { () throws(CardError) in opened += 1; return slots }, now: { slots.clock })
+        #expect(reader.readerAvailable(filter: nil))
+        let authority = Authority()
+        _ = reader.tap(cards: [card], filter: nil, timeoutSeconds: 30, authority: authority.make(slots)) { _ in }
+        #expect(opened == 1, "the context of the look is the tap's")
+        _ = reader.tap(cards: [card], filter: nil, timeoutSeconds: 30, authority: authority.make(slots)) { _ in }
+        #expect(opened == 2, "a second tap opens its own")
+    }
+
     @Test func theReaderFilterApplies() {
         let slots = FakeSlots(readers: ["Virtual PCD 00 00", "ACS ACR122U"], script: [])
         let reader = Harness(slots: slots).reader()
