@@ -1,4 +1,5 @@
 import Crypto
+import enum OTPCore.Hex
 #if canImport(FoundationEssentials)
 import FoundationEssentials  // Data and Base64: no ICU data in smartotpd
 #else
@@ -62,8 +63,21 @@ public struct AuditChain: Sendable {
     let file: KeyFile
     var key: SymmetricKey { file.key }
     public var keyID: String { file.id }
+    /// HMAC-SHA256 already keyed: every verdict makes two or three tags (the row's, its
+    /// audit row's), each a copy of this updated, not a key padded and hashed anew.
+    let keyed: HMAC<SHA256>
 
-    public init(key: KeyFile) { file = key }
+    public init(key: KeyFile) {
+        file = key
+        keyed = HMAC<SHA256>(key: key.key)
+    }
+
+    /// The tag of `input` under the chain's key.
+    func code(_ input: [UInt8]) -> HashedAuthenticationCode<SHA256> {
+        var h = keyed
+        h.update(data: input)
+        return h.finalize()
+    }
 
     /// The mac of the first row of a chain stands on this.
     public static let genesis = ""
@@ -80,7 +94,7 @@ public struct AuditChain: Sendable {
         add(Array(String(event.at).utf8))
         for f in event.fields { add(Array(f.utf8)) }
         add(Array(previous.utf8))
-        return Data(HMAC<SHA256>.authenticationCode(for: input, using: key)).base64EncodedString()
+        return Data(code(input)).base64EncodedString()
     }
 
     /// Where a chain stands: its last row's seq and mac (0 and `genesis` when it has none).
@@ -120,7 +134,7 @@ public struct AuditChain: Sendable {
             input += p
         }
         defer { for i in input.indices { input[i] = 0 } }
-        return HMAC<SHA256>.authenticationCode(for: input, using: key).prefix(16).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+        return Hex.encode(Array(code(input).prefix(16)))
     }
 
     /// A checkpoint's tag: a chain's head (seq and mac) as a replica wrote it to its journal,
@@ -169,7 +183,7 @@ public struct AuditChain: Sendable {
     /// The mac of a pruning anchor (the last row pruned from a chain).
     public func anchorMAC(chain: Int64, seq: Int64, mac: String) -> String {
         let input = Array("smartotp audit anchor 1\0\(chain)\0\(seq)\0\(mac)".utf8)
-        return Data(HMAC<SHA256>.authenticationCode(for: input, using: key)).base64EncodedString()
+        return Data(code(input)).base64EncodedString()
     }
 
     /// A row as read back for verification.

@@ -10,9 +10,9 @@ public struct KeyFile: Sendable {
     /// written beside every sealed value, so the key that opens it is found by id (and a
     /// rekey knows which rows are done); it says nothing about the key.
     public let id: String
-    /// The key's bytes (SymmetricKey is not Sendable; one is made for each use).
+    /// The key's bytes, and the key made of them once (every verdict opens a seal with it).
     let bytes: [UInt8]
-    var key: SymmetricKey { SymmetricKey(data: bytes) }
+    let key: SymmetricKey
 
     public static let size = 32
 
@@ -43,6 +43,7 @@ public struct KeyFile: Sendable {
     public init(path: String = "", bytes: [UInt8]) {
         self.path = path
         self.bytes = bytes
+        key = SymmetricKey(data: bytes)
         var label = Array("smartotp key id 1".utf8)
         label += bytes
         id = SHA256.hash(data: label).prefix(8).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()

@@ -91,6 +91,13 @@ func makeLogger() -> Logger {
 @main
 enum Entry {
     static func main() {
+        // Two malloc arenas, not eight a core: each of the database pool's threads (16 by
+        // default) would otherwise get one, and keep its high-water mark (fleet-bench's
+        // soak: resident memory rising for minutes under load over 1,000,000 users).
+        // (mallopt is not in Glibc's Swift module: found by name.)
+        if let f = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") {
+            _ = unsafeBitCast(f, to: (@convention(c) (Int32, Int32) -> Int32).self)(-8 /* M_ARENA_MAX */, 2)
+        }
         _ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
         Task {
             await Smartotpd.main()
