@@ -80,7 +80,7 @@ for m in re.finditer(r'\.(?:target|executableTarget|testTarget)\(\s*name:\s*"([^
     imports = set()
     for f in glob.glob(root + "/" + folder + "/**/*.swift", recursive=True):
         for line in open(f):
-            i = re.match(r'^(?:@_implementationOnly |@testable |internal |public |private )*import (\w+)', line)
+            i = re.match(r'^(?:@_implementationOnly |@testable |internal |public |private )*import (?:(?:typealias|struct|class|enum|protocol|let|var|func) )?(\w+)', line)
             if i: imports.add(i.group(1))
     system = {"Glibc", "Foundation", "FoundationEssentials", "Synchronization", "Dispatch", "Testing", "XCTest", "_Concurrency"}
     # A module a package builds without a product of its own, declared through the product
