@@ -280,7 +280,6 @@ public final class PGConnection: @unchecked Sendable {
     /// analysis and planning were 40 % of PostgreSQL's CPU a verdict). Touched only by the
     /// borrower, one statement at a time. At most `preparedLimit`; later ones run unnamed.
     private var prepared: [String: String] = [:]
-    private var preparedNames = 0
     static let preparedLimit = 64
     /// Whether to prepare at all (`database_prepare`), and the names' prefix: random for each
     /// connection, so that a statement never runs under a name another connection gave a
@@ -341,13 +340,7 @@ public final class PGConnection: @unchecked Sendable {
     /// flight is aborted and the connection is done for: nothing else is sent on it.
     @discardableResult
     public func query(_ query: PGQuery) async throws -> PGRows {
-        try Task.checkCancellation()
-        guard !state.withLock({ $0.aborted }) else { throw PGError(code: "", message: "the connection was aborted") }
-        return try await withTaskCancellationHandler {
-            try await threads.runIfActive { [self] () throws(PGError) -> PGRows in try execute(query) }
-        } onCancel: {
-            abort()
-        }
+        try await run { try $0.execute(query) }
     }
 
     /// Ends whatever the connection is doing, at once: the socket is shut down under libpq
@@ -423,8 +416,7 @@ public final class PGConnection: @unchecked Sendable {
     private func statement(_ query: PGQuery) throws(PGError) -> String? {
         if let name = prepared[query.sql] { return name }
         guard prepared.count < Self.preparedLimit else { return nil }
-        preparedNames += 1
-        let name = prefix + String(preparedNames)
+        let name = prefix + String(prepared.count + 1)
         let result = query.types.withUnsafeBufferPointer { types in
             PQprepare(raw, name, query.sql, Int32(types.count), types.baseAddress)
         }

@@ -101,9 +101,8 @@ public final class Checkpoints: Sendable {
 /// Bounded: two generations of at most `generation` rows each (in each of its shards, a
 /// share of it); when the newer is full it becomes the older and the older is forgotten.
 /// A row a replica has not served in the last `generation` to 2×`generation` rows it
-/// served is checked by `audit-verify` alone
-/// (its chain's head against the audit rows), not here; memory stays flat however many
-/// users the fleet holds (fleet-bench: 1,000,000).
+/// served is checked by `audit-verify` alone (its chain's head against the audit rows),
+/// not here; memory stays flat however many users the fleet holds (fleet-bench: 1,000,000).
 final class SeenVersions: Sendable {
     struct Key: Hashable {
         let user: String
@@ -156,12 +155,11 @@ final class SeenVersions: Sendable {
     }
 
     private func remember(_ seen: inout Generations, _ key: Key, _ version: Int64) {
-        let value = version
         if seen.newer[key] == nil && seen.newer.count >= generation {
             seen.older = seen.newer
             seen.newer = [:]
         }
-        seen.newer[key] = value
+        seen.newer[key] = version
         seen.older[key] = nil
     }
 
