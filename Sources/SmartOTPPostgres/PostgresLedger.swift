@@ -405,8 +405,7 @@ public struct PostgresLedger: Ledger, BudgetStore {
                 let (head, now) = try await conn.run { try chainZero($0, lock: true) }
                 let stored = try await storedRevocations(conn)
                 let before = try await fleetState(conn, nowMicros: now)
-                var after = before
-                let value = try body(&after)
+                let (value, after) = try await decided(conn, before, body)
                 let diff = try codec.diff(before: before, after: after, row: nil)
                 for r in codec.revocationRows(diff, stored: stored, now: now / 1_000_000) {
                     try await conn.query("""
@@ -421,8 +420,7 @@ public struct PostgresLedger: Ledger, BudgetStore {
             case .user(let user):
                 let loaded = try await conn.run { try load($0, user, lock: true) }
                 let before = try codec.state(subject, row: loaded.row, nowMicros: loaded.nowMicros)
-                var after = before
-                let value = try body(&after)
+                let (value, after) = try await decided(conn, before, body)
                 let diff = try codec.diff(before: before, after: after, row: loaded.row)
                 if diff.isEmpty { return (value, nil, []) }
                 let rows = try await write(conn, user, diff, row: loaded.row, nowMicros: loaded.nowMicros)
@@ -434,6 +432,17 @@ public struct PostgresLedger: Ledger, BudgetStore {
         noteHeads(written)
         if let closed, case .user(let user) = subject { codec.removed(user, chain: closed) }
         return value
+    }
+
+    /// `body` decided on `before`, on the connection's thread: a decision may hash (yescrypt,
+    /// tens of milliseconds) and must never block an event loop, where the request's task
+    /// runs (Entry.main).
+    func decided<T: Sendable>(_ conn: PGConnection, _ before: LedgerState, _ body: @escaping @Sendable (inout LedgerState) throws -> T) async throws -> (T, LedgerState) {
+        try await conn.run { _ in
+            var after = before
+            let value = try body(&after)
+            return (value, after)
+        }
     }
 
     /// Everything a user's commit changed, in its transaction.

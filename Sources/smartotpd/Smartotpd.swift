@@ -86,8 +86,9 @@ func makeLogger() -> Logger {
 
 /// Swift concurrency's jobs run on NIO's event loops (the singleton group the server
 /// listens on): a request's task no longer hops from the event loop to the cooperative
-/// pool and back. Nothing a task does blocks (the database waits on the pool's own threads,
-/// a verdict's hashing with it).
+/// pool and back. Nothing a task does may block: the database waits on the pool's own
+/// threads, and every verdict's decision (its hashing) runs there too (PostgresLedger's
+/// `optimistic` and `decided`).
 @main
 enum Entry {
     static func main() {
