@@ -296,8 +296,11 @@ public final class PGConnection: @unchecked Sendable {
     private init(_ raw: OpaquePointer, threads: NIOThreadPool, prepare: Bool) {
         self.raw = raw
         self.threads = threads
-        preparing = prepare
-        prefix = "smartotp_" + Hex.encode(SecureRandom.bytes(8) ?? []) + "_"
+        // No randomness, no preparing: a prefix two connections could share would let one
+        // run the other's statement behind a pooler.
+        let random = SecureRandom.bytes(8)
+        preparing = prepare && random != nil
+        prefix = "smartotp_" + Hex.encode(random ?? []) + "_"
         socket = dup(PQsocket(raw))
         let host = PQhost(raw).map { String(cString: $0) } ?? "?"
         let port = PQport(raw).map { String(cString: $0) } ?? "?"
