@@ -169,6 +169,8 @@ install_files() {
         # The host's certificate renewal (smartotp join, then systemctl enable --now smartotp-renew.timer).
         put dist/smartotp-renew.service /etc/systemd/system/smartotp-renew.service 0644
         put dist/smartotp-renew.timer /etc/systemd/system/smartotp-renew.timer 0644
+        # Root's fleet agent (systemctl enable --now smartotp-fleet-agent): logins start no client.
+        put dist/smartotp-fleet-agent.service /etc/systemd/system/smartotp-fleet-agent.service 0644
         put dist/grafana-smartotpd.json "$PREFIX/share/doc/smartotp/grafana-smartotpd.json" 0644
         [ -d /run/systemd/system ] && systemctl daemon-reload 2>/dev/null || true
     fi
@@ -344,10 +346,12 @@ uninstall() {
     if [ -n "$users" ]; then
         die "pam_smartotp is still used by: $(echo $users) — remove it from there first (pam_smartotp.so or @include smartotp-auth lines); nothing else was removed"
     fi
-    # 4. The verifier service, if an admin started it from our unit.
-    if [ -d /run/systemd/system ] && [ -e /etc/systemd/system/smartotpd.service ]; then
-        systemctl disable --now smartotpd.service 2>/dev/null || true
-    fi
+    # 4. The verifier service and the fleet agent, if an admin started them from our units.
+    for unit in smartotpd.service smartotp-fleet-agent.service; do
+        if [ -d /run/systemd/system ] && [ -e "/etc/systemd/system/$unit" ]; then
+            systemctl disable --now "$unit" 2>/dev/null || true
+        fi
+    done
     # 5. The files. A conffile the admin changed stays.
     if [ -f "$MANIFEST" ]; then
         while read -r f; do

@@ -35,7 +35,7 @@ source "$ROOT/Tests/Integration/lib/fleet.sh"
 NS="sotpbench$$"   # the black-holed login's network namespace
 cleanup() {
     fleet_stop; ip netns del "$NS" 2>/dev/null || true
-    rm -rf "$FLEET" /etc/pam.d/smartotp-fleet-bench-local /etc/pam.d/smartotp-fleet-bench-fleet /etc/pam.d/smartotp-fleet-bench-blackholed
+    rm -rf "$FLEET" /etc/pam.d/smartotp-fleet-bench-local /etc/pam.d/smartotp-fleet-bench-fleet /etc/pam.d/smartotp-fleet-bench-blackholed /etc/pam.d/smartotp-fleet-bench-agent
 }
 trap cleanup EXIT
 
@@ -275,7 +275,13 @@ printf "$rec" >"$FLEET/daemon.record"; chmod 600 "$FLEET/daemon.record"
 psql_ -c "DELETE FROM smartotp_records WHERE username = 'daemon'"
 users daemon 1 0 $B32 totp
 echo "auth required $SO store=$FLEET/store methods=code" >/etc/pam.d/smartotp-fleet-bench-local
-echo "auth required $SO methods=code server=$URL tls_dir=$HOST client=$BIN/smartotp-fleet" >/etc/pam.d/smartotp-fleet-bench-fleet
+# Through the fleet: the client started for the login (agent=off), then root's agent
+# (smartotp-fleet --agent), which keeps its connection from one login to the next.
+echo "auth required $SO methods=code server=$URL tls_dir=$HOST client=$BIN/smartotp-fleet agent=off" >/etc/pam.d/smartotp-fleet-bench-fleet
+echo "auth required $SO methods=code server=$URL tls_dir=$HOST client=$BIN/smartotp-fleet agent=$FLEET/agent.sock" >/etc/pam.d/smartotp-fleet-bench-agent
+"$BIN/smartotp-fleet" --agent --socket "$FLEET/agent.sock" 2>>"$FLEET/agent.log" &
+FLEET_PIDS+=($!)
+for i in $(seq 1 50); do [ -S "$FLEET/agent.sock" ] && break; sleep 0.1; done
 echo "cp -p $FLEET/daemon.record $FLEET/store/users/daemon" >"$FLEET/reset-local.sh"
 # The fleet's copy is written again (an edited row would be refused: its mac), at a version
 # above any a replica has seen.
@@ -283,13 +289,18 @@ cat >"$FLEET/reset-fleet.sh" <<SH
 runuser -u postgres -- $PGBIN/psql -h $FLEET/pg -p $PGPORT -U smartotpd -d smartotp -qc "DELETE FROM smartotp_records WHERE username = 'daemon'"
 bash $FLEET/users.sh daemon 1 0 $B32 totp \$(date +%s%N) >/dev/null
 SH
-for kind in local fleet; do
+cp "$FLEET/reset-fleet.sh" "$FLEET/reset-agent.sh"
+for kind in local fleet agent; do
     sh "$FLEET/reset-$kind.sh"
     oathtool --totp -b $B32 | pamtester "smartotp-fleet-bench-$kind" daemon authenticate >/dev/null 2>&1 || {
         echo "fleet-bench: a $kind login failed:"; sh "$FLEET/reset-$kind.sh"; oathtool --totp -b $B32 | pamtester -v "smartotp-fleet-bench-$kind" daemon authenticate; exit 1; }
     hyperfine -N --runs 30 --warmup 3 --prepare "sh $FLEET/reset-$kind.sh" --export-json "$FLEET/h.$kind.json" \
         "sh -c 'oathtool --totp -b $B32 | pamtester smartotp-fleet-bench-$kind daemon authenticate'" >/dev/null 2>&1
 done
+# HOLD=FILE: the fleet stays up (its settings printed) until FILE is removed, for probing by hand.
+[ -z "${HOLD:-}" ] || { printf 'URL=%s HOST=%s FLEET=%s BIN=%s\n' "$URL" "$HOST" "$FLEET" "$BIN"; while [ -e "$HOLD" ]; do sleep 1; done; }
+[ -z "${TRACE:-}" ] || { sh "$FLEET/reset-fleet.sh"; oathtool --totp -b $B32 >"$FLEET/code"
+    strace -f -ttt -o "$TRACE" pamtester smartotp-fleet-bench-fleet daemon authenticate <"$FLEET/code" >/dev/null 2>&1; }
 # The same fleet login with the first verifier black-holed: in a network namespace of the
 # bench's own, the first server is an address behind a link whose other end is down (nothing
 # answers, not even a refusal) and
@@ -300,19 +311,21 @@ fleet_config s2 "127.0.0.1:$((PORT + 1))" "postgres://smartotpd@/smartotp?host=$
 cp "$FLEET/pki/s1.pem" "$FLEET/pki/s2.pem"; cp "$FLEET/pki/s1.key" "$FLEET/pki/s2.key"
 fleet_server_start s2 "$NS"
 for i in $(seq 1 100); do ip netns exec "$NS" curl -sf --cacert "$HOST/ca.pem" --cert "$HOST/cert.pem" --key "$HOST/key.pem" "https://127.0.0.1:$((PORT + 1))/v1/health" >/dev/null 2>&1 && break; sleep 0.1; done
-echo "auth required $SO methods=code server=https://10.9.0.2:$PORT,https://127.0.0.1:$((PORT + 1)) tls_dir=$HOST client=$BIN/smartotp-fleet" >/etc/pam.d/smartotp-fleet-bench-blackholed
+echo "auth required $SO methods=code server=https://10.9.0.2:$PORT,https://127.0.0.1:$((PORT + 1)) tls_dir=$HOST client=$BIN/smartotp-fleet agent=off" >/etc/pam.d/smartotp-fleet-bench-blackholed
 cp "$FLEET/reset-fleet.sh" "$FLEET/reset-blackholed.sh"
 sh "$FLEET/reset-fleet.sh"
 oathtool --totp -b $B32 | ip netns exec "$NS" pamtester smartotp-fleet-bench-blackholed daemon authenticate >/dev/null 2>&1 || {
     echo "fleet-bench: a login with the first server black-holed failed"; tail -3 "$FLEET/s2.log"; exit 1; }
 hyperfine -N --runs 10 --warmup 1 --prepare "sh $FLEET/reset-blackholed.sh" --export-json "$FLEET/h.blackholed.json" \
     "ip netns exec $NS sh -c 'oathtool --totp -b $B32 | pamtester smartotp-fleet-bench-blackholed daemon authenticate'" >/dev/null 2>&1
-rm -f /etc/pam.d/smartotp-fleet-bench-blackholed
-python3 - "$FLEET/h.local.json" "$FLEET/h.fleet.json" "$FLEET/h.blackholed.json" <<'PY'
+rm -f /etc/pam.d/smartotp-fleet-bench-blackholed /etc/pam.d/smartotp-fleet-bench-agent
+python3 - "$FLEET/h.local.json" "$FLEET/h.fleet.json" "$FLEET/h.blackholed.json" "$FLEET/h.agent.json" <<'PY'
 import json, sys
-l, f, b = (json.load(open(p))["results"][0] for p in sys.argv[1:4])
+l, f, b, a = (json.load(open(p))["results"][0] for p in sys.argv[1:5])
 print("Login wall time (pamtester, hyperfine 30 runs): local store %.1f ms, fleet %.1f ms (median %.1f / %.1f): the fleet adds %.1f ms"
       % (l["mean"] * 1000, f["mean"] * 1000, l["median"] * 1000, f["median"] * 1000, (f["mean"] - l["mean"]) * 1000))
+print("  through root's agent (smartotp-fleet --agent): %.1f ms (median %.1f): the fleet adds %.1f ms"
+      % (a["mean"] * 1000, a["median"] * 1000, (a["mean"] - l["mean"]) * 1000))
 print("  the first verifier black-holed (10 runs): %.1f ms (median %.1f): %.2f s more than the fleet login (the connect deadline is 1 s)"
       % (b["mean"] * 1000, b["median"] * 1000, b["mean"] - f["mean"]))
 PY

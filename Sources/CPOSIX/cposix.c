@@ -2,6 +2,7 @@
 #include "cposix.h"
 #include <dlfcn.h>
 #include <pthread.h>
+#include <sys/un.h>
 
 // What only a login through the setuid helper or the fleet client needs (starting a
 // program, talking to it over a socket pair, waiting for it, its SIGCHLD), what only an
@@ -15,6 +16,9 @@ static struct {
     int (*actions_destroy)(posix_spawn_file_actions_t *);
     int (*actions_adddup2)(posix_spawn_file_actions_t *, int, int);
     int (*socketpair)(int, int, int, int [2]);
+    int (*socket)(int, int, int);
+    int (*connect)(int, const struct sockaddr *, socklen_t);
+    int (*getsockopt)(int, int, int, void *, socklen_t *);
     ssize_t (*send)(int, const void *, size_t, int);
     pid_t (*waitpid)(pid_t, int *, int);
     int (*sigaction)(int, const struct sigaction *, struct sigaction *);
@@ -35,6 +39,9 @@ static void load_libc(void)
     *(void **)&libc_on_use.actions_destroy = dlsym(RTLD_DEFAULT, "posix_spawn_file_actions_destroy");
     *(void **)&libc_on_use.actions_adddup2 = dlsym(RTLD_DEFAULT, "posix_spawn_file_actions_adddup2");
     *(void **)&libc_on_use.socketpair = dlsym(RTLD_DEFAULT, "socketpair");
+    *(void **)&libc_on_use.socket = dlsym(RTLD_DEFAULT, "socket");
+    *(void **)&libc_on_use.connect = dlsym(RTLD_DEFAULT, "connect");
+    *(void **)&libc_on_use.getsockopt = dlsym(RTLD_DEFAULT, "getsockopt");
     *(void **)&libc_on_use.send = dlsym(RTLD_DEFAULT, "send");
     *(void **)&libc_on_use.waitpid = dlsym(RTLD_DEFAULT, "waitpid");
     *(void **)&libc_on_use.sigaction = dlsym(RTLD_DEFAULT, "sigaction");
@@ -143,6 +150,36 @@ int cposix_socketpair(int domain, int type, int protocol, int pair[2])
 {
     if (!LIBC(socketpair)) { errno = ENOSYS; return -1; }
     return libc_on_use.socketpair(domain, type, protocol, pair);
+}
+
+int cposix_connect_root_socket(const char *path)
+{
+    struct sockaddr_un address;
+    size_t length = strlen(path);
+    if (length >= sizeof address.sun_path) { errno = ENAMETOOLONG; return -1; }
+    if (!LIBC(socket) || !libc_on_use.connect || !libc_on_use.getsockopt) { errno = ENOSYS; return -1; }
+    memset(&address, 0, sizeof address);
+    address.sun_family = AF_UNIX;
+    memcpy(address.sun_path, path, length);
+    int fd = libc_on_use.socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    // The peer's credentials as they were when it listened: only root's agent is spoken to,
+    // whoever could have made a socket at that path.
+    struct ucred peer;
+    socklen_t size = sizeof peer;
+    if (libc_on_use.connect(fd, (const struct sockaddr *)&address, sizeof address) != 0
+        || libc_on_use.getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &size) != 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    if (size != sizeof peer || peer.uid != 0) {
+        close(fd);
+        errno = EPERM;
+        return -1;
+    }
+    return fd;
 }
 
 ssize_t cposix_send(int fd, const void *bytes, size_t count, int flags)

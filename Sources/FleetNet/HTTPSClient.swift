@@ -499,6 +499,20 @@ public final class FleetServers {
         identity = trustOnly ? try TLSIdentity(trusting: tlsDirectory) : try TLSIdentity(directory: tlsDirectory)
     }
 
+    /// Whether a kept connection can serve the next session (the fleet agent's): one the
+    /// server has closed, or sent anything unasked, is let go (a fresh one resumes the TLS
+    /// session). One to a server that vanished without a word still looks open; asking it
+    /// costs a request its deadline, as it would within a session.
+    public func keepable() -> Bool {
+        guard let open = connection else { return false }
+        var p = pollfd(fd: open.fd, events: Int16(POLLIN), revents: 0)
+        if poll(&p, 1, 0) != 0 || !open.pending.isEmpty {
+            connection = nil
+            return false
+        }
+        return true
+    }
+
     public func send(_ method: HTTPMethod, _ path: String, headers: [(String, String)] = [], body: [UInt8] = [],
                      timeout: Duration) throws -> FleetResponse {
         let deadline = FleetDeadline.now() + timeout

@@ -133,8 +133,27 @@ public final class Session {
         fd = pair.ours
     }
 
+    /// A session with a program already running as root and listening at `socket` (the
+    /// fleet agent), instead of one started for it: `hello` out, then exactly `welcome` back.
+    /// Nil when there is none there, it is not root's, or it does not welcome this session
+    /// (busy, or the settings it was sent are not ones it can serve): the caller starts
+    /// the program itself, as it would have without one.
+    public init?(agent socket: String, hello: [UInt8], welcome: [UInt8]) {
+        path = socket
+        let fd = socket.withCString { cposix_connect_root_socket($0) }
+        guard fd >= 0 else { return nil }
+        self.fd = fd
+        guard sendAll(fd, hello), (try? receive(welcome.count)) == welcome else {
+            _ = close(fd)
+            self.fd = -1
+            return nil
+        }
+    }
+
     deinit {
         _ = close(fd)
+        // Nothing to reap when the session was an agent's.
+        guard pid != 0 else { return }
         // The program sees end-of-file and exits; reap it (SIGCHLD at its default meanwhile,
         // so that a host that reaps children itself does not take the status first).
         var previous = sigaction()

@@ -48,6 +48,10 @@ public struct ModuleConfig: Sendable, Equatable {
     /// `client=`: the program that asks the verifiers (a process of its own: no TLS in
     /// sshd or sudo); nil for the installed smartotp-fleet.
     public var client: String?
+    /// `agent=`: the socket of root's fleet agent (`smartotp-fleet --agent`), which keeps a
+    /// connection to the verifiers from one login to the next; nil (`agent=off`): always
+    /// start the client. Where no agent listens, the client is started as without one.
+    public var agent: String? = "/run/smartotp/fleet.sock"
     /// Seconds to get a verdict from the verifiers, all of them together.
     public var serverTimeout = 10
     /// `offline=tap`: after each accepted tap the fleet client keeps the stock of pairs the
@@ -143,6 +147,10 @@ public struct ModuleConfig: Sendable, Equatable {
         // the program that asks the verifiers (default: smartotp-fleet where it was installed)
         Option(name: "client", takesValue: true) { c, v throws(ConfigError) in
             c.client = try v.absolutePath()
+        },
+        // with server=: root's fleet agent to ask first, or off (default /run/smartotp/fleet.sock; none listening: the client is started)
+        Option(name: "agent", takesValue: true) { c, v throws(ConfigError) in
+            c.agent = v.text.equals("off") ? nil : try v.absolutePath()
         },
         // with server=: tap lets a tap log in while no verifier answers, against a pair kept after the last online tap (default no)
         Option(name: "offline", takesValue: true) { c, v throws(ConfigError) in

@@ -13,14 +13,23 @@ import Verifier
 ///
 /// The client gets the module's own settings (its arguments, over smartotp.conf, which it
 /// reads itself), and PAM's service and remote host for the fleet's audit trail.
+///
+/// Where root runs the fleet agent (`smartotp-fleet --agent`, `agent=`), the session is the
+/// agent's instead: no process started and its TLS connection kept from an earlier login.
+/// The agent gets the same arguments, in the first frame, and welcomes the session before
+/// any request goes; without its welcome (none there, busy, settings it cannot serve), the
+/// client is started as before, so an agent can only make a login faster.
 public final class SessionRecords: HelperSpeaking {
     public let path: String
     public let arguments: [String]
+    /// The agent's socket (nil: always start the client).
+    public let agent: String?
     private var session: Session?
 
     /// `settings`: the module's arguments, as PAM gave them.
-    public init(client: String, service: String = "", remoteHost: String = "", settings: [Setting] = []) {
+    public init(client: String, agent: String? = nil, service: String = "", remoteHost: String = "", settings: [Setting] = []) {
         path = client
+        self.agent = agent
         var arguments = ["--session"]
         if !service.isEmpty { arguments += ["--service", service] }
         if !remoteHost.isEmpty { arguments += ["--rhost", remoteHost] }
@@ -33,6 +42,13 @@ public final class SessionRecords: HelperSpeaking {
     public func answer(_ request: HelperProtocol.Request, for user: UserName) throws(RecordError) -> String {
         let text: String
         do throws(SystemCallError) {
+            if session == nil, let agent {
+                // The arguments NUL-separated: none can hold a NUL, so no value (PAM's remote
+                // host is the client's to choose) can become a setting of its own.
+                var hello: [UInt8] = []
+                for word in arguments { hello += word.utf8; hello.append(0) }
+                session = Session(agent: agent, hello: Frame.encode(hello), welcome: Frame.encode(Array(FleetAgent.welcome.utf8)))
+            }
             if session == nil { session = try Session(path, arguments) }
             guard let session else { throw SystemCallError("posix_spawn", path, errno: 0) }
             var payload = Frame.requestPayload(request, for: user)

@@ -165,6 +165,14 @@ public protocol RecordService {
     func perform(_ operation: RecordOperation, for user: UserName, now: Int64) throws(RecordError) -> Attempt
 }
 
+/// The fleet agent's word: `smartotp-fleet --agent` answers a session's first frame (the
+/// client's arguments, NUL-separated) with this frame when it will serve the session.
+public enum FleetAgent {
+    public static let welcome = "smartotp-fleet agent 1\n"
+    /// The longest first frame: the arguments a module can give.
+    public static let helloLimit = 65_536
+}
+
 /// The last frame of a fleet client session that ends without a verdict: `smartotp-fleet
 /// no-verdict` and why, on a second line. The module fails closed on it.
 public enum FleetNotice {

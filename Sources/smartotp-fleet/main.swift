@@ -42,9 +42,14 @@ func put(_ fd: Int32, _ bytes: [UInt8]) {
 /// administrator running it by hand), then exits.
 func fail(_ text: String, _ code: Int32 = 1) -> Never {
     openlog("smartotp-fleet", LOG_PID, LOG_AUTHPRIV)
-    text.withCString { message in withVaList([message]) { vsyslog(LOG_AUTHPRIV | (code == 2 ? LOG_NOTICE : LOG_ERR), "%s", $0) } }
-    put(2, Array("smartotp-fleet: \(text)\n".utf8))
+    note(code == 2 ? LOG_NOTICE : LOG_ERR, text)
     exit(code)
+}
+
+/// Says `text` to syslog and to standard error (the agent's journal).
+func note(_ level: Int32, _ text: String) {
+    text.withCString { message in withVaList([message]) { vsyslog(LOG_AUTHPRIV | level, "%s", $0) } }
+    put(2, Array("smartotp-fleet: \(text)\n".utf8))
 }
 
 /// A header value from PAM's items: printable ASCII only (no line breaks), at most 255.
@@ -52,12 +57,13 @@ func printable(_ s: String) -> String {
     String(String.UnicodeScalarView(s.unicodeScalars.prefix(255).map { $0.value >= 0x20 && $0.value < 0x7F ? $0 : "?" }))
 }
 
-/// Reads exactly `count` bytes of standard input; nil at end-of-file.
-func readExactly(_ count: Int) -> [UInt8]? {
+/// Reads exactly `count` bytes of `fd` (standard input, or an agent's session); nil at
+/// end-of-file or an error.
+func readExactly(_ count: Int, from fd: Int32 = 0) -> [UInt8]? {
     var out = [UInt8](repeating: 0, count: count)
     var filled = 0
     while filled < count {
-        let n = out.withUnsafeMutableBytes { b in read(0, b.baseAddress.map { $0 + filled }, count - filled) }
+        let n = out.withUnsafeMutableBytes { b in read(fd, b.baseAddress.map { $0 + filled }, count - filled) }
         if n < 0 && errno == EINTR { continue }
         if n <= 0 { ConstantTime.wipe(&out); return nil }
         filled += n
@@ -207,33 +213,18 @@ struct Command {
         // A server that resets the connection mid-request is a failed request (EPIPE: the
         // next server is asked), not the end of the process.
         _ = signal(SIGPIPE, SIG_IGN)
-        var context: [(String, String)] = []
-        if let service { context.append(("X-SmartOTP-Service", printable(service))) }
-        if let rhost { context.append(("X-SmartOTP-RHost", printable(rhost))) }
-        // Where the verifiers are and how to ask them: the module's settings, or the flags.
-        var settings = ClientSettings(timeout: timeout ?? 10)
-        var servers: [ServerURL]
-        var identity = tlsDir ?? "/etc/smartotp/tls"
-        if let words = moduleSettings {
-            let config: ModuleConfig
-            do { config = try ModuleConfig.load(arguments: words.map(Setting.init)).config } catch { fail("\(error)", 2) }
-            guard let list = ServerURL.list(config.servers.joined(separator: ",")) else { fail("the module's settings name no server (server=)", 2) }
-            servers = list
-            identity = config.tlsDir
-            settings = ClientSettings(timeout: config.serverTimeout, offlineStore: config.offlineTap ? config.store : nil,
-                                      offlineMaxAge: config.offlineMaxAge, policy: config.policy.lock)
-        } else {
-            guard let list = ServerURL.list(server ?? "") else { fail("--server needs https://HOST[:PORT][,…]", 2) }
-            servers = list
-        }
+        let setup: Setup
+        do { setup = try self.setup() } catch { fail(error.description, 2) }
         let https: FleetServers
         // A host that joins has only the fleet's CA, no certificate yet.
-        do { https = try FleetServers(servers, tlsDirectory: identity, trustOnly: admin.last == FleetAPI.joinPath) } catch { fail("\(error)") }
+        do { https = try FleetServers(setup.servers, tlsDirectory: setup.identity, trustOnly: admin.last == FleetAPI.joinPath) } catch { fail("\(error)") }
 
         if !admin.isEmpty { return administer(https) }
-        let client = FleetClient(verifiers: HTTPSVerifiers(https, context: context), settings: settings,
-                                 service: service ?? "", remoteHost: rhost ?? "")
-        if session { serve(client) }
+        let client = setup.client(https)
+        if session {
+            if let why = serve(client, on: 0, answering: 1) { fail(why, 2) }
+            Glibc.exit(0)
+        }
         let user: UserName
         do { user = try UserName(request[0]) } catch { fail("\(error)", 2) }
         guard let operation = HelperProtocol.Operation.named(request[1]) else { fail("unknown operation", 2) }
@@ -247,18 +238,39 @@ struct Command {
         put(1, Array(answer.utf8))
     }
 
-    /// Frames until end-of-file.
-    func serve(_ client: FleetClient) -> Never {
+    /// Where the verifiers are and how to ask them: the module's settings (read as the
+    /// module reads them), or the flags. Throws what is wrong with them.
+    func setup() throws(Failure) -> Setup {
+        var context: [(String, String)] = []
+        if let service { context.append(("X-SmartOTP-Service", printable(service))) }
+        if let rhost { context.append(("X-SmartOTP-RHost", printable(rhost))) }
+        guard let words = moduleSettings else {
+            guard let list = ServerURL.list(server ?? "") else { throw Failure("--server needs https://HOST[:PORT][,…]") }
+            return Setup(servers: list, identity: tlsDir ?? "/etc/smartotp/tls", settings: ClientSettings(timeout: timeout ?? 10),
+                         context: context, service: service ?? "", rhost: rhost ?? "")
+        }
+        let config: ModuleConfig
+        do { config = try ModuleConfig.load(arguments: words.map(Setting.init)).config } catch { throw Failure("\(error)") }
+        guard let list = ServerURL.list(config.servers.joined(separator: ",")) else { throw Failure("the module's settings name no server (server=)") }
+        return Setup(servers: list, identity: config.tlsDir,
+                     settings: ClientSettings(timeout: config.serverTimeout, offlineStore: config.offlineTap ? config.store : nil,
+                                              offlineMaxAge: config.offlineMaxAge, policy: config.policy.lock),
+                     context: context, service: service ?? "", rhost: rhost ?? "")
+    }
+
+    /// Frames from `input`, each answered on `output`, until end-of-file (nil) or a frame
+    /// that is not a request (why).
+    func serve(_ client: FleetClient, on input: Int32, answering output: Int32) -> String? {
         while true {
             var header = Frame.Header(limit: WireLimits.requestFrame)
             var length: Int?
             do {
                 while length == nil {
-                    guard let b = readExactly(1) else { Glibc.exit(header.isEmpty ? 0 : 2) }
+                    guard let b = readExactly(1, from: input) else { return header.isEmpty ? nil : "a frame cut short" }
                     length = try header.feed(b[0])
                 }
-            } catch { fail("\(error)", 2) }
-            guard var frame = readExactly(length ?? 0) else { fail("a frame cut short", 2) }
+            } catch { return "\(error)" }
+            guard var frame = readExactly(length ?? 0, from: input) else { return "a frame cut short" }
             let request: HelperProtocol.Request
             let user: UserName
             do {
@@ -267,10 +279,10 @@ struct Command {
                 request = try HelperProtocol.request(parsed.operation, lines: HelperProtocol.lines(parsed.arguments))
             } catch {
                 ConstantTime.wipe(&frame)
-                fail("\(error)", 2)
+                return "\(error)"
             }
             ConstantTime.wipe(&frame)
-            put(1, Frame.encode(Array(client.answer(request, for: user).utf8)))
+            put(output, Frame.encode(Array(client.answer(request, for: user).utf8)))
         }
     }
 
@@ -294,8 +306,23 @@ struct Command {
     }
 }
 
+/// A session's verifiers, identity and settings, from the module's settings or the flags.
+struct Setup {
+    let servers: [ServerURL]
+    let identity: String
+    let settings: ClientSettings
+    let context: [(String, String)]
+    let service: String
+    let rhost: String
+
+    func client(_ https: FleetServers) -> FleetClient {
+        FleetClient(verifiers: HTTPSVerifiers(https, context: context), settings: settings, service: service, remoteHost: rhost)
+    }
+}
+
 // None of what sshd or sudo left open stays in a process that holds the host's TLS key.
 SetuidProcess.closeInheritedDescriptors()
+if CommandLine.arguments.dropFirst().first == "--agent" { FleetAgentServer.run(Array(CommandLine.arguments.dropFirst(2))) }
 let command: Command
 do { command = try Command.parse(Array(CommandLine.arguments.dropFirst())) } catch { fail("\(error)\n\(Command.usage)", 2) }
 try command.run()

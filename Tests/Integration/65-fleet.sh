@@ -17,7 +17,8 @@ teardown() {
     fleet_stop
     local n
     for n in "${NODES[@]}"; do ip netns del "$P$n" 2>/dev/null; done
-    rm -f /etc/pam.d/"$P"-h1 /etc/pam.d/"$P"-h2 /etc/pam.d/"$P"-h3 /etc/pam.d/"$P"-rogue /etc/pam.d/"$P"-card /etc/pam.d/"$P"-off-*
+    [ -n "${FAKE_DIR:-}" ] && rm -rf "$FAKE_DIR"
+    rm -f /etc/pam.d/"$P"-h1 /etc/pam.d/"$P"-h2 /etc/pam.d/"$P"-h3 /etc/pam.d/"$P"-rogue /etc/pam.d/"$P"-card /etc/pam.d/"$P"-off-* /etc/pam.d/"$P"-agent*
 }
 at_exit teardown
 
@@ -88,7 +89,7 @@ ready "${ADDR[s1]}" && ready "${ADDR[s2]}" && ok "two replicas answer, each in i
 
 # The hosts' PAM services: the module asks the verifiers through the client.
 for h in h1 h2 h3 rogue; do
-    echo "auth required $SO methods=code server=$SERVERS tls_dir=$FLEET/tls/$h client=$CLIENT server_timeout=5" >/etc/pam.d/"$P-$h"
+    echo "auth required $SO methods=code server=$SERVERS tls_dir=$FLEET/tls/$h client=$CLIENT server_timeout=5 agent=off" >/etc/pam.d/"$P-$h"
 done
 admin() { in_ns h1 "$CLI" "$@" --server "$SERVERS" --tls-dir "$ADMIN"; }
 HOTP_B32=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ
@@ -228,6 +229,72 @@ check "a revocation list that cannot be read refuses every host" "$UNAVAIL" "$(l
 grep -q "revocation list .* cannot be read" "$FLEET"/s1.log "$FLEET"/s2.log && ok "… and says why in the log" || not_ok "unreadable revocation list logged"
 mv "$FLEET/revoked.away" "$FLEET/revoked"
 check "… and lets them in again once it can be read" "pamtester: successfully authenticated" "$(login h1 revtest "$(next revtest)")"
+
+# Root's fleet agent (smartotp-fleet --agent) on h1: the module asks it first, and a login
+# then starts no client. client= names no program here, so only the agent can answer.
+AGENT_SOCK="$FLEET/agent/fleet.sock"
+ip netns exec "${P}h1" "$CLIENT" --agent --socket "$AGENT_SOCK" 2>>"$FLEET/agent.log" &  # exec'd: $! is the agent
+AGENT_PID=$!; FLEET_PIDS+=($AGENT_PID)
+for i in $(seq 1 50); do [ -S "$AGENT_SOCK" ] && break; sleep 0.1; done
+check "the agent's socket is root's 0600 in a folder of root's 0700" "600 root 700 root" \
+    "$(stat -c '%a %U' "$AGENT_SOCK" 2>/dev/null) $(stat -c '%a %U' "$FLEET/agent" 2>/dev/null)"
+agent_pam() { echo "auth required $SO methods=code server=$SERVERS tls_dir=$FLEET/tls/h1 server_timeout=5 $*" >/etc/pam.d/"$P-agent"; }
+agent_login() { nss_user "$1"; echo "$2" | in_ns h1 "${NSS_ENV[@]}" pamtester "$P-agent" "$1" authenticate 2>&1 | grep -o 'pamtester: .*' | tail -1; }
+agent_pam agent="$AGENT_SOCK" client=/nonexistent/smartotp-fleet
+check "a login through root's agent logs in (no client started: client= names none)" "pamtester: successfully authenticated" \
+    "$(agent_login revtest "$(next revtest)")"
+kept() { in_ns h1 ss -Htnp state established "( dport = :8443 )" 2>/dev/null | grep "pid=$AGENT_PID," | awk '{print $3}' | sort | tr '\n' ' '; }
+first=$(kept)
+check "… and the agent keeps its connection to the verifier" 1 "$(wc -w <<<"$first")"
+check "the next login through the agent logs in" "pamtester: successfully authenticated" "$(agent_login revtest "$(next revtest)")"
+check "… on the same connection (no new handshake)" "$first" "$(kept)"
+check "a wrong code through the agent is refused" "pamtester: Authentication failure" "$(agent_login revtest 000000)"
+# What reaches the socket that is not a module's session: the agent closes it and goes on.
+# garbage PAYLOAD FRAMED: PAYLOAD a Python bytes literal, sent as a frame (LENGTH\n) when
+# FRAMED is 1; prints what the agent did.
+garbage() { in_ns h1 python3 - "$AGENT_SOCK" "$1" "$2" <<'PY'
+import ast, socket, sys
+p = ast.literal_eval(sys.argv[2])
+if sys.argv[3] == "1": p = b"%d\n" % len(p) + p
+s = socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(sys.argv[1]); s.sendall(p)
+try: print("answered" if s.recv(100) else "closed")
+except ConnectionResetError: print("closed")  # closed with the frame unread
+except Exception as e: print("error", e)
+PY
+}
+check "a first frame that is not one: closed unwelcomed" closed "$(garbage 'b"zz\n"' 0)"
+check "a first frame beyond its limit: closed unwelcomed" closed "$(garbage 'b"99999999\n"' 0)"
+check "arguments that are not a session's: closed unwelcomed" closed "$(garbage 'b"--admin\0GET\0/v1/admin/users\0"' 1)"
+check "settings it cannot serve (no server=): closed unwelcomed" closed "$(garbage 'b"--session\0--\0methods=code\0"' 1)"
+check "--version in a session's arguments: closed unwelcomed" closed "$(garbage 'b"--session\0--version\0"' 1)"
+check "… and the agent serves the next login" "pamtester: successfully authenticated" "$(agent_login revtest "$(next revtest)")"
+grep -q "agent: a session's first frame is not one" "$FLEET/agent.log" && ok "… having said why in its log" || not_ok "the agent logs a bad first frame" "$(tail -3 "$FLEET/agent.log")"
+# Revocation holds on the agent's kept connection.
+openssl x509 -in "$FLEET/pki/h1.pem" -noout -serial | cut -d= -f2 >>"$FLEET/revoked"
+check "h1 revoked: a login through the agent's kept connection is refused" "$UNAVAIL" "$(agent_login revtest 000000)"
+: >"$FLEET/revoked"
+check "… and h1 let in again logs in through it" "pamtester: successfully authenticated" "$(agent_login revtest "$(next revtest)")"
+# A socket that is not root's is never spoken to: the module starts the client instead.
+FAKE_DIR=$(mktemp -d /tmp/smartotp-fake-agent.XXXXXX); chmod 755 "$FAKE_DIR"; chown nobody "$FAKE_DIR"
+runuser -u nobody -- python3 - "$FAKE_DIR/agent.sock" >"$FLEET/fake.out" 2>&1 <<'PY' &
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(1); s.settimeout(15)
+try:
+    c, _ = s.accept(); c.settimeout(2); print("got", len(c.recv(65536)), "bytes", flush=True)
+except Exception as e: print("nothing", flush=True)
+PY
+FAKE=$!; FLEET_PIDS+=($FAKE)
+for i in $(seq 1 50); do [ -S "$FAKE_DIR/agent.sock" ] && break; sleep 0.1; done
+agent_pam agent="$FAKE_DIR/agent.sock" client="$CLIENT"
+check "another user's socket at agent=: not spoken to, the client started instead" "pamtester: successfully authenticated" \
+    "$(agent_login revtest "$(next revtest)")"
+kill "$FAKE" 2>/dev/null; wait "$FAKE" 2>/dev/null
+check "… and it was sent nothing" "" "$(grep -o 'got [1-9].*' "$FLEET/fake.out")"
+# The agent gone: logins start the client, as without one.
+fleet_kill "$AGENT_PID"
+check "the agent stops at SIGTERM" gone "$(kill -0 "$AGENT_PID" 2>/dev/null && echo running || echo gone)"
+agent_pam agent="$AGENT_SOCK" client="$CLIENT"
+check "the agent stopped: a login starts the client and logs in" "pamtester: successfully authenticated" "$(agent_login revtest "$(next revtest)")"
 
 # --- A tap through the fleet: the challenge is the server's, bound to the host, single use ---
 CARD_B32=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ

@@ -59,6 +59,9 @@ int cposix_restore_signal(int signal, const struct sigaction *previous);
 int cposix_spawn(pid_t *pid, const char *path, int input, int output, int error, char *const argv[], char *const envp[]);
 int cposix_socketpair(int domain, int type, int protocol, int pair[2]);
 ssize_t cposix_send(int fd, const void *bytes, size_t count, int flags);
+/// A connected stream to the Unix socket at `path` (close-on-exec) whose listener runs as
+/// root (SO_PEERCRED), or -1 and errno (EPERM: another user's socket).
+int cposix_connect_root_socket(const char *path);
 pid_t cposix_waitpid(pid_t pid, int *status, int options);
 const char *cposix_strerror(int error);
 

@@ -1,0 +1,228 @@
+// smartotp-fleet --agent [--socket PATH]: root's fleet agent. The module (and the setuid
+// helper) ask it first (`agent=`, default /run/smartotp/fleet.sock): a login then starts no
+// process and, when one is kept from a login before, makes no TLS handshake. Each session is
+// what `--session` serves on standard input, here on a connection to the socket; its first
+// frame holds the arguments the client would have been started with (NUL-separated), and
+// the agent welcomes it (`FleetAgent.welcome`) before any request. Without the welcome the
+// module starts the client as it always did: an agent that is down, busy or sent settings
+// it cannot serve costs a login nothing but the attempt. See smartotp-fleet(8).
+import FleetClient
+import FleetNet
+import Glibc
+import Synchronization
+import Verifier
+
+enum FleetAgentServer {
+    static let defaultSocket = "/run/smartotp/fleet.sock"
+    /// Sessions served at once; one more is closed unwelcomed (the module starts a client).
+    static let maxSessions = 64
+    /// How long a kept connection may wait for the next login: past it, a new one (which
+    /// resumes the TLS session) costs little, and one to a server since gone is not tried.
+    static let keptSeconds: Int64 = 30
+    /// Kept connections for one set of settings: what a burst of logins used at once.
+    static let keptPerSettings = 8
+
+    static let active = Atomic<Int>(0)
+    static let kept = Mutex<[String: [Kept]]>([:])
+
+    /// A connection kept between logins. Whoever takes it out of `kept` is its only user
+    /// (FleetServers is not for two threads at once), hence unchecked.
+    struct Kept: @unchecked Sendable {
+        let servers: FleetServers
+        let since: Int64
+    }
+
+    static func run(_ words: [String]) -> Never {
+        var socketPath = defaultSocket
+        var rest = words[...]
+        while let word = rest.popFirst() {
+            guard word == "--socket", let value = rest.popFirst(), value.hasPrefix("/") else {
+                fail("usage: smartotp-fleet --agent [--socket /PATH]", 2)
+            }
+            socketPath = value
+        }
+        guard geteuid() == 0 else { fail("the agent runs as root (it holds the host's TLS key)", 2) }
+        _ = signal(SIGPIPE, SIG_IGN)
+        let listener = listen(at: socketPath)
+        openlog("smartotp-fleet", LOG_PID, LOG_AUTHPRIV)
+        note(LOG_INFO, "agent listening at \(socketPath)")
+        while true {
+            let fd = accept(listener, nil, nil)
+            if fd < 0 {
+                if errno != EINTR && errno != ECONNABORTED { usleep(10_000) }  // EMFILE and the like: wait, do not spin
+                continue
+            }
+            // Only root's logins (the module in sshd or sudo, the setuid helper) are served.
+            // struct ucred: pid, uid, gid.
+            var peer: (pid: Int32, uid: UInt32, gid: UInt32) = (0, 1, 1)
+            var size = socklen_t(MemoryLayout.size(ofValue: peer))
+            guard getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &size) == 0, size == 12, peer.uid == 0 else {
+                close(fd)
+                continue
+            }
+            guard active.add(1, ordering: .relaxed).newValue <= maxSessions else {
+                active.subtract(1, ordering: .relaxed)
+                close(fd)
+                continue
+            }
+            if !start({ session(fd) }) {
+                active.subtract(1, ordering: .relaxed)
+                close(fd)
+            }
+        }
+    }
+
+    /// The listening socket at `path`: its folder root's and closed to others (made 0700
+    /// when missing), the socket 0600. A stale socket is replaced; a live agent's is not.
+    static func listen(at path: String) -> Int32 {
+        let folder = String(path.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).dropLast()
+            .map { String(decoding: $0, as: UTF8.self) }.joined(separator: "/"))
+        if !folder.isEmpty { _ = mkdir(folder, 0o700) }
+        var st = stat()
+        guard folder.isEmpty || (lstat(folder, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR && st.st_uid == 0 && st.st_mode & 0o022 == 0) else {
+            fail("\(folder): the agent's folder must be a directory of root's, not writable by group or others", 2)
+        }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { fail("\(path): too long for a socket's path", 2) }
+        withUnsafeMutableBytes(of: &address.sun_path) { b in for (i, c) in bytes.enumerated() { b[i] = c } }
+        let length = socklen_t(MemoryLayout<sockaddr_un>.size)
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { fail("socket: \(String(cString: strerror(errno)))") }
+        let connected = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, length) } }
+        if connected == 0 { fail("\(path): an agent already listens there", 2) }
+        if lstat(path, &st) == 0 {
+            guard (st.st_mode & S_IFMT) == S_IFSOCK else { fail("\(path) exists and is not a socket", 2) }
+            unlink(path)
+        }
+        let listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        close(fd)
+        // Made 0600 from the start (umask), not opened to others for an instant.
+        let mask = umask(0o177)
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) } }
+        umask(mask)
+        guard listener >= 0, bound == 0, Glibc.listen(listener, 128) == 0 else { fail("\(path): cannot listen: \(String(cString: strerror(errno)))") }
+        return listener
+    }
+
+    /// One login: the client's arguments, the welcome, then `--session`'s frames.
+    static func session(_ fd: Int32) {
+        defer {
+            close(fd)
+            active.subtract(1, ordering: .relaxed)
+        }
+        // A login waits on its user between requests (a code being typed): ten minutes, as
+        // long as any PAM conversation; a module that stops reading is not waited for.
+        var wait = timeval(tv_sec: 600, tv_usec: 0)
+        _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
+        wait.tv_sec = 10
+        _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
+        var header = Frame.Header(limit: FleetAgent.helloLimit)
+        var length: Int?
+        do {
+            while length == nil {
+                guard let b = readExactly(1, from: fd) else { return }  // gone before a word
+                length = try header.feed(b[0])
+            }
+        } catch { return note(LOG_ERR, "agent: a session's first frame is not one (\(error))") }
+        guard let hello = readExactly(length ?? 0, from: fd) else { return note(LOG_ERR, "agent: a session's first frame cut short") }
+        let words = hello.split(separator: 0, omittingEmptySubsequences: false).dropLast().map { String(decoding: $0, as: UTF8.self) }
+        // What a module sends: `--session`, PAM's service and host, `--` and its settings.
+        guard hello.last == 0, words.first == "--session", !words.contains("--version") else {
+            return note(LOG_ERR, "agent: a session's first frame is not a client's arguments")
+        }
+        let command: Command
+        let setup: Setup
+        do {
+            command = try Command.parse(words)
+            guard command.session, command.moduleSettings != nil else { throw Command.Failure("not a module's session") }
+            setup = try command.setup()
+        } catch {
+            // The client the module starts instead says the same, in its own words.
+            return note(LOG_ERR, "agent: \(error)")
+        }
+        let key = settingsKey(setup)
+        let https: FleetServers
+        if let servers = take(key) {
+            https = servers
+        } else {
+            do { https = try FleetServers(setup.servers, tlsDirectory: setup.identity) } catch { return note(LOG_ERR, "agent: \(error)") }
+        }
+        put(fd, Frame.encode(Array(FleetAgent.welcome.utf8)))
+        if let why = command.serve(setup.client(https), on: fd, answering: fd) {
+            return note(LOG_ERR, "agent: \(why)")
+        }
+        give(key, https)
+    }
+
+    /// What a kept connection may serve: the same verifiers, the same identity folder, and
+    /// the same files in it (a renewed certificate or a new CA is a new key).
+    static func settingsKey(_ setup: Setup) -> String {
+        var key = setup.servers.map { "\($0)" }.joined(separator: ",") + "|" + setup.identity
+        for file in ["ca.pem", "cert.pem", "key.pem"] {
+            var st = stat()
+            guard stat(setup.identity + "/" + file, &st) == 0 else { key += "|-"; continue }
+            key += "|\(st.st_dev):\(st.st_ino):\(st.st_size):\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec):\(st.st_ctim.tv_sec).\(st.st_ctim.tv_nsec)"
+        }
+        return key
+    }
+
+    static func now() -> Int64 {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return Int64(t.tv_sec)
+    }
+
+    /// A kept connection for `key` that is young enough and still open; older ones go.
+    static func take(_ key: String) -> FleetServers? {
+        let t = now()
+        while let entry = kept.withLock({ kept -> Kept? in kept[key]?.popLast() }) {
+            if t - entry.since < keptSeconds, entry.servers.keepable() { return entry.servers }
+        }
+        return nil
+    }
+
+    /// Keeps `servers`' connection for the next login, if it is open; the oldest kept ones,
+    /// and every set of settings' stale ones, go.
+    static func give(_ key: String, _ servers: FleetServers) {
+        guard servers.keepable() else { return }
+        let t = now()
+        let dropped = kept.withLock { kept -> [Kept] in
+            var gone: [Kept] = []
+            for (k, list) in kept {
+                gone += list.filter { t - $0.since >= keptSeconds }
+                let young = list.filter { t - $0.since < keptSeconds }
+                kept[k] = young.isEmpty ? nil : young
+            }
+            var list = kept[key] ?? []
+            list.append(Kept(servers: servers, since: t))
+            if list.count > keptPerSettings { gone.append(list.removeFirst()) }
+            kept[key] = list
+            return gone
+        }
+        _ = dropped  // closed here, outside the lock
+    }
+
+    /// Runs `body` on a detached thread of its own.
+    static func start(_ body: @escaping () -> Void) -> Bool {
+        var attributes = pthread_attr_t()
+        pthread_attr_init(&attributes)
+        defer { pthread_attr_destroy(&attributes) }
+        pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
+        let box = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
+        var thread = pthread_t()
+        let rc = pthread_create(&thread, &attributes, { raw in
+            if let raw { Unmanaged<ThreadBody>.fromOpaque(raw).takeRetainedValue().body() }
+            return nil
+        }, box)
+        if rc != 0 { Unmanaged<ThreadBody>.fromOpaque(box).release() }
+        return rc == 0
+    }
+}
+
+/// What a thread of the agent runs (pthread_create's argument).
+final class ThreadBody {
+    let body: () -> Void
+    init(_ body: @escaping () -> Void) { self.body = body }
+}
