@@ -19,6 +19,7 @@ static struct {
     int (*socket)(int, int, int);
     int (*connect)(int, const struct sockaddr *, socklen_t);
     int (*getsockopt)(int, int, int, void *, socklen_t *);
+    int (*setsockopt)(int, int, int, const void *, socklen_t);
     ssize_t (*send)(int, const void *, size_t, int);
     pid_t (*waitpid)(pid_t, int *, int);
     int (*sigaction)(int, const struct sigaction *, struct sigaction *);
@@ -42,6 +43,7 @@ static void load_libc(void)
     *(void **)&libc_on_use.socket = dlsym(RTLD_DEFAULT, "socket");
     *(void **)&libc_on_use.connect = dlsym(RTLD_DEFAULT, "connect");
     *(void **)&libc_on_use.getsockopt = dlsym(RTLD_DEFAULT, "getsockopt");
+    *(void **)&libc_on_use.setsockopt = dlsym(RTLD_DEFAULT, "setsockopt");
     *(void **)&libc_on_use.send = dlsym(RTLD_DEFAULT, "send");
     *(void **)&libc_on_use.waitpid = dlsym(RTLD_DEFAULT, "waitpid");
     *(void **)&libc_on_use.sigaction = dlsym(RTLD_DEFAULT, "sigaction");
@@ -179,7 +181,16 @@ int cposix_connect_root_socket(const char *path)
         errno = EPERM;
         return -1;
     }
+    cposix_socket_timeout(fd, 2);
     return fd;
+}
+
+int cposix_socket_timeout(int fd, int seconds)
+{
+    struct timeval wait = { .tv_sec = seconds, .tv_usec = 0 };
+    if (!LIBC(setsockopt)) { errno = ENOSYS; return -1; }
+    if (libc_on_use.setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait) != 0) return -1;
+    return libc_on_use.setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &wait, sizeof wait);
 }
 
 ssize_t cposix_send(int fd, const void *bytes, size_t count, int flags)

@@ -351,7 +351,8 @@ public final class FleetConnection {
         try Self.check(path: path, headers: headers)
         var head = "\(method.rawValue) \(path) HTTP/1.1\r\nHost: \(server.address)\r\nContent-Length: \(body.count)\r\n"
         for (k, v) in headers { head += "\(k): \(v)\r\n" }
-        let request = Array((head + "\r\n").utf8) + body
+        var request = Array((head + "\r\n").utf8) + body
+        defer { ConstantTime.wipe(&request) }  // a code or a password, in a process that lives on (the agent)
         do {
             var sent = 0
             while sent < request.count {
@@ -394,7 +395,8 @@ public final class FleetConnection {
         }
         // A new file beside it, then renamed over it: a login running at the same time
         // reads the old session or the new one, never half of one.
-        let temporary = file + ".\(getpid())"
+        // Unique to this connection: the agent's threads share one pid.
+        let temporary = file + ".\(getpid()).\(Hex.encode(SecureRandom.bytes(6) ?? []))"
         do {
             let fd = try FileDescriptor.open(temporary, [.writeOnly, .create, .exclusive], mode: 0o600)
             defer { fd.close() }
@@ -524,7 +526,11 @@ public final class FleetServers {
         var errors: [String] = []
         var unavailable: FleetResponse?
         if let open = connection {
-            if let r = try? open.send(method, path, headers: headers, body: body, deadline: deadline), r.status < 500 { return r }
+            // A third of the time (at least the connect deadline): a verifier that vanished
+            // without closing the kept connection (the agent keeps one between logins) must
+            // leave time for the next one, asked with the same request id.
+            let kept = min(deadline, FleetDeadline.now() + max(Self.connectTimeout, timeout / 3))
+            if let r = try? open.send(method, path, headers: headers, body: body, deadline: kept), r.status < 500 { return r }
             connection = nil
         }
         for server in servers {

@@ -143,7 +143,9 @@ public final class Session {
         let fd = socket.withCString { cposix_connect_root_socket($0) }
         guard fd >= 0 else { return nil }
         self.fd = fd
-        guard sendAll(fd, hello), (try? receive(welcome.count)) == welcome else {
+        // Two seconds for the welcome (an agent stopped or stuck costs a login no more), then
+        // no limit: from there the agent keeps the verifiers' deadline, as the client does.
+        guard sendAll(fd, hello), (try? receive(welcome.count)) == welcome, cposix_socket_timeout(fd, 0) == 0 else {
             _ = close(fd)
             self.fd = -1
             return nil

@@ -18,7 +18,7 @@ enum FleetAgentServer {
     static let maxSessions = 64
     /// How long a kept connection may wait for the next login: past it, a new one (which
     /// resumes the TLS session) costs little, and one to a server since gone is not tried.
-    static let keptSeconds: Int64 = 30
+    static let keptSeconds: Int64 = 20  // below smartotpd's 30 s idle timeout
     /// Kept connections for one set of settings: what a burst of logins used at once.
     static let keptPerSettings = 8
 
@@ -42,6 +42,14 @@ enum FleetAgentServer {
             socketPath = value
         }
         guard geteuid() == 0 else { fail("the agent runs as root (it holds the host's TLS key)", 2) }
+        // Standard input, output and error open (on /dev/null if closed): a session's socket
+        // must never become the descriptor that log lines are written to.
+        while true {
+            let fd = open("/dev/null", O_RDWR | O_CLOEXEC)
+            if fd < 0 { fail("/dev/null: \(String(cString: strerror(errno)))") }
+            if fd > 2 { close(fd); break }
+            _ = fcntl(fd, F_SETFD, 0)
+        }
         _ = signal(SIGPIPE, SIG_IGN)
         let listener = listen(at: socketPath)
         openlog("smartotp-fleet", LOG_PID, LOG_AUTHPRIV)
@@ -112,9 +120,10 @@ enum FleetAgentServer {
             close(fd)
             active.subtract(1, ordering: .relaxed)
         }
-        // A login waits on its user between requests (a code being typed): ten minutes, as
-        // long as any PAM conversation; a module that stops reading is not waited for.
-        var wait = timeval(tv_sec: 600, tv_usec: 0)
+        // A login waits on its user between requests (a code being typed): five minutes
+        // (sudo's prompt timeout), then the session ends; a module that stops reading is not
+        // waited for.
+        var wait = timeval(tv_sec: 300, tv_usec: 0)
         _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
         wait.tv_sec = 10
         _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))

@@ -60,8 +60,11 @@ int cposix_spawn(pid_t *pid, const char *path, int input, int output, int error,
 int cposix_socketpair(int domain, int type, int protocol, int pair[2]);
 ssize_t cposix_send(int fd, const void *bytes, size_t count, int flags);
 /// A connected stream to the Unix socket at `path` (close-on-exec) whose listener runs as
-/// root (SO_PEERCRED), or -1 and errno (EPERM: another user's socket).
+/// root (SO_PEERCRED), or -1 and errno (EPERM: another user's socket). Its reads and
+/// writes time out after 2 s (cposix_socket_timeout) until the caller says otherwise.
 int cposix_connect_root_socket(const char *path);
+/// Both directions of the socket `fd` time out after `seconds` (0: never).
+int cposix_socket_timeout(int fd, int seconds);
 pid_t cposix_waitpid(pid_t pid, int *status, int options);
 const char *cposix_strerror(int error);
 
