@@ -46,7 +46,7 @@ fleet_cert server-ca s1 serverAuth "IP:127.0.0.1"
 fleet_cert hosts-ca h1 clientAuth; HOST=$(fleet_identity h1)
 : >"$FLEET/revoked"
 fleet_pg_start 127.0.0.1 "$PGPORT" || { echo "fleet-bench: PostgreSQL did not start"; cat "$FLEET/pg/log"; exit 1; }
-fleet_config s1 "127.0.0.1:$PORT" "postgres://smartotpd@127.0.0.1:$PGPORT/smartotp" "database_connections = 16"
+fleet_config s1 "127.0.0.1:$PORT" "postgres://smartotpd@127.0.0.1:$PGPORT/smartotp" "database_connections = ${DB_CONNECTIONS:-16}"
 sed -i 's/^policy = .*/policy = deny=10 unlock_time=600/' "$FLEET/s1.conf"
 "$SMARTOTPD" migrate --config "$FLEET/s1.conf" >/dev/null 2>&1
 psql_() { runuser -u postgres -- "$PGBIN/psql" -h "$FLEET/pg" -p "$PGPORT" -U smartotpd -d smartotp -qtA "$@"; }

@@ -162,7 +162,10 @@ int cposix_connect_root_socket(const char *path)
     if (!LIBC(socket) || !libc_on_use.connect || !libc_on_use.getsockopt) { errno = ENOSYS; return -1; }
     memset(&address, 0, sizeof address);
     address.sun_family = AF_UNIX;
-    memcpy(address.sun_path, path, length);
+    // A byte at a time through a volatile pointer: the compiler would make a memcpy call of
+    // memcpy, memmove or a plain loop here, one import more (10-module.sh's closed list).
+    volatile char *to = address.sun_path;
+    for (size_t i = 0; i < length; i++) to[i] = path[i];
     int fd = libc_on_use.socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return -1;
     // The peer's credentials as they were when it listened: only root's agent is spoken to,
