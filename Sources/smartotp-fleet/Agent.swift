@@ -22,7 +22,11 @@ enum FleetAgentServer {
     /// Kept connections for one set of settings: what a burst of logins used at once.
     static let keptPerSettings = 8
 
+    /// How long a stop waits for the sessions being served (a user typing a code).
+    static let drainSeconds: Int64 = 30
+
     static let active = Atomic<Int>(0)
+    static let stopping = Atomic<Bool>(false)
     static let kept = Mutex<[String: [Kept]]>([:])
 
     /// A connection kept between logins. Whoever takes it out of `kept` is its only user
@@ -54,12 +58,35 @@ enum FleetAgentServer {
         let listener = listen(at: socketPath)
         openlog("smartotp-fleet", LOG_PID, LOG_AUTHPRIV)
         note(LOG_INFO, "agent listening at \(socketPath)")
+        // SIGTERM and SIGINT are taken by a thread of their own (blocked here, before any
+        // other thread inherits the mask): the agent stops taking sessions and lets the ones
+        // it serves end, so a restart (an upgrade) fails no login in flight.
+        var stops = sigset_t()
+        sigemptyset(&stops)
+        sigaddset(&stops, SIGTERM)
+        sigaddset(&stops, SIGINT)
+        pthread_sigmask(SIG_BLOCK, &stops, nil)
+        let stopper = start {
+            var signal: Int32 = 0
+            while sigwait(&stops, &signal) != 0 {}
+            stopping.store(true, ordering: .relaxed)
+            unlink(socketPath)  // new logins start the client at once
+            shutdown(listener, Int32(SHUT_RDWR))
+            // The sessions served now end, or are given up after drainSeconds.
+            let until = now() + drainSeconds
+            while active.load(ordering: .relaxed) > 0 && now() < until { usleep(20_000) }
+            note(LOG_INFO, "agent stopped (signal \(signal)); \(active.load(ordering: .relaxed)) sessions cut short")
+            exit(0)
+        }
+        guard stopper else { fail("cannot start a thread") }
         while true {
             let fd = accept(listener, nil, nil)
             if fd < 0 {
+                if stopping.load(ordering: .relaxed) { pause(); continue }
                 if errno != EINTR && errno != ECONNABORTED { usleep(10_000) }  // EMFILE and the like: wait, do not spin
                 continue
             }
+            if stopping.load(ordering: .relaxed) { close(fd); continue }
             // Only root's logins (the module in sshd or sudo, the setuid helper) are served.
             // struct ucred: pid, uid, gid.
             var peer: (pid: Int32, uid: UInt32, gid: UInt32) = (0, 1, 1)

@@ -290,9 +290,39 @@ check "another user's socket at agent=: not spoken to, the client started instea
     "$(agent_login revtest "$(next revtest)")"
 kill "$FAKE" 2>/dev/null; wait "$FAKE" 2>/dev/null
 check "… and it was sent nothing" "" "$(grep -o 'got [1-9].*' "$FLEET/fake.out")"
-# The agent gone: logins start the client, as without one.
+# A stop (SIGTERM: a restart, an upgrade) lets the session in flight end: a module's
+# session is open, the agent is told to stop, and the session's request is still answered.
+in_ns h1 python3 - "$AGENT_SOCK" "$AGENT_PID" "$SERVERS" "$FLEET/tls/h1" >"$FLEET/drain.out" 2>&1 <<'PY'
+import os, signal, socket, sys, time
+sock, pid, servers, tls = sys.argv[1:5]
+def frame(b): return b"%d\n" % len(b) + b
+def read_frame(s):
+    n = b""
+    while not n.endswith(b"\n"):
+        c = s.recv(1)
+        if not c: return None
+        n += c
+    want, got = int(n), b""
+    while len(got) < want: got += s.recv(want - len(got))
+    return got
+s = socket.socket(socket.AF_UNIX); s.settimeout(10); s.connect(sock)
+words = ["--session", "--", "methods=code", "server=" + servers, "tls_dir=" + tls, "server_timeout=5"]
+s.sendall(frame(b"".join(w.encode() + b"\0" for w in words)))
+print("welcome" if read_frame(s) == b"smartotp-fleet agent 1\n" else "no welcome")
+os.kill(int(pid), signal.SIGTERM)
+time.sleep(0.5)
+print("socket gone" if not os.path.exists(sock) else "socket still there")
+s.sendall(frame(b"revtest summary\n"))
+a = read_frame(s) or b""
+print("answered" if a.startswith(b"smartotp-helper 1\n") else "not answered: %r" % a)
+s.close()
+PY
+for i in $(seq 1 50); do kill -0 "$AGENT_PID" 2>/dev/null || break; sleep 0.1; done
+check "SIGTERM with a session open: its socket goes at once, the session is still answered" "welcome socket gone answered" \
+    "$(tr '\n' ' ' <"$FLEET/drain.out" | sed 's/ $//')"
+check "… and the agent exits once the session has ended" gone "$(kill -0 "$AGENT_PID" 2>/dev/null && echo running || echo gone)"
 fleet_kill "$AGENT_PID"
-check "the agent stops at SIGTERM" gone "$(kill -0 "$AGENT_PID" 2>/dev/null && echo running || echo gone)"
+# The agent gone: logins start the client, as without one.
 agent_pam agent="$AGENT_SOCK" client="$CLIENT"
 check "the agent stopped: a login starts the client and logs in" "pamtester: successfully authenticated" "$(agent_login revtest "$(next revtest)")"
 
