@@ -77,23 +77,33 @@ fleet_wait_ready s1 "$URL" "$TLS" || { echo "card-bench: smartotpd did not start
 nss_user benchfleet
 "$CLI" enroll benchfleet --force --card --reader "$READER" --server "$URL" --tls-dir "$ADMIN" >/dev/null 2>&1 ||
     { echo "card-bench: enrolling the card through the fleet failed"; exit 1; }
-service fleet "auth required $SO methods=card timeout=10 server=$URL tls_dir=$TLS client=$BIN/smartotp-fleet server_timeout=10"
+service fleet "auth required $SO methods=card timeout=10 server=$URL tls_dir=$TLS client=$BIN/smartotp-fleet server_timeout=10 agent=off"
 login fleet fleet benchfleet "" true root-namespace
+# The same through root's agent (smartotp-fleet --agent): no client started, its
+# connection kept from the tap before.
+"$BIN/smartotp-fleet" --agent --socket "$FLEET/agent/fleet.sock" 2>>"$FLEET/agent.log" &
+FLEET_PIDS+=($!)
+for i in $(seq 1 50); do [ -S "$FLEET/agent/fleet.sock" ] && break; sleep 0.1; done
+service agent "auth required $SO methods=card timeout=10 server=$URL tls_dir=$TLS client=/nonexistent server_timeout=10 agent=$FLEET/agent/fleet.sock"
+login agent agent benchfleet "" true root-namespace
 # Offline: one online tap with offline=tap leaves the host the verifiers' stock of pairs
 # (16); then the same store behind a verifier that drops every packet, in the namespace.
 service online "auth required $SO store=$STORE methods=card timeout=10 server=$URL tls_dir=$TLS client=$BIN/smartotp-fleet server_timeout=10 offline=tap"
 service offline "auth required $SO store=$STORE methods=card timeout=10 server=https://10.9.0.2:8443 tls_dir=$TLS client=$BIN/smartotp-fleet server_timeout=10 offline=tap"
 login online online benchfleet "" true root-namespace
-login offline offline benchfleet
+# A stock holds 16 pairs and each offline login uses one (the check and the warm-up too).
+LOGINS=$(( ${LOGINS:-10} > 12 ? 12 : ${LOGINS:-10} )) login offline offline benchfleet
 python3 - "$WORK" <<'PY'
 import json, sys
-r = {k: json.load(open("%s/h.%s.json" % (sys.argv[1], k)))["results"][0] for k in ("local", "code", "fleet", "offline")}
+r = {k: json.load(open("%s/h.%s.json" % (sys.argv[1], k)))["results"][0] for k in ("local", "code", "fleet", "agent", "offline")}
 row = lambda what, k: print("| %s | %d | %.1f ms (median %.1f) |" % (what, len(r[k]["times"]), r[k]["mean"] * 1000, r[k]["median"] * 1000))
 row("tap login through PAM, records on this host (hyperfine)", "local")
 row("typed code login, the same harness and store", "code")
-row("tap login through the fleet (one replica on loopback, PostgreSQL)", "fleet")
+row("tap login through the fleet (one replica on loopback, PostgreSQL), the client started", "fleet")
+row("tap login through the fleet, through root's agent (its connection kept)", "agent")
 row("tap login, offline=tap, the one verifier black-holed: the pair decides", "offline")
 print("| a tap's cost over a typed code, on this host | | %.1f ms |" % ((r["local"]["mean"] - r["code"]["mean"]) * 1000))
-print("| the fleet's cost over a local tap (a challenge asked, the answer decided) | | %.1f ms |" % ((r["fleet"]["mean"] - r["local"]["mean"]) * 1000))
+print("| the fleet's cost over a local tap (a challenge asked, the answer decided) | | %.1f ms; %.1f ms through the agent |"
+      % ((r["fleet"]["mean"] - r["local"]["mean"]) * 1000, (r["agent"]["mean"] - r["local"]["mean"]) * 1000))
 PY
 stop_card
