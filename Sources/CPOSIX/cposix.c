@@ -168,6 +168,14 @@ int cposix_connect_root_socket(const char *path)
     for (size_t i = 0; i < length; i++) to[i] = path[i];
     int fd = libc_on_use.socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return -1;
+    // Before connect: a stuck agent's full backlog would block a Unix connect for ever
+    // (Linux bounds it with SO_SNDTIMEO).
+    if (cposix_socket_timeout(fd, 2) != 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
     // The peer's credentials as they were when it listened: only root's agent is spoken to,
     // whoever could have made a socket at that path.
     struct ucred peer;
@@ -184,7 +192,6 @@ int cposix_connect_root_socket(const char *path)
         errno = EPERM;
         return -1;
     }
-    cposix_socket_timeout(fd, 2);
     return fd;
 }
 

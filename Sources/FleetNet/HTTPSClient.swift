@@ -494,6 +494,8 @@ public final class FleetServers {
     public let servers: [ServerURL]
     let identity: TLSIdentity
     private var connection: FleetConnection?
+    /// Set by the agent when it hands a connection kept from an earlier login to a new one.
+    public var keptFromEarlier = false
 
     /// `trustOnly`: present no certificate (a host that joins).
     public init(_ servers: [ServerURL], tlsDirectory: String, trustOnly: Bool = false) throws {
@@ -526,11 +528,13 @@ public final class FleetServers {
         var errors: [String] = []
         var unavailable: FleetResponse?
         if let open = connection {
-            // A third of the time (at least the connect deadline): a verifier that vanished
-            // without closing the kept connection (the agent keeps one between logins) must
-            // leave time for the next one, asked with the same request id.
-            let kept = min(deadline, FleetDeadline.now() + max(Self.connectTimeout, timeout / 3))
-            if let r = try? open.send(method, path, headers: headers, body: body, deadline: kept), r.status < 500 { return r }
+            // A connection the agent kept from an earlier login gets a third of the time (at
+            // least the connect deadline) for its first request: a verifier that vanished
+            // without closing it must leave time for the next one, asked with the same
+            // request id. One this login opened gets the whole time, as before.
+            let limit = keptFromEarlier ? min(deadline, FleetDeadline.now() + max(Self.connectTimeout, timeout / 3)) : deadline
+            keptFromEarlier = false
+            if let r = try? open.send(method, path, headers: headers, body: body, deadline: limit), r.status < 500 { return r }
             connection = nil
         }
         for server in servers {

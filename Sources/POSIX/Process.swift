@@ -138,14 +138,17 @@ public final class Session {
     /// Nil when there is none there, it is not root's, or it does not welcome this session
     /// (busy, or the settings it was sent are not ones it can serve): the caller starts
     /// the program itself, as it would have without one.
-    public init?(agent socket: String, hello: [UInt8], welcome: [UInt8]) {
+    ///
+    /// After the welcome each read or write may take `seconds` (the verifiers' deadline
+    /// with room to spare): an agent that stops answering fails the login, not hangs it.
+    public init?(agent socket: String, hello: [UInt8], welcome: [UInt8], seconds: Int32) {
         path = socket
         let fd = socket.withCString { cposix_connect_root_socket($0) }
         guard fd >= 0 else { return nil }
         self.fd = fd
-        // Two seconds for the welcome (an agent stopped or stuck costs a login no more), then
-        // no limit: from there the agent keeps the verifiers' deadline, as the client does.
-        guard sendAll(fd, hello), (try? receive(welcome.count)) == welcome, cposix_socket_timeout(fd, 0) == 0 else {
+        // Two seconds to connect and for the welcome (an agent stopped or stuck costs a login
+        // no more), then `seconds` a step.
+        guard sendAll(fd, hello), (try? receive(welcome.count)) == welcome, cposix_socket_timeout(fd, seconds) == 0 else {
             _ = close(fd)
             self.fd = -1
             return nil

@@ -24,12 +24,16 @@ public final class SessionRecords: HelperSpeaking {
     public let arguments: [String]
     /// The agent's socket (nil: always start the client).
     public let agent: String?
+    /// How long the agent may take over one request, after its welcome: twice the
+    /// verifiers' deadline (a summary may ask them twice: the offline report) and 10 s more.
+    let agentSeconds: Int32
     private var session: Session?
 
-    /// `settings`: the module's arguments, as PAM gave them.
-    public init(client: String, agent: String? = nil, service: String = "", remoteHost: String = "", settings: [Setting] = []) {
+    /// `settings`: the module's arguments, as PAM gave them; `serverTimeout`: theirs.
+    public init(client: String, agent: String? = nil, serverTimeout: Int = 10, service: String = "", remoteHost: String = "", settings: [Setting] = []) {
         path = client
         self.agent = agent
+        agentSeconds = Int32(clamping: 2 * serverTimeout + 10)
         var arguments = ["--session"]
         if !service.isEmpty { arguments += ["--service", service] }
         if !remoteHost.isEmpty { arguments += ["--rhost", remoteHost] }
@@ -47,7 +51,8 @@ public final class SessionRecords: HelperSpeaking {
                 // host is the client's to choose) can become a setting of its own.
                 var hello: [UInt8] = []
                 for word in arguments { hello += word.utf8; hello.append(0) }
-                session = Session(agent: agent, hello: Frame.encode(hello), welcome: Frame.encode(Array(FleetAgent.welcome.utf8)))
+                session = Session(agent: agent, hello: Frame.encode(hello), welcome: Frame.encode(Array(FleetAgent.welcome.utf8)),
+                                  seconds: agentSeconds)
             }
             if session == nil { session = try Session(path, arguments) }
             guard let session else { throw SystemCallError("posix_spawn", path, errno: 0) }

@@ -45,7 +45,7 @@ public enum SystemRecords: RecordService {
         if Users.effectiveUID != 0 {
             self = .helper(HelperRecords(path: config.helper ?? Installation.helper))
         } else if !config.servers.isEmpty {
-            self = .fleet(SessionRecords(client: config.client ?? Installation.fleetClient, agent: config.agent, service: service, remoteHost: remoteHost,
+            self = .fleet(SessionRecords(client: config.client ?? Installation.fleetClient, agent: config.agent, serverTimeout: config.serverTimeout, service: service, remoteHost: remoteHost,
                                          settings: arguments))
         } else {
             self = .local(.system(store: FileStore(root: config.store), policy: config.policy, known: known))

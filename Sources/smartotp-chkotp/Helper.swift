@@ -89,7 +89,7 @@ func run(_ arguments: [String], caller: UInt32) -> Never {
         // else the store here. Either way the lock is decided by root's policy.
         let reply = config.servers.isEmpty
             ? try HelperProtocol.answer(request, for: user, by: LocalRecords.system(store: FileStore(root: config.store), policy: config.policy), now: now)
-            : try HelperProtocol.answer(request, for: user, by: SessionRecords(client: config.client ?? Installation.fleetClient, agent: config.agent), now: now)
+            : try HelperProtocol.answer(request, for: user, by: SessionRecords(client: config.client ?? Installation.fleetClient, agent: config.agent, serverTimeout: config.serverTimeout), now: now)
         var counted = false
         if case .perform = request { counted = true }
         answer(HelperProtocol.encode(reply), slow: caller != 0 && counted && !reply.accepted)

@@ -69,14 +69,14 @@ enum FleetAgentServer {
         let stopper = start {
             var signal: Int32 = 0
             while sigwait(&stops, &signal) != 0 {}
-            stopping.store(true, ordering: .relaxed)
+            stopping.store(true, ordering: .sequentiallyConsistent)
             unlink(socketPath)  // new logins start the client at once
             shutdown(listener, Int32(SHUT_RDWR))
             // The sessions served now end, or are given up after drainSeconds.
             let until = now() + drainSeconds
-            while active.load(ordering: .relaxed) > 0 && now() < until { usleep(20_000) }
-            note(LOG_INFO, "agent stopped (signal \(signal)); \(active.load(ordering: .relaxed)) sessions cut short")
-            exit(0)
+            while active.load(ordering: .sequentiallyConsistent) > 0 && now() < until { usleep(20_000) }
+            note(LOG_INFO, "agent stopped (signal \(signal)); \(active.load(ordering: .sequentiallyConsistent)) sessions cut short")
+            _exit(0)  // no atexit handlers or static destructors under the threads still running
         }
         guard stopper else { fail("cannot start a thread") }
         while true {
@@ -86,7 +86,6 @@ enum FleetAgentServer {
                 if errno != EINTR && errno != ECONNABORTED { usleep(10_000) }  // EMFILE and the like: wait, do not spin
                 continue
             }
-            if stopping.load(ordering: .relaxed) { close(fd); continue }
             // Only root's logins (the module in sshd or sudo, the setuid helper) are served.
             // struct ucred: pid, uid, gid.
             var peer: (pid: Int32, uid: UInt32, gid: UInt32) = (0, 1, 1)
@@ -95,8 +94,11 @@ enum FleetAgentServer {
                 close(fd)
                 continue
             }
-            guard active.add(1, ordering: .relaxed).newValue <= maxSessions else {
-                active.subtract(1, ordering: .relaxed)
+            // Counted before `stopping` is read: a stop that has seen no session running
+            // cannot miss one welcomed after it (the stopper sets, then reads; we add, then read).
+            guard active.add(1, ordering: .sequentiallyConsistent).newValue <= maxSessions,
+                  !stopping.load(ordering: .sequentiallyConsistent) else {
+                active.subtract(1, ordering: .sequentiallyConsistent)
                 close(fd)
                 continue
             }
@@ -182,6 +184,8 @@ enum FleetAgentServer {
         let https: FleetServers
         if let servers = take(key) {
             https = servers
+            // Kept since an earlier login: its server may have gone silent meanwhile.
+            https.keptFromEarlier = true
         } else {
             do { https = try FleetServers(setup.servers, tlsDirectory: setup.identity) } catch { return note(LOG_ERR, "agent: \(error)") }
         }
