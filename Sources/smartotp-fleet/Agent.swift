@@ -9,6 +9,7 @@
 import FleetClient
 import FleetNet
 import Glibc
+import POSIX
 import Synchronization
 import Verifier
 
@@ -18,12 +19,12 @@ enum FleetAgentServer {
     static let maxSessions = 64
     /// How long a kept connection may wait for the next login: past it, a new one (which
     /// resumes the TLS session) costs little, and one to a server since gone is not tried.
-    static let keptSeconds: Int64 = 20  // below smartotpd's 30 s idle timeout
+    static let keptMilliseconds = 20_000  // below smartotpd's 30 s idle timeout
     /// Kept connections for one set of settings: what a burst of logins used at once.
     static let keptPerSettings = 8
 
     /// How long a stop waits for the sessions being served (a user typing a code).
-    static let drainSeconds: Int64 = 30
+    static let drainMilliseconds = 30_000
 
     static let active = Atomic<Int>(0)
     static let stopping = Atomic<Bool>(false)
@@ -33,7 +34,7 @@ enum FleetAgentServer {
     /// (FleetServers is not for two threads at once), hence unchecked.
     struct Kept: @unchecked Sendable {
         let servers: FleetServers
-        let since: Int64
+        let since: Int
     }
 
     static func run(_ words: [String]) -> Never {
@@ -72,9 +73,9 @@ enum FleetAgentServer {
             stopping.store(true, ordering: .sequentiallyConsistent)
             unlink(socketPath)  // new logins start the client at once
             shutdown(listener, Int32(SHUT_RDWR))
-            // The sessions served now end, or are given up after drainSeconds.
-            let until = now() + drainSeconds
-            while active.load(ordering: .sequentiallyConsistent) > 0 && now() < until { usleep(20_000) }
+            // The sessions served now end, or are given up after drainMilliseconds.
+            let until = Clocks.monotonicMilliseconds() + drainMilliseconds
+            while active.load(ordering: .sequentiallyConsistent) > 0 && Clocks.monotonicMilliseconds() < until { usleep(20_000) }
             note(LOG_INFO, "agent stopped (signal \(signal)); \(active.load(ordering: .sequentiallyConsistent)) sessions cut short")
             _exit(0)  // no atexit handlers or static destructors under the threads still running
         }
@@ -112,12 +113,12 @@ enum FleetAgentServer {
     /// The listening socket at `path`: its folder root's and closed to others (made 0700
     /// when missing), the socket 0600. A stale socket is replaced; a live agent's is not.
     static func listen(at path: String) -> Int32 {
-        let folder = String(path.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).dropLast()
-            .map { String(decoding: $0, as: UTF8.self) }.joined(separator: "/"))
-        if !folder.isEmpty { _ = mkdir(folder, 0o700) }
-        var st = stat()
-        guard folder.isEmpty || (lstat(folder, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR && st.st_uid == 0 && st.st_mode & 0o022 == 0) else {
-            fail("\(folder): the agent's folder must be a directory of root's, not writable by group or others", 2)
+        let folder = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
+        if !folder.isEmpty {
+            try? FileSystem.makeDirectory(folder, mode: 0o700)
+            guard let st = try? FileSystem.linkStatus(folder), st.isDirectory, st.owner == 0, st.permissions & 0o022 == 0 else {
+                fail("\(folder): the agent's folder must be a directory of root's, not writable by group or others", 2)
+            }
         }
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
@@ -129,9 +130,9 @@ enum FleetAgentServer {
         guard fd >= 0 else { fail("socket: \(String(cString: strerror(errno)))") }
         let connected = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, length) } }
         if connected == 0 { fail("\(path): an agent already listens there", 2) }
-        if lstat(path, &st) == 0 {
-            guard (st.st_mode & S_IFMT) == S_IFSOCK else { fail("\(path) exists and is not a socket", 2) }
-            unlink(path)
+        if let st = try? FileSystem.linkStatus(path) {
+            guard st.mode & UInt32(S_IFMT) == UInt32(S_IFSOCK) else { fail("\(path) exists and is not a socket", 2) }
+            FileSystem.unlink(path)
         }
         let listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         close(fd)
@@ -156,15 +157,12 @@ enum FleetAgentServer {
         _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
         wait.tv_sec = 10
         _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
-        var header = Frame.Header(limit: FleetAgent.helloLimit)
-        var length: Int?
-        do {
-            while length == nil {
-                guard let b = readExactly(1, from: fd) else { return }  // gone before a word
-                length = try header.feed(b[0])
-            }
-        } catch { return note(LOG_ERR, "agent: a session's first frame is not one (\(error))") }
-        guard let hello = readExactly(length ?? 0, from: fd) else { return note(LOG_ERR, "agent: a session's first frame cut short") }
+        let hello: [UInt8]
+        switch readFrame(from: fd, limit: FleetAgent.helloLimit) {
+        case .end: return  // gone before a word
+        case .bad(let why): return note(LOG_ERR, "agent: a session's first frame is not one (\(why))")
+        case .frame(let bytes): hello = bytes
+        }
         let words = hello.split(separator: 0, omittingEmptySubsequences: false).dropLast().map { String(decoding: $0, as: UTF8.self) }
         // What a module sends: `--session`, PAM's service and host, `--` and its settings.
         guard hello.last == 0, words.first == "--session", !words.contains("--version") else {
@@ -208,17 +206,11 @@ enum FleetAgentServer {
         return key
     }
 
-    static func now() -> Int64 {
-        var t = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &t)
-        return Int64(t.tv_sec)
-    }
-
     /// A kept connection for `key` that is young enough and still open; older ones go.
     static func take(_ key: String) -> FleetServers? {
-        let t = now()
+        let t = Clocks.monotonicMilliseconds()
         while let entry = kept.withLock({ kept -> Kept? in kept[key]?.popLast() }) {
-            if t - entry.since < keptSeconds, entry.servers.keepable() { return entry.servers }
+            if t - entry.since < keptMilliseconds, entry.servers.keepable() { return entry.servers }
         }
         return nil
     }
@@ -227,12 +219,12 @@ enum FleetAgentServer {
     /// and every set of settings' stale ones, go.
     static func give(_ key: String, _ servers: FleetServers) {
         guard servers.keepable() else { return }
-        let t = now()
+        let t = Clocks.monotonicMilliseconds()
         let dropped = kept.withLock { kept -> [Kept] in
             var gone: [Kept] = []
             for (k, list) in kept {
-                gone += list.filter { t - $0.since >= keptSeconds }
-                let young = list.filter { t - $0.since < keptSeconds }
+                let young = list.filter { t - $0.since < keptMilliseconds }
+                if young.count < list.count { gone += list.filter { t - $0.since >= keptMilliseconds } }
                 kept[k] = young.isEmpty ? nil : young
             }
             var list = kept[key] ?? []

@@ -71,6 +71,28 @@ func readExactly(_ count: Int, from fd: Int32 = 0) -> [UInt8]? {
     return out
 }
 
+/// What `readFrame` read.
+enum FrameRead {
+    case frame([UInt8])
+    /// End-of-file before the frame's first byte.
+    case end
+    case bad(String)
+}
+
+/// One frame (`LENGTH\n` and LENGTH bytes, at most `limit`) from `fd`.
+func readFrame(from fd: Int32, limit: Int) -> FrameRead {
+    var header = Frame.Header(limit: limit)
+    var length: Int?
+    do {
+        while length == nil {
+            guard let b = readExactly(1, from: fd) else { return header.isEmpty ? .end : .bad("a frame cut short") }
+            length = try header.feed(b[0])
+        }
+    } catch { return .bad("\(error)") }
+    guard let frame = readExactly(length ?? 0, from: fd) else { return .bad("a frame cut short") }
+    return .frame(frame)
+}
+
 /// Standard input to its end, at most `limit` bytes (nil beyond).
 func readAll(limit: Int) -> [UInt8]? {
     var input: [UInt8] = []
@@ -262,15 +284,12 @@ struct Command {
     /// that is not a request (why).
     func serve(_ client: FleetClient, on input: Int32, answering output: Int32) -> String? {
         while true {
-            var header = Frame.Header(limit: WireLimits.requestFrame)
-            var length: Int?
-            do {
-                while length == nil {
-                    guard let b = readExactly(1, from: input) else { return header.isEmpty ? nil : "a frame cut short" }
-                    length = try header.feed(b[0])
-                }
-            } catch { return "\(error)" }
-            guard var frame = readExactly(length ?? 0, from: input) else { return "a frame cut short" }
+            var frame: [UInt8]
+            switch readFrame(from: input, limit: WireLimits.requestFrame) {
+            case .end: return nil
+            case .bad(let why): return why
+            case .frame(let bytes): frame = bytes
+            }
             let request: HelperProtocol.Request
             let user: UserName
             do {
