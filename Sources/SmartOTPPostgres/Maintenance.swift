@@ -168,7 +168,7 @@ extension PostgresLedger {
         for name in users {
             let (n, problems) = try await pool.withTransaction { conn -> (Int, [SealError]) in
                 let user = try UserName(name)
-                guard var row = try await conn.run({ try load($0, user, lock: true) }).row else { return (0, []) }
+                guard var row = try await load(conn, user, lock: true).row else { return (0, []) }
                 guard ConstantTime.equals(Array(codec.mac(user, row).utf8), Array(row.mac.utf8)) else { return (0, [.tampered(user: name)]) }
                 let record = try RecordFormat.parse(row.text, path: "database:" + name)
                 var n = 0

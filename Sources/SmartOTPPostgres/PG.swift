@@ -9,9 +9,11 @@ import Synchronization
 // certificates, several hosts with target_session_attrs, connect and TCP timeouts —
 // without Foundation (and its ICU data).
 //
-// libpq's calls block, so each runs on a thread of the pool's own, one thread a
-// connection (a connection does one thing at a time: opening or one statement): Swift's
-// cooperative threads never wait for PostgreSQL.
+// A statement (`PGConnection.query`) is sent by its borrower and its answer awaited on the
+// pool's reactor (PGReactor: libpq's asynchronous interface, one thread waiting on every
+// connection's socket). What must block — opening a connection, a `run` body of several
+// statements (maintenance), a decision that hashes — runs on a thread of the pool's own,
+// one a connection: Swift's cooperative threads never wait for PostgreSQL.
 //
 // What a deadline needs from here: a statement cancelled mid-flight ends at once (the
 // connection's socket is shut down under libpq: the statement fails, the server rolls its
@@ -260,12 +262,16 @@ public enum PGTransactionStatus: Sendable, Equatable {
 /// One libpq connection. Used by one task at a time (the pool's borrower); `abort` may come
 /// from another (a deadline).
 public final class PGConnection: @unchecked Sendable {
-    private let raw: OpaquePointer
+    let raw: OpaquePointer
     private let threads: NIOThreadPool
+    /// Where `query` waits for its answer without holding a thread (nil: on a pool thread).
+    private let reactor: PGReactor?
     /// A second descriptor of the connection's socket, kept until deinit: `abort` shuts the
     /// socket down through it, never through a number libpq may have closed and the
-    /// system reused meanwhile.
-    private let socket: Int32
+    /// system reused meanwhile; the reactor watches it (closed, epoll forgets it).
+    let socket: Int32
+    /// The reactor's epoll has the socket (touched by whoever holds the connection).
+    var watched = false
     private let state = Mutex(Flags())
 
     struct Flags {
@@ -289,13 +295,15 @@ public final class PGConnection: @unchecked Sendable {
     private let prefix: String
 
     public var broken: Bool { state.withLock { $0.broken } }
+    var aborted: Bool { state.withLock { $0.aborted } }
     /// The server libpq chose (of several, the first that took the session as the
     /// connection string asks: target_session_attrs): `HOST:PORT`, or the socket's folder.
     public let server: String
 
-    private init(_ raw: OpaquePointer, threads: NIOThreadPool, prepare: Bool) {
+    private init(_ raw: OpaquePointer, threads: NIOThreadPool, reactor: PGReactor?, prepare: Bool) {
         self.raw = raw
         self.threads = threads
+        self.reactor = reactor
         // No randomness, no preparing: a prefix two connections could share would let one
         // run the other's statement behind a pooler.
         let random = SecureRandom.bytes(8)
@@ -315,7 +323,7 @@ public final class PGConnection: @unchecked Sendable {
     /// Connects (blocking: on a pool thread) with libpq's own keywords and values, as
     /// `PQconnectdbParams` takes them (`expand` lets a `dbname` value be a whole connection
     /// string or URI), then runs `setup` (the session's timeouts) before anyone borrows it.
-    static func open(_ settings: [(String, String)], setup: String?, threads: NIOThreadPool, prepare: Bool = true) throws(PGError) -> PGConnection {
+    static func open(_ settings: [(String, String)], setup: String?, threads: NIOThreadPool, reactor: PGReactor?, prepare: Bool = true) throws(PGError) -> PGConnection {
         let keys = settings.map { strdup($0.0) }
         let values = settings.map { strdup($0.1) }
         defer { keys.forEach { free($0) }; values.forEach { free($0) } }
@@ -327,7 +335,10 @@ public final class PGConnection: @unchecked Sendable {
             PQfinish(raw)
             throw PGError(code: "", message: why)
         }
-        let connection = PGConnection(raw, threads: threads, prepare: prepare)
+        // Nonblocking: the reactor's sends never wait. libpq's blocking calls (PQexec…, on
+        // `run`'s thread) still wait for their answer in this mode.
+        let usesReactor = reactor?.usable == true && PQsetnonblocking(raw, 1) == 0
+        let connection = PGConnection(raw, threads: threads, reactor: usesReactor ? reactor : nil, prepare: prepare)
         if let setup {
             // A simple query (several statements, no parameters): one round trip.
             guard let result = PQexec(raw, setup) else { throw connection.failure() }
@@ -339,11 +350,46 @@ public final class PGConnection: @unchecked Sendable {
         return connection
     }
 
-    /// Runs `query` on the pool's thread; its rows. Cancelled (a deadline), the statement in
-    /// flight is aborted and the connection is done for: nothing else is sent on it.
+    /// Runs `query`; its rows. The statement is sent from here and its answer awaited on the
+    /// pool's reactor, no thread held (on the pool's thread when the reactor is not there).
+    /// A statement with parameters is prepared on first use, as `execute` does. Cancelled (a
+    /// deadline), the statement in flight is aborted and the connection is done for:
+    /// nothing else is sent on it.
     @discardableResult
     public func query(_ query: PGQuery) async throws -> PGRows {
-        try await run { try $0.execute(query) }
+        guard let reactor else { return try await run { try $0.execute(query) } }
+        let name: String?
+        if query.values.isEmpty || !preparing {
+            name = nil
+        } else if let known = prepared[query.sql] {
+            name = known
+        } else if prepared.count < Self.preparedLimit {
+            let new = prefix + String(prepared.count + 1)
+            _ = try await reactor.perform(self) { raw in
+                query.types.withUnsafeBufferPointer { PQsendPrepare(raw, new, query.sql, Int32($0.count), $0.baseAddress) }
+            }
+            prepared[query.sql] = new
+            name = new
+        } else {
+            name = nil
+        }
+        return try await reactor.perform(self) { raw in
+            Self.withValues(query) { types, params in
+                if let name { return PQsendQueryPrepared(raw, name, Int32(params.count), params.baseAddress, nil, nil, 0) }
+                return PQsendQueryParams(raw, query.sql, Int32(params.count), types.baseAddress, params.baseAddress, nil, nil, 0)
+            }
+        }
+    }
+
+    /// `body` with `query`'s parameter types and values as libpq takes them (C strings,
+    /// freed after).
+    static func withValues<R>(_ query: PGQuery, _ body: (UnsafeBufferPointer<Oid>, UnsafeMutableBufferPointer<UnsafePointer<CChar>?>) -> R) -> R {
+        let values = query.values.map { $0.map { strdup($0) } ?? nil }
+        defer { values.forEach { free($0) } }
+        var pointers: [UnsafePointer<CChar>?] = values.map { $0.map { UnsafePointer($0) } }
+        return query.types.withUnsafeBufferPointer { types in
+            pointers.withUnsafeMutableBufferPointer { body(types, $0) }
+        }
     }
 
     /// Ends whatever the connection is doing, at once: the socket is shut down under libpq
@@ -375,27 +421,28 @@ public final class PGConnection: @unchecked Sendable {
     /// parameters is prepared on first use and executed by name after.
     public func execute(_ query: PGQuery) throws(PGError) -> PGRows {
         guard !state.withLock({ $0.aborted }) else { throw PGError(code: "", message: "the connection was aborted") }
-        let values = query.values.map { $0.map { strdup($0) } ?? nil }
-        defer { values.forEach { free($0) } }
-        var pointers: [UnsafePointer<CChar>?] = values.map { $0.map { UnsafePointer($0) } }
         let name = query.values.isEmpty || !preparing ? nil : try statement(query)
-        let result = query.types.withUnsafeBufferPointer { types in
-            pointers.withUnsafeMutableBufferPointer { params in
-                if let name { return PQexecPrepared(raw, name, Int32(params.count), params.baseAddress, nil, nil, 0) }
-                return PQexecParams(raw, query.sql, Int32(params.count), types.baseAddress, params.baseAddress, nil, nil, 0)
-            }
+        let result = Self.withValues(query) { types, params in
+            if let name { return PQexecPrepared(raw, name, Int32(params.count), params.baseAddress, nil, nil, 0) }
+            return PQexecParams(raw, query.sql, Int32(params.count), types.baseAddress, params.baseAddress, nil, nil, 0)
         }
         guard let result else { throw failure() }
+        return try outcome(result).get()
+    }
+
+    /// A statement's result as rows or its failure; the result is freed.
+    func outcome(_ result: OpaquePointer) -> Result<PGRows, PGError> {
         defer { PQclear(result) }
-        if PQresultStatus(result) == PGRES_FATAL_ERROR, Self.field(result, "C") == "26000", name != nil {
-            // The server session lost it: a pooler between us and the server gave this
-            // connection another session (DISCARD ALL, or transaction pooling). Closed: the
-            // next one prepares anew (`database_prepare = off` for such a pooler).
+        if PQresultStatus(result) == PGRES_FATAL_ERROR, Self.field(result, "C") == "26000" {
+            // The server session lost a statement prepared on it: a pooler between us and the
+            // server gave this connection another session (DISCARD ALL, or transaction
+            // pooling). Closed: the next one prepares anew (`database_prepare = off` for
+            // such a pooler).
             state.withLock { $0.broken = true }
         }
         switch PQresultStatus(result) {
         case PGRES_COMMAND_OK, PGRES_EMPTY_QUERY:
-            return PGRows(rows: [])
+            return .success(PGRows(rows: []))
         case PGRES_TUPLES_OK:
             let n = PQntuples(result), columns = PQnfields(result)
             var rows: [[String?]] = []
@@ -408,9 +455,9 @@ public final class PGConnection: @unchecked Sendable {
                 }
                 rows.append(row)
             }
-            return PGRows(rows: rows)
+            return .success(PGRows(rows: rows))
         default:
-            throw failure(code: Self.field(result, "C") ?? "", message: Self.field(result, "M"))
+            return .failure(failure(code: Self.field(result, "C") ?? "", message: Self.field(result, "M")))
         }
     }
 
@@ -462,7 +509,7 @@ public final class PGConnection: @unchecked Sendable {
     }
 
     /// The error to throw (the server's, else libpq's own words); notes a connection gone.
-    private func failure(code: String = "", message: String? = nil) -> PGError {
+    func failure(code: String = "", message: String? = nil) -> PGError {
         if PQstatus(raw) != CONNECTION_OK { state.withLock { $0.broken = true } }
         return PGError(code: code, message: message ?? Self.text(PQerrorMessage(raw)))
     }
@@ -489,6 +536,8 @@ public final class PGPool: Sendable {
     let prepare: Bool
     public let maximum: Int
     private let threads: NIOThreadPool
+    /// Where statements wait for their answers (`PGConnection.query`).
+    private let reactor = PGReactor()
     private let state = Mutex(State())
 
     struct Waiter {
@@ -533,6 +582,7 @@ public final class PGPool: Sendable {
             return s.waiting
         }
         for w in waiters { w.continuation.resume(throwing: PGError(code: "", message: "the pool is closed")) }
+        await reactor.stop()
         try? await threads.shutdownGracefully()
     }
 
@@ -615,7 +665,7 @@ public final class PGPool: Sendable {
         threads.submit { [self] work in
             guard case .active = work else { return releaseSlot(failure: PGError(code: "", message: "the pool is closed")) }
             do throws(PGError) {
-                let conn = try PGConnection.open(settings, setup: setup, threads: threads, prepare: prepare)
+                let conn = try PGConnection.open(settings, setup: setup, threads: threads, reactor: reactor, prepare: prepare)
                 let before = lastServer.withLock { last -> String? in
                     defer { last = conn.server }
                     return last

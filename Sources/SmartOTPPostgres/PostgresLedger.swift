@@ -194,7 +194,7 @@ public struct PostgresLedger: Ledger, BudgetStore {
         for name in try await conn.query("SELECT username FROM smartotp_records ORDER BY username").decode(String.self) { names.append(name) }
         for name in names {
             let user = try UserName(name)
-            guard var row = try await conn.run({ try load($0, user, lock: true) }).row else { continue }
+            guard var row = try await load(conn, user, lock: true).row else { continue }
             let record = try RecordFormat.parse(row.text, path: "database:" + name)
             for token in record.tokens {
                 guard let old = row.secrets[token.id] else { continue }
@@ -242,8 +242,7 @@ public struct PostgresLedger: Ledger, BudgetStore {
     /// `user`'s row with its sealed secrets and the clock in one round trip (FOR UPDATE when
     /// `lock`); for a name without a record, the clock alone (its rows go to chain 0, whose
     /// head `write` locks).
-    /// Blocking: on the connection's thread (`PGConnection.run`).
-    func load(_ conn: PGConnection, _ user: UserName, lock: Bool) throws -> Loaded {
+    func load(_ conn: PGConnection, _ user: UserName, lock: Bool) async throws -> Loaded {
         let sql = """
             SELECT r.record, r.version, r.audit_chain, r.audit_seq, r.audit_mac, r.recent, r.offline_epoch, r.row_mac, \(Self.clock), s.token_id, s.key_id, s.sealed
             FROM smartotp_records r LEFT JOIN smartotp_secrets s ON s.username = r.username
@@ -254,7 +253,7 @@ public struct PostgresLedger: Ledger, BudgetStore {
         query.types = [25]
         var loaded = Loaded(row: nil, nowMicros: 0)
         for (text, version, chain, seq, mac, recent, epoch, rowMAC, now, token, keyID, sealed)
-            in try conn.execute(query).decode((String, Int64, Int64, Int64, String, [String], Int64, String, Int64, String?, String?, String?).self) {
+            in try await conn.query(query).decode((String, Int64, Int64, Int64, String, [String], Int64, String, Int64, String?, String?, String?).self) {
             if loaded.row == nil {
                 loaded.row = StoredRow(text: text, secrets: [:], recent: recent, offlineEpoch: epoch, chain: chain,
                                        head: AuditChain.Head(seq: seq, mac: mac), version: version, mac: rowMAC)
@@ -262,15 +261,15 @@ public struct PostgresLedger: Ledger, BudgetStore {
             loaded.nowMicros = now
             if let token, let keyID, let sealed { loaded.row?.secrets[token] = SealedSecret(keyID: keyID, box: sealed) }
         }
-        if loaded.row == nil { loaded.nowMicros = try chainZero(conn, lock: false).now }
+        if loaded.row == nil { loaded.nowMicros = try await chainZero(conn, lock: false).now }
         return loaded
     }
 
     /// Chain 0's head (names without a record, and the fleet's own events) and the clock.
-    func chainZero(_ conn: PGConnection, lock: Bool) throws -> (head: AuditChain.Head, now: Int64) {
+    func chainZero(_ conn: PGConnection, lock: Bool) async throws -> (head: AuditChain.Head, now: Int64) {
         let rows = lock
-            ? try conn.execute("SELECT seq, mac, \(unsafe: Self.clock) FROM smartotp_audit_heads WHERE chain = 0 FOR UPDATE")
-            : try conn.execute("SELECT seq, mac, \(unsafe: Self.clock) FROM smartotp_audit_heads WHERE chain = 0")
+            ? try await conn.query("SELECT seq, mac, \(unsafe: Self.clock) FROM smartotp_audit_heads WHERE chain = 0 FOR UPDATE")
+            : try await conn.query("SELECT seq, mac, \(unsafe: Self.clock) FROM smartotp_audit_heads WHERE chain = 0")
         var out = (AuditChain.Head.empty, Int64(0))
         for (seq, mac, now) in try rows.decode((Int64, String, Int64).self) { out = (AuditChain.Head(seq: seq, mac: mac), now) }
         return out
@@ -298,31 +297,27 @@ public struct PostgresLedger: Ledger, BudgetStore {
 
     public func read(_ subject: LedgerSubject) async throws -> LedgerState {
         guard case .user(let user) = subject else {
-            return try await pool.withConnection { conn in try await fleetState(conn, nowMicros: try await conn.run { try chainZero($0, lock: false).now }) }
+            return try await pool.withConnection { conn in try await fleetState(conn, nowMicros: try await chainZero(conn, lock: false).now) }
         }
         let state = try await pool.withConnection { conn in
-            try await conn.run { conn in
-                let loaded = try load(conn, user, lock: false)
-                return try codec.state(subject, row: loaded.row, nowMicros: loaded.nowMicros)
-            }
+            let loaded = try await load(conn, user, lock: false)
+            return try codec.state(subject, row: loaded.row, nowMicros: loaded.nowMicros)
         }
         guard case .rolledBack? = state.refusal else { return state }
         // A read that raced commits, or a copy put back: the locked read gets the last
         // committed version, never older than one a read saw (unless put back).
         return try await pool.withTransaction { conn in
-            try await conn.run { conn in
-                let loaded = try load(conn, user, lock: true)
-                return try codec.state(subject, row: loaded.row, nowMicros: loaded.nowMicros)
-            }
+            let loaded = try await load(conn, user, lock: true)
+            return try codec.state(subject, row: loaded.row, nowMicros: loaded.nowMicros)
         }
     }
 
     // MARK: the one primitive
 
-    public func commit<T: Sendable>(_ subject: LedgerSubject, _ body: @escaping @Sendable (inout LedgerState) throws -> T) async throws -> T {
+    public func commit<T: Sendable>(_ subject: LedgerSubject, hashes: Bool, _ body: @escaping @Sendable (inout LedgerState) throws -> T) async throws -> T {
         if case .user(let user) = subject {
             for _ in 0..<3 {
-                let attempt = try await pool.withConnection { conn in try await conn.run { try optimistic($0, user, body) } }
+                let attempt = try await pool.withConnection { conn in try await optimistic(conn, user, hashes: hashes, body) }
                 switch attempt {
                 case .done(let value): return value
                 case .changedMeanwhile: continue
@@ -340,16 +335,23 @@ public struct PostgresLedger: Ledger, BudgetStore {
     }
 
     /// The row read without a lock, decided, and written by one statement if it is still
-    /// the version read.
-    func optimistic<T: Sendable>(_ conn: PGConnection, _ user: UserName, _ body: (inout LedgerState) throws -> T) throws -> Optimistic<T> {
-        let loaded = try load(conn, user, lock: false)
+    /// the version read. A decision that does not hash runs where the request's task runs
+    /// (microseconds: a code, a tap); one that may is decided on a pool thread.
+    func optimistic<T: Sendable>(_ conn: PGConnection, _ user: UserName, hashes: Bool, _ body: @escaping @Sendable (inout LedgerState) throws -> T) async throws -> Optimistic<T> {
+        let loaded = try await load(conn, user, lock: false)
         guard let row = loaded.row else { return .needsLock }
         let before = try codec.state(.user(user), row: row, nowMicros: loaded.nowMicros)
         // Older than a version seen meanwhile: a read that raced a commit, or a copy put
         // back. The locked read (the last committed version) tells them apart.
         if case .rolledBack? = before.refusal { return .changedMeanwhile }
-        var after = before
-        let value = try body(&after)
+        let value: T, after: LedgerState
+        if hashes {
+            (value, after) = try await decided(conn, before, body)
+        } else {
+            var changed = before
+            value = try body(&changed)
+            after = changed
+        }
         let diff = try codec.diff(before: before, after: after, row: row)
         if diff.isEmpty { return .done(value) }
         guard diff.rowOnly else { return .needsLock }
@@ -371,7 +373,7 @@ public struct PostgresLedger: Ledger, BudgetStore {
             statement = "\(update) AND version = \(row.version) RETURNING 1"
         }
         var written = false
-        for _ in try conn.execute(statement).decode(Int.self) { written = true }
+        for _ in try await conn.query(statement).decode(Int.self) { written = true }
         guard written else { return .changedMeanwhile }
         noteHeads(rows)
         return .done(value)
@@ -402,7 +404,7 @@ public struct PostgresLedger: Ledger, BudgetStore {
         let (value, closed, written) = try await pool.withTransaction { conn -> (T, Int64?, [AuditChain.Row]) in
             switch subject {
             case .fleet:
-                let (head, now) = try await conn.run { try chainZero($0, lock: true) }
+                let (head, now) = try await chainZero(conn, lock: true)
                 let stored = try await storedRevocations(conn)
                 let before = try await fleetState(conn, nowMicros: now)
                 let (value, after) = try await decided(conn, before, body)
@@ -418,7 +420,7 @@ public struct PostgresLedger: Ledger, BudgetStore {
                 let rows = try await appendZero(conn, head: head, diff.entries)
                 return (value, nil, rows)
             case .user(let user):
-                let loaded = try await conn.run { try load($0, user, lock: true) }
+                let loaded = try await load(conn, user, lock: true)
                 let before = try codec.state(subject, row: loaded.row, nowMicros: loaded.nowMicros)
                 let (value, after) = try await decided(conn, before, body)
                 let diff = try codec.diff(before: before, after: after, row: loaded.row)
@@ -465,18 +467,18 @@ public struct PostgresLedger: Ledger, BudgetStore {
             }
         case (nil, _):
             // A name without a record: its rows go to chain 0.
-            let (head, _) = try await conn.run { try chainZero($0, lock: true) }
+            let (head, _) = try await chainZero(conn, lock: true)
             written += try await appendZero(conn, head: head, diff.entries)
         case (let r?, .remove) where diff.refusedRow:
             // A refused row is removed; its chain is closed where the row said it stood (an
             // edited head shows in audit-verify), and the removal goes to chain 0.
             try await conn.query("DELETE FROM smartotp_records WHERE username = \(user.value)")
             try await conn.query("INSERT INTO smartotp_audit_heads (chain, seq, mac) VALUES (\(r.chain), \(r.head.seq), \(r.head.mac)) ON CONFLICT (chain) DO NOTHING")
-            let (head, _) = try await conn.run { try chainZero($0, lock: true) }
+            let (head, _) = try await chainZero(conn, lock: true)
             written += try await appendZero(conn, head: head, diff.entries)
         case (_?, _) where diff.refusedRow:
             // Neither rewritten nor signed again: its audit rows go to chain 0.
-            let (head, _) = try await conn.run { try chainZero($0, lock: true) }
+            let (head, _) = try await chainZero(conn, lock: true)
             written += try await appendZero(conn, head: head, diff.entries)
         case (let r?, .remove):
             let (rows, head) = codec.audit.extend(chain: r.chain, head: r.head, with: diff.entries)

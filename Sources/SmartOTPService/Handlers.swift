@@ -261,8 +261,9 @@ extension VerifierService {
     func decide(_ request: HelperProtocol.Request, _ user: UserName, body: [UInt8], by requester: Requester) async throws -> VerdictOutcome {
         let (ledger, policy, rootPassword) = (self.ledger, config.policy, config.rootPassword)
         let binding = requester.requestID.isEmpty ? "" : binder.binding(serial: requester.serial, operation: request.operation, body: body)
+        let hashes = Self.hashes(request)
         return try await withDeadline(deadline) {
-            try await ledger.commit(.user(user)) { state in
+            try await ledger.commit(.user(user), hashes: hashes) { state in
                 if let why = state.refusal {
                     state.audit(AuditFacts(operation: request.operation.rawValue, credential: "", result: "refused", reason: why.description), by: requester)
                     return .refused(why)

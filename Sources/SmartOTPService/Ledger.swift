@@ -169,8 +169,10 @@ public protocol Ledger: Sendable {
     /// written. `body` may run more than once (an adapter may decide optimistically and
     /// decide again on a row that changed meanwhile): it must only read its state.
     /// Cancelled (a deadline), nothing is written after the cancellation: the commit either
-    /// completed before it or did not happen.
-    func commit<T: Sendable>(_ subject: LedgerSubject, _ body: @escaping @Sendable (inout LedgerState) throws -> T) async throws -> T
+    /// completed before it or did not happen. `hashes`: `body` may hash a password
+    /// (yescrypt, tens of milliseconds), so the adapter must run it where it blocks no event
+    /// loop; false lets it decide in place (a code, a tap: microseconds).
+    func commit<T: Sendable>(_ subject: LedgerSubject, hashes: Bool, _ body: @escaping @Sendable (inout LedgerState) throws -> T) async throws -> T
 
     /// `subject`'s state as stored, for reading only (no lock, nothing written).
     func read(_ subject: LedgerSubject) async throws -> LedgerState
@@ -183,6 +185,14 @@ public protocol Ledger: Sendable {
 
     /// Whether the ledger answers (`GET /v1/health`).
     func check() async throws
+}
+
+extension Ledger {
+    /// A commit whose body may take long (an administrator's change, the fleet's state):
+    /// run where it blocks no event loop.
+    public func commit<T: Sendable>(_ subject: LedgerSubject, _ body: @escaping @Sendable (inout LedgerState) throws -> T) async throws -> T {
+        try await commit(subject, hashes: true, body)
+    }
 }
 
 /// What smartotpd answers when the ledger refuses a record it holds.

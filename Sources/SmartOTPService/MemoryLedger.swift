@@ -48,7 +48,7 @@ public final class MemoryLedger: Ledger, BudgetStore {
         if !c.failures.isEmpty { throw c.failures.removeFirst() }
     }
 
-    public func commit<T: Sendable>(_ subject: LedgerSubject, _ body: @escaping @Sendable (inout LedgerState) throws -> T) async throws -> T {
+    public func commit<T: Sendable>(_ subject: LedgerSubject, hashes: Bool, _ body: @escaping @Sendable (inout LedgerState) throws -> T) async throws -> T {
         try Task.checkCancellation()
         return try contents.withLock { c in
             try Self.failing(&c)

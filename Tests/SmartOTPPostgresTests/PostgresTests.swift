@@ -115,6 +115,62 @@ struct PostgresTests {
         #expect(try PGArray.parse("{}") == [] && PGArray.literal([]) == "{}")
     }
 
+    /// Statements await their answers on the pool's one reactor thread, not a thread each:
+    /// many in flight at once each get their own answer, and they overlap (eight 0.3 s
+    /// sleeps on eight connections end together, not one after another).
+    @Test func manyStatementsInFlightEachGetTheirOwnAnswer() async throws {
+        let pool = try pool(8)
+        defer { Task { await pool.close() } }
+        let started = ContinuousClock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<8 {
+                group.addTask {
+                    let n = try await pool.withConnection { conn in
+                        try await conn.query("SELECT \(Int64(i))::bigint FROM pg_sleep(0.3)").decode(Int64.self).first
+                    }
+                    #expect(n == Int64(i))
+                }
+            }
+            try await group.waitForAll()
+        }
+        #expect(ContinuousClock.now - started < .milliseconds(2000), "the sleeps overlapped")
+        let answers = try await withThrowingTaskGroup(of: (Int64, Int64?).self) { group in
+            for i in 0..<400 {
+                group.addTask { (Int64(i), try await pool.query("SELECT \(Int64(i)) * 2").decode(Int64.self).first) }
+            }
+            var out: [(Int64, Int64?)] = []
+            for try await a in group { out.append(a) }
+            return out
+        }
+        #expect(answers.count == 400 && answers.allSatisfy { $0.1 == $0.0 * 2 })
+    }
+
+    /// A statement larger than the socket's buffer (libpq sends it as the socket drains, on
+    /// the reactor) and an answer that comes in many reads arrive whole.
+    @Test func aLargeStatementAndALargeAnswerArriveWhole() async throws {
+        let pool = try pool(1)
+        defer { Task { await pool.close() } }
+        let big = String(repeating: "0123456789abcdef", count: 1 << 18)  // 4 MiB
+        let length = try await pool.query("SELECT length(\(big))::bigint").decode(Int64.self).first
+        #expect(length == Int64(big.utf8.count))
+        let rows = try await pool.query("SELECT repeat('x', 1000) FROM generate_series(1, 20000)").decode(String.self)
+        #expect(rows.count == 20000 && rows.allSatisfy { $0.utf8.count == 1000 })
+        // The connection is idle again, and lent again.
+        #expect(try await pool.withConnection { try await backend($0) } > 0 && pool.counts.open == 1)
+    }
+
+    /// A pool closed with a statement in flight: the statement fails at once, nothing hangs.
+    @Test func aPoolClosedUnderAStatementFailsIt() async throws {
+        let pool = try pool(1)
+        let task = Task { try await pool.query("SELECT pg_sleep(10)") }
+        try await Task.sleep(for: .milliseconds(300))
+        let started = ContinuousClock.now
+        await pool.close()
+        let result = await task.result
+        #expect(throws: PGError.self) { try result.get() }
+        #expect(ContinuousClock.now - started < .seconds(3), "not the statement's 10 s")
+    }
+
     /// A statement with parameters is prepared once a connection, under a name of its own
     /// (a random prefix); a session that lost it (a pooler's DISCARD ALL) fails that one
     /// statement and is closed, and the next borrower prepares anew. `database_prepare = off`

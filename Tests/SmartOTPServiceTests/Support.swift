@@ -80,9 +80,9 @@ final class SlowLedger: Ledger, @unchecked Sendable {
         self.delay = delay
     }
 
-    func commit<T: Sendable>(_ subject: LedgerSubject, _ body: @escaping @Sendable (inout LedgerState) throws -> T) async throws -> T {
+    func commit<T: Sendable>(_ subject: LedgerSubject, hashes: Bool, _ body: @escaping @Sendable (inout LedgerState) throws -> T) async throws -> T {
         try await Task.sleep(for: delay)
-        return try await inner.commit(subject, body)
+        return try await inner.commit(subject, hashes: hashes, body)
     }
     func read(_ subject: LedgerSubject) async throws -> LedgerState {
         try await Task.sleep(for: delay)
