@@ -157,7 +157,12 @@ public struct ByteWriter {
 
 /// Decimal integers read from bytes, as `Int64(String)` reads them (an optional sign, then
 /// digits only), without making a String first.
+///
+/// These byte helpers are `@inlinable`: a server build (not Embedded Swift, which specializes
+/// everything) would otherwise run them unspecialized across modules, through value witnesses
+/// and runtime metadata (smartotpd's profile: a record's parse, on every verdict).
 public enum ByteNumber {
+    @inlinable
     public static func parse<T: FixedWidthInteger, C: Collection<UInt8>>(_ bytes: C, as _: T.Type = T.self) -> T? {
         var i = bytes.startIndex
         guard i != bytes.endIndex else { return nil }
@@ -184,6 +189,7 @@ public enum ByteNumber {
 
 extension Collection<UInt8> {
     /// Whether these bytes spell `text` exactly.
+    @inlinable
     public func spells(_ text: StaticString) -> Bool {
         count == text.utf8CodeUnitCount && text.withUTF8Buffer { elementsEqual($0) }
     }
@@ -191,6 +197,7 @@ extension Collection<UInt8> {
     /// Whether these bytes begin with `text`. Used instead of `String.hasPrefix` in what the
     /// module links: hasPrefix's fast path is libc's bcmp, one more symbol for the dynamic
     /// linker to look up each time a host loads the module.
+    @inlinable
     public func begins(with text: StaticString) -> Bool {
         text.withUTF8Buffer { prefix in
             var i = startIndex
