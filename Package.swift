@@ -170,7 +170,8 @@ let normalTargets: [Target] = [
         name: "SmartOTPPostgres",
         dependencies: [
             "SmartOTPService", "SmartOTPVault", "Verifier", "TokenStore", "OTPCore", "CLibPQ",
-            .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
         ]
     ),
     .target(

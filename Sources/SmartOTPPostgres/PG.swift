@@ -339,6 +339,8 @@ public final class PGConnection: @unchecked Sendable {
         // `run`'s thread) still wait for their answer in this mode.
         let usesReactor = reactor?.usable == true && PQsetnonblocking(raw, 1) == 0
         let connection = PGConnection(raw, threads: threads, reactor: usesReactor ? reactor : nil, prepare: prepare)
+        // No second descriptor (the process at its limit): no abort, no reactor. Closed.
+        guard connection.socket >= 0 else { throw PGError(code: "", message: "no descriptor left for the connection's socket") }
         if let setup {
             // A simple query (several statements, no parameters): one round trip.
             guard let result = PQexec(raw, setup) else { throw connection.failure() }

@@ -1,5 +1,6 @@
 import CLibPQ
 import Glibc
+import NIOCore
 import NIOPosix
 import Synchronization
 
@@ -25,16 +26,29 @@ final class PGReactor: Sendable {
     private let poller: Int32
     /// Written to stop the thread (an eventfd).
     private let stopper: Int32
+    /// Whether the poller and the stopper were set up (else every statement runs blocking, on
+    /// a thread, as `PGConnection.run` runs them).
+    let usable: Bool
     private let thread = NIOThreadPool(numberOfThreads: 1)
     private let state = Mutex(State())
 
     struct Waiter {
         let conn: PGConnection
         let done: CheckedContinuation<PGRows, any Error>
+        /// The event loop the borrower sent from (nil: another thread). Resumed there, its
+        /// task stays on that loop, its connection's: Swift's jobs run on NIO's loops
+        /// (smartotpd), and a job enqueued from this thread would go to any loop in turn,
+        /// so every answer would then hop back to the connection's loop.
+        let loop: (any EventLoop)?
+        /// Handed to epoll: from then on the reactor (or its stop) resumes the borrower.
+        /// Before, the borrower is still inside libpq, and only it may resume itself.
+        var armed = false
         /// libpq has bytes of the statement still to send (the socket's buffer was full).
-        var flushing: Bool
+        var flushing = false
         /// The statement's result, once libpq has it (the reactor waits on for the end).
         var outcome: Result<PGRows, PGError>?
+        /// Results seen: one statement has one (a server that sends more is cut off).
+        var results = 0
     }
 
     struct State {
@@ -46,12 +60,11 @@ final class PGReactor: Sendable {
     init() {
         poller = epoll_create1(Int32(EPOLL_CLOEXEC))
         stopper = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
-        if poller >= 0, stopper >= 0 {
-            var event = epoll_event()
-            event.events = EPOLLIN.rawValue
-            event.data.fd = stopper
-            _ = epoll_ctl(poller, EPOLL_CTL_ADD, stopper, &event)
-        }
+        var event = epoll_event()
+        event.events = EPOLLIN.rawValue
+        event.data.fd = stopper
+        usable = poller >= 0 && stopper >= 0 && epoll_ctl(poller, EPOLL_CTL_ADD, stopper, &event) == 0
+        guard usable else { return }
         thread.start()
         thread.submit { [self] work in
             guard case .active = work else { return }
@@ -59,43 +72,57 @@ final class PGReactor: Sendable {
         }
     }
 
-    /// Whether the reactor could be set up (else every statement runs blocking, on a
-    /// thread, as `PGConnection.run` runs them).
-    var usable: Bool { poller >= 0 && stopper >= 0 }
-
-    /// Stops the thread; statements still in flight fail ("the pool is closed").
-    func stop() async {
-        if stopper >= 0 {
-            var one: UInt64 = 1
-            _ = write(stopper, &one, 8)
-        }
-        try? await thread.shutdownGracefully()
+    deinit {
         if poller >= 0 { close(poller) }
         if stopper >= 0 { close(stopper) }
     }
 
+    /// Stops the thread; statements still in flight fail ("the pool is closed"). The
+    /// descriptors stay open until the reactor is gone: a borrower between its send and
+    /// epoll never reaches a number reused meanwhile.
+    func stop() async {
+        guard usable else { return }
+        var one: UInt64 = 1
+        _ = write(stopper, &one, 8)
+        try? await thread.shutdownGracefully()
+    }
+
     /// Sends a statement on `conn` (`send`: libpq's PQsend… call, its 1 or 0) and waits for
     /// its result without holding a thread. Cancelled (a deadline), the connection is
-    /// aborted, as `PGConnection.run` aborts it.
+    /// aborted, as `PGConnection.run` aborts it. Whatever fails once the statement may have
+    /// gone out aborts the connection too: its fate is unknown, so nothing more is sent on it
+    /// and the pool closes it (the server rolls back what it had not committed).
     func perform(_ conn: PGConnection, _ send: (OpaquePointer) -> Int32) async throws -> PGRows {
         try Task.checkCancellation()
+        let fd = conn.socket
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (k: CheckedContinuation<PGRows, any Error>) in
                 guard !conn.aborted else { return k.resume(throwing: PGError(code: "", message: "the connection was aborted")) }
-                guard send(conn.raw) == 1 else { return k.resume(throwing: conn.failure()) }
+                // Counted before anything is sent: a pool closing meanwhile refuses it unsent.
+                let admitted = state.withLock { s -> Bool in
+                    if s.stopped { return false }
+                    s.waiting[fd] = Waiter(conn: conn, done: k, loop: MultiThreadedEventLoopGroup.currentEventLoop)
+                    return true
+                }
+                guard admitted else { return k.resume(throwing: PGError(code: "", message: "the pool is closed")) }
+                func fail(_ error: PGError) {
+                    conn.abort()
+                    _ = state.withLock { $0.waiting.removeValue(forKey: fd) }
+                    k.resume(throwing: error)
+                }
+                guard send(conn.raw) == 1 else { return fail(conn.failure()) }
                 let flushed = PQflush(conn.raw)
-                guard flushed >= 0 else { return k.resume(throwing: conn.failure()) }
-                let stopped = state.withLock { s -> Bool in
-                    if s.stopped { return true }
-                    s.waiting[conn.socket] = Waiter(conn: conn, done: k, flushing: flushed == 1, outcome: nil)
-                    return false
+                guard flushed >= 0 else { return fail(conn.failure()) }
+                // Armed under the lock: a stop either came before (refused here) or will
+                // find it armed (and fail it). Until armed, the waiter is the borrower's.
+                let armed = state.withLock { s -> PGError? in
+                    guard !s.stopped else { return PGError(code: "", message: "the pool is closed") }
+                    guard watch(conn, writing: flushed == 1) else { return PGError(code: "", message: "the connection's socket could not be watched") }
+                    s.waiting[fd]?.armed = true
+                    s.waiting[fd]?.flushing = flushed == 1
+                    return nil
                 }
-                if stopped { return k.resume(throwing: PGError(code: "", message: "the pool is closed")) }
-                if !watch(conn, writing: flushed == 1) {
-                    // Never watched: taken back, unless the thread stopped and failed it already.
-                    let w = state.withLock { $0.waiting.removeValue(forKey: conn.socket) }
-                    w?.done.resume(throwing: PGError(code: "", message: "the connection's socket could not be watched"))
-                }
+                if let armed { fail(armed) }
             }
         } onCancel: {
             conn.abort()
@@ -103,14 +130,18 @@ final class PGReactor: Sendable {
     }
 
     /// Asks epoll for one readiness of `conn`'s socket (once: the reactor asks again when
-    /// the answer is not whole).
+    /// the answer is not whole). `watched` is set before the socket is added: once added, the
+    /// reactor may answer, and the next statement must find it set.
     private func watch(_ conn: PGConnection, writing: Bool) -> Bool {
         var event = epoll_event()
         event.events = EPOLLIN.rawValue | EPOLLONESHOT.rawValue | (writing ? EPOLLOUT.rawValue : 0)
         event.data.fd = conn.socket
         if conn.watched { return epoll_ctl(poller, EPOLL_CTL_MOD, conn.socket, &event) == 0 }
-        guard epoll_ctl(poller, EPOLL_CTL_ADD, conn.socket, &event) == 0 else { return false }
         conn.watched = true
+        guard epoll_ctl(poller, EPOLL_CTL_ADD, conn.socket, &event) == 0 else {
+            conn.watched = false
+            return false
+        }
         return true
     }
 
@@ -131,12 +162,14 @@ final class PGReactor: Sendable {
         finish()
     }
 
-    /// The thread stops: every statement still waiting fails.
+    /// The thread stops: every statement handed to it fails (one not yet armed is failed by
+    /// its borrower, which finds the reactor stopped).
     private func finish() {
         let left = state.withLock { s -> [Waiter] in
             s.stopped = true
-            defer { s.waiting = [:] }
-            return Array(s.waiting.values)
+            let armed = s.waiting.values.filter(\.armed)
+            for w in armed { s.waiting.removeValue(forKey: w.conn.socket) }
+            return armed
         }
         for w in left {
             w.conn.abort()
@@ -148,30 +181,21 @@ final class PGReactor: Sendable {
     /// has); the borrower is resumed once the statement's last result is in, else the socket
     /// is watched again.
     private func advance(_ fd: Int32) {
-        guard var w = state.withLock({ $0.waiting[fd] }) else { return }
+        guard var w = state.withLock({ s in s.waiting[fd].flatMap { $0.armed ? $0 : nil } }) else { return }
         let raw = w.conn.raw
+        // Over TLS, libpq may leave part of a record inside OpenSSL, where epoll cannot see
+        // it (libpq's own waits look there first): before waiting again, read twice more.
+        // A record is at most 16 KiB and libpq reads into at least 8 KiB free.
+        let rounds = PQsslInUse(raw) == 1 ? 3 : 1
         var end: Result<PGRows, PGError>?
-        if PQconsumeInput(raw) == 0 {
-            end = .failure(w.conn.failure())
-        } else if w.flushing {
-            switch PQflush(raw) {
-            case 0: w.flushing = false
-            case 1: break
-            default: end = .failure(w.conn.failure())
-            }
-        }
-        while end == nil, !w.flushing, PQisBusy(raw) == 0 {
-            guard let result = PQgetResult(raw) else {
-                end = w.outcome ?? .success(PGRows(rows: []))
-                break
-            }
-            let this = w.conn.outcome(result)
-            // The first failure is the statement's; a later result does not hide it.
-            if case .failure? = w.outcome {} else { w.outcome = this }
+        for _ in 0..<rounds where end == nil {
+            end = step(&w)
+            if w.flushing || PQisBusy(raw) == 0 { break }
         }
         if let end {
             _ = state.withLock { $0.waiting.removeValue(forKey: fd) }
-            w.done.resume(with: end.mapError { $0 as any Error })
+            let (done, answer) = (w.done, end.mapError { $0 as any Error })
+            if let loop = w.loop { loop.execute { done.resume(with: answer) } } else { done.resume(with: answer) }
             return
         }
         state.withLock { $0.waiting[fd] = w }
@@ -180,5 +204,36 @@ final class PGReactor: Sendable {
             w.conn.abort()
             w.done.resume(throwing: PGError(code: "", message: "the connection's socket could not be watched"))
         }
+    }
+
+    /// One read (and send) on `w`'s connection and the results it completed; the
+    /// statement's end, or nil while more is to come.
+    private func step(_ w: inout Waiter) -> Result<PGRows, PGError>? {
+        let raw = w.conn.raw
+        guard PQconsumeInput(raw) == 1 else { return .failure(w.conn.failure()) }
+        if w.flushing {
+            switch PQflush(raw) {
+            case 0: w.flushing = false
+            case 1: return nil
+            default: return .failure(w.conn.failure())
+            }
+        }
+        while PQisBusy(raw) == 0 {
+            guard let result = PQgetResult(raw) else { return w.outcome ?? .success(PGRows(rows: [])) }
+            w.results += 1
+            let status = PQresultStatus(result)
+            let answer = [PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY, PGRES_FATAL_ERROR].contains(status)
+            guard answer, w.results <= 4 else {
+                // Not an answer to a statement of ours (COPY, which libpq would hand out for
+                // ever, or a server that does not stop): the connection is cut off.
+                PQclear(result)
+                w.conn.abort()
+                return .failure(PGError(code: "", message: "the database answered what no statement asked for"))
+            }
+            let this = w.conn.outcome(result)
+            // The first failure is the statement's; a later result does not hide it.
+            if case .failure? = w.outcome {} else { w.outcome = this }
+        }
+        return nil
     }
 }

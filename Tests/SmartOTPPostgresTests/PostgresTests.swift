@@ -159,6 +159,26 @@ struct PostgresTests {
         #expect(try await pool.withConnection { try await backend($0) } > 0 && pool.counts.open == 1)
     }
 
+    /// An answer no statement of ours asks for (COPY: libpq would hand out its result for
+    /// ever) fails that statement at once; the connection is closed, the pool goes on.
+    @Test func aCopyAnswerFailsTheStatementAndNothingHangs() async throws {
+        let pool = try pool(1)
+        defer { Task { await pool.close() } }
+        var sessions: [Int64] = []
+        for copy in ["COPY (SELECT 1) TO STDOUT", "COPY t FROM STDIN"] {
+            sessions.append(try await pool.withConnection { conn in
+                try await conn.query("CREATE TEMP TABLE t (x int)")
+                let pid = try await backend(conn)
+                let started = ContinuousClock.now
+                await #expect(throws: PGError.self, "\(copy)") { try await conn.query(PGQuery(unsafeSQL: copy)) }
+                #expect(ContinuousClock.now - started < .seconds(3) && conn.broken)
+                return pid
+            })
+        }
+        let after = try await pool.withConnection { try await backend($0) }
+        #expect(after > 0 && !sessions.contains(after) && Set(sessions).count == 2, "each connection that saw COPY was closed")
+    }
+
     /// A pool closed with a statement in flight: the statement fails at once, nothing hangs.
     @Test func aPoolClosedUnderAStatementFailsIt() async throws {
         let pool = try pool(1)
