@@ -360,21 +360,14 @@ public final class PGConnection: @unchecked Sendable {
     @discardableResult
     public func query(_ query: PGQuery) async throws -> PGRows {
         guard let reactor else { return try await run { try $0.execute(query) } }
-        let name: String?
-        if query.values.isEmpty || !preparing {
-            name = nil
-        } else if let known = prepared[query.sql] {
-            name = known
-        } else if prepared.count < Self.preparedLimit {
-            let new = prefix + String(prepared.count + 1)
+        let statement = naming(query)
+        if let statement, statement.new {
             _ = try await reactor.perform(self) { raw in
-                query.types.withUnsafeBufferPointer { PQsendPrepare(raw, new, query.sql, Int32($0.count), $0.baseAddress) }
+                query.types.withUnsafeBufferPointer { PQsendPrepare(raw, statement.name, query.sql, Int32($0.count), $0.baseAddress) }
             }
-            prepared[query.sql] = new
-            name = new
-        } else {
-            name = nil
+            prepared[query.sql] = statement.name
         }
+        let name = statement?.name
         return try await reactor.perform(self) { raw in
             Self.withValues(query) { types, params in
                 if let name { return PQsendQueryPrepared(raw, name, Int32(params.count), params.baseAddress, nil, nil, 0) }
@@ -411,7 +404,7 @@ public final class PGConnection: @unchecked Sendable {
     /// deadline), the statement in flight is aborted as `query`'s is.
     public func run<T: Sendable>(_ body: @escaping @Sendable (PGConnection) throws -> T) async throws -> T {
         try Task.checkCancellation()
-        guard !state.withLock({ $0.aborted }) else { throw PGError(code: "", message: "the connection was aborted") }
+        guard !aborted else { throw PGError(code: "", message: "the connection was aborted") }
         return try await withTaskCancellationHandler {
             try await threads.runIfActive { [self] in try body(self) }
         } onCancel: {
@@ -422,8 +415,17 @@ public final class PGConnection: @unchecked Sendable {
     /// Runs `query` here, blocking (on the pool's thread: inside `run`). A statement with
     /// parameters is prepared on first use and executed by name after.
     public func execute(_ query: PGQuery) throws(PGError) -> PGRows {
-        guard !state.withLock({ $0.aborted }) else { throw PGError(code: "", message: "the connection was aborted") }
-        let name = query.values.isEmpty || !preparing ? nil : try statement(query)
+        guard !aborted else { throw PGError(code: "", message: "the connection was aborted") }
+        let statement = naming(query)
+        if let statement, statement.new {
+            let prepared = query.types.withUnsafeBufferPointer { types in
+                PQprepare(raw, statement.name, query.sql, Int32(types.count), types.baseAddress)
+            }
+            guard let prepared else { throw failure() }
+            _ = try outcome(prepared).get()
+            self.prepared[query.sql] = statement.name
+        }
+        let name = statement?.name
         let result = Self.withValues(query) { types, params in
             if let name { return PQexecPrepared(raw, name, Int32(params.count), params.baseAddress, nil, nil, 0) }
             return PQexecParams(raw, query.sql, Int32(params.count), types.baseAddress, params.baseAddress, nil, nil, 0)
@@ -463,22 +465,15 @@ public final class PGConnection: @unchecked Sendable {
         }
     }
 
-    /// The name `query`'s statement is prepared under on this session (prepared now when it
-    /// is new); nil past `preparedLimit` (it runs unnamed).
-    private func statement(_ query: PGQuery) throws(PGError) -> String? {
-        if let name = prepared[query.sql] { return name }
+    /// The name `query`'s statement is prepared under on this session, and whether it is new
+    /// (the caller prepares it: blocking in `execute`, through the reactor in `query`); nil
+    /// for a statement without parameters, with preparing off, or past `preparedLimit` (it
+    /// runs unnamed).
+    private func naming(_ query: PGQuery) -> (name: String, new: Bool)? {
+        guard !query.values.isEmpty, preparing else { return nil }
+        if let name = prepared[query.sql] { return (name, false) }
         guard prepared.count < Self.preparedLimit else { return nil }
-        let name = prefix + String(prepared.count + 1)
-        let result = query.types.withUnsafeBufferPointer { types in
-            PQprepare(raw, name, query.sql, Int32(types.count), types.baseAddress)
-        }
-        guard let result else { throw failure() }
-        defer { PQclear(result) }
-        guard PQresultStatus(result) == PGRES_COMMAND_OK else {
-            throw failure(code: Self.field(result, "C") ?? "", message: Self.field(result, "M"))
-        }
-        prepared[query.sql] = name
-        return name
+        return (prefix + String(prepared.count + 1), true)
     }
 
     /// libpq's view of the connection's transaction.

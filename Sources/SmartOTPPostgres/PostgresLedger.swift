@@ -321,11 +321,11 @@ public struct PostgresLedger: Ledger, BudgetStore {
                 switch attempt {
                 case .done(let value): return value
                 case .changedMeanwhile: continue
-                case .needsLock: return try await locked(subject, body)
+                case .needsLock: return try await locked(subject, hashes: hashes, body)
                 }
             }
         }
-        return try await locked(subject, body)
+        return try await locked(subject, hashes: hashes, body)
     }
 
     enum Optimistic<T: Sendable>: Sendable {
@@ -335,8 +335,7 @@ public struct PostgresLedger: Ledger, BudgetStore {
     }
 
     /// The row read without a lock, decided, and written by one statement if it is still
-    /// the version read. A decision that does not hash runs where the request's task runs
-    /// (microseconds: a code, a tap); one that may is decided on a pool thread.
+    /// the version read.
     func optimistic<T: Sendable>(_ conn: PGConnection, _ user: UserName, hashes: Bool, _ body: @escaping @Sendable (inout LedgerState) throws -> T) async throws -> Optimistic<T> {
         let loaded = try await load(conn, user, lock: false)
         guard let row = loaded.row else { return .needsLock }
@@ -344,14 +343,7 @@ public struct PostgresLedger: Ledger, BudgetStore {
         // Older than a version seen meanwhile: a read that raced a commit, or a copy put
         // back. The locked read (the last committed version) tells them apart.
         if case .rolledBack? = before.refusal { return .changedMeanwhile }
-        let value: T, after: LedgerState
-        if hashes {
-            (value, after) = try await decided(conn, before, body)
-        } else {
-            var changed = before
-            value = try body(&changed)
-            after = changed
-        }
+        let (value, after) = try await decided(conn, before, hashes: hashes, body)
         let diff = try codec.diff(before: before, after: after, row: row)
         if diff.isEmpty { return .done(value) }
         guard diff.rowOnly else { return .needsLock }
@@ -400,14 +392,14 @@ public struct PostgresLedger: Ledger, BudgetStore {
 
     /// The locked transaction: the subject's row (or chain 0's head) read FOR UPDATE,
     /// decided, everything written, COMMIT.
-    func locked<T: Sendable>(_ subject: LedgerSubject, _ body: @escaping @Sendable (inout LedgerState) throws -> T) async throws -> T {
+    func locked<T: Sendable>(_ subject: LedgerSubject, hashes: Bool, _ body: @escaping @Sendable (inout LedgerState) throws -> T) async throws -> T {
         let (value, closed, written) = try await pool.withTransaction { conn -> (T, Int64?, [AuditChain.Row]) in
             switch subject {
             case .fleet:
                 let (head, now) = try await chainZero(conn, lock: true)
                 let stored = try await storedRevocations(conn)
                 let before = try await fleetState(conn, nowMicros: now)
-                let (value, after) = try await decided(conn, before, body)
+                let (value, after) = try await decided(conn, before, hashes: hashes, body)
                 let diff = try codec.diff(before: before, after: after, row: nil)
                 for r in codec.revocationRows(diff, stored: stored, now: now / 1_000_000) {
                     try await conn.query("""
@@ -422,7 +414,7 @@ public struct PostgresLedger: Ledger, BudgetStore {
             case .user(let user):
                 let loaded = try await load(conn, user, lock: true)
                 let before = try codec.state(subject, row: loaded.row, nowMicros: loaded.nowMicros)
-                let (value, after) = try await decided(conn, before, body)
+                let (value, after) = try await decided(conn, before, hashes: hashes, body)
                 let diff = try codec.diff(before: before, after: after, row: loaded.row)
                 if diff.isEmpty { return (value, nil, []) }
                 let rows = try await write(conn, user, diff, row: loaded.row, nowMicros: loaded.nowMicros)
@@ -436,11 +428,16 @@ public struct PostgresLedger: Ledger, BudgetStore {
         return value
     }
 
-    /// `body` decided on `before`, on the connection's thread: a decision may hash (yescrypt,
-    /// tens of milliseconds) and must never block an event loop, where the request's task
-    /// runs (Entry.main).
-    func decided<T: Sendable>(_ conn: PGConnection, _ before: LedgerState, _ body: @escaping @Sendable (inout LedgerState) throws -> T) async throws -> (T, LedgerState) {
-        try await conn.run { _ in
+    /// `body` decided on `before`. One that may hash (yescrypt, tens of milliseconds) runs on
+    /// the connection's thread: it must never block an event loop, where the request's task
+    /// runs (Entry.main). Any other (a code, a tap: microseconds) runs in place.
+    func decided<T: Sendable>(_ conn: PGConnection, _ before: LedgerState, hashes: Bool,
+                              _ body: @escaping @Sendable (inout LedgerState) throws -> T) async throws -> (T, LedgerState) {
+        guard hashes else {
+            var after = before
+            return (try body(&after), after)
+        }
+        return try await conn.run { _ in
             var after = before
             let value = try body(&after)
             return (value, after)
