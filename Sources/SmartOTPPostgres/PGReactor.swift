@@ -183,15 +183,9 @@ final class PGReactor: Sendable {
     private func advance(_ fd: Int32) {
         guard var w = state.withLock({ s in s.waiting[fd].flatMap { $0.armed ? $0 : nil } }) else { return }
         let raw = w.conn.raw
-        // Over TLS, libpq may leave part of a record inside OpenSSL, where epoll cannot see
-        // it (libpq's own waits look there first): before waiting again, read twice more.
-        // A record is at most 16 KiB and libpq reads into at least 8 KiB free.
-        let rounds = PQsslInUse(raw) == 1 ? 3 : 1
-        var end: Result<PGRows, PGError>?
-        for _ in 0..<rounds where end == nil {
-            end = step(&w)
-            if w.flushing || PQisBusy(raw) == 0 { break }
-        }
+        var end = step(&w)
+        var guesses = 2
+        while end == nil, !w.flushing, PQisBusy(raw) == 1, Self.buffered(raw, guesses: &guesses) { end = step(&w) }
         if let end {
             _ = state.withLock { $0.waiting.removeValue(forKey: fd) }
             let (done, answer) = (w.done, end.mapError { $0 as any Error })
@@ -205,6 +199,26 @@ final class PGReactor: Sendable {
             w.done.resume(throwing: PGError(code: "", message: "the connection's socket could not be watched"))
         }
     }
+
+    /// Whether OpenSSL holds bytes of `raw`'s answer that libpq has not read yet. Over TLS,
+    /// libpq reads a record into a buffer that may be too small for all of it; the rest
+    /// waits inside OpenSSL, where epoll cannot see it, and libpq's own waits look there
+    /// first (`SSL_pending`). Without OpenSSL's function at hand, two more reads are a
+    /// guess (a record is at most 16 KiB, and libpq reads into at least 8 KiB free).
+    private static func buffered(_ raw: OpaquePointer, guesses: inout Int) -> Bool {
+        guard PQsslInUse(raw) == 1 else { return false }
+        if let pending = sslPending, let ssl = PQsslStruct(raw, "OpenSSL") { return pending(ssl) > 0 }
+        guesses -= 1
+        return guesses >= 0
+    }
+
+    /// OpenSSL's `SSL_pending`, from the libssl libpq loaded (smartotpd's own TLS is
+    /// BoringSSL under prefixed names, so the plain name is OpenSSL's); nil where libpq was
+    /// built without it.
+    static let sslPending: (@convention(c) (UnsafeMutableRawPointer) -> Int32)? = {
+        guard let symbol = dlsym(nil, "SSL_pending") else { return nil }
+        return unsafeBitCast(symbol, to: (@convention(c) (UnsafeMutableRawPointer) -> Int32).self)
+    }()
 
     /// One read (and send) on `w`'s connection and the results it completed; the
     /// statement's end, or nil while more is to come.

@@ -27,7 +27,11 @@ final class TestCluster: Sendable {
     }()
 
     let dir: String
-    let port = 5999
+    /// The Unix socket's port, and loopback's when `tls`.
+    let port: Int
+    /// Whether the cluster also listens on 127.0.0.1 with TLS (a self-signed certificate;
+    /// where openssl is at hand and a free port was found): `tlsConninfo`.
+    let tls: Bool
 
     struct Failed: Error { let why: String }
 
@@ -49,13 +53,47 @@ final class TestCluster: Sendable {
             """
         try Self.spawn(["/usr/bin/setsid", "/bin/sh", "-c", watchdog], wait: false)
         try Self.spawn(["/usr/sbin/runuser", "-u", "postgres", "--", "\(bin)/initdb", "-D", "\(dir)/data", "-A", "trust", "-U", "postgres"])
+        // TLS on loopback, for what only a TLS connection does (records read in parts).
+        var listen = "''"
+        if let free = Self.freePort(), Self.certificate(in: dir, owner: pw.pointee) {
+            (port, tls, listen) = (free, true, "127.0.0.1 -c ssl=on -c ssl_cert_file=\(dir)/tls.crt -c ssl_key_file=\(dir)/tls.key")
+        } else {
+            (port, tls) = (5999, false)
+        }
         try Self.spawn(["/usr/sbin/runuser", "-u", "postgres", "--", "\(bin)/pg_ctl", "-D", "\(dir)/data", "-l", "\(dir)/log", "-w", "-t", "30",
-                        "-o", "-c listen_addresses='' -k \(dir) -p \(port) -c fsync=off -c max_connections=100", "start"])
+                        "-o", "-c listen_addresses=\(listen) -k \(dir) -p \(port) -c fsync=off -c max_connections=100", "start"])
         try Self.spawn(["/usr/sbin/runuser", "-u", "postgres", "--", "\(bin)/psql", "-h", dir, "-p", "\(port)", "-qc", "CREATE DATABASE smartotp"])
     }
 
     /// libpq's connection string for the tests' database.
     var conninfo: String { "host=\(dir) port=\(port) user=postgres dbname=smartotp" }
+    /// The same database over TLS on loopback (only when `tls`).
+    var tlsConninfo: String { "host=127.0.0.1 port=\(port) user=postgres dbname=smartotp sslmode=require" }
+
+    /// A port on loopback no one listens on now (the kernel's choice).
+    static func freePort() -> Int? {
+        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard s >= 0 else { return nil }
+        defer { close(s) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, length) == 0 && getsockname(s, $0, &length) == 0 }
+        }
+        return bound ? Int(UInt16(bigEndian: address.sin_port)) : nil
+    }
+
+    /// A self-signed certificate and its key in `dir`, the postgres user's (openssl).
+    static func certificate(in dir: String, owner: passwd) -> Bool {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/openssl"),
+              (try? spawn(["/usr/bin/openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                           "-keyout", "\(dir)/tls.key", "-out", "\(dir)/tls.crt", "-subj", "/CN=localhost", "-days", "2"])) != nil
+        else { return false }
+        for file in ["tls.key", "tls.crt"] { chown("\(dir)/\(file)", owner.pw_uid, owner.pw_gid) }
+        return chmod("\(dir)/tls.key", 0o600) == 0
+    }
 
     /// Runs `sql` as postgres in the tests' database (psql), returning its output.
     @discardableResult
