@@ -147,8 +147,11 @@ final class PGReactor: Sendable {
 
     private func loop() {
         var events = [epoll_event](repeating: epoll_event(), count: 64)
+        // Sockets whose answer OpenSSL still holds in part (`advance`): served again after
+        // each look at epoll, which does not wait while there are any.
+        var again: [Int32] = []
         while true {
-            let n = events.withUnsafeMutableBufferPointer { epoll_wait(poller, $0.baseAddress, Int32($0.count), -1) }
+            let n = events.withUnsafeMutableBufferPointer { epoll_wait(poller, $0.baseAddress, Int32($0.count), again.isEmpty ? -1 : 0) }
             if n < 0 {
                 if errno == EINTR { continue }
                 break
@@ -156,8 +159,10 @@ final class PGReactor: Sendable {
             for i in 0..<Int(n) {
                 let fd = events[i].data.fd
                 if fd == stopper { return finish() }
-                advance(fd)
+                if advance(fd) { again.append(fd) }
             }
+            let turn = again
+            again = turn.filter(advance)
         }
         finish()
     }
@@ -180,17 +185,29 @@ final class PGReactor: Sendable {
     /// The socket of a waiting statement is ready: libpq reads (and sends what it still
     /// has); the borrower is resumed once the statement's last result is in, else the socket
     /// is watched again.
-    private func advance(_ fd: Int32) {
-        guard var w = state.withLock({ s in s.waiting[fd].flatMap { $0.armed ? $0 : nil } }) else { return }
+    ///
+    /// True when OpenSSL still holds bytes of the answer after `readsATurn` reads: the
+    /// socket is not watched again (epoll would not report those bytes), and the loop comes
+    /// back to it after the other sockets' turn, so a server that streams without pause
+    /// does not keep every other connection's answer waiting.
+    private func advance(_ fd: Int32) -> Bool {
+        guard var w = state.withLock({ s in s.waiting[fd].flatMap { $0.armed ? $0 : nil } }) else { return false }
         let raw = w.conn.raw
         var end = step(&w)
-        var guesses = 2
-        while end == nil, !w.flushing, PQisBusy(raw) == 1, Self.buffered(raw, guesses: &guesses) { end = step(&w) }
+        var (guesses, reads) = (2, 1)
+        while end == nil, !w.flushing, PQisBusy(raw) == 1, Self.buffered(raw, guesses: &guesses) {
+            if reads == Self.readsATurn {
+                state.withLock { $0.waiting[fd] = w }
+                return true
+            }
+            end = step(&w)
+            reads += 1
+        }
         if let end {
             _ = state.withLock { $0.waiting.removeValue(forKey: fd) }
             let (done, answer) = (w.done, end.mapError { $0 as any Error })
             if let loop = w.loop { loop.execute { done.resume(with: answer) } } else { done.resume(with: answer) }
-            return
+            return false
         }
         state.withLock { $0.waiting[fd] = w }
         if !watch(w.conn, writing: w.flushing) {
@@ -198,7 +215,12 @@ final class PGReactor: Sendable {
             w.conn.abort()
             w.done.resume(throwing: PGError(code: "", message: "the connection's socket could not be watched"))
         }
+        return false
     }
+
+    /// Reads of one connection before the others get their turn (each takes at most a
+    /// TLS record, 16 KiB, or what the socket holds).
+    static let readsATurn = 16
 
     /// Whether OpenSSL holds bytes of `raw`'s answer that libpq has not read yet. Over TLS,
     /// libpq reads a record into a buffer that may be too small for all of it; the rest

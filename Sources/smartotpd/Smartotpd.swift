@@ -104,8 +104,8 @@ enum Entry {
             // and from then on such blocks come from the arenas: the versions-seen tables
             // (16 shards of two generations, each a dictionary of about 1 MB that is
             // dropped and grown again by doubling as generations turn) left holes there
-            // that were never given back. fleet-bench's soak over 1,000,000 users: 32 MB in
-            // use, 93 MB held by the arenas after five minutes, and rising.
+            // that were never given back. fleet-bench's soak over 1,000,000 users: 33 MB in
+            // use, 93 MB held by the arenas after four minutes, and rising.
             _ = mallopt(-3 /* M_MMAP_THRESHOLD */, 128 * 1024)
         }
         _ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()

@@ -6,10 +6,11 @@ import SmartOTPService
 import SmartOTPVault
 
 /// A PostgreSQL cluster of the tests' own: initdb and pg_ctl as the postgres user in a
-/// folder of their own, listening on a Unix socket only. Started once per test process; a
-/// watchdog (a shell of its own session) stops it and removes its folder once this process
-/// is gone, however it ends. Needs root (to run as postgres) and Debian's PostgreSQL: where
-/// either is missing, the tests that need it are skipped, and say why.
+/// folder of their own, listening on a Unix socket (and with TLS on loopback: `tls`).
+/// Started once per test process; a watchdog (a shell of its own session) stops it and
+/// removes its folder once this process is gone, however it ends. Needs root (to run as
+/// postgres) and Debian's PostgreSQL: where either is missing, the tests that need it are
+/// skipped, and say why.
 final class TestCluster: Sendable {
     static let shared: TestCluster? = try? TestCluster()
     /// Why there is no cluster, for the skip's words.
@@ -53,15 +54,21 @@ final class TestCluster: Sendable {
             """
         try Self.spawn(["/usr/bin/setsid", "/bin/sh", "-c", watchdog], wait: false)
         try Self.spawn(["/usr/sbin/runuser", "-u", "postgres", "--", "\(bin)/initdb", "-D", "\(dir)/data", "-A", "trust", "-U", "postgres"])
-        // TLS on loopback, for what only a TLS connection does (records read in parts).
-        var listen = "''"
-        if let free = Self.freePort(), Self.certificate(in: dir, owner: pw.pointee) {
-            (port, tls, listen) = (free, true, "127.0.0.1 -c ssl=on -c ssl_cert_file=\(dir)/tls.crt -c ssl_key_file=\(dir)/tls.key")
+        let folder = dir
+        func start(_ listen: String, _ port: Int) throws {
+            try Self.spawn(["/usr/sbin/runuser", "-u", "postgres", "--", "\(bin)/pg_ctl", "-D", "\(folder)/data", "-l", "\(folder)/log", "-w", "-t", "30",
+                            "-o", "-c listen_addresses=\(listen) -k \(folder) -p \(port) -c fsync=off -c max_connections=100", "start"])
+        }
+        // TLS on loopback too, for what only a TLS connection does; on a port free a moment
+        // ago, so if another process took it meanwhile, the Unix socket alone (the TLS test
+        // is then skipped, not every test).
+        if let free = Self.freePort(), Self.certificate(in: dir, owner: pw.pointee),
+           (try? start("127.0.0.1 -c ssl=on -c ssl_cert_file=\(dir)/tls.crt -c ssl_key_file=\(dir)/tls.key", free)) != nil {
+            (port, tls) = (free, true)
         } else {
+            try start("''", 5999)
             (port, tls) = (5999, false)
         }
-        try Self.spawn(["/usr/sbin/runuser", "-u", "postgres", "--", "\(bin)/pg_ctl", "-D", "\(dir)/data", "-l", "\(dir)/log", "-w", "-t", "30",
-                        "-o", "-c listen_addresses=\(listen) -k \(dir) -p \(port) -c fsync=off -c max_connections=100", "start"])
         try Self.spawn(["/usr/sbin/runuser", "-u", "postgres", "--", "\(bin)/psql", "-h", dir, "-p", "\(port)", "-qc", "CREATE DATABASE smartotp"])
     }
 
