@@ -141,6 +141,8 @@ let normalTargets: [Target] = [
     .systemLibrary(name: "CQREncode", path: "Sources/CQREncode", providers: [.apt(["libqrencode-dev"])]),
     // libpq: smartotpd's PostgreSQL client (TLS, SCRAM, timeouts are PostgreSQL's own).
     .systemLibrary(name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+    // glibc's malloc.h (mallopt, mallinfo2): smartotpd's malloc settings and /metrics.
+    .systemLibrary(name: "CMalloc", path: "Sources/CMalloc"),
     // What only the administrator's tools use (the CLI): importers of other modules'
     // files, merging them into records, recovery-code generation. Normal Swift: never
     // linked into the module or the helper.
@@ -169,7 +171,7 @@ let normalTargets: [Target] = [
     .target(
         name: "SmartOTPPostgres",
         dependencies: [
-            "SmartOTPService", "SmartOTPVault", "Verifier", "TokenStore", "OTPCore", "CLibPQ",
+            "SmartOTPService", "SmartOTPVault", "Verifier", "TokenStore", "OTPCore", "CLibPQ", "CMalloc",
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]

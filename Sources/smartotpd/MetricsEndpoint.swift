@@ -1,3 +1,4 @@
+import CMalloc
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -20,6 +21,12 @@ struct MetricsEndpoint: Service {
     /// one answer, closed. Nothing a flood on this port opens can starve the verifier's.
     static let limits = Admission.Limits(total: 64, perSource: 16, handshake: .seconds(5), lifetime: .seconds(30))
     let admission = Admission(MetricsEndpoint.limits, listener: "metrics")
+    let memory: MallocGauges
+
+    init(address: HostPort, registry: PrometheusCollectorRegistry, logger: Logger, group: EventLoopGroup) {
+        (self.address, self.registry, self.logger, self.group) = (address, registry, logger, group)
+        memory = MallocGauges(registry)
+    }
 
     func run() async throws {
         let admission = self.admission
@@ -47,6 +54,7 @@ struct MetricsEndpoint: Service {
                 case .body: continue
                 case .end:
                     let ok = uri == "/metrics"
+                    if ok { memory.update() }
                     let bytes = ok ? registry.emitToBuffer() : Array("not found\n".utf8)
                     var head = HTTPResponseHead(version: .http1_1, status: ok ? .ok : .notFound)
                     head.headers.add(name: "Content-Type", value: ok ? "text/plain; version=0.0.4" : "text/plain")
@@ -57,6 +65,29 @@ struct MetricsEndpoint: Service {
                 }
             }
         }
+    }
+}
+
+/// malloc's own account, read at each scrape: what it holds from the system and what of it
+/// is in use. A resident size that grows with the first and not the second is memory freed
+/// and kept (holes in the arenas), not a leak; see CONTRIBUTING ("Where smartotpd's memory
+/// goes").
+struct MallocGauges {
+    let held: Gauge
+    let inUse: Gauge
+
+    init(_ registry: PrometheusCollectorRegistry) {
+        held = registry.makeGauge(descriptor: MetricNameDescriptor(
+            namespace: "smartotpd", subsystem: "malloc", metricName: "held", unitName: "bytes",
+            helpText: "Bytes malloc holds from the system: its arenas and its blocks of pages of their own"))
+        inUse = registry.makeGauge(descriptor: MetricNameDescriptor(
+            namespace: "smartotpd", subsystem: "malloc", metricName: "in_use", unitName: "bytes", helpText: "Of those, bytes in use"))
+    }
+
+    func update() {
+        let m = mallinfo2()
+        held.set(Double(m.arena + m.hblkhd))
+        inUse.set(Double(m.uordblks + m.hblkhd))
     }
 }
 

@@ -1,6 +1,7 @@
 // smartotpd — the fleet's verifier: hosts ask it for verdicts over mutual TLS; the
 // records, counters and locks live in PostgreSQL, one transaction a verdict.
 import ArgumentParser
+import CMalloc
 import Dispatch
 import Glibc
 import Logging
@@ -92,22 +93,18 @@ func makeLogger() -> Logger {
 @main
 enum Entry {
     static func main() {
-        // malloc, for a process that runs for months (mallopt is not in Glibc's Swift
-        // module: found by name).
-        if let f = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") {
-            let mallopt = unsafeBitCast(f, to: (@convention(c) (Int32, Int32) -> Int32).self)
-            // Two arenas, not eight a core: each of the database pool's threads (16 by
-            // default) would otherwise get one, and keep its high-water mark.
-            _ = mallopt(-8 /* M_ARENA_MAX */, 2)
-            // Blocks of 128 KiB and more always get pages of their own, given back when
-            // freed. By default glibc raises this bound to the largest block freed so far,
-            // and from then on such blocks come from the arenas: the versions-seen tables
-            // (16 shards of two generations, each a dictionary of about 1 MB that is
-            // dropped and grown again by doubling as generations turn) left holes there
-            // that were never given back. fleet-bench's soak over 1,000,000 users: 33 MB in
-            // use, 93 MB held by the arenas after four minutes, and rising.
-            _ = mallopt(-3 /* M_MMAP_THRESHOLD */, 128 * 1024)
-        }
+        // malloc, for a process that runs for months. Two arenas, not eight a core: each
+        // of the database pool's threads (16 by default) would otherwise get one, and keep
+        // its high-water mark.
+        _ = mallopt(M_ARENA_MAX, 2)
+        // Blocks of 128 KiB and more always get pages of their own, given back when freed.
+        // By default glibc raises this bound to the largest block freed so far, and from
+        // then on such blocks come from the arenas: the versions-seen tables (16 shards of
+        // two generations, each a dictionary of about 1 MB that is dropped and grown again
+        // by doubling as generations turn) left holes there that were never given back.
+        // fleet-bench's soak over 1,000,000 users: 33 MB in use, 93 MB held by the arenas
+        // after four minutes, and rising (smartotpd_malloc_* in /metrics show both).
+        _ = mallopt(M_MMAP_THRESHOLD, 128 * 1024)
         _ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
         Task {
             await Smartotpd.main()

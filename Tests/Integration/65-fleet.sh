@@ -585,6 +585,11 @@ check "… taps too (the card's secret re-sealed)" "verdict accepted token card"
 metrics=$(in_ns h1 curl -s --max-time 5 "http://${ADDR[s1]}:9464/metrics")
 case "$metrics" in *'smartotpd_verdicts_total{result="accepted"}'*) ok "/metrics counts verdicts by result";; *) not_ok "/metrics" "$(echo "$metrics" | head -3)";; esac
 case "$metrics" in *smartotpd_request_duration_seconds_bucket*) ok "… with a latency histogram";; *) not_ok "latency histogram";; esac
+# malloc's account: what it holds and what of it is in use, both above zero, in use ≤ held.
+held=$(awk '/^smartotpd_malloc_held_bytes /{printf "%d", $2}' <<<"$metrics")
+used=$(awk '/^smartotpd_malloc_in_use_bytes /{printf "%d", $2}' <<<"$metrics")
+if [ "${used:-0}" -gt 0 ] && [ "${held:-0}" -ge "$used" ]; then ok "… and malloc's bytes held ($held) and in use ($used)"
+else not_ok "malloc gauges" "held=$held used=$used $(grep malloc <<<"$metrics")"; fi
 kill -TERM "${FLEET_SERVER_PID[s2]}"
 wait "${FLEET_SERVER_PID[s2]}" 2>/dev/null; rc=$?
 check "SIGTERM: smartotpd shuts down cleanly" 0 "$rc"
