@@ -171,7 +171,7 @@ let normalTargets: [Target] = [
     .target(
         name: "SmartOTPPostgres",
         dependencies: [
-            "SmartOTPService", "SmartOTPVault", "Verifier", "TokenStore", "OTPCore", "CLibPQ", "CMalloc",
+            "SmartOTPService", "SmartOTPVault", "Verifier", "TokenStore", "OTPCore", "CLibPQ",
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]
@@ -201,7 +201,7 @@ let normalTargets: [Target] = [
     .executableTarget(
         name: "smartotpd",
         dependencies: [
-            "SmartOTPService", "SmartOTPPostgres", "SmartOTPFleet", "SmartOTPVault", "Verifier", "OTPCore", "POSIX",
+            "SmartOTPService", "SmartOTPPostgres", "SmartOTPFleet", "SmartOTPVault", "Verifier", "OTPCore", "POSIX", "CMalloc",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
