@@ -433,15 +433,11 @@ public struct PostgresLedger: Ledger, BudgetStore {
     /// runs (Entry.main). Any other (a code, a tap: microseconds) runs in place.
     func decided<T: Sendable>(_ conn: PGConnection, _ before: LedgerState, hashes: Bool,
                               _ body: @escaping @Sendable (inout LedgerState) throws -> T) async throws -> (T, LedgerState) {
-        guard hashes else {
+        let decide: @Sendable () throws -> (T, LedgerState) = {
             var after = before
             return (try body(&after), after)
         }
-        return try await conn.run { _ in
-            var after = before
-            let value = try body(&after)
-            return (value, after)
-        }
+        return hashes ? try await conn.run { _ in try decide() } : try decide()
     }
 
     /// Everything a user's commit changed, in its transaction.

@@ -160,10 +160,11 @@ struct PostgresTests {
     }
 
     /// Over TLS the reactor's reads go through OpenSSL: large answers (rows from 100 bytes to
-    /// 40 KB, several records each) and 200 answers at once arrive whole. A record libpq reads in part (the rest left inside OpenSSL, where epoll
-    /// cannot see it, and read because `SSL_pending` says so) needs a server that sends
-    /// records larger than libpq's free buffer; PostgreSQL 15 sends at most 8 KiB at a time,
-    /// which libpq always reads whole, so this cluster cannot make that case.
+    /// 40 KB, several records each) and 200 answers at once arrive whole. A record libpq
+    /// reads in part (the rest left inside OpenSSL, where epoll cannot see it, and read
+    /// because `SSL_pending` says so) needs a server that sends records larger than libpq's
+    /// free buffer; PostgreSQL 15 sends at most 8 KiB at a time, which libpq always reads
+    /// whole, so this cluster cannot make that case.
     @Test(.enabled(if: TestCluster.shared?.tls == true, "the test cluster has no TLS listener (openssl missing?)"))
     func answersOverTLSArriveWhole() async throws {
         let cluster = try requireCluster()
