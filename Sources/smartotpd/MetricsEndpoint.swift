@@ -5,6 +5,7 @@ import NIOHTTP1
 import NIOPosix
 import Prometheus
 import ServiceLifecycle
+import Synchronization
 import SmartOTPFleet
 
 /// Prometheus's `/metrics`, in plain HTTP on its own address (keep it on loopback or a
@@ -71,10 +72,13 @@ struct MetricsEndpoint: Service {
 /// malloc's own account, read at each scrape: what it holds from the system and what of it
 /// is in use. A resident size that grows with the first and not the second is memory freed
 /// and kept (holes in the arenas), not a leak; see CONTRIBUTING ("Where smartotpd's memory
-/// goes").
-struct MallocGauges {
+/// goes"). Read at most once a second: `mallinfo2` locks each arena in turn and walks its
+/// free blocks, on an event loop that also serves verdicts, and the scraper is not
+/// authenticated.
+final class MallocGauges: Sendable {
     let held: Gauge
     let inUse: Gauge
+    private let last = Mutex<ContinuousClock.Instant?>(nil)
 
     init(_ registry: PrometheusCollectorRegistry) {
         held = registry.makeGauge(descriptor: MetricNameDescriptor(
@@ -85,6 +89,13 @@ struct MallocGauges {
     }
 
     func update() {
+        let now = ContinuousClock.now
+        let due = last.withLock { last -> Bool in
+            guard last.map({ now - $0 >= .seconds(1) }) ?? true else { return false }
+            last = now
+            return true
+        }
+        guard due else { return }
         let m = mallinfo2()
         held.set(Double(m.arena + m.hblkhd))
         inUse.set(Double(m.uordblks + m.hblkhd))

@@ -45,6 +45,9 @@ final class TestCluster: Sendable {
         dir = String(cString: made)
         chmod(dir, 0o755)
         guard let pw = getpwnam("postgres") else { throw Failed(why: "no postgres user") }
+        // The TLS key is made while the folder is still root's: once it is the postgres
+        // user's, a link planted there could turn root's writes and chown elsewhere.
+        let certified = Self.certificate(in: dir, owner: pw.pointee)
         chown(dir, pw.pointee.pw_uid, pw.pointee.pw_gid)
         // The watchdog first: whatever happens next, the cluster and its folder go with us.
         let watchdog = """
@@ -62,7 +65,7 @@ final class TestCluster: Sendable {
         // TLS on loopback too, for what only a TLS connection does; on a port free a moment
         // ago, so if another process took it meanwhile, the Unix socket alone (the TLS test
         // is then skipped, not every test).
-        if let free = Self.freePort(), Self.certificate(in: dir, owner: pw.pointee),
+        if certified, let free = Self.freePort(),
            (try? start("127.0.0.1 -c ssl=on -c ssl_cert_file=\(dir)/tls.crt -c ssl_key_file=\(dir)/tls.key", free)) != nil {
             (port, tls) = (free, true)
         } else {
