@@ -79,17 +79,18 @@ public struct HOTPValidator: Sendable {
             guard !overflow else { return .rejected }
             next = max(next, n)
         }
-        var accepted: UInt64?
+        // Oldest first, and the first match decides (it is the counter RFC 4226 resumes
+        // from). The search stops there: a token in step computes one code, not the whole
+        // window. How long that takes tells at most which counter matched, which the
+        // accepted verdict moves the record to anyway; a code that matches nothing always
+        // computes every counter in the window.
         var counter = next
         for _ in 0..<window {
-            if let candidate = OTP.hotpValue(key: key, counter: counter, digits: digits), candidate == code, accepted == nil {
-                accepted = counter
-            }
+            if OTP.hotpValue(key: key, counter: counter, digits: digits) == code { return .accepted(counter: counter) }
             let (c, overflow) = counter.addingReportingOverflow(1)
             if overflow { break }
             counter = c
         }
-        if let found = accepted { return .accepted(counter: found) }
         if let last = lastUsedCounter, OTP.hotpValue(key: key, counter: last, digits: digits) == code {
             return .replayed(counter: last)
         }
