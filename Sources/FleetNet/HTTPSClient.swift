@@ -348,25 +348,50 @@ public final class FleetConnection {
     /// Sends one request and waits for its whole response, or throws by `deadline`.
     public func send(_ method: HTTPMethod, _ path: String, headers: [(String, String)] = [], body: [UInt8] = [],
                      deadline: FleetDeadline) throws -> FleetResponse {
+        try begin(method, path, headers: headers, body: body, deadline: deadline)
+        return try finish(deadline)
+    }
+
+    /// Sends one request without waiting for its response; `finish` reads it. Between the
+    /// two, `descriptor` becomes readable when the answer starts to arrive: a caller with
+    /// many connections (Benchmarks/fleet-load) waits on all of them with one poll.
+    public func begin(_ method: HTTPMethod, _ path: String, headers: [(String, String)] = [], body: [UInt8] = [],
+                      deadline: FleetDeadline) throws {
         try Self.check(path: path, headers: headers)
         var head = "\(method.rawValue) \(path) HTTP/1.1\r\nHost: \(server.address)\r\nContent-Length: \(body.count)\r\n"
         for (k, v) in headers { head += "\(k): \(v)\r\n" }
         var request = Array((head + "\r\n").utf8) + body
         defer { ConstantTime.wipe(&request) }  // a code or a password, in a process that lives on (the agent)
-        do {
+        try forgettingSessionOnFailure {
             var sent = 0
             while sent < request.count {
                 sent += Int(try request[sent...].withUnsafeBytes { b in
                     try Self.io(ssl, fd, deadline, server) { SSL_write($0, b.baseAddress, Int32(b.count)) }
                 })
             }
+        }
+    }
+
+    /// Waits for the whole response to the request `begin` sent, or throws by `deadline`.
+    public func finish(_ deadline: FleetDeadline) throws -> FleetResponse {
+        try forgettingSessionOnFailure {
             let response = try readResponse(deadline)
             answered = true
             saveSession()
             return response
+        }
+    }
+
+    /// The connection's socket, to wait on (poll) for a response `begin` asked for.
+    public var descriptor: Int32 { fd }
+
+    /// Runs `step`; if it fails, a resumed session the server closed before any answer (a
+    /// host revoked, or a certificate ended since: the server's checks come after TLS) is
+    /// not offered again.
+    private func forgettingSessionOnFailure<T>(_ step: () throws -> T) throws -> T {
+        do {
+            return try step()
         } catch {
-            // A resumed session the server closed before any answer (a host revoked, or a
-            // certificate ended since: the server's checks come after TLS) is not offered again.
             if resumed && !answered, let file = sessionFile { FileSystem.unlink(file) }
             throw error
         }
