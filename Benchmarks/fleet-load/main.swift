@@ -4,6 +4,7 @@
 //
 //   fleet-load throughput --server URL --tls-dir DIR --clients N --seconds S
 //                         --users PREFIX --count M --kind valid|wrong --counters FILE
+//                         [--threads T]
 //   fleet-load race       --server URL --tls-dir DIR --clients N --rounds R --users PREFIX
 //   fleet-load wrong      --server URL --tls-dir DIR --clients N --rounds R --users PREFIX
 //
@@ -43,7 +44,13 @@ let identity = try TLSIdentity(directory: tlsDir, keepSessions: false)
 
 /// One verdict: the answer's verdict word ("accepted", "rejected", "locked", …).
 @Sendable func ask(_ c: FleetConnection, _ user: String, _ typed: String) throws -> String {
-    let r = try c.send(.POST, "/v1/verify/code/\(user)", body: Array((typed + "\n").utf8), deadline: .now() + .seconds(10))
+    try c.begin(.POST, "/v1/verify/code/\(user)", body: Array((typed + "\n").utf8), deadline: .now() + .seconds(10))
+    return try answer(c)
+}
+
+/// The verdict word of the answer to the request `c` has in flight.
+@Sendable func answer(_ c: FleetConnection) throws -> String {
+    let r = try c.finish(.now() + .seconds(10))
     guard r.status == 200 else { return "http\(r.status)" }
     let line = r.text.split(separator: "\n").first { $0.hasPrefix("verdict ") } ?? "verdict ?"
     return String(line.split(separator: " ")[1])
@@ -94,12 +101,28 @@ case "throughput":
     let latencies = Box([Double]())
     let results = Box([String: Int]())
     let deadline = Date().addingTimeInterval(seconds)
-    together(clients) { k in
-        guard let c = try? connect() else { results.with { $0["connect-failed", default: 0] += 1 }; return }
+    // The shape of pgbench's own run beside it (-j 2): a few threads, each keeping one
+    // request in flight on each of its connections and waiting on all of them with one
+    // poll. A thread a connection, each woken for each answer, made the load client's own
+    // scheduling a part of what was measured.
+    let threads = max(1, min(Int(opt("threads", "2")) ?? 2, clients))
+    /// One connection of a thread: its next user and when its request went out.
+    struct Slot {
+        var connection: FleetConnection?
+        var user: Int
+        var sent: UInt64 = 0
+    }
+    together(threads) { t in
+        var slots: [Slot] = []
+        for k in stride(from: t, to: clients, by: threads) {
+            slots.append(Slot(connection: try? connect(), user: k + 1))
+        }
         var mine: [Double] = [], tally: [String: Int] = [:]
-        var u = k + 1
-        while Date() < deadline {
-            let user = "\(prefix)\(u)"
+        tally["connect-failed"] = slots.filter { $0.connection == nil }.count
+        /// Sends slot `i`'s next code; a connection that fails is dropped.
+        func issue(_ i: Int) {
+            guard let c = slots[i].connection else { return }
+            let u = slots[i].user
             let typed: String
             if valid {
                 let n = sharedCounters.with { c -> UInt64 in let v = c[u]; c[u] += 1; return v }
@@ -107,19 +130,49 @@ case "throughput":
             } else {
                 typed = "000000" == code(0) ? "111111" : "000000"
             }
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            let verdict = (try? ask(c, user, typed)) ?? "error"
-            mine.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
-            tally[verdict, default: 0] += 1
-            u += clients
-            if u > count { u = k + 1 }
+            slots[i].sent = DispatchTime.now().uptimeNanoseconds
+            do {
+                try c.begin(.POST, "/v1/verify/code/\(prefix)\(u)", body: Array((typed + "\n").utf8), deadline: .now() + .seconds(10))
+            } catch {
+                tally["error", default: 0] += 1
+                slots[i].connection = nil
+            }
+            slots[i].user = u + clients > count ? (u - 1) % clients + 1 : u + clients
+        }
+        for i in slots.indices { issue(i) }
+        var fds = slots.map { pollfd(fd: $0.connection?.descriptor ?? -1, events: Int16(POLLIN), revents: 0) }
+        var open = slots.filter { $0.connection != nil }.count
+        // After the deadline no request is sent; those in flight are read, not counted.
+        while open > 0 {
+            let counting = Date() < deadline
+            guard poll(&fds, nfds_t(fds.count), 100) > 0 else { continue }
+            for i in fds.indices where fds[i].revents != 0 {
+                fds[i].revents = 0
+                guard let c = slots[i].connection else { continue }
+                let verdict = (try? answer(c)) ?? "error"
+                if counting {
+                    mine.append(Double(DispatchTime.now().uptimeNanoseconds - slots[i].sent) / 1e6)
+                    tally[verdict, default: 0] += 1
+                }
+                if verdict == "error" { slots[i].connection = nil }
+                if counting && slots[i].connection != nil { issue(i) } else { slots[i].connection = nil }
+                if slots[i].connection == nil {
+                    fds[i].fd = -1
+                    open -= 1
+                }
+            }
         }
         latencies.with { $0 += mine }
-        results.with { r in for (k, v) in tally { r[k, default: 0] += v } }
+        results.with { r in for (k, v) in tally where v > 0 { r[k, default: 0] += v } }
     }
     let all = latencies.value.sorted()
     let total = all.count
     var out = "verdicts=\(total) per_second=\(String(format: "%.0f", Double(total) / seconds)) p50_ms=\(String(format: "%.2f", percentile(all, 0.5))) p99_ms=\(String(format: "%.2f", percentile(all, 0.99)))"
+    // What the load client itself cost the machine (user and system CPU, all its threads).
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    let cpu = Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1e3 + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e3
+    out += " client_cpu_ms_per_verdict=\(String(format: "%.3f", cpu / Double(max(total, 1))))"
     for (k, v) in results.value.sorted(by: { $0.key < $1.key }) { out += " \(k)=\(v)" }
     print(out)
     let lines = sharedCounters.value.enumerated().dropFirst().map { "\($0.offset) \($0.element)" }.joined(separator: "\n")
