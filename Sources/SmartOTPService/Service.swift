@@ -395,24 +395,3 @@ public final class Slots: Sendable {
 
     public func give() { taken.withLock { $0 = max(0, $0 - 1) } }
 }
-
-/// `body`, or `DeadlineExceeded` once `limit` has passed: `body` is then cancelled, and
-/// this returns only once it has ended (nothing it does happens after the answer).
-public func withDeadline<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
-            try await Task.sleep(for: limit)
-            return nil
-        }
-        defer { group.cancelAll() }
-        guard let first = try await group.next(), let value = first else { throw DeadlineExceeded() }
-        return value
-    }
-}
-
-/// The ledger did not answer within a request's deadline.
-public struct DeadlineExceeded: Error, CustomStringConvertible, Sendable {
-    public init() {}
-    public var description: String { "the database did not answer in time" }
-}

@@ -1,0 +1,82 @@
+import SmartOTPService
+import Synchronization
+import Testing
+
+/// `withDeadline` and the one thread behind it (DeadlineTimer): a body past its deadline is
+/// cancelled and has ended before the answer; one in time keeps its value or its own error.
+@Suite("smartotpd: request deadlines") struct DeadlineTests {
+    /// A body that waits until it is cancelled, and says when it has ended.
+    final class Sleeper: Sendable {
+        private let ended = Atomic<Bool>(false)
+        private let sawCancellation = Atomic<Bool>(false)
+        var hasEnded: Bool { ended.load(ordering: .sequentiallyConsistent) }
+        var wasCancelled: Bool { sawCancellation.load(ordering: .sequentiallyConsistent) }
+
+        func sleep() async throws -> Int {
+            defer { ended.store(true, ordering: .sequentiallyConsistent) }
+            do {
+                try await Task.sleep(for: .seconds(60))
+            } catch {
+                sawCancellation.store(Task.isCancelled, ordering: .sequentiallyConsistent)
+                throw error
+            }
+            return 0
+        }
+    }
+
+    struct Own: Error {}
+
+    @Test func aBodyInTimeKeepsItsValueOrItsOwnError() async throws {
+        #expect(try await withDeadline(.seconds(30)) { 42 } == 42)
+        await #expect(throws: Own.self) { try await withDeadline(.seconds(30)) { () async throws -> Int in throw Own() } }
+    }
+
+    @Test func aBodyPastItsDeadlineIsCancelledAndHasEndedBeforeTheAnswer() async throws {
+        let body = Sleeper()
+        await #expect(throws: DeadlineExceeded.self) { try await withDeadline(.milliseconds(20)) { try await body.sleep() } }
+        #expect(body.hasEnded, "nothing the body does happens after the answer")
+        #expect(body.wasCancelled)
+    }
+
+    /// The thread sleeps until the earliest deadline: one set later that ends sooner wakes it.
+    @Test func aShorterDeadlineSetLaterEndsFirst() async throws {
+        let long = Sleeper(), short = Sleeper()
+        let waiting = Task { try await withDeadline(.seconds(20)) { try await long.sleep() } }
+        await #expect(throws: DeadlineExceeded.self) { try await withDeadline(.milliseconds(20)) { try await short.sleep() } }
+        #expect(!long.hasEnded, "the longer deadline has not passed")
+        waiting.cancel()
+        await #expect(throws: CancellationError.self) { try await waiting.value }
+        #expect(long.hasEnded)
+    }
+
+    /// The caller's own cancellation reaches the body, and is not taken for a deadline.
+    @Test func cancellingTheCallerCancelsTheBody() async throws {
+        let body = Sleeper()
+        let caller = Task { try await withDeadline(.seconds(20)) { try await body.sleep() } }
+        caller.cancel()
+        await #expect(throws: CancellationError.self) { try await caller.value }
+        #expect(body.hasEnded)
+    }
+
+    /// Thousands of deadlines of one length cleared in time (each stays queued, unarmed,
+    /// until the thread passes it) neither fire nor keep a later one of that length from
+    /// firing. The length is long enough that a body scheduled late under a loaded test run
+    /// still starts before its deadline.
+    @Test func deadlinesClearedInTimeNeverFireAndOneAfterThemStillDoes() async throws {
+        final class Count: Sendable {
+            let value = Atomic<Int>(0)
+            var now: Int { value.load(ordering: .relaxed) }
+        }
+        let cancelled = Count()
+        for _ in 0..<2_000 {
+            _ = try await withDeadline(.seconds(3)) {
+                if Task.isCancelled { cancelled.value.add(1, ordering: .relaxed) }
+                return 0
+            }
+        }
+        let body = Sleeper()
+        await #expect(throws: DeadlineExceeded.self) { try await withDeadline(.seconds(3)) { try await body.sleep() } }
+        #expect(body.hasEnded)
+        #expect(cancelled.now == 0)
+    }
+}
