@@ -5,6 +5,10 @@ import Synchronization
 /// this returns only once it has ended (nothing it does happens after the answer). A body
 /// that ends well despite a deadline just passed is answered with its value.
 public func withDeadline<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    // A caller cancelled already (a shutdown) starts nothing: the body would begin
+    // uncancelled and might borrow a connection before the cancellation reached it.
+    try Task.checkCancellation()
+    guard DeadlineTimer.shared.usable else { return try await withSleepingDeadline(limit, body) }
     let task = Task { try await body() }
     let fired = Fired()
     let timer = DeadlineTimer.shared.set(after: limit) {
@@ -16,8 +20,25 @@ public func withDeadline<T: Sendable>(_ limit: Duration, _ body: @escaping @Send
     switch result {
     case .success(let value): return value
     case .failure(let error):
+        // What a body cancelled at its deadline throws (its connection aborted, or the
+        // cancellation itself) is the deadline's.
         if fired.flag.load(ordering: .sequentiallyConsistent) { throw DeadlineExceeded() }
         throw error
+    }
+}
+
+/// The same with a `Task.sleep` racing the body, for a process that could not start the
+/// timer's thread (no thread left): slower, but every deadline still holds.
+func withSleepingDeadline<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try await Task.sleep(for: limit)
+            return nil
+        }
+        defer { group.cancelAll() }
+        guard let first = try await group.next(), let value = first else { throw DeadlineExceeded() }
+        return value
     }
 }
 
@@ -62,7 +83,8 @@ final class DeadlineTimer: @unchecked Sendable {
     private var nextID: ID = 1
     /// When the thread wakes next on its own (nil: it waits to be woken; not running yet).
     private var sleepsUntil: UInt64?
-    private var running = false
+    /// Whether the thread runs (else `withDeadline` races a sleep, as it used to).
+    private(set) var usable = false
 
     private init() {
         pthread_mutex_init(mutex, nil)
@@ -71,6 +93,7 @@ final class DeadlineTimer: @unchecked Sendable {
         pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
         pthread_cond_init(wake, &attributes)
         pthread_condattr_destroy(&attributes)
+        usable = start()
     }
 
     static func now() -> UInt64 {
@@ -82,21 +105,20 @@ final class DeadlineTimer: @unchecked Sendable {
     /// Runs `fire` once `limit` has passed, unless `clear` comes first. `fire` runs on the
     /// timer's thread: it must be brief (a task cancelled).
     func set(after limit: Duration, _ fire: @escaping @Sendable () -> Void) -> ID {
+        // In nanoseconds, at least 0; one too long for 64 bits (292 years) is the longest.
         let (seconds, attoseconds) = limit.components
-        let length = max(0, seconds.multipliedReportingOverflow(by: 1_000_000_000).partialValue &+ attoseconds / 1_000_000_000)
-        let due = Self.now() &+ UInt64(length)
+        let (whole, over) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        let (sum, past) = whole.addingReportingOverflow(attoseconds / 1_000_000_000)
+        let length = over || past ? (seconds < 0 ? 0 : Int64.max) : max(0, sum)
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
+        // Read under the lock: deadlines of one length join their queue in the order they end.
+        let due = Self.now() + UInt64(length)  // the clock's uptime + at most Int64.max: no overflow
         let id = nextID
         nextID += 1
         armed[id] = fire
         queues[length, default: ([], 0)].entries.append((due, id))
-        if !running {
-            running = true
-            start()
-        } else if sleepsUntil.map({ due < $0 }) ?? true {
-            pthread_cond_signal(wake)
-        }
+        if sleepsUntil.map({ due < $0 }) ?? true { pthread_cond_signal(wake) }
         return id
     }
 
@@ -107,7 +129,8 @@ final class DeadlineTimer: @unchecked Sendable {
         pthread_mutex_unlock(mutex)
     }
 
-    private func start() {
+    /// Starts the thread; false if there is none to be had.
+    private func start() -> Bool {
         var attributes = pthread_attr_t()
         pthread_attr_init(&attributes)
         pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
@@ -118,7 +141,7 @@ final class DeadlineTimer: @unchecked Sendable {
             if let raw { Unmanaged<DeadlineTimer>.fromOpaque(raw).takeUnretainedValue().run() }
             return nil
         }, box)
-        precondition(rc == 0, "smartotpd: no thread for request deadlines (pthread_create: \(rc))")
+        return rc == 0
     }
 
     private func run() {
@@ -140,7 +163,8 @@ final class DeadlineTimer: @unchecked Sendable {
                 }
                 if q.head < q.entries.count { earliest = min(earliest ?? .max, q.entries[q.head].due) }
                 if q.head == q.entries.count {
-                    q = ([], 0)
+                    queues[length] = nil  // a length no longer in use is not kept
+                    continue
                 } else if q.head > 1024 && q.head * 2 > q.entries.count {
                     q.entries.removeFirst(q.head)
                     q.head = 0
