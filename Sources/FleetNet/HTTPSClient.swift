@@ -215,6 +215,9 @@ public final class FleetConnection {
     var answered = false
     /// Bytes read past the end of the last response.
     var pending: [UInt8] = []
+    /// A request `begin` sent whose response `finish` has not read: one at a time, so an
+    /// answer is never paired with the wrong request.
+    var inFlight = false
 
     /// Connects and completes the TLS handshake, or throws, by `deadline`.
     public init(to server: ServerURL, identity: TLSIdentity, deadline: FleetDeadline) throws {
@@ -357,11 +360,15 @@ public final class FleetConnection {
     /// many connections (Benchmarks/fleet-load) waits on all of them with one poll.
     public func begin(_ method: HTTPMethod, _ path: String, headers: [(String, String)] = [], body: [UInt8] = [],
                       deadline: FleetDeadline) throws {
+        guard !inFlight else { throw FleetClientError("\(server): a request is already waiting for its answer on this connection") }
         try Self.check(path: path, headers: headers)
         var head = "\(method.rawValue) \(path) HTTP/1.1\r\nHost: \(server.address)\r\nContent-Length: \(body.count)\r\n"
         for (k, v) in headers { head += "\(k): \(v)\r\n" }
         var request = Array((head + "\r\n").utf8) + body
         defer { ConstantTime.wipe(&request) }  // a code or a password, in a process that lives on (the agent)
+        // In flight from the first byte on: a request cut off halfway leaves nothing on
+        // this connection that a later answer could be taken for.
+        inFlight = true
         try forgettingSessionOnFailure {
             var sent = 0
             while sent < request.count {
@@ -374,8 +381,10 @@ public final class FleetConnection {
 
     /// Waits for the whole response to the request `begin` sent, or throws by `deadline`.
     public func finish(_ deadline: FleetDeadline) throws -> FleetResponse {
-        try forgettingSessionOnFailure {
+        guard inFlight else { throw FleetClientError("\(server): no request is waiting for its answer on this connection") }
+        return try forgettingSessionOnFailure {
             let response = try readResponse(deadline)
+            inFlight = false
             answered = true
             saveSession()
             return response
