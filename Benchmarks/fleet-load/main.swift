@@ -142,10 +142,20 @@ case "throughput":
         for i in slots.indices { issue(i) }
         var fds = slots.map { pollfd(fd: $0.connection?.descriptor ?? -1, events: Int16(POLLIN), revents: 0) }
         var open = slots.filter { $0.connection != nil }.count
-        // After the deadline no request is sent; those in flight are read, not counted.
+        // After the deadline no request is sent; those in flight are read, not counted. A
+        // request unanswered for 10 s is an error and its connection is dropped (finish's
+        // own deadline starts only once the socket is readable).
         while open > 0 {
             let counting = Date() < deadline
-            guard poll(&fds, nfds_t(fds.count), 100) > 0 else { continue }
+            let now = DispatchTime.now().uptimeNanoseconds
+            let late = now > 10_000_000_000 ? now - 10_000_000_000 : 0
+            for i in fds.indices where fds[i].fd >= 0 && slots[i].sent < late {
+                if counting { tally["error", default: 0] += 1 }
+                slots[i].connection = nil
+                fds[i].fd = -1
+                open -= 1
+            }
+            guard open > 0, poll(&fds, nfds_t(fds.count), 100) > 0 else { continue }
             for i in fds.indices where fds[i].revents != 0 {
                 fds[i].revents = 0
                 guard let c = slots[i].connection else { continue }
