@@ -20,7 +20,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # SMARTOTP_BIN: the programs to measure (default .build/release). A folder of links to
 # them with smartotpd swapped for an earlier build measures that build in the same setup
-# (QUICK=1 stops after the verdicts table, LOGIN_ONLY=1 measures the logins alone: run two builds alternately, each with its own
+# (QUICK=1 stops after the verdicts table and the interleaved turns, LOGIN_ONLY=1 measures the logins alone: run two builds alternately, each with its own
 # ceiling, to tell a change from the machine's spread).
 BIN=${SMARTOTP_BIN:-$ROOT/.build/release}
 SO=$ROOT/.build-embedded/release/libpam_smartotp.so
@@ -237,7 +237,8 @@ if [ "$TURNS" -gt 0 ]; then
     echo "Against the ceiling, interleaved: median of $TURNS turns $(printf '%s\n' "${RATIOS[@]}" | sort -n | sed -n "$(((TURNS + 1) / 2))p") % (target >= 50 %)"
     echo
 fi
-# QUICK=1: the ceiling and the verdicts table only (A/B runs of two builds, back to back).
+# QUICK=1: the ceiling, the verdicts table and the interleaved turns only (A/B runs of two
+# builds, back to back; INTERLEAVE=0 leaves the turns out).
 [ -z "${QUICK:-}" ] || exit 0
 
 # The same load on a smartotpd built before sealing and the audit (BASE_SMARTOTPD), its own

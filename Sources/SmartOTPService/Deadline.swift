@@ -58,7 +58,7 @@ public struct DeadlineExceeded: Error, CustomStringConvertible, Sendable {
 /// Why not `Task.sleep` in a second child task, as before: Swift hands a sleep to Dispatch's
 /// timers (NIO takes over only the jobs that run now), a sleep cancelled early stays in
 /// Dispatch's timer heap until it would have ended, and Dispatch's two threads woke for
-/// them. fleet-bench's profile had Dispatch at 3 % of the machine, beside a task group of
+/// them. fleet-bench's profile had Dispatch at 2.4 % of the machine, beside a task group of
 /// two children a verdict.
 ///
 /// Deadlines of one length end in the order they were set (a request's deadline is one
