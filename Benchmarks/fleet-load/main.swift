@@ -44,8 +44,13 @@ let identity = try TLSIdentity(directory: tlsDir, keepSessions: false)
 
 /// One verdict: the answer's verdict word ("accepted", "rejected", "locked", …).
 @Sendable func ask(_ c: FleetConnection, _ user: String, _ typed: String) throws -> String {
-    try c.begin(.POST, "/v1/verify/code/\(user)", body: Array((typed + "\n").utf8), deadline: .now() + .seconds(10))
+    try request(c, user, typed)
     return try answer(c)
+}
+
+/// Sends `typed` for `user` on `c`, without waiting for the answer.
+@Sendable func request(_ c: FleetConnection, _ user: String, _ typed: String) throws {
+    try c.begin(.POST, "/v1/verify/code/\(user)", body: Array((typed + "\n").utf8), deadline: .now() + .seconds(10))
 }
 
 /// The verdict word of the answer to the request `c` has in flight.
@@ -119,6 +124,14 @@ case "throughput":
         }
         var mine: [Double] = [], tally: [String: Int] = [:]
         tally["connect-failed"] = slots.filter { $0.connection == nil }.count
+        var fds = slots.map { pollfd(fd: $0.connection?.descriptor ?? -1, events: Int16(POLLIN), revents: 0) }
+        var open = slots.filter { $0.connection != nil }.count
+        /// Lets slot `i`'s connection go: it is no longer waited on.
+        func drop(_ i: Int) {
+            slots[i].connection = nil
+            fds[i].fd = -1
+            open -= 1
+        }
         /// Sends slot `i`'s next code; a connection that fails is dropped.
         func issue(_ i: Int) {
             guard let c = slots[i].connection else { return }
@@ -131,17 +144,15 @@ case "throughput":
                 typed = "000000" == code(0) ? "111111" : "000000"
             }
             slots[i].sent = DispatchTime.now().uptimeNanoseconds
+            slots[i].user = u + clients > count ? (u - 1) % clients + 1 : u + clients
             do {
-                try c.begin(.POST, "/v1/verify/code/\(prefix)\(u)", body: Array((typed + "\n").utf8), deadline: .now() + .seconds(10))
+                try request(c, "\(prefix)\(u)", typed)
             } catch {
                 tally["error", default: 0] += 1
-                slots[i].connection = nil
+                drop(i)
             }
-            slots[i].user = u + clients > count ? (u - 1) % clients + 1 : u + clients
         }
         for i in slots.indices { issue(i) }
-        var fds = slots.map { pollfd(fd: $0.connection?.descriptor ?? -1, events: Int16(POLLIN), revents: 0) }
-        var open = slots.filter { $0.connection != nil }.count
         // After the deadline no request is sent; those in flight are read, not counted. A
         // request unanswered for 10 s is an error and its connection is dropped (finish's
         // own deadline starts only once the socket is readable).
@@ -151,9 +162,7 @@ case "throughput":
             let late = now > 10_000_000_000 ? now - 10_000_000_000 : 0
             for i in fds.indices where fds[i].fd >= 0 && slots[i].sent < late {
                 if counting { tally["error", default: 0] += 1 }
-                slots[i].connection = nil
-                fds[i].fd = -1
-                open -= 1
+                drop(i)
             }
             guard open > 0, poll(&fds, nfds_t(fds.count), 100) > 0 else { continue }
             for i in fds.indices where fds[i].revents != 0 {
@@ -164,12 +173,7 @@ case "throughput":
                     mine.append(Double(DispatchTime.now().uptimeNanoseconds - slots[i].sent) / 1e6)
                     tally[verdict, default: 0] += 1
                 }
-                if verdict == "error" { slots[i].connection = nil }
-                if counting && slots[i].connection != nil { issue(i) } else { slots[i].connection = nil }
-                if slots[i].connection == nil {
-                    fds[i].fd = -1
-                    open -= 1
-                }
+                if counting && verdict != "error" { issue(i) } else { drop(i) }
             }
         }
         latencies.with { $0 += mine }

@@ -1,5 +1,4 @@
 import Glibc
-import Synchronization
 
 /// `body`, or `DeadlineExceeded` once `limit` has passed: `body` is then cancelled, and
 /// this returns only once it has ended (nothing it does happens after the answer). A body
@@ -10,19 +9,15 @@ public func withDeadline<T: Sendable>(_ limit: Duration, _ body: @escaping @Send
     try Task.checkCancellation()
     guard DeadlineTimer.shared.usable else { return try await withSleepingDeadline(limit, body) }
     let task = Task { try await body() }
-    let fired = Fired()
-    let timer = DeadlineTimer.shared.set(after: limit) {
-        fired.flag.store(true, ordering: .sequentiallyConsistent)
-        task.cancel()
-    }
+    let timer = DeadlineTimer.shared.set(after: limit) { task.cancel() }
     let result = await withTaskCancellationHandler { await task.result } onCancel: { task.cancel() }
-    DeadlineTimer.shared.clear(timer)
+    let fired = !DeadlineTimer.shared.clear(timer)
     switch result {
     case .success(let value): return value
     case .failure(let error):
         // What a body cancelled at its deadline throws (its connection aborted, or the
         // cancellation itself) is the deadline's.
-        if fired.flag.load(ordering: .sequentiallyConsistent) { throw DeadlineExceeded() }
+        if fired { throw DeadlineExceeded() }
         throw error
     }
 }
@@ -40,11 +35,6 @@ func withSleepingDeadline<T: Sendable>(_ limit: Duration, _ body: @escaping @Sen
         guard let first = try await group.next(), let value = first else { throw DeadlineExceeded() }
         return value
     }
-}
-
-/// Whether a deadline fired (set on the timer's thread, read by the one that waited).
-final class Fired: Sendable {
-    let flag = Atomic<Bool>(false)
 }
 
 /// The ledger did not answer within a request's deadline.
@@ -122,11 +112,12 @@ final class DeadlineTimer: @unchecked Sendable {
         return id
     }
 
-    /// Disarms a deadline (one that has fired already: nothing).
-    func clear(_ id: ID) {
+    /// Disarms a deadline; false when it had fired already (its `fire` taken by the thread).
+    @discardableResult
+    func clear(_ id: ID) -> Bool {
         pthread_mutex_lock(mutex)
-        armed[id] = nil
-        pthread_mutex_unlock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return armed.removeValue(forKey: id) != nil
     }
 
     /// Starts the thread; false if there is none to be had.
