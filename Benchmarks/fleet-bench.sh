@@ -105,7 +105,7 @@ users u 100
 users r 1000
 users w 80
 users v 80
-users x 5000
+users x 20000
 
 fleet_server_start s1
 fleet_wait_ready s1 "$URL" "$HOST" || exit 1
@@ -180,7 +180,7 @@ throughput() {
             if [ -n "${PROFILE:-}" ] && [ "$kind$c" = valid64 ] && [ ! -e "$PROFILE" ]; then
                 perf record -q -a -g -F 999 -o "$PROFILE" -- sleep "$((SECONDS_EACH - 1))" >/dev/null 2>&1 &
             fi
-            out=$(LOAD throughput --clients "$c" --seconds "$SECONDS_EACH" --users "$([ $kind = valid ] && echo u || echo x)" --count "$([ $kind = valid ] && echo 100 || echo 5000)" --kind "$kind" --counters "$FLEET/counters.$spid" --threads "${LOAD_THREADS:-2}")
+            out=$(LOAD throughput --clients "$c" --seconds "$SECONDS_EACH" --users "$([ $kind = valid ] && echo u || echo x)" --count "$([ $kind = valid ] && echo 100 || echo 20000)" --kind "$kind" --counters "$FLEET/counters.$spid" --threads "${LOAD_THREADS:-2}")
             s1=$(ticks "$spid"); p1=$(ticks "$PGPID" tree)
             n=$(sed -E 's/.*verdicts=([0-9]+).*/\1/' <<<"$out")
             rate=$(sed -E 's/.*per_second=([0-9]+).*/\1/' <<<"$out")
@@ -204,7 +204,7 @@ RESETS=0
 reset_main() {
     RESETS=$((RESETS + 1))
     psql_ -c "DELETE FROM smartotp_records WHERE username LIKE 'x%'" >/dev/null
-    users x 5000 0 GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ hotp $((RESETS * 1000000))
+    users x 20000 0 GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ hotp $((RESETS * 1000000))
 }
 reset_base() {
     runuser -u postgres -- "$PGBIN/psql" -h "$FLEET/pg" -p "$PGPORT" -U smartotpd -d smartotp_base -qtA <<'SQL'
@@ -249,7 +249,7 @@ if [ -n "${BASE_SMARTOTPD:-}" ]; then
         | sed -e "s#:$PORT#:$((PORT + 1))#" -e 's#/smartotp$#/smartotp_base#' >"$FLEET/s0.conf"
     "$BASE_SMARTOTPD" migrate --config "$FLEET/s0.conf" >/dev/null
     python3 - <<'PY' >"$FLEET/base.records"
-for prefix, n in (("u", 100), ("x", 5000)):
+for prefix, n in (("u", 100), ("x", 20000)):
     for i in range(1, n + 1):
         name = "%s%d" % (prefix, i)
         rec = ("smartotp-record 1\nuser %s\ncreated 1\ntoken id=code kind=code type=hotp counter=0 algorithm=sha1 "
