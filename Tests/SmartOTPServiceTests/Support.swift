@@ -128,6 +128,11 @@ struct Fleet {
         service = VerifierService(config: config, ledger: wrap?(ledger) ?? ledger, budgets: ledger, identifier: try sharedPKI.identifier(),
                                   revoked: RevocationList(path: revokedFile), binder: RequestBinder(audit: codec.audit), logger: logger,
                                   clock: { clock.now() }, hashingSlots: 2, groupsOf: groupsOf, hostCA: hostCA)
+        // The deadline is wall-clock time kept by its own thread, and these tests share
+        // Swift's cooperative pool (two threads here) with tests that block it for seconds
+        // (sockets, processes): a request may wait its turn longer than smartotpd's 2 s, and
+        // a ledger in memory is never what is slow. Deadlines are tested where a test sets one.
+        service.deadline = .seconds(60)
     }
 
     /// The settings every configuration must name.
